@@ -1,0 +1,114 @@
+// CPU dispatch of the fusedrnn ops: validates inputs, then routes to the CPU backend
+// (backend "auto" or "cpu") or to the SIMT execution of the CUDA kernels (backend "simt").
+#include "checks.h"
+#include "ops.h"
+
+namespace fusedrnn {
+namespace {
+
+bool use_simt(const std::string& backend, const char* op) {
+  switch (parse_backend(backend)) {
+    case Backend::Simt: return true;
+    case Backend::Cuda:
+      TORCH_CHECK(false, op, ": backend 'cuda' needs CUDA tensors, got CPU tensors");
+    default: return false;
+  }
+}
+
+void check_cpu_dtype(const char* op, const Tensor& x) {
+  auto d = x.scalar_type();
+  TORCH_CHECK(d == at::kFloat || d == at::kDouble || d == at::kHalf || d == at::kBFloat16, op,
+              ": unsupported dtype ", d, " (float32, float64, float16, bfloat16)");
+}
+
+T5 lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
+                const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh, bool reverse,
+                std::string backend) {
+  check_layer_inputs("lstm_forward", 4, x, h0, &c0, w_ih, w_hh, b_ih, b_hh);
+  check_cpu_dtype("lstm_forward", x);
+  if (use_simt(backend, "lstm_forward"))
+    return simt::lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse);
+  return cpu::lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse);
+}
+
+T6 lstm_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n, const Tensor& x,
+                 const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
+                 const Tensor& y, const Tensor& gates, const Tensor& cells, bool reverse,
+                 std::string backend) {
+  auto s = check_layer_inputs("lstm_backward", 4, x, h0, &c0, w_ih, w_hh, {}, {});
+  check_grad("lstm_backward", dy, {s.T, s.B, s.H}, x, "dy");
+  check_grad("lstm_backward", dh_n, {s.B, s.H}, x, "dh_n");
+  check_grad("lstm_backward", dc_n, {s.B, s.H}, x, "dc_n");
+  check_grad("lstm_backward", y, {s.T, s.B, s.H}, x, "y");
+  check_grad("lstm_backward", gates, {s.T, s.B, 4 * s.H}, x, "gates");
+  check_grad("lstm_backward", cells, {s.T, s.B, s.H}, x, "cells");
+  if (use_simt(backend, "lstm_backward"))
+    return simt::lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells, reverse);
+  return cpu::lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells, reverse);
+}
+
+T4 gru_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+               const OptTensor& b_ih, const OptTensor& b_hh, bool reverse, std::string backend) {
+  check_layer_inputs("gru_forward", 3, x, h0, nullptr, w_ih, w_hh, b_ih, b_hh);
+  check_cpu_dtype("gru_forward", x);
+  if (use_simt(backend, "gru_forward"))
+    return simt::gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse);
+  return cpu::gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse);
+}
+
+T6 gru_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Tensor& h0,
+                const Tensor& w_ih, const Tensor& w_hh, const Tensor& y, const Tensor& gates,
+                const Tensor& ghn, bool reverse, std::string backend) {
+  auto s = check_layer_inputs("gru_backward", 3, x, h0, nullptr, w_ih, w_hh, {}, {});
+  check_grad("gru_backward", dy, {s.T, s.B, s.H}, x, "dy");
+  check_grad("gru_backward", dh_n, {s.B, s.H}, x, "dh_n");
+  check_grad("gru_backward", y, {s.T, s.B, s.H}, x, "y");
+  check_grad("gru_backward", gates, {s.T, s.B, 3 * s.H}, x, "gates");
+  check_grad("gru_backward", ghn, {s.T, s.B, s.H}, x, "ghn");
+  if (use_simt(backend, "gru_backward"))
+    return simt::gru_backward(dy, dh_n, x, h0, w_ih, w_hh, y, gates, ghn, reverse);
+  return cpu::gru_backward(dy, dh_n, x, h0, w_ih, w_hh, y, gates, ghn, reverse);
+}
+
+bool parse_relu(const std::string& nl, const char* op) {
+  TORCH_CHECK(nl == "tanh" || nl == "relu", op, ": nonlinearity must be 'tanh' or 'relu', got '",
+              nl, "'");
+  return nl == "relu";
+}
+
+T2 rnn_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+               const OptTensor& b_ih, const OptTensor& b_hh, std::string nonlinearity,
+               bool reverse, std::string backend) {
+  check_layer_inputs("rnn_forward", 1, x, h0, nullptr, w_ih, w_hh, b_ih, b_hh);
+  check_cpu_dtype("rnn_forward", x);
+  bool relu = parse_relu(nonlinearity, "rnn_forward");
+  if (use_simt(backend, "rnn_forward"))
+    return simt::rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse);
+  return cpu::rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse);
+}
+
+T5 rnn_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Tensor& h0,
+                const Tensor& w_ih, const Tensor& w_hh, const Tensor& y, std::string nonlinearity,
+                bool reverse, std::string backend) {
+  auto s = check_layer_inputs("rnn_backward", 1, x, h0, nullptr, w_ih, w_hh, {}, {});
+  check_grad("rnn_backward", dy, {s.T, s.B, s.H}, x, "dy");
+  check_grad("rnn_backward", dh_n, {s.B, s.H}, x, "dh_n");
+  check_grad("rnn_backward", y, {s.T, s.B, s.H}, x, "y");
+  bool relu = parse_relu(nonlinearity, "rnn_backward");
+  if (use_simt(backend, "rnn_backward"))
+    return simt::rnn_backward(dy, dh_n, x, h0, w_ih, w_hh, y, relu, reverse);
+  return cpu::rnn_backward(dy, dh_n, x, h0, w_ih, w_hh, y, relu, reverse);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fusedrnn, CPU, m) {
+  m.impl("lstm_forward", &lstm_forward);
+  m.impl("lstm_backward", &lstm_backward);
+  m.impl("gru_forward", &gru_forward);
+  m.impl("gru_backward", &gru_backward);
+  m.impl("rnn_forward", &rnn_forward);
+  m.impl("rnn_backward", &rnn_backward);
+}
+
+}  // namespace fusedrnn

@@ -1,0 +1,108 @@
+// The portable CUDA subset every kernel in csrc/cuda is written against.
+//
+// Kernel headers (*.cuh) include only this file (plus csrc/cells). Under nvcc it maps to CUDA;
+// in a host C++ translation unit it maps to the SIMT layer (csrc/simt/simt.h), which runs the
+// same kernel source on CPU threads. Anything a kernel needs that is not listed here (inline PTX,
+// static __shared__, wgmma, TMA) is outside the subset.
+//
+//   FRNN_LAUNCH(kernel, grid, block, smem_bytes, stream, args...)      launch + launch check
+//   FRNN_LAUNCH_COOPERATIVE(kernel, grid, block, smem_bytes, stream, args...)
+//       all blocks co-resident (cooperative launch); kernels may call FRNN_GRID_SYNC()
+//   FRNN_SET_MAX_DYNAMIC_SMEM(kernel, bytes)   opt-in above 48 KB of dynamic shared memory
+//   FRNN_DYNAMIC_SMEM(type, name)              inside a kernel: type* name = the block's
+//                                              dynamic shared memory (16-byte aligned)
+//   FRNN_GRID_SYNC()                           grid-wide barrier (cooperative launches only)
+//   FRNN_BACKEND_NS                            `cuda` under nvcc, `simt` on the host: the namespace
+//                                              (inside fusedrnn) of the launchers compiled here
+//   FRNN_POISON(tensor)                        SIMT: fill a fresh output with NaN so an element a
+//                                              kernel forgets to write fails the tests; CUDA: no-op
+// stream is a cudaStream_t under nvcc and ignored by the SIMT layer (pass FRNN_CURRENT_STREAM).
+#pragma once
+
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
+#if defined(__CUDACC__)
+
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#include <cooperative_groups.h>
+#include <cuda_runtime.h>
+
+#define FRNN_BACKEND_NS cuda
+#define FRNN_CURRENT_STREAM (at::cuda::getCurrentCUDAStream().stream())
+
+#define FRNN_LAUNCH(kernel, grid, block, smem, stream, ...)      \
+  do {                                                           \
+    kernel<<<(grid), (block), (smem), (stream)>>>(__VA_ARGS__);  \
+    C10_CUDA_KERNEL_LAUNCH_CHECK();                              \
+  } while (0)
+
+#define FRNN_LAUNCH_COOPERATIVE(kernel, grid, block, smem, stream, ...)                       \
+  do {                                                                                        \
+    auto frnn_fn_ = (kernel);                                                                 \
+    ::fusedrnn::portable::CoopArgs frnn_args_(__VA_ARGS__);                                   \
+    C10_CUDA_CHECK(cudaLaunchCooperativeKernel((const void*)frnn_fn_, (grid), (block),        \
+                                               frnn_args_.ptrs, (smem), (stream)));           \
+  } while (0)
+
+#define FRNN_SET_MAX_DYNAMIC_SMEM(kernel, bytes) \
+  C10_CUDA_CHECK(cudaFuncSetAttribute((const void*)(kernel),                     \
+                                      cudaFuncAttributeMaxDynamicSharedMemorySize, (int)(bytes)))
+
+#define FRNN_DYNAMIC_SMEM(type, name)                          \
+  extern __shared__ __align__(16) unsigned char frnn_smem_[];  \
+  type* name = reinterpret_cast<type*>(frnn_smem_)
+
+#define FRNN_GRID_SYNC() cooperative_groups::this_grid().sync()
+#define FRNN_POISON(t) ((void)0)
+
+namespace fusedrnn {
+namespace portable {
+// cudaLaunchCooperativeKernel takes an array of pointers to the arguments.
+template <class... A>
+struct CoopArgs {
+  std::tuple<A...> vals;
+  void* ptrs[sizeof...(A) > 0 ? sizeof...(A) : 1];
+  explicit CoopArgs(A... a) : vals(a...) { fill(std::index_sequence_for<A...>{}); }
+  template <size_t... I> void fill(std::index_sequence<I...>) {
+    ((ptrs[I] = (void*)&std::get<I>(vals)), ...);
+  }
+};
+template <class... A> CoopArgs(A...) -> CoopArgs<A...>;
+}  // namespace portable
+}  // namespace fusedrnn
+
+#else  // host compile: the SIMT layer
+
+#include "simt/simt.h"
+
+#define FRNN_BACKEND_NS simt
+#define FRNN_CURRENT_STREAM nullptr
+
+#define FRNN_LAUNCH(kernel, grid, block, smem, stream, ...) \
+  ::simt::launch((kernel), dim3(grid), dim3(block), (size_t)(smem), __VA_ARGS__)
+
+#define FRNN_LAUNCH_COOPERATIVE(kernel, grid, block, smem, stream, ...) \
+  ::simt::launch_cooperative((kernel), dim3(grid), dim3(block), (size_t)(smem), __VA_ARGS__)
+
+#define FRNN_SET_MAX_DYNAMIC_SMEM(kernel, bytes) \
+  ::simt::set_max_dynamic_smem((const void*)(kernel), (size_t)(bytes))
+
+#define FRNN_DYNAMIC_SMEM(type, name) type* name = reinterpret_cast<type*>(::simt::dynamic_smem())
+
+#define FRNN_GRID_SYNC() ::simt::grid_sync()
+#define FRNN_POISON(t) ::fusedrnn::portable::poison(t)
+
+#include <ATen/ATen.h>
+#include <limits>
+
+namespace fusedrnn {
+namespace portable {
+inline void poison(const at::Tensor& t) {
+  if (at::isFloatingType(t.scalar_type())) t.fill_(std::numeric_limits<double>::quiet_NaN());
+}
+}  // namespace portable
+}  // namespace fusedrnn
+
+#endif

@@ -1,0 +1,67 @@
+// The op schemas (TORCH_LIBRARY) and the Python module fusedrnn._C (build information).
+// Kernels are registered per dispatch key in csrc/cpu/register.cpp and csrc/cuda/register.cpp.
+#include <torch/extension.h>
+
+#include "simt/python.h"
+
+#ifndef FUSEDRNN_TORCH_VERSION
+#define FUSEDRNN_TORCH_VERSION "unknown"
+#endif
+#ifndef FUSEDRNN_ARCHS
+#define FUSEDRNN_ARCHS ""
+#endif
+
+TORCH_LIBRARY(fusedrnn, m) {
+  // One layer, one direction, the whole sequence. See csrc/ops.h for shapes and saved tensors.
+  m.def(
+      "lstm_forward(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
+      "Tensor? b_hh, bool reverse=False, str backend='auto') "
+      "-> (Tensor y, Tensor h_n, Tensor c_n, Tensor gates, Tensor cells)");
+  m.def(
+      "lstm_backward(Tensor dy, Tensor dh_n, Tensor dc_n, Tensor x, Tensor h0, Tensor c0, "
+      "Tensor w_ih, Tensor w_hh, Tensor y, Tensor gates, Tensor cells, bool reverse=False, "
+      "str backend='auto') "
+      "-> (Tensor dx, Tensor dh0, Tensor dc0, Tensor dw_ih, Tensor dw_hh, Tensor db)");
+  m.def(
+      "gru_forward(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
+      "bool reverse=False, str backend='auto') "
+      "-> (Tensor y, Tensor h_n, Tensor gates, Tensor ghn)");
+  m.def(
+      "gru_backward(Tensor dy, Tensor dh_n, Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, "
+      "Tensor y, Tensor gates, Tensor ghn, bool reverse=False, str backend='auto') "
+      "-> (Tensor dx, Tensor dh0, Tensor dw_ih, Tensor dw_hh, Tensor db_ih, Tensor db_hh)");
+  m.def(
+      "rnn_forward(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
+      "str nonlinearity='tanh', bool reverse=False, str backend='auto') "
+      "-> (Tensor y, Tensor h_n)");
+  m.def(
+      "rnn_backward(Tensor dy, Tensor dh_n, Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, "
+      "Tensor y, str nonlinearity='tanh', bool reverse=False, str backend='auto') "
+      "-> (Tensor dx, Tensor dh0, Tensor dw_ih, Tensor dw_hh, Tensor db)");
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "fusedrnn native extension: ops are registered under torch.ops.fusedrnn";
+  m.def("build_info", []() {
+    pybind11::dict d;
+    d["torch"] = FUSEDRNN_TORCH_VERSION;
+#ifdef FUSEDRNN_WITH_CUDA
+    d["cuda"] = true;
+#else
+    d["cuda"] = false;
+#endif
+    std::string archs = FUSEDRNN_ARCHS;
+    pybind11::list a;
+    size_t start = 0;
+    while (start < archs.size()) {
+      size_t end = archs.find_first_of(";, ", start);
+      if (end == std::string::npos) end = archs.size();
+      if (end > start) a.append(archs.substr(start, end - start));
+      start = end + 1;
+    }
+    d["archs"] = a;
+    d["simt"] = fusedrnn::simt_built();
+    return d;
+  });
+  fusedrnn::simt::bind_python(m);
+}

@@ -1,0 +1,59 @@
+// Declarations of the per-backend implementations of the fusedrnn ops (one layer, one direction,
+// whole sequence). Every backend implements the same signatures:
+//   fusedrnn::cpu   csrc/cpu      CPU tensors, production CPU path
+//   fusedrnn::simt  csrc/simt     CPU tensors, runs the CUDA kernels of csrc/cuda on CPU threads
+//   fusedrnn::cuda  csrc/cuda     CUDA tensors (only when built with CUDA)
+//
+// Shapes (G = 4 LSTM, 3 GRU, 1 RNN):
+//   x [T,B,I]  h0,c0 [B,H]  w_ih [G*H,I]  w_hh [G*H,H]  b_ih,b_hh [G*H] (optional, both or none)
+//   forward returns y [T,B,H] (y[t] = h_t in time order, also when reverse), h_n, c_n [B,H]
+//   (fresh tensors, never views of y), and what backward needs:
+//     LSTM gates [T,B,4H] = activations i,f,g,o; cells [T,B,H] = c_t
+//     GRU  gates [T,B,3H] = activations r,z,n;   ghn [T,B,H] = W_hn h_{t-1} + b_hn
+//   backward takes the gradients of the forward's y, h_n (, c_n) and returns the gradients of
+//   x, h0 (, c0), w_ih, w_hh and the bias(es): LSTM/RNN one db (the same for b_ih and b_hh),
+//   GRU db_ih and db_hh (they differ in the n gate).
+// reverse: the layer runs t = T-1 .. 0 (the backward direction of a bidirectional layer).
+// Inputs may be non-contiguous; outputs are contiguous. T may be 0 (h_n = h0, c_n = c0).
+#pragma once
+
+#include <torch/extension.h>
+
+#include <tuple>
+
+namespace fusedrnn {
+
+using Tensor = at::Tensor;
+using OptTensor = c10::optional<at::Tensor>;
+using T5 = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor>;
+using T6 = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
+using T4 = std::tuple<Tensor, Tensor, Tensor, Tensor>;
+using T2 = std::tuple<Tensor, Tensor>;
+
+#define FUSEDRNN_DECLARE_BACKEND(ns)                                                          \
+  namespace ns {                                                                              \
+  T5 lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,    \
+                  const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh,           \
+                  bool reverse);                                                              \
+  T6 lstm_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n, const Tensor& x, \
+                   const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh, \
+                   const Tensor& y, const Tensor& gates, const Tensor& cells, bool reverse);  \
+  T4 gru_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,   \
+                 const OptTensor& b_ih, const OptTensor& b_hh, bool reverse);                 \
+  T6 gru_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Tensor& h0,    \
+                  const Tensor& w_ih, const Tensor& w_hh, const Tensor& y,                    \
+                  const Tensor& gates, const Tensor& ghn, bool reverse);                      \
+  T2 rnn_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,   \
+                 const OptTensor& b_ih, const OptTensor& b_hh, bool relu, bool reverse);      \
+  T5 rnn_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Tensor& h0,    \
+                  const Tensor& w_ih, const Tensor& w_hh, const Tensor& y, bool relu,         \
+                  bool reverse);                                                              \
+  }
+
+FUSEDRNN_DECLARE_BACKEND(cpu)
+FUSEDRNN_DECLARE_BACKEND(simt)
+#ifdef FUSEDRNN_WITH_CUDA
+FUSEDRNN_DECLARE_BACKEND(cuda)
+#endif
+
+}  // namespace fusedrnn
