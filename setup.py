@@ -121,12 +121,12 @@ def main():
     ]
     if with_cuda:
         define.append("-DFUSEDRNN_WITH_CUDA=1")
-    cxx = ["-O3", "-std=c++17", "-fopenmp"] + define
+    cxx = ["-O3", "-std=c++20", "-fopenmp"] + define
     include_dirs = [csrc]
     kwargs = dict(extra_link_args=["-fopenmp"])
     if with_cuda:
         include_dirs.append(wheel_cuda_includes(cuda_home))
-        nvcc = ["-O3", "-std=c++17", "--expt-relaxed-constexpr", "-lineinfo"] + define
+        nvcc = ["-O3", "-std=c++20", "--expt-relaxed-constexpr", "-lineinfo"] + define
         kwargs["extra_compile_args"] = {"cxx": cxx, "nvcc": nvcc}
         ext = ce.CUDAExtension("fusedrnn._C", sources, include_dirs=include_dirs, **kwargs)
     else:

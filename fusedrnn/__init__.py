@@ -1,0 +1,20 @@
+"""fusedrnn: fused CUDA/C++ kernels for LSTM, GRU and Elman RNN, drop-in for torch.nn.
+
+    import fusedrnn
+    lstm = fusedrnn.LSTM(512, 512)          # same arguments as torch.nn.LSTM
+    with fusedrnn.backend("simt"): ...      # run the CUDA kernels on CPU threads (testing)
+"""
+from fusedrnn import _ops  # noqa: F401  (loads fusedrnn._C; raises an ImportError naming the fix)
+from fusedrnn import functional, reference
+from fusedrnn._config import backend, get_backend
+from fusedrnn.modules import GRU, LSTM, RNN
+
+__version__ = "0.1.0"
+__all__ = ["LSTM", "GRU", "RNN", "functional", "reference", "backend", "get_backend",
+           "build_info"]
+
+
+def build_info() -> dict:
+    """How this copy was built: torch version, whether CUDA kernels were compiled, for which
+    archs, and whether the SIMT layer is built."""
+    return dict(_ops._C.build_info())
