@@ -1,0 +1,66 @@
+"""Shared fixtures: the backends every kernel test runs on, tolerances per dtype, inputs."""
+import pytest
+import torch
+
+import fusedrnn
+
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+
+# Absolute/relative tolerances against an fp64 reference evaluated on the same (rounded) inputs.
+TOL = {
+    torch.float64: dict(atol=1e-10, rtol=1e-9),
+    torch.float32: dict(atol=2e-5, rtol=2e-4),
+    torch.float16: dict(atol=5e-3, rtol=5e-3),
+    torch.bfloat16: dict(atol=4e-2, rtol=3e-2),
+}
+
+
+def backend_available(name):
+    if name == "cpu":
+        return True, ""
+    if name == "simt":
+        return fusedrnn.build_info()["simt"], "SIMT layer not built"
+    if name == "cuda":
+        if not fusedrnn.build_info()["cuda"]:
+            return False, "fusedrnn built without CUDA"
+        return torch.cuda.is_available(), "no CUDA device"
+    raise ValueError(name)
+
+
+def device_of(backend):
+    return "cuda" if backend == "cuda" else "cpu"
+
+
+@pytest.fixture(params=["cpu", "simt", "cuda"])
+def backend(request):
+    """Runs the test once per backend, skipping (never failing) where one is unavailable."""
+    ok, why = backend_available(request.param)
+    if not ok:
+        pytest.skip(why)
+    with fusedrnn.backend(request.param):
+        yield request.param
+
+
+def layer_inputs(kind, T, B, I, H, dtype=torch.float64, bias=True, device="cpu", seed=0):
+    """Fresh random inputs of one layer (never zeros); weights scaled like torch.nn's init."""
+    g = torch.Generator().manual_seed(seed)
+    G = GATES[kind]
+    k = H ** -0.5
+
+    def rnd(*shape, scale=1.0):
+        return ((torch.rand(*shape, generator=g, dtype=torch.float64) * 2 - 1) * scale).to(
+            device=device, dtype=dtype)
+
+    d = dict(x=rnd(T, B, I), h0=rnd(B, H, scale=0.8), w_ih=rnd(G * H, I, scale=k),
+             w_hh=rnd(G * H, H, scale=k))
+    if kind == "lstm":
+        d["c0"] = rnd(B, H)
+    d["b_ih"] = rnd(G * H, scale=k) if bias else None
+    d["b_hh"] = rnd(G * H, scale=k) if bias else None
+    return d
+
+
+def assert_close(actual, expected, dtype, scale=1.0, msg=""):
+    tol = TOL[dtype]
+    torch.testing.assert_close(actual.double().cpu(), expected.double().cpu(),
+                               atol=tol["atol"] * scale, rtol=tol["rtol"] * scale, msg=msg)

@@ -1,0 +1,127 @@
+"""fusedrnn.LSTM/GRU/RNN against torch.nn with the same state_dict: outputs, states, gradients."""
+import itertools
+
+import pytest
+import torch
+
+import fusedrnn
+
+from conftest import device_of
+
+CLASSES = [("LSTM", {}), ("GRU", {}), ("RNN", {"nonlinearity": "tanh"}),
+           ("RNN", {"nonlinearity": "relu"})]
+
+
+def pair(name, kw, device, dtype=torch.float64, seed=0):
+    torch.manual_seed(seed)
+    ref = getattr(torch.nn, name)(**kw).to(device=device, dtype=dtype)
+    ours = getattr(fusedrnn, name)(**kw).to(device=device, dtype=dtype)
+    ours.load_state_dict(ref.state_dict())
+    return ref, ours
+
+
+def outputs_and_grads(m, x, hx):
+    x = x.clone().requires_grad_()
+    hx_in = None
+    if hx is not None:
+        hx_in = tuple(h.clone().requires_grad_() for h in hx) if isinstance(hx, tuple) else \
+            hx.clone().requires_grad_()
+    out, h = m(x, hx_in)
+    flat = [out] + (list(h) if isinstance(h, tuple) else [h])
+    g = torch.Generator().manual_seed(5)
+    loss = sum((t * torch.randn(t.shape, generator=g, dtype=t.dtype).to(t.device)).sum()
+               for t in flat)
+    leaves = [x] + list(m.parameters())
+    if hx_in is not None:
+        leaves += list(hx_in) if isinstance(hx_in, tuple) else [hx_in]
+    return flat, torch.autograd.grad(loss, leaves)
+
+
+GRID = list(itertools.product([1, 2], [False, True], [False, True], [True, False]))
+
+
+@pytest.mark.parametrize("layers,bidir,batch_first,bias", GRID)
+@pytest.mark.parametrize("name,extra", CLASSES, ids=["lstm", "gru", "rnn_tanh", "rnn_relu"])
+def test_matches_torch_nn(backend, name, extra, layers, bidir, batch_first, bias):
+    device = device_of(backend)
+    I, H, T, B = 5, 7, 4, 3
+    kw = dict(input_size=I, hidden_size=H, num_layers=layers, bidirectional=bidir,
+              batch_first=batch_first, bias=bias, **extra)
+    ref, ours = pair(name, kw, device)
+    x = torch.randn((B, T, I) if batch_first else (T, B, I), dtype=torch.float64, device=device)
+    D = 2 if bidir else 1
+    for hx in (None, "given"):
+        if hx:
+            h = torch.randn(layers * D, B, H, dtype=torch.float64, device=device)
+            hx = (h, torch.randn_like(h)) if name == "LSTM" else h
+        out_r, g_r = outputs_and_grads(ref, x, hx)
+        out_o, g_o = outputs_and_grads(ours, x, hx)
+        for a, b in zip(out_o, out_r):
+            assert a.shape == b.shape
+            torch.testing.assert_close(a, b)
+        for a, b in zip(g_o, g_r):
+            torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("name,extra", CLASSES[:3], ids=["lstm", "gru", "rnn"])
+def test_unbatched_input(backend, name, extra):
+    device = device_of(backend)
+    ref, ours = pair(name, dict(input_size=4, hidden_size=5, num_layers=2, **extra), device)
+    x = torch.randn(6, 4, dtype=torch.float64, device=device)
+    h = torch.randn(2, 5, dtype=torch.float64, device=device)
+    hx = (h, h * 0.5) if name == "LSTM" else h
+    for args in ((x,), (x, hx)):
+        out_r, h_r = ref(*args)
+        out_o, h_o = ours(*args)
+        torch.testing.assert_close(out_o, out_r)
+        torch.testing.assert_close(h_o, h_r)
+
+
+@pytest.mark.parametrize("name", ["LSTM", "GRU", "RNN"])
+def test_state_dict_round_trip(name):
+    torch.manual_seed(3)
+    kw = dict(input_size=3, hidden_size=4, num_layers=2, bidirectional=True)
+    ref = getattr(torch.nn, name)(**kw)
+    ours = getattr(fusedrnn, name)(**kw)
+    assert list(ours.state_dict().keys()) == list(ref.state_dict().keys())
+    assert [p.shape for p in ours.parameters()] == [p.shape for p in ref.parameters()]
+    ours.load_state_dict(ref.state_dict())
+    back = getattr(torch.nn, name)(**kw)
+    back.load_state_dict(ours.state_dict())
+    for a, b in zip(back.state_dict().values(), ref.state_dict().values()):
+        assert torch.equal(a, b)
+    assert repr(ours) == repr(ref)
+    assert isinstance(ours, getattr(torch.nn, name))
+
+
+@pytest.mark.parametrize("name", ["LSTM", "GRU", "RNN"])
+def test_initialisation_matches_torch_nn(name):
+    """Same constructor, same RNG draws: identical initial parameters for the same seed."""
+    torch.manual_seed(11)
+    ref = getattr(torch.nn, name)(6, 9, num_layers=2)
+    torch.manual_seed(11)
+    ours = getattr(fusedrnn, name)(6, 9, num_layers=2)
+    for a, b in zip(ours.parameters(), ref.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_dropout_only_in_training():
+    torch.manual_seed(0)
+    m = fusedrnn.LSTM(4, 6, num_layers=3, dropout=0.5).double()
+    x = torch.randn(5, 2, 4, dtype=torch.float64)
+    m.eval()
+    a, _ = m(x)
+    b, _ = m(x)
+    torch.testing.assert_close(a, b)
+    m.train()
+    c, _ = m(x)
+    assert not torch.allclose(a, c)
+
+
+def test_unsupported_arguments_name_themselves():
+    with pytest.raises(NotImplementedError, match="proj_size"):
+        fusedrnn.LSTM(4, 6, proj_size=3)
+    m = fusedrnn.GRU(4, 6)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(torch.randn(5, 2, 4), [5, 3])
+    with pytest.raises(NotImplementedError, match="PackedSequence"):
+        m(packed)
