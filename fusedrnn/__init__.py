@@ -7,11 +7,13 @@
 from fusedrnn import _ops  # noqa: F401  (loads fusedrnn._C; raises an ImportError naming the fix)
 from fusedrnn import functional, reference
 from fusedrnn._config import backend, get_backend
+from fusedrnn.cells import GRUCell, LSTMCell, RNNCell
+from fusedrnn.convert import convert
 from fusedrnn.modules import GRU, LSTM, RNN
 
 __version__ = "0.1.0"
-__all__ = ["LSTM", "GRU", "RNN", "functional", "reference", "backend", "get_backend",
-           "build_info"]
+__all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "convert", "functional",
+           "reference", "backend", "get_backend", "build_info"]
 
 
 def build_info() -> dict:

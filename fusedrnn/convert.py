@@ -1,0 +1,35 @@
+"""fusedrnn.convert(model): every torch.nn LSTM/GRU/RNN and cell inside becomes fusedrnn's."""
+import warnings
+
+from torch import nn
+
+from fusedrnn.cells import GRUCell, LSTMCell, RNNCell
+from fusedrnn.modules import GRU, LSTM, RNN
+
+_MAP = {nn.LSTM: LSTM, nn.GRU: GRU, nn.RNN: RNN, nn.LSTMCell: LSTMCell, nn.GRUCell: GRUCell,
+        nn.RNNCell: RNNCell}
+
+
+def _convertible(m):
+    target = _MAP.get(type(m))  # exact types: subclasses may override forward
+    if target is None:
+        return None
+    if getattr(m, "proj_size", 0) > 0:
+        warnings.warn("fusedrnn.convert: LSTM with proj_size > 0 is not supported yet; "
+                      "left as torch.nn.LSTM", stacklevel=3)
+        return None
+    return target
+
+
+def convert(model: nn.Module) -> nn.Module:
+    """Replaces, in place, every torch.nn.LSTM/GRU/RNN/LSTMCell/GRUCell/RNNCell in `model`
+    (and `model` itself if it is one) by the fusedrnn module of the same class name.
+
+    The modules keep their parameter objects, buffers, hooks, device, dtype and training mode,
+    so optimizers created before the conversion keep working. Returns `model`.
+    """
+    for m in model.modules():
+        target = _convertible(m)
+        if target is not None:
+            m.__class__ = target  # fusedrnn's classes add no state to torch.nn's
+    return model
