@@ -12,8 +12,8 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q "$TORCH_SPEC" numpy pytest expecttest hypothesis ninja \
-  "setuptools>=64" wheel
+.venv/bin/python -m pip install -q "$TORCH_SPEC" numpy pytest pytest-benchmark expecttest \
+  hypothesis ninja "setuptools>=64" wheel
 start=$(date +%s)
 MAX_JOBS=${MAX_JOBS:-$(nproc)} .venv/bin/python -m pip install --no-build-isolation -e . \
   > .venv/fusedrnn-build.log 2>&1 || { tail -n 60 .venv/fusedrnn-build.log; exit 1; }

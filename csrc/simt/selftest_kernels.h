@@ -47,8 +47,8 @@ __global__ void k_neighbor(const float* in, float* out, bool skip_sync) {
 }
 
 // Every block fills all of its shared memory with its own id, then reads back its neighbour's words.
-__global__ void k_smem_isolation(long long* vals, long long* bad, long long* align, int words) {
-  FRNN_DYNAMIC_SMEM(long long, s);
+__global__ void k_smem_isolation(int64_t* vals, int64_t* bad, int64_t* align, int words) {
+  FRNN_DYNAMIC_SMEM(int64_t, s);
   const unsigned t = threadIdx.x, n = blockDim.x;
   const long long b = blockIdx.x + (long long)blockIdx.y * gridDim.x;
   for (int i = t; i < words; i += n) s[i] = b * 1000000 + i;
@@ -60,11 +60,11 @@ __global__ void k_smem_isolation(long long* vals, long long* bad, long long* ali
   if (t == 0) align[b] = (long long)(reinterpret_cast<uintptr_t>(s) % 16);
 }
 
-__global__ void k_builtins(long long* out) {
+__global__ void k_builtins(int64_t* out) {
   const long long nthreads = blockDim.x * blockDim.y * blockDim.z;
   const long long b = blockIdx.x + gridDim.x * (blockIdx.y + (long long)gridDim.y * blockIdx.z);
   const long long t = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
-  long long* o = out + (b * nthreads + t) * 12;
+  int64_t* o = out + (b * nthreads + t) * 12;
   const uint3 v[4] = {threadIdx, blockIdx, blockDim, gridDim};
   for (int i = 0; i < 4; ++i) {
     o[3 * i] = v[i].x;
@@ -91,7 +91,7 @@ __global__ void k_shfl(const T* in, T* out, int op, int arg, int per_lane, int w
 }
 
 // op: 0 ballot, 1 any, 2 all, 3 activemask. Lanes outside `mask` write -1.
-__global__ void k_vote(const int* pred, long long* out, int op, unsigned mask) {
+__global__ void k_vote(const int* pred, int64_t* out, int op, unsigned mask) {
   const unsigned g = blockIdx.x * blockDim.x + threadIdx.x, lane = threadIdx.x % 32;
   long long r = -1;
   if (op == 3) r = __activemask();
@@ -171,8 +171,8 @@ __global__ void k_atomics(Counters* c, int iters) {
 }
 
 // Phase p: every block sums all blocks' phase p-1 values (block reduction), adds its index.
-__global__ void k_grid(long long* buf, int phases) {
-  FRNN_DYNAMIC_SMEM(long long, s);
+__global__ void k_grid(int64_t* buf, int phases) {
+  FRNN_DYNAMIC_SMEM(int64_t, s);
   const unsigned t = threadIdx.x, n = blockDim.x, nb = gridDim.x;
   for (int p = 1; p <= phases; ++p) {
     FRNN_GRID_SYNC();
@@ -248,10 +248,10 @@ __global__ void k_bench(int* out, int barriers) {
   if (threadIdx.x == 0) out[blockIdx.x] = 1;
 }
 
-__global__ void k_intrinsics(const int* in, long long* out) {
+__global__ void k_intrinsics(const int* in, int64_t* out) {
   const unsigned g = blockIdx.x * blockDim.x + threadIdx.x;
   const int x = __ldg(in + g);
-  long long* o = out + 6 * g;
+  int64_t* o = out + 6 * g;
   o[0] = __popc((unsigned)x);
   o[1] = __ffs(x);
   o[2] = __clz(x);
