@@ -8,25 +8,57 @@
 #include <torch/extension.h>
 
 #include <string>
+#include <vector>
 
 namespace fusedrnn {
 
 struct Sizes {
   int64_t T, B, I, H;
+  bool packed;
+  int64_t N;  // rows of x: T*B dense, sum(batch_sizes) packed
+  // Shape of a per-row tensor with K features: [T,B,K] dense, [N,K] packed.
+  std::vector<int64_t> rows(int64_t K) const {
+    return packed ? std::vector<int64_t>{N, K} : std::vector<int64_t>{T, B, K};
+  }
 };
 
+// Packed input (batch_sizes given): x is [N, I], the rows of the T steps one after another;
+// batch_sizes [T] int64 on the CPU, positive and non-increasing, summing to N; B = batch_sizes[0].
 inline Sizes check_layer_inputs(const char* op, int64_t G, const at::Tensor& x,
                                 const at::Tensor& h0, const at::Tensor* c0,
                                 const at::Tensor& w_ih, const at::Tensor& w_hh,
                                 const c10::optional<at::Tensor>& b_ih,
-                                const c10::optional<at::Tensor>& b_hh) {
-  TORCH_CHECK(x.dim() == 3, op, ": x must be [T, B, I], got ", x.dim(), " dims ", x.sizes());
+                                const c10::optional<at::Tensor>& b_hh,
+                                const c10::optional<at::Tensor>& batch_sizes = {}) {
+  int64_t T, B, I, N;
+  if (batch_sizes) {
+    const auto& bs = *batch_sizes;
+    TORCH_CHECK(bs.dim() == 1 && bs.scalar_type() == at::kLong && bs.device().is_cpu(), op,
+                ": batch_sizes must be a 1-D int64 CPU tensor, got ", bs.scalar_type(), " ",
+                bs.sizes(), " on ", bs.device());
+    TORCH_CHECK(x.dim() == 2, op, ": packed x must be [N, I], got ", x.sizes());
+    auto b = bs.contiguous();
+    const int64_t* p = b.data_ptr<int64_t>();
+    T = b.numel();
+    TORCH_CHECK(T >= 1, op, ": batch_sizes is empty");
+    int64_t sum = 0;
+    for (int64_t t = 0; t < T; ++t) {
+      TORCH_CHECK(p[t] >= 1 && (t == 0 || p[t] <= p[t - 1]), op,
+                  ": batch_sizes must be positive and non-increasing, got ", bs);
+      sum += p[t];
+    }
+    TORCH_CHECK(sum == x.size(0), op, ": batch_sizes sum to ", sum, " but x has ", x.size(0),
+                " rows");
+    B = p[0], I = x.size(1), N = sum;
+  } else {
+    TORCH_CHECK(x.dim() == 3, op, ": x must be [T, B, I], got ", x.dim(), " dims ", x.sizes());
+    T = x.size(0), B = x.size(1), I = x.size(2), N = T * B;
+  }
   TORCH_CHECK(w_hh.dim() == 2, op, ": w_hh must be 2-D [", G, "*H, H], got ", w_hh.sizes());
   const int64_t H = w_hh.size(1);
   TORCH_CHECK(H >= 1, op, ": hidden size must be >= 1");
   TORCH_CHECK(w_hh.size(0) == G * H, op, ": w_hh must be [", G, "*H, H] = [", G * H, ", ", H,
               "], got ", w_hh.sizes());
-  const int64_t T = x.size(0), B = x.size(1), I = x.size(2);
   TORCH_CHECK(B >= 1 && I >= 1, op, ": x must have B >= 1 and I >= 1, got ", x.sizes());
   TORCH_CHECK(w_ih.dim() == 2 && w_ih.size(0) == G * H && w_ih.size(1) == I, op,
               ": w_ih must be [", G * H, ", ", I, "] for x ", x.sizes(), " and H = ", H, ", got ",
@@ -60,7 +92,7 @@ inline Sizes check_layer_inputs(const char* op, int64_t G, const at::Tensor& x,
       same(*p, name);
     }
   }
-  return {T, B, I, H};
+  return {T, B, I, H, batch_sizes.has_value(), N};
 }
 
 // Gradients arriving at backward must match the forward outputs.

@@ -13,30 +13,31 @@
 
 TORCH_LIBRARY(fusedrnn, m) {
   // One layer, one direction, the whole sequence. See csrc/ops.h for shapes and saved tensors.
+  // batch_sizes (PackedSequence.batch_sizes) makes x and every per-row tensor [N, K] packed.
   m.def(
       "lstm_forward(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
-      "Tensor? b_hh, bool reverse=False, str backend='auto') "
+      "Tensor? b_hh, bool reverse=False, str backend='auto', Tensor? batch_sizes=None) "
       "-> (Tensor y, Tensor h_n, Tensor c_n, Tensor gates, Tensor cells)");
   m.def(
       "lstm_backward(Tensor dy, Tensor dh_n, Tensor dc_n, Tensor x, Tensor h0, Tensor c0, "
       "Tensor w_ih, Tensor w_hh, Tensor y, Tensor gates, Tensor cells, bool reverse=False, "
-      "str backend='auto') "
+      "str backend='auto', Tensor? batch_sizes=None) "
       "-> (Tensor dx, Tensor dh0, Tensor dc0, Tensor dw_ih, Tensor dw_hh, Tensor db)");
   m.def(
       "gru_forward(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
-      "bool reverse=False, str backend='auto') "
+      "bool reverse=False, str backend='auto', Tensor? batch_sizes=None) "
       "-> (Tensor y, Tensor h_n, Tensor gates, Tensor ghn)");
   m.def(
       "gru_backward(Tensor dy, Tensor dh_n, Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, "
-      "Tensor y, Tensor gates, Tensor ghn, bool reverse=False, str backend='auto') "
+      "Tensor y, Tensor gates, Tensor ghn, bool reverse=False, str backend='auto', Tensor? batch_sizes=None) "
       "-> (Tensor dx, Tensor dh0, Tensor dw_ih, Tensor dw_hh, Tensor db_ih, Tensor db_hh)");
   m.def(
       "rnn_forward(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
-      "str nonlinearity='tanh', bool reverse=False, str backend='auto') "
+      "str nonlinearity='tanh', bool reverse=False, str backend='auto', Tensor? batch_sizes=None) "
       "-> (Tensor y, Tensor h_n)");
   m.def(
       "rnn_backward(Tensor dy, Tensor dh_n, Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, "
-      "Tensor y, str nonlinearity='tanh', bool reverse=False, str backend='auto') "
+      "Tensor y, str nonlinearity='tanh', bool reverse=False, str backend='auto', Tensor? batch_sizes=None) "
       "-> (Tensor dx, Tensor dh0, Tensor dw_ih, Tensor dw_hh, Tensor db)");
 }
 

@@ -50,7 +50,30 @@ using T2 = std::tuple<Tensor, Tensor>;
                   bool reverse);                                                              \
   }
 
-FUSEDRNN_DECLARE_BACKEND(cpu)
+// The CPU backend also takes packed input: batch_sizes given, x is [N, I] and every per-row
+// tensor (y, gates, cells, ghn, dy, dx) is [N, K] instead of [T, B, K] (csrc/checks.h).
+namespace cpu {
+T5 lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
+                const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh, bool reverse,
+                const OptTensor& batch_sizes);
+T6 lstm_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n, const Tensor& x,
+                 const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
+                 const Tensor& y, const Tensor& gates, const Tensor& cells, bool reverse,
+                 const OptTensor& batch_sizes);
+T4 gru_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+               const OptTensor& b_ih, const OptTensor& b_hh, bool reverse,
+               const OptTensor& batch_sizes);
+T6 gru_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Tensor& h0,
+                const Tensor& w_ih, const Tensor& w_hh, const Tensor& y, const Tensor& gates,
+                const Tensor& ghn, bool reverse, const OptTensor& batch_sizes);
+T2 rnn_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+               const OptTensor& b_ih, const OptTensor& b_hh, bool relu, bool reverse,
+               const OptTensor& batch_sizes);
+T5 rnn_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Tensor& h0,
+                const Tensor& w_ih, const Tensor& w_hh, const Tensor& y, bool relu, bool reverse,
+                const OptTensor& batch_sizes);
+}  // namespace cpu
+
 FUSEDRNN_DECLARE_BACKEND(simt)
 #ifdef FUSEDRNN_WITH_CUDA
 FUSEDRNN_DECLARE_BACKEND(cuda)

@@ -18,10 +18,13 @@ except ImportError as e:  # pragma: no cover - exercised only on a broken instal
 ops = torch.ops.fusedrnn
 
 
-def _layer_sizes(x, w_hh, *others):
+def _layer_sizes(x, w_hh, *others, packed=False):
     """Sizes of a layer call; also the dtype/device rules of the real kernels, so that a mixed
-    call traced by torch.compile (or dispatched to the fake kernel) fails the same way."""
-    torch._check(x.dim() == 3, lambda: f"fusedrnn: x must be [T, B, I], got {tuple(x.shape)}")
+    call traced by torch.compile (or dispatched to the fake kernel) fails the same way.
+    Returns (rows, H): rows(K) is the shape of a per-row tensor with K features, [T,B,K] for
+    dense input and [N,K] for packed input (x [N,I])."""
+    want = 2 if packed else 3
+    torch._check(x.dim() == want, lambda: f"fusedrnn: x must be {want}-D, got {tuple(x.shape)}")
     for t in (w_hh,) + others:
         if t is None:
             continue
@@ -29,49 +32,54 @@ def _layer_sizes(x, w_hh, *others):
                      lambda: f"fusedrnn: mixed dtypes {t.dtype} and {x.dtype} (x)")
         torch._check(t.device == x.device,
                      lambda: f"fusedrnn: tensors on {t.device} and {x.device} (x)")
-    T, B, _ = x.shape
-    return T, B, w_hh.shape[1]
+    lead = tuple(x.shape[:-1])
+    return (lambda K: lead + (K,)), w_hh.shape[1]
 
 
 @torch.library.register_fake("fusedrnn::lstm_forward")
-def _lstm_forward_fake(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, backend="auto"):
-    T, B, H = _layer_sizes(x, w_hh, h0, c0, w_ih, b_ih, b_hh)
+def _lstm_forward_fake(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, backend="auto",
+                       batch_sizes=None):
+    rows, H = _layer_sizes(x, w_hh, h0, c0, w_ih, b_ih, b_hh, packed=batch_sizes is not None)
     e = x.new_empty
-    return e(T, B, H), e(B, H), e(B, H), e(T, B, 4 * H), e(T, B, H)
+    return e(rows(H)), e(h0.shape), e(h0.shape), e(rows(4 * H)), e(rows(H))
 
 
 @torch.library.register_fake("fusedrnn::lstm_backward")
 def _lstm_backward_fake(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells, reverse=False,
-                        backend="auto"):
-    T, B, H = _layer_sizes(x, w_hh, dy, dh_n, dc_n, h0, c0, w_ih, y, gates, cells)
+                        backend="auto", batch_sizes=None):
+    rows, H = _layer_sizes(x, w_hh, dy, dh_n, dc_n, h0, c0, w_ih, y, gates, cells,
+                           packed=batch_sizes is not None)
     e = x.new_empty
-    return e(x.shape), e(B, H), e(B, H), e(w_ih.shape), e(w_hh.shape), e(4 * H)
+    return e(x.shape), e(h0.shape), e(h0.shape), e(w_ih.shape), e(w_hh.shape), e(4 * H)
 
 
 @torch.library.register_fake("fusedrnn::gru_forward")
-def _gru_forward_fake(x, h0, w_ih, w_hh, b_ih, b_hh, reverse=False, backend="auto"):
-    T, B, H = _layer_sizes(x, w_hh, h0, w_ih, b_ih, b_hh)
+def _gru_forward_fake(x, h0, w_ih, w_hh, b_ih, b_hh, reverse=False, backend="auto",
+                      batch_sizes=None):
+    rows, H = _layer_sizes(x, w_hh, h0, w_ih, b_ih, b_hh, packed=batch_sizes is not None)
     e = x.new_empty
-    return e(T, B, H), e(B, H), e(T, B, 3 * H), e(T, B, H)
+    return e(rows(H)), e(h0.shape), e(rows(3 * H)), e(rows(H))
 
 
 @torch.library.register_fake("fusedrnn::gru_backward")
-def _gru_backward_fake(dy, dh_n, x, h0, w_ih, w_hh, y, gates, ghn, reverse=False, backend="auto"):
-    T, B, H = _layer_sizes(x, w_hh, dy, dh_n, h0, w_ih, y, gates, ghn)
+def _gru_backward_fake(dy, dh_n, x, h0, w_ih, w_hh, y, gates, ghn, reverse=False, backend="auto",
+                       batch_sizes=None):
+    rows, H = _layer_sizes(x, w_hh, dy, dh_n, h0, w_ih, y, gates, ghn,
+                           packed=batch_sizes is not None)
     e = x.new_empty
-    return e(x.shape), e(B, H), e(w_ih.shape), e(w_hh.shape), e(3 * H), e(3 * H)
+    return e(x.shape), e(h0.shape), e(w_ih.shape), e(w_hh.shape), e(3 * H), e(3 * H)
 
 
 @torch.library.register_fake("fusedrnn::rnn_forward")
 def _rnn_forward_fake(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=False,
-                      backend="auto"):
-    T, B, H = _layer_sizes(x, w_hh, h0, w_ih, b_ih, b_hh)
-    return x.new_empty(T, B, H), x.new_empty(B, H)
+                      backend="auto", batch_sizes=None):
+    rows, H = _layer_sizes(x, w_hh, h0, w_ih, b_ih, b_hh, packed=batch_sizes is not None)
+    return x.new_empty(rows(H)), x.new_empty(h0.shape)
 
 
 @torch.library.register_fake("fusedrnn::rnn_backward")
 def _rnn_backward_fake(dy, dh_n, x, h0, w_ih, w_hh, y, nonlinearity="tanh", reverse=False,
-                       backend="auto"):
-    T, B, H = _layer_sizes(x, w_hh, dy, dh_n, h0, w_ih, y)
+                       backend="auto", batch_sizes=None):
+    rows, H = _layer_sizes(x, w_hh, dy, dh_n, h0, w_ih, y, packed=batch_sizes is not None)
     e = x.new_empty
-    return e(x.shape), e(B, H), e(w_ih.shape), e(w_hh.shape), e(H)
+    return e(x.shape), e(h0.shape), e(w_ih.shape), e(w_hh.shape), e(H)

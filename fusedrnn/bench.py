@@ -283,6 +283,7 @@ class Check:
     err: float          # the largest error over the compared tensors
     worst: str          # the tensor with that error
     tol: float
+    compared: tuple = ()  # the names of the compared tensors
 
 
 def check_case(case, models):
@@ -312,7 +313,7 @@ def check_case(case, models):
             this = _rel_err(a, e)
         if this > err or not worst:
             worst, err = name, this
-    return Check(ok=err <= tol, err=err, worst=worst, tol=tol)
+    return Check(ok=err <= tol, err=err, worst=worst, tol=tol, compared=tuple(ref))
 
 
 # ---------------------------------------------------------------------------------- timing
@@ -559,6 +560,8 @@ def write_plot(results, path):
     fig, ax = plt.subplots(figsize=(9, 0.3 * len(ok) + 1.5))
     colors = ["tab:green" if v >= 1 else "tab:red" for v in ratios]
     ax.barh(range(len(ok)), ratios, color=colors)
+    for i, v in enumerate(ratios):
+        ax.text(v, i, f" {v:.2f}x", va="center", fontsize=7)
     ax.set_yticks(range(len(ok)), names, fontsize=8)
     ax.invert_yaxis()
     ax.axvline(1.0, color="black", linewidth=1)
@@ -643,6 +646,17 @@ def cases_from_args(a, device):
                        algorithms=algorithms)
 
 
+def _load_warning(device):
+    """A note when other processes keep the CPU busy (CPU timings are then unreliable)."""
+    if device.type != "cpu" or not hasattr(os, "getloadavg"):
+        return ""
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load <= cores:
+        return ""
+    return (f"note: load average {load:.1f} on {cores} cores: other processes compete for the "
+            f"CPU, timings will be noisy (multi-threaded ops suffer most; try --threads 1)")
+
+
 def _defaults(a, device):
     cuda = device.type == "cuda"
     if a.repeat is None:
@@ -679,6 +693,9 @@ def main(argv=None):
     print(f"fusedrnn {info['fusedrnn']} ({info['build_info']}), torch {info['torch']}, "
           f"{info['gpu'] or info['cpu']} ({info['cores']} cores, {info['torch_threads']} threads)"
           f", device {device}")
+    load = _load_warning(device)
+    if load:
+        print(load)
     gemm = {d: gemm_rate(d, device, n=a.gemm_size) for d in a.dtype}
     print("GEMM rate (torch.matmul): " + ", ".join(f"{d} {v:.1f} GFLOP/s"
                                                    for d, v in gemm.items()))

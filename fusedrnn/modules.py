@@ -9,8 +9,7 @@ They are deliberately not subclasses of torch.nn.LSTM/GRU/RNN: torch.compile ref
 any instance of those classes, and compiling without graph breaks is one of the points of
 fusedrnn. So isinstance(fusedrnn.LSTM(...), torch.nn.LSTM) is False (it is an nn.RNNBase).
 
-Not yet supported (NotImplementedError naming the argument): LSTM proj_size > 0 and
-PackedSequence input.
+Not yet supported (NotImplementedError naming the argument): LSTM proj_size > 0.
 """
 import torch
 from torch import nn
@@ -29,11 +28,12 @@ class _FusedRNNBase:
     def flatten_parameters(self):
         """A no-op: fusedrnn reads the parameters as they are (no cuDNN flat buffer)."""
 
-    def _layer_weights(self, layer, direction, dtype):
+    def _layer_weights(self, layer, direction):
         sfx = f"_l{layer}" + ("_reverse" if direction == 1 else "")
-        names = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if self.bias else ())
-        w = [getattr(self, n + sfx).to(dtype) for n in names]  # .to: autocast's cast, else no-op
-        return tuple(w) if self.bias else (w[0], w[1], None, None)
+        w_ih, w_hh = getattr(self, "weight_ih" + sfx), getattr(self, "weight_hh" + sfx)
+        if self.bias:
+            return w_ih, w_hh, getattr(self, "bias_ih" + sfx), getattr(self, "bias_hh" + sfx)
+        return w_ih, w_hh, None, None
 
     def _check_hx(self, hx):
         name = type(self).__name__
@@ -48,21 +48,29 @@ class _FusedRNNBase:
 
     def forward(self, input, hx=None):
         name = type(self).__name__
-        if isinstance(input, PackedSequence):
-            raise NotImplementedError(f"fusedrnn.{name}: PackedSequence input is not supported yet")
-        if not isinstance(input, torch.Tensor):
-            raise TypeError(f"fusedrnn.{name}: input must be a tensor, got {_describe(input)}")
-        if input.dim() not in (2, 3):
-            raise ValueError(f"{name}: Expected input to be 2D or 3D, got {input.dim()}D instead")
         lstm = self._kind == "lstm"
-        is_batched = input.dim() == 3
-        batch_dim = 0 if self.batch_first else 1
-        if not is_batched:
-            input = input.unsqueeze(batch_dim)
-        B = input.size(batch_dim)
         D = 2 if self.bidirectional else 1
+        packed = isinstance(input, PackedSequence)
+        if packed:
+            # Packed data [N, I], sequences sorted by decreasing length: computed natively, each
+            # sequence stopping at its own length (no padding is computed).
+            x, batch_sizes, sorted_indices, unsorted_indices = input
+            B = int(batch_sizes[0])
+            is_batched = True
+        else:
+            if not isinstance(input, torch.Tensor):
+                raise TypeError(f"fusedrnn.{name}: input must be a tensor or PackedSequence, "
+                                f"got {_describe(input)}")
+            if input.dim() not in (2, 3):
+                raise ValueError(f"{name}: Expected input to be 2D or 3D, got {input.dim()}D "
+                                 "instead")
+            batch_sizes = sorted_indices = unsorted_indices = None
+            is_batched = input.dim() == 3
+            batch_dim = 0 if self.batch_first else 1
+            x = input if is_batched else input.unsqueeze(batch_dim)
+            B = x.size(batch_dim)
         if hx is None:
-            zeros = input.new_zeros(self.num_layers * D, B, self.hidden_size)
+            zeros = x.new_zeros(self.num_layers * D, B, self.hidden_size)
             hx = (zeros, zeros) if lstm else zeros
         else:
             self._check_hx(hx)
@@ -74,41 +82,52 @@ class _FusedRNNBase:
                 raise RuntimeError(f"For {kind} input, hx should also be {want}-D but got ({dims})")
             if not is_batched:
                 parts = tuple(p.unsqueeze(1) for p in parts)
+            if sorted_indices is not None:  # the user's batch order -> the packed (sorted) order
+                parts = tuple(p.index_select(1, sorted_indices) for p in parts)
             hx = parts if lstm else parts[0]
         # torch.nn's own checks: input dtype and size, hidden-state shapes (same messages).
-        self.check_forward_args(input, hx, None)
+        self.check_forward_args(x, hx, batch_sizes)
 
-        dtype = _autocast_dtype(self._kind, input)
-        x = input.transpose(0, 1) if self.batch_first else input
-        x = x.to(dtype)
-        h0, c0 = (hx[0].to(dtype), hx[1].to(dtype)) if lstm else (hx.to(dtype), None)
+        dtype = _autocast_dtype(self._kind, x)  # None: no cast (mismatches then raise)
+        if not packed and self.batch_first:
+            x = x.transpose(0, 1)
+        cast = (lambda t: t.to(dtype)) if dtype is not None else (lambda t: t)
+        x = cast(x)
+        h0, c0 = (cast(hx[0]), cast(hx[1])) if lstm else (cast(hx), None)
         h_n, c_n = [], []
         for layer in range(self.num_layers):
             ys = []
             for d in range(D):
                 k = layer * D + d
-                w = self._layer_weights(layer, d, dtype)
+                w = tuple(cast(t) if t is not None else None
+                          for t in self._layer_weights(layer, d))
+                kw = dict(reverse=d == 1, batch_sizes=batch_sizes)
                 if lstm:
-                    y, h, c = F.lstm_layer(x, h0[k], c0[k], *w, reverse=d == 1)
+                    y, h, c = F.lstm_layer(x, h0[k], c0[k], *w, **kw)
                     c_n.append(c)
                 elif self._kind == "gru":
-                    y, h = F.gru_layer(x, h0[k], *w, reverse=d == 1)
+                    y, h = F.gru_layer(x, h0[k], *w, **kw)
                 else:
-                    y, h = F.rnn_layer(x, h0[k], *w, nonlinearity=self.nonlinearity,
-                                       reverse=d == 1)
+                    y, h = F.rnn_layer(x, h0[k], *w, nonlinearity=self.nonlinearity, **kw)
                 ys.append(y)
                 h_n.append(h)
-            x = ys[0] if D == 1 else torch.cat(ys, dim=2)
+            x = ys[0] if D == 1 else torch.cat(ys, dim=-1)
             if self.dropout and self.training and layer + 1 < self.num_layers:
                 x = torch.nn.functional.dropout(x, self.dropout, training=True)
 
-        output = x.transpose(0, 1) if self.batch_first else x
         h_n = torch.stack(h_n)
         c_n = torch.stack(c_n) if lstm else None
-        if not is_batched:
-            output = output.squeeze(batch_dim)
-            h_n = h_n.squeeze(1)
-            c_n = c_n.squeeze(1) if lstm else None
+        if packed:
+            output = PackedSequence(x, batch_sizes, sorted_indices, unsorted_indices)
+            if unsorted_indices is not None:
+                h_n = h_n.index_select(1, unsorted_indices)
+                c_n = c_n.index_select(1, unsorted_indices) if lstm else None
+        else:
+            output = x.transpose(0, 1) if self.batch_first else x
+            if not is_batched:
+                output = output.squeeze(batch_dim)
+                h_n = h_n.squeeze(1)
+                c_n = c_n.squeeze(1) if lstm else None
         return (output, (h_n, c_n)) if lstm else (output, h_n)
 
 
@@ -119,11 +138,13 @@ _AUTOCAST_LOWERED = {"cpu": ("lstm", "rnn"), "cuda": ("lstm", "gru", "rnn")}
 
 
 def _autocast_dtype(kind, input):
+    """The dtype autocast runs this layer in, or None outside autocast."""
     dev = input.device.type
     if dev in _AUTOCAST_LOWERED and torch.is_autocast_enabled(dev):
         if kind in _AUTOCAST_LOWERED[dev]:
             return torch.get_autocast_dtype(dev)
-    return input.dtype
+        return input.dtype
+    return None
 
 
 def _describe(obj):

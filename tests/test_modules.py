@@ -121,7 +121,3 @@ def test_dropout_only_in_training():
 def test_unsupported_arguments_name_themselves():
     with pytest.raises(NotImplementedError, match="proj_size"):
         fusedrnn.LSTM(4, 6, proj_size=3)
-    m = fusedrnn.GRU(4, 6)
-    packed = torch.nn.utils.rnn.pack_padded_sequence(torch.randn(5, 2, 4), [5, 3])
-    with pytest.raises(NotImplementedError, match="PackedSequence"):
-        m(packed)

@@ -6,6 +6,9 @@
 #pragma once
 
 #include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <vector>
 #include <torch/extension.h>
 
 #include "ops.h"
@@ -61,16 +64,60 @@ inline void pointwise_for(int64_t n, const F& fn) {
   }
 }
 
+// The time steps of a layer call. Dense: T steps of B rows, step t at rows [t*B, (t+1)*B).
+// Packed (torch.nn.utils.rnn.PackedSequence): step t has batch_sizes[t] rows (non-increasing in
+// t), stored one step after another; the active rows of a step are a prefix 0..count-1 of the
+// batch (sequences sorted by decreasing length). Only active rows are ever computed.
+struct Steps {
+  int64_t T = 0, B = 0, N = 0;        // steps, batch, total rows
+  std::vector<int64_t> count, offset;  // rows of step t, first row of step t
+
+  static Steps dense(int64_t T, int64_t B) {
+    Steps st;
+    st.T = T, st.B = B, st.N = T * B;
+    for (int64_t t = 0; t < T; ++t) st.count.push_back(B), st.offset.push_back(t * B);
+    return st;
+  }
+  static Steps packed(const Tensor& batch_sizes) {
+    auto bs = batch_sizes.to(at::kLong).contiguous();
+    const int64_t* p = bs.data_ptr<int64_t>();
+    Steps st;
+    st.T = bs.numel();
+    st.B = st.T ? p[0] : 0;
+    for (int64_t t = 0; t < st.T; ++t) {
+      st.offset.push_back(st.N);
+      st.count.push_back(p[t]);
+      st.N += p[t];
+    }
+    return st;
+  }
+};
+
 // Time index of the s-th processed step.
 inline int64_t time_of(int64_t s, int64_t T, bool reverse) { return reverse ? T - 1 - s : s; }
 
-// h_{t-1} for every t, in time order: [T,B,H]. Forward: [h0, y[0..T-2]]; reverse: [y[1..], h0].
-inline Tensor previous_hidden(const Tensor& y, const Tensor& h0, bool reverse) {
-  const int64_t T = y.size(0);
-  if (T == 0) return y;
-  auto h = h0.unsqueeze(0);
-  return reverse ? at::cat({y.narrow(0, 1, T - 1), h}, 0) : at::cat({h, y.narrow(0, 0, T - 1)}, 0);
+// For every row (t, b), the state it started from: the same row of the previously processed
+// step when that row was active there, else the initial state init[b]. seq and the result are
+// [N, H]; init is [B, H]. For dense forward input this is [init; seq[steps 0 .. T-2]].
+inline Tensor previous_rows(const Tensor& seq, const Tensor& init, const Steps& st, bool reverse) {
+  auto out = at::empty_like(seq);
+  for (int64_t s = 0; s < st.T; ++s) {
+    const int64_t t = time_of(s, st.T, reverse), n = st.count[t];
+    auto dst = out.narrow(0, st.offset[t], n);
+    int64_t from_prev = 0;
+    if (s > 0) {
+      const int64_t tp = time_of(s - 1, st.T, reverse);
+      from_prev = std::min(n, st.count[tp]);
+      dst.narrow(0, 0, from_prev).copy_(seq.narrow(0, st.offset[tp], from_prev));
+    }
+    if (from_prev < n)
+      dst.narrow(0, from_prev, n - from_prev).copy_(init.narrow(0, from_prev, n - from_prev));
+  }
+  return out;
 }
+
+// [N, K] -> [T, B, K] for dense input (N = T*B).
+inline Tensor as_steps(const Tensor& t, int64_t T, int64_t B) { return t.view({T, B, t.size(1)}); }
 
 // Half types run in float: the CPU backend computes them by upcasting once per call.
 inline bool is_half(const Tensor& t) {

@@ -6,9 +6,13 @@
 namespace fusedrnn {
 namespace {
 
-bool use_simt(const std::string& backend, const char* op) {
+bool use_simt(const std::string& backend, const char* op, const OptTensor& batch_sizes) {
   switch (parse_backend(backend)) {
-    case Backend::Simt: return true;
+    case Backend::Simt:
+      TORCH_CHECK_NOT_IMPLEMENTED(!batch_sizes, op,
+                                  ": packed input (batch_sizes) is not supported by backend "
+                                  "'simt' yet; use 'cpu'");
+      return true;
     case Backend::Cuda:
       TORCH_CHECK(false, op, ": backend 'cuda' needs CUDA tensors, got CPU tensors");
     default: return false;
@@ -23,51 +27,54 @@ void check_cpu_dtype(const char* op, const Tensor& x) {
 
 T5 lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
                 const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh, bool reverse,
-                std::string backend) {
-  check_layer_inputs("lstm_forward", 4, x, h0, &c0, w_ih, w_hh, b_ih, b_hh);
+                std::string backend, const OptTensor& batch_sizes) {
+  check_layer_inputs("lstm_forward", 4, x, h0, &c0, w_ih, w_hh, b_ih, b_hh, batch_sizes);
   check_cpu_dtype("lstm_forward", x);
-  if (use_simt(backend, "lstm_forward"))
+  if (use_simt(backend, "lstm_forward", batch_sizes))
     return simt::lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse);
-  return cpu::lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse);
+  return cpu::lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes);
 }
 
 T6 lstm_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n, const Tensor& x,
                  const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
                  const Tensor& y, const Tensor& gates, const Tensor& cells, bool reverse,
-                 std::string backend) {
-  auto s = check_layer_inputs("lstm_backward", 4, x, h0, &c0, w_ih, w_hh, {}, {});
-  check_grad("lstm_backward", dy, {s.T, s.B, s.H}, x, "dy");
+                 std::string backend, const OptTensor& batch_sizes) {
+  auto s = check_layer_inputs("lstm_backward", 4, x, h0, &c0, w_ih, w_hh, {}, {}, batch_sizes);
+  check_grad("lstm_backward", dy, s.rows(s.H), x, "dy");
   check_grad("lstm_backward", dh_n, {s.B, s.H}, x, "dh_n");
   check_grad("lstm_backward", dc_n, {s.B, s.H}, x, "dc_n");
-  check_grad("lstm_backward", y, {s.T, s.B, s.H}, x, "y");
-  check_grad("lstm_backward", gates, {s.T, s.B, 4 * s.H}, x, "gates");
-  check_grad("lstm_backward", cells, {s.T, s.B, s.H}, x, "cells");
-  if (use_simt(backend, "lstm_backward"))
+  check_grad("lstm_backward", y, s.rows(s.H), x, "y");
+  check_grad("lstm_backward", gates, s.rows(4 * s.H), x, "gates");
+  check_grad("lstm_backward", cells, s.rows(s.H), x, "cells");
+  if (use_simt(backend, "lstm_backward", batch_sizes))
     return simt::lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells, reverse);
-  return cpu::lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells, reverse);
+  return cpu::lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells, reverse,
+                            batch_sizes);
 }
 
 T4 gru_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
-               const OptTensor& b_ih, const OptTensor& b_hh, bool reverse, std::string backend) {
-  check_layer_inputs("gru_forward", 3, x, h0, nullptr, w_ih, w_hh, b_ih, b_hh);
+               const OptTensor& b_ih, const OptTensor& b_hh, bool reverse, std::string backend,
+               const OptTensor& batch_sizes) {
+  check_layer_inputs("gru_forward", 3, x, h0, nullptr, w_ih, w_hh, b_ih, b_hh, batch_sizes);
   check_cpu_dtype("gru_forward", x);
-  if (use_simt(backend, "gru_forward"))
+  if (use_simt(backend, "gru_forward", batch_sizes))
     return simt::gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse);
-  return cpu::gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse);
+  return cpu::gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes);
 }
 
 T6 gru_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Tensor& h0,
                 const Tensor& w_ih, const Tensor& w_hh, const Tensor& y, const Tensor& gates,
-                const Tensor& ghn, bool reverse, std::string backend) {
-  auto s = check_layer_inputs("gru_backward", 3, x, h0, nullptr, w_ih, w_hh, {}, {});
-  check_grad("gru_backward", dy, {s.T, s.B, s.H}, x, "dy");
+                const Tensor& ghn, bool reverse, std::string backend,
+                const OptTensor& batch_sizes) {
+  auto s = check_layer_inputs("gru_backward", 3, x, h0, nullptr, w_ih, w_hh, {}, {}, batch_sizes);
+  check_grad("gru_backward", dy, s.rows(s.H), x, "dy");
   check_grad("gru_backward", dh_n, {s.B, s.H}, x, "dh_n");
-  check_grad("gru_backward", y, {s.T, s.B, s.H}, x, "y");
-  check_grad("gru_backward", gates, {s.T, s.B, 3 * s.H}, x, "gates");
-  check_grad("gru_backward", ghn, {s.T, s.B, s.H}, x, "ghn");
-  if (use_simt(backend, "gru_backward"))
+  check_grad("gru_backward", y, s.rows(s.H), x, "y");
+  check_grad("gru_backward", gates, s.rows(3 * s.H), x, "gates");
+  check_grad("gru_backward", ghn, s.rows(s.H), x, "ghn");
+  if (use_simt(backend, "gru_backward", batch_sizes))
     return simt::gru_backward(dy, dh_n, x, h0, w_ih, w_hh, y, gates, ghn, reverse);
-  return cpu::gru_backward(dy, dh_n, x, h0, w_ih, w_hh, y, gates, ghn, reverse);
+  return cpu::gru_backward(dy, dh_n, x, h0, w_ih, w_hh, y, gates, ghn, reverse, batch_sizes);
 }
 
 bool parse_relu(const std::string& nl, const char* op) {
@@ -78,26 +85,26 @@ bool parse_relu(const std::string& nl, const char* op) {
 
 T2 rnn_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
                const OptTensor& b_ih, const OptTensor& b_hh, std::string nonlinearity,
-               bool reverse, std::string backend) {
-  check_layer_inputs("rnn_forward", 1, x, h0, nullptr, w_ih, w_hh, b_ih, b_hh);
+               bool reverse, std::string backend, const OptTensor& batch_sizes) {
+  check_layer_inputs("rnn_forward", 1, x, h0, nullptr, w_ih, w_hh, b_ih, b_hh, batch_sizes);
   check_cpu_dtype("rnn_forward", x);
   bool relu = parse_relu(nonlinearity, "rnn_forward");
-  if (use_simt(backend, "rnn_forward"))
+  if (use_simt(backend, "rnn_forward", batch_sizes))
     return simt::rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse);
-  return cpu::rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse);
+  return cpu::rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse, batch_sizes);
 }
 
 T5 rnn_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Tensor& h0,
                 const Tensor& w_ih, const Tensor& w_hh, const Tensor& y, std::string nonlinearity,
-                bool reverse, std::string backend) {
-  auto s = check_layer_inputs("rnn_backward", 1, x, h0, nullptr, w_ih, w_hh, {}, {});
-  check_grad("rnn_backward", dy, {s.T, s.B, s.H}, x, "dy");
+                bool reverse, std::string backend, const OptTensor& batch_sizes) {
+  auto s = check_layer_inputs("rnn_backward", 1, x, h0, nullptr, w_ih, w_hh, {}, {}, batch_sizes);
+  check_grad("rnn_backward", dy, s.rows(s.H), x, "dy");
   check_grad("rnn_backward", dh_n, {s.B, s.H}, x, "dh_n");
-  check_grad("rnn_backward", y, {s.T, s.B, s.H}, x, "y");
+  check_grad("rnn_backward", y, s.rows(s.H), x, "y");
   bool relu = parse_relu(nonlinearity, "rnn_backward");
-  if (use_simt(backend, "rnn_backward"))
+  if (use_simt(backend, "rnn_backward", batch_sizes))
     return simt::rnn_backward(dy, dh_n, x, h0, w_ih, w_hh, y, relu, reverse);
-  return cpu::rnn_backward(dy, dh_n, x, h0, w_ih, w_hh, y, relu, reverse);
+  return cpu::rnn_backward(dy, dh_n, x, h0, w_ih, w_hh, y, relu, reverse, batch_sizes);
 }
 
 }  // namespace
