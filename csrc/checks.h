@@ -16,6 +16,7 @@ struct Sizes {
   int64_t T, B, I, H;
   bool packed;
   int64_t N;  // rows of x: T*B dense, sum(batch_sizes) packed
+  int64_t P;  // size of h: the projection size (LSTM proj_size) or H
   // Shape of a per-row tensor with K features: [T,B,K] dense, [N,K] packed.
   std::vector<int64_t> rows(int64_t K) const {
     return packed ? std::vector<int64_t>{N, K} : std::vector<int64_t>{T, B, K};
@@ -29,7 +30,8 @@ inline Sizes check_layer_inputs(const char* op, int64_t G, const at::Tensor& x,
                                 const at::Tensor& w_ih, const at::Tensor& w_hh,
                                 const c10::optional<at::Tensor>& b_ih,
                                 const c10::optional<at::Tensor>& b_hh,
-                                const c10::optional<at::Tensor>& batch_sizes = {}) {
+                                const c10::optional<at::Tensor>& batch_sizes = {},
+                                const c10::optional<at::Tensor>& w_hr = {}) {
   int64_t T, B, I, N;
   if (batch_sizes) {
     const auto& bs = *batch_sizes;
@@ -55,16 +57,23 @@ inline Sizes check_layer_inputs(const char* op, int64_t G, const at::Tensor& x,
     T = x.size(0), B = x.size(1), I = x.size(2), N = T * B;
   }
   TORCH_CHECK(w_hh.dim() == 2, op, ": w_hh must be 2-D [", G, "*H, H], got ", w_hh.sizes());
-  const int64_t H = w_hh.size(1);
-  TORCH_CHECK(H >= 1, op, ": hidden size must be >= 1");
-  TORCH_CHECK(w_hh.size(0) == G * H, op, ": w_hh must be [", G, "*H, H] = [", G * H, ", ", H,
-              "], got ", w_hh.sizes());
+  // With a projection (LSTM proj_size): w_hr [P, H], w_hh [4H, P], h0 [B, P]; else P = H.
+  const int64_t P = w_hh.size(1);
+  int64_t H = P;
+  if (w_hr) {
+    TORCH_CHECK(w_hr->dim() == 2 && w_hr->size(0) == P && w_hr->size(1) >= 1, op,
+                ": w_hr must be [P, H] with P = w_hh.size(1) = ", P, ", got ", w_hr->sizes());
+    H = w_hr->size(1);
+  }
+  TORCH_CHECK(P >= 1, op, ": hidden size must be >= 1");
+  TORCH_CHECK(w_hh.size(0) == G * H, op, ": w_hh must be [", G, "*H, ", P, "] = [", G * H, ", ",
+              P, "], got ", w_hh.sizes());
   TORCH_CHECK(B >= 1 && I >= 1, op, ": x must have B >= 1 and I >= 1, got ", x.sizes());
   TORCH_CHECK(w_ih.dim() == 2 && w_ih.size(0) == G * H && w_ih.size(1) == I, op,
               ": w_ih must be [", G * H, ", ", I, "] for x ", x.sizes(), " and H = ", H, ", got ",
               w_ih.sizes());
-  TORCH_CHECK(h0.dim() == 2 && h0.size(0) == B && h0.size(1) == H, op, ": h0 must be [", B, ", ",
-              H, "], got ", h0.sizes());
+  TORCH_CHECK(h0.dim() == 2 && h0.size(0) == B && h0.size(1) == P, op, ": h0 must be [", B, ", ",
+              P, "], got ", h0.sizes());
   if (c0)
     TORCH_CHECK(c0->dim() == 2 && c0->size(0) == B && c0->size(1) == H, op, ": c0 must be [", B,
                 ", ", H, "], got ", c0->sizes());
@@ -84,6 +93,7 @@ inline Sizes check_layer_inputs(const char* op, int64_t G, const at::Tensor& x,
   if (c0) same(*c0, "c0");
   same(w_ih, "w_ih");
   same(w_hh, "w_hh");
+  if (w_hr) same(*w_hr, "w_hr");
   if (b_ih) {
     for (auto* p : {&*b_ih, &*b_hh}) {
       const char* name = p == &*b_ih ? "b_ih" : "b_hh";
@@ -92,7 +102,7 @@ inline Sizes check_layer_inputs(const char* op, int64_t G, const at::Tensor& x,
       same(*p, name);
     }
   }
-  return {T, B, I, H, batch_sizes.has_value(), N};
+  return {T, B, I, H, batch_sizes.has_value(), N, P};
 }
 
 // Gradients arriving at backward must match the forward outputs.

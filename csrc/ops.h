@@ -27,6 +27,7 @@ using Tensor = at::Tensor;
 using OptTensor = c10::optional<at::Tensor>;
 using T5 = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor>;
 using T6 = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
+using T7 = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
 using T4 = std::tuple<Tensor, Tensor, Tensor, Tensor>;
 using T2 = std::tuple<Tensor, Tensor>;
 
@@ -51,15 +52,17 @@ using T2 = std::tuple<Tensor, Tensor>;
   }
 
 // The CPU backend also takes packed input: batch_sizes given, x is [N, I] and every per-row
-// tensor (y, gates, cells, ghn, dy, dx) is [N, K] instead of [T, B, K] (csrc/checks.h).
+// tensor (y, gates, cells, ghn, dy, dx) is [N, K] instead of [T, B, K] (csrc/checks.h); and
+// the LSTM projection: w_hr [P, H] given, w_hh is [4H, P], h0, h_n and y have P features, and
+// lstm_backward's 7th result is dw_hr (an empty tensor without projection).
 namespace cpu {
 T5 lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
                 const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh, bool reverse,
-                const OptTensor& batch_sizes);
-T6 lstm_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n, const Tensor& x,
+                const OptTensor& batch_sizes, const OptTensor& w_hr);
+T7 lstm_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n, const Tensor& x,
                  const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
                  const Tensor& y, const Tensor& gates, const Tensor& cells, bool reverse,
-                 const OptTensor& batch_sizes);
+                 const OptTensor& batch_sizes, const OptTensor& w_hr);
 T4 gru_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
                const OptTensor& b_ih, const OptTensor& b_hh, bool reverse,
                const OptTensor& batch_sizes);

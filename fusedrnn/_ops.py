@@ -38,19 +38,23 @@ def _layer_sizes(x, w_hh, *others, packed=False):
 
 @torch.library.register_fake("fusedrnn::lstm_forward")
 def _lstm_forward_fake(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, backend="auto",
-                       batch_sizes=None):
-    rows, H = _layer_sizes(x, w_hh, h0, c0, w_ih, b_ih, b_hh, packed=batch_sizes is not None)
+                       batch_sizes=None, w_hr=None):
+    rows, P = _layer_sizes(x, w_hh, h0, c0, w_ih, b_ih, b_hh, w_hr,
+                           packed=batch_sizes is not None)
+    H = w_hh.shape[0] // 4  # P != H with a projection
     e = x.new_empty
-    return e(rows(H)), e(h0.shape), e(h0.shape), e(rows(4 * H)), e(rows(H))
+    return e(rows(P)), e(h0.shape), e(c0.shape), e(rows(4 * H)), e(rows(H))
 
 
 @torch.library.register_fake("fusedrnn::lstm_backward")
 def _lstm_backward_fake(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells, reverse=False,
-                        backend="auto", batch_sizes=None):
-    rows, H = _layer_sizes(x, w_hh, dy, dh_n, dc_n, h0, c0, w_ih, y, gates, cells,
-                           packed=batch_sizes is not None)
+                        backend="auto", batch_sizes=None, w_hr=None):
+    _layer_sizes(x, w_hh, dy, dh_n, dc_n, h0, c0, w_ih, y, gates, cells, w_hr,
+                 packed=batch_sizes is not None)
+    H = w_hh.shape[0] // 4
     e = x.new_empty
-    return e(x.shape), e(h0.shape), e(h0.shape), e(w_ih.shape), e(w_hh.shape), e(4 * H)
+    return (e(x.shape), e(h0.shape), e(c0.shape), e(w_ih.shape), e(w_hh.shape), e(4 * H),
+            e(w_hr.shape if w_hr is not None else (0,)))
 
 
 @torch.library.register_fake("fusedrnn::gru_forward")

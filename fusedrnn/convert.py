@@ -1,6 +1,4 @@
 """fusedrnn.convert(model): every torch.nn LSTM/GRU/RNN and cell inside becomes fusedrnn's."""
-import warnings
-
 from torch import nn
 
 from fusedrnn.cells import GRUCell, LSTMCell, RNNCell
@@ -8,17 +6,6 @@ from fusedrnn.modules import GRU, LSTM, RNN
 
 _MAP = {nn.LSTM: LSTM, nn.GRU: GRU, nn.RNN: RNN, nn.LSTMCell: LSTMCell, nn.GRUCell: GRUCell,
         nn.RNNCell: RNNCell}
-
-
-def _convertible(m):
-    target = _MAP.get(type(m))  # exact types: subclasses may override forward
-    if target is None:
-        return None
-    if getattr(m, "proj_size", 0) > 0:
-        warnings.warn("fusedrnn.convert: LSTM with proj_size > 0 is not supported yet; "
-                      "left as torch.nn.LSTM", stacklevel=3)
-        return None
-    return target
 
 
 def convert(model: nn.Module) -> nn.Module:
@@ -29,7 +16,7 @@ def convert(model: nn.Module) -> nn.Module:
     so optimizers created before the conversion keep working. Returns `model`.
     """
     for m in model.modules():
-        target = _convertible(m)
+        target = _MAP.get(type(m))  # exact types: a subclass may override forward
         if target is not None:
             m.__class__ = target  # fusedrnn's classes add no state to torch.nn's
     return model

@@ -24,10 +24,10 @@ def _bias_grads(has_bias, db_ih, db_hh):
 
 class LSTMFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, backend, batch_sizes):
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, backend, batch_sizes, w_hr):
         y, h_n, c_n, gates, cells = ops.lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse,
-                                                     backend, batch_sizes)
-        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, y, gates, cells)
+                                                     backend, batch_sizes, w_hr)
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, y, gates, cells, w_hr)
         ctx.has_bias, ctx.reverse, ctx.backend = b_ih is not None, reverse, backend
         ctx.batch_sizes = batch_sizes
         return y, h_n, c_n
@@ -35,11 +35,12 @@ class LSTMFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, dy, dh_n, dc_n):
-        x, h0, c0, w_ih, w_hh, y, gates, cells = ctx.saved_tensors
-        dx, dh0, dc0, dw_ih, dw_hh, db = ops.lstm_backward(
+        x, h0, c0, w_ih, w_hh, y, gates, cells, w_hr = ctx.saved_tensors
+        dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr = ops.lstm_backward(
             dy.contiguous(), dh_n.contiguous(), dc_n.contiguous(), x, h0, c0, w_ih, w_hh, y,
-            gates, cells, ctx.reverse, ctx.backend, ctx.batch_sizes)
-        return (dx, dh0, dc0, dw_ih, dw_hh, *_bias_grads(ctx.has_bias, db, db), None, None, None)
+            gates, cells, ctx.reverse, ctx.backend, ctx.batch_sizes, w_hr)
+        return (dx, dh0, dc0, dw_ih, dw_hh, *_bias_grads(ctx.has_bias, db, db), None, None, None,
+                dw_hr if w_hr is not None else None)
 
 
 class GRUFunction(torch.autograd.Function):
@@ -85,10 +86,14 @@ class RNNFunction(torch.autograd.Function):
                 None)
 
 
-def lstm_layer(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False, batch_sizes=None):
-    """One LSTM layer over x [T,B,I] (or packed [N,I]): returns (y, h_n [B,H], c_n [B,H])."""
+def lstm_layer(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False, batch_sizes=None,
+               w_hr=None):
+    """One LSTM layer over x [T,B,I] (or packed [N,I]): returns (y, h_n [B,P], c_n [B,H]).
+
+    w_hr [P,H] is torch.nn's projection (proj_size = P): h_t = (o * tanh(c_t)) W_hr^T, w_hh is
+    then [4H,P] and y, h0, h_n have P features. Without it P = H."""
     return LSTMFunction.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, get_backend(),
-                              batch_sizes)
+                              batch_sizes, w_hr)
 
 
 def gru_layer(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False, batch_sizes=None):

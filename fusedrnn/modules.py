@@ -8,8 +8,6 @@ torch.nn's arguments in torch.nn's order. forward runs fusedrnn's fused layer op
 They are deliberately not subclasses of torch.nn.LSTM/GRU/RNN: torch.compile refuses to trace
 any instance of those classes, and compiling without graph breaks is one of the points of
 fusedrnn. So isinstance(fusedrnn.LSTM(...), torch.nn.LSTM) is False (it is an nn.RNNBase).
-
-Not yet supported (NotImplementedError naming the argument): LSTM proj_size > 0.
 """
 import torch
 from torch import nn
@@ -29,11 +27,12 @@ class _FusedRNNBase:
         """A no-op: fusedrnn reads the parameters as they are (no cuDNN flat buffer)."""
 
     def _layer_weights(self, layer, direction):
+        """(w_ih, w_hh, b_ih, b_hh, w_hr) of one layer and direction; absent ones are None."""
         sfx = f"_l{layer}" + ("_reverse" if direction == 1 else "")
-        w_ih, w_hh = getattr(self, "weight_ih" + sfx), getattr(self, "weight_hh" + sfx)
-        if self.bias:
-            return w_ih, w_hh, getattr(self, "bias_ih" + sfx), getattr(self, "bias_hh" + sfx)
-        return w_ih, w_hh, None, None
+        get = lambda n: getattr(self, n + sfx)  # noqa: E731
+        biases = (get("bias_ih"), get("bias_hh")) if self.bias else (None, None)
+        w_hr = get("weight_hr") if getattr(self, "proj_size", 0) > 0 else None
+        return (get("weight_ih"), get("weight_hh")) + biases + (w_hr,)
 
     def _check_hx(self, hx):
         name = type(self).__name__
@@ -71,7 +70,8 @@ class _FusedRNNBase:
             B = x.size(batch_dim)
         if hx is None:
             zeros = x.new_zeros(self.num_layers * D, B, self.hidden_size)
-            hx = (zeros, zeros) if lstm else zeros
+            h_size = self.proj_size if lstm and self.proj_size > 0 else self.hidden_size
+            hx = (x.new_zeros(self.num_layers * D, B, h_size), zeros) if lstm else zeros
         else:
             self._check_hx(hx)
             parts = tuple(hx) if lstm else (hx,)
@@ -99,11 +99,11 @@ class _FusedRNNBase:
             ys = []
             for d in range(D):
                 k = layer * D + d
-                w = tuple(cast(t) if t is not None else None
-                          for t in self._layer_weights(layer, d))
+                *w, w_hr = tuple(cast(t) if t is not None else None
+                                 for t in self._layer_weights(layer, d))
                 kw = dict(reverse=d == 1, batch_sizes=batch_sizes)
                 if lstm:
-                    y, h, c = F.lstm_layer(x, h0[k], c0[k], *w, **kw)
+                    y, h, c = F.lstm_layer(x, h0[k], c0[k], *w, w_hr=w_hr, **kw)
                     c_n.append(c)
                 elif self._kind == "gru":
                     y, h = F.gru_layer(x, h0[k], *w, **kw)
@@ -164,8 +164,6 @@ class LSTM(_FusedRNNBase, nn.RNNBase):
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, device=None, dtype=None):
-        if proj_size > 0:
-            raise NotImplementedError("fusedrnn.LSTM: proj_size > 0 is not supported yet")
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first,
                          dropout, bidirectional, proj_size, device=device, dtype=dtype)
 

@@ -14,13 +14,14 @@ def _linear(x, w, b):
     return y if b is None else y + b
 
 
-def lstm_cell(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None):
-    """One LSTM step: x [B,I], h, c [B,H] -> (h', c')."""
+def lstm_cell(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None):
+    """One LSTM step: x [B,I], h [B,P], c [B,H] -> (h', c'); P = H without projection w_hr."""
     a = _linear(x, w_ih, b_ih) + _linear(h, w_hh, b_hh)
     ai, af, ag, ao = a.chunk(4, dim=-1)
     i, f, g, o = torch.sigmoid(ai), torch.sigmoid(af), torch.tanh(ag), torch.sigmoid(ao)
     c_new = f * c + i * g
-    return o * torch.tanh(c_new), c_new
+    h_new = o * torch.tanh(c_new)
+    return (h_new if w_hr is None else h_new @ w_hr.t()), c_new
 
 
 def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
@@ -47,11 +48,11 @@ def _steps(T, reverse):
     return range(T - 1, -1, -1) if reverse else range(T)
 
 
-def lstm_layer(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False):
-    """x [T,B,I] -> (y [T,B,H] in time order, h_n, c_n)."""
+def lstm_layer(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False, w_hr=None):
+    """x [T,B,I] -> (y [T,B,P] in time order, h_n, c_n)."""
     h, c, ys = h0, c0, [None] * x.shape[0]
     for t in _steps(x.shape[0], reverse):
-        h, c = lstm_cell(x[t], h, c, w_ih, w_hh, b_ih, b_hh)
+        h, c = lstm_cell(x[t], h, c, w_ih, w_hh, b_ih, b_hh, w_hr)
         ys[t] = h
     y = torch.stack(ys) if ys else x.new_empty(0, x.shape[1], w_hh.shape[1])
     return y, h, c

@@ -79,10 +79,4 @@ def test_convert_replaces_every_rnn_and_keeps_weights():
     assert all(a is b for a, b in zip(model.parameters(), params))
     torch.testing.assert_close(model(tokens), expected)
     assert type(fusedrnn.convert(torch.nn.LSTM(3, 4))) is fusedrnn.LSTM
-
-
-def test_convert_leaves_projected_lstm_with_a_warning():
-    m = torch.nn.LSTM(3, 4, proj_size=2)
-    with pytest.warns(UserWarning, match="proj_size"):
-        fusedrnn.convert(m)
-    assert type(m) is torch.nn.LSTM
+    assert type(fusedrnn.convert(torch.nn.LSTM(3, 4, proj_size=2))) is fusedrnn.LSTM

@@ -118,6 +118,33 @@ def test_dropout_only_in_training():
     assert not torch.allclose(a, c)
 
 
-def test_unsupported_arguments_name_themselves():
-    with pytest.raises(NotImplementedError, match="proj_size"):
-        fusedrnn.LSTM(4, 6, proj_size=3)
+@pytest.mark.parametrize("layers,bidir,batch_first,packed",
+                         list(itertools.product([1, 2], [False, True], [False, True],
+                                                [False, True])))
+def test_lstm_projection_matches_torch_nn(layers, bidir, batch_first, packed):
+    kw = dict(input_size=5, hidden_size=7, proj_size=3, num_layers=layers, bidirectional=bidir,
+              batch_first=batch_first)
+    ref, ours = pair("LSTM", kw, "cpu")
+    assert repr(ours) == repr(ref)
+    T, B, D = 6, 4, 2 if bidir else 1
+    x = torch.randn((B, T, 5) if batch_first else (T, B, 5), dtype=torch.float64)
+    hx = (torch.randn(layers * D, B, 3, dtype=torch.float64),
+          torch.randn(layers * D, B, 7, dtype=torch.float64))
+    if packed:
+        x = torch.nn.utils.rnn.pack_padded_sequence(x, [6, 2, 5, 1], batch_first=batch_first,
+                                                    enforce_sorted=False)
+        data = x.data.clone().requires_grad_()
+        inputs = [torch.nn.utils.rnn.PackedSequence(data, *x[1:]), data]
+    else:
+        data = x.clone().requires_grad_()
+        inputs = [data, data]
+    res = []
+    for m in (ours, ref):
+        data.grad = None
+        out, (h, c) = m(inputs[0], hx)
+        out = out.data if packed else out
+        assert out.shape[-1] == 3 * D and h.shape[-1] == 3 and c.shape[-1] == 7
+        loss = (out * out.flip(0)).sum() + (h * 2).sum() + c.sum()
+        res.append([out, h, c] + list(torch.autograd.grad(loss, [data] + list(m.parameters()))))
+    for a, b in zip(*res):
+        torch.testing.assert_close(a, b)

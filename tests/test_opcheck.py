@@ -38,3 +38,38 @@ def op_cases(device):
 def test_opcheck(backend, i):
     op, args = op_cases(device_of(backend))[i]
     torch.library.opcheck(op, args, {"backend": backend})
+
+
+def test_opcheck_lstm_projection_and_packed():
+    """The cpu-only arguments: the LSTM projection w_hr and packed input (batch_sizes)."""
+    g = torch.Generator().manual_seed(0)
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
+    H, P, I = 5, 3, 4
+    batch_sizes = torch.tensor([3, 3, 2, 1])
+    x = r(int(batch_sizes.sum()), I)
+    h0, c0, w_ih, w_hh, w_hr = r(3, P), r(3, H), r(4 * H, I), r(4 * H, P), r(P, H)
+    b = (r(4 * H), r(4 * H))
+    for reverse in (False, True):
+        y, hn, cn, gates, cells = ops.lstm_forward(x, h0, c0, w_ih, w_hh, *b, reverse, "cpu",
+                                                   batch_sizes, w_hr)
+        assert y.shape == (x.shape[0], P) and cells.shape == (x.shape[0], H)
+        torch.library.opcheck(ops.lstm_forward, (x, h0, c0, w_ih, w_hh, *b, reverse, "cpu",
+                                                 batch_sizes, w_hr))
+        torch.library.opcheck(ops.lstm_backward, (r(*y.shape), r(*hn.shape), r(*cn.shape), x, h0,
+                                                  c0, w_ih, w_hh, y, gates, cells, reverse, "cpu",
+                                                  batch_sizes, w_hr))
+
+
+def test_gradcheck_lstm_projection_packed():
+    from fusedrnn import functional as F
+    g = torch.Generator().manual_seed(1)
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64).requires_grad_()  # noqa
+    H, P, I = 4, 2, 3
+    batch_sizes = torch.tensor([3, 2, 2, 1])
+    args = [r(8, I), r(3, P), r(3, H), r(4 * H, I), r(4 * H, P), r(4 * H), r(4 * H), r(P, H)]
+    for reverse in (False, True):
+        def f(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr):
+            with __import__("fusedrnn").backend("cpu"):
+                return F.lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=reverse,
+                                    batch_sizes=batch_sizes, w_hr=w_hr)
+        assert torch.autograd.gradcheck(f, args, eps=1e-6, atol=1e-7, rtol=1e-5)

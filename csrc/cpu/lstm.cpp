@@ -1,7 +1,9 @@
 // CPU backend, LSTM: hoisted input GEMM, per step one GEMM into the saved-gates buffer plus one
 // fused pointwise pass (csrc/cells); backward sweeps time in reverse, then the weight gradients,
 // dx and db as single GEMMs over all rows. Dense and packed input share one implementation
-// (csrc/cpu/common.h: Steps). Shapes and saved tensors: csrc/ops.h.
+// (csrc/cpu/common.h: Steps). With a projection (w_hr [P,H], torch.nn's proj_size = P) each step
+// adds the GEMM h = m W_hr^T, m = o * tanh(c), and the recurrence runs on h [B,P].
+// Shapes and saved tensors: csrc/ops.h.
 #include "cells/cells.h"
 #include "cpu/common.h"
 
@@ -10,51 +12,65 @@ namespace cpu {
 
 namespace {
 
-// x [N,I] -> y, cells [N,H], gates [N,4H]; h, c [B,H] enter as the initial states and leave as
-// the final ones (a row keeps the state of its last active step).
+// x [N,I] -> y [N,P], cells [N,H], gates [N,4H]; h [B,P], c [B,H] enter as the initial states
+// and leave as the final ones (a row keeps the state of its last active step). P = H without a
+// projection (w_hr undefined).
 template <class S>
 void forward_steps(const Steps& st, const Tensor& x, const Tensor& w_ih, const Tensor& w_hh,
-                   const OptTensor& b_ih, const OptTensor& b_hh, bool reverse, Tensor& y,
-                   Tensor& gates, Tensor& cells_, Tensor& h, Tensor& c) {
-  const int64_t H = w_hh.size(1), G = 4 * H;
+                   const OptTensor& b_ih, const OptTensor& b_hh, const Tensor& w_hr,
+                   bool reverse, Tensor& y, Tensor& gates, Tensor& cells_, Tensor& h, Tensor& c) {
+  const int64_t P = w_hh.size(1), G = w_hh.size(0), H = G / 4;
+  const bool proj = w_hr.defined();
   if (st.N == 0) return;
   if (b_ih) {  // the input projection of every step, with both biases, into the gates buffer
     at::addmm_out(gates, *b_ih + *b_hh, x, w_ih.t());
   } else {
     at::mm_out(gates, x, w_ih.t());
   }
+  auto m = proj ? at::empty({st.B, H}, x.options()) : Tensor();  // o * tanh(c) before W_hr
   const S* whh = w_hh.data_ptr<S>();
+  const S* whr = proj ? w_hr.data_ptr<S>() : nullptr;
+  S* ms = proj ? m.data_ptr<S>() : nullptr;
   S* hs = h.data_ptr<S>();
   S* cs = c.data_ptr<S>();
   for (int64_t s = 0; s < st.T; ++s) {
     const int64_t t = time_of(s, st.T, reverse), n = st.count[t], off = st.offset[t];
     S* g = gates.data_ptr<S>() + off * G;
-    S* yt = y.data_ptr<S>() + off * H;
+    S* yt = y.data_ptr<S>() + off * P;
     S* ct = cells_.data_ptr<S>() + off * H;
-    gemm_rm<S>(false, true, n, G, H, S(1), hs, H, whh, H, S(1), g, G);
+    S* out = proj ? ms : yt;  // where the cell writes o * tanh(c)
+    gemm_rm<S>(false, true, n, G, P, S(1), hs, P, whh, P, S(1), g, G);
     pointwise_for(n * H, [&](int64_t begin, int64_t end) {
       for (int64_t e = begin; e < end; ++e) {
         const int64_t b = e / H, j = e - b * H;
         S* gb = g + b * G;
         S i, f, gg, o;
         cells::lstm_forward<S>(gb[j], gb[H + j], gb[2 * H + j], gb[3 * H + j], cs[e], i, f, gg,
-                               o, ct[e], yt[e]);
+                               o, ct[e], out[e]);
         gb[j] = i, gb[H + j] = f, gb[2 * H + j] = gg, gb[3 * H + j] = o;
-        hs[e] = yt[e];
         cs[e] = ct[e];
+        if (!proj) hs[e] = out[e];
       }
     });
+    if (proj) {
+      gemm_rm<S>(false, true, n, P, H, S(1), ms, H, whr, H, S(0), yt, P);
+      std::copy(yt, yt + n * P, hs);
+    }
   }
 }
 
-// dh, dc [B,H] enter as the gradients of h_n, c_n and leave as those of h0, c0. c_prev [N,H]:
-// the cell state each row started from. da [N,4H] receives the gate pre-activation gradients.
+// dh [B,P], dc [B,H] enter as the gradients of h_n, c_n and leave as those of h0, c0. c_prev
+// [N,H]: the cell state each row started from. da [N,4H] receives the gate pre-activation
+// gradients; with a projection dht [N,P] receives the total gradient of each h_t (for dW_hr)
+// and dm [B,H] is scratch.
 template <class S>
 void backward_steps(const Steps& st, const Tensor& dy, const Tensor& gates, const Tensor& cells_,
-                    const Tensor& c_prev, const Tensor& w_hh, bool reverse, Tensor& dh,
-                    Tensor& dc, Tensor& da) {
-  const int64_t H = w_hh.size(1), G = 4 * H;
+                    const Tensor& c_prev, const Tensor& w_hh, const Tensor& w_hr, bool reverse,
+                    Tensor& dh, Tensor& dc, Tensor& da, Tensor& dht, Tensor& dm) {
+  const int64_t P = w_hh.size(1), G = w_hh.size(0), H = G / 4;
+  const bool proj = w_hr.defined();
   const S* whh = w_hh.data_ptr<S>();
+  const S* whr = proj ? w_hr.data_ptr<S>() : nullptr;
   S* dhs = dh.data_ptr<S>();
   S* dcs = dc.data_ptr<S>();
   for (int64_t s = st.T - 1; s >= 0; --s) {
@@ -62,85 +78,106 @@ void backward_steps(const Steps& st, const Tensor& dy, const Tensor& gates, cons
     const S* g = gates.data_ptr<S>() + off * G;
     const S* ct = cells_.data_ptr<S>() + off * H;
     const S* cp = c_prev.data_ptr<S>() + off * H;
-    const S* dyt = dy.data_ptr<S>() + off * H;
+    const S* dyt = dy.data_ptr<S>() + off * P;
     S* dat = da.data_ptr<S>() + off * G;
+    // Gradient reaching o * tanh(c): dh + dy, or (dh + dy) W_hr through the projection.
+    const S* dma = dhs;
+    const S* dmb = dyt;
+    if (proj) {
+      S* dh_t = dht.data_ptr<S>() + off * P;
+      for (int64_t e = 0; e < n * P; ++e) dh_t[e] = dhs[e] + dyt[e];
+      gemm_rm<S>(false, false, n, H, P, S(1), dh_t, P, whr, H, S(0), dm.data_ptr<S>(), H);
+      dma = dm.data_ptr<S>(), dmb = nullptr;
+    }
     pointwise_for(n * H, [&](int64_t begin, int64_t end) {
       for (int64_t e = begin; e < end; ++e) {
         const int64_t b = e / H, j = e - b * H;
         const S* gb = g + b * G;
         S* db = dat + b * G;
         cells::lstm_backward<S>(gb[j], gb[H + j], gb[2 * H + j], gb[3 * H + j], ct[e], cp[e],
-                                dhs[e] + dyt[e], dcs[e], db[j], db[H + j], db[2 * H + j],
-                                db[3 * H + j], dcs[e]);
+                                dmb ? dma[e] + dmb[e] : dma[e], dcs[e], db[j], db[H + j],
+                                db[2 * H + j], db[3 * H + j], dcs[e]);
       }
     });
-    gemm_rm<S>(false, false, n, H, G, S(1), dat, G, whh, H, S(0), dhs, H);  // dh = da W_hh
+    gemm_rm<S>(false, false, n, P, G, S(1), dat, G, whh, P, S(0), dhs, P);  // dh = da W_hh
   }
 }
 
 T5 forward(const Steps& st, const Tensor& x_, const Tensor& h0, const Tensor& c0,
            const Tensor& w_ih, const Tensor& w_hh_, const OptTensor& b_ih, const OptTensor& b_hh,
-           bool reverse) {
+           const Tensor& w_hr, bool reverse) {
   auto x = x_.contiguous().view({st.N, x_.size(-1)});
   auto w_hh = w_hh_.contiguous();
-  const int64_t H = w_hh.size(1);
-  auto y = at::empty({st.N, H}, x.options());
+  const int64_t P = w_hh.size(1), H = w_hh.size(0) / 4;
+  auto y = at::empty({st.N, P}, x.options());
   auto gates = at::empty({st.N, 4 * H}, x.options());
   auto cells_ = at::empty({st.N, H}, x.options());
   auto h = h0.contiguous().clone(), c = c0.contiguous().clone();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_forward_cpu", [&] {
-    forward_steps<scalar_t>(st, x, w_ih, w_hh, b_ih, b_hh, reverse, y, gates, cells_, h, c);
+    forward_steps<scalar_t>(st, x, w_ih, w_hh, b_ih, b_hh, w_hr, reverse, y, gates, cells_, h,
+                            c);
   });
   return {y, h, c, gates, cells_};
 }
 
-T6 backward(const Steps& st, const Tensor& dy_, const Tensor& dh_n, const Tensor& dc_n,
+T7 backward(const Steps& st, const Tensor& dy_, const Tensor& dh_n, const Tensor& dc_n,
             const Tensor& x_, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
-            const Tensor& w_hh_, const Tensor& y_, const Tensor& gates_, const Tensor& cells_in,
-            bool reverse) {
-  const int64_t H = w_hh_.size(1);
+            const Tensor& w_hh_, const Tensor& w_hr, const Tensor& y_, const Tensor& gates_,
+            const Tensor& cells_in, bool reverse) {
+  const int64_t P = w_hh_.size(1), H = w_hh_.size(0) / 4;
+  const bool proj = w_hr.defined();
   auto flat = [&](const Tensor& t) { return t.contiguous().view({st.N, t.size(-1)}); };
   auto dy = flat(dy_), x = flat(x_), y = flat(y_), gates = flat(gates_), cells_ = flat(cells_in);
   auto w_hh = w_hh_.contiguous();
   auto dh = dh_n.contiguous().clone(), dc = dc_n.contiguous().clone();
   auto da = at::empty({st.N, 4 * H}, x.options());
+  auto dht = proj ? at::empty({st.N, P}, x.options()) : Tensor();
+  auto dm = proj ? at::empty({st.B, H}, x.options()) : Tensor();
   auto c_prev = previous_rows(cells_, c0.contiguous(), st, reverse);
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_backward_cpu", [&] {
-    backward_steps<scalar_t>(st, dy, gates, cells_, c_prev, w_hh, reverse, dh, dc, da);
+    backward_steps<scalar_t>(st, dy, gates, cells_, c_prev, w_hh, w_hr, reverse, dh, dc, da, dht,
+                             dm);
   });
   auto dx = at::mm(da, w_ih);
   auto dw_ih = at::mm(da.t(), x);
   auto dw_hh = at::mm(da.t(), previous_rows(y, h0.contiguous(), st, reverse));
-  return {dx.view(x_.sizes()), dh, dc, dw_ih, dw_hh, da.sum(0)};
+  // dW_hr = sum over rows of dh_t^T m_t, with m = o * tanh(c) recomputed from the saved tensors.
+  auto dw_hr = proj ? at::mm(dht.t(), gates.narrow(1, 3 * H, H) * at::tanh(cells_))
+                    : at::empty({0}, x.options());
+  return {dx.view(x_.sizes()), dh, dc, dw_ih, dw_hh, da.sum(0), dw_hr};
 }
+
 
 }  // namespace
 
 T5 lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
                 const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh, bool reverse,
-                const OptTensor& batch_sizes) {
+                const OptTensor& batch_sizes, const OptTensor& w_hr) {
   if (is_half(x))
     return down(lstm_forward(up(x), up(h0), up(c0), up(w_ih), up(w_hh), up(b_ih), up(b_hh),
-                             reverse, batch_sizes),
+                             reverse, batch_sizes, up(w_hr)),
                 x.scalar_type());
+  auto whr = w_hr ? w_hr->contiguous() : Tensor();
   if (batch_sizes)
-    return forward(Steps::packed(*batch_sizes), x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse);
+    return forward(Steps::packed(*batch_sizes), x, h0, c0, w_ih, w_hh, b_ih, b_hh, whr, reverse);
   const int64_t T = x.size(0), B = x.size(1);
   auto [y, h, c, gates, cells_] =
-      forward(Steps::dense(T, B), x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse);
+      forward(Steps::dense(T, B), x, h0, c0, w_ih, w_hh, b_ih, b_hh, whr, reverse);
   return {as_steps(y, T, B), h, c, as_steps(gates, T, B), as_steps(cells_, T, B)};
 }
 
-T6 lstm_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n, const Tensor& x,
+T7 lstm_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n, const Tensor& x,
                  const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
                  const Tensor& y, const Tensor& gates, const Tensor& cells_, bool reverse,
-                 const OptTensor& batch_sizes) {
+                 const OptTensor& batch_sizes, const OptTensor& w_hr) {
   if (is_half(x))
     return down(lstm_backward(up(dy), up(dh_n), up(dc_n), up(x), up(h0), up(c0), up(w_ih),
-                              up(w_hh), up(y), up(gates), up(cells_), reverse, batch_sizes),
+                              up(w_hh), up(y), up(gates), up(cells_), reverse, batch_sizes,
+                              up(w_hr)),
                 x.scalar_type());
   const auto st = batch_sizes ? Steps::packed(*batch_sizes) : Steps::dense(x.size(0), x.size(1));
-  return backward(st, dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells_, reverse);
+  auto whr = w_hr ? w_hr->contiguous() : Tensor();
+  return backward(st, dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, whr, y, gates, cells_, reverse);
 }
 
 }  // namespace cpu

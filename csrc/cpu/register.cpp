@@ -6,11 +6,15 @@
 namespace fusedrnn {
 namespace {
 
-bool use_simt(const std::string& backend, const char* op, const OptTensor& batch_sizes) {
+bool use_simt(const std::string& backend, const char* op, const OptTensor& batch_sizes,
+              const OptTensor& w_hr = {}) {
   switch (parse_backend(backend)) {
     case Backend::Simt:
       TORCH_CHECK_NOT_IMPLEMENTED(!batch_sizes, op,
                                   ": packed input (batch_sizes) is not supported by backend "
+                                  "'simt' yet; use 'cpu'");
+      TORCH_CHECK_NOT_IMPLEMENTED(!w_hr, op,
+                                  ": the LSTM projection (w_hr) is not supported by backend "
                                   "'simt' yet; use 'cpu'");
       return true;
     case Backend::Cuda:
@@ -27,29 +31,33 @@ void check_cpu_dtype(const char* op, const Tensor& x) {
 
 T5 lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
                 const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh, bool reverse,
-                std::string backend, const OptTensor& batch_sizes) {
-  check_layer_inputs("lstm_forward", 4, x, h0, &c0, w_ih, w_hh, b_ih, b_hh, batch_sizes);
+                std::string backend, const OptTensor& batch_sizes, const OptTensor& w_hr) {
+  check_layer_inputs("lstm_forward", 4, x, h0, &c0, w_ih, w_hh, b_ih, b_hh, batch_sizes, w_hr);
   check_cpu_dtype("lstm_forward", x);
-  if (use_simt(backend, "lstm_forward", batch_sizes))
+  if (use_simt(backend, "lstm_forward", batch_sizes, w_hr))
     return simt::lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse);
-  return cpu::lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes);
+  return cpu::lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, w_hr);
 }
 
-T6 lstm_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n, const Tensor& x,
+T7 lstm_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n, const Tensor& x,
                  const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
                  const Tensor& y, const Tensor& gates, const Tensor& cells, bool reverse,
-                 std::string backend, const OptTensor& batch_sizes) {
-  auto s = check_layer_inputs("lstm_backward", 4, x, h0, &c0, w_ih, w_hh, {}, {}, batch_sizes);
-  check_grad("lstm_backward", dy, s.rows(s.H), x, "dy");
-  check_grad("lstm_backward", dh_n, {s.B, s.H}, x, "dh_n");
+                 std::string backend, const OptTensor& batch_sizes, const OptTensor& w_hr) {
+  auto s = check_layer_inputs("lstm_backward", 4, x, h0, &c0, w_ih, w_hh, {}, {}, batch_sizes,
+                              w_hr);
+  check_grad("lstm_backward", dy, s.rows(s.P), x, "dy");
+  check_grad("lstm_backward", dh_n, {s.B, s.P}, x, "dh_n");
   check_grad("lstm_backward", dc_n, {s.B, s.H}, x, "dc_n");
-  check_grad("lstm_backward", y, s.rows(s.H), x, "y");
+  check_grad("lstm_backward", y, s.rows(s.P), x, "y");
   check_grad("lstm_backward", gates, s.rows(4 * s.H), x, "gates");
   check_grad("lstm_backward", cells, s.rows(s.H), x, "cells");
-  if (use_simt(backend, "lstm_backward", batch_sizes))
-    return simt::lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells, reverse);
+  if (use_simt(backend, "lstm_backward", batch_sizes, w_hr)) {
+    auto [dx, dh0, dc0, dw_ih, dw_hh, db] =
+        simt::lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells, reverse);
+    return {dx, dh0, dc0, dw_ih, dw_hh, db, at::empty({0}, x.options())};
+  }
   return cpu::lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells, reverse,
-                            batch_sizes);
+                            batch_sizes, w_hr);
 }
 
 T4 gru_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
