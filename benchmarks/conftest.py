@@ -11,14 +11,14 @@ import torch
 
 from fusedrnn import bench
 
-# fusedrnn.bench's default suite scaled down (T=50, B=16, I=H=256 base) so that the whole
+# fusedrnn.bench's default suite scaled down (T=32, B=16, I=H=256 base) so that the whole
 # pytest run takes a few minutes on a 2-core CPU.
 MODEST_SIZES = (
-    bench.Size(T=50, B=16, H=256),
-    bench.Size(T=50, B=1, H=256),
-    bench.Size(T=50, B=16, H=512),
-    bench.Size(T=50, B=16, H=256, layers=4),
-    bench.Size(T=50, B=16, H=256, bidirectional=True),
+    bench.Size(T=32, B=16, H=256),
+    bench.Size(T=32, B=1, H=256),
+    bench.Size(T=32, B=16, H=512),
+    bench.Size(T=32, B=16, H=256, layers=4),
+    bench.Size(T=32, B=16, H=256, bidirectional=True),
 )
 SUITES = {"quick": bench.QUICK_SIZES, "modest": MODEST_SIZES, "full": bench.DEFAULT_SIZES}
 
@@ -26,7 +26,7 @@ SUITES = {"quick": bench.QUICK_SIZES, "modest": MODEST_SIZES, "full": bench.DEFA
 def pytest_addoption(parser):
     g = parser.getgroup("fusedrnn", "fusedrnn benchmark suite")
     g.addoption("--fusedrnn-suite", choices=tuple(SUITES), default="modest",
-                help="quick: fusedrnn.bench --quick's sizes; modest (default): T=50 B=16 H=256 "
+                help="quick: fusedrnn.bench --quick's sizes; modest (default): T=32 B=16 H=256 "
                      "variants; full: fusedrnn.bench's default suite")
     g.addoption("--fusedrnn-device", default=None,
                 help="cpu, cuda, cuda:1 ... (default: cuda if available, else cpu)")

@@ -119,25 +119,31 @@ SMALL = bench.Size(T=5, B=3, I=4, H=6, layers=2, bidirectional=True)
 @pytest.mark.parametrize("cell", bench.CELLS)
 def test_check_passes_when_both_agree(cell, mode):
     case = bench.Case(cell, SMALL, dtype="fp64", mode=mode)
-    chk = bench.check_case(case, bench.make_models(case, "cpu"))
+    models = bench.make_models(case, "cpu")
+    chk = bench.check_case(case, models)
     assert chk.ok, chk
     assert chk.err < 1e-9
+    want = {"output", "h_n"} | ({"c_n"} if cell == "lstm" else set())
+    if mode == "training":
+        want |= {"grad input"} | {"grad " + n for n, _ in models.ours.named_parameters()}
+    assert set(chk.compared) == want
 
 
-def _wrap_layer(monkeypatch, name, change):
-    """Replaces fusedrnn.functional.<name> (what the modules call) by one whose outputs go
-    through change(y)."""
-    orig = getattr(fusedrnn.functional, name)
+def _wrong_module(monkeypatch, name, change):
+    """Replaces fusedrnn.<name> (the class the benchmark builds) by a subclass whose output
+    goes through change(y); states are left alone."""
+    cls = getattr(fusedrnn, name)
 
-    def wrong(*args, **kwargs):
-        y, *rest = orig(*args, **kwargs)
-        return (change(y), *rest)
-    monkeypatch.setattr(fusedrnn.functional, name, wrong)
+    class Wrong(cls):
+        def forward(self, *args, **kwargs):
+            y, state = super().forward(*args, **kwargs)
+            return change(y), state
+    monkeypatch.setattr(fusedrnn, name, Wrong)
 
 
 @pytest.mark.parametrize("mode", bench.MODES)
 def test_check_catches_a_wrong_output(monkeypatch, mode):
-    _wrap_layer(monkeypatch, "gru_layer", lambda y: y + 1e-3)
+    _wrong_module(monkeypatch, "GRU", lambda y: y + 1e-3)
     case = bench.Case("gru", SMALL, dtype="fp32", mode=mode)
     chk = bench.check_case(case, bench.make_models(case, "cpu"))
     assert not chk.ok
@@ -149,7 +155,7 @@ def test_check_catches_a_wrong_output(monkeypatch, mode):
 
 def test_check_catches_a_wrong_gradient(monkeypatch):
     # forward values unchanged, gradient doubled: only the training check can see it
-    _wrap_layer(monkeypatch, "lstm_layer", lambda y: y.detach() + 2 * (y - y.detach()))
+    _wrong_module(monkeypatch, "LSTM", lambda y: y.detach() + 2 * (y - y.detach()))
     case = bench.Case("lstm", SMALL, dtype="fp32", mode="inference")
     assert bench.check_case(case, bench.make_models(case, "cpu")).ok
     case = bench.Case("lstm", SMALL, dtype="fp32", mode="training")
@@ -159,7 +165,7 @@ def test_check_catches_a_wrong_gradient(monkeypatch):
 
 
 def test_main_reports_a_mismatch(monkeypatch, capsys):
-    _wrap_layer(monkeypatch, "rnn_layer", lambda y: -y)
+    _wrong_module(monkeypatch, "RNN", lambda y: -y)
     rc = bench.main(TINY + ["--sizes", "4x2x3x5", "--cell", "rnn,gru"])
     out = capsys.readouterr().out
     assert rc == 1
@@ -172,7 +178,7 @@ def test_main_reports_a_mismatch(monkeypatch, capsys):
 def test_a_case_that_cannot_run_is_reported_not_raised(monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("kernel exploded")
-    monkeypatch.setattr(fusedrnn.functional, "lstm_layer", boom)
+    monkeypatch.setattr(fusedrnn.LSTM, "forward", boom)
     r = bench.run_case(bench.Case("lstm", SMALL), "cpu", repeat=1, warmup=0)
     assert r["status"] == "ERROR" and "kernel exploded" in r["error"]
     assert "kernel exploded" in bench.format_table([r])
@@ -236,6 +242,15 @@ def test_plot_without_matplotlib_says_so(monkeypatch, capsys, tmp_path):
         bench.main(TINY + ["--sizes", "2x1x2x2", "--plot", str(tmp_path / "p.png")])
     assert "pip install matplotlib" in capsys.readouterr().err
     assert not (tmp_path / "p.png").exists()
+
+
+def test_plot_is_written(tmp_path):
+    pytest.importorskip("matplotlib")
+    results = [{"name": "lstm a", "ratio": 1.5, "device": "cpu"},
+               {"name": "gru b", "ratio": 0.5, "device": "cpu"},
+               {"name": "rnn c", "status": "ERROR", "error": "x"}]
+    bench.write_plot(results, tmp_path / "p.png")
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_progress_bar():

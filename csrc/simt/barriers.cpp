@@ -162,7 +162,7 @@ uint64_t warp_op(WarpOp op, unsigned mask, uint64_t value, int arg, int width) {
 
 unsigned active_mask() {
   Fiber* f = current_fiber("__activemask");
-  return f->block->warps[f->warp].live;
+  return f->block->warps[f->warp].exists;
 }
 
 void on_exit(Fiber* f) {

@@ -1,12 +1,11 @@
-// Launch execution: workers (OS threads via OpenMP), the per-worker fiber scheduler loop, the
+// Launch execution: workers (OS threads from pool.cpp), the per-worker fiber scheduler loop, the
 // grid barrier between workers, and deadlock diagnosis. See scheduler.h for the model.
-#include <omp.h>
-
 #include <chrono>
 #include <cstring>
 #include <sstream>
 
 #include "simt/fiber.h"
+#include "simt/pool.h"
 #include "simt/scheduler.h"
 
 namespace simt {
@@ -54,16 +53,17 @@ void fiber_entry(void* p) {
 }  // namespace
 
 Fiber* Worker::pop() {
-  if (head == runq.size()) {
-    runq.clear();
-    head = 0;
-    return nullptr;
-  }
+  if (head == runq.size()) return nullptr;
   if (seeded) {  // a uniformly random runnable fiber: a seeded permutation of each ready set
     size_t j = head + splitmix64(rng) % (runq.size() - head);
     std::swap(runq[head], runq[j]);
   }
-  return runq[head++];
+  Fiber* f = runq[head++];
+  if (head == runq.size()) {  // drained: reuse the storage (a barrier refills it)
+    runq.clear();
+    head = 0;
+  }
+  return f;
 }
 
 void Worker::resume(Fiber* f) {
@@ -200,7 +200,7 @@ void start_block(Worker& w, size_t slot, uint64_t linear) {
   std::memset(b.smem, 0xff, L.spec.smem);  // uninitialised shared memory reads as NaN / -1
   for (int i = 0; i * 32 < L.nthreads; ++i) {
     int n = std::min(32, L.nthreads - i * 32);
-    b.warps[i].live = n == 32 ? ~0u : (1u << n) - 1;
+    b.warps[i].exists = b.warps[i].live = n == 32 ? ~0u : (1u << n) - 1;
     b.warps[i].waiting = 0;
   }
   if (w.seeded && !L.spec.cooperative) w.rng = *L.seed ^ (linear * 0xd1b54a32d192ed03ull);
@@ -222,7 +222,7 @@ void start_block(Worker& w, size_t slot, uint64_t linear) {
   w.stats.threads += L.nthreads;
 }
 
-// One OS thread of the launch: worker t of n.
+// One OS thread of the launch: worker t (of n for a cooperative launch; n unused otherwise).
 void run_worker(Launch& L, int t, int n) {
   Worker w;
   w.launch = &L;
@@ -280,12 +280,8 @@ void run(const LaunchSpec& spec, Body body) {
   L.nblocks = uint64_t(spec.grid.x) * spec.grid.y * spec.grid.z;
   L.seed = get_seed();
   const int team = int(std::min<uint64_t>(uint64_t(get_workers()), L.nblocks));
-  if (team <= 1) {
-    run_worker(L, 0, 1);
-  } else {
-#pragma omp parallel num_threads(team)
-    run_worker(L, omp_get_thread_num(), omp_get_num_threads());
-  }
+  run_parallel([&L](int index, int count) { run_worker(L, index, count); }, team,
+               spec.cooperative);
   Stats s;
   s.launches = 1;
   s.nanoseconds = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(

@@ -51,6 +51,7 @@ struct Fiber {
 };
 
 struct Warp {
+  unsigned exists = 0;   // lanes of a (possibly partial) warp
   unsigned live = 0;     // lanes that exist and have not exited
   unsigned waiting = 0;  // lanes waiting at a warp operation
 };
@@ -106,7 +107,7 @@ struct Worker {
   void resume(Fiber* f);
 };
 
-extern thread_local Fiber* tls_fiber;
+extern thread_local Fiber* tls_fiber __attribute__((visibility("hidden")));
 
 Fiber* current_fiber(const char* what);      // throws when called outside a kernel
 void yield(Fiber* f);                        // back to the scheduler; throws AbortFiber on abort

@@ -122,13 +122,17 @@ Tensor syncwarp(const Tensor& x, int64_t threads, int64_t mask, bool skip_sync) 
   return out;
 }
 
-py::dict atomics(int64_t blocks, int64_t threads, int64_t iters) {
+py::dict atomics(int64_t blocks, int64_t threads, int64_t iters, bool cooperative) {
   Counters c{};
   c.i_max = INT32_MIN;
   c.i_min = INT32_MAX;
   c.u_sub = 1u << 30;
   c.h_add = c10::Half(0.0f);
-  FRNN_LAUNCH(k_atomics, blocks, threads, 0, FRNN_CURRENT_STREAM, &c, int(iters));
+  // Cooperative: every worker thread takes part, so the atomics always race across OS threads.
+  if (cooperative)
+    FRNN_LAUNCH_COOPERATIVE(k_atomics, blocks, threads, 0, FRNN_CURRENT_STREAM, &c, int(iters));
+  else
+    FRNN_LAUNCH(k_atomics, blocks, threads, 0, FRNN_CURRENT_STREAM, &c, int(iters));
   py::dict d;
   d["i_add"] = c.i_add;
   d["u_add"] = c.u_add;
@@ -173,7 +177,9 @@ void disagree(const std::string& kind) {
 
 void launch(std::vector<int64_t> grid, std::vector<int64_t> block, int64_t smem, bool cooperative,
             std::optional<int64_t> optin, bool check_only) {
-  FRNN_SET_MAX_DYNAMIC_SMEM(k_empty, optin.value_or(int64_t(::simt::kDefaultMaxDynamicSmem)));
+  // optin: None resets the kernel's opt-in to the default, -1 leaves it as it is.
+  if (!optin || *optin >= 0)
+    FRNN_SET_MAX_DYNAMIC_SMEM(k_empty, optin.value_or(int64_t(::simt::kDefaultMaxDynamicSmem)));
   const dim3 g = to_dim3(grid), b = to_dim3(block);
   if (check_only)
     ::simt::detail::check_launch({g, b, size_t(smem), (const void*)k_empty, cooperative});
@@ -235,7 +241,8 @@ void bind_selftests(pybind11::module& m) {
   m.def("_simt_test_vote", &t::vote, arg("op"), arg("pred"), arg("mask"), arg("threads"));
   m.def("_simt_test_syncwarp", &t::syncwarp, arg("x"), arg("threads"), arg("mask"),
         arg("skip_sync") = false);
-  m.def("_simt_test_atomics", &t::atomics, arg("blocks"), arg("threads"), arg("iters"));
+  m.def("_simt_test_atomics", &t::atomics, arg("blocks"), arg("threads"), arg("iters"),
+        arg("cooperative") = false);
   m.def("_simt_test_grid", &t::grid, arg("blocks"), arg("threads"), arg("phases"),
         arg("cooperative") = true);
   m.def("_simt_test_disagree", &t::disagree, arg("kind"));

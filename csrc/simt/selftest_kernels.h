@@ -166,7 +166,7 @@ __global__ void k_atomics(Counters* c, int iters) {
     atomicExch(&c->lock, 0);
     atomicAdd(&c->exch_sum, (unsigned long long)atomicExch(&c->exch, g + 1));
     atomicInc(&c->inc, 999u);
-    if (threadIdx.x % 32 == 0) atomicAdd(&c->h_add, c10::Half(1.0f));
+    if (threadIdx.x % 32 == 0 && it < 2) atomicAdd(&c->h_add, c10::Half(1.0f));  // stays < 2048: exact
   }
 }
 

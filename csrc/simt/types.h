@@ -55,7 +55,8 @@ namespace detail {
 struct Builtins {
   uint3 thread_idx, block_idx, block_dim, grid_dim;
 };
-extern thread_local Builtins tls_builtins;
+// Hidden: kernels and the layer are one shared object, so TLS access needs no symbol lookup.
+extern thread_local Builtins tls_builtins __attribute__((visibility("hidden")));
 }  // namespace detail
 }  // namespace simt
 

@@ -10,8 +10,9 @@
 // that is not taking part (outside the mask, exited, or beyond a partial warp) is undefined in
 // CUDA; here it returns all bits set (NaN for floats, -1 for ints) so such a bug is visible.
 // Values of any trivially copyable type up to 8 bytes (int, unsigned, float, double, long long,
-// c10::Half, ...) are exchanged bitwise. __activemask() returns the warp's lanes that have not
-// exited (the layer has no notion of divergence between barriers).
+// c10::Half, ...) are exchanged bitwise. __activemask() returns every lane of the warp (fewer in
+// a partial last warp): the layer does not track divergence, so a warp counts as converged; lanes
+// that have exited are left out of rendezvous anyway, as CUDA leaves out exited threads.
 #pragma once
 
 #include <cstdint>
