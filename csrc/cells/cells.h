@@ -2,9 +2,12 @@
 // (csrc/cpu loops, csrc/cuda kernels under nvcc and under the SIMT layer).
 //
 // Contract: every function works on one (batch row, hidden unit) pair in the accumulation type
-// T (float for fp32/fp16/bf16, double for fp64). Inputs are pre-activations or saved activations
-// as named; nothing here reads or writes memory beyond its reference arguments. Gate order follows
-// torch.nn: LSTM i,f,g,o; GRU r,z,n (reset applied after the recurrent matmul).
+// T (float for fp32/fp16/bf16, double for fp64) -- or, on the CPU, on a SIMD vector of such pairs
+// (T = at::vec::Vectorized<float|double>, enabled by defining FRNN_CELLS_VECTORIZED before
+// including this header: only +, -, *, / and the helpers below are used, so the same source
+// serves both). Inputs are pre-activations or saved activations as named; nothing here reads or
+// writes memory beyond its reference arguments. Gate order follows torch.nn: LSTM i,f,g,o;
+// GRU r,z,n (reset applied after the recurrent matmul).
 #pragma once
 
 #include <cmath>
@@ -12,7 +15,13 @@
 #if defined(__CUDACC__)
 #define FRNN_HD __host__ __device__ __forceinline__
 #else
-#define FRNN_HD inline
+// static: the CPU backend compiles these for several instruction sets in different translation
+// units; internal linkage keeps the linker from merging an AVX2 copy into the generic one.
+#define FRNN_HD static inline
+#endif
+
+#ifdef FRNN_CELLS_VECTORIZED
+#include <ATen/cpu/vec/vec.h>
 #endif
 
 namespace fusedrnn {
@@ -22,6 +31,29 @@ FRNN_HD float exp_(float x) { return expf(x); }
 FRNN_HD double exp_(double x) { return exp(x); }
 FRNN_HD float tanh_(float x) { return tanhf(x); }
 FRNN_HD double tanh_(double x) { return tanh(x); }
+FRNN_HD float relu_(float x) { return x > 0.f ? x : 0.f; }
+FRNN_HD double relu_(double x) { return x > 0. ? x : 0.; }
+// dh where h > 0, else 0 (relu'(0) = 0, as in PyTorch).
+FRNN_HD float relu_grad_(float h, float dh) { return h > 0.f ? dh : 0.f; }
+FRNN_HD double relu_grad_(double h, double dh) { return h > 0. ? dh : 0.; }
+
+#ifdef FRNN_CELLS_VECTORIZED
+template <class S> FRNN_HD at::vec::Vectorized<S> exp_(const at::vec::Vectorized<S>& x) {
+  return x.exp();
+}
+template <class S> FRNN_HD at::vec::Vectorized<S> tanh_(const at::vec::Vectorized<S>& x) {
+  return x.tanh();
+}
+template <class S> FRNN_HD at::vec::Vectorized<S> relu_(const at::vec::Vectorized<S>& x) {
+  return at::vec::clamp_min(x, at::vec::Vectorized<S>(S(0)));
+}
+template <class S>
+FRNN_HD at::vec::Vectorized<S> relu_grad_(const at::vec::Vectorized<S>& h,
+                                          const at::vec::Vectorized<S>& dh) {
+  using V = at::vec::Vectorized<S>;
+  return V::blendv(V(S(0)), dh, h > V(S(0)));
+}
+#endif
 
 // 1/(1+e^-x): e^-x overflows to inf for very negative x, giving exactly 0 (no NaN).
 template <class T> FRNN_HD T sigmoid(T x) { return T(1) / (T(1) + exp_(-x)); }
@@ -85,12 +117,12 @@ FRNN_HD void gru_backward(T r, T z, T n, T hn, T h_prev, T dh,
 enum class Act { Tanh = 0, Relu = 1 };
 
 template <class T> FRNN_HD T rnn_forward(Act act, T a) {
-  return act == Act::Tanh ? tanh_(a) : (a > T(0) ? a : T(0));
+  return act == Act::Tanh ? tanh_(a) : relu_(a);
 }
 
-// h: the saved output h_t = act(a). relu'(0) = 0, as in PyTorch.
+// h: the saved output h_t = act(a).
 template <class T> FRNN_HD T rnn_backward(Act act, T h, T dh) {
-  return act == Act::Tanh ? dh * (T(1) - h * h) : (h > T(0) ? dh : T(0));
+  return act == Act::Tanh ? dh * (T(1) - h * h) : relu_grad_(h, dh);
 }
 
 }  // namespace cells

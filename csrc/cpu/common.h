@@ -52,18 +52,6 @@ inline void gemm_rm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, S alpha, 
   at::addmm_out(c, c, ta ? a.t() : a, tb ? b.t() : b, beta, alpha);
 }
 
-// Runs fn(begin, end) over [0, n) elements; tiny work stays on the calling thread because
-// waking the pool costs more than a few thousand transcendental evaluations.
-template <class F>
-inline void pointwise_for(int64_t n, const F& fn) {
-  constexpr int64_t kGrain = 16384;
-  if (n <= kGrain) {
-    fn(int64_t(0), n);
-  } else {
-    at::parallel_for(0, n, kGrain, fn);
-  }
-}
-
 // The time steps of a layer call. Dense: T steps of B rows, step t at rows [t*B, (t+1)*B).
 // Packed (torch.nn.utils.rnn.PackedSequence): step t has batch_sizes[t] rows (non-increasing in
 // t), stored one step after another; the active rows of a step are a prefix 0..count-1 of the

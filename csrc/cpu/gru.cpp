@@ -4,8 +4,8 @@
 // Backward keeps the input-side and recurrent-side gate gradients apart (they differ in the n
 // gate) and computes every weight gradient as one GEMM over all rows. Dense and packed input
 // share one implementation (Steps). Shapes: csrc/ops.h.
-#include "cells/cells.h"
 #include "cpu/common.h"
+#include "cpu/pointwise.h"
 
 namespace fusedrnn {
 namespace cpu {
@@ -35,21 +35,7 @@ void forward_steps(const Steps& st, const Tensor& x, const Tensor& w_ih, const T
     S* yt = y.data_ptr<S>() + off * H;
     S* nt = ghn.data_ptr<S>() + off * H;
     gemm_rm<S>(false, true, n, G, H, S(1), hs, H, whh, H, S(0), ghp, G);
-    pointwise_for(n * H, [&](int64_t begin, int64_t end) {
-      for (int64_t e = begin; e < end; ++e) {
-        const int64_t b = e / H, j = e - b * H;
-        S* gb = g + b * G;
-        const S* hb = ghp + b * G;
-        S hr = hb[j], hz = hb[H + j], hn = hb[2 * H + j];
-        if (bhh) hr += bhh[j], hz += bhh[H + j], hn += bhh[2 * H + j];
-        S r, z, nn;
-        cells::gru_forward<S>(gb[j], gb[H + j], gb[2 * H + j], hr, hz, hn, hs[e], r, z, nn,
-                              yt[e]);
-        gb[j] = r, gb[H + j] = z, gb[2 * H + j] = nn;
-        nt[e] = hn;
-        hs[e] = yt[e];
-      }
-    });
+    pointwise<S>().gru_forward(n, H, g, ghp, bhh, hs, yt, nt);
   }
 }
 
@@ -70,18 +56,7 @@ void backward_steps(const Steps& st, const Tensor& dy, const Tensor& gates, cons
     const S* dyt = dy.data_ptr<S>() + off * H;
     S* dxt = dgx.data_ptr<S>() + off * G;
     S* dht = dgh.data_ptr<S>() + off * G;
-    pointwise_for(n * H, [&](int64_t begin, int64_t end) {
-      for (int64_t e = begin; e < end; ++e) {
-        const int64_t b = e / H, j = e - b * H;
-        const S* gb = g + b * G;
-        S* xb = dxt + b * G;
-        S* hb = dht + b * G;
-        S dhn;
-        cells::gru_backward<S>(gb[j], gb[H + j], gb[2 * H + j], nt[e], hp[e], dhs[e] + dyt[e],
-                               xb[j], xb[H + j], xb[2 * H + j], dhn, dhs[e]);
-        hb[j] = xb[j], hb[H + j] = xb[H + j], hb[2 * H + j] = dhn;
-      }
-    });
+    pointwise<S>().gru_backward(n, H, g, nt, hp, dhs, dyt, dxt, dht);
     // dh_{t-1} = z * dh_t (written above) + dgh_t W_hh
     gemm_rm<S>(false, false, n, H, G, S(1), dht, G, whh, H, S(1), dhs, H);
   }

@@ -4,8 +4,8 @@
 // (csrc/cpu/common.h: Steps). With a projection (w_hr [P,H], torch.nn's proj_size = P) each step
 // adds the GEMM h = m W_hr^T, m = o * tanh(c), and the recurrence runs on h [B,P].
 // Shapes and saved tensors: csrc/ops.h.
-#include "cells/cells.h"
 #include "cpu/common.h"
+#include "cpu/pointwise.h"
 
 namespace fusedrnn {
 namespace cpu {
@@ -40,18 +40,7 @@ void forward_steps(const Steps& st, const Tensor& x, const Tensor& w_ih, const T
     S* ct = cells_.data_ptr<S>() + off * H;
     S* out = proj ? ms : yt;  // where the cell writes o * tanh(c)
     gemm_rm<S>(false, true, n, G, P, S(1), hs, P, whh, P, S(1), g, G);
-    pointwise_for(n * H, [&](int64_t begin, int64_t end) {
-      for (int64_t e = begin; e < end; ++e) {
-        const int64_t b = e / H, j = e - b * H;
-        S* gb = g + b * G;
-        S i, f, gg, o;
-        cells::lstm_forward<S>(gb[j], gb[H + j], gb[2 * H + j], gb[3 * H + j], cs[e], i, f, gg,
-                               o, ct[e], out[e]);
-        gb[j] = i, gb[H + j] = f, gb[2 * H + j] = gg, gb[3 * H + j] = o;
-        cs[e] = ct[e];
-        if (!proj) hs[e] = out[e];
-      }
-    });
+    pointwise<S>().lstm_forward(n, H, g, cs, ct, out, proj ? nullptr : hs);
     if (proj) {
       gemm_rm<S>(false, true, n, P, H, S(1), ms, H, whr, H, S(0), yt, P);
       std::copy(yt, yt + n * P, hs);
@@ -89,16 +78,7 @@ void backward_steps(const Steps& st, const Tensor& dy, const Tensor& gates, cons
       gemm_rm<S>(false, false, n, H, P, S(1), dh_t, P, whr, H, S(0), dm.data_ptr<S>(), H);
       dma = dm.data_ptr<S>(), dmb = nullptr;
     }
-    pointwise_for(n * H, [&](int64_t begin, int64_t end) {
-      for (int64_t e = begin; e < end; ++e) {
-        const int64_t b = e / H, j = e - b * H;
-        const S* gb = g + b * G;
-        S* db = dat + b * G;
-        cells::lstm_backward<S>(gb[j], gb[H + j], gb[2 * H + j], gb[3 * H + j], ct[e], cp[e],
-                                dmb ? dma[e] + dmb[e] : dma[e], dcs[e], db[j], db[H + j],
-                                db[2 * H + j], db[3 * H + j], dcs[e]);
-      }
-    });
+    pointwise<S>().lstm_backward(n, H, g, ct, cp, dma, dmb, dcs, dat);
     gemm_rm<S>(false, false, n, P, G, S(1), dat, G, whh, P, S(0), dhs, P);  // dh = da W_hh
   }
 }

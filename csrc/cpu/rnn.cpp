@@ -3,6 +3,7 @@
 // and packed input share one implementation (Steps). Shapes: csrc/ops.h.
 #include "cells/cells.h"
 #include "cpu/common.h"
+#include "cpu/pointwise.h"
 
 namespace fusedrnn {
 namespace cpu {
@@ -21,9 +22,7 @@ void forward_steps(const Steps& st, const Tensor& w_hh, cells::Act act, bool rev
     const int64_t t = time_of(s, st.T, reverse), n = st.count[t];
     S* yt = y.data_ptr<S>() + st.offset[t] * H;
     gemm_rm<S>(false, true, n, H, H, S(1), hs, H, whh, H, S(1), yt, H);
-    pointwise_for(n * H, [&](int64_t begin, int64_t end) {
-      for (int64_t e = begin; e < end; ++e) hs[e] = yt[e] = cells::rnn_forward<S>(act, yt[e]);
-    });
+    pointwise<S>().rnn_forward(n, H, static_cast<int>(act), yt, hs);
   }
 }
 
@@ -40,10 +39,7 @@ void backward_steps(const Steps& st, const Tensor& dy, const Tensor& y, const Te
     const S* yt = y.data_ptr<S>() + off;
     const S* dyt = dy.data_ptr<S>() + off;
     S* dat = da.data_ptr<S>() + off;
-    pointwise_for(n * H, [&](int64_t begin, int64_t end) {
-      for (int64_t e = begin; e < end; ++e)
-        dat[e] = cells::rnn_backward<S>(act, yt[e], dhs[e] + dyt[e]);
-    });
+    pointwise<S>().rnn_backward(n, H, static_cast<int>(act), yt, dhs, dyt, dat);
     gemm_rm<S>(false, false, n, H, H, S(1), dat, H, whh, H, S(0), dhs, H);
   }
 }

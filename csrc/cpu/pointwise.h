@@ -1,0 +1,43 @@
+// The fused pointwise passes of the CPU backend: one call per time step, over the n active rows
+// of the step, each row H hidden units (all gates of a unit at stride H within the row).
+// Row-major pointers with row strides G*H (gates) or H (states); nothing may alias unless
+// stated ("in/out"). Nullable arguments say so. Implemented once (pointwise_impl.h) and compiled
+// per instruction set (pointwise_default.cpp, pointwise_avx2.cpp); pointwise<S>() returns the
+// best table the running CPU supports.
+#pragma once
+
+#include <cstdint>
+
+namespace fusedrnn {
+namespace cpu {
+
+template <class S>
+struct Pointwise {
+  // g [n,4H] in: pre-activations, out: activations i,f,g,o. c_state [n,H] in: c_{t-1}, out: c_t.
+  // c_out [n,H] = c_t; m_out [n,H] = o*tanh(c_t); h_state (nullable) [n,H] also gets m.
+  void (*lstm_forward)(int64_t n, int64_t H, S* g, S* c_state, S* c_out, S* m_out, S* h_state);
+  // g [n,4H] activations, c [n,H] = c_t, c_prev [n,H]; dm = dm_a + dm_b (dm_b nullable) the
+  // gradient of o*tanh(c_t); dc_state [n,H] in: dc_t from t+1, out: dc_{t-1}; da [n,4H] out.
+  void (*lstm_backward)(int64_t n, int64_t H, const S* g, const S* c, const S* c_prev,
+                        const S* dm_a, const S* dm_b, S* dc_state, S* da);
+  // g [n,3H] in: input projections (with b_ih), out: activations r,z,n. gh [n,3H] recurrent
+  // projections without b_hh; b_hh [3H] nullable. h_state [n,H] in: h_{t-1}, out: h_t.
+  // h_out [n,H] = h_t; ghn_out [n,H] = W_hn h_{t-1} + b_hn.
+  void (*gru_forward)(int64_t n, int64_t H, S* g, const S* gh, const S* b_hh, S* h_state,
+                      S* h_out, S* ghn_out);
+  // g [n,3H] activations, ghn [n,H], h_prev [n,H]; dh_state [n,H] in: dh from t+1, out: the
+  // direct part z*dh of dh_{t-1}; dy [n,H]; dgx, dgh [n,3H] out (input and recurrent sides).
+  void (*gru_backward)(int64_t n, int64_t H, const S* g, const S* ghn, const S* h_prev,
+                       S* dh_state, const S* dy, S* dgx, S* dgh);
+  // y [n,H] in: pre-activations, out: h_t; h_state [n,H] out: h_t. act: 0 tanh, 1 relu.
+  void (*rnn_forward)(int64_t n, int64_t H, int act, S* y, S* h_state);
+  // y [n,H] = h_t; dh = dh_state + dy; da [n,H] out.
+  void (*rnn_backward)(int64_t n, int64_t H, int act, const S* y, const S* dh_state, const S* dy,
+                       S* da);
+};
+
+template <class S>
+const Pointwise<S>& pointwise();
+
+}  // namespace cpu
+}  // namespace fusedrnn

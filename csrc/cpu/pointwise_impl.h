@@ -1,0 +1,159 @@
+// Implementation of the CPU pointwise passes (contract: pointwise.h) over SIMD vectors of the
+// instruction set the including translation unit selects (CPU_CAPABILITY), calling the shared
+// cell math of csrc/cells with T = at::vec::Vectorized<S>. The includer defines FRNN_PW_NS, the
+// namespace of this copy, and FRNN_PW_TABLE, the name of its table getter.
+#pragma once
+
+#define FRNN_CELLS_VECTORIZED 1
+#include <ATen/Parallel.h>
+#include <ATen/cpu/vec/vec.h>
+
+#include <algorithm>
+
+#include "cells/cells.h"
+#include "cpu/pointwise.h"
+
+namespace fusedrnn {
+namespace cpu {
+namespace FRNN_PW_NS {
+
+template <class S>
+using V = at::vec::Vectorized<S>;
+
+template <class S>
+static inline V<S> ld(const S* p, int64_t k) {
+  return k == V<S>::size() ? V<S>::loadu(p) : V<S>::loadu(p, k);
+}
+template <class S>
+static inline void st(const V<S>& v, S* p, int64_t k) {
+  if (k == V<S>::size()) {
+    v.store(p);
+  } else {
+    v.store(p, k);
+  }
+}
+
+// fn(b, j, k) for every row b < n and every vector j, j+k of the row's H units. Threads split
+// rows only when there is enough work to pay for waking the pool.
+template <class F>
+static inline void for_units(int64_t n, int64_t H, int64_t width, const F& fn) {
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, H));
+  auto rows = [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b)
+      for (int64_t j = 0; j < H; j += width) fn(b, j, std::min(width, H - j));
+  };
+  if (n <= grain) {
+    rows(0, n);
+  } else {
+    at::parallel_for(0, n, grain, rows);
+  }
+}
+
+template <class S>
+static void lstm_forward(int64_t n, int64_t H, S* g, S* c_state, S* c_out, S* m_out,
+                         S* h_state) {
+  for_units(n, H, V<S>::size(), [&](int64_t b, int64_t j, int64_t k) {
+    S* gb = g + b * 4 * H + j;
+    const int64_t e = b * H + j;
+    V<S> i, f, gg, o, c, m;
+    cells::lstm_forward<V<S>>(ld(gb, k), ld(gb + H, k), ld(gb + 2 * H, k), ld(gb + 3 * H, k),
+                              ld(c_state + e, k), i, f, gg, o, c, m);
+    st(i, gb, k), st(f, gb + H, k), st(gg, gb + 2 * H, k), st(o, gb + 3 * H, k);
+    st(c, c_state + e, k), st(c, c_out + e, k), st(m, m_out + e, k);
+    if (h_state) st(m, h_state + e, k);
+  });
+}
+
+template <class S>
+static void lstm_backward(int64_t n, int64_t H, const S* g, const S* c, const S* c_prev,
+                          const S* dm_a, const S* dm_b, S* dc_state, S* da) {
+  for_units(n, H, V<S>::size(), [&](int64_t b, int64_t j, int64_t k) {
+    const S* gb = g + b * 4 * H + j;
+    S* db = da + b * 4 * H + j;
+    const int64_t e = b * H + j;
+    V<S> dm = ld(dm_a + e, k);
+    if (dm_b) dm = dm + ld(dm_b + e, k);
+    V<S> dai, daf, dag, dao, dcp;
+    cells::lstm_backward<V<S>>(ld(gb, k), ld(gb + H, k), ld(gb + 2 * H, k), ld(gb + 3 * H, k),
+                               ld(c + e, k), ld(c_prev + e, k), dm, ld(dc_state + e, k), dai,
+                               daf, dag, dao, dcp);
+    st(dai, db, k), st(daf, db + H, k), st(dag, db + 2 * H, k), st(dao, db + 3 * H, k);
+    st(dcp, dc_state + e, k);
+  });
+}
+
+template <class S>
+static void gru_forward(int64_t n, int64_t H, S* g, const S* gh, const S* b_hh, S* h_state,
+                        S* h_out, S* ghn_out) {
+  for_units(n, H, V<S>::size(), [&](int64_t b, int64_t j, int64_t k) {
+    S* gb = g + b * 3 * H + j;
+    const S* hb = gh + b * 3 * H + j;
+    const int64_t e = b * H + j;
+    V<S> hr = ld(hb, k), hz = ld(hb + H, k), hn = ld(hb + 2 * H, k);
+    if (b_hh) hr = hr + ld(b_hh + j, k), hz = hz + ld(b_hh + H + j, k),
+              hn = hn + ld(b_hh + 2 * H + j, k);
+    V<S> r, z, nn, h;
+    cells::gru_forward<V<S>>(ld(gb, k), ld(gb + H, k), ld(gb + 2 * H, k), hr, hz, hn,
+                             ld(h_state + e, k), r, z, nn, h);
+    st(r, gb, k), st(z, gb + H, k), st(nn, gb + 2 * H, k);
+    st(h, h_state + e, k), st(h, h_out + e, k), st(hn, ghn_out + e, k);
+  });
+}
+
+template <class S>
+static void gru_backward(int64_t n, int64_t H, const S* g, const S* ghn, const S* h_prev,
+                         S* dh_state, const S* dy, S* dgx, S* dgh) {
+  for_units(n, H, V<S>::size(), [&](int64_t b, int64_t j, int64_t k) {
+    const S* gb = g + b * 3 * H + j;
+    S* xb = dgx + b * 3 * H + j;
+    S* hb = dgh + b * 3 * H + j;
+    const int64_t e = b * H + j;
+    V<S> dxr, dxz, dxn, dhn, direct;
+    cells::gru_backward<V<S>>(ld(gb, k), ld(gb + H, k), ld(gb + 2 * H, k), ld(ghn + e, k),
+                              ld(h_prev + e, k), ld(dh_state + e, k) + ld(dy + e, k), dxr, dxz,
+                              dxn, dhn, direct);
+    st(dxr, xb, k), st(dxz, xb + H, k), st(dxn, xb + 2 * H, k);
+    st(dxr, hb, k), st(dxz, hb + H, k), st(dhn, hb + 2 * H, k);
+    st(direct, dh_state + e, k);
+  });
+}
+
+template <class S>
+static void rnn_forward(int64_t n, int64_t H, int act, S* y, S* h_state) {
+  const auto a = static_cast<cells::Act>(act);
+  for_units(n, H, V<S>::size(), [&](int64_t b, int64_t j, int64_t k) {
+    const int64_t e = b * H + j;
+    V<S> h = cells::rnn_forward<V<S>>(a, ld(y + e, k));
+    st(h, y + e, k), st(h, h_state + e, k);
+  });
+}
+
+template <class S>
+static void rnn_backward(int64_t n, int64_t H, int act, const S* y, const S* dh_state,
+                         const S* dy, S* da) {
+  const auto a = static_cast<cells::Act>(act);
+  for_units(n, H, V<S>::size(), [&](int64_t b, int64_t j, int64_t k) {
+    const int64_t e = b * H + j;
+    st(cells::rnn_backward<V<S>>(a, ld(y + e, k), ld(dh_state + e, k) + ld(dy + e, k)), da + e,
+       k);
+  });
+}
+
+template <class S>
+const Pointwise<S>& table() {
+  static const Pointwise<S> t{lstm_forward<S>, lstm_backward<S>, gru_forward<S>,
+                              gru_backward<S>, rnn_forward<S>,  rnn_backward<S>};
+  return t;
+}
+
+}  // namespace FRNN_PW_NS
+
+template <class S>
+const Pointwise<S>& FRNN_PW_TABLE() {
+  return FRNN_PW_NS::table<S>();
+}
+template const Pointwise<float>& FRNN_PW_TABLE<float>();
+template const Pointwise<double>& FRNN_PW_TABLE<double>();
+
+}  // namespace cpu
+}  // namespace fusedrnn
