@@ -1,0 +1,120 @@
+// GRU (reset-after, gates r,z,n) stepwise kernels: one launch per time step, forward and backward.
+//
+// Forward step (grid ceil(H/HT) x ceil(B/BT), GruForwardCfg::kThreads threads, kSmemBytes):
+//   hp[b, g*H+k] = sum_j h_prev[b, j] W_hh[g*H+k, j] + b_hh[g*H+k]      (recurrent part, g = r,z,n)
+//   cells::gru_forward(xproj r,z,n, hp r,z,n, h_prev) -> gates_out (r,z,n), ghn_out (= hp_n), h_out
+//   xproj [B,3H] x_t W_ih^T + b_ih (b_hh is NOT folded in: the n gate needs it inside r * (...))
+//   h_prev [B,H] h0 or y[t-1], must not alias h_out; w_hh [3H,H]; b_hh [3H] or null
+//   h_out [B,H], gates_out [B,3H], ghn_out [B,H]: y[t], gates[t], ghn[t], fully written
+// Backward step:
+//   dh[b,k] = dy[b,k] + dh_direct[b,k] + sum_j dah_next[b, j] W_hh[j, k]          (j < 3H)
+//   cells::gru_backward -> dax_out [B,3H] = (dxr, dxz, dxn)   (gradient of x-side pre-activations)
+//                          dah_out [B,3H] = (dxr, dxz, dhn)   (gradient of h-side pre-activations)
+//                          dh_direct = z * dh                  (the part of dh_{t-1} not via W_hh)
+//   dh_direct [B,H] accumulation type, in place (in: the carry from step t+1, initialised with
+//   dh_n; each element owned by one thread); dah_next [B,3H] or null (first processed step), must
+//   not alias dah_out/dax_out; gates [B,3H], ghn [B,H], h_prev [B,H] saved values of this step.
+// All tensors contiguous row-major, input dtype S unless stated.
+//
+// Tiles (B=64, H=512): forward BT=32 x HT=8 units (x 3 gates = 24 columns), 64 x 2 = 128 blocks,
+// 0.79 MFLOP and 64 KB h + 48 KB W_hh rows per block (101 MFLOP, 14 MB from L2 per step).
+// Backward BT=16 x HT=16, K = 3H = 1536: 128 blocks, 0.79 MFLOP, 96 + 96 KB per block.
+#pragma once
+
+#include "cells/cells.h"
+#include "cuda/tile.cuh"
+
+namespace fusedrnn {
+namespace kern {
+
+template <class S>
+struct GruForwardParams {
+  const S* xproj;
+  const S* h_prev;
+  const S* w_hh;
+  const S* b_hh;
+  S* h_out;
+  S* gates_out;
+  S* ghn_out;
+  int B, H;
+};
+
+template <class S>
+struct GruBackwardParams {
+  const S* dy;
+  const S* dah_next;
+  const S* w_hh;
+  const S* gates;
+  const S* ghn;
+  const S* h_prev;
+  typename AccType<S>::type* dh_direct;
+  S* dax_out;
+  S* dah_out;
+  int B, H;
+};
+
+//                                   S  BT  HT NG RB RN KSPLIT KC
+template <class S> struct GruForwardCfg : TileShape<S, 32, 8, 3, 4, 3, 4, 32> {};
+template <class S> struct GruBackwardCfg : TileShape<S, 16, 16, 1, 2, 2, 4, 32> {};
+
+template <class Cfg>
+__global__ void FRNN_LAUNCH_BOUNDS(Cfg::kThreads)
+    gru_forward_step_kernel(GruForwardParams<typename Cfg::scalar_t> p) {
+  using S = typename Cfg::scalar_t;
+  using A = typename Cfg::acc_t;
+  FRNN_DYNAMIC_SMEM(A, smem);
+  const int H = p.H, k0 = int(blockIdx.x) * Cfg::HT, b0 = int(blockIdx.y) * Cfg::BT;
+  tile_product<Cfg, WView::kRows>(p.h_prev + (size_t)b0 * H, H, p.B - b0, p.w_hh, H, H, k0, H,
+                                  smem);
+  for (int e = int(threadIdx.x); e < Cfg::BT * Cfg::HT; e += Cfg::kThreads) {
+    const int bl = e / Cfg::HT, kl = e % Cfg::HT, b = b0 + bl, k = k0 + kl;
+    if (b >= p.B || k >= H) continue;
+    const size_t row = (size_t)b * 3 * H, ek = (size_t)b * H + k;
+    A xa[3], ha[3];
+FRNN_UNROLL
+    for (int g = 0; g < 3; ++g) {
+      xa[g] = to_acc<A>(p.xproj[row + g * H + k]);
+      ha[g] = tile_sum<Cfg>(smem, bl, g * Cfg::HT + kl);
+      if (p.b_hh) ha[g] += to_acc<A>(p.b_hh[g * H + k]);
+    }
+    A r, z, n, h;
+    cells::gru_forward<A>(xa[0], xa[1], xa[2], ha[0], ha[1], ha[2], to_acc<A>(p.h_prev[ek]), r, z,
+                          n, h);
+    p.gates_out[row + k] = from_acc<S>(r);
+    p.gates_out[row + H + k] = from_acc<S>(z);
+    p.gates_out[row + 2 * H + k] = from_acc<S>(n);
+    p.ghn_out[ek] = from_acc<S>(ha[2]);
+    p.h_out[ek] = from_acc<S>(h);
+  }
+}
+
+template <class Cfg>
+__global__ void FRNN_LAUNCH_BOUNDS(Cfg::kThreads)
+    gru_backward_step_kernel(GruBackwardParams<typename Cfg::scalar_t> p) {
+  using S = typename Cfg::scalar_t;
+  using A = typename Cfg::acc_t;
+  FRNN_DYNAMIC_SMEM(A, smem);
+  const int H = p.H, G = 3 * H, k0 = int(blockIdx.x) * Cfg::HT, b0 = int(blockIdx.y) * Cfg::BT;
+  tile_product<Cfg, WView::kColumns>(p.dah_next ? p.dah_next + (size_t)b0 * G : nullptr, G,
+                                     p.B - b0, p.w_hh, H, H, k0, p.dah_next ? G : 0, smem);
+  for (int e = int(threadIdx.x); e < Cfg::BT * Cfg::HT; e += Cfg::kThreads) {
+    const int bl = e / Cfg::HT, kl = e % Cfg::HT, b = b0 + bl, k = k0 + kl;
+    if (b >= p.B || k >= H) continue;
+    const size_t row = (size_t)b * G, ek = (size_t)b * H + k;
+    const A dh = tile_sum<Cfg>(smem, bl, kl) + to_acc<A>(p.dy[ek]) + p.dh_direct[ek];
+    A dxr, dxz, dxn, dhn, direct;
+    cells::gru_backward<A>(to_acc<A>(p.gates[row + k]), to_acc<A>(p.gates[row + H + k]),
+                           to_acc<A>(p.gates[row + 2 * H + k]), to_acc<A>(p.ghn[ek]),
+                           to_acc<A>(p.h_prev[ek]), dh, dxr, dxz, dxn, dhn, direct);
+    p.dax_out[row + k] = from_acc<S>(dxr);
+    p.dax_out[row + H + k] = from_acc<S>(dxz);
+    p.dax_out[row + 2 * H + k] = from_acc<S>(dxn);
+    p.dah_out[row + k] = from_acc<S>(dxr);
+    p.dah_out[row + H + k] = from_acc<S>(dxz);
+    p.dah_out[row + 2 * H + k] = from_acc<S>(dhn);
+    p.dh_direct[ek] = direct;
+  }
+}
+
+}  // namespace kern
+}  // namespace fusedrnn

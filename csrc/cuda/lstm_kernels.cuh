@@ -1,0 +1,125 @@
+// LSTM stepwise kernels: one launch per time step, forward and backward.
+//
+// Forward step (grid: ceil(H/HT) x ceil(B/BT), LstmForwardCfg::kThreads threads,
+// kSmemBytes dynamic shared memory):
+//   a[b, g*H+k] = xproj[b, g*H+k] + sum_j h_prev[b, j] W_hh[g*H+k, j]     (gates i,f,g,o)
+//   cells::lstm_forward -> gates_out (activations), c (carry), c_out, h_out
+//   xproj     [B,4H]  x_t W_ih^T + b_ih + b_hh (hoisted GEMM), read only
+//   h_prev    [B,H]   h0 or y[t-1]; must not alias h_out
+//   w_hh      [4H,H]
+//   c         [B,H]   accumulation type, in: c_{t-1}, out: c_t (each element read and written by
+//                     the one thread that owns it, so in place is safe)
+//   h_out, c_out [B,H], gates_out [B,4H]: y[t], cells[t], gates[t]; fully written
+// Backward step (grid: ceil(H/HT) x ceil(B/BT)):
+//   dh[b,k] = dy[b,k] + dh_n[b,k] + sum_j da_next[b, j] W_hh[j, k]      (j < 4H)
+//   cells::lstm_backward -> da_out [B,4H] (pre-activation gradients), dc (carry, in place)
+//   dy [B,H]; dh_n [B,H] or null (only the first processed step); da_next [B,4H] or null (the
+//   first processed step: no later step), must not alias da_out; gates [B,4H], c_t, c_prev [B,H]
+//   saved forward values of this step; dc [B,H] accumulation type, in: dc_t, out: dc_{t-1}.
+// All tensors contiguous row-major, all of the input dtype S unless stated.
+//
+// Tiles (B=64, H=512, fp32, H100 with 132 SMs):
+//   forward BT=32 rows x HT=8 units (x 4 gates = 32 product columns): 64 x 2 = 128 blocks, one
+//   wave. A block multiplies 32 x 512 by 512 x 32: 1.05 MFLOP (134 MFLOP per step in total), and
+//   stages 64 KB of h plus 64 KB of W_hh rows from L2 (16 MB per step over all blocks: W_hh, 4 MB,
+//   is read by both row tiles, h, 128 KB, by all 64 unit tiles); BT = NG*HT minimises that traffic
+//   for a fixed number of blocks.
+//   backward BT=16 rows x HT=16 units, K = 4H = 2048: 32 x 4 = 128 blocks, 1.05 MFLOP each,
+//   128 KB of da_next rows + 128 KB of W_hh columns (16 floats = 64 B segments) per block.
+#pragma once
+
+#include "cells/cells.h"
+#include "cuda/tile.cuh"
+
+namespace fusedrnn {
+namespace kern {
+
+template <class S>
+struct LstmForwardParams {
+  const S* xproj;
+  const S* h_prev;
+  const S* w_hh;
+  typename AccType<S>::type* c;
+  S* h_out;
+  S* c_out;
+  S* gates_out;
+  int B, H;
+};
+
+template <class S>
+struct LstmBackwardParams {
+  const S* dy;
+  const S* dh_n;
+  const S* da_next;
+  const S* w_hh;
+  const S* gates;
+  const S* c_t;
+  const S* c_prev;
+  typename AccType<S>::type* dc;
+  S* da_out;
+  int B, H;
+};
+
+//                                    S  BT  HT NG RB RN KSPLIT KC
+template <class S> struct LstmForwardCfg : TileShape<S, 32, 8, 4, 4, 4, 4, 32> {};
+template <class S> struct LstmBackwardCfg : TileShape<S, 16, 16, 1, 2, 2, 4, 32> {};
+
+template <class Cfg>
+__global__ void FRNN_LAUNCH_BOUNDS(Cfg::kThreads)
+    lstm_forward_step_kernel(LstmForwardParams<typename Cfg::scalar_t> p) {
+  using S = typename Cfg::scalar_t;
+  using A = typename Cfg::acc_t;
+  FRNN_DYNAMIC_SMEM(A, smem);
+  const int H = p.H, k0 = int(blockIdx.x) * Cfg::HT, b0 = int(blockIdx.y) * Cfg::BT;
+  tile_product<Cfg, WView::kRows>(p.h_prev + (size_t)b0 * H, H, p.B - b0, p.w_hh, H, H, k0, H,
+                                  smem);
+  for (int e = int(threadIdx.x); e < Cfg::BT * Cfg::HT; e += Cfg::kThreads) {
+    const int bl = e / Cfg::HT, kl = e % Cfg::HT, b = b0 + bl, k = k0 + kl;
+    if (b >= p.B || k >= H) continue;
+    const size_t row = (size_t)b * 4 * H, ek = (size_t)b * H + k;
+    A a[4];
+FRNN_UNROLL
+    for (int g = 0; g < 4; ++g)
+      a[g] = tile_sum<Cfg>(smem, bl, g * Cfg::HT + kl) + to_acc<A>(p.xproj[row + g * H + k]);
+    A i, f, gg, o, c, h;
+    cells::lstm_forward<A>(a[0], a[1], a[2], a[3], p.c[ek], i, f, gg, o, c, h);
+    p.gates_out[row + k] = from_acc<S>(i);
+    p.gates_out[row + H + k] = from_acc<S>(f);
+    p.gates_out[row + 2 * H + k] = from_acc<S>(gg);
+    p.gates_out[row + 3 * H + k] = from_acc<S>(o);
+    p.c[ek] = c;
+    p.c_out[ek] = from_acc<S>(c);
+    p.h_out[ek] = from_acc<S>(h);
+  }
+}
+
+template <class Cfg>
+__global__ void FRNN_LAUNCH_BOUNDS(Cfg::kThreads)
+    lstm_backward_step_kernel(LstmBackwardParams<typename Cfg::scalar_t> p) {
+  using S = typename Cfg::scalar_t;
+  using A = typename Cfg::acc_t;
+  FRNN_DYNAMIC_SMEM(A, smem);
+  const int H = p.H, G = 4 * H, k0 = int(blockIdx.x) * Cfg::HT, b0 = int(blockIdx.y) * Cfg::BT;
+  tile_product<Cfg, WView::kColumns>(p.da_next ? p.da_next + (size_t)b0 * G : nullptr, G,
+                                     p.B - b0, p.w_hh, H, H, k0, p.da_next ? G : 0, smem);
+  for (int e = int(threadIdx.x); e < Cfg::BT * Cfg::HT; e += Cfg::kThreads) {
+    const int bl = e / Cfg::HT, kl = e % Cfg::HT, b = b0 + bl, k = k0 + kl;
+    if (b >= p.B || k >= H) continue;
+    const size_t row = (size_t)b * G, ek = (size_t)b * H + k;
+    A dh = tile_sum<Cfg>(smem, bl, kl) + to_acc<A>(p.dy[ek]);
+    if (p.dh_n) dh += to_acc<A>(p.dh_n[ek]);
+    A dai, daf, dag, dao, dc_prev;
+    cells::lstm_backward<A>(to_acc<A>(p.gates[row + k]), to_acc<A>(p.gates[row + H + k]),
+                            to_acc<A>(p.gates[row + 2 * H + k]),
+                            to_acc<A>(p.gates[row + 3 * H + k]), to_acc<A>(p.c_t[ek]),
+                            to_acc<A>(p.c_prev[ek]), dh, p.dc[ek], dai, daf, dag, dao, dc_prev);
+    p.da_out[row + k] = from_acc<S>(dai);
+    p.da_out[row + H + k] = from_acc<S>(daf);
+    p.da_out[row + 2 * H + k] = from_acc<S>(dag);
+    p.da_out[row + 3 * H + k] = from_acc<S>(dao);
+    p.dc[ek] = dc_prev;
+  }
+}
+
+}  // namespace kern
+}  // namespace fusedrnn

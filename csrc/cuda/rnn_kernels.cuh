@@ -1,0 +1,90 @@
+// Elman RNN (tanh or relu) stepwise kernels: one launch per time step, forward and backward.
+//
+// Forward step (grid ceil(H/HT) x ceil(B/BT), RnnForwardCfg::kThreads threads, kSmemBytes):
+//   h_out[b,k] = act(xproj[b,k] + sum_j h_prev[b,j] W_hh[k,j])
+//   xproj [B,H] x_t W_ih^T + b_ih + b_hh; h_prev [B,H] h0 or y[t-1], must not alias h_out;
+//   w_hh [H,H]; h_out [B,H] = y[t], fully written.
+// Backward step:
+//   dh[b,k] = dy[b,k] + dh_n[b,k] + sum_j da_next[b,j] W_hh[j,k];  da_out = act'(h_t) * dh
+//   dy, h_t (= y[t]) [B,H]; dh_n [B,H] or null (only the first processed step); da_next [B,H] or
+//   null (first processed step), must not alias da_out; da_out [B,H] fully written.
+// All tensors contiguous row-major, input dtype S. Activation: forward template argument kAct,
+// backward runtime flag relu (0 = tanh, 1 = relu).
+//
+// Tiles (B=64, H=512): BT=16 x HT=16 both ways, 32 x 4 = 128 blocks; a block multiplies
+// 16 x 512 by 512 x 16 (0.26 MFLOP; 33.5 MFLOP per step in total) and stages 32 KB of h (or da)
+// and 32 KB of W_hh (8 MB from L2 per step over all blocks).
+#pragma once
+
+#include "cells/cells.h"
+#include "cuda/tile.cuh"
+
+namespace fusedrnn {
+namespace kern {
+
+template <class S>
+struct RnnForwardParams {
+  const S* xproj;
+  const S* h_prev;
+  const S* w_hh;
+  S* h_out;
+  int B, H;
+};
+
+template <class S>
+struct RnnBackwardParams {
+  const S* dy;
+  const S* dh_n;
+  const S* da_next;
+  const S* w_hh;
+  const S* h_t;
+  S* da_out;
+  int B, H, relu;
+};
+
+//                                   S  BT  HT NG RB RN KSPLIT KC
+template <class S> struct RnnForwardCfg : TileShape<S, 16, 16, 1, 2, 2, 4, 32> {};
+template <class S> struct RnnBackwardCfg : TileShape<S, 16, 16, 1, 2, 2, 4, 32> {};
+
+// The forward activation is a template argument: with a runtime choice, ptxas keeps a few bytes of
+// the fp64 tanh slow-path call on the stack (spills); the backward needs no transcendental.
+template <class Cfg, cells::Act kAct>
+__global__ void FRNN_LAUNCH_BOUNDS(Cfg::kThreads)
+    rnn_forward_step_kernel(RnnForwardParams<typename Cfg::scalar_t> p) {
+  using S = typename Cfg::scalar_t;
+  using A = typename Cfg::acc_t;
+  FRNN_DYNAMIC_SMEM(A, smem);
+  const int H = p.H, k0 = int(blockIdx.x) * Cfg::HT, b0 = int(blockIdx.y) * Cfg::BT;
+  tile_product<Cfg, WView::kRows>(p.h_prev + (size_t)b0 * H, H, p.B - b0, p.w_hh, H, H, k0, H,
+                                  smem);
+  for (int e = int(threadIdx.x); e < Cfg::BT * Cfg::HT; e += Cfg::kThreads) {
+    const int bl = e / Cfg::HT, kl = e % Cfg::HT, b = b0 + bl, k = k0 + kl;
+    if (b >= p.B || k >= H) continue;
+    const size_t ek = (size_t)b * H + k;
+    const A a = tile_sum<Cfg>(smem, bl, kl) + to_acc<A>(p.xproj[ek]);
+    p.h_out[ek] = from_acc<S>(cells::rnn_forward<A>(kAct, a));
+  }
+}
+
+template <class Cfg>
+__global__ void FRNN_LAUNCH_BOUNDS(Cfg::kThreads)
+    rnn_backward_step_kernel(RnnBackwardParams<typename Cfg::scalar_t> p) {
+  using S = typename Cfg::scalar_t;
+  using A = typename Cfg::acc_t;
+  FRNN_DYNAMIC_SMEM(A, smem);
+  const int H = p.H, k0 = int(blockIdx.x) * Cfg::HT, b0 = int(blockIdx.y) * Cfg::BT;
+  const cells::Act act = p.relu ? cells::Act::Relu : cells::Act::Tanh;
+  tile_product<Cfg, WView::kColumns>(p.da_next ? p.da_next + (size_t)b0 * H : nullptr, H,
+                                     p.B - b0, p.w_hh, H, H, k0, p.da_next ? H : 0, smem);
+  for (int e = int(threadIdx.x); e < Cfg::BT * Cfg::HT; e += Cfg::kThreads) {
+    const int bl = e / Cfg::HT, kl = e % Cfg::HT, b = b0 + bl, k = k0 + kl;
+    if (b >= p.B || k >= H) continue;
+    const size_t ek = (size_t)b * H + k;
+    A dh = tile_sum<Cfg>(smem, bl, kl) + to_acc<A>(p.dy[ek]);
+    if (p.dh_n) dh += to_acc<A>(p.dh_n[ek]);
+    p.da_out[ek] = from_acc<S>(cells::rnn_backward<A>(act, to_acc<A>(p.h_t[ek]), dh));
+  }
+}
+
+}  // namespace kern
+}  // namespace fusedrnn
