@@ -15,23 +15,26 @@ TORCH_LIBRARY(fusedrnn, m) {
   // One layer, one direction, the whole sequence. See csrc/ops.h for shapes and saved tensors.
   // batch_sizes (PackedSequence.batch_sizes) makes x and every per-row tensor [N, K] packed.
   // w_hr [P, H] is the LSTM projection (torch.nn's proj_size = P); dw_hr is empty without it.
+  // algorithm (LSTM, GRU): the CUDA kernels' "stepwise", "persistent" or "auto".
   m.def(
       "lstm_forward(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
       "Tensor? b_hh, bool reverse=False, str backend='auto', Tensor? batch_sizes=None, "
-      "Tensor? w_hr=None) -> (Tensor y, Tensor h_n, Tensor c_n, Tensor gates, Tensor cells)");
+      "Tensor? w_hr=None, str algorithm='auto') "
+      "-> (Tensor y, Tensor h_n, Tensor c_n, Tensor gates, Tensor cells)");
   m.def(
       "lstm_backward(Tensor dy, Tensor dh_n, Tensor dc_n, Tensor x, Tensor h0, Tensor c0, "
       "Tensor w_ih, Tensor w_hh, Tensor y, Tensor gates, Tensor cells, bool reverse=False, "
-      "str backend='auto', Tensor? batch_sizes=None, Tensor? w_hr=None) "
+      "str backend='auto', Tensor? batch_sizes=None, Tensor? w_hr=None, str algorithm='auto') "
       "-> (Tensor dx, Tensor dh0, Tensor dc0, Tensor dw_ih, Tensor dw_hh, Tensor db, "
       "Tensor dw_hr)");
   m.def(
       "gru_forward(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
-      "bool reverse=False, str backend='auto', Tensor? batch_sizes=None) "
-      "-> (Tensor y, Tensor h_n, Tensor gates, Tensor ghn)");
+      "bool reverse=False, str backend='auto', Tensor? batch_sizes=None, "
+      "str algorithm='auto') -> (Tensor y, Tensor h_n, Tensor gates, Tensor ghn)");
   m.def(
       "gru_backward(Tensor dy, Tensor dh_n, Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, "
-      "Tensor y, Tensor gates, Tensor ghn, bool reverse=False, str backend='auto', Tensor? batch_sizes=None) "
+      "Tensor y, Tensor gates, Tensor ghn, bool reverse=False, str backend='auto', "
+      "Tensor? batch_sizes=None, str algorithm='auto') "
       "-> (Tensor dx, Tensor dh0, Tensor dw_ih, Tensor dw_hh, Tensor db_ih, Tensor db_hh)");
   m.def(
       "rnn_forward(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "

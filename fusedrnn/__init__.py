@@ -3,17 +3,18 @@
     import fusedrnn
     lstm = fusedrnn.LSTM(512, 512)          # same arguments as torch.nn.LSTM
     with fusedrnn.backend("simt"): ...      # run the CUDA kernels on CPU threads (testing)
+    with fusedrnn.algorithm("persistent"): ...  # whole sequence in one launch, W_hh on chip
 """
 from fusedrnn import _ops  # noqa: F401  (loads fusedrnn._C; raises an ImportError naming the fix)
 from fusedrnn import functional, reference
-from fusedrnn._config import backend, get_backend
+from fusedrnn._config import algorithm, backend, get_algorithm, get_backend
 from fusedrnn.cells import GRUCell, LSTMCell, RNNCell
 from fusedrnn.convert import convert
 from fusedrnn.modules import GRU, LSTM, RNN
 
 __version__ = "0.1.0"
 __all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "convert", "functional",
-           "reference", "backend", "get_backend", "build_info"]
+           "reference", "backend", "get_backend", "algorithm", "get_algorithm", "build_info"]
 
 
 def build_info() -> dict:

@@ -6,12 +6,23 @@
 "cuda": the CUDA kernels (CUDA tensors only).
 The choice is per thread (a context variable) and is recorded by each forward call, so the
 backward of a call runs on the backend its forward ran on.
+
+Which algorithm the CUDA kernels use (backends "cuda" and "simt"): `with fusedrnn.algorithm(...)`.
+"auto" (default): on CUDA, persistent when W_hh fits on chip and the batch is small, else
+              stepwise; under the SIMT backend, stepwise (tests pick kernels explicitly).
+"persistent": one cooperative launch per layer and direction for the whole sequence, W_hh kept
+              in shared memory (csrc/cuda/persistent.h); raises when W_hh does not fit.
+"stepwise": the hoisted input GEMM, then one fused kernel per time step.
+Also per thread (a context variable), recorded by each forward call for its backward. RNN
+layers always run stepwise.
 """
 import contextlib
 import contextvars
 
 BACKENDS = ("auto", "cpu", "simt", "cuda")
 _backend = contextvars.ContextVar("fusedrnn_backend", default="auto")
+ALGORITHMS = ("auto", "persistent", "stepwise")
+_algorithm = contextvars.ContextVar("fusedrnn_algorithm", default="auto")
 
 
 def get_backend() -> str:
@@ -29,3 +40,22 @@ def backend(name: str):
         yield name
     finally:
         _backend.reset(token)
+
+
+def get_algorithm() -> str:
+    """The algorithm name in effect in this thread."""
+    return _algorithm.get()
+
+
+@contextlib.contextmanager
+def algorithm(name: str):
+    """Context manager that selects the CUDA kernels' algorithm inside its block:
+    "persistent", "stepwise" or "auto"."""
+    if name not in ALGORITHMS:
+        raise ValueError(
+            f"fusedrnn.algorithm: unknown algorithm {name!r}; expected one of {ALGORITHMS}")
+    token = _algorithm.set(name)
+    try:
+        yield name
+    finally:
+        _algorithm.reset(token)

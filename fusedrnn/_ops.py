@@ -38,7 +38,7 @@ def _layer_sizes(x, w_hh, *others, packed=False):
 
 @torch.library.register_fake("fusedrnn::lstm_forward")
 def _lstm_forward_fake(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, backend="auto",
-                       batch_sizes=None, w_hr=None):
+                       batch_sizes=None, w_hr=None, algorithm="auto"):
     rows, P = _layer_sizes(x, w_hh, h0, c0, w_ih, b_ih, b_hh, w_hr,
                            packed=batch_sizes is not None)
     H = w_hh.shape[0] // 4  # P != H with a projection
@@ -48,7 +48,7 @@ def _lstm_forward_fake(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, backend
 
 @torch.library.register_fake("fusedrnn::lstm_backward")
 def _lstm_backward_fake(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells, reverse=False,
-                        backend="auto", batch_sizes=None, w_hr=None):
+                        backend="auto", batch_sizes=None, w_hr=None, algorithm="auto"):
     _layer_sizes(x, w_hh, dy, dh_n, dc_n, h0, c0, w_ih, y, gates, cells, w_hr,
                  packed=batch_sizes is not None)
     H = w_hh.shape[0] // 4
@@ -59,7 +59,7 @@ def _lstm_backward_fake(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells, 
 
 @torch.library.register_fake("fusedrnn::gru_forward")
 def _gru_forward_fake(x, h0, w_ih, w_hh, b_ih, b_hh, reverse=False, backend="auto",
-                      batch_sizes=None):
+                      batch_sizes=None, algorithm="auto"):
     rows, H = _layer_sizes(x, w_hh, h0, w_ih, b_ih, b_hh, packed=batch_sizes is not None)
     e = x.new_empty
     return e(rows(H)), e(h0.shape), e(rows(3 * H)), e(rows(H))
@@ -67,7 +67,7 @@ def _gru_forward_fake(x, h0, w_ih, w_hh, b_ih, b_hh, reverse=False, backend="aut
 
 @torch.library.register_fake("fusedrnn::gru_backward")
 def _gru_backward_fake(dy, dh_n, x, h0, w_ih, w_hh, y, gates, ghn, reverse=False, backend="auto",
-                       batch_sizes=None):
+                       batch_sizes=None, algorithm="auto"):
     rows, H = _layer_sizes(x, w_hh, dy, dh_n, h0, w_ih, y, gates, ghn,
                            packed=batch_sizes is not None)
     e = x.new_empty

@@ -93,3 +93,29 @@ def test_output_is_contiguous_and_fresh(backend):
     torch.testing.assert_close(h, h2)
     torch.testing.assert_close(c, c2)
     assert h.data_ptr() != y.data_ptr()
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_algorithm_persistent_through_the_dispatch(kind, dtype):
+    """fusedrnn.algorithm("persistent") reaches the persistent kernels (run through SIMT here,
+    on CUDA on a GPU): same results as the reference, forward and every gradient."""
+    import fusedrnn
+    backend = "cuda" if torch.cuda.is_available() and fusedrnn.build_info()["cuda"] else "simt"
+    if backend == "simt" and not fusedrnn.build_info()["simt"]:
+        pytest.skip("SIMT layer not built")
+    with fusedrnn.backend(backend), fusedrnn.algorithm("persistent"):
+        check_against_reference(kind, dtype, 5, 3, 4, 9, True, True, device_of(backend))
+
+
+def test_algorithm_persistent_error_when_w_hh_does_not_fit():
+    import fusedrnn
+    if not fusedrnn.build_info()["simt"]:
+        pytest.skip("SIMT layer not built")
+    d = layer_inputs("lstm", 2, 1, 3, 4096, dtype=torch.float32)
+    with fusedrnn.backend("simt"), fusedrnn.algorithm("persistent"):
+        with pytest.raises(RuntimeError, match="does not fit"):
+            F.lstm_layer(d["x"], d["h0"], d["c0"], d["w_ih"], d["w_hh"], d["b_ih"], d["b_hh"])
+    with pytest.raises(ValueError, match="unknown algorithm"):
+        with fusedrnn.algorithm("fast"):
+            pass

@@ -1,0 +1,99 @@
+// Persistent LSTM/GRU kernels: one cooperative launch per layer and direction runs all T steps,
+// each block keeping its slice of W_hh resident in shared memory for the whole sequence.
+// Compiled twice: under nvcc into fusedrnn::cuda (csrc/cuda/persistent_*.cu) and as host C++
+// into fusedrnn::simt (csrc/simt/persistent_*.cpp), where the SIMT layer runs them on CPU threads.
+//
+// Contract of the ops: the same arguments, shapes, saved tensors and results as the matching
+// functions of csrc/ops.h (lstm_forward, lstm_backward, gru_forward, gru_backward; dense input,
+// no projection). The tensors must live on the backend's device (CUDA for fusedrnn::cuda, CPU for
+// fusedrnn::simt). When W_hh does not fit on chip, the op raises
+//   "persistent: W_hh of H=... does not fit ..."
+// so callers ask persistent_supported() first (algorithm "auto") or surface the error
+// (algorithm "persistent").
+//
+// Design (see csrc/cuda/persistent_kernels.cuh for the details):
+//   forward   block k owns hidden units [k*U, k*U+U) (all G gates of them) and keeps the G*U rows
+//             of W_hh [G*U, H] in shared memory; per step it reads h_{t-1} [B,H] (acc dtype,
+//             double-buffered in global memory), computes its G*U recurrent dot products for all
+//             B rows, applies the cell (c stays in shared memory) and writes h_t; one grid
+//             barrier per step.
+//   backward  block k keeps the COLUMNS W_hh[:, k-slice] ([G*H, U]) resident; per step (time
+//             reversed) it computes dh_t[:, slice] = da_{t+1} W_hh[:, slice] from every block's
+//             da_{t+1} (global, acc dtype), applies the cell backward and writes da_t[:, its
+//             gates]; one grid barrier per step. The weight gradients, dx and the biases are
+//             ATen GEMMs over all T*B rows afterwards; the input projection is one ATen GEMM
+//             before the forward launch.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "ops.h"
+
+namespace fusedrnn {
+
+enum class RnnKind { Lstm = 0, Gru = 1 };
+
+// What the sizing rule needs to know about the device.
+struct PersistentArch {
+  int sms;             // streaming multiprocessors (one block per SM)
+  size_t smem_optin;   // max dynamic shared memory per block after the opt-in
+  int max_threads;     // threads per block
+};
+
+// The sizing decision for one (kind, B, H, dtype) on one device. Both the forward and the
+// backward kernel use the same slicing (units, blocks, threads); they differ in the chunk of the
+// exchanged vector staged in shared memory per pass (kc_*) and hence in shared memory.
+struct PersistentPlan {
+  bool fits = false;
+  int blocks = 0;        // grid size, <= sms (co-resident: one block per SM)
+  int units = 0;         // hidden units per block (U); the last block may own fewer
+  int threads = 0;       // threads per block
+  int kc_fwd = 0;        // columns of h_{t-1} staged per pass (forward), <= H
+  int kc_bwd = 0;        // columns of da_{t+1} staged per pass (backward), <= G*H
+  size_t smem_fwd = 0;   // dynamic shared memory bytes per block
+  size_t smem_bwd = 0;
+  std::string why;       // when !fits: which limit failed
+};
+
+// The sizing rule: a function of its arguments and the test-only tuning below (no device query).
+PersistentPlan persistent_plan(RnnKind kind, int64_t B, int64_t H, at::ScalarType dtype,
+                               const PersistentArch& arch);
+
+// Test-only tuning knobs (0 = the rule's choice): cap on blocks, cap on staged columns, and a
+// fixed thread count. Process-wide; used by tests to exercise multi-unit slices, partial last
+// blocks and chunked staging at small H.
+struct PersistentTuning {
+  int max_blocks = 0, max_kc = 0, threads = 0;
+};
+void persistent_set_tuning(const PersistentTuning& t);
+PersistentTuning persistent_get_tuning();
+
+#define FUSEDRNN_DECLARE_PERSISTENT(ns)                                                       \
+  namespace ns {                                                                              \
+  PersistentArch persistent_arch();  /* the device the ops would run on */                    \
+  PersistentPlan persistent_plan(RnnKind kind, int64_t B, int64_t H, at::ScalarType dtype);   \
+  bool persistent_supported(RnnKind kind, int64_t B, int64_t H, at::ScalarType dtype);        \
+  T5 lstm_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& c0,             \
+                             const Tensor& w_ih, const Tensor& w_hh, const OptTensor& b_ih,   \
+                             const OptTensor& b_hh, bool reverse);                            \
+  T6 lstm_backward_persistent(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n,       \
+                              const Tensor& x, const Tensor& h0, const Tensor& c0,            \
+                              const Tensor& w_ih, const Tensor& w_hh, const Tensor& y,        \
+                              const Tensor& gates, const Tensor& cells, bool reverse);        \
+  T4 gru_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& w_ih,            \
+                            const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh, \
+                            bool reverse);                                                    \
+  T6 gru_backward_persistent(const Tensor& dy, const Tensor& dh_n, const Tensor& x,           \
+                             const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,        \
+                             const Tensor& y, const Tensor& gates, const Tensor& ghn,         \
+                             bool reverse);                                                   \
+  }
+
+FUSEDRNN_DECLARE_PERSISTENT(simt)
+#ifdef FUSEDRNN_WITH_CUDA
+FUSEDRNN_DECLARE_PERSISTENT(cuda)
+#endif
+
+}  // namespace fusedrnn

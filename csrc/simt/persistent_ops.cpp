@@ -1,0 +1,74 @@
+// Test bindings of the persistent kernels through the SIMT layer (CPU tensors), until the lead
+// folds the algorithm choice into torch.ops.fusedrnn.*: torch.ops.fusedrnn_persistent.
+//   lstm_forward / lstm_backward / gru_forward / gru_backward: same arguments as the
+//       torch.ops.fusedrnn ops of the same name, minus backend (dense input, no projection)
+//   plan(kind, B, H, dtype) -> [fits, blocks, units, threads, kc_fwd, kc_bwd, smem_fwd, smem_bwd]
+//       the sizing decision for the SIMT layer's architecture (fusedrnn._C.simt_set_arch)
+//   plan_for(kind, B, H, dtype, sms, smem_optin, max_threads) -> same, for any device
+//   set_tuning(max_blocks, max_kc, threads)   test-only caps (0 = the rule's choice)
+#include <torch/library.h>
+
+#include "cuda/persistent.h"
+
+namespace fusedrnn {
+namespace {
+
+RnnKind parse_kind(const std::string& k) {
+  if (k == "lstm") return RnnKind::Lstm;
+  if (k == "gru") return RnnKind::Gru;
+  TORCH_CHECK(false, "persistent: unknown kind '", k, "' (expected lstm or gru)");
+}
+
+std::vector<int64_t> to_list(const PersistentPlan& p) {
+  return {p.fits, p.blocks, p.units, p.threads, p.kc_fwd, p.kc_bwd, int64_t(p.smem_fwd),
+          int64_t(p.smem_bwd)};
+}
+
+std::vector<int64_t> plan_op(std::string kind, int64_t B, int64_t H, at::ScalarType dtype) {
+  return to_list(simt::persistent_plan(parse_kind(kind), B, H, dtype));
+}
+
+std::vector<int64_t> plan_for_op(std::string kind, int64_t B, int64_t H, at::ScalarType dtype,
+                                 int64_t sms, int64_t smem_optin, int64_t max_threads) {
+  return to_list(persistent_plan(parse_kind(kind), B, H, dtype,
+                                 PersistentArch{int(sms), size_t(smem_optin), int(max_threads)}));
+}
+
+void set_tuning_op(int64_t max_blocks, int64_t max_kc, int64_t threads) {
+  persistent_set_tuning({int(max_blocks), int(max_kc), int(threads)});
+}
+
+}  // namespace
+}  // namespace fusedrnn
+
+TORCH_LIBRARY(fusedrnn_persistent, m) {
+  m.def(
+      "lstm_forward(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
+      "Tensor? b_hh, bool reverse=False) "
+      "-> (Tensor y, Tensor h_n, Tensor c_n, Tensor gates, Tensor cells)");
+  m.def(
+      "lstm_backward(Tensor dy, Tensor dh_n, Tensor dc_n, Tensor x, Tensor h0, Tensor c0, "
+      "Tensor w_ih, Tensor w_hh, Tensor y, Tensor gates, Tensor cells, bool reverse=False) "
+      "-> (Tensor dx, Tensor dh0, Tensor dc0, Tensor dw_ih, Tensor dw_hh, Tensor db)");
+  m.def(
+      "gru_forward(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
+      "bool reverse=False) -> (Tensor y, Tensor h_n, Tensor gates, Tensor ghn)");
+  m.def(
+      "gru_backward(Tensor dy, Tensor dh_n, Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, "
+      "Tensor y, Tensor gates, Tensor ghn, bool reverse=False) "
+      "-> (Tensor dx, Tensor dh0, Tensor dw_ih, Tensor dw_hh, Tensor db_ih, Tensor db_hh)");
+  m.def("plan(str kind, int B, int H, ScalarType dtype) -> int[]", &fusedrnn::plan_op);
+  m.def(
+      "plan_for(str kind, int B, int H, ScalarType dtype, int sms, int smem_optin, "
+      "int max_threads) -> int[]",
+      &fusedrnn::plan_for_op);
+  m.def("set_tuning(int max_blocks=0, int max_kc=0, int threads=0) -> ()",
+        &fusedrnn::set_tuning_op);
+}
+
+TORCH_LIBRARY_IMPL(fusedrnn_persistent, CPU, m) {
+  m.impl("lstm_forward", &fusedrnn::simt::lstm_forward_persistent);
+  m.impl("lstm_backward", &fusedrnn::simt::lstm_backward_persistent);
+  m.impl("gru_forward", &fusedrnn::simt::gru_forward_persistent);
+  m.impl("gru_backward", &fusedrnn::simt::gru_backward_persistent);
+}

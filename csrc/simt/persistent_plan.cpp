@@ -1,0 +1,103 @@
+// The sizing rule of the persistent kernels (csrc/cuda/persistent.h): whether W_hh fits on chip
+// for (kind, B, H, dtype) on a device, with how many blocks, units per block and threads.
+//
+// Rule and reasoning:
+//   - one block per SM, at most `sms` blocks: a cooperative launch needs every block co-resident,
+//     and a block holding ~all of an SM's shared memory is one per SM anyway. More blocks = more
+//     SMs streaming their W slice from shared memory in parallel, so use them all: the units per
+//     block U = ceil(H / sms) is the smallest slice, and blocks = ceil(H / U) <= sms.
+//   - shared memory per block = W slice G*U*(H+1)*sizeof(S) (storage dtype: fp16/bf16 hold twice
+//     the H of fp32) + state B*U*sizeof(A) + a staging tile B*(KC+1)*sizeof(A) of the exchanged
+//     vector
+//     (h_{t-1}, K = H, forward; da_{t+1}, K = G*H, backward). KC is as large as the rest of the
+//     opt-in limit allows (<= K; a multiple of 32 when < K); W fits if KC >= min(K, 32).
+//     Forward and backward have the same W slice (rows vs columns), so the same U and blocks.
+//   - threads = clamp(32 * next_pow2(items), 64, 256), items = U * ceil(B / RB) (RB = 4 batch rows
+//     per register-blocked item from B >= 4 on, else 1): one warp per item reducing over K while
+//     items are few, 256 threads (8 warps, 1 block/SM with up to 255 registers) once they fill it.
+#include <algorithm>
+#include <atomic>
+#include <sstream>
+
+#include "cuda/persistent.h"
+
+namespace fusedrnn {
+
+namespace {
+std::atomic<int> g_max_blocks{0}, g_max_kc{0}, g_threads{0};
+size_t a16(size_t n) { return (n + 15) / 16 * 16; }
+}  // namespace
+
+void persistent_set_tuning(const PersistentTuning& t) {
+  TORCH_CHECK(t.max_blocks >= 0 && t.max_kc >= 0 && t.threads >= 0,
+              "persistent tuning values must be >= 0");
+  TORCH_CHECK(t.threads == 0 || (t.threads % 32 == 0 && t.threads <= 256),
+              "persistent tuning: threads must be a multiple of 32 and <= 256, got ", t.threads);
+  g_max_blocks = t.max_blocks;
+  g_max_kc = t.max_kc;
+  g_threads = t.threads;
+}
+
+PersistentTuning persistent_get_tuning() { return {g_max_blocks, g_max_kc, g_threads}; }
+
+PersistentPlan persistent_plan(RnnKind kind, int64_t B, int64_t H, at::ScalarType dtype,
+                               const PersistentArch& arch) {
+  PersistentPlan p;
+  const int64_t G = kind == RnnKind::Lstm ? 4 : 3;
+  const char* name = kind == RnnKind::Lstm ? "LSTM" : "GRU";
+  if (dtype != at::kFloat && dtype != at::kDouble && dtype != at::kHalf &&
+      dtype != at::kBFloat16) {
+    p.why = std::string("persistent: unsupported dtype ") + c10::toString(dtype);
+    return p;
+  }
+  if (B < 1 || H < 1) {
+    p.why = "persistent: B and H must be >= 1";
+    return p;
+  }
+  const size_t sS = c10::elementSize(dtype), sA = dtype == at::kDouble ? 8 : 4;
+  int64_t sms = arch.sms;
+  if (g_max_blocks > 0) sms = std::min<int64_t>(sms, g_max_blocks);
+  const int64_t U = (H + sms - 1) / sms;
+  p.units = int(U);
+  p.blocks = int((H + U - 1) / U);
+  const int64_t items = (B >= 4 ? (B + 3) / 4 : B) * U;  // register blocking of the kernels
+  int64_t pw = 1;
+  while (pw < items && pw < 8) pw *= 2;
+  const int64_t tmax = std::min<int64_t>(256, arch.max_threads);
+  p.threads = int(std::max<int64_t>(std::min<int64_t>(64, tmax), std::min(tmax, 32 * pw)));
+  if (g_threads > 0) p.threads = g_threads;
+
+  // Shared memory rows are padded by one element (bank conflicts): W [U][NG][K+1], tile [B][KC+1].
+  const size_t wfwd = a16(size_t(G * U * (H + 1)) * sS), wbwd = a16(size_t(U * (G * H + 1)) * sS);
+  const size_t sbytes = a16(size_t(B * U) * sA);
+  const size_t limit = arch.smem_optin;
+  auto tile = [&](int64_t kc) { return a16(size_t(B * (kc + 1)) * sA); };
+  auto fit_kc = [&](int64_t K, size_t wbytes, int& kc_out, size_t& smem_out) {
+    if (wbytes + sbytes >= limit) return false;
+    int64_t kc = std::min<int64_t>(K, int64_t((limit - wbytes - sbytes) / (size_t(B) * sA)) - 1);
+    if (kc < K) kc = kc / 32 * 32;
+    if (g_max_kc > 0) kc = std::min<int64_t>(kc, g_max_kc);
+    while (kc > 0 && wbytes + tile(kc) + sbytes > limit) --kc;
+    if (kc < 1 || (kc < std::min<int64_t>(K, 32) && g_max_kc == 0)) return false;
+    kc_out = int(kc);
+    smem_out = wbytes + tile(kc) + sbytes;
+    return true;
+  };
+  const bool f = fit_kc(H, wfwd, p.kc_fwd, p.smem_fwd),
+             b = fit_kc(G * H, wbwd, p.kc_bwd, p.smem_bwd);
+  p.fits = f && b;
+  if (!p.fits) {
+    std::ostringstream m;
+    m << "persistent: W_hh of H=" << H << " does not fit on chip for " << name << " "
+      << c10::toString(dtype) << " at B=" << B << ": each of " << p.blocks
+      << " blocks (at most one per SM, " << arch.sms << " SMs) keeps " << U << " hidden units x "
+      << G << " gates x " << H << " = " << std::max(wfwd, wbwd) << " bytes of W_hh, plus " << sbytes
+      << " bytes of state and at least " << tile(std::min<int64_t>(H, 32))
+      << " bytes of staging, above the " << limit
+      << " bytes of shared memory per block; use the stepwise algorithm";
+    p.why = m.str();
+  }
+  return p;
+}
+
+}  // namespace fusedrnn

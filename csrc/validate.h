@@ -1,0 +1,135 @@
+// Validation of every op's arguments, shared by the CPU and the CUDA registrations, and the
+// choice of the CUDA kernels' algorithm. Each validate_* raises a c10::Error naming the argument
+// (csrc/checks.h) and returns the sizes of the call.
+#pragma once
+
+#include <string>
+
+#include "checks.h"
+#include "ops.h"
+
+namespace fusedrnn {
+
+inline void check_dtype(const char* op, const Tensor& x) {
+  auto d = x.scalar_type();
+  TORCH_CHECK(d == at::kFloat || d == at::kDouble || d == at::kHalf || d == at::kBFloat16, op,
+              ": unsupported dtype ", d, " (float32, float64, float16, bfloat16)");
+}
+
+inline bool parse_relu(const std::string& nl, const char* op) {
+  TORCH_CHECK(nl == "tanh" || nl == "relu", op, ": nonlinearity must be 'tanh' or 'relu', got '",
+              nl, "'");
+  return nl == "relu";
+}
+
+inline Sizes validate_lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0,
+                                   const Tensor& w_ih, const Tensor& w_hh, const OptTensor& b_ih,
+                                   const OptTensor& b_hh, const OptTensor& batch_sizes,
+                                   const OptTensor& w_hr) {
+  auto s = check_layer_inputs("lstm_forward", 4, x, h0, &c0, w_ih, w_hh, b_ih, b_hh, batch_sizes,
+                              w_hr);
+  check_dtype("lstm_forward", x);
+  return s;
+}
+
+inline Sizes validate_lstm_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n,
+                                    const Tensor& x, const Tensor& h0, const Tensor& c0,
+                                    const Tensor& w_ih, const Tensor& w_hh, const Tensor& y,
+                                    const Tensor& gates, const Tensor& cells,
+                                    const OptTensor& batch_sizes, const OptTensor& w_hr) {
+  const char* op = "lstm_backward";
+  auto s = check_layer_inputs(op, 4, x, h0, &c0, w_ih, w_hh, {}, {}, batch_sizes, w_hr);
+  check_dtype(op, x);
+  check_grad(op, dy, s.rows(s.P), x, "dy");
+  check_grad(op, dh_n, {s.B, s.P}, x, "dh_n");
+  check_grad(op, dc_n, {s.B, s.H}, x, "dc_n");
+  check_grad(op, y, s.rows(s.P), x, "y");
+  check_grad(op, gates, s.rows(4 * s.H), x, "gates");
+  check_grad(op, cells, s.rows(s.H), x, "cells");
+  return s;
+}
+
+inline Sizes validate_gru_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
+                                  const Tensor& w_hh, const OptTensor& b_ih,
+                                  const OptTensor& b_hh, const OptTensor& batch_sizes) {
+  auto s = check_layer_inputs("gru_forward", 3, x, h0, nullptr, w_ih, w_hh, b_ih, b_hh,
+                              batch_sizes);
+  check_dtype("gru_forward", x);
+  return s;
+}
+
+inline Sizes validate_gru_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x,
+                                   const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+                                   const Tensor& y, const Tensor& gates, const Tensor& ghn,
+                                   const OptTensor& batch_sizes) {
+  const char* op = "gru_backward";
+  auto s = check_layer_inputs(op, 3, x, h0, nullptr, w_ih, w_hh, {}, {}, batch_sizes);
+  check_dtype(op, x);
+  check_grad(op, dy, s.rows(s.H), x, "dy");
+  check_grad(op, dh_n, {s.B, s.H}, x, "dh_n");
+  check_grad(op, y, s.rows(s.H), x, "y");
+  check_grad(op, gates, s.rows(3 * s.H), x, "gates");
+  check_grad(op, ghn, s.rows(s.H), x, "ghn");
+  return s;
+}
+
+inline Sizes validate_rnn_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
+                                  const Tensor& w_hh, const OptTensor& b_ih,
+                                  const OptTensor& b_hh, const OptTensor& batch_sizes) {
+  auto s = check_layer_inputs("rnn_forward", 1, x, h0, nullptr, w_ih, w_hh, b_ih, b_hh,
+                              batch_sizes);
+  check_dtype("rnn_forward", x);
+  return s;
+}
+
+inline Sizes validate_rnn_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x,
+                                   const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+                                   const Tensor& y, const OptTensor& batch_sizes) {
+  const char* op = "rnn_backward";
+  auto s = check_layer_inputs(op, 1, x, h0, nullptr, w_ih, w_hh, {}, {}, batch_sizes);
+  check_dtype(op, x);
+  check_grad(op, dy, s.rows(s.H), x, "dy");
+  check_grad(op, dh_n, {s.B, s.H}, x, "dh_n");
+  check_grad(op, y, s.rows(s.H), x, "y");
+  return s;
+}
+
+// The CUDA kernels (backends "cuda" and "simt") take neither packed input nor the projection yet.
+inline void check_kernel_features(const char* op, const char* backend,
+                                  const OptTensor& batch_sizes, const OptTensor& w_hr = {}) {
+  TORCH_CHECK_NOT_IMPLEMENTED(!batch_sizes, op, ": packed input (batch_sizes) is not supported "
+                              "by backend '", backend, "' yet; use CPU tensors (backend 'cpu')");
+  TORCH_CHECK_NOT_IMPLEMENTED(!w_hr, op, ": the LSTM projection (w_hr) is not supported by "
+                              "backend '", backend, "' yet; use CPU tensors (backend 'cpu')");
+}
+
+// The CUDA kernels' algorithm (fusedrnn.algorithm in Python).
+enum class Algorithm { Auto, Stepwise, Persistent };
+
+inline Algorithm parse_algorithm(const std::string& s) {
+  if (s == "auto") return Algorithm::Auto;
+  if (s == "stepwise") return Algorithm::Stepwise;
+  if (s == "persistent") return Algorithm::Persistent;
+  TORCH_CHECK(false, "fusedrnn: unknown algorithm '", s,
+              "' (expected auto, stepwise or persistent)");
+}
+
+// Largest batch for which "auto" picks the persistent kernels. Why, by the model of DESIGN.md §5
+// (H100, LSTM fp32): a stepwise step costs ~5 µs at any small batch (launch latency and the L2
+// re-read of W_hh), a persistent step ~2 µs at B = 1..8 (one grid barrier, W_hh read from shared
+// memory); but a persistent block computes its gates for every batch row from shared memory, so
+// its step grows with B: ~7 µs forward and ~11 µs backward at B = 64 against 5-7 µs stepwise.
+// The crossing lies between B = 16 and B = 32.
+constexpr int64_t kPersistentMaxBatch = 16;
+
+// Whether to run the persistent kernels. `fits`: W_hh fits on chip for this call (the sizing
+// rule of csrc/cuda/persistent.h). "persistent" is honoured even when it does not fit, so that
+// the kernels raise their own error naming the limit. Under the SIMT backend "auto" means
+// stepwise, so that a test's choice of kernels does not depend on a heuristic.
+inline bool use_persistent(Algorithm a, bool fits, int64_t B, bool simt) {
+  if (a == Algorithm::Persistent) return true;
+  if (a == Algorithm::Stepwise || simt) return false;
+  return fits && B <= kPersistentMaxBatch;
+}
+
+}  // namespace fusedrnn

@@ -1,0 +1,276 @@
+"""The persistent LSTM/GRU kernels (csrc/cuda/persistent_kernels.cuh) run through the SIMT layer.
+
+Every block of the cooperative launch is alive at once, the grid barrier really waits, and the
+schedule is seeded (fusedrnn._C.simt_set_seed), so a missing barrier shows up as a wrong result.
+Oracle: fusedrnn.reference in fp64 on the same rounded inputs, gradients by torch.autograd on it
+with random upstream gradients; the saved tensors (gates, cells, ghn) against the CPU backend.
+The ops are bound for testing as torch.ops.fusedrnn_persistent.* (csrc/simt/persistent_ops.cpp).
+"""
+import contextlib
+
+import pytest
+import torch
+
+import fusedrnn
+from fusedrnn import reference
+from conftest import TOL, layer_inputs
+
+pytestmark = pytest.mark.skipif(not fusedrnn.build_info()["simt"], reason="SIMT layer not built")
+
+P = torch.ops.fusedrnn_persistent
+_C = fusedrnn._ops._C
+DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
+
+# Gradients of the half types go through activations saved in the storage dtype: looser.
+GRAD_SCALE = {torch.float64: 1.0, torch.float32: 2.0, torch.float16: 4.0, torch.bfloat16: 3.0}
+
+
+@contextlib.contextmanager
+def tuning(max_blocks=0, max_kc=0, threads=0):
+    P.set_tuning(max_blocks, max_kc, threads)
+    try:
+        yield
+    finally:
+        P.set_tuning(0, 0, 0)
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    """Seeded schedules and the default architecture (sm_90) for every test."""
+    _C.simt_set_seed(1234)
+    _C.simt_set_arch("sm_90")
+    yield
+    _C.simt_set_seed(None)
+    _C.simt_set_arch("sm_90")
+    P.set_tuning(0, 0, 0)
+
+
+def close(actual, expected, dtype, scale=1.0, what=""):
+    tol = TOL[dtype]
+    torch.testing.assert_close(actual.double(), expected.double(), atol=tol["atol"] * scale,
+                               rtol=tol["rtol"] * scale, msg=lambda m: f"{what}: {m}")
+
+
+def rnd_like(t, seed):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(t.shape, generator=g, dtype=torch.float64) * 2 - 1).to(t.dtype)
+
+
+def check_layer(kind, T, B, H, dtype, reverse, bias, I=5, seed=0):
+    d = layer_inputs(kind, T, B, I, H, dtype=dtype, bias=bias, seed=seed)
+    x, h0, w_ih, w_hh, b_ih, b_hh = (d[k] for k in ("x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"))
+    G = 4 if kind == "lstm" else 3
+    # fp64 reference on the same rounded inputs; a zero bias stands in when there is none, so
+    # the bias gradients (returned either way) have an oracle.
+    ref = {k: (v.to(torch.float64, copy=True).requires_grad_() if v is not None else None)
+           for k, v in d.items()}
+    if not bias:
+        ref["b_ih"] = torch.zeros(G * H, dtype=torch.float64, requires_grad=True)
+        ref["b_hh"] = torch.zeros(G * H, dtype=torch.float64, requires_grad=True)
+    names = ["x", "h0"] + (["c0"] if kind == "lstm" else []) + ["w_ih", "w_hh", "b_ih", "b_hh"]
+
+    if kind == "lstm":
+        c0 = d["c0"]
+        y, h_n, c_n, gates, cells = P.lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse)
+        ry, rh, rc = reference.lstm_layer(*(ref[k] for k in names), reverse=reverse)
+        outs, routs = [y, h_n, c_n], [ry, rh, rc]
+        cpu = torch.ops.fusedrnn.lstm_forward(*(t.double() if t is not None else None for t in
+                                                (x, h0, c0, w_ih, w_hh, b_ih, b_hh)),
+                                              reverse, "cpu")
+        saved, rsaved = [gates, cells], [cpu[3], cpu[4]]
+    else:
+        y, h_n, gates, ghn = P.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse)
+        ry, rh = reference.gru_layer(*(ref[k] for k in names), reverse=reverse)
+        outs, routs = [y, h_n], [ry, rh]
+        cpu = torch.ops.fusedrnn.gru_forward(*(t.double() if t is not None else None for t in
+                                               (x, h0, w_ih, w_hh, b_ih, b_hh)), reverse, "cpu")
+        saved, rsaved = [gates, ghn], [cpu[2], cpu[3]]
+    for a, e, n in zip(outs, routs, ["y", "h_n", "c_n"]):
+        assert a.dtype == dtype and a.is_contiguous()
+        close(a, e.detach(), dtype, what=n)
+    for a, e, n in zip(saved, rsaved, ["gates", "cells/ghn"]):
+        close(a, e, dtype, what=n)
+
+    # Backward: random upstream gradients of every output, vs autograd on the reference.
+    ups = [rnd_like(o, seed + 10 + i) for i, o in enumerate(outs)]
+    grads = torch.autograd.grad(routs, [ref[k] for k in names],
+                                [u.double() for u in ups], allow_unused=True)
+    expected = dict(zip(names, grads))
+    if kind == "lstm":
+        dx, dh0, dc0, dw_ih, dw_hh, db = P.lstm_backward(*ups, x, h0, c0, w_ih, w_hh, y, gates,
+                                                         cells, reverse)
+        got = dict(x=dx, h0=dh0, c0=dc0, w_ih=dw_ih, w_hh=dw_hh, b_ih=db, b_hh=db)
+    else:
+        dx, dh0, dw_ih, dw_hh, db_ih, db_hh = P.gru_backward(*ups, x, h0, w_ih, w_hh, y, gates,
+                                                             ghn, reverse)
+        got = dict(x=dx, h0=dh0, w_ih=dw_ih, w_hh=dw_hh, b_ih=db_ih, b_hh=db_hh)
+    for n in names:
+        assert got[n].dtype == dtype and got[n].shape == d[n].shape if d[n] is not None else True
+        close(got[n], expected[n], dtype, scale=GRAD_SCALE[dtype], what=f"d{n}")
+
+
+# Odd sizes; the default sizing (one unit per block at these H: up to 33 blocks of 64-128
+# threads) and tuned slicings (several units per block, a partial last block, the exchanged
+# vector staged in several chunks, one warp per block).
+SIZES = [  # (T, B, H)
+    (1, 1, 1),
+    (5, 3, 7),
+    (5, 1, 33),
+    (1, 3, 33),
+    (3, 6, 9),  # B >= 4: register blocking by 4 rows, a partial second block of rows
+]
+TUNINGS = {
+    "default": dict(),
+    "slices": dict(max_blocks=4, max_kc=8),      # H=33: 4 blocks of 9 units (last: 6)
+    "one_warp": dict(max_blocks=3, threads=32),  # H=7: 3 blocks of 3 units (last: 1)
+}
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("T,B,H", SIZES)
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("bias", [True, False])
+def test_fp32_sizes(kind, T, B, H, reverse, bias):
+    check_layer(kind, T, B, H, torch.float32, reverse, bias)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("tune", list(TUNINGS))
+@pytest.mark.parametrize("reverse", [False, True])
+def test_dtypes_slicings(kind, dtype, tune, reverse):
+    T, B, H = {"default": (5, 3, 33), "slices": (5, 6, 33), "one_warp": (5, 3, 7)}[tune]
+    with tuning(**TUNINGS[tune]):
+        check_layer(kind, T, B, H, dtype, reverse, bias=True, seed=1)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_seeded_schedules(seed):
+    """Different seeded schedules, several blocks per OS thread, several chunks and rounds."""
+    _C.simt_set_seed(seed)
+    with tuning(max_blocks=5, max_kc=16, threads=64):
+        check_layer("lstm", 4, 6, 21, torch.float32, reverse=bool(seed % 2), bias=True, seed=seed)
+        check_layer("gru", 4, 3, 21, torch.float32, reverse=not seed % 2, bias=True, seed=seed)
+
+
+def test_t0():
+    d = layer_inputs("lstm", 0, 2, 3, 4, dtype=torch.float32)
+    y, h_n, c_n, gates, cells = P.lstm_forward(d["x"], d["h0"], d["c0"], d["w_ih"], d["w_hh"],
+                                               d["b_ih"], d["b_hh"], False)
+    assert y.shape == (0, 2, 4) and torch.equal(h_n, d["h0"]) and torch.equal(c_n, d["c0"])
+
+
+def test_grid_barriers_counted():
+    """One grid barrier per step boundary forward, one per step backward."""
+    T = 4
+    d = layer_inputs("lstm", T, 2, 3, 5, dtype=torch.float32)
+    _C.simt_reset_stats()
+    y, h_n, c_n, gates, cells = P.lstm_forward(d["x"], d["h0"], d["c0"], d["w_ih"], d["w_hh"],
+                                               d["b_ih"], d["b_hh"], False)
+    s = _C.simt_stats()
+    assert s["launches"] == 1 and s["grid_barriers"] == T - 1 and s["blocks"] == 5
+    _C.simt_reset_stats()
+    P.lstm_backward(y, h_n, c_n, d["x"], d["h0"], d["c0"], d["w_ih"], d["w_hh"], y, gates, cells,
+                    False)
+    s = _C.simt_stats()
+    assert s["launches"] == 1 and s["grid_barriers"] == T
+
+
+# ------------------------------------------------------------------ sizing
+
+SM90 = dict(sms=132, smem_optin=232448, max_threads=1024)
+SM80 = dict(sms=108, smem_optin=166912, max_threads=1024)
+FIELDS = ["fits", "blocks", "units", "threads", "kc_fwd", "kc_bwd", "smem_fwd", "smem_bwd"]
+
+
+def plan_for(kind, B, H, dtype, arch=SM90):
+    return dict(zip(FIELDS, P.plan_for(kind, B, H, dtype, arch["sms"], arch["smem_optin"],
+                                       arch["max_threads"])))
+
+
+def max_resident_h(kind, B, dtype, arch=SM90):
+    lo, hi = 0, 1 << 15  # fits(lo), not fits(hi); fits is monotone in H (checked below)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if plan_for(kind, B, mid, dtype, arch)["fits"] else (lo, mid)
+    return lo
+
+
+def test_sizing_sane_sm90(capsys):
+    table = {}
+    for kind in ["lstm", "gru"]:
+        G = 4 if kind == "lstm" else 3
+        for dtype in DTYPES:
+            for B in [1, 8, 64]:
+                hmax = max_resident_h(kind, B, dtype)
+                table[kind, str(dtype).split(".")[1], B] = hmax
+                assert hmax >= 256
+                for H in sorted({1, 7, 33, 132, 133, 256, 512, hmax // 2, hmax - 1, hmax}):
+                    p = plan_for(kind, B, H, dtype)
+                    assert p["fits"], (kind, dtype, B, H)
+                    U, nb = p["units"], p["blocks"]
+                    assert 1 <= nb <= 132 and U * nb >= H and U * (nb - 1) < H
+                    assert U == -(-H // 132)  # the thinnest slice that needs <= 1 block per SM
+                    assert p["threads"] in (64, 128, 256)
+                    assert max(p["smem_fwd"], p["smem_bwd"]) <= SM90["smem_optin"]
+                    assert 1 <= p["kc_fwd"] <= H and 1 <= p["kc_bwd"] <= G * H
+                    assert p["kc_fwd"] == H or p["kc_fwd"] % 32 == 0
+                    esize = torch.finfo(dtype).bits // 8
+                    assert p["smem_fwd"] >= G * U * H * esize  # W_hh slice in the storage dtype
+                assert not plan_for(kind, B, hmax + 1, dtype)["fits"]
+                assert not plan_for(kind, B, 2 * hmax, dtype)["fits"]
+    for kind in ["lstm", "gru"]:
+        for B in [1, 8, 64]:
+            f32, f64 = table[kind, "float32", B], table[kind, "float64", B]
+            f16, bf16 = table[kind, "float16", B], table[kind, "bfloat16", B]
+            assert f16 == bf16 and f16 >= 1.3 * f32 and f32 >= 1.3 * f64  # storage dtype counts
+        assert table[kind, "float32", 1] >= table[kind, "float32", 8] >= table[kind, "float32", 64]
+        assert table["gru", "float32", 1] >= table["lstm", "float32", 1]
+    # sm_80 (108 SMs, 163 KB) holds less than sm_90
+    assert max_resident_h("lstm", 8, torch.float32, SM80) < table["lstm", "float32", 8]
+    with capsys.disabled():
+        print("\nlargest resident H on sm_90 (132 SMs, 227 KB/block):")
+        for kind in ["lstm", "gru"]:
+            for dt in ["float32", "float64", "float16", "bfloat16"]:
+                print(f"  {kind:4s} {dt:8s} " +
+                      "  ".join(f"B={B}: {table[kind, dt, B]}" for B in [1, 8, 64]))
+
+
+def test_plan_follows_simt_arch():
+    p90 = dict(zip(FIELDS, P.plan("lstm", 1, 1000, torch.float32)))
+    _C.simt_set_arch("sm_80")
+    p80 = dict(zip(FIELDS, P.plan("lstm", 1, 1000, torch.float32)))
+    assert p90["blocks"] <= 132 and p90["units"] == 8
+    assert p80["blocks"] <= 108 and p80["units"] == 10
+
+
+def test_too_large_raises_clear_error():
+    H = 2048  # fp32 LSTM: 16 units x 4 gates x 2048 x 4 B = 512 KB per block on sm_90
+    d = dict(x=torch.zeros(1, 1, 2), h0=torch.zeros(1, H), c0=torch.zeros(1, H),
+             w_ih=torch.zeros(4 * H, 2), w_hh=torch.zeros(4 * H, H))
+    with pytest.raises(RuntimeError, match=r"persistent: W_hh of H=2048 does not fit"):
+        P.lstm_forward(d["x"], d["h0"], d["c0"], d["w_ih"], d["w_hh"], None, None, False)
+    # and at small H when the blocks are capped (cheap), for every op
+    with tuning(max_blocks=1):
+        e = layer_inputs("gru", 2, 1, 2, 200, dtype=torch.float32)
+        with pytest.raises(RuntimeError, match=r"persistent: W_hh of H=200 does not fit"):
+            P.gru_forward(e["x"], e["h0"], e["w_ih"], e["w_hh"], e["b_ih"], e["b_hh"], False)
+        y = torch.zeros(2, 1, 200)
+        with pytest.raises(RuntimeError, match=r"persistent: W_hh of H=200 does not fit"):
+            P.gru_backward(y, y[0], e["x"], e["h0"], e["w_ih"], e["w_hh"], y,
+                           torch.zeros(2, 1, 600), y, False)
+    assert not P.plan("lstm", 1, 2048, torch.float32)[0]
+    assert P.plan("lstm", 1, 2048, torch.float16)[0] in (0, 1)
+
+
+def test_algorithm_context_manager():
+    assert fusedrnn.get_algorithm() == "auto"
+    with fusedrnn.algorithm("persistent"):
+        assert fusedrnn.get_algorithm() == "persistent"
+        with fusedrnn.algorithm("stepwise"):
+            assert fusedrnn.get_algorithm() == "stepwise"
+        assert fusedrnn.get_algorithm() == "persistent"
+    assert fusedrnn.get_algorithm() == "auto"
+    with pytest.raises(ValueError, match="unknown algorithm"):
+        with fusedrnn.algorithm("fast"):
+            pass
