@@ -1,4 +1,4 @@
-"""Register, spill and shared-memory use of every stepwise CUDA kernel, per architecture.
+"""Register, spill and shared-memory use of every CUDA kernel (stepwise and persistent), per arch.
 
 Compiles one small .cu that includes the kernel headers of csrc/cuda and instantiates every kernel
 for every dtype, with `nvcc -Xptxas -v` for sm_80 and sm_90 (no GPU needed), and prints a row per
@@ -34,7 +34,14 @@ KERNELS = [
     ("rnn_forward_step_kernel", "RnnForwardCfg", "RnnForwardParams"),  # x2: tanh, relu
     ("rnn_backward_step_kernel", "RnnBackwardCfg", "RnnBackwardParams"),
 ]
-HEADERS = ["cuda/lstm_kernels.cuh", "cuda/gru_kernels.cuh", "cuda/rnn_kernels.cuh"]
+HEADERS = ["cuda/lstm_kernels.cuh", "cuda/gru_kernels.cuh", "cuda/rnn_kernels.cuh",
+           "cuda/persistent_kernels.cuh"]
+# The persistent kernels (csrc/cuda/persistent_kernels.cuh): kernel<S, A>(Params<S, A>), A the
+# accumulation type. Their shared memory is sized at run time by the plan (persistent.h), so the
+# table shows it as "plan".
+PERSISTENT = [("lstm_fwd_kernel", "LstmFwdParams"), ("lstm_bwd_kernel", "LstmBwdParams"),
+              ("gru_fwd_kernel", "GruFwdParams"), ("gru_bwd_kernel", "GruBwdParams")]
+ACC = {"float": "float", "double": "double", "c10::Half": "float", "c10::BFloat16": "float"}
 
 
 def _setup_module():
@@ -102,6 +109,12 @@ def source():
                 f"  out[threadIdx.x] = t[(threadIdx.x * 5) % {c}::kThreads];\n"
                 f"}}")
     lines.append("}}  // namespace fusedrnn::kern")
+    lines.append("namespace fusedrnn { namespace cuda { namespace persistent_detail {")
+    for kname, params in PERSISTENT:
+        for ctype in DTYPES.values():
+            targs = f"{ctype}, {ACC[ctype]}"
+            lines.append(f"template __global__ void {kname}<{targs}>({params}<{targs}>);")
+    lines.append("} } }")
     return "\n".join(lines) + "\n", probes
 
 
@@ -142,6 +155,11 @@ def identify(mangled, probes):
     m = re.search(r"frnn_threads_probe_(\d+)_", mangled)
     if m:
         return "threads", int(m.group(1))
+    code = {"f": "f32", "d": "f64", "N3c104HalfE": "f16", "N3c108BFloat16E": "bf16"}
+    if "persistent_detail" in mangled:
+        pk = next((k for k, _ in PERSISTENT if k in mangled), None)
+        m = re.search(r"kernelI(f|d|N3c104HalfE|N3c108BFloat16E)", mangled)
+        return ("persistent " + pk if pk else None), (code[m.group(1)] if m else "?")
     kname = next((k for k, _, _ in KERNELS if k in mangled), None)
     if kname is None:
         return None, None
@@ -206,13 +224,18 @@ def main(argv=None):
         if kname in (None, "probe", "threads"):
             continue
         key = ((kname.split("<")[0], dt), arch)
-        rows.append(dict(kernel=kname, dtype=dt, arch=arch, threads=threads.get(key, 0),
+        pers = kname.startswith("persistent ")
+        rows.append(dict(kernel=kname, dtype=dt, arch=arch,
+                         threads=256 if pers else threads.get(key, 0),
                          regs=v["regs"], spill_stores=v["spill_st"], spill_loads=v["spill_ld"],
-                         stack=v["stack"], smem_static=v["smem"], smem_dynamic=dyn.get(key, 0)))
+                         stack=v["stack"], smem_static=v["smem"],
+                         smem_dynamic="plan" if pers else dyn.get(key, 0)))
     order = {k: i for i, (k, _, _) in enumerate(KERNELS)}
+    order.update({"persistent " + k: len(KERNELS) + i for i, (k, _) in enumerate(PERSISTENT)})
     rows.sort(key=lambda r: (order[r["kernel"].split("<")[0]], r["kernel"],
                              list(DTYPES).index(r["dtype"]), r["arch"]))
-    expected = (len(KERNELS) + 1) * len(DTYPES) * len(archs)  # + the second RNN activation
+    # + the second RNN activation
+    expected = (len(KERNELS) + 1 + len(PERSISTENT)) * len(DTYPES) * len(archs)
     if len(rows) != expected:
         print(f"kernel_resources: found {len(rows)} kernels in the ptxas output, expected "
               f"{expected}", file=sys.stderr)
@@ -221,12 +244,12 @@ def main(argv=None):
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
-        hdr = (f"{'kernel':<31} {'dtype':<5} {'arch':<6} {'thr':>4} {'regs':>4} {'spill st':>8} "
+        hdr = (f"{'kernel':<33} {'dtype':<5} {'arch':<6} {'thr':>4} {'regs':>4} {'spill st':>8} "
                f"{'spill ld':>8} {'stack':>5} {'smem st':>7} {'smem dyn':>8}")
         print(hdr)
         print("-" * len(hdr))
         for r in rows:
-            print(f"{r['kernel']:<31} {r['dtype']:<5} {r['arch']:<6} {r['threads']:>4} "
+            print(f"{r['kernel']:<33} {r['dtype']:<5} {r['arch']:<6} {r['threads']:>4} "
                   f"{r['regs']:>4} {r['spill_stores']:>8} {r['spill_loads']:>8} {r['stack']:>5} "
                   f"{r['smem_static']:>7} {r['smem_dynamic']:>8}")
     spills = [r for r in rows if r["spill_stores"] or r["spill_loads"]]

@@ -28,6 +28,7 @@ def test_no_register_spills():
     out = proc.stdout + proc.stderr
     assert proc.returncode != 2, f"kernel_resources could not compile the kernels:\n{out[-4000:]}"
     assert proc.returncode == 0, f"register spills:\n{out}"
-    for k in ("lstm_forward_step_kernel", "gru_backward_step_kernel", "rnn_forward_step_kernel"):
+    for k in ("lstm_forward_step_kernel", "gru_backward_step_kernel", "rnn_forward_step_kernel",
+              "persistent lstm_fwd_kernel", "persistent gru_bwd_kernel"):
         assert k in proc.stdout
     assert "sm_80" in proc.stdout and "sm_90" in proc.stdout
