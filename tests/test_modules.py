@@ -148,3 +148,23 @@ def test_lstm_projection_matches_torch_nn(layers, bidir, batch_first, packed):
         res.append([out, h, c] + list(torch.autograd.grad(loss, [data] + list(m.parameters()))))
     for a, b in zip(*res):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("name,kw", [("LSTM", {"proj_size": 2}), ("LSTM", {}), ("GRU", {}),
+                                     ("RNN", {"nonlinearity": "relu"})])
+def test_attributes_common_code_reads(name, kw):
+    """flatten_parameters (a no-op), _flat_weights, _flat_weights_names, all_weights and repr as
+    torch.nn has them, also after .to(dtype)."""
+    args = dict(input_size=3, hidden_size=4, num_layers=2, bidirectional=True, **kw)
+    ours, ref = getattr(fusedrnn, name)(**args), getattr(torch.nn, name)(**args)
+    ours.flatten_parameters()
+    assert repr(ours) == repr(ref)
+    assert ours._flat_weights_names == ref._flat_weights_names
+    assert [w.shape for w in ours._flat_weights] == [w.shape for w in ref._flat_weights]
+    assert [[w.shape for w in layer] for layer in ours.all_weights] == \
+        [[w.shape for w in layer] for layer in ref.all_weights]
+    ours.double()
+    assert all(w.dtype == torch.float64 for w in ours._flat_weights)
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    out, _ = ours(x)
+    assert out.dtype == torch.float64
