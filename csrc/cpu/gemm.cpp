@@ -1,0 +1,192 @@
+// The fp32 GEMM driver (contract: gemm.h): instruction-set choice, packing of B and A, cache
+// blocking and threading around the microkernels of gemm_kernel_*.cpp.
+//
+// Blocking: A is packed in row blocks of MC rows over the whole K (MC*K floats sized for L2);
+// threads split the column panels; within a panel the K dimension runs in chunks of kc so that
+// the panel's kc x nr slice of B stays in L1 while every row tile of the block reuses it.
+#include "cpu/gemm.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "cpu/common.h"
+#include "cpu/gemm_kernel.h"
+
+namespace fusedrnn {
+namespace cpu {
+
+namespace {
+
+std::atomic<int> forced_isa{-1};
+
+bool supported(GemmIsa isa) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  switch (isa) {
+    case GemmIsa::Avx512:
+      return __builtin_cpu_supports("avx512f");
+    case GemmIsa::Avx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    default:
+      return true;
+  }
+#else
+  return isa == GemmIsa::Blas;
+#endif
+}
+
+const GemmArch& arch_of(GemmIsa isa) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (isa == GemmIsa::Avx512) return gemm_arch_avx512();
+  if (isa == GemmIsa::Avx2) return gemm_arch_avx2();
+#endif
+  TORCH_CHECK(false, "fusedrnn: no GEMM microkernel for this instruction set");
+}
+
+// Floats of packed A per row block: sized so the block stays in the 1 MB L2 next to B's stream.
+constexpr int64_t kABudget = 96 * 1024;
+// Below this many flops a GEMM runs on the calling thread: waking the pool costs more.
+constexpr double kParallelFlops = 4e6;
+constexpr double kGrainFlops = 1e6;
+
+// C = beta * C + bias (beta == 0 does not read C): the K == 0 case, and the epilogue of the
+// BLAS path, applied before it with beta = 1.
+void scale_bias(int64_t M, int64_t N, float beta, const float* bias, float* C, int64_t ldc) {
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j)
+      C[i * ldc + j] = (beta == 0.f ? 0.f : beta * C[i * ldc + j]) + (bias ? bias[j] : 0.f);
+}
+
+// The best supported set, or FUSEDRNN_CPU_GEMM=blas|avx2|avx512 when this CPU can run it (for
+// A/B measurements against the BLAS of torch).
+GemmIsa default_isa() {
+  const char* env = std::getenv("FUSEDRNN_CPU_GEMM");
+  if (env) {
+    const std::string e(env);
+    const GemmIsa want = e == "blas"   ? GemmIsa::Blas
+                         : e == "avx2" ? GemmIsa::Avx2
+                                       : GemmIsa::Avx512;
+    if ((e == "blas" || e == "avx2" || e == "avx512") && supported(want)) return want;
+  }
+  return supported(GemmIsa::Avx512) ? GemmIsa::Avx512
+         : supported(GemmIsa::Avx2) ? GemmIsa::Avx2
+                                    : GemmIsa::Blas;
+}
+
+}  // namespace
+
+GemmIsa gemm_isa() {
+  const int f = forced_isa.load(std::memory_order_relaxed);
+  if (f >= 0) return GemmIsa(f);
+  static const GemmIsa chosen = default_isa();
+  return chosen;
+}
+
+bool force_gemm_isa(int isa) {
+  if (isa >= 0 && (isa > int(GemmIsa::Avx512) || !supported(GemmIsa(isa)))) return false;
+  forced_isa.store(isa, std::memory_order_relaxed);
+  return true;
+}
+
+PackedB::PackedB(bool tb_, int64_t K_, int64_t N_, const float* B, int64_t ldb_)
+    : isa(gemm_isa()), K(K_), N(N_), tb(tb_), raw(B), ldb(ldb_) {
+  if (isa == GemmIsa::Blas || K == 0 || N == 0) return;
+  nr = arch_of(isa).nr;
+  const int64_t panels = (N + nr - 1) / nr;
+  const size_t bytes = size_t(panels * K * nr) * sizeof(float);
+  data.reset(static_cast<float*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64)));
+  TORCH_CHECK(data, "fusedrnn: out of memory packing a GEMM operand");
+  float* d0 = data.get();
+  auto pack = [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      float* d = d0 + p * K * nr;
+      const int64_t n0 = p * nr, w = std::min(nr, N - n0);
+      if (!tb) {
+        for (int64_t k = 0; k < K; ++k) {
+          std::memcpy(d + k * nr, B + k * ldb + n0, w * sizeof(float));
+          std::fill(d + k * nr + w, d + (k + 1) * nr, 0.f);
+        }
+      } else {
+        for (int64_t c = 0; c < w; ++c) {  // column n0+c of op(B) is row n0+c of B
+          const float* src = B + (n0 + c) * ldb;
+          for (int64_t k = 0; k < K; ++k) d[k * nr + c] = src[k];
+        }
+        for (int64_t c = w; c < nr; ++c)
+          for (int64_t k = 0; k < K; ++k) d[k * nr + c] = 0.f;
+      }
+    }
+  };
+  at::parallel_for(0, panels, std::max<int64_t>(1, 262144 / std::max<int64_t>(1, K * nr)), pack);
+}
+
+void gemm_packed(int64_t M, float alpha, bool ta, const float* A, int64_t lda, const PackedB& B,
+                 float beta, float* C, int64_t ldc, const float* bias) {
+  const int64_t N = B.N, K = B.K;
+  if (M == 0 || N == 0) return;
+  if (K == 0) return scale_bias(M, N, beta, bias, C, ldc);
+  if (B.isa == GemmIsa::Blas) {
+    if (bias) scale_bias(M, N, beta, bias, C, ldc), beta = 1.f;
+    return gemm_rm<float>(ta, B.tb, M, N, K, alpha, A, lda, B.raw, B.ldb, beta, C, ldc);
+  }
+  const GemmArch& ar = arch_of(B.isa);
+  const int64_t MR = ar.mr, NR = ar.nr, KC = ar.kc;
+  const int64_t MC = std::max<int64_t>(2 * MR, kABudget / K / MR * MR);
+  const int64_t panels = (N + NR - 1) / NR;
+  thread_local std::vector<float> abuf;  // grows to the largest block, then no more allocation
+  for (int64_t ic = 0; ic < M; ic += MC) {
+    const int64_t mc = std::min(MC, M - ic), blocks = (mc + MR - 1) / MR;
+    if (abuf.size() < size_t(blocks * MR * K)) abuf.resize(blocks * MR * K);
+    float* ap = abuf.data();
+    // Row block r holds, for every k, the MR values A[ic + r*MR + i, k] together.
+    for (int64_t r = 0; r < blocks; ++r) {
+      const int64_t i0 = ic + r * MR, rows = std::min(MR, M - i0);
+      float* dst = ap + r * MR * K;
+      if (ta) {
+        for (int64_t k = 0; k < K; ++k)
+          for (int64_t i = 0; i < rows; ++i) dst[k * MR + i] = A[k * lda + i0 + i];
+      } else {
+        for (int64_t i = 0; i < rows; ++i) {
+          const float* src = A + (i0 + i) * lda;
+          for (int64_t k = 0; k < K; ++k) dst[k * MR + i] = src[k];
+        }
+      }
+    }
+    const float* bp0 = B.data.get();
+    auto run = [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        const int64_t n0 = p * NR, nv = std::min(NR, N - n0);
+        const float* bp = bp0 + p * K * NR;
+        for (int64_t pc = 0; pc < K; pc += KC) {
+          const int64_t kc = std::min(KC, K - pc);
+          // later chunks accumulate onto the first, which applies beta and the bias
+          const float be = pc == 0 ? beta : 1.f;
+          const float* bb = pc == 0 && bias ? bias + n0 : nullptr;
+          for (int64_t r = 0; r < blocks; ++r)
+            ar.kernel(std::min(MR, mc - r * MR), nv, kc, ap + r * MR * K + pc * MR,
+                      bp + pc * NR, alpha, be, bb, C + (ic + r * MR) * ldc + n0, ldc);
+        }
+      }
+    };
+    const double flops = 2.0 * double(mc) * double(N) * double(K);
+    if (flops < kParallelFlops || at::get_num_threads() == 1 || at::in_parallel_region()) {
+      run(0, panels);
+    } else {
+      const double per_panel = 2.0 * double(mc) * double(NR) * double(K);
+      at::parallel_for(0, panels, std::max<int64_t>(1, int64_t(kGrainFlops / per_panel)), run);
+    }
+  }
+}
+
+void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
+           const float* bias) {
+  if (M == 0 || N == 0) return;
+  gemm_packed(M, alpha, ta, A, lda, PackedB(tb, K, N, B, ldb), beta, C, ldc, bias);
+}
+
+}  // namespace cpu
+}  // namespace fusedrnn

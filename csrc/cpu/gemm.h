@@ -1,0 +1,57 @@
+// The CPU backend's own fp32 GEMM (fp64 stays on the BLAS of torch, csrc/cpu/common.h: gemm_rm).
+//
+// Row-major throughout: C[M,N] = alpha * op(A)[M,K] op(B)[K,N] + beta * C, leading dimensions
+// (row strides) lda, ldb, ldc >= the stored width; op(X) = X^T when the flag is set. C must not
+// alias A or B. beta == 0 never reads C (NaN in C does not leak). M or N == 0 is a no-op; K == 0
+// scales C by beta.
+//
+// B is packed once into K-major panels of nr columns (zero-padded) so that a weight matrix used
+// by every time step is rearranged once per call, not once per step: build a PackedB before the
+// time loop, then gemm_packed() each step. A is packed per call into a thread-local buffer (no
+// allocation once warm). The microkernel's instruction set is chosen at run time:
+// AVX-512 (32-column panels), AVX2+FMA (16), else the BLAS path (PackedB only keeps the pointer).
+#pragma once
+
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+
+namespace fusedrnn {
+namespace cpu {
+
+enum class GemmIsa : int { Blas = 0, Avx2 = 1, Avx512 = 2 };
+
+// The instruction set used by the next PackedB/sgemm: the forced one if set and supported by
+// this CPU, else the best supported.
+GemmIsa gemm_isa();
+// Test hook: -1 = automatic, else a GemmIsa value. Returns false (and changes nothing) if the
+// CPU cannot run it.
+bool force_gemm_isa(int isa);
+
+struct PackedB {
+  GemmIsa isa = GemmIsa::Blas;
+  int64_t K = 0, N = 0, nr = 0;
+  // Blas: the caller's matrix, which must outlive this object.
+  bool tb = false;
+  const float* raw = nullptr;
+  int64_t ldb = 0;
+  // Packed: panel p (columns p*nr ..) holds K rows of nr floats, 64-byte aligned.
+  std::unique_ptr<float, decltype(&std::free)> data{nullptr, &std::free};
+
+  PackedB() = default;
+  // op(B) is [K,N]; B itself is [K,N] (tb false) or [N,K] (tb true) with row stride ldb.
+  PackedB(bool tb, int64_t K, int64_t N, const float* B, int64_t ldb);
+};
+
+// C[M,N] = alpha * op(A) B + beta * C (+ bias[j] on every row when bias, [N], is not null)
+// with B packed (B.K, B.N).
+void gemm_packed(int64_t M, float alpha, bool ta, const float* A, int64_t lda, const PackedB& B,
+                 float beta, float* C, int64_t ldc, const float* bias = nullptr);
+
+// One-shot GEMM: packs B, then gemm_packed (or the BLAS path).
+void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+           int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
+           const float* bias = nullptr);
+
+}  // namespace cpu
+}  // namespace fusedrnn

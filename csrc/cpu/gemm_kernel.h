@@ -1,0 +1,30 @@
+// Internal interface between the GEMM driver (gemm.cpp) and the per-instruction-set microkernels
+// (gemm_kernel_avx512.cpp, gemm_kernel_avx2.cpp).
+//
+// A microkernel computes one tile C[mr, nv] (row stride ldc), 1 <= mr <= MR, 1 <= nv <= NR:
+//   C = alpha * sum_k Ap[k*MR + i] * Bp[k*NR + j] + beta * C + bias[j]
+// (beta == 0: C is not read; bias nullable, [nv] floats).
+// Ap: kc groups of MR floats (rows of the tile, k-major; entries i >= mr are ignored).
+// Bp: kc rows of NR floats, 64-byte aligned (columns j >= nv are computed, never stored).
+#pragma once
+
+#include <cstdint>
+
+namespace fusedrnn {
+namespace cpu {
+
+using GemmKernel = void (*)(int64_t mr, int64_t nv, int64_t kc, const float* Ap, const float* Bp,
+                            float alpha, float beta, const float* bias, float* C, int64_t ldc);
+
+struct GemmArch {
+  int mr, nr, kc;  // tile rows, panel width, K chunk (B chunk kc*nr floats stays in L1)
+  GemmKernel kernel;
+};
+
+#if defined(__x86_64__) && defined(__GNUC__)
+const GemmArch& gemm_arch_avx512();
+const GemmArch& gemm_arch_avx2();
+#endif
+
+}  // namespace cpu
+}  // namespace fusedrnn

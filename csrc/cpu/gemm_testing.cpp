@@ -1,0 +1,64 @@
+// Test hook for the CPU GEMM (gemm.h), in its own op namespace so that it stays out of the
+// product's op list (torch.ops.fusedrnn.*):
+//   torch.ops.fusedrnn_testing.cpu_gemm(a, b, c, ta, tb, alpha, beta, isa, bias) -> bool
+// c = alpha * op(a) op(b) + beta * c (+ bias [N] on every row, if given) in place. a, b, c: fp32 CPU, 2-D, unit column stride; the
+// row stride is the leading dimension (so a narrowed view tests ld > width). isa: -1 automatic,
+// 0 BLAS, 1 AVX2, 2 AVX-512; returns false without computing when the CPU cannot run it.
+//   torch.ops.fusedrnn_testing.cpu_gemm_repeat(a [M,K], w [N,K], c [M,N], reps): c = a w^T
+// reps times with w packed once (benchmarks/cpu_gemm.py measures the per-step rate with it).
+#include <torch/library.h>
+
+#include "cpu/common.h"
+#include "cpu/gemm.h"
+
+namespace fusedrnn {
+namespace cpu {
+namespace {
+
+bool cpu_gemm(const Tensor& a, const Tensor& b, const Tensor& c, bool ta, bool tb, double alpha,
+              double beta, int64_t isa, const std::optional<Tensor>& bias) {
+  for (const Tensor* t : {&a, &b, &c})
+    TORCH_CHECK(t->dim() == 2 && t->scalar_type() == at::kFloat && t->device().is_cpu() &&
+                    (t->stride(1) == 1 || t->size(1) <= 1),
+                "cpu_gemm: 2-D fp32 CPU tensors with unit column stride");
+  const int64_t M = c.size(0), N = c.size(1), K = ta ? a.size(0) : a.size(1);
+  TORCH_CHECK((ta ? a.size(1) : a.size(0)) == M && (tb ? b.size(1) : b.size(0)) == K &&
+                  (tb ? b.size(0) : b.size(1)) == N,
+              "cpu_gemm: shapes do not match");
+  TORCH_CHECK(!bias || (bias->is_contiguous() && bias->numel() == N &&
+                        bias->scalar_type() == at::kFloat),
+              "cpu_gemm: bias must be a contiguous fp32 [N]");
+  struct Restore {  // the forced choice is process-wide: undo it whatever happens
+    ~Restore() { force_gemm_isa(-1); }
+  } restore;
+  if (!force_gemm_isa(int(isa))) return false;
+  auto ld = [](const Tensor& t) { return std::max<int64_t>(t.stride(0), std::max<int64_t>(1, t.size(1))); };
+  sgemm(ta, tb, M, N, K, float(alpha), a.data_ptr<float>(), ld(a), b.data_ptr<float>(), ld(b),
+        float(beta), c.data_ptr<float>(), ld(c), bias ? bias->data_ptr<float>() : nullptr);
+  return true;
+}
+
+// c = a w^T, reps times with w packed once: the rate of the per-step recurrent GEMM.
+void cpu_gemm_repeat(const Tensor& a, const Tensor& w, const Tensor& c, int64_t reps) {
+  TORCH_CHECK(a.is_contiguous() && w.is_contiguous() && c.is_contiguous() &&
+                  a.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat &&
+                  c.scalar_type() == at::kFloat,
+              "cpu_gemm_repeat: contiguous fp32");
+  const int64_t M = a.size(0), K = a.size(1), N = w.size(0);
+  const PackedB pb(true, K, N, w.data_ptr<float>(), K);
+  for (int64_t r = 0; r < reps; ++r)
+    gemm_packed(M, 1.f, false, a.data_ptr<float>(), K, pb, 0.f, c.data_ptr<float>(), N);
+}
+
+}  // namespace
+
+TORCH_LIBRARY(fusedrnn_testing, m) {
+  m.def("cpu_gemm(Tensor a, Tensor b, Tensor(a!) c, bool ta, bool tb, float alpha, float beta, "
+        "int isa, Tensor? bias=None) -> bool");
+  m.impl("cpu_gemm", c10::DispatchKey::CPU, TORCH_FN(cpu_gemm));
+  m.def("cpu_gemm_repeat(Tensor a, Tensor w, Tensor(a!) c, int reps) -> ()");
+  m.impl("cpu_gemm_repeat", c10::DispatchKey::CPU, TORCH_FN(cpu_gemm_repeat));
+}
+
+}  // namespace cpu
+}  // namespace fusedrnn
