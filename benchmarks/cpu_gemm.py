@@ -3,7 +3,8 @@
     python benchmarks/cpu_gemm.py [--threads N]
 
 "step" rows: C[B,4H] = h[B,H] W_hh^T with W_hh packed once (the per-step recurrent product);
-"hoisted" rows: one call C[T*B,4H] = x W_ih^T including the packing of W_ih."""
+"hoisted" rows: one call C[T*B,4H] = x W_ih^T including the packing of W_ih;
+"dx" rows: dx[T*B,H] = da[T*B,4H] W_ih[4H,H]; "dW" rows: dW[4H,H] = da^T x (A transposed)."""
 import argparse
 import time
 
@@ -56,6 +57,21 @@ def main():
                                                                  -1), flops)
         print(f"{f'hoisted M={M} N={4*H} K={H}':<28}{t_ref:>10.1f}{t_our:>10.1f}"
               f"{t_our/t_ref:>8.2f}")
+
+    for T, B, H in [(100, 64, 512), (100, 8, 1024)]:
+        M, G = T * B, 4 * H
+        da, w, x = torch.randn(M, G), torch.randn(G, H), torch.randn(M, H)
+        flops = 2.0 * M * G * H
+        c = torch.empty(M, H)
+        t_ref = rate(lambda: torch.mm(da, w, out=c), flops)
+        t_our = rate(lambda: torch.ops.fusedrnn_testing.cpu_gemm(da, w, c, False, False, 1.0, 0.0,
+                                                                 -1), flops)
+        print(f"{f'dx M={M} N={H} K={G}':<28}{t_ref:>10.1f}{t_our:>10.1f}{t_our/t_ref:>8.2f}")
+        c = torch.empty(G, H)
+        t_ref = rate(lambda: torch.mm(da.t(), x, out=c), flops)
+        t_our = rate(lambda: torch.ops.fusedrnn_testing.cpu_gemm(da, x, c, True, False, 1.0, 0.0,
+                                                                 -1), flops)
+        print(f"{f'dW M={G} N={H} K={M}':<28}{t_ref:>10.1f}{t_our:>10.1f}{t_our/t_ref:>8.2f}")
 
 
 if __name__ == "__main__":

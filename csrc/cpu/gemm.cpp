@@ -1,7 +1,8 @@
 // The fp32 GEMM driver (contract: gemm.h): instruction-set choice, packing of B and A, cache
 // blocking and threading around the microkernels of gemm_kernel_*.cpp.
 //
-// Blocking: A is packed in row blocks of MC rows over the whole K (MC*K floats sized for L2);
+// Blocking: A is taken in row blocks of MC rows over the whole K (MC*K floats sized for L2;
+// packed only when transposed);
 // threads split the column panels; within a panel the K dimension runs in chunks of kc so that
 // the panel's kc x nr slice of B stays in L1 while every row tile of the block reuses it.
 #include "cpu/gemm.h"
@@ -47,8 +48,10 @@ const GemmArch& arch_of(GemmIsa isa) {
   TORCH_CHECK(false, "fusedrnn: no GEMM microkernel for this instruction set");
 }
 
-// Floats of packed A per row block: sized so the block stays in the 1 MB L2 next to B's stream.
-constexpr int64_t kABudget = 96 * 1024;
+// Floats of A per row block: sized so the block stays in the 1 MB L2 next to B's stream; at least
+// kMinRows rows, so that the per-step products (M = batch <= 64) read B from memory only once.
+constexpr int64_t kABudget = 128 * 1024;
+constexpr int64_t kMinRows = 64;
 // Below this many flops a GEMM runs on the calling thread: waking the pool costs more.
 constexpr double kParallelFlops = 4e6;
 constexpr double kGrainFlops = 1e6;
@@ -111,12 +114,16 @@ PackedB::PackedB(bool tb_, int64_t K_, int64_t N_, const float* B, int64_t ldb_)
           std::fill(d + k * nr + w, d + (k + 1) * nr, 0.f);
         }
       } else {
-        for (int64_t c = 0; c < w; ++c) {  // column n0+c of op(B) is row n0+c of B
-          const float* src = B + (n0 + c) * ldb;
-          for (int64_t k = 0; k < K; ++k) d[k * nr + c] = src[k];
+        // Column n0+c of op(B) is row n0+c of B; 16 k at a time so that the 16 x nr block
+        // being written stays in L1 while whole cache lines of B are read.
+        for (int64_t k0 = 0; k0 < K; k0 += 16) {
+          const int64_t kn = std::min<int64_t>(16, K - k0);
+          for (int64_t c = 0; c < w; ++c) {
+            const float* src = B + (n0 + c) * ldb + k0;
+            for (int64_t k = 0; k < kn; ++k) d[(k0 + k) * nr + c] = src[k];
+          }
+          for (int64_t k = k0; k < k0 + kn; ++k) std::fill(d + k * nr + w, d + (k + 1) * nr, 0.f);
         }
-        for (int64_t c = w; c < nr; ++c)
-          for (int64_t k = 0; k < K; ++k) d[k * nr + c] = 0.f;
       }
     }
   };
@@ -134,26 +141,25 @@ void gemm_packed(int64_t M, float alpha, bool ta, const float* A, int64_t lda, c
   }
   const GemmArch& ar = arch_of(B.isa);
   const int64_t MR = ar.mr, NR = ar.nr, KC = ar.kc;
-  const int64_t MC = std::max<int64_t>(2 * MR, kABudget / K / MR * MR);
+  const int64_t MC = std::max<int64_t>(kMinRows, kABudget / K) / MR * MR;
   const int64_t panels = (N + NR - 1) / NR;
   thread_local std::vector<float> abuf;  // grows to the largest block, then no more allocation
   for (int64_t ic = 0; ic < M; ic += MC) {
     const int64_t mc = std::min(MC, M - ic), blocks = (mc + MR - 1) / MR;
-    if (abuf.size() < size_t(blocks * MR * K)) abuf.resize(blocks * MR * K);
-    float* ap = abuf.data();
-    // Row block r holds, for every k, the MR values A[ic + r*MR + i, k] together.
-    for (int64_t r = 0; r < blocks; ++r) {
-      const int64_t i0 = ic + r * MR, rows = std::min(MR, M - i0);
-      float* dst = ap + r * MR * K;
-      if (ta) {
+    // op(A) = A is read in place (the kernel broadcasts from its rows); A^T is packed: row
+    // block r holds, for every k, the MR values A[k, ic + r*MR + i] together.
+    const float* ap = A + ic * lda;
+    const int64_t ald = ta ? 0 : lda, rstride = ta ? MR * K : MR * lda, kstride = ta ? MR : 1;
+    if (ta) {
+      if (abuf.size() < size_t(blocks * MR * K)) abuf.resize(blocks * MR * K);
+      float* dst0 = abuf.data();
+      for (int64_t r = 0; r < blocks; ++r) {
+        const int64_t i0 = ic + r * MR, rows = std::min(MR, M - i0);
+        float* dst = dst0 + r * MR * K;
         for (int64_t k = 0; k < K; ++k)
           for (int64_t i = 0; i < rows; ++i) dst[k * MR + i] = A[k * lda + i0 + i];
-      } else {
-        for (int64_t i = 0; i < rows; ++i) {
-          const float* src = A + (i0 + i) * lda;
-          for (int64_t k = 0; k < K; ++k) dst[k * MR + i] = src[k];
-        }
       }
+      ap = dst0;
     }
     const float* bp0 = B.data.get();
     auto run = [&](int64_t p0, int64_t p1) {
@@ -166,7 +172,7 @@ void gemm_packed(int64_t M, float alpha, bool ta, const float* A, int64_t lda, c
           const float be = pc == 0 ? beta : 1.f;
           const float* bb = pc == 0 && bias ? bias + n0 : nullptr;
           for (int64_t r = 0; r < blocks; ++r)
-            ar.kernel(std::min(MR, mc - r * MR), nv, kc, ap + r * MR * K + pc * MR,
+            ar.kernel(std::min(MR, mc - r * MR), nv, kc, ap + r * rstride + pc * kstride, ald,
                       bp + pc * NR, alpha, be, bb, C + (ic + r * MR) * ldc + n0, ldc);
         }
       }

@@ -16,9 +16,12 @@ constexpr int MR = 8, NR = 32;
 
 // Few rows give few independent FMA chains (latency 4, two pipes want >= 8 in flight), so small
 // tiles keep S partial sums over alternating k and add them at the end.
-template <int R>
-void tile(int64_t kc, const float* A, const float* B, float alpha, float beta,
+// lda == 0: A packed (element (i,k) at A[k*MR + i]); else A row-major, (i,k) at A[i*lda + k]
+// (the no-transpose case needs no packing: each k broadcasts one float of each of R rows).
+template <int R, bool Direct>
+void tile(int64_t kc, const float* A, int64_t lda, const float* B, float alpha, float beta,
           const float* bias, float* C, int64_t ldc, int64_t nv) {
+  const int64_t ak = Direct ? 1 : MR, arow = Direct ? lda : 1;  // A strides: k, i
   constexpr int S = R == 1 ? 4 : (R <= 3 ? 2 : 1);
   __m512 acc[S][R][2];
 #pragma GCC unroll 8
@@ -30,11 +33,11 @@ void tile(int64_t kc, const float* A, const float* B, float alpha, float beta,
 #pragma GCC unroll 8
     for (int s = 0; s < S; ++s) {
       const float* b = B + (k + s) * NR;
-      const float* a = A + (k + s) * MR;
+      const float* a = A + (k + s) * ak;
       const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
 #pragma GCC unroll 8
       for (int i = 0; i < R; ++i) {
-        const __m512 ai = _mm512_set1_ps(a[i]);
+        const __m512 ai = _mm512_set1_ps(a[i * arow]);
         acc[s][i][0] = _mm512_fmadd_ps(ai, b0, acc[s][i][0]);
         acc[s][i][1] = _mm512_fmadd_ps(ai, b1, acc[s][i][1]);
       }
@@ -42,11 +45,11 @@ void tile(int64_t kc, const float* A, const float* B, float alpha, float beta,
   }
   for (; k < kc; ++k) {
     const float* b = B + k * NR;
-    const float* a = A + k * MR;
+    const float* a = A + k * ak;
     const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
 #pragma GCC unroll 8
     for (int i = 0; i < R; ++i) {
-      const __m512 ai = _mm512_set1_ps(a[i]);
+      const __m512 ai = _mm512_set1_ps(a[i * arow]);
       acc[0][i][0] = _mm512_fmadd_ps(ai, b0, acc[0][i][0]);
       acc[0][i][1] = _mm512_fmadd_ps(ai, b1, acc[0][i][1]);
     }
@@ -79,18 +82,25 @@ void tile(int64_t kc, const float* A, const float* B, float alpha, float beta,
   }
 }
 
-void kernel(int64_t mr, int64_t nv, int64_t kc, const float* Ap, const float* Bp, float alpha,
-            float beta, const float* bias, float* C, int64_t ldc) {
+template <bool Direct>
+void kernel_of(int64_t mr, int64_t nv, int64_t kc, const float* Ap, int64_t lda, const float* Bp,
+               float alpha, float beta, const float* bias, float* C, int64_t ldc) {
   switch (mr) {
-    case 1: return tile<1>(kc, Ap, Bp, alpha, beta, bias, C, ldc, nv);
-    case 2: return tile<2>(kc, Ap, Bp, alpha, beta, bias, C, ldc, nv);
-    case 3: return tile<3>(kc, Ap, Bp, alpha, beta, bias, C, ldc, nv);
-    case 4: return tile<4>(kc, Ap, Bp, alpha, beta, bias, C, ldc, nv);
-    case 5: return tile<5>(kc, Ap, Bp, alpha, beta, bias, C, ldc, nv);
-    case 6: return tile<6>(kc, Ap, Bp, alpha, beta, bias, C, ldc, nv);
-    case 7: return tile<7>(kc, Ap, Bp, alpha, beta, bias, C, ldc, nv);
-    default: return tile<8>(kc, Ap, Bp, alpha, beta, bias, C, ldc, nv);
+    case 1: return tile<1, Direct>(kc, Ap, lda, Bp, alpha, beta, bias, C, ldc, nv);
+    case 2: return tile<2, Direct>(kc, Ap, lda, Bp, alpha, beta, bias, C, ldc, nv);
+    case 3: return tile<3, Direct>(kc, Ap, lda, Bp, alpha, beta, bias, C, ldc, nv);
+    case 4: return tile<4, Direct>(kc, Ap, lda, Bp, alpha, beta, bias, C, ldc, nv);
+    case 5: return tile<5, Direct>(kc, Ap, lda, Bp, alpha, beta, bias, C, ldc, nv);
+    case 6: return tile<6, Direct>(kc, Ap, lda, Bp, alpha, beta, bias, C, ldc, nv);
+    case 7: return tile<7, Direct>(kc, Ap, lda, Bp, alpha, beta, bias, C, ldc, nv);
+    default: return tile<8, Direct>(kc, Ap, lda, Bp, alpha, beta, bias, C, ldc, nv);
   }
+}
+
+void kernel(int64_t mr, int64_t nv, int64_t kc, const float* Ap, int64_t lda, const float* Bp,
+            float alpha, float beta, const float* bias, float* C, int64_t ldc) {
+  return lda ? kernel_of<true>(mr, nv, kc, Ap, lda, Bp, alpha, beta, bias, C, ldc)
+             : kernel_of<false>(mr, nv, kc, Ap, lda, Bp, alpha, beta, bias, C, ldc);
 }
 
 }  // namespace

@@ -1,9 +1,10 @@
 // Test hook for the CPU GEMM (gemm.h), in its own op namespace so that it stays out of the
 // product's op list (torch.ops.fusedrnn.*):
 //   torch.ops.fusedrnn_testing.cpu_gemm(a, b, c, ta, tb, alpha, beta, isa, bias) -> bool
-// c = alpha * op(a) op(b) + beta * c (+ bias [N] on every row, if given) in place. a, b, c: fp32 CPU, 2-D, unit column stride; the
-// row stride is the leading dimension (so a narrowed view tests ld > width). isa: -1 automatic,
-// 0 BLAS, 1 AVX2, 2 AVX-512; returns false without computing when the CPU cannot run it.
+// c = alpha * op(a) op(b) + beta * c (+ bias [N] on every row, if given) in place. a, b, c: fp32
+// CPU, 2-D, unit column stride; the row stride is the leading dimension (so a narrowed view
+// tests ld > width). isa: -1 automatic, 0 BLAS, 1 AVX2, 2 AVX-512; returns false without
+// computing when the CPU cannot run it.
 //   torch.ops.fusedrnn_testing.cpu_gemm_repeat(a [M,K], w [N,K], c [M,N], reps): c = a w^T
 // reps times with w packed once (benchmarks/cpu_gemm.py measures the per-step rate with it).
 #include <torch/library.h>
@@ -32,7 +33,9 @@ bool cpu_gemm(const Tensor& a, const Tensor& b, const Tensor& c, bool ta, bool t
     ~Restore() { force_gemm_isa(-1); }
   } restore;
   if (!force_gemm_isa(int(isa))) return false;
-  auto ld = [](const Tensor& t) { return std::max<int64_t>(t.stride(0), std::max<int64_t>(1, t.size(1))); };
+  auto ld = [](const Tensor& t) {
+    return std::max<int64_t>(t.stride(0), std::max<int64_t>(1, t.size(1)));
+  };
   sgemm(ta, tb, M, N, K, float(alpha), a.data_ptr<float>(), ld(a), b.data_ptr<float>(), ld(b),
         float(beta), c.data_ptr<float>(), ld(c), bias ? bias->data_ptr<float>() : nullptr);
   return true;

@@ -1,10 +1,12 @@
-// CPU backend, GRU (reset-after, gates r,z,n): hoisted input GEMM into the saved-gates buffer;
+// CPU backend, GRU (reset-after, gates r,z,n): input projection (hoisted or per step,
+// matmul.h: InputProjection) into the saved-gates buffer;
 // per step the recurrent GEMM into a [B,3H] scratch (kept apart from the input part because the
 // reset gate multiplies only W_hn h + b_hn) and one fused pointwise pass (csrc/cells).
 // Backward keeps the input-side and recurrent-side gate gradients apart (they differ in the n
 // gate) and computes every weight gradient as one GEMM over all rows. Dense and packed input
 // share one implementation (Steps). Shapes: csrc/ops.h.
 #include "cpu/common.h"
+#include "cpu/matmul.h"
 #include "cpu/pointwise.h"
 
 namespace fusedrnn {
@@ -17,15 +19,13 @@ template <class S>
 void forward_steps(const Steps& st, const Tensor& x, const Tensor& w_ih, const Tensor& w_hh,
                    const OptTensor& b_ih, const OptTensor& b_hh, bool reverse, Tensor& y,
                    Tensor& gates, Tensor& ghn, Tensor& h) {
-  const int64_t H = w_hh.size(1), G = 3 * H;
+  const int64_t H = w_hh.size(1), G = 3 * H, I = w_ih.size(1);
   if (st.N == 0) return;
-  if (b_ih) {
-    at::addmm_out(gates, *b_ih, x, w_ih.t());
-  } else {
-    at::mm_out(gates, x, w_ih.t());
-  }
+  auto bias = b_ih ? b_ih->contiguous() : Tensor();
+  const InputProjection<S> in(st, x.data_ptr<S>(), I, w_ih.data_ptr<S>(), G,
+                              b_ih ? bias.data_ptr<S>() : nullptr, gates.data_ptr<S>(), G);
   auto gh = at::empty({st.B, G}, x.options());
-  const S* whh = w_hh.data_ptr<S>();
+  const Weight<S> whh(true, H, G, w_hh.data_ptr<S>(), H);  // packed once, used by every step
   const S* bhh = b_hh ? b_hh->data_ptr<S>() : nullptr;
   S* ghp = gh.data_ptr<S>();
   S* hs = h.data_ptr<S>();
@@ -34,7 +34,8 @@ void forward_steps(const Steps& st, const Tensor& x, const Tensor& w_ih, const T
     S* g = gates.data_ptr<S>() + off * G;
     S* yt = y.data_ptr<S>() + off * H;
     S* nt = ghn.data_ptr<S>() + off * H;
-    gemm_rm<S>(false, true, n, G, H, S(1), hs, H, whh, H, S(0), ghp, G);
+    in.step(off, n);
+    whh.mul(n, false, hs, H, S(0), ghp, G);
     pointwise<S>().gru_forward(n, H, g, ghp, bhh, hs, yt, nt);
   }
 }
@@ -46,7 +47,7 @@ void backward_steps(const Steps& st, const Tensor& dy, const Tensor& gates, cons
                     const Tensor& h_prev, const Tensor& w_hh, bool reverse, Tensor& dh,
                     Tensor& dgx, Tensor& dgh) {
   const int64_t H = w_hh.size(1), G = 3 * H;
-  const S* whh = w_hh.data_ptr<S>();
+  const Weight<S> whh(false, G, H, w_hh.data_ptr<S>(), H);
   S* dhs = dh.data_ptr<S>();
   for (int64_t s = st.T - 1; s >= 0; --s) {
     const int64_t t = time_of(s, st.T, reverse), n = st.count[t], off = st.offset[t];
@@ -58,19 +59,19 @@ void backward_steps(const Steps& st, const Tensor& dy, const Tensor& gates, cons
     S* dht = dgh.data_ptr<S>() + off * G;
     pointwise<S>().gru_backward(n, H, g, nt, hp, dhs, dyt, dxt, dht);
     // dh_{t-1} = z * dh_t (written above) + dgh_t W_hh
-    gemm_rm<S>(false, false, n, H, G, S(1), dht, G, whh, H, S(1), dhs, H);
+    whh.mul(n, false, dht, G, S(1), dhs, H);
   }
 }
 
-T4 forward(const Steps& st, const Tensor& x_, const Tensor& h0, const Tensor& w_ih,
+T4 forward(const Steps& st, const Tensor& x_, const Tensor& h0, const Tensor& w_ih_,
            const Tensor& w_hh_, const OptTensor& b_ih, const OptTensor& b_hh_, bool reverse) {
   auto x = x_.contiguous().view({st.N, x_.size(-1)});
-  auto w_hh = w_hh_.contiguous();
+  auto w_hh = w_hh_.contiguous(), w_ih = w_ih_.contiguous();
   OptTensor b_hh = b_hh_ ? OptTensor(b_hh_->contiguous()) : OptTensor();
   const int64_t H = w_hh.size(1);
-  auto y = at::empty({st.N, H}, x.options());
-  auto gates = at::empty({st.N, 3 * H}, x.options());
-  auto ghn = at::empty({st.N, H}, x.options());
+  auto y = empty_big({st.N, H}, x.options());
+  auto gates = empty_big({st.N, 3 * H}, x.options());
+  auto ghn = empty_big({st.N, H}, x.options());
   auto h = h0.contiguous().clone();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gru_forward_cpu", [&] {
     forward_steps<scalar_t>(st, x, w_ih, w_hh, b_ih, b_hh, reverse, y, gates, ghn, h);
@@ -79,22 +80,29 @@ T4 forward(const Steps& st, const Tensor& x_, const Tensor& h0, const Tensor& w_
 }
 
 T6 backward(const Steps& st, const Tensor& dy_, const Tensor& dh_n, const Tensor& x_,
-            const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh_, const Tensor& y_,
+            const Tensor& h0, const Tensor& w_ih_, const Tensor& w_hh_, const Tensor& y_,
             const Tensor& gates_, const Tensor& ghn_, bool reverse) {
   const int64_t H = w_hh_.size(1);
   auto flat = [&](const Tensor& t) { return t.contiguous().view({st.N, t.size(-1)}); };
   auto dy = flat(dy_), x = flat(x_), y = flat(y_), gates = flat(gates_), ghn = flat(ghn_);
-  auto w_hh = w_hh_.contiguous();
+  auto w_hh = w_hh_.contiguous(), w_ih = w_ih_.contiguous();
+  const int64_t I = w_ih.size(1), G = 3 * H, N = st.N;
   auto dh = dh_n.contiguous().clone();
-  auto dgx = at::empty({st.N, 3 * H}, x.options());
-  auto dgh = at::empty({st.N, 3 * H}, x.options());
+  auto dgx = empty_big({N, G}, x.options());
+  auto dgh = empty_big({N, G}, x.options());
   auto h_prev = previous_rows(y, h0.contiguous(), st, reverse);
+  auto dx = empty_big({N, I}, x.options());
+  auto dw_ih = empty_big({G, I}, x.options()), dw_hh = empty_big({G, H}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gru_backward_cpu", [&] {
-    backward_steps<scalar_t>(st, dy, gates, ghn, h_prev, w_hh, reverse, dh, dgx, dgh);
+    using S = scalar_t;
+    backward_steps<S>(st, dy, gates, ghn, h_prev, w_hh, reverse, dh, dgx, dgh);
+    const S* gx = dgx.data_ptr<S>();
+    matmul<S>(false, false, N, I, G, gx, G, w_ih.data_ptr<S>(), I, S(0), dx.data_ptr<S>(), I);
+    matmul<S>(true, false, G, I, N, gx, G, x.data_ptr<S>(), I, S(0), dw_ih.data_ptr<S>(), I);
+    matmul<S>(true, false, G, H, N, dgh.data_ptr<S>(), G, h_prev.data_ptr<S>(), H, S(0),
+              dw_hh.data_ptr<S>(), H);
   });
-  auto dx = at::mm(dgx, w_ih);
-  return {dx.view(x_.sizes()), dh, at::mm(dgx.t(), x), at::mm(dgh.t(), h_prev), dgx.sum(0),
-          dgh.sum(0)};
+  return {dx.view(x_.sizes()), dh, dw_ih, dw_hh, dgx.sum(0), dgh.sum(0)};
 }
 
 }  // namespace

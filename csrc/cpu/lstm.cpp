@@ -1,10 +1,13 @@
-// CPU backend, LSTM: hoisted input GEMM, per step one GEMM into the saved-gates buffer plus one
-// fused pointwise pass (csrc/cells); backward sweeps time in reverse, then the weight gradients,
-// dx and db as single GEMMs over all rows. Dense and packed input share one implementation
-// (csrc/cpu/common.h: Steps). With a projection (w_hr [P,H], torch.nn's proj_size = P) each step
-// adds the GEMM h = m W_hr^T, m = o * tanh(c), and the recurrence runs on h [B,P].
+// CPU backend, LSTM: the input projection (hoisted or per step, matmul.h: InputProjection), per
+// step the recurrent GEMM (W_hh packed once per call) into the saved-gates buffer plus one fused
+// pointwise pass (csrc/cells); backward sweeps time in reverse, then the weight gradients, dx and
+// db as single GEMMs over all rows. fp32 GEMMs are the backend's own (gemm.h). Dense and packed
+// input share one implementation (csrc/cpu/common.h: Steps). With a projection (w_hr [P,H],
+// torch.nn's proj_size = P) each step adds the GEMM h = m W_hr^T, m = o * tanh(c), and the
+// recurrence runs on h [B,P].
 // Shapes and saved tensors: csrc/ops.h.
 #include "cpu/common.h"
+#include "cpu/matmul.h"
 #include "cpu/pointwise.h"
 
 namespace fusedrnn {
@@ -19,17 +22,18 @@ template <class S>
 void forward_steps(const Steps& st, const Tensor& x, const Tensor& w_ih, const Tensor& w_hh,
                    const OptTensor& b_ih, const OptTensor& b_hh, const Tensor& w_hr,
                    bool reverse, Tensor& y, Tensor& gates, Tensor& cells_, Tensor& h, Tensor& c) {
-  const int64_t P = w_hh.size(1), G = w_hh.size(0), H = G / 4;
+  const int64_t P = w_hh.size(1), G = w_hh.size(0), H = G / 4, I = w_ih.size(1);
   const bool proj = w_hr.defined();
   if (st.N == 0) return;
-  if (b_ih) {  // the input projection of every step, with both biases, into the gates buffer
-    at::addmm_out(gates, *b_ih + *b_hh, x, w_ih.t());
-  } else {
-    at::mm_out(gates, x, w_ih.t());
-  }
+  // The input projection, with both biases, into the gates buffer.
+  auto bias = b_ih ? (*b_ih + *b_hh).contiguous() : Tensor();
+  const InputProjection<S> in(st, x.data_ptr<S>(), I, w_ih.data_ptr<S>(), G,
+                              b_ih ? bias.data_ptr<S>() : nullptr, gates.data_ptr<S>(), G);
   auto m = proj ? at::empty({st.B, H}, x.options()) : Tensor();  // o * tanh(c) before W_hr
-  const S* whh = w_hh.data_ptr<S>();
-  const S* whr = proj ? w_hr.data_ptr<S>() : nullptr;
+  // Packed once, used by every step.
+  const Weight<S> whh(true, P, G, w_hh.data_ptr<S>(), P);
+  std::optional<Weight<S>> whr;
+  if (proj) whr.emplace(true, H, P, w_hr.data_ptr<S>(), H);
   S* ms = proj ? m.data_ptr<S>() : nullptr;
   S* hs = h.data_ptr<S>();
   S* cs = c.data_ptr<S>();
@@ -39,10 +43,11 @@ void forward_steps(const Steps& st, const Tensor& x, const Tensor& w_ih, const T
     S* yt = y.data_ptr<S>() + off * P;
     S* ct = cells_.data_ptr<S>() + off * H;
     S* out = proj ? ms : yt;  // where the cell writes o * tanh(c)
-    gemm_rm<S>(false, true, n, G, P, S(1), hs, P, whh, P, S(1), g, G);
+    in.step(off, n);
+    whh.mul(n, false, hs, P, S(1), g, G);
     pointwise<S>().lstm_forward(n, H, g, cs, ct, out, proj ? nullptr : hs);
     if (proj) {
-      gemm_rm<S>(false, true, n, P, H, S(1), ms, H, whr, H, S(0), yt, P);
+      whr->mul(n, false, ms, H, S(0), yt, P);
       std::copy(yt, yt + n * P, hs);
     }
   }
@@ -58,8 +63,9 @@ void backward_steps(const Steps& st, const Tensor& dy, const Tensor& gates, cons
                     Tensor& dh, Tensor& dc, Tensor& da, Tensor& dht, Tensor& dm) {
   const int64_t P = w_hh.size(1), G = w_hh.size(0), H = G / 4;
   const bool proj = w_hr.defined();
-  const S* whh = w_hh.data_ptr<S>();
-  const S* whr = proj ? w_hr.data_ptr<S>() : nullptr;
+  const Weight<S> whh(false, G, P, w_hh.data_ptr<S>(), P);  // dh = da W_hh
+  std::optional<Weight<S>> whr;                             // dm = dh W_hr
+  if (proj) whr.emplace(false, P, H, w_hr.data_ptr<S>(), H);
   S* dhs = dh.data_ptr<S>();
   S* dcs = dc.data_ptr<S>();
   for (int64_t s = st.T - 1; s >= 0; --s) {
@@ -75,23 +81,23 @@ void backward_steps(const Steps& st, const Tensor& dy, const Tensor& gates, cons
     if (proj) {
       S* dh_t = dht.data_ptr<S>() + off * P;
       for (int64_t e = 0; e < n * P; ++e) dh_t[e] = dhs[e] + dyt[e];
-      gemm_rm<S>(false, false, n, H, P, S(1), dh_t, P, whr, H, S(0), dm.data_ptr<S>(), H);
+      whr->mul(n, false, dh_t, P, S(0), dm.data_ptr<S>(), H);
       dma = dm.data_ptr<S>(), dmb = nullptr;
     }
     pointwise<S>().lstm_backward(n, H, g, ct, cp, dma, dmb, dcs, dat);
-    gemm_rm<S>(false, false, n, P, G, S(1), dat, G, whh, P, S(0), dhs, P);  // dh = da W_hh
+    whh.mul(n, false, dat, G, S(0), dhs, P);
   }
 }
 
 T5 forward(const Steps& st, const Tensor& x_, const Tensor& h0, const Tensor& c0,
-           const Tensor& w_ih, const Tensor& w_hh_, const OptTensor& b_ih, const OptTensor& b_hh,
+           const Tensor& w_ih_, const Tensor& w_hh_, const OptTensor& b_ih, const OptTensor& b_hh,
            const Tensor& w_hr, bool reverse) {
   auto x = x_.contiguous().view({st.N, x_.size(-1)});
-  auto w_hh = w_hh_.contiguous();
+  auto w_hh = w_hh_.contiguous(), w_ih = w_ih_.contiguous();
   const int64_t P = w_hh.size(1), H = w_hh.size(0) / 4;
-  auto y = at::empty({st.N, P}, x.options());
-  auto gates = at::empty({st.N, 4 * H}, x.options());
-  auto cells_ = at::empty({st.N, H}, x.options());
+  auto y = empty_big({st.N, P}, x.options());
+  auto gates = empty_big({st.N, 4 * H}, x.options());
+  auto cells_ = empty_big({st.N, H}, x.options());
   auto h = h0.contiguous().clone(), c = c0.contiguous().clone();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_forward_cpu", [&] {
     forward_steps<scalar_t>(st, x, w_ih, w_hh, b_ih, b_hh, w_hr, reverse, y, gates, cells_, h,
@@ -101,29 +107,38 @@ T5 forward(const Steps& st, const Tensor& x_, const Tensor& h0, const Tensor& c0
 }
 
 T7 backward(const Steps& st, const Tensor& dy_, const Tensor& dh_n, const Tensor& dc_n,
-            const Tensor& x_, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
+            const Tensor& x_, const Tensor& h0, const Tensor& c0, const Tensor& w_ih_,
             const Tensor& w_hh_, const Tensor& w_hr, const Tensor& y_, const Tensor& gates_,
             const Tensor& cells_in, bool reverse) {
   const int64_t P = w_hh_.size(1), H = w_hh_.size(0) / 4;
   const bool proj = w_hr.defined();
   auto flat = [&](const Tensor& t) { return t.contiguous().view({st.N, t.size(-1)}); };
   auto dy = flat(dy_), x = flat(x_), y = flat(y_), gates = flat(gates_), cells_ = flat(cells_in);
-  auto w_hh = w_hh_.contiguous();
+  auto w_hh = w_hh_.contiguous(), w_ih = w_ih_.contiguous();
+  const int64_t I = w_ih.size(1), G = 4 * H, N = st.N;
   auto dh = dh_n.contiguous().clone(), dc = dc_n.contiguous().clone();
-  auto da = at::empty({st.N, 4 * H}, x.options());
-  auto dht = proj ? at::empty({st.N, P}, x.options()) : Tensor();
+  auto da = empty_big({N, G}, x.options());
+  auto dht = proj ? empty_big({N, P}, x.options()) : Tensor();
   auto dm = proj ? at::empty({st.B, H}, x.options()) : Tensor();
   auto c_prev = previous_rows(cells_, c0.contiguous(), st, reverse);
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_backward_cpu", [&] {
-    backward_steps<scalar_t>(st, dy, gates, cells_, c_prev, w_hh, w_hr, reverse, dh, dc, da, dht,
-                             dm);
-  });
-  auto dx = at::mm(da, w_ih);
-  auto dw_ih = at::mm(da.t(), x);
-  auto dw_hh = at::mm(da.t(), previous_rows(y, h0.contiguous(), st, reverse));
+  auto h_prev = previous_rows(y, h0.contiguous(), st, reverse);
+  auto dx = empty_big({N, I}, x.options());
+  auto dw_ih = empty_big({G, I}, x.options()), dw_hh = empty_big({G, P}, x.options());
   // dW_hr = sum over rows of dh_t^T m_t, with m = o * tanh(c) recomputed from the saved tensors.
-  auto dw_hr = proj ? at::mm(dht.t(), gates.narrow(1, 3 * H, H) * at::tanh(cells_))
-                    : at::empty({0}, x.options());
+  auto m = proj ? (gates.narrow(1, 3 * H, H) * at::tanh(cells_)).contiguous() : Tensor();
+  auto dw_hr = proj ? at::empty({P, H}, x.options()) : at::empty({0}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_backward_cpu", [&] {
+    using S = scalar_t;
+    backward_steps<S>(st, dy, gates, cells_, c_prev, w_hh, w_hr, reverse, dh, dc, da, dht, dm);
+    const S* dap = da.data_ptr<S>();
+    matmul<S>(false, false, N, I, G, dap, G, w_ih.data_ptr<S>(), I, S(0), dx.data_ptr<S>(), I);
+    matmul<S>(true, false, G, I, N, dap, G, x.data_ptr<S>(), I, S(0), dw_ih.data_ptr<S>(), I);
+    matmul<S>(true, false, G, P, N, dap, G, h_prev.data_ptr<S>(), P, S(0), dw_hh.data_ptr<S>(),
+              P);
+    if (proj)
+      matmul<S>(true, false, P, H, N, dht.data_ptr<S>(), P, m.data_ptr<S>(), H, S(0),
+                dw_hr.data_ptr<S>(), H);
+  });
   return {dx.view(x_.sizes()), dh, dc, dw_ih, dw_hh, da.sum(0), dw_hr};
 }
 

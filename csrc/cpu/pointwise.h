@@ -2,8 +2,8 @@
 // of the step, each row H hidden units (all gates of a unit at stride H within the row).
 // Row-major pointers with row strides G*H (gates) or H (states); nothing may alias unless
 // stated ("in/out"). Nullable arguments say so. Implemented once (pointwise_impl.h) and compiled
-// per instruction set (pointwise_default.cpp, pointwise_avx2.cpp); pointwise<S>() returns the
-// best table the running CPU supports.
+// per instruction set (pointwise_{default,avx2,avx512}.cpp); pointwise<S>() returns the best
+// table the running CPU supports.
 #pragma once
 
 #include <cstdint>

@@ -20,12 +20,55 @@ namespace FRNN_PW_NS {
 template <class S>
 using V = at::vec::Vectorized<S>;
 
+// fp32 cells run on FastF: ATen's vector with tanh computed from SLEEF's exp,
+// tanh x = 1 - 2 / (e^{2x} + 1) (e^{2x} = inf or 0 gives exactly +-1), and for |x| < 1/16,
+// where that form loses relative accuracy to cancellation, the Taylor series to x^7 (next term
+// < 1e-11 relative). The library tanh (and expm1) cost several times more here: perf showed
+// tanh as the largest item after the GEMM. Absolute error stays ~1e-7. The shared cell math
+// (csrc/cells) finds exp_/tanh_/relu_ for FastF by argument-dependent lookup.
+struct FastF {
+  V<float> v;
+  FastF() = default;
+  explicit FastF(const V<float>& x) : v(x) {}
+  explicit FastF(float s) : v(s) {}
+};
+static inline FastF operator+(const FastF& a, const FastF& b) { return FastF(a.v + b.v); }
+static inline FastF operator-(const FastF& a, const FastF& b) { return FastF(a.v - b.v); }
+static inline FastF operator*(const FastF& a, const FastF& b) { return FastF(a.v * b.v); }
+static inline FastF operator/(const FastF& a, const FastF& b) { return FastF(a.v / b.v); }
+static inline FastF operator-(const FastF& a) { return FastF(a.v.neg()); }
+static inline FastF exp_(const FastF& x) { return FastF(x.v.exp()); }
+static inline FastF tanh_(const FastF& x) {
+  const V<float> one(1.f), two(2.f);
+  const V<float> big = one - two / ((x.v + x.v).exp() + one);
+  const V<float> x2 = x.v * x.v;  // x - x^3/3 + 2x^5/15 - 17x^7/315
+  const V<float> small =
+      x.v + x.v * x2 * at::vec::fmadd(x2, at::vec::fmadd(x2, V<float>(-17.f / 315.f),
+                                                         V<float>(2.f / 15.f)),
+                                      V<float>(-1.f / 3.f));
+  return FastF(V<float>::blendv(big, small, x.v.abs() < V<float>(0.0625f)));
+}
+static inline FastF relu_(const FastF& x) { return FastF(cells::relu_(x.v)); }
+static inline FastF relu_grad_(const FastF& h, const FastF& dh) {
+  return FastF(cells::relu_grad_(h.v, dh.v));
+}
+
+template <class S> struct CellVec { using type = V<S>; };
+template <> struct CellVec<float> { using type = FastF; };
+// The vector type the cell math runs on for S.
 template <class S>
-static inline V<S> ld(const S* p, int64_t k) {
-  return k == V<S>::size() ? V<S>::loadu(p) : V<S>::loadu(p, k);
+using C = typename CellVec<S>::type;
+
+static inline const V<double>& raw(const V<double>& x) { return x; }
+static inline const V<float>& raw(const FastF& x) { return x.v; }
+
+template <class S>
+static inline C<S> ld(const S* p, int64_t k) {
+  return C<S>(k == V<S>::size() ? V<S>::loadu(p) : V<S>::loadu(p, k));
 }
 template <class S>
-static inline void st(const V<S>& v, S* p, int64_t k) {
+static inline void st(const C<S>& c, S* p, int64_t k) {
+  const V<S>& v = raw(c);
   if (k == V<S>::size()) {
     v.store(p);
   } else {
@@ -55,8 +98,8 @@ static void lstm_forward(int64_t n, int64_t H, S* g, S* c_state, S* c_out, S* m_
   for_units(n, H, V<S>::size(), [&](int64_t b, int64_t j, int64_t k) {
     S* gb = g + b * 4 * H + j;
     const int64_t e = b * H + j;
-    V<S> i, f, gg, o, c, m;
-    cells::lstm_forward<V<S>>(ld(gb, k), ld(gb + H, k), ld(gb + 2 * H, k), ld(gb + 3 * H, k),
+    C<S> i, f, gg, o, c, m;
+    cells::lstm_forward<C<S>>(ld(gb, k), ld(gb + H, k), ld(gb + 2 * H, k), ld(gb + 3 * H, k),
                               ld(c_state + e, k), i, f, gg, o, c, m);
     st(i, gb, k), st(f, gb + H, k), st(gg, gb + 2 * H, k), st(o, gb + 3 * H, k);
     st(c, c_state + e, k), st(c, c_out + e, k), st(m, m_out + e, k);
@@ -71,10 +114,10 @@ static void lstm_backward(int64_t n, int64_t H, const S* g, const S* c, const S*
     const S* gb = g + b * 4 * H + j;
     S* db = da + b * 4 * H + j;
     const int64_t e = b * H + j;
-    V<S> dm = ld(dm_a + e, k);
+    C<S> dm = ld(dm_a + e, k);
     if (dm_b) dm = dm + ld(dm_b + e, k);
-    V<S> dai, daf, dag, dao, dcp;
-    cells::lstm_backward<V<S>>(ld(gb, k), ld(gb + H, k), ld(gb + 2 * H, k), ld(gb + 3 * H, k),
+    C<S> dai, daf, dag, dao, dcp;
+    cells::lstm_backward<C<S>>(ld(gb, k), ld(gb + H, k), ld(gb + 2 * H, k), ld(gb + 3 * H, k),
                                ld(c + e, k), ld(c_prev + e, k), dm, ld(dc_state + e, k), dai,
                                daf, dag, dao, dcp);
     st(dai, db, k), st(daf, db + H, k), st(dag, db + 2 * H, k), st(dao, db + 3 * H, k);
@@ -89,11 +132,11 @@ static void gru_forward(int64_t n, int64_t H, S* g, const S* gh, const S* b_hh, 
     S* gb = g + b * 3 * H + j;
     const S* hb = gh + b * 3 * H + j;
     const int64_t e = b * H + j;
-    V<S> hr = ld(hb, k), hz = ld(hb + H, k), hn = ld(hb + 2 * H, k);
+    C<S> hr = ld(hb, k), hz = ld(hb + H, k), hn = ld(hb + 2 * H, k);
     if (b_hh) hr = hr + ld(b_hh + j, k), hz = hz + ld(b_hh + H + j, k),
               hn = hn + ld(b_hh + 2 * H + j, k);
-    V<S> r, z, nn, h;
-    cells::gru_forward<V<S>>(ld(gb, k), ld(gb + H, k), ld(gb + 2 * H, k), hr, hz, hn,
+    C<S> r, z, nn, h;
+    cells::gru_forward<C<S>>(ld(gb, k), ld(gb + H, k), ld(gb + 2 * H, k), hr, hz, hn,
                              ld(h_state + e, k), r, z, nn, h);
     st(r, gb, k), st(z, gb + H, k), st(nn, gb + 2 * H, k);
     st(h, h_state + e, k), st(h, h_out + e, k), st(hn, ghn_out + e, k);
@@ -108,8 +151,8 @@ static void gru_backward(int64_t n, int64_t H, const S* g, const S* ghn, const S
     S* xb = dgx + b * 3 * H + j;
     S* hb = dgh + b * 3 * H + j;
     const int64_t e = b * H + j;
-    V<S> dxr, dxz, dxn, dhn, direct;
-    cells::gru_backward<V<S>>(ld(gb, k), ld(gb + H, k), ld(gb + 2 * H, k), ld(ghn + e, k),
+    C<S> dxr, dxz, dxn, dhn, direct;
+    cells::gru_backward<C<S>>(ld(gb, k), ld(gb + H, k), ld(gb + 2 * H, k), ld(ghn + e, k),
                               ld(h_prev + e, k), ld(dh_state + e, k) + ld(dy + e, k), dxr, dxz,
                               dxn, dhn, direct);
     st(dxr, xb, k), st(dxz, xb + H, k), st(dxn, xb + 2 * H, k);
@@ -123,7 +166,7 @@ static void rnn_forward(int64_t n, int64_t H, int act, S* y, S* h_state) {
   const auto a = static_cast<cells::Act>(act);
   for_units(n, H, V<S>::size(), [&](int64_t b, int64_t j, int64_t k) {
     const int64_t e = b * H + j;
-    V<S> h = cells::rnn_forward<V<S>>(a, ld(y + e, k));
+    C<S> h = cells::rnn_forward<C<S>>(a, ld(y + e, k));
     st(h, y + e, k), st(h, h_state + e, k);
   });
 }
@@ -134,7 +177,7 @@ static void rnn_backward(int64_t n, int64_t H, int act, const S* y, const S* dh_
   const auto a = static_cast<cells::Act>(act);
   for_units(n, H, V<S>::size(), [&](int64_t b, int64_t j, int64_t k) {
     const int64_t e = b * H + j;
-    st(cells::rnn_backward<V<S>>(a, ld(y + e, k), ld(dh_state + e, k) + ld(dy + e, k)), da + e,
+    st(cells::rnn_backward<C<S>>(a, ld(y + e, k), ld(dh_state + e, k) + ld(dy + e, k)), da + e,
        k);
   });
 }

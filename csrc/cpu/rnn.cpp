@@ -1,8 +1,10 @@
-// CPU backend, Elman RNN (tanh or relu): the input projection is written straight into y, each
-// step adds h_{t-1} W_hh^T in place and applies the activation. Backward needs only y. Dense
+// CPU backend, Elman RNN (tanh or relu): the input projection is written straight into y
+// (hoisted or per step, matmul.h: InputProjection), each step adds h_{t-1} W_hh^T in place and
+// applies the activation. Backward needs only y. Dense
 // and packed input share one implementation (Steps). Shapes: csrc/ops.h.
 #include "cells/cells.h"
 #include "cpu/common.h"
+#include "cpu/matmul.h"
 #include "cpu/pointwise.h"
 
 namespace fusedrnn {
@@ -10,18 +12,19 @@ namespace cpu {
 
 namespace {
 
-// y [N,H] holds the input projections on entry and the outputs on exit; h [B,H] enters as h0
-// and leaves as h_n.
+// in: the input projections into y [N,H] (hoisted or per step); y receives the outputs; h [B,H]
+// enters as h0 and leaves as h_n.
 template <class S>
-void forward_steps(const Steps& st, const Tensor& w_hh, cells::Act act, bool reverse, Tensor& y,
-                   Tensor& h) {
+void forward_steps(const Steps& st, const InputProjection<S>& in, const Tensor& w_hh,
+                   cells::Act act, bool reverse, Tensor& y, Tensor& h) {
   const int64_t H = w_hh.size(1);
-  const S* whh = w_hh.data_ptr<S>();
+  const Weight<S> whh(true, H, H, w_hh.data_ptr<S>(), H);  // packed once, used by every step
   S* hs = h.data_ptr<S>();
   for (int64_t s = 0; s < st.T; ++s) {
     const int64_t t = time_of(s, st.T, reverse), n = st.count[t];
     S* yt = y.data_ptr<S>() + st.offset[t] * H;
-    gemm_rm<S>(false, true, n, H, H, S(1), hs, H, whh, H, S(1), yt, H);
+    in.step(st.offset[t], n);
+    whh.mul(n, false, hs, H, S(1), yt, H);
     pointwise<S>().rnn_forward(n, H, static_cast<int>(act), yt, hs);
   }
 }
@@ -32,7 +35,7 @@ template <class S>
 void backward_steps(const Steps& st, const Tensor& dy, const Tensor& y, const Tensor& w_hh,
                     cells::Act act, bool reverse, Tensor& dh, Tensor& da) {
   const int64_t H = w_hh.size(1);
-  const S* whh = w_hh.data_ptr<S>();
+  const Weight<S> whh(false, H, H, w_hh.data_ptr<S>(), H);
   S* dhs = dh.data_ptr<S>();
   for (int64_t s = st.T - 1; s >= 0; --s) {
     const int64_t t = time_of(s, st.T, reverse), n = st.count[t], off = st.offset[t] * H;
@@ -40,43 +43,53 @@ void backward_steps(const Steps& st, const Tensor& dy, const Tensor& y, const Te
     const S* dyt = dy.data_ptr<S>() + off;
     S* dat = da.data_ptr<S>() + off;
     pointwise<S>().rnn_backward(n, H, static_cast<int>(act), yt, dhs, dyt, dat);
-    gemm_rm<S>(false, false, n, H, H, S(1), dat, H, whh, H, S(0), dhs, H);
+    whh.mul(n, false, dat, H, S(0), dhs, H);
   }
 }
 
-T2 forward(const Steps& st, const Tensor& x_, const Tensor& h0, const Tensor& w_ih,
+T2 forward(const Steps& st, const Tensor& x_, const Tensor& h0, const Tensor& w_ih_,
            const Tensor& w_hh_, const OptTensor& b_ih, const OptTensor& b_hh, bool relu,
            bool reverse) {
   auto x = x_.contiguous().view({st.N, x_.size(-1)});
-  auto w_hh = w_hh_.contiguous();
-  const int64_t H = w_hh.size(1);
-  auto y = at::empty({st.N, H}, x.options());
-  if (b_ih) {
-    at::addmm_out(y, *b_ih + *b_hh, x, w_ih.t());
-  } else {
-    at::mm_out(y, x, w_ih.t());
-  }
+  auto w_hh = w_hh_.contiguous(), w_ih = w_ih_.contiguous();
+  const int64_t H = w_hh.size(1), I = w_ih.size(1);
+  auto y = empty_big({st.N, H}, x.options());
+  auto bias = b_ih ? (*b_ih + *b_hh).contiguous() : Tensor();
   auto h = h0.contiguous().clone();
   const auto act = relu ? cells::Act::Relu : cells::Act::Tanh;
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnn_forward_cpu",
-                             [&] { forward_steps<scalar_t>(st, w_hh, act, reverse, y, h); });
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnn_forward_cpu", [&] {
+    using S = scalar_t;
+    if (st.N == 0) return;
+    const InputProjection<S> in(st, x.data_ptr<S>(), I, w_ih.data_ptr<S>(), H,
+                                b_ih ? bias.data_ptr<S>() : nullptr, y.data_ptr<S>(), H);
+    forward_steps<S>(st, in, w_hh, act, reverse, y, h);
+  });
   return {y, h};
 }
 
 T5 backward(const Steps& st, const Tensor& dy_, const Tensor& dh_n, const Tensor& x_,
-            const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh_, const Tensor& y_,
+            const Tensor& h0, const Tensor& w_ih_, const Tensor& w_hh_, const Tensor& y_,
             bool relu, bool reverse) {
   auto flat = [&](const Tensor& t) { return t.contiguous().view({st.N, t.size(-1)}); };
   auto dy = flat(dy_), x = flat(x_), y = flat(y_);
-  auto w_hh = w_hh_.contiguous();
+  auto w_hh = w_hh_.contiguous(), w_ih = w_ih_.contiguous();
+  const int64_t H = w_hh.size(1), I = w_ih.size(1), N = st.N;
   auto dh = dh_n.contiguous().clone();
-  auto da = at::empty_like(y);
+  auto da = empty_big(y.sizes(), y.options());
+  auto h_prev = previous_rows(y, h0.contiguous(), st, reverse);
+  auto dx = empty_big({N, I}, x.options());
+  auto dw_ih = empty_big({H, I}, x.options()), dw_hh = empty_big({H, H}, x.options());
   const auto act = relu ? cells::Act::Relu : cells::Act::Tanh;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnn_backward_cpu", [&] {
-    backward_steps<scalar_t>(st, dy, y, w_hh, act, reverse, dh, da);
+    using S = scalar_t;
+    backward_steps<S>(st, dy, y, w_hh, act, reverse, dh, da);
+    const S* dap = da.data_ptr<S>();
+    matmul<S>(false, false, N, I, H, dap, H, w_ih.data_ptr<S>(), I, S(0), dx.data_ptr<S>(), I);
+    matmul<S>(true, false, H, I, N, dap, H, x.data_ptr<S>(), I, S(0), dw_ih.data_ptr<S>(), I);
+    matmul<S>(true, false, H, H, N, dap, H, h_prev.data_ptr<S>(), H, S(0), dw_hh.data_ptr<S>(),
+              H);
   });
-  auto dw_hh = at::mm(da.t(), previous_rows(y, h0.contiguous(), st, reverse));
-  return {at::mm(da, w_ih).view(x_.sizes()), dh, at::mm(da.t(), x), dw_hh, da.sum(0)};
+  return {dx.view(x_.sizes()), dh, dw_ih, dw_hh, da.sum(0)};
 }
 
 }  // namespace

@@ -1,0 +1,111 @@
+// The GEMMs of the cell implementations, by scalar type: fp32 runs the backend's own GEMM
+// (gemm.h), fp64 the BLAS of torch (common.h: gemm_rm), as torch.nn does.
+//
+// Weight<S>: op(B) [K,N] prepared once (packed for fp32) and multiplied many times:
+//   w.mul(M, ta, A, lda, beta, C, ldc, bias): C[M,N] = op(A) op(B) + beta * C (+ bias [N]).
+// matmul<S>(...): the one-shot form, same conventions as gemm_rm plus the nullable bias.
+// B (and bias) must outlive the Weight; C must not alias A, B or bias; beta == 0 never reads C.
+#pragma once
+
+#include "cpu/common.h"
+#include "cpu/gemm.h"
+
+#include <cstdlib>
+#include <optional>
+
+namespace fusedrnn {
+namespace cpu {
+
+namespace detail {
+// C = beta * C + bias, then beta = 1: how the BLAS path gets the bias epilogue.
+template <class S>
+inline void pre_bias(int64_t M, int64_t N, const S* bias, S& beta, S* C, int64_t ldc) {
+  if (!bias) return;
+  for (int64_t i = 0; i < M; ++i)
+    for (int64_t j = 0; j < N; ++j)
+      C[i * ldc + j] = (beta == S(0) ? S(0) : beta * C[i * ldc + j]) + bias[j];
+  beta = S(1);
+}
+}  // namespace detail
+
+template <class S>
+struct Weight {
+  bool tb;
+  int64_t K, N;
+  const S* B;
+  int64_t ldb;
+  Weight(bool tb_, int64_t K_, int64_t N_, const S* B_, int64_t ldb_)
+      : tb(tb_), K(K_), N(N_), B(B_), ldb(ldb_) {}
+  void mul(int64_t M, bool ta, const S* A, int64_t lda, S beta, S* C, int64_t ldc,
+           const S* bias = nullptr) const;
+};
+
+template <>
+struct Weight<float> {
+  PackedB packed;
+  Weight(bool tb, int64_t K, int64_t N, const float* B, int64_t ldb) : packed(tb, K, N, B, ldb) {}
+  void mul(int64_t M, bool ta, const float* A, int64_t lda, float beta, float* C, int64_t ldc,
+           const float* bias = nullptr) const {
+    gemm_packed(M, 1.f, ta, A, lda, packed, beta, C, ldc, bias);
+  }
+};
+
+template <class S>
+inline void matmul(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const S* A, int64_t lda,
+                   const S* B, int64_t ldb, S beta, S* C, int64_t ldc, const S* bias = nullptr) {
+  if (M == 0 || N == 0) return;
+  if constexpr (std::is_same_v<S, float>) {
+    sgemm(ta, tb, M, N, K, 1.f, A, lda, B, ldb, beta, C, ldc, bias);
+  } else {
+    detail::pre_bias(M, N, bias, beta, C, ldc);
+    if (K == 0) {
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j)
+          C[i * ldc + j] = beta == S(0) ? S(0) : beta * C[i * ldc + j];
+      return;
+    }
+    gemm_rm<S>(ta, tb, M, N, K, S(1), A, lda, B, ldb, beta, C, ldc);
+  }
+}
+
+// The input projection out = x W_ih^T + bias of a layer call (x [N,I], w_ih [G,I], out [N,G]
+// with row stride ldo, bias [G] nullable). Hoisted, one GEMM over all rows before the time loop,
+// for small batches, where one tall GEMM beats T thin ones (B = 1 is a matrix-vector product);
+// else per step (step(off, n) for rows off .. off+n-1, just before the recurrent product adds to
+// them), so the gates buffer makes no extra round trip through memory. FUSEDRNN_CPU_HOIST=0/1
+// forces either (for measurements).
+template <class S>
+struct InputProjection {
+  static constexpr int64_t kHoistBelowBatch = 4;
+  const S* x;
+  int64_t I;
+  const S* bias;
+  S* out;
+  int64_t ldo;
+  bool hoisted;
+  std::optional<Weight<S>> w;
+
+  InputProjection(const Steps& st, const S* x_, int64_t I_, const S* w_ih, int64_t G,
+                  const S* bias_, S* out_, int64_t ldo_)
+      : x(x_), I(I_), bias(bias_), out(out_), ldo(ldo_) {
+    const char* env = std::getenv("FUSEDRNN_CPU_HOIST");
+    hoisted = env ? env[0] == '1' : st.B < kHoistBelowBatch;
+    if (hoisted) {
+      matmul<S>(false, true, st.N, G, I, x, I, w_ih, I, S(0), out, ldo, bias);
+    } else {
+      w.emplace(true, I, G, w_ih, I);
+    }
+  }
+  void step(int64_t off, int64_t n) const {
+    if (!hoisted) w->mul(n, false, x + off * I, I, S(0), out + off * ldo, ldo, bias);
+  }
+};
+
+template <class S>
+inline void Weight<S>::mul(int64_t M, bool ta, const S* A, int64_t lda, S beta, S* C, int64_t ldc,
+                           const S* bias) const {
+  matmul<S>(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc, bias);
+}
+
+}  // namespace cpu
+}  // namespace fusedrnn
