@@ -31,52 +31,37 @@ using T7 = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
 using T4 = std::tuple<Tensor, Tensor, Tensor, Tensor>;
 using T2 = std::tuple<Tensor, Tensor>;
 
+// Every backend also takes packed input: batch_sizes given, x is [N, I] and every per-row tensor
+// (y, gates, cells, ghn, dy, dx) is [N, K] instead of [T, B, K] (csrc/checks.h); h_n / c_n hold
+// each row's state after its last active step (reverse: each sequence starts at its own end from
+// h0 / c0). And the LSTM projection: w_hr [P, H] given, w_hh is [4H, P], h0, h_n, dh_n and y
+// have P features (h = (o * tanh(c)) W_hr^T), and lstm_backward's 7th result is dw_hr (an empty
+// tensor without projection).
 #define FUSEDRNN_DECLARE_BACKEND(ns)                                                          \
   namespace ns {                                                                              \
   T5 lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,    \
                   const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh,           \
-                  bool reverse);                                                              \
-  T6 lstm_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n, const Tensor& x, \
+                  bool reverse, const OptTensor& batch_sizes, const OptTensor& w_hr);         \
+  T7 lstm_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n, const Tensor& x, \
                    const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh, \
-                   const Tensor& y, const Tensor& gates, const Tensor& cells, bool reverse);  \
+                   const Tensor& y, const Tensor& gates, const Tensor& cells, bool reverse,   \
+                   const OptTensor& batch_sizes, const OptTensor& w_hr);                      \
   T4 gru_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,   \
-                 const OptTensor& b_ih, const OptTensor& b_hh, bool reverse);                 \
+                 const OptTensor& b_ih, const OptTensor& b_hh, bool reverse,                  \
+                 const OptTensor& batch_sizes);                                               \
   T6 gru_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Tensor& h0,    \
                   const Tensor& w_ih, const Tensor& w_hh, const Tensor& y,                    \
-                  const Tensor& gates, const Tensor& ghn, bool reverse);                      \
+                  const Tensor& gates, const Tensor& ghn, bool reverse,                       \
+                  const OptTensor& batch_sizes);                                              \
   T2 rnn_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,   \
-                 const OptTensor& b_ih, const OptTensor& b_hh, bool relu, bool reverse);      \
+                 const OptTensor& b_ih, const OptTensor& b_hh, bool relu, bool reverse,       \
+                 const OptTensor& batch_sizes);                                               \
   T5 rnn_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Tensor& h0,    \
                   const Tensor& w_ih, const Tensor& w_hh, const Tensor& y, bool relu,         \
-                  bool reverse);                                                              \
+                  bool reverse, const OptTensor& batch_sizes);                                \
   }
 
-// The CPU backend also takes packed input: batch_sizes given, x is [N, I] and every per-row
-// tensor (y, gates, cells, ghn, dy, dx) is [N, K] instead of [T, B, K] (csrc/checks.h); and
-// the LSTM projection: w_hr [P, H] given, w_hh is [4H, P], h0, h_n and y have P features, and
-// lstm_backward's 7th result is dw_hr (an empty tensor without projection).
-namespace cpu {
-T5 lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
-                const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh, bool reverse,
-                const OptTensor& batch_sizes, const OptTensor& w_hr);
-T7 lstm_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n, const Tensor& x,
-                 const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
-                 const Tensor& y, const Tensor& gates, const Tensor& cells, bool reverse,
-                 const OptTensor& batch_sizes, const OptTensor& w_hr);
-T4 gru_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
-               const OptTensor& b_ih, const OptTensor& b_hh, bool reverse,
-               const OptTensor& batch_sizes);
-T6 gru_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Tensor& h0,
-                const Tensor& w_ih, const Tensor& w_hh, const Tensor& y, const Tensor& gates,
-                const Tensor& ghn, bool reverse, const OptTensor& batch_sizes);
-T2 rnn_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
-               const OptTensor& b_ih, const OptTensor& b_hh, bool relu, bool reverse,
-               const OptTensor& batch_sizes);
-T5 rnn_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Tensor& h0,
-                const Tensor& w_ih, const Tensor& w_hh, const Tensor& y, bool relu, bool reverse,
-                const OptTensor& batch_sizes);
-}  // namespace cpu
-
+FUSEDRNN_DECLARE_BACKEND(cpu)
 FUSEDRNN_DECLARE_BACKEND(simt)
 #ifdef FUSEDRNN_WITH_CUDA
 FUSEDRNN_DECLARE_BACKEND(cuda)

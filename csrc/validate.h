@@ -94,15 +94,6 @@ inline Sizes validate_rnn_backward(const Tensor& dy, const Tensor& dh_n, const T
   return s;
 }
 
-// The CUDA kernels (backends "cuda" and "simt") take neither packed input nor the projection yet.
-inline void check_kernel_features(const char* op, const char* backend,
-                                  const OptTensor& batch_sizes, const OptTensor& w_hr = {}) {
-  TORCH_CHECK_NOT_IMPLEMENTED(!batch_sizes, op, ": packed input (batch_sizes) is not supported "
-                              "by backend '", backend, "' yet; use CPU tensors (backend 'cpu')");
-  TORCH_CHECK_NOT_IMPLEMENTED(!w_hr, op, ": the LSTM projection (w_hr) is not supported by "
-                              "backend '", backend, "' yet; use CPU tensors (backend 'cpu')");
-}
-
 // The CUDA kernels' algorithm (fusedrnn.algorithm in Python).
 enum class Algorithm { Auto, Stepwise, Persistent };
 
@@ -123,12 +114,23 @@ inline Algorithm parse_algorithm(const std::string& s) {
 constexpr int64_t kPersistentMaxBatch = 16;
 
 // Whether to run the persistent kernels. `fits`: W_hh fits on chip for this call (the sizing
-// rule of csrc/cuda/persistent.h). "persistent" is honoured even when it does not fit, so that
-// the kernels raise their own error naming the limit. Under the SIMT backend "auto" means
-// stepwise, so that a test's choice of kernels does not depend on a heuristic.
-inline bool use_persistent(Algorithm a, bool fits, int64_t B, bool simt) {
-  if (a == Algorithm::Persistent) return true;
-  if (a == Algorithm::Stepwise || simt) return false;
+// rule of csrc/cuda/persistent.h). The persistent kernels take dense input without the LSTM
+// projection only (a packed step would need its row count inside the one launch, the projection
+// a second product and exchange per step): "auto" then runs stepwise, which does both, and an
+// explicit "persistent" raises naming the argument. Otherwise "persistent" is honoured even when
+// W_hh does not fit, so that the kernels raise their own error naming the limit. Under the SIMT
+// backend "auto" means stepwise, so that a test's choice of kernels does not depend on a
+// heuristic.
+inline bool use_persistent(const char* op, Algorithm a, bool fits, int64_t B, bool simt,
+                           const OptTensor& batch_sizes, const OptTensor& w_hr = {}) {
+  if (a == Algorithm::Persistent) {
+    TORCH_CHECK(!batch_sizes, op, ": algorithm 'persistent' does not take packed input "
+                "(batch_sizes); use algorithm 'stepwise' or 'auto'");
+    TORCH_CHECK(!w_hr, op, ": algorithm 'persistent' does not take the LSTM projection (w_hr); "
+                "use algorithm 'stepwise' or 'auto'");
+    return true;
+  }
+  if (a == Algorithm::Stepwise || simt || batch_sizes || w_hr) return false;
   return fits && B <= kPersistentMaxBatch;
 }
 

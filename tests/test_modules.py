@@ -121,15 +121,16 @@ def test_dropout_only_in_training():
 @pytest.mark.parametrize("layers,bidir,batch_first,packed",
                          list(itertools.product([1, 2], [False, True], [False, True],
                                                 [False, True])))
-def test_lstm_projection_matches_torch_nn(layers, bidir, batch_first, packed):
+def test_lstm_projection_matches_torch_nn(backend, layers, bidir, batch_first, packed):
+    device = device_of(backend)
     kw = dict(input_size=5, hidden_size=7, proj_size=3, num_layers=layers, bidirectional=bidir,
               batch_first=batch_first)
-    ref, ours = pair("LSTM", kw, "cpu")
+    ref, ours = pair("LSTM", kw, device)
     assert repr(ours) == repr(ref)
     T, B, D = 6, 4, 2 if bidir else 1
-    x = torch.randn((B, T, 5) if batch_first else (T, B, 5), dtype=torch.float64)
-    hx = (torch.randn(layers * D, B, 3, dtype=torch.float64),
-          torch.randn(layers * D, B, 7, dtype=torch.float64))
+    x = torch.randn((B, T, 5) if batch_first else (T, B, 5), dtype=torch.float64, device=device)
+    hx = (torch.randn(layers * D, B, 3, dtype=torch.float64, device=device),
+          torch.randn(layers * D, B, 7, dtype=torch.float64, device=device))
     if packed:
         x = torch.nn.utils.rnn.pack_padded_sequence(x, [6, 2, 5, 1], batch_first=batch_first,
                                                     enforce_sorted=False)

@@ -40,24 +40,25 @@ def test_opcheck(backend, i):
     torch.library.opcheck(op, args, {"backend": backend})
 
 
-def test_opcheck_lstm_projection_and_packed():
-    """The cpu-only arguments: the LSTM projection w_hr and packed input (batch_sizes)."""
+def test_opcheck_lstm_projection_and_packed(backend):
+    """The LSTM projection w_hr and packed input (batch_sizes)."""
     g = torch.Generator().manual_seed(0)
-    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
+    dev = device_of(backend)
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64).to(dev)  # noqa: E731
     H, P, I = 5, 3, 4
     batch_sizes = torch.tensor([3, 3, 2, 1])
     x = r(int(batch_sizes.sum()), I)
     h0, c0, w_ih, w_hh, w_hr = r(3, P), r(3, H), r(4 * H, I), r(4 * H, P), r(P, H)
     b = (r(4 * H), r(4 * H))
     for reverse in (False, True):
-        y, hn, cn, gates, cells = ops.lstm_forward(x, h0, c0, w_ih, w_hh, *b, reverse, "cpu",
+        y, hn, cn, gates, cells = ops.lstm_forward(x, h0, c0, w_ih, w_hh, *b, reverse, backend,
                                                    batch_sizes, w_hr)
         assert y.shape == (x.shape[0], P) and cells.shape == (x.shape[0], H)
-        torch.library.opcheck(ops.lstm_forward, (x, h0, c0, w_ih, w_hh, *b, reverse, "cpu",
+        torch.library.opcheck(ops.lstm_forward, (x, h0, c0, w_ih, w_hh, *b, reverse, backend,
                                                  batch_sizes, w_hr))
         torch.library.opcheck(ops.lstm_backward, (r(*y.shape), r(*hn.shape), r(*cn.shape), x, h0,
-                                                  c0, w_ih, w_hh, y, gates, cells, reverse, "cpu",
-                                                  batch_sizes, w_hr))
+                                                  c0, w_ih, w_hh, y, gates, cells, reverse,
+                                                  backend, batch_sizes, w_hr))
 
 
 def test_gradcheck_lstm_projection_packed():

@@ -1,6 +1,7 @@
 """PackedSequence computed natively: fusedrnn against torch.nn on packed batches of random
 lengths, sorted and unsorted, every layer/direction combination; the packed op against the
-reference run on each sequence alone."""
+reference run on each sequence alone. Every backend: cpu, simt (the CUDA kernels on CPU threads),
+cuda (skipped without a GPU)."""
 import itertools
 
 import pytest
@@ -11,15 +12,15 @@ import fusedrnn
 from fusedrnn import functional as F
 from fusedrnn import reference
 
-from conftest import layer_inputs
+from conftest import device_of, layer_inputs
 
 CLASSES = [("LSTM", {}), ("GRU", {}), ("RNN", {"nonlinearity": "relu"})]
 
 
-def packed_batch(lengths, I, enforce_sorted, batch_first=False, seed=0):
+def packed_batch(lengths, I, enforce_sorted, batch_first=False, seed=0, device="cpu"):
     g = torch.Generator().manual_seed(seed)
     T, B = max(lengths), len(lengths)
-    x = torch.randn(T, B, I, generator=g, dtype=torch.float64)
+    x = torch.randn(T, B, I, generator=g, dtype=torch.float64).to(device)
     if batch_first:
         x = x.transpose(0, 1)
     return pack_padded_sequence(x, torch.tensor(lengths), batch_first=batch_first,
@@ -30,17 +31,19 @@ def packed_batch(lengths, I, enforce_sorted, batch_first=False, seed=0):
                                                                             [False, True])))
 @pytest.mark.parametrize("sorted_", [True, False])
 @pytest.mark.parametrize("name,extra", CLASSES, ids=["lstm", "gru", "rnn"])
-def test_packed_matches_torch_nn(name, extra, sorted_, layers, bidir, batch_first):
+def test_packed_matches_torch_nn(backend, name, extra, sorted_, layers, bidir, batch_first):
+    device = device_of(backend)
     torch.manual_seed(0)
     kw = dict(input_size=3, hidden_size=5, num_layers=layers, bidirectional=bidir,
               batch_first=batch_first, **extra)
-    ref = getattr(torch.nn, name)(**kw).double()
-    ours = getattr(fusedrnn, name)(**kw).double()
+    ref = getattr(torch.nn, name)(**kw).double().to(device)
+    ours = getattr(fusedrnn, name)(**kw).double().to(device)
     ours.load_state_dict(ref.state_dict())
     lengths = [7, 5, 5, 2, 1] if sorted_ else [2, 7, 1, 5, 4]
-    packed = packed_batch(lengths, 3, enforce_sorted=sorted_, batch_first=batch_first)
+    packed = packed_batch(lengths, 3, enforce_sorted=sorted_, batch_first=batch_first,
+                          device=device)
     D = 2 if bidir else 1
-    h = torch.randn(layers * D, len(lengths), 5, dtype=torch.float64)
+    h = torch.randn(layers * D, len(lengths), 5, dtype=torch.float64).to(device)
     for hx in (None, (h, h.flip(1)) if name == "LSTM" else h):
         results = []
         for m in (ours, ref):
@@ -56,7 +59,8 @@ def test_packed_matches_torch_nn(name, extra, sorted_, layers, bidir, batch_firs
             assert isinstance(out, torch.nn.utils.rnn.PackedSequence)
             assert torch.equal(out.batch_sizes, packed.batch_sizes)
             flat = [out.data] + (list(hn) if name == "LSTM" else [hn])
-            loss = sum((t * torch.linspace(-1, 1, t.numel(), dtype=t.dtype).view(t.shape)).sum()
+            loss = sum((t * torch.linspace(-1, 1, t.numel(), dtype=t.dtype,
+                                           device=t.device).view(t.shape)).sum()
                        for t in flat)
             leaves = [data] + list(m.parameters())
             if hx_in is not None:
@@ -69,10 +73,10 @@ def test_packed_matches_torch_nn(name, extra, sorted_, layers, bidir, batch_firs
 
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
-def test_packed_op_stops_each_sequence_at_its_length(kind, reverse):
+def test_packed_op_stops_each_sequence_at_its_length(backend, kind, reverse):
     """Each sequence of the packed batch equals the reference run on that sequence alone."""
     lengths = [6, 4, 4, 1]
-    d = layer_inputs(kind, 6, 4, 3, 5)
+    d = layer_inputs(kind, 6, 4, 3, 5, device=device_of(backend))
     packed = pack_padded_sequence(d["x"], torch.tensor(lengths))
     w = (d["w_ih"], d["w_hh"], d["b_ih"], d["b_hh"])
     kw = dict(reverse=reverse, batch_sizes=packed.batch_sizes)
@@ -105,5 +109,6 @@ def test_packed_bad_batch_sizes():
     for bs, match in [(torch.tensor([2, 2, 1]), "sum to"), (torch.tensor([1, 2, 2, 1]), "non-inc"),
                       (torch.tensor([2, 2, 2], dtype=torch.int32), "int64"),
                       (torch.tensor([3, 2, 1]), "h0 must be")]:
-        with pytest.raises(RuntimeError, match=match):
-            ops.gru_forward(x, d["h0"], *w, False, "cpu", bs)
+        for backend in ("cpu", "simt"):  # validated before the backend is chosen
+            with pytest.raises(RuntimeError, match=match):
+                ops.gru_forward(x, d["h0"], *w, False, backend, bs)

@@ -7,19 +7,20 @@
 namespace fusedrnn {
 namespace {
 
-// True for backend "simt" (checking what its kernels support), false for "auto"/"cpu".
-bool use_simt(const std::string& backend, const char* op, const OptTensor& batch_sizes,
-              const OptTensor& w_hr = {}) {
+// True for backend "simt", false for "auto"/"cpu".
+bool use_simt(const std::string& backend, const char* op) {
   switch (parse_backend(backend)) {
-    case Backend::Simt: check_kernel_features(op, "simt", batch_sizes, w_hr); return true;
+    case Backend::Simt: return true;
     case Backend::Cuda:
       TORCH_CHECK(false, op, ": backend 'cuda' needs CUDA tensors, got CPU tensors");
     default: return false;
   }
 }
 
-bool persistent(const std::string& algorithm) {
-  return use_persistent(parse_algorithm(algorithm), false, 0, /*simt=*/true);
+bool persistent(const char* op, const std::string& algorithm, const OptTensor& batch_sizes,
+                const OptTensor& w_hr = {}) {
+  return use_persistent(op, parse_algorithm(algorithm), false, 0, /*simt=*/true, batch_sizes,
+                        w_hr);
 }
 
 T5 lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
@@ -27,11 +28,11 @@ T5 lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tenso
                 std::string backend, const OptTensor& batch_sizes, const OptTensor& w_hr,
                 std::string algorithm) {
   validate_lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes, w_hr);
-  if (!use_simt(backend, "lstm_forward", batch_sizes, w_hr))
+  if (!use_simt(backend, "lstm_forward"))
     return cpu::lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, w_hr);
-  if (persistent(algorithm))
+  if (persistent("lstm_forward", algorithm, batch_sizes, w_hr))
     return simt::lstm_forward_persistent(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse);
-  return simt::lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse);
+  return simt::lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, w_hr);
 }
 
 T7 lstm_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n, const Tensor& x,
@@ -41,26 +42,27 @@ T7 lstm_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n, const
                  std::string algorithm) {
   validate_lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells, batch_sizes,
                          w_hr);
-  if (!use_simt(backend, "lstm_backward", batch_sizes, w_hr))
+  if (!use_simt(backend, "lstm_backward"))
     return cpu::lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells, reverse,
                               batch_sizes, w_hr);
-  auto [dx, dh0, dc0, dw_ih, dw_hh, db] =
-      persistent(algorithm)
-          ? simt::lstm_backward_persistent(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates,
-                                           cells, reverse)
-          : simt::lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells, reverse);
-  return {dx, dh0, dc0, dw_ih, dw_hh, db, at::empty({0}, x.options())};  // no projection
+  if (persistent("lstm_backward", algorithm, batch_sizes, w_hr)) {
+    auto [dx, dh0, dc0, dw_ih, dw_hh, db] = simt::lstm_backward_persistent(
+        dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells, reverse);
+    return {dx, dh0, dc0, dw_ih, dw_hh, db, at::empty({0}, x.options())};  // no projection
+  }
+  return simt::lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells, reverse,
+                             batch_sizes, w_hr);
 }
 
 T4 gru_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
                const OptTensor& b_ih, const OptTensor& b_hh, bool reverse, std::string backend,
                const OptTensor& batch_sizes, std::string algorithm) {
   validate_gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes);
-  if (!use_simt(backend, "gru_forward", batch_sizes))
+  if (!use_simt(backend, "gru_forward"))
     return cpu::gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes);
-  if (persistent(algorithm))
+  if (persistent("gru_forward", algorithm, batch_sizes))
     return simt::gru_forward_persistent(x, h0, w_ih, w_hh, b_ih, b_hh, reverse);
-  return simt::gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse);
+  return simt::gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes);
 }
 
 T6 gru_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Tensor& h0,
@@ -68,11 +70,11 @@ T6 gru_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Ten
                 const Tensor& ghn, bool reverse, std::string backend,
                 const OptTensor& batch_sizes, std::string algorithm) {
   validate_gru_backward(dy, dh_n, x, h0, w_ih, w_hh, y, gates, ghn, batch_sizes);
-  if (!use_simt(backend, "gru_backward", batch_sizes))
+  if (!use_simt(backend, "gru_backward"))
     return cpu::gru_backward(dy, dh_n, x, h0, w_ih, w_hh, y, gates, ghn, reverse, batch_sizes);
-  if (persistent(algorithm))
+  if (persistent("gru_backward", algorithm, batch_sizes))
     return simt::gru_backward_persistent(dy, dh_n, x, h0, w_ih, w_hh, y, gates, ghn, reverse);
-  return simt::gru_backward(dy, dh_n, x, h0, w_ih, w_hh, y, gates, ghn, reverse);
+  return simt::gru_backward(dy, dh_n, x, h0, w_ih, w_hh, y, gates, ghn, reverse, batch_sizes);
 }
 
 T2 rnn_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
@@ -80,8 +82,8 @@ T2 rnn_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tens
                bool reverse, std::string backend, const OptTensor& batch_sizes) {
   validate_rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes);
   const bool relu = parse_relu(nonlinearity, "rnn_forward");
-  if (use_simt(backend, "rnn_forward", batch_sizes))
-    return simt::rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse);
+  if (use_simt(backend, "rnn_forward"))
+    return simt::rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse, batch_sizes);
   return cpu::rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse, batch_sizes);
 }
 
@@ -90,8 +92,8 @@ T5 rnn_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Ten
                 bool reverse, std::string backend, const OptTensor& batch_sizes) {
   validate_rnn_backward(dy, dh_n, x, h0, w_ih, w_hh, y, batch_sizes);
   const bool relu = parse_relu(nonlinearity, "rnn_backward");
-  if (use_simt(backend, "rnn_backward", batch_sizes))
-    return simt::rnn_backward(dy, dh_n, x, h0, w_ih, w_hh, y, relu, reverse);
+  if (use_simt(backend, "rnn_backward"))
+    return simt::rnn_backward(dy, dh_n, x, h0, w_ih, w_hh, y, relu, reverse, batch_sizes);
   return cpu::rnn_backward(dy, dh_n, x, h0, w_ih, w_hh, y, relu, reverse, batch_sizes);
 }
 

@@ -1,21 +1,33 @@
 // LSTM stepwise kernels: one launch per time step, forward and backward.
 //
-// Forward step (grid: ceil(H/HT) x ceil(B/BT), LstmForwardCfg::kThreads threads,
+// One step processes its n live rows (packed input: batch_sizes[t]; dense: B); the launcher
+// passes n as params.B and sizes the grid for it, so padding rows are never computed. Rows are
+// a prefix 0..n-1 of the batch (csrc/checks.h).
+//
+// Forward step (grid: ceil(H/HT) x ceil(n/BT), LstmForwardCfg::kThreads threads,
 // kSmemBytes dynamic shared memory):
-//   a[b, g*H+k] = xproj[b, g*H+k] + sum_j h_prev[b, j] W_hh[g*H+k, j]     (gates i,f,g,o)
-//   cells::lstm_forward -> gates_out (activations), c (carry), c_out, h_out
-//   xproj     [B,4H]  x_t W_ih^T + b_ih + b_hh (hoisted GEMM), read only
-//   h_prev    [B,H]   h0 or y[t-1]; must not alias h_out
-//   w_hh      [4H,H]
-//   c         [B,H]   accumulation type, in: c_{t-1}, out: c_t (each element read and written by
-//                     the one thread that owns it, so in place is safe)
-//   h_out, c_out [B,H], gates_out [B,4H]: y[t], cells[t], gates[t]; fully written
-// Backward step (grid: ceil(H/HT) x ceil(B/BT)):
-//   dh[b,k] = dy[b,k] + dh_n[b,k] + sum_j da_next[b, j] W_hh[j, k]      (j < 4H)
-//   cells::lstm_backward -> da_out [B,4H] (pre-activation gradients), dc (carry, in place)
-//   dy [B,H]; dh_n [B,H] or null (only the first processed step); da_next [B,4H] or null (the
-//   first processed step: no later step), must not alias da_out; gates [B,4H], c_t, c_prev [B,H]
-//   saved forward values of this step; dc [B,H] accumulation type, in: dc_t, out: dc_{t-1}.
+//   a[b, g*H+k] = xproj[b, g*H+k] + sum_j h_prev(b, j) W_hh[g*H+k, j]     (gates i,f,g,o, j < P)
+//   cells::lstm_forward -> gates_out (activations), c (carry), c_out, h_out = o * tanh(c)
+//   xproj     [n,4H]  x_t W_ih^T + b_ih + b_hh (hoisted GEMM), read only
+//   h_prev(b) = h_prev[b] for b < n_prev (the previous processed step's rows, [n_prev,P]; null
+//               iff n_prev == 0), else h0[b] ([B,P]): a row starts from h0 at its first step
+//               (reverse direction: each sequence starts at its own end); must not alias h_out
+//   w_hh      [4H,P]  (P = H without a projection)
+//   c         [B,H]   accumulation type, in: c_{t-1}, out: c_t, rows < n only (each element read
+//                     and written by the one thread that owns it, so in place is safe; a row
+//                     whose sequence ended keeps its last c, a row not started yet keeps c0)
+//   h_out [n,H]: y[t] without a projection, else the m scratch the launcher multiplies by
+//   W_hr^T; c_out [n,H], gates_out [n,4H]: cells[t], gates[t]; fully written
+// Backward step (grid: ceil(H/HT) x ceil(n/BT)):
+//   dh[b,k] = dy[b,k] + (b < n_next ? sum_j da_next[b, j] W_hh[j, k] : dh_n[b,k])   (j < 4H)
+//   cells::lstm_backward -> da_out [n,4H] (pre-activation gradients), dc (carry, in place)
+//   n_next: rows of da_next [n_next,4H] this step reads (the next processed step's rows, at most
+//   n; 0 on the first processed step); a row b >= n_next is at its last step and takes dh_n[b]
+//   instead (dh_n [B,H] or null: nothing). da_next must not alias da_out. With a projection the
+//   launcher passes n_next = 0, dh_n = null and dy = the gradient of m (W_hh is [4H,P] then, its
+//   product done outside). gates [n,4H], c_t [n,H] saved forward values of this step;
+//   c_prev(b) = c_prev[b] for b < n_prev else c0[b], like h_prev; dc [B,H] accumulation type,
+//   in: dc_t, out: dc_{t-1} (rows < n; a row not reached yet holds dc_n).
 // All tensors contiguous row-major, all of the input dtype S unless stated.
 //
 // Tiles (B=64, H=512, fp32, H100 with 132 SMs):
@@ -38,12 +50,13 @@ template <class S>
 struct LstmForwardParams {
   const S* xproj;
   const S* h_prev;
+  const S* h0;
   const S* w_hh;
   typename AccType<S>::type* c;
   S* h_out;
   S* c_out;
   S* gates_out;
-  int B, H;
+  int B, H, P, n_prev;  // B: rows of this step
 };
 
 template <class S>
@@ -55,9 +68,10 @@ struct LstmBackwardParams {
   const S* gates;
   const S* c_t;
   const S* c_prev;
+  const S* c0;
   typename AccType<S>::type* dc;
   S* da_out;
-  int B, H;
+  int B, H, n_next, n_prev;  // B: rows of this step
 };
 
 //                                    S  BT  HT NG RB RN KSPLIT KC
@@ -70,9 +84,11 @@ __global__ void FRNN_LAUNCH_BOUNDS(Cfg::kThreads)
   using S = typename Cfg::scalar_t;
   using A = typename Cfg::acc_t;
   FRNN_DYNAMIC_SMEM(A, smem);
-  const int H = p.H, k0 = int(blockIdx.x) * Cfg::HT, b0 = int(blockIdx.y) * Cfg::BT;
-  tile_product<Cfg, WView::kRows>(p.h_prev + (size_t)b0 * H, H, p.B - b0, p.w_hh, H, H, k0, H,
-                                  smem);
+  const int H = p.H, P = p.P, k0 = int(blockIdx.x) * Cfg::HT, b0 = int(blockIdx.y) * Cfg::BT;
+  const int split = p.n_prev - b0;
+  tile_product<Cfg, WView::kRows>(split > 0 ? p.h_prev + (size_t)b0 * P : nullptr,
+                                  p.h0 + (size_t)b0 * P, split, P, p.B - b0, p.w_hh, P, H, k0,
+                                  P, smem);
   for (int e = int(threadIdx.x); e < Cfg::BT * Cfg::HT; e += Cfg::kThreads) {
     const int bl = e / Cfg::HT, kl = e % Cfg::HT, b = b0 + bl, k = k0 + kl;
     if (b >= p.B || k >= H) continue;
@@ -100,19 +116,21 @@ __global__ void FRNN_LAUNCH_BOUNDS(Cfg::kThreads)
   using A = typename Cfg::acc_t;
   FRNN_DYNAMIC_SMEM(A, smem);
   const int H = p.H, G = 4 * H, k0 = int(blockIdx.x) * Cfg::HT, b0 = int(blockIdx.y) * Cfg::BT;
-  tile_product<Cfg, WView::kColumns>(p.da_next ? p.da_next + (size_t)b0 * G : nullptr, G,
-                                     p.B - b0, p.w_hh, H, H, k0, p.da_next ? G : 0, smem);
+  const int nn = p.n_next - b0;  // rows of this block with a next step
+  tile_product<Cfg, WView::kColumns>(nn > 0 ? p.da_next + (size_t)b0 * G : nullptr, nullptr, nn,
+                                     G, nn, p.w_hh, H, H, k0, nn > 0 ? G : 0, smem);
   for (int e = int(threadIdx.x); e < Cfg::BT * Cfg::HT; e += Cfg::kThreads) {
     const int bl = e / Cfg::HT, kl = e % Cfg::HT, b = b0 + bl, k = k0 + kl;
     if (b >= p.B || k >= H) continue;
     const size_t row = (size_t)b * G, ek = (size_t)b * H + k;
     A dh = tile_sum<Cfg>(smem, bl, kl) + to_acc<A>(p.dy[ek]);
-    if (p.dh_n) dh += to_acc<A>(p.dh_n[ek]);
+    if (b >= p.n_next && p.dh_n) dh += to_acc<A>(p.dh_n[ek]);
+    const A c_prev = to_acc<A>(b < p.n_prev ? p.c_prev[ek] : p.c0[ek]);
     A dai, daf, dag, dao, dc_prev;
     cells::lstm_backward<A>(to_acc<A>(p.gates[row + k]), to_acc<A>(p.gates[row + H + k]),
                             to_acc<A>(p.gates[row + 2 * H + k]),
                             to_acc<A>(p.gates[row + 3 * H + k]), to_acc<A>(p.c_t[ek]),
-                            to_acc<A>(p.c_prev[ek]), dh, p.dc[ek], dai, daf, dag, dao, dc_prev);
+                            c_prev, dh, p.dc[ek], dai, daf, dag, dao, dc_prev);
     p.da_out[row + k] = from_acc<S>(dai);
     p.da_out[row + H + k] = from_acc<S>(daf);
     p.da_out[row + 2 * H + k] = from_acc<S>(dag);

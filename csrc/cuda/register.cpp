@@ -11,20 +11,19 @@
 namespace fusedrnn {
 namespace {
 
-void check_cuda(const std::string& backend, const char* op, const OptTensor& batch_sizes,
-                const OptTensor& w_hr = {}) {
+void check_cuda(const std::string& backend, const char* op) {
   const auto b = parse_backend(backend);
   TORCH_CHECK(b == Backend::Auto || b == Backend::Cuda, op, ": backend '", backend,
               "' runs on CPU tensors only, got CUDA tensors (move them with .cpu() or use "
               "backend 'auto' or 'cuda')");
-  check_kernel_features(op, "cuda", batch_sizes, w_hr);
 }
 
-bool persistent(const std::string& algorithm, RnnKind kind, const Sizes& s, const Tensor& x) {
+bool persistent(const char* op, const std::string& algorithm, RnnKind kind, const Sizes& s,
+                const Tensor& x, const OptTensor& batch_sizes, const OptTensor& w_hr = {}) {
   const auto a = parse_algorithm(algorithm);
-  const bool fits =
-      a == Algorithm::Auto && cuda::persistent_supported(kind, s.B, s.H, x.scalar_type());
-  return use_persistent(a, fits, s.B, /*simt=*/false);
+  const bool fits = a == Algorithm::Auto && !batch_sizes && !w_hr &&
+                    cuda::persistent_supported(kind, s.B, s.H, x.scalar_type());
+  return use_persistent(op, a, fits, s.B, /*simt=*/false, batch_sizes, w_hr);
 }
 
 T5 lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
@@ -32,10 +31,10 @@ T5 lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tenso
                 std::string backend, const OptTensor& batch_sizes, const OptTensor& w_hr,
                 std::string algorithm) {
   auto s = validate_lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes, w_hr);
-  check_cuda(backend, "lstm_forward", batch_sizes, w_hr);
-  if (persistent(algorithm, RnnKind::Lstm, s, x))
+  check_cuda(backend, "lstm_forward");
+  if (persistent("lstm_forward", algorithm, RnnKind::Lstm, s, x, batch_sizes, w_hr))
     return cuda::lstm_forward_persistent(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse);
-  return cuda::lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse);
+  return cuda::lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, w_hr);
 }
 
 T7 lstm_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n, const Tensor& x,
@@ -45,23 +44,24 @@ T7 lstm_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n, const
                  std::string algorithm) {
   auto s = validate_lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells,
                                   batch_sizes, w_hr);
-  check_cuda(backend, "lstm_backward", batch_sizes, w_hr);
-  auto [dx, dh0, dc0, dw_ih, dw_hh, db] =
-      persistent(algorithm, RnnKind::Lstm, s, x)
-          ? cuda::lstm_backward_persistent(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates,
-                                           cells, reverse)
-          : cuda::lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells, reverse);
-  return {dx, dh0, dc0, dw_ih, dw_hh, db, at::empty({0}, x.options())};  // no projection
+  check_cuda(backend, "lstm_backward");
+  if (persistent("lstm_backward", algorithm, RnnKind::Lstm, s, x, batch_sizes, w_hr)) {
+    auto [dx, dh0, dc0, dw_ih, dw_hh, db] = cuda::lstm_backward_persistent(
+        dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells, reverse);
+    return {dx, dh0, dc0, dw_ih, dw_hh, db, at::empty({0}, x.options())};  // no projection
+  }
+  return cuda::lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells, reverse,
+                             batch_sizes, w_hr);
 }
 
 T4 gru_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
                const OptTensor& b_ih, const OptTensor& b_hh, bool reverse, std::string backend,
                const OptTensor& batch_sizes, std::string algorithm) {
   auto s = validate_gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes);
-  check_cuda(backend, "gru_forward", batch_sizes);
-  if (persistent(algorithm, RnnKind::Gru, s, x))
+  check_cuda(backend, "gru_forward");
+  if (persistent("gru_forward", algorithm, RnnKind::Gru, s, x, batch_sizes))
     return cuda::gru_forward_persistent(x, h0, w_ih, w_hh, b_ih, b_hh, reverse);
-  return cuda::gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse);
+  return cuda::gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes);
 }
 
 T6 gru_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Tensor& h0,
@@ -69,10 +69,10 @@ T6 gru_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Ten
                 const Tensor& ghn, bool reverse, std::string backend,
                 const OptTensor& batch_sizes, std::string algorithm) {
   auto s = validate_gru_backward(dy, dh_n, x, h0, w_ih, w_hh, y, gates, ghn, batch_sizes);
-  check_cuda(backend, "gru_backward", batch_sizes);
-  if (persistent(algorithm, RnnKind::Gru, s, x))
+  check_cuda(backend, "gru_backward");
+  if (persistent("gru_backward", algorithm, RnnKind::Gru, s, x, batch_sizes))
     return cuda::gru_backward_persistent(dy, dh_n, x, h0, w_ih, w_hh, y, gates, ghn, reverse);
-  return cuda::gru_backward(dy, dh_n, x, h0, w_ih, w_hh, y, gates, ghn, reverse);
+  return cuda::gru_backward(dy, dh_n, x, h0, w_ih, w_hh, y, gates, ghn, reverse, batch_sizes);
 }
 
 T2 rnn_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
@@ -80,8 +80,8 @@ T2 rnn_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tens
                bool reverse, std::string backend, const OptTensor& batch_sizes) {
   validate_rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes);
   const bool relu = parse_relu(nonlinearity, "rnn_forward");
-  check_cuda(backend, "rnn_forward", batch_sizes);
-  return cuda::rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse);
+  check_cuda(backend, "rnn_forward");
+  return cuda::rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse, batch_sizes);
 }
 
 T5 rnn_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Tensor& h0,
@@ -89,8 +89,8 @@ T5 rnn_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Ten
                 bool reverse, std::string backend, const OptTensor& batch_sizes) {
   validate_rnn_backward(dy, dh_n, x, h0, w_ih, w_hh, y, batch_sizes);
   const bool relu = parse_relu(nonlinearity, "rnn_backward");
-  check_cuda(backend, "rnn_backward", batch_sizes);
-  return cuda::rnn_backward(dy, dh_n, x, h0, w_ih, w_hh, y, relu, reverse);
+  check_cuda(backend, "rnn_backward");
+  return cuda::rnn_backward(dy, dh_n, x, h0, w_ih, w_hh, y, relu, reverse, batch_sizes);
 }
 
 }  // namespace

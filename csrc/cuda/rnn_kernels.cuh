@@ -1,13 +1,19 @@
 // Elman RNN (tanh or relu) stepwise kernels: one launch per time step, forward and backward.
 //
-// Forward step (grid ceil(H/HT) x ceil(B/BT), RnnForwardCfg::kThreads threads, kSmemBytes):
-//   h_out[b,k] = act(xproj[b,k] + sum_j h_prev[b,j] W_hh[k,j])
-//   xproj [B,H] x_t W_ih^T + b_ih + b_hh; h_prev [B,H] h0 or y[t-1], must not alias h_out;
-//   w_hh [H,H]; h_out [B,H] = y[t], fully written.
+// One step processes its n live rows (packed input: batch_sizes[t]; dense: B), passed as
+// params.B; the grid is sized for n. Rows are a prefix 0..n-1 of the batch.
+//
+// Forward step (grid ceil(H/HT) x ceil(n/BT), RnnForwardCfg::kThreads threads, kSmemBytes):
+//   h_out[b,k] = act(xproj[b,k] + sum_j h_prev(b,j) W_hh[k,j])
+//   xproj [n,H] x_t W_ih^T + b_ih + b_hh; h_prev(b) = h_prev[b] for b < n_prev (previous
+//   processed step's rows; null iff n_prev == 0) else h0[b] ([B,H]); h_prev must not alias
+//   h_out; w_hh [H,H]; h_out [n,H] = y[t], fully written.
 // Backward step:
-//   dh[b,k] = dy[b,k] + dh_n[b,k] + sum_j da_next[b,j] W_hh[j,k];  da_out = act'(h_t) * dh
-//   dy, h_t (= y[t]) [B,H]; dh_n [B,H] or null (only the first processed step); da_next [B,H] or
-//   null (first processed step), must not alias da_out; da_out [B,H] fully written.
+//   dh[b,k] = dy[b,k] + (b < n_next ? sum_j da_next[b,j] W_hh[j,k] : dh_n[b,k]);
+//   da_out = act'(h_t) * dh
+//   dy, h_t (= y[t]) [n,H]; dh_n [B,H] or null; n_next: rows of da_next [n_next,H] read (<= n; 0
+//   on the first processed step; a row b >= n_next is at its last step and takes dh_n[b]);
+//   da_next must not alias da_out; da_out [n,H] fully written.
 // All tensors contiguous row-major, input dtype S. Activation: forward template argument kAct,
 // backward runtime flag relu (0 = tanh, 1 = relu).
 //
@@ -26,9 +32,10 @@ template <class S>
 struct RnnForwardParams {
   const S* xproj;
   const S* h_prev;
+  const S* h0;
   const S* w_hh;
   S* h_out;
-  int B, H;
+  int B, H, n_prev;  // B: rows of this step
 };
 
 template <class S>
@@ -39,7 +46,7 @@ struct RnnBackwardParams {
   const S* w_hh;
   const S* h_t;
   S* da_out;
-  int B, H, relu;
+  int B, H, relu, n_next;  // B: rows of this step
 };
 
 //                                   S  BT  HT NG RB RN KSPLIT KC
@@ -55,7 +62,9 @@ __global__ void FRNN_LAUNCH_BOUNDS(Cfg::kThreads)
   using A = typename Cfg::acc_t;
   FRNN_DYNAMIC_SMEM(A, smem);
   const int H = p.H, k0 = int(blockIdx.x) * Cfg::HT, b0 = int(blockIdx.y) * Cfg::BT;
-  tile_product<Cfg, WView::kRows>(p.h_prev + (size_t)b0 * H, H, p.B - b0, p.w_hh, H, H, k0, H,
+  const int split = p.n_prev - b0;
+  tile_product<Cfg, WView::kRows>(split > 0 ? p.h_prev + (size_t)b0 * H : nullptr,
+                                  p.h0 + (size_t)b0 * H, split, H, p.B - b0, p.w_hh, H, H, k0, H,
                                   smem);
   for (int e = int(threadIdx.x); e < Cfg::BT * Cfg::HT; e += Cfg::kThreads) {
     const int bl = e / Cfg::HT, kl = e % Cfg::HT, b = b0 + bl, k = k0 + kl;
@@ -74,14 +83,15 @@ __global__ void FRNN_LAUNCH_BOUNDS(Cfg::kThreads)
   FRNN_DYNAMIC_SMEM(A, smem);
   const int H = p.H, k0 = int(blockIdx.x) * Cfg::HT, b0 = int(blockIdx.y) * Cfg::BT;
   const cells::Act act = p.relu ? cells::Act::Relu : cells::Act::Tanh;
-  tile_product<Cfg, WView::kColumns>(p.da_next ? p.da_next + (size_t)b0 * H : nullptr, H,
-                                     p.B - b0, p.w_hh, H, H, k0, p.da_next ? H : 0, smem);
+  const int nn = p.n_next - b0;  // rows of this block with a next step
+  tile_product<Cfg, WView::kColumns>(nn > 0 ? p.da_next + (size_t)b0 * H : nullptr, nullptr, nn,
+                                     H, nn, p.w_hh, H, H, k0, nn > 0 ? H : 0, smem);
   for (int e = int(threadIdx.x); e < Cfg::BT * Cfg::HT; e += Cfg::kThreads) {
     const int bl = e / Cfg::HT, kl = e % Cfg::HT, b = b0 + bl, k = k0 + kl;
     if (b >= p.B || k >= H) continue;
     const size_t ek = (size_t)b * H + k;
     A dh = tile_sum<Cfg>(smem, bl, kl) + to_acc<A>(p.dy[ek]);
-    if (p.dh_n) dh += to_acc<A>(p.dh_n[ek]);
+    if (b >= p.n_next && p.dh_n) dh += to_acc<A>(p.dh_n[ek]);
     p.da_out[ek] = from_acc<S>(cells::rnn_backward<A>(act, to_acc<A>(p.h_t[ek]), dh));
   }
 }

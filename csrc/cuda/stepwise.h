@@ -5,18 +5,29 @@
 //
 // Contract: the arguments were validated by the dispatcher (csrc/checks.h: shapes, one dtype, one
 // device); shapes and saved tensors as in csrc/ops.h. Inputs may be non-contiguous (made contiguous
-// here, once). Every output is a fresh contiguous tensor. Per call:
-//   forward : one GEMM for the input projection of all T steps (ATen: cuBLAS / CPU BLAS) with
-//             the biases folded in (GRU: b_ih only), then T launches of the fused step kernel.
-//   backward: T launches of the fused backward step kernel (reverse time order), then dh0 and
-//             dx, dW_ih, dW_hh, db as single GEMMs / reductions over all T*B rows.
-// All buffers are allocated before the time loop; launches go to the current stream, no host sync.
+// here, once). Every output is a fresh contiguous tensor. Dense and packed input (batch_sizes)
+// share one code path: every step is launched for its own live rows only (Steps below), so a
+// packed batch computes no padding. Per call:
+//   forward : one GEMM for the input projection of all N rows (ATen: cuBLAS / CPU BLAS) with
+//             the biases folded in (GRU: b_ih only), then T launches of the fused step kernel;
+//             with the LSTM projection each step adds the GEMM y_t = m_t W_hr^T (ATen).
+//   backward: T launches of the fused backward step kernel (reverse processing order), then dh0
+//             and dx, dW_ih, dW_hh, db as single GEMMs / reductions over all N rows. With the
+//             projection each step first forms dh_t = dy_t + da_{t+1} W_hh and dm_t = dh_t W_hr
+//             (ATen GEMMs), and the kernel only does the cell; dW_hr is one GEMM at the end.
+//   h_n / dh0 of packed input: each row's state after its last step / gradient at its first
+//   step, gathered with one copy per distinct sequence length.
+// Buffers are allocated before the time loop (the packed row index of previous_rows, built in
+// the backward after it, goes to the device from pinned memory); launches go to the current
+// stream, no host sync.
 // Freshly allocated buffers the kernels must fully write are poisoned (NaN under SIMT).
 #pragma once
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <climits>
+#include <vector>
 
 #include "cuda/gru_kernels.cuh"
 #include "cuda/lstm_kernels.cuh"
@@ -61,29 +72,110 @@ template <class S> inline at::ScalarType acc_dtype() {
   return c10::CppTypeToScalarType<acc_of<S>>::value;
 }
 
-inline int64_t time_of(int64_t s, int64_t T, bool reverse) { return reverse ? T - 1 - s : s; }
-
-inline void check_int_range(const char* op, int64_t B, int64_t G, int64_t H, int64_t I) {
-  TORCH_CHECK(B * G * H < INT_MAX && G * H * H < INT_MAX && G * H * I < INT_MAX, op,
+inline void check_int_range(const char* op, int64_t B, int64_t G, int64_t H, int64_t I,
+                            int64_t P) {
+  TORCH_CHECK(B * G * H < INT_MAX && G * H * P < INT_MAX && G * H * I < INT_MAX &&
+                  B * P < INT_MAX, op,
               ": sizes too large for 32-bit indexing in the step kernels (B=", B, ", H=", H,
               ", I=", I, ")");
 }
 
-template <class Cfg> inline dim3 step_grid(int64_t B, int64_t H) {
-  return dim3(unsigned((H + Cfg::HT - 1) / Cfg::HT), unsigned((B + Cfg::BT - 1) / Cfg::BT), 1);
+template <class Cfg> inline dim3 step_grid(int64_t n, int64_t H) {
+  return dim3(unsigned((H + Cfg::HT - 1) / Cfg::HT), unsigned((n + Cfg::BT - 1) / Cfg::BT), 1);
 }
 
-// x [T,B,I] -> [T*B, G*H]: x W_ih^T (+ bias).
+// The time steps of one call, known on the host (batch_sizes is a CPU tensor), so the loop
+// launches each step for its own row count without a device sync. Dense: T steps of B rows,
+// step t at rows [t*B, (t+1)*B). Packed: step t has count[t] rows (non-increasing in t, a
+// prefix of the batch) at rows [offset[t], offset[t] + count[t]). Step s of the processing
+// order is time t = time(s) (reverse: T-1-s).
+struct Steps {
+  int64_t T = 0, B = 0, N = 0;
+  bool packed = false, reverse = false;
+  std::vector<int64_t> count, offset;
+
+  int64_t time(int64_t s) const { return reverse ? T - 1 - s : s; }
+  // Rows of the s-th processed step; 0 before the first and after the last.
+  int64_t rows(int64_t s) const { return s < 0 || s >= T ? 0 : count[time(s)]; }
+  int64_t first_row(int64_t s) const { return offset[time(s)]; }
+  // A per-row tensor [N,K] as the op returns it: [T,B,K] dense.
+  Tensor shaped(const Tensor& t) const { return packed ? t : t.view({T, B, t.size(1)}); }
+};
+
+// x: [T,B,I] dense or [N,I] packed (validated by csrc/checks.h).
+inline Steps make_steps(const Tensor& x, const OptTensor& batch_sizes, bool reverse) {
+  Steps st;
+  st.reverse = reverse;
+  if (batch_sizes) {
+    const auto bs = batch_sizes->contiguous();
+    const int64_t* p = bs.data_ptr<int64_t>();
+    st.packed = true;
+    st.T = bs.numel();
+    st.B = st.T ? p[0] : 0;
+    for (int64_t t = 0; t < st.T; ++t) st.offset.push_back(st.N), st.count.push_back(p[t]), st.N += p[t];
+  } else {
+    st.T = x.size(0), st.B = x.size(1), st.N = st.T * st.B;
+    for (int64_t t = 0; t < st.T; ++t) st.offset.push_back(t * st.B), st.count.push_back(st.B);
+  }
+  return st;
+}
+
+// [T,B,K] or [N,K] -> contiguous [N,K].
+inline Tensor flat(const Tensor& t, const Steps& st) {
+  return t.contiguous().view({st.N, t.size(-1)});
+}
+
+// Row b of the result = row b of seq [N,K] at the last time step where b is active (each
+// sequence's end). One copy per distinct sequence length (dense: one).
+inline Tensor rows_at_sequence_end(const Tensor& seq, const Steps& st) {
+  auto out = at::empty({st.B, seq.size(1)}, seq.options());
+  for (int64_t t = 0; t < st.T; ++t) {
+    const int64_t lo = t + 1 < st.T ? st.count[t + 1] : 0, hi = st.count[t];
+    if (hi > lo) out.narrow(0, lo, hi - lo).copy_(seq.narrow(0, st.offset[t] + lo, hi - lo));
+  }
+  return out;
+}
+
+// The final state h_n (row b: its state after its last processed step): the sequence's end,
+// or time 0 in the reverse direction, where every row is active.
+inline Tensor final_rows(const Tensor& seq, const Steps& st) {
+  return st.reverse ? seq.narrow(0, 0, st.B).clone() : rows_at_sequence_end(seq, st);
+}
+
+// Row b's values at its first processed step (where it read h0): backward's route to dh0.
+inline Tensor initial_rows(const Tensor& seq, const Steps& st) {
+  return st.reverse ? rows_at_sequence_end(seq, st) : seq.narrow(0, 0, st.B);
+}
+
+// For every row (t, b) the state it started from [N,K]: the same row of the previously processed
+// step when it was active there, else init[b] ([B,K]). Dense: one concatenation; packed: one
+// gather by a row index built on the host (copied to the device from pinned memory, no sync).
+inline Tensor previous_rows(const Tensor& seq, const Tensor& init, const Steps& st) {
+  const int64_t T = st.T, B = st.B, K = seq.size(1);
+  if (!st.packed) {
+    auto y = seq.view({T, B, K});
+    auto h = init.unsqueeze(0);
+    auto out = st.reverse ? at::cat({y.narrow(0, 1, T - 1), h}, 0)
+                          : at::cat({h, y.narrow(0, 0, T - 1)}, 0);
+    return out.view({st.N, K});
+  }
+  auto opts = at::TensorOptions().dtype(at::kLong);
+#if defined(__CUDACC__)
+  opts = opts.pinned_memory(true);
+#endif
+  auto idx = at::empty({st.N}, opts);
+  int64_t* ip = idx.data_ptr<int64_t>();
+  for (int64_t s = 0; s < T; ++s) {  // rows of cat([init, seq]): init at 0, seq at B
+    const int64_t n = st.rows(s), off = st.first_row(s), np = st.rows(s - 1);
+    const int64_t poff = s > 0 ? st.first_row(s - 1) : 0;
+    for (int64_t b = 0; b < n; ++b) ip[off + b] = b < np ? B + poff + b : b;
+  }
+  return at::index_select(at::cat({init, seq}, 0), 0, idx.to(seq.device(), at::kLong, true));
+}
+
+// x [N,I] -> [N, G*H]: x W_ih^T (+ bias).
 inline Tensor input_projection(const Tensor& x, const Tensor& w_ih, const OptTensor& bias) {
-  const auto x2d = x.view({x.size(0) * x.size(1), x.size(2)});
-  return bias ? at::addmm(*bias, x2d, w_ih.t()) : at::mm(x2d, w_ih.t());
-}
-
-// h_{t-1} for every t, in time order [T,B,H]: [h0, y[0..T-2]] (reverse: [y[1..T-1], h0]).
-inline Tensor previous_hidden(const Tensor& y, const Tensor& h0, bool reverse) {
-  const int64_t T = y.size(0);
-  auto h = h0.unsqueeze(0);
-  return reverse ? at::cat({y.narrow(0, 1, T - 1), h}, 0) : at::cat({h, y.narrow(0, 0, T - 1)}, 0);
+  return bias ? at::addmm(*bias, x, w_ih.t()) : at::mm(x, w_ih.t());
 }
 
 // A fresh copy of t in the accumulation type (the in-place carries of the kernels).
@@ -93,117 +185,167 @@ template <class S> inline Tensor acc_copy(const Tensor& t) {
   return out;
 }
 
+// Rows of the next processed step that step s reads (at most its own), and the row pointer of
+// a per-row buffer at step s (null for a step outside the sequence).
+inline int next_rows(const Steps& st, int64_t s) {
+  return int(std::min(st.rows(s + 1), st.rows(s)));
+}
+template <class S> inline S* step_ptr(const Tensor& t, const Steps& st, int64_t s) {
+  return st.rows(s) ? t.data_ptr<S>() + st.first_row(s) * t.size(1) : nullptr;
+}
+
 // ---------------------------------------------------------------------------------- LSTM
 template <class S>
 T5 lstm_forward(const Tensor& x_, const Tensor& h0_, const Tensor& c0_, const Tensor& w_ih_,
-                const Tensor& w_hh_, const OptTensor& b_ih, const OptTensor& b_hh, bool reverse) {
+                const Tensor& w_hh_, const OptTensor& b_ih, const OptTensor& b_hh, bool reverse,
+                const OptTensor& batch_sizes, const OptTensor& w_hr_) {
   using Cfg = kern::LstmForwardCfg<S>;
   FRNN_DEVICE_GUARD(x_);
-  const auto x = x_.contiguous(), h0 = h0_.contiguous(), c0 = c0_.contiguous();
+  const Steps st = make_steps(x_, batch_sizes, reverse);
+  const auto x = flat(x_, st), h0 = h0_.contiguous(), c0 = c0_.contiguous();
   const auto w_ih = w_ih_.contiguous(), w_hh = w_hh_.contiguous();
-  const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = w_hh.size(1);
-  check_int_range("lstm_forward", B, 4, H, I);
-  auto y = at::empty({T, B, H}, x.options());
-  auto gates = at::empty({T, B, 4 * H}, x.options());
-  auto cells = at::empty({T, B, H}, x.options());
-  if (T == 0) return {y, h0.clone(), c0.clone(), gates, cells};
+  const Tensor w_hr = w_hr_ ? w_hr_->contiguous() : Tensor();
+  const bool proj = w_hr.defined();
+  const int64_t B = st.B, I = x.size(1), P = w_hh.size(1), H = w_hh.size(0) / 4;
+  check_int_range("lstm_forward", B, 4, H, I, P);
+  auto y = at::empty({st.N, P}, x.options());
+  auto gates = at::empty({st.N, 4 * H}, x.options());
+  auto cells = at::empty({st.N, H}, x.options());
+  if (st.N == 0) return {st.shaped(y), h0.clone(), c0.clone(), st.shaped(gates), st.shaped(cells)};
 
   const OptTensor bias = b_ih ? OptTensor(*b_ih + *b_hh) : OptTensor();
-  const auto xproj = input_projection(x, w_ih, bias);  // [T*B, 4H]
+  const auto xproj = input_projection(x, w_ih, bias);  // [N, 4H]
   auto c = acc_copy<S>(c0);
+  auto m = proj ? at::empty({B, H}, x.options()) : Tensor();  // o * tanh(c) before W_hr
   FRNN_POISON(y);
   FRNN_POISON(gates);
   FRNN_POISON(cells);
 
   kern::LstmForwardParams<S> p;
   p.w_hh = w_hh.data_ptr<S>();
+  p.h0 = h0.data_ptr<S>();
   p.c = static_cast<acc_of<S>*>(c.data_ptr());
-  p.B = int(B);
   p.H = int(H);
-  const dim3 grid = step_grid<Cfg>(B, H);
-  const S* h_prev = h0.data_ptr<S>();
-  for (int64_t s = 0; s < T; ++s) {
-    const int64_t t = time_of(s, T, reverse);
-    p.xproj = xproj.data_ptr<S>() + t * B * 4 * H;
-    p.h_prev = h_prev;
-    p.h_out = y.data_ptr<S>() + t * B * H;
-    p.c_out = cells.data_ptr<S>() + t * B * H;
-    p.gates_out = gates.data_ptr<S>() + t * B * 4 * H;
-    const auto kernel = &kern::lstm_forward_step_kernel<Cfg>;
-    FRNN_LAUNCH(kernel, grid, Cfg::kThreads, Cfg::kSmemBytes,
+  p.P = int(P);
+  const auto kernel = &kern::lstm_forward_step_kernel<Cfg>;
+  for (int64_t s = 0; s < st.T; ++s) {
+    const int64_t n = st.rows(s);
+    p.B = int(n);
+    p.n_prev = int(st.rows(s - 1));
+    p.h_prev = step_ptr<S>(y, st, s - 1);
+    p.xproj = step_ptr<S>(xproj, st, s);
+    p.h_out = proj ? m.data_ptr<S>() : step_ptr<S>(y, st, s);
+    p.c_out = step_ptr<S>(cells, st, s);
+    p.gates_out = step_ptr<S>(gates, st, s);
+    FRNN_LAUNCH(kernel, step_grid<Cfg>(n, H), Cfg::kThreads, Cfg::kSmemBytes,
                 FRNN_CURRENT_STREAM, p);
-    h_prev = p.h_out;
+    if (proj) {  // h_t = m W_hr^T, straight into y (ATen GEMM on the current stream)
+      auto yt = y.narrow(0, st.first_row(s), n);
+      at::mm_out(yt, m.narrow(0, 0, n), w_hr.t());
+    }
   }
-  const int64_t t_last = time_of(T - 1, T, reverse);
-  return {y, y[t_last].clone(), c.to(x.scalar_type(), false, true), gates, cells};
+  return {st.shaped(y), final_rows(y, st), c.to(x.scalar_type(), false, true), st.shaped(gates),
+          st.shaped(cells)};
 }
 
 template <class S>
-T6 lstm_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& dc_n_, const Tensor& x_,
+T7 lstm_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& dc_n_, const Tensor& x_,
                  const Tensor& h0_, const Tensor& c0_, const Tensor& w_ih_, const Tensor& w_hh_,
-                 const Tensor& y_, const Tensor& gates_, const Tensor& cells_, bool reverse) {
+                 const Tensor& y_, const Tensor& gates_, const Tensor& cells_, bool reverse,
+                 const OptTensor& batch_sizes, const OptTensor& w_hr_) {
   using Cfg = kern::LstmBackwardCfg<S>;
   FRNN_DEVICE_GUARD(x_);
-  const auto dy = dy_.contiguous(), dh_n = dh_n_.contiguous(), dc_n = dc_n_.contiguous();
-  const auto x = x_.contiguous(), h0 = h0_.contiguous(), c0 = c0_.contiguous();
-  const auto w_ih = w_ih_.contiguous(), w_hh = w_hh_.contiguous(), y = y_.contiguous();
-  const auto gates = gates_.contiguous(), cells = cells_.contiguous();
-  const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = w_hh.size(1), G = 4 * H;
-  check_int_range("lstm_backward", B, 4, H, I);
-  if (T == 0)
-    return {at::zeros_like(x), dh_n.clone(), dc_n.clone(), at::zeros_like(w_ih),
-            at::zeros_like(w_hh), at::zeros({G}, x.options())};
+  const Steps st = make_steps(x_, batch_sizes, reverse);
+  const auto dy = flat(dy_, st), dh_n = dh_n_.contiguous(), dc_n = dc_n_.contiguous();
+  const auto x = flat(x_, st), h0 = h0_.contiguous(), c0 = c0_.contiguous();
+  const auto w_ih = w_ih_.contiguous(), w_hh = w_hh_.contiguous(), y = flat(y_, st);
+  const auto gates = flat(gates_, st), cells = flat(cells_, st);
+  const Tensor w_hr = w_hr_ ? w_hr_->contiguous() : Tensor();
+  const bool proj = w_hr.defined();
+  const int64_t B = st.B, I = x.size(1), P = w_hh.size(1), H = w_hh.size(0) / 4, G = 4 * H;
+  check_int_range("lstm_backward", B, 4, H, I, P);
+  const auto no_proj = at::empty({0}, x.options());
+  if (st.N == 0)
+    return {at::zeros_like(x_), dh_n.clone(), dc_n.clone(), at::zeros_like(w_ih),
+            at::zeros_like(w_hh), at::zeros({G}, x.options()),
+            proj ? at::zeros_like(w_hr) : no_proj};
 
-  auto da = at::empty({T, B, G}, x.options());
+  auto da = at::empty({st.N, G}, x.options());
   auto dc = acc_copy<S>(dc_n);
+  // With a projection: dht [N,P] the total gradient of every h_t (kept for dW_hr), dm [B,H] the
+  // gradient of m = o * tanh(c) (scratch of one step).
+  auto dht = proj ? at::empty({st.N, P}, x.options()) : Tensor();
+  auto dm = proj ? at::empty({B, H}, x.options()) : Tensor();
   FRNN_POISON(da);
 
   kern::LstmBackwardParams<S> p;
   p.w_hh = w_hh.data_ptr<S>();
+  p.c0 = c0.data_ptr<S>();
   p.dc = static_cast<acc_of<S>*>(dc.data_ptr());
-  p.B = int(B);
   p.H = int(H);
-  const dim3 grid = step_grid<Cfg>(B, H);
-  for (int64_t s = T - 1; s >= 0; --s) {
-    const int64_t t = time_of(s, T, reverse);
-    p.dy = dy.data_ptr<S>() + t * B * H;
-    p.dh_n = s == T - 1 ? dh_n.data_ptr<S>() : nullptr;
-    p.da_next = s == T - 1 ? nullptr : da.data_ptr<S>() + time_of(s + 1, T, reverse) * B * G;
-    p.gates = gates.data_ptr<S>() + t * B * G;
-    p.c_t = cells.data_ptr<S>() + t * B * H;
-    p.c_prev = s == 0 ? c0.data_ptr<S>() : cells.data_ptr<S>() + time_of(s - 1, T, reverse) * B * H;
-    p.da_out = da.data_ptr<S>() + t * B * G;
-    const auto kernel = &kern::lstm_backward_step_kernel<Cfg>;
-    FRNN_LAUNCH(kernel, grid, Cfg::kThreads, Cfg::kSmemBytes,
+  const auto kernel = &kern::lstm_backward_step_kernel<Cfg>;
+  for (int64_t s = st.T - 1; s >= 0; --s) {
+    const int64_t n = st.rows(s), nn = next_rows(st, s), off = st.first_row(s);
+    p.B = int(n);
+    if (proj) {  // dh_t = dy_t + (da_{next} W_hh or dh_n at a row's last step); dm = dh_t W_hr
+      auto dh_t = dht.narrow(0, off, n), dy_t = dy.narrow(0, off, n);
+      if (nn > 0) {
+        auto out = dh_t.narrow(0, 0, nn);
+        at::addmm_out(out, dy_t.narrow(0, 0, nn), da.narrow(0, st.first_row(s + 1), nn), w_hh);
+      }
+      if (nn < n) {
+        auto out = dh_t.narrow(0, nn, n - nn);
+        at::add_out(out, dy_t.narrow(0, nn, n - nn), dh_n.narrow(0, nn, n - nn));
+      }
+      auto dm_t = dm.narrow(0, 0, n);
+      at::mm_out(dm_t, dh_t, w_hr);
+      p.dy = dm.data_ptr<S>();
+      p.dh_n = nullptr;
+      p.da_next = nullptr;
+      p.n_next = 0;
+    } else {
+      p.dy = step_ptr<S>(dy, st, s);
+      p.dh_n = dh_n.data_ptr<S>();
+      p.da_next = step_ptr<S>(da, st, s + 1);
+      p.n_next = int(nn);
+    }
+    p.gates = step_ptr<S>(gates, st, s);
+    p.c_t = step_ptr<S>(cells, st, s);
+    p.c_prev = step_ptr<S>(cells, st, s - 1);
+    p.n_prev = int(st.rows(s - 1));
+    p.da_out = step_ptr<S>(da, st, s);
+    FRNN_LAUNCH(kernel, step_grid<Cfg>(n, H), Cfg::kThreads, Cfg::kSmemBytes,
                 FRNN_CURRENT_STREAM, p);
   }
-  const auto da2d = da.view({T * B, G});
-  auto dh0 = at::mm(da[time_of(0, T, reverse)], w_hh);
-  auto dx = at::mm(da2d, w_ih).view({T, B, I});
-  auto dw_ih = at::mm(da2d.t(), x.view({T * B, I}));
-  auto dw_hh = at::mm(da2d.t(), previous_hidden(y, h0, reverse).view({T * B, H}));
-  auto db = da2d.sum(0);
-  return {dx, dh0, dc.to(x.scalar_type(), false, true), dw_ih, dw_hh, db};
+  auto dh0 = at::mm(initial_rows(da, st), w_hh);
+  auto dx = st.shaped(at::mm(da, w_ih));
+  auto dw_ih = at::mm(da.t(), x);
+  auto dw_hh = at::mm(da.t(), previous_rows(y, h0, st));
+  // dW_hr = sum over rows of dh_t^T m_t, m = o * tanh(c) recomputed from the saved tensors.
+  auto dw_hr = proj ? at::mm(dht.t(), gates.narrow(1, 3 * H, H) * at::tanh(cells)) : no_proj;
+  return {dx, dh0, dc.to(x.scalar_type(), false, true), dw_ih, dw_hh, da.sum(0), dw_hr};
 }
 
 // ---------------------------------------------------------------------------------- GRU
 template <class S>
 T4 gru_forward(const Tensor& x_, const Tensor& h0_, const Tensor& w_ih_, const Tensor& w_hh_,
-               const OptTensor& b_ih_, const OptTensor& b_hh_, bool reverse) {
+               const OptTensor& b_ih_, const OptTensor& b_hh_, bool reverse,
+               const OptTensor& batch_sizes) {
   using Cfg = kern::GruForwardCfg<S>;
   FRNN_DEVICE_GUARD(x_);
-  const auto x = x_.contiguous(), h0 = h0_.contiguous();
+  const Steps st = make_steps(x_, batch_sizes, reverse);
+  const auto x = flat(x_, st), h0 = h0_.contiguous();
   const auto w_ih = w_ih_.contiguous(), w_hh = w_hh_.contiguous();
   const OptTensor b_ih = b_ih_ ? OptTensor(b_ih_->contiguous()) : OptTensor();
   const OptTensor b_hh = b_hh_ ? OptTensor(b_hh_->contiguous()) : OptTensor();
-  const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = w_hh.size(1);
-  check_int_range("gru_forward", B, 3, H, I);
-  auto y = at::empty({T, B, H}, x.options());
-  auto gates = at::empty({T, B, 3 * H}, x.options());
-  auto ghn = at::empty({T, B, H}, x.options());
-  if (T == 0) return {y, h0.clone(), gates, ghn};
+  const int64_t B = st.B, I = x.size(1), H = w_hh.size(1);
+  check_int_range("gru_forward", B, 3, H, I, H);
+  auto y = at::empty({st.N, H}, x.options());
+  auto gates = at::empty({st.N, 3 * H}, x.options());
+  auto ghn = at::empty({st.N, H}, x.options());
+  if (st.N == 0) return {st.shaped(y), h0.clone(), st.shaped(gates), st.shaped(ghn)};
 
-  const auto xproj = input_projection(x, w_ih, b_ih);  // [T*B, 3H], b_ih only
+  const auto xproj = input_projection(x, w_ih, b_ih);  // [N, 3H], b_ih only
   FRNN_POISON(y);
   FRNN_POISON(gates);
   FRNN_POISON(ghn);
@@ -211,154 +353,156 @@ T4 gru_forward(const Tensor& x_, const Tensor& h0_, const Tensor& w_ih_, const T
   kern::GruForwardParams<S> p;
   p.w_hh = w_hh.data_ptr<S>();
   p.b_hh = b_hh ? b_hh->data_ptr<S>() : nullptr;
-  p.B = int(B);
+  p.h0 = h0.data_ptr<S>();
   p.H = int(H);
-  const dim3 grid = step_grid<Cfg>(B, H);
-  const S* h_prev = h0.data_ptr<S>();
-  for (int64_t s = 0; s < T; ++s) {
-    const int64_t t = time_of(s, T, reverse);
-    p.xproj = xproj.data_ptr<S>() + t * B * 3 * H;
-    p.h_prev = h_prev;
-    p.h_out = y.data_ptr<S>() + t * B * H;
-    p.gates_out = gates.data_ptr<S>() + t * B * 3 * H;
-    p.ghn_out = ghn.data_ptr<S>() + t * B * H;
-    const auto kernel = &kern::gru_forward_step_kernel<Cfg>;
-    FRNN_LAUNCH(kernel, grid, Cfg::kThreads, Cfg::kSmemBytes,
+  const auto kernel = &kern::gru_forward_step_kernel<Cfg>;
+  for (int64_t s = 0; s < st.T; ++s) {
+    const int64_t n = st.rows(s);
+    p.B = int(n);
+    p.n_prev = int(st.rows(s - 1));
+    p.h_prev = step_ptr<S>(y, st, s - 1);
+    p.xproj = step_ptr<S>(xproj, st, s);
+    p.h_out = step_ptr<S>(y, st, s);
+    p.gates_out = step_ptr<S>(gates, st, s);
+    p.ghn_out = step_ptr<S>(ghn, st, s);
+    FRNN_LAUNCH(kernel, step_grid<Cfg>(n, H), Cfg::kThreads, Cfg::kSmemBytes,
                 FRNN_CURRENT_STREAM, p);
-    h_prev = p.h_out;
   }
-  return {y, y[time_of(T - 1, T, reverse)].clone(), gates, ghn};
+  return {st.shaped(y), final_rows(y, st), st.shaped(gates), st.shaped(ghn)};
 }
 
 template <class S>
 T6 gru_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& x_, const Tensor& h0_,
                 const Tensor& w_ih_, const Tensor& w_hh_, const Tensor& y_, const Tensor& gates_,
-                const Tensor& ghn_, bool reverse) {
+                const Tensor& ghn_, bool reverse, const OptTensor& batch_sizes) {
   using Cfg = kern::GruBackwardCfg<S>;
   FRNN_DEVICE_GUARD(x_);
-  const auto dy = dy_.contiguous(), dh_n = dh_n_.contiguous();
-  const auto x = x_.contiguous(), h0 = h0_.contiguous();
-  const auto w_ih = w_ih_.contiguous(), w_hh = w_hh_.contiguous(), y = y_.contiguous();
-  const auto gates = gates_.contiguous(), ghn = ghn_.contiguous();
-  const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = w_hh.size(1), G = 3 * H;
-  check_int_range("gru_backward", B, 3, H, I);
-  if (T == 0)
-    return {at::zeros_like(x),        dh_n.clone(),        at::zeros_like(w_ih),
-            at::zeros_like(w_hh),     at::zeros({G}, x.options()), at::zeros({G}, x.options())};
+  const Steps st = make_steps(x_, batch_sizes, reverse);
+  const auto dy = flat(dy_, st), dh_n = dh_n_.contiguous();
+  const auto x = flat(x_, st), h0 = h0_.contiguous();
+  const auto w_ih = w_ih_.contiguous(), w_hh = w_hh_.contiguous(), y = flat(y_, st);
+  const auto gates = flat(gates_, st), ghn = flat(ghn_, st);
+  const int64_t B = st.B, I = x.size(1), H = w_hh.size(1), G = 3 * H;
+  check_int_range("gru_backward", B, 3, H, I, H);
+  if (st.N == 0)
+    return {at::zeros_like(x_),   dh_n.clone(),          at::zeros_like(w_ih),
+            at::zeros_like(w_hh), at::zeros({G}, x.options()), at::zeros({G}, x.options())};
 
-  auto dax = at::empty({T, B, G}, x.options());
-  auto dah = at::empty({T, B, G}, x.options());
+  auto dax = at::empty({st.N, G}, x.options());
+  auto dah = at::empty({st.N, G}, x.options());
   auto dh_direct = acc_copy<S>(dh_n);
   FRNN_POISON(dax);
   FRNN_POISON(dah);
 
   kern::GruBackwardParams<S> p;
   p.w_hh = w_hh.data_ptr<S>();
+  p.h0 = h0.data_ptr<S>();
   p.dh_direct = static_cast<acc_of<S>*>(dh_direct.data_ptr());
-  p.B = int(B);
   p.H = int(H);
-  const dim3 grid = step_grid<Cfg>(B, H);
-  for (int64_t s = T - 1; s >= 0; --s) {
-    const int64_t t = time_of(s, T, reverse);
-    p.dy = dy.data_ptr<S>() + t * B * H;
-    p.dah_next = s == T - 1 ? nullptr : dah.data_ptr<S>() + time_of(s + 1, T, reverse) * B * G;
-    p.gates = gates.data_ptr<S>() + t * B * G;
-    p.ghn = ghn.data_ptr<S>() + t * B * H;
-    p.h_prev = s == 0 ? h0.data_ptr<S>() : y.data_ptr<S>() + time_of(s - 1, T, reverse) * B * H;
-    p.dax_out = dax.data_ptr<S>() + t * B * G;
-    p.dah_out = dah.data_ptr<S>() + t * B * G;
-    const auto kernel = &kern::gru_backward_step_kernel<Cfg>;
-    FRNN_LAUNCH(kernel, grid, Cfg::kThreads, Cfg::kSmemBytes,
+  const auto kernel = &kern::gru_backward_step_kernel<Cfg>;
+  for (int64_t s = st.T - 1; s >= 0; --s) {
+    const int64_t n = st.rows(s);
+    p.B = int(n);
+    p.n_next = next_rows(st, s);
+    p.n_prev = int(st.rows(s - 1));
+    p.dy = step_ptr<S>(dy, st, s);
+    p.dah_next = step_ptr<S>(dah, st, s + 1);
+    p.gates = step_ptr<S>(gates, st, s);
+    p.ghn = step_ptr<S>(ghn, st, s);
+    p.h_prev = step_ptr<S>(y, st, s - 1);
+    p.dax_out = step_ptr<S>(dax, st, s);
+    p.dah_out = step_ptr<S>(dah, st, s);
+    FRNN_LAUNCH(kernel, step_grid<Cfg>(n, H), Cfg::kThreads, Cfg::kSmemBytes,
                 FRNN_CURRENT_STREAM, p);
   }
-  const auto dax2d = dax.view({T * B, G}), dah2d = dah.view({T * B, G});
-  // dh0 = dah(first step) W_hh + the direct term z * dh, added in the accumulation type.
-  auto dh0 = at::mm(dah[time_of(0, T, reverse)], w_hh).to(acc_dtype<S>()).add_(dh_direct)
+  // dh0 = dah(each row's first step) W_hh + the direct term z * dh, added in the accumulation type.
+  auto dh0 = at::mm(initial_rows(dah, st), w_hh).to(acc_dtype<S>()).add_(dh_direct)
                  .to(x.scalar_type());
-  auto dx = at::mm(dax2d, w_ih).view({T, B, I});
-  auto dw_ih = at::mm(dax2d.t(), x.view({T * B, I}));
-  auto dw_hh = at::mm(dah2d.t(), previous_hidden(y, h0, reverse).view({T * B, H}));
-  return {dx, dh0, dw_ih, dw_hh, dax2d.sum(0), dah2d.sum(0)};
+  auto dx = st.shaped(at::mm(dax, w_ih));
+  auto dw_ih = at::mm(dax.t(), x);
+  auto dw_hh = at::mm(dah.t(), previous_rows(y, h0, st));
+  return {dx, dh0, dw_ih, dw_hh, dax.sum(0), dah.sum(0)};
 }
 
 // ---------------------------------------------------------------------------------- RNN
 template <class S>
 T2 rnn_forward(const Tensor& x_, const Tensor& h0_, const Tensor& w_ih_, const Tensor& w_hh_,
-               const OptTensor& b_ih, const OptTensor& b_hh, bool relu, bool reverse) {
+               const OptTensor& b_ih, const OptTensor& b_hh, bool relu, bool reverse,
+               const OptTensor& batch_sizes) {
   using Cfg = kern::RnnForwardCfg<S>;
   FRNN_DEVICE_GUARD(x_);
-  const auto x = x_.contiguous(), h0 = h0_.contiguous();
+  const Steps st = make_steps(x_, batch_sizes, reverse);
+  const auto x = flat(x_, st), h0 = h0_.contiguous();
   const auto w_ih = w_ih_.contiguous(), w_hh = w_hh_.contiguous();
-  const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = w_hh.size(1);
-  check_int_range("rnn_forward", B, 1, H, I);
-  auto y = at::empty({T, B, H}, x.options());
-  if (T == 0) return {y, h0.clone()};
+  const int64_t B = st.B, I = x.size(1), H = w_hh.size(1);
+  check_int_range("rnn_forward", B, 1, H, I, H);
+  auto y = at::empty({st.N, H}, x.options());
+  if (st.N == 0) return {st.shaped(y), h0.clone()};
 
   const OptTensor bias = b_ih ? OptTensor(*b_ih + *b_hh) : OptTensor();
-  const auto xproj = input_projection(x, w_ih, bias);  // [T*B, H]
+  const auto xproj = input_projection(x, w_ih, bias);  // [N, H]
   FRNN_POISON(y);
 
   kern::RnnForwardParams<S> p;
   p.w_hh = w_hh.data_ptr<S>();
-  p.B = int(B);
+  p.h0 = h0.data_ptr<S>();
   p.H = int(H);
-  const dim3 grid = step_grid<Cfg>(B, H);
   const auto kernel = relu ? &kern::rnn_forward_step_kernel<Cfg, cells::Act::Relu>
                            : &kern::rnn_forward_step_kernel<Cfg, cells::Act::Tanh>;
-  const S* h_prev = h0.data_ptr<S>();
-  for (int64_t s = 0; s < T; ++s) {
-    const int64_t t = time_of(s, T, reverse);
-    p.xproj = xproj.data_ptr<S>() + t * B * H;
-    p.h_prev = h_prev;
-    p.h_out = y.data_ptr<S>() + t * B * H;
-    FRNN_LAUNCH(kernel, grid, Cfg::kThreads, Cfg::kSmemBytes,
+  for (int64_t s = 0; s < st.T; ++s) {
+    const int64_t n = st.rows(s);
+    p.B = int(n);
+    p.n_prev = int(st.rows(s - 1));
+    p.h_prev = step_ptr<S>(y, st, s - 1);
+    p.xproj = step_ptr<S>(xproj, st, s);
+    p.h_out = step_ptr<S>(y, st, s);
+    FRNN_LAUNCH(kernel, step_grid<Cfg>(n, H), Cfg::kThreads, Cfg::kSmemBytes,
                 FRNN_CURRENT_STREAM, p);
-    h_prev = p.h_out;
   }
-  return {y, y[time_of(T - 1, T, reverse)].clone()};
+  return {st.shaped(y), final_rows(y, st)};
 }
 
 template <class S>
 T5 rnn_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& x_, const Tensor& h0_,
                 const Tensor& w_ih_, const Tensor& w_hh_, const Tensor& y_, bool relu,
-                bool reverse) {
+                bool reverse, const OptTensor& batch_sizes) {
   using Cfg = kern::RnnBackwardCfg<S>;
   FRNN_DEVICE_GUARD(x_);
-  const auto dy = dy_.contiguous(), dh_n = dh_n_.contiguous();
-  const auto x = x_.contiguous(), h0 = h0_.contiguous();
-  const auto w_ih = w_ih_.contiguous(), w_hh = w_hh_.contiguous(), y = y_.contiguous();
-  const int64_t T = x.size(0), B = x.size(1), I = x.size(2), H = w_hh.size(1);
-  check_int_range("rnn_backward", B, 1, H, I);
-  if (T == 0)
-    return {at::zeros_like(x), dh_n.clone(), at::zeros_like(w_ih), at::zeros_like(w_hh),
+  const Steps st = make_steps(x_, batch_sizes, reverse);
+  const auto dy = flat(dy_, st), dh_n = dh_n_.contiguous();
+  const auto x = flat(x_, st), h0 = h0_.contiguous();
+  const auto w_ih = w_ih_.contiguous(), w_hh = w_hh_.contiguous(), y = flat(y_, st);
+  const int64_t B = st.B, I = x.size(1), H = w_hh.size(1);
+  check_int_range("rnn_backward", B, 1, H, I, H);
+  if (st.N == 0)
+    return {at::zeros_like(x_), dh_n.clone(), at::zeros_like(w_ih), at::zeros_like(w_hh),
             at::zeros({H}, x.options())};
 
-  auto da = at::empty({T, B, H}, x.options());
+  auto da = at::empty({st.N, H}, x.options());
   FRNN_POISON(da);
 
   kern::RnnBackwardParams<S> p;
   p.w_hh = w_hh.data_ptr<S>();
-  p.B = int(B);
+  p.dh_n = dh_n.data_ptr<S>();
   p.H = int(H);
   p.relu = relu ? 1 : 0;
-  const dim3 grid = step_grid<Cfg>(B, H);
-  for (int64_t s = T - 1; s >= 0; --s) {
-    const int64_t t = time_of(s, T, reverse);
-    p.dy = dy.data_ptr<S>() + t * B * H;
-    p.dh_n = s == T - 1 ? dh_n.data_ptr<S>() : nullptr;
-    p.da_next = s == T - 1 ? nullptr : da.data_ptr<S>() + time_of(s + 1, T, reverse) * B * H;
-    p.h_t = y.data_ptr<S>() + t * B * H;
-    p.da_out = da.data_ptr<S>() + t * B * H;
-    const auto kernel = &kern::rnn_backward_step_kernel<Cfg>;
-    FRNN_LAUNCH(kernel, grid, Cfg::kThreads, Cfg::kSmemBytes,
+  const auto kernel = &kern::rnn_backward_step_kernel<Cfg>;
+  for (int64_t s = st.T - 1; s >= 0; --s) {
+    const int64_t n = st.rows(s);
+    p.B = int(n);
+    p.n_next = next_rows(st, s);
+    p.dy = step_ptr<S>(dy, st, s);
+    p.da_next = step_ptr<S>(da, st, s + 1);
+    p.h_t = step_ptr<S>(y, st, s);
+    p.da_out = step_ptr<S>(da, st, s);
+    FRNN_LAUNCH(kernel, step_grid<Cfg>(n, H), Cfg::kThreads, Cfg::kSmemBytes,
                 FRNN_CURRENT_STREAM, p);
   }
-  const auto da2d = da.view({T * B, H});
-  auto dh0 = at::mm(da[time_of(0, T, reverse)], w_hh);
-  auto dx = at::mm(da2d, w_ih).view({T, B, I});
-  auto dw_ih = at::mm(da2d.t(), x.view({T * B, I}));
-  auto dw_hh = at::mm(da2d.t(), previous_hidden(y, h0, reverse).view({T * B, H}));
-  return {dx, dh0, dw_ih, dw_hh, da2d.sum(0)};
+  auto dh0 = at::mm(initial_rows(da, st), w_hh);
+  auto dx = st.shaped(at::mm(da, w_ih));
+  auto dw_ih = at::mm(da.t(), x);
+  auto dw_hh = at::mm(da.t(), previous_rows(y, h0, st));
+  return {dx, dh0, dw_ih, dw_hh, da.sum(0)};
 }
 
 }  // namespace stepwise
@@ -368,80 +512,61 @@ T5 rnn_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& x_, const 
 // The entry points of csrc/ops.h for this backend: one macro per op, expanded in exactly one
 // translation unit each (csrc/cuda/<cell>_<dir>.cu and csrc/simt/ops_<cell>.cpp), so the
 // instantiations of the four dtypes are spread over several compiler processes.
-#define FRNN_DEFINE_LSTM_FORWARD                                                               \
+#define FRNN_DEFINE_STEPWISE_OP(ret, name, params, args)                                      \
   namespace fusedrnn {                                                                         \
   namespace FRNN_BACKEND_NS {                                                                  \
-  T5 lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,     \
-                  const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh,            \
-                  bool reverse) {                                                              \
-    return FRNN_DTYPE_SWITCH(x.scalar_type(), "lstm_forward", [&] {                            \
-      return stepwise::lstm_forward<scalar_t>(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse);     \
-    });                                                                                        \
+  ret name params {                                                                            \
+    return FRNN_DTYPE_SWITCH(x.scalar_type(), #name,                                           \
+                             [&] { return stepwise::name<scalar_t> args; });                   \
   }                                                                                            \
   }                                                                                            \
   }
+
+#define FRNN_DEFINE_LSTM_FORWARD                                                               \
+  FRNN_DEFINE_STEPWISE_OP(                                                                     \
+      T5, lstm_forward,                                                                        \
+      (const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,                \
+       const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh, bool reverse,         \
+       const OptTensor& batch_sizes, const OptTensor& w_hr),                                   \
+      (x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, w_hr))
 
 #define FRNN_DEFINE_LSTM_BACKWARD                                                              \
-  namespace fusedrnn {                                                                         \
-  namespace FRNN_BACKEND_NS {                                                                  \
-  T6 lstm_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n, const Tensor& x,  \
-                   const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh, \
-                   const Tensor& y, const Tensor& gates, const Tensor& cells, bool reverse) {  \
-    return FRNN_DTYPE_SWITCH(x.scalar_type(), "lstm_backward", [&] {                           \
-      return stepwise::lstm_backward<scalar_t>(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y,       \
-                                               gates, cells, reverse);                         \
-    });                                                                                        \
-  }                                                                                            \
-  }                                                                                            \
-  }
+  FRNN_DEFINE_STEPWISE_OP(                                                                     \
+      T7, lstm_backward,                                                                       \
+      (const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n, const Tensor& x,              \
+       const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,             \
+       const Tensor& y, const Tensor& gates, const Tensor& cells, bool reverse,                \
+       const OptTensor& batch_sizes, const OptTensor& w_hr),                                   \
+      (dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells, reverse, batch_sizes, w_hr))
 
 #define FRNN_DEFINE_GRU_FORWARD                                                                \
-  namespace fusedrnn {                                                                         \
-  namespace FRNN_BACKEND_NS {                                                                  \
-  T4 gru_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,    \
-                 const OptTensor& b_ih, const OptTensor& b_hh, bool reverse) {                 \
-    return FRNN_DTYPE_SWITCH(x.scalar_type(), "gru_forward", [&] {                             \
-      return stepwise::gru_forward<scalar_t>(x, h0, w_ih, w_hh, b_ih, b_hh, reverse);          \
-    });                                                                                        \
-  }                                                                                            \
-  }                                                                                            \
-  }
+  FRNN_DEFINE_STEPWISE_OP(                                                                     \
+      T4, gru_forward,                                                                         \
+      (const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,              \
+       const OptTensor& b_ih, const OptTensor& b_hh, bool reverse,                             \
+       const OptTensor& batch_sizes),                                                          \
+      (x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes))
 
 #define FRNN_DEFINE_GRU_BACKWARD                                                               \
-  namespace fusedrnn {                                                                         \
-  namespace FRNN_BACKEND_NS {                                                                  \
-  T6 gru_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Tensor& h0,     \
-                  const Tensor& w_ih, const Tensor& w_hh, const Tensor& y,                     \
-                  const Tensor& gates, const Tensor& ghn, bool reverse) {                      \
-    return FRNN_DTYPE_SWITCH(x.scalar_type(), "gru_backward", [&] {                            \
-      return stepwise::gru_backward<scalar_t>(dy, dh_n, x, h0, w_ih, w_hh, y, gates, ghn,      \
-                                              reverse);                                        \
-    });                                                                                        \
-  }                                                                                            \
-  }                                                                                            \
-  }
+  FRNN_DEFINE_STEPWISE_OP(                                                                     \
+      T6, gru_backward,                                                                        \
+      (const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Tensor& h0,                \
+       const Tensor& w_ih, const Tensor& w_hh, const Tensor& y, const Tensor& gates,           \
+       const Tensor& ghn, bool reverse, const OptTensor& batch_sizes),                         \
+      (dy, dh_n, x, h0, w_ih, w_hh, y, gates, ghn, reverse, batch_sizes))
 
 #define FRNN_DEFINE_RNN_FORWARD                                                                \
-  namespace fusedrnn {                                                                         \
-  namespace FRNN_BACKEND_NS {                                                                  \
-  T2 rnn_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,    \
-                 const OptTensor& b_ih, const OptTensor& b_hh, bool relu, bool reverse) {      \
-    return FRNN_DTYPE_SWITCH(x.scalar_type(), "rnn_forward", [&] {                             \
-      return stepwise::rnn_forward<scalar_t>(x, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse);    \
-    });                                                                                        \
-  }                                                                                            \
-  }                                                                                            \
-  }
+  FRNN_DEFINE_STEPWISE_OP(                                                                     \
+      T2, rnn_forward,                                                                         \
+      (const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,              \
+       const OptTensor& b_ih, const OptTensor& b_hh, bool relu, bool reverse,                  \
+       const OptTensor& batch_sizes),                                                          \
+      (x, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse, batch_sizes))
 
 #define FRNN_DEFINE_RNN_BACKWARD                                                               \
-  namespace fusedrnn {                                                                         \
-  namespace FRNN_BACKEND_NS {                                                                  \
-  T5 rnn_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Tensor& h0,     \
-                  const Tensor& w_ih, const Tensor& w_hh, const Tensor& y, bool relu,          \
-                  bool reverse) {                                                              \
-    return FRNN_DTYPE_SWITCH(x.scalar_type(), "rnn_backward", [&] {                            \
-      return stepwise::rnn_backward<scalar_t>(dy, dh_n, x, h0, w_ih, w_hh, y, relu, reverse);  \
-    });                                                                                        \
-  }                                                                                            \
-  }                                                                                            \
-  }
+  FRNN_DEFINE_STEPWISE_OP(                                                                     \
+      T5, rnn_backward,                                                                        \
+      (const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Tensor& h0,                \
+       const Tensor& w_ih, const Tensor& w_hh, const Tensor& y, bool relu, bool reverse,       \
+       const OptTensor& batch_sizes),                                                          \
+      (dy, dh_n, x, h0, w_ih, w_hh, y, relu, reverse, batch_sizes))

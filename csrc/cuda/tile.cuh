@@ -18,8 +18,11 @@
 // partial tile to shared memory; the epilogue reads the sum with tile_sum().
 //
 // Contract: called by every thread of a block of Shape::kThreads threads, with
-// Shape::kSmemBytes of dynamic shared memory at `smem`. `a` points at row b0 (may be null iff
-// K == 0); a_rows = B - b0 rows are valid. Returns after a __syncthreads(), the partials in smem.
+// Shape::kSmemBytes of dynamic shared memory at `smem`. Rows b < a_split come from `a`, rows
+// a_split <= b < a_rows from `a_alt` (both point at the block's row b0; a packed step whose rows
+// start partly from the previous step and partly from h0); rows >= a_rows read as zero. A source
+// no row reads may be null; both are null-safe when K == 0. Returns after a __syncthreads(), the
+// partials in smem.
 #pragma once
 
 #include "cuda/portable.h"
@@ -87,7 +90,9 @@ FRNN_DEVICE void tile_coords_w(int e, int& n, int& kk) {
 }
 
 template <class Sh, WView kView>
-FRNN_DEVICE void tile_product(const typename Sh::scalar_t* __restrict__ a, int lda, int a_rows,
+FRNN_DEVICE void tile_product(const typename Sh::scalar_t* __restrict__ a,
+                              const typename Sh::scalar_t* __restrict__ a_alt, int a_split,
+                              int lda, int a_rows,
                               const typename Sh::scalar_t* __restrict__ w, int ldw, int H, int k0,
                               int K, typename Sh::acc_t* smem) {
   using A = typename Sh::acc_t;
@@ -117,7 +122,8 @@ FRNN_UNROLL
 FRNN_UNROLL
     for (int i = 0; i < NA; ++i) {
       const int e = tid + i * NT, b = e / KC, j = j0 + e % KC;
-      ra[i] = (b < a_rows && j < K) ? to_acc<A>(a[(size_t)b * lda + j]) : A(0);
+      const typename Sh::scalar_t* src = b < a_split ? a : a_alt;
+      ra[i] = (b < a_rows && j < K) ? to_acc<A>(src[(size_t)b * lda + j]) : A(0);
     }
 FRNN_UNROLL
     for (int i = 0; i < NW; ++i) {
