@@ -114,23 +114,20 @@ inline Algorithm parse_algorithm(const std::string& s) {
 constexpr int64_t kPersistentMaxBatch = 16;
 
 // Whether to run the persistent kernels. `fits`: W_hh fits on chip for this call (the sizing
-// rule of csrc/cuda/persistent.h). The persistent kernels take dense input without the LSTM
-// projection only (a packed step would need its row count inside the one launch, the projection
-// a second product and exchange per step): "auto" then runs stepwise, which does both, and an
-// explicit "persistent" raises naming the argument. Otherwise "persistent" is honoured even when
-// W_hh does not fit, so that the kernels raise their own error naming the limit. Under the SIMT
-// backend "auto" means stepwise, so that a test's choice of kernels does not depend on a
-// heuristic.
+// rule of csrc/cuda/persistent.h; packed input is sized by its largest step, B). The persistent
+// kernels take dense and packed input but not the LSTM projection (each step would need a second
+// product, m W_hr^T, and a second grid-wide exchange): "auto" then runs stepwise, and an explicit
+// "persistent" raises naming w_hr. Otherwise "persistent" is honoured even when W_hh does not
+// fit, so that the kernels raise their own error naming the limit. Under the SIMT backend "auto"
+// means stepwise, so that a test's choice of kernels does not depend on a heuristic.
 inline bool use_persistent(const char* op, Algorithm a, bool fits, int64_t B, bool simt,
-                           const OptTensor& batch_sizes, const OptTensor& w_hr = {}) {
+                           const OptTensor& w_hr = {}) {
   if (a == Algorithm::Persistent) {
-    TORCH_CHECK(!batch_sizes, op, ": algorithm 'persistent' does not take packed input "
-                "(batch_sizes); use algorithm 'stepwise' or 'auto'");
     TORCH_CHECK(!w_hr, op, ": algorithm 'persistent' does not take the LSTM projection (w_hr); "
                 "use algorithm 'stepwise' or 'auto'");
     return true;
   }
-  if (a == Algorithm::Stepwise || simt || batch_sizes || w_hr) return false;
+  if (a == Algorithm::Stepwise || simt || w_hr) return false;
   return fits && B <= kPersistentMaxBatch;
 }
 

@@ -6,7 +6,9 @@ alone (so each row must stop at its own length, start from h0 at its own end in 
 direction, and leave its own last state in h_n / c_n); every gradient against torch.autograd
 through that reference. Batches of 35 rows span two row tiles of the forward kernels (32 rows),
 so a step whose live rows end inside, or at the edge of, a tile is exercised; fp64 gradcheck on
-small sizes; explicit algorithm "persistent" refuses what it cannot do, naming the argument.
+small sizes. The persistent kernels (algorithm "persistent") take packed input too: the same
+checks through them, with W_hh sliced over several blocks and staged in small chunks; they refuse
+the projection, naming the argument.
 """
 import pytest
 import torch
@@ -126,7 +128,7 @@ def _close(actual, expected, dtype, what, scale=1.0):
                                rtol=tol["rtol"] * scale, msg=lambda m: f"{what}: {m}")
 
 
-def _check(kind, d, lengths, reverse, backend, dtype, seed):
+def _check(kind, d, lengths, reverse, backend, dtype, seed, algorithm="auto"):
     g = torch.Generator().manual_seed(seed + 1)
     dev = d["x"].device
     rnd = lambda *s: (torch.rand(*s, generator=g, dtype=torch.float64) * 2 - 1).to(dev, dtype)
@@ -135,7 +137,7 @@ def _check(kind, d, lengths, reverse, backend, dtype, seed):
     if kind == "lstm":
         grads["c_n"] = rnd(B, d["c0"].shape[1])
     ref_out, ref_grad = _reference(kind, d, lengths, reverse, grads)
-    out, res = _run(kind, d, reverse, backend, grads)
+    out, res = _run(kind, d, reverse, backend, grads, algorithm)
     for k in ref_out:
         _close(out[k], ref_out[k], dtype, k)
     scale = 2.0 if dtype in (torch.float16, torch.bfloat16) else 1.0
@@ -225,28 +227,40 @@ def test_gradcheck_packed(kind, reverse, kbackend):
     assert torch.autograd.gradcheck(f, args, eps=1e-6, atol=1e-7, rtol=1e-5)
 
 
-@pytest.mark.parametrize("what", ["batch_sizes", "w_hr"])
-def test_persistent_refuses_packed_and_projection(what, kbackend):
-    """algorithm 'persistent' cannot take packed input or the projection: a clear error naming
-    the argument; 'auto' runs them (stepwise)."""
-    lengths = [3, 2]
-    P = 2 if what == "w_hr" else 4
-    d = _inputs("lstm", lengths, 3, 4, P, torch.float64,
+@pytest.fixture
+def small_slices():
+    """Persistent plan knobs (test-only): W_hh over several blocks, K staged in chunks of 4."""
+    tune = torch.ops.fusedrnn_persistent.set_tuning
+    tune(0, 4, 64)
+    try:
+        yield
+    finally:
+        tune(0, 0, 0)
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16],
+                         ids=lambda d: str(d)[6:])
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_persistent_packed(kind, dtype, reverse, kbackend, small_slices):
+    for B, T, I, H, seed in [(5, 7, 3, 6, 1), (9, 5, 4, 9, 4)]:
+        lengths = _lengths(B, T, seed)
+        d = _inputs(kind, lengths, I, H, H, dtype, "cuda" if kbackend == "cuda" else "cpu", seed)
+        _check(kind, d, lengths, reverse, kbackend, dtype, seed, algorithm="persistent")
+
+
+def test_persistent_refuses_projection(kbackend):
+    """algorithm 'persistent' cannot take the projection: a clear error naming w_hr; 'auto'
+    runs it (stepwise)."""
+    d = _inputs("lstm", [2, 2], 3, 4, 2, torch.float64,
                 "cuda" if kbackend == "cuda" else "cpu", seed=9)
-    if what == "w_hr":  # dense input, projection
-        d["x"] = d["x"][:4].view(2, 2, 3)
-        d["batch_sizes"] = None
+    x = d["x"].view(2, 2, 3)  # dense input
     w = (d["w_ih"], d["w_hh"], d["b_ih"], d["b_hh"])
-    args = (d["x"], d["h0"], d["c0"], *w, False, kbackend, d["batch_sizes"], d["w_hr"])
-    with pytest.raises(RuntimeError, match=f"persistent.*{what}"):
+    args = (x, d["h0"], d["c0"], *w, False, kbackend, None, d["w_hr"])
+    with pytest.raises(RuntimeError, match="persistent.*w_hr"):
         ops.lstm_forward(*args, "persistent")
     y, h, c, gates, cells = ops.lstm_forward(*args, "auto")
-    with pytest.raises(RuntimeError, match=f"persistent.*{what}"):
-        ops.lstm_backward(torch.ones_like(y), torch.ones_like(h), torch.ones_like(c), d["x"],
+    with pytest.raises(RuntimeError, match="persistent.*w_hr"):
+        ops.lstm_backward(torch.ones_like(y), torch.ones_like(h), torch.ones_like(c), x,
                           d["h0"], d["c0"], d["w_ih"], d["w_hh"], y, gates, cells, False,
-                          kbackend, d["batch_sizes"], d["w_hr"], "persistent")
-    if what == "batch_sizes":
-        gd = _inputs("gru", lengths, 3, 4, 4, torch.float64, d["x"].device, seed=9)
-        with pytest.raises(RuntimeError, match="persistent.*batch_sizes"):
-            ops.gru_forward(gd["x"], gd["h0"], gd["w_ih"], gd["w_hh"], gd["b_ih"], gd["b_hh"],
-                            False, kbackend, gd["batch_sizes"], "persistent")
+                          kbackend, None, d["w_hr"], "persistent")

@@ -17,10 +17,8 @@ bool use_simt(const std::string& backend, const char* op) {
   }
 }
 
-bool persistent(const char* op, const std::string& algorithm, const OptTensor& batch_sizes,
-                const OptTensor& w_hr = {}) {
-  return use_persistent(op, parse_algorithm(algorithm), false, 0, /*simt=*/true, batch_sizes,
-                        w_hr);
+bool persistent(const char* op, const std::string& algorithm, const OptTensor& w_hr = {}) {
+  return use_persistent(op, parse_algorithm(algorithm), false, 0, /*simt=*/true, w_hr);
 }
 
 T5 lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
@@ -30,8 +28,9 @@ T5 lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tenso
   validate_lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes, w_hr);
   if (!use_simt(backend, "lstm_forward"))
     return cpu::lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, w_hr);
-  if (persistent("lstm_forward", algorithm, batch_sizes, w_hr))
-    return simt::lstm_forward_persistent(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse);
+  if (persistent("lstm_forward", algorithm, w_hr))
+    return simt::lstm_forward_persistent(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse,
+                                         batch_sizes);
   return simt::lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, w_hr);
 }
 
@@ -45,9 +44,9 @@ T7 lstm_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n, const
   if (!use_simt(backend, "lstm_backward"))
     return cpu::lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells, reverse,
                               batch_sizes, w_hr);
-  if (persistent("lstm_backward", algorithm, batch_sizes, w_hr)) {
+  if (persistent("lstm_backward", algorithm, w_hr)) {
     auto [dx, dh0, dc0, dw_ih, dw_hh, db] = simt::lstm_backward_persistent(
-        dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells, reverse);
+        dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells, reverse, batch_sizes);
     return {dx, dh0, dc0, dw_ih, dw_hh, db, at::empty({0}, x.options())};  // no projection
   }
   return simt::lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells, reverse,
@@ -60,8 +59,8 @@ T4 gru_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tens
   validate_gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes);
   if (!use_simt(backend, "gru_forward"))
     return cpu::gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes);
-  if (persistent("gru_forward", algorithm, batch_sizes))
-    return simt::gru_forward_persistent(x, h0, w_ih, w_hh, b_ih, b_hh, reverse);
+  if (persistent("gru_forward", algorithm))
+    return simt::gru_forward_persistent(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes);
   return simt::gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes);
 }
 
@@ -72,8 +71,9 @@ T6 gru_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Ten
   validate_gru_backward(dy, dh_n, x, h0, w_ih, w_hh, y, gates, ghn, batch_sizes);
   if (!use_simt(backend, "gru_backward"))
     return cpu::gru_backward(dy, dh_n, x, h0, w_ih, w_hh, y, gates, ghn, reverse, batch_sizes);
-  if (persistent("gru_backward", algorithm, batch_sizes))
-    return simt::gru_backward_persistent(dy, dh_n, x, h0, w_ih, w_hh, y, gates, ghn, reverse);
+  if (persistent("gru_backward", algorithm))
+    return simt::gru_backward_persistent(dy, dh_n, x, h0, w_ih, w_hh, y, gates, ghn, reverse,
+                                         batch_sizes);
   return simt::gru_backward(dy, dh_n, x, h0, w_ih, w_hh, y, gates, ghn, reverse, batch_sizes);
 }
 

@@ -4,8 +4,8 @@
 // into fusedrnn::simt (csrc/simt/persistent_*.cpp), where the SIMT layer runs them on CPU threads.
 //
 // Contract of the ops: the same arguments, shapes, saved tensors and results as the matching
-// functions of csrc/ops.h (lstm_forward, lstm_backward, gru_forward, gru_backward; dense input,
-// no projection). The tensors must live on the backend's device (CUDA for fusedrnn::cuda, CPU for
+// functions of csrc/ops.h (lstm_forward, lstm_backward, gru_forward, gru_backward; dense or
+// packed input, no projection). The tensors must live on the backend's device (CUDA for fusedrnn::cuda, CPU for
 // fusedrnn::simt). When W_hh does not fit on chip, the op raises
 //   "persistent: W_hh of H=... does not fit ..."
 // so callers ask persistent_supported() first (algorithm "auto") or surface the error
@@ -77,18 +77,20 @@ PersistentTuning persistent_get_tuning();
   bool persistent_supported(RnnKind kind, int64_t B, int64_t H, at::ScalarType dtype);        \
   T5 lstm_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& c0,             \
                              const Tensor& w_ih, const Tensor& w_hh, const OptTensor& b_ih,   \
-                             const OptTensor& b_hh, bool reverse);                            \
+                             const OptTensor& b_hh, bool reverse,                             \
+                             const OptTensor& batch_sizes);                                   \
   T6 lstm_backward_persistent(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n,       \
                               const Tensor& x, const Tensor& h0, const Tensor& c0,            \
                               const Tensor& w_ih, const Tensor& w_hh, const Tensor& y,        \
-                              const Tensor& gates, const Tensor& cells, bool reverse);        \
+                              const Tensor& gates, const Tensor& cells, bool reverse,         \
+                              const OptTensor& batch_sizes);                                  \
   T4 gru_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& w_ih,            \
                             const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh, \
-                            bool reverse);                                                    \
+                            bool reverse, const OptTensor& batch_sizes);                      \
   T6 gru_backward_persistent(const Tensor& dy, const Tensor& dh_n, const Tensor& x,           \
                              const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,        \
                              const Tensor& y, const Tensor& gates, const Tensor& ghn,         \
-                             bool reverse);                                                   \
+                             bool reverse, const OptTensor& batch_sizes);                     \
   }
 
 FUSEDRNN_DECLARE_PERSISTENT(simt)

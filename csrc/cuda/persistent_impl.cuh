@@ -14,6 +14,7 @@
 #include "checks.h"
 #include "cuda/persistent.h"
 #include "cuda/persistent_kernels.cuh"
+#include "cuda/stepwise.h"  // stepwise::Steps and its row gathers, shared with the stepwise launcher
 
 #if defined(__CUDACC__)
 #include <ATen/cuda/CUDAContext.h>
@@ -42,12 +43,26 @@ inline at::ScalarType acc_type(at::ScalarType s) {
   return s == at::kDouble ? at::kDouble : at::kFloat;
 }
 
-// Rows h_{t-1} of every step t in time order, [T,B,H]: h0 for the first processed step.
-inline Tensor prev_rows(const Tensor& y, const Tensor& h0, bool reverse) {
-  const int64_t T = y.size(0);
-  auto h = h0.unsqueeze(0);
-  if (T == 1) return h;
-  return reverse ? at::cat({y.narrow(0, 1, T - 1), h}) : at::cat({h, y.narrow(0, 0, T - 1)});
+using stepwise::Steps;
+
+// The kernels' step table of packed input (persistent_kernels.cuh, "Packed input"): int32
+// [count[0..T-1], offset[0..T-1]] on x's device (through pinned memory: no host sync), or an
+// undefined tensor for dense input.
+inline Tensor step_table(const Steps& st, const Tensor& x) {
+  if (!st.packed) return Tensor();
+  TORCH_CHECK(st.N < INT_MAX, "persistent: packed input of ", st.N, " rows is too large");
+  auto opts = at::TensorOptions().dtype(at::kInt);
+#if defined(__CUDACC__)
+  opts = opts.pinned_memory(true);
+#endif
+  auto tab = at::empty({2 * st.T}, opts);
+  int* p = tab.data_ptr<int>();
+  for (int64_t t = 0; t < st.T; ++t) p[t] = int(st.count[t]), p[st.T + t] = int(st.offset[t]);
+  return tab.to(x.device(), at::kInt, /*non_blocking=*/true);
+}
+
+inline const int* table_ptr(const Tensor& tab) {
+  return tab.defined() ? tab.data_ptr<int>() : nullptr;
 }
 
 template <class Kernel, class Params>
@@ -107,29 +122,32 @@ inline PersistentPlan plan_or_throw(RnnKind kind, const char* op, int64_t B, int
 
 T5 lstm_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& c0,
                            const Tensor& w_ih, const Tensor& w_hh, const OptTensor& b_ih,
-                           const OptTensor& b_hh, bool reverse) {
+                           const OptTensor& b_hh, bool reverse, const OptTensor& batch_sizes) {
   using namespace persistent_detail;
   const char* op = "lstm_forward_persistent";
-  const Sizes sz = check_layer_inputs(op, 4, x, h0, &c0, w_ih, w_hh, b_ih, b_hh);
+  const Sizes sz = check_layer_inputs(op, 4, x, h0, &c0, w_ih, w_hh, b_ih, b_hh, batch_sizes);
   check_device(op, x);
   FRNN_PERSISTENT_DEVICE_GUARD(x);
-  const int64_t T = sz.T, B = sz.B, H = sz.H, I = sz.I;
-  if (T == 0)
-    return {x.new_empty({0, B, H}), h0.contiguous().clone(), c0.contiguous().clone(),
-            x.new_empty({0, B, 4 * H}), x.new_empty({0, B, H})};
+  const int64_t T = sz.T, B = sz.B, H = sz.H, I = sz.I, N = sz.N;
+  if (N == 0)
+    return {x.new_empty(sz.rows(H)), h0.contiguous().clone(), c0.contiguous().clone(),
+            x.new_empty(sz.rows(4 * H)), x.new_empty(sz.rows(H))};
+  const Steps st = stepwise::make_steps(x, batch_sizes, reverse);
+  const Tensor steps = step_table(st, x);
   const PersistentPlan plan = plan_or_throw(RnnKind::Lstm, op, B, H, x.scalar_type());
   const auto acc = acc_type(x.scalar_type());
   // Hoisted input projection of all T steps, both biases folded in, in the accumulation dtype.
-  auto xa = x.reshape({T * B, I}).to(acc);
+  auto xa = x.reshape({N, I}).to(acc);
   auto wa = w_ih.to(acc);
   auto xproj = b_ih ? at::addmm(b_ih->to(acc) + b_hh->to(acc), xa, wa.t()) : at::mm(xa, wa.t());
   xproj = xproj.contiguous();
   auto hbuf = at::empty({2, B, H}, x.options().dtype(acc));
   FRNN_POISON(hbuf);
   hbuf[0].copy_(h0);
-  auto y = at::empty({T, B, H}, x.options());
-  auto gates = at::empty({T, B, 4 * H}, x.options());
-  auto cells_ = at::empty({T, B, H}, x.options());
+  if (st.packed) hbuf[1].copy_(h0);  // reverse: a row becoming live reads h0 from either slot
+  auto y = at::empty({N, H}, x.options());
+  auto gates = at::empty({N, 4 * H}, x.options());
+  auto cells_ = at::empty({N, H}, x.options());
   FRNN_POISON(y);
   FRNN_POISON(gates);
   FRNN_POISON(cells_);
@@ -139,36 +157,40 @@ T5 lstm_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& c0,
     using A = at::opmath_type<S>;
     LstmFwdParams<S, A> p{xproj.data_ptr<A>(), whh.data_ptr<S>(), c0c.data_ptr<S>(),
                           hbuf.data_ptr<A>(), y.data_ptr<S>(), gates.data_ptr<S>(),
-                          cells_.data_ptr<S>(), int(T), int(B), int(H), plan.units,
-                          plan.kc_fwd, reverse};
+                          cells_.data_ptr<S>(), table_ptr(steps), int(T), int(B), int(H),
+                          plan.units, plan.kc_fwd, reverse};
     launch(&lstm_fwd_kernel<S, A>, plan, plan.smem_fwd, p);
   });
-  const int64_t t_last = reverse ? 0 : T - 1;
-  return {y, y[t_last].clone(), cells_[t_last].clone(), gates, cells_};
+  return {st.shaped(y), stepwise::final_rows(y, st), stepwise::final_rows(cells_, st),
+          st.shaped(gates), st.shaped(cells_)};
 }
 
 T6 lstm_backward_persistent(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n,
                             const Tensor& x, const Tensor& h0, const Tensor& c0,
                             const Tensor& w_ih, const Tensor& w_hh, const Tensor& y,
-                            const Tensor& gates, const Tensor& cells_, bool reverse) {
+                            const Tensor& gates, const Tensor& cells_, bool reverse,
+                            const OptTensor& batch_sizes) {
   using namespace persistent_detail;
   const char* op = "lstm_backward_persistent";
-  const Sizes sz = check_layer_inputs(op, 4, x, h0, &c0, w_ih, w_hh, {}, {});
+  const Sizes sz = check_layer_inputs(op, 4, x, h0, &c0, w_ih, w_hh, {}, {}, batch_sizes);
   check_device(op, x);
   FRNN_PERSISTENT_DEVICE_GUARD(x);
-  const int64_t T = sz.T, B = sz.B, H = sz.H, I = sz.I;
-  check_grad(op, dy, {T, B, H}, x, "dy");
+  const int64_t T = sz.T, B = sz.B, H = sz.H, I = sz.I, N = sz.N;
+  check_grad(op, dy, sz.rows(H), x, "dy");
   check_grad(op, dh_n, {B, H}, x, "dh_n");
   check_grad(op, dc_n, {B, H}, x, "dc_n");
-  check_grad(op, y, {T, B, H}, x, "y");
-  check_grad(op, gates, {T, B, 4 * H}, x, "gates");
-  check_grad(op, cells_, {T, B, H}, x, "cells");
-  if (T == 0)
+  check_grad(op, y, sz.rows(H), x, "y");
+  check_grad(op, gates, sz.rows(4 * H), x, "gates");
+  check_grad(op, cells_, sz.rows(H), x, "cells");
+  if (N == 0)
     return {at::zeros_like(x), dh_n.contiguous().clone(), dc_n.contiguous().clone(),
             at::zeros_like(w_ih), at::zeros_like(w_hh), x.new_zeros({4 * H})};
   const PersistentPlan plan = plan_or_throw(RnnKind::Lstm, op, B, H, x.scalar_type());
   const auto dtype = x.scalar_type(), acc = acc_type(dtype);
-  auto da = at::empty({T, B, 4 * H}, x.options().dtype(acc));
+  const Steps st = stepwise::make_steps(x, batch_sizes, reverse);
+  const Tensor steps = step_table(st, x);
+  const bool dh0_on_host = st.packed && reverse;  // the rows' first steps differ
+  auto da = at::empty({N, 4 * H}, x.options().dtype(acc));
   auto dh0 = at::empty({B, H}, x.options()), dc0 = at::empty({B, H}, x.options());
   FRNN_POISON(da);
   FRNN_POISON(dh0);
@@ -182,17 +204,17 @@ T6 lstm_backward_persistent(const Tensor& dy, const Tensor& dh_n, const Tensor& 
     LstmBwdParams<S, A> p{dyc.data_ptr<S>(), dhn.data_ptr<S>(), dcn.data_ptr<S>(),
                           c0c.data_ptr<S>(), whh.data_ptr<S>(), gc.data_ptr<S>(),
                           cc.data_ptr<S>(), da.data_ptr<A>(), dh0.data_ptr<S>(),
-                          dc0.data_ptr<S>(), int(T), int(B), int(H), plan.units, plan.kc_bwd,
-                          reverse};
+                          dc0.data_ptr<S>(), table_ptr(steps), int(T), int(B), int(H),
+                          plan.units, plan.kc_bwd, reverse, dh0_on_host};
     launch(&lstm_bwd_kernel<S, A>, plan, plan.smem_bwd, p);
   });
-  // Weight gradients, dx and db: single GEMMs over all T*B rows (accumulation dtype).
-  auto da2 = da.view({T * B, 4 * H});
-  auto dx = at::mm(da2, w_ih.to(acc)).view({T, B, I}).to(dtype);
-  auto dw_ih = at::mm(da2.t(), x.reshape({T * B, I}).to(acc)).to(dtype);
-  auto hp = prev_rows(y, h0, reverse).reshape({T * B, H}).to(acc);
-  auto dw_hh = at::mm(da2.t(), hp).to(dtype);
-  auto db = da2.sum(0).to(dtype);
+  if (dh0_on_host) dh0 = at::mm(stepwise::initial_rows(da, st), w_hh.to(acc)).to(dtype);
+  // Weight gradients, dx and db: single GEMMs over all N rows (accumulation dtype).
+  auto dx = st.shaped(at::mm(da, w_ih.to(acc)).to(dtype));
+  auto dw_ih = at::mm(da.t(), x.reshape({N, I}).to(acc)).to(dtype);
+  auto hp = stepwise::previous_rows(stepwise::flat(y, st), h0.contiguous(), st).to(acc);
+  auto dw_hh = at::mm(da.t(), hp).to(dtype);
+  auto db = da.sum(0).to(dtype);
   return {dx, dh0, dc0, dw_ih, dw_hh, db};
 }
 
@@ -203,19 +225,21 @@ T6 lstm_backward_persistent(const Tensor& dy, const Tensor& dh_n, const Tensor& 
 
 T4 gru_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
                           const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh,
-                          bool reverse) {
+                          bool reverse, const OptTensor& batch_sizes) {
   using namespace persistent_detail;
   const char* op = "gru_forward_persistent";
-  const Sizes sz = check_layer_inputs(op, 3, x, h0, nullptr, w_ih, w_hh, b_ih, b_hh);
+  const Sizes sz = check_layer_inputs(op, 3, x, h0, nullptr, w_ih, w_hh, b_ih, b_hh, batch_sizes);
   check_device(op, x);
   FRNN_PERSISTENT_DEVICE_GUARD(x);
-  const int64_t T = sz.T, B = sz.B, H = sz.H, I = sz.I;
-  if (T == 0)
-    return {x.new_empty({0, B, H}), h0.contiguous().clone(), x.new_empty({0, B, 3 * H}),
-            x.new_empty({0, B, H})};
+  const int64_t T = sz.T, B = sz.B, H = sz.H, I = sz.I, N = sz.N;
+  if (N == 0)
+    return {x.new_empty(sz.rows(H)), h0.contiguous().clone(), x.new_empty(sz.rows(3 * H)),
+            x.new_empty(sz.rows(H))};
+  const Steps st = stepwise::make_steps(x, batch_sizes, reverse);
+  const Tensor steps = step_table(st, x);
   const PersistentPlan plan = plan_or_throw(RnnKind::Gru, op, B, H, x.scalar_type());
   const auto acc = acc_type(x.scalar_type());
-  auto xa = x.reshape({T * B, I}).to(acc);
+  auto xa = x.reshape({N, I}).to(acc);
   auto wa = w_ih.to(acc);
   auto xproj = b_ih ? at::addmm(b_ih->to(acc), xa, wa.t()) : at::mm(xa, wa.t());
   xproj = xproj.contiguous();
@@ -223,9 +247,10 @@ T4 gru_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
   auto hbuf = at::empty({2, B, H}, x.options().dtype(acc));
   FRNN_POISON(hbuf);
   hbuf[0].copy_(h0);
-  auto y = at::empty({T, B, H}, x.options());
-  auto gates = at::empty({T, B, 3 * H}, x.options());
-  auto ghn = at::empty({T, B, H}, x.options());
+  if (st.packed) hbuf[1].copy_(h0);  // reverse: a row becoming live reads h0 from either slot
+  auto y = at::empty({N, H}, x.options());
+  auto gates = at::empty({N, 3 * H}, x.options());
+  auto ghn = at::empty({N, H}, x.options());
   FRNN_POISON(y);
   FRNN_POISON(gates);
   FRNN_POISON(ghn);
@@ -235,36 +260,38 @@ T4 gru_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
     using A = at::opmath_type<S>;
     GruFwdParams<S, A> p{xproj.data_ptr<A>(), bhh.defined() ? bhh.data_ptr<A>() : nullptr,
                          whh.data_ptr<S>(), hbuf.data_ptr<A>(), y.data_ptr<S>(),
-                         gates.data_ptr<S>(), ghn.data_ptr<S>(), int(T), int(B), int(H),
-                         plan.units, plan.kc_fwd, reverse};
+                         gates.data_ptr<S>(), ghn.data_ptr<S>(), table_ptr(steps), int(T),
+                         int(B), int(H), plan.units, plan.kc_fwd, reverse};
     launch(&gru_fwd_kernel<S, A>, plan, plan.smem_fwd, p);
   });
-  const int64_t t_last = reverse ? 0 : T - 1;
-  return {y, y[t_last].clone(), gates, ghn};
+  return {st.shaped(y), stepwise::final_rows(y, st), st.shaped(gates), st.shaped(ghn)};
 }
 
 T6 gru_backward_persistent(const Tensor& dy, const Tensor& dh_n, const Tensor& x,
                            const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
                            const Tensor& y, const Tensor& gates, const Tensor& ghn,
-                           bool reverse) {
+                           bool reverse, const OptTensor& batch_sizes) {
   using namespace persistent_detail;
   const char* op = "gru_backward_persistent";
-  const Sizes sz = check_layer_inputs(op, 3, x, h0, nullptr, w_ih, w_hh, {}, {});
+  const Sizes sz = check_layer_inputs(op, 3, x, h0, nullptr, w_ih, w_hh, {}, {}, batch_sizes);
   check_device(op, x);
   FRNN_PERSISTENT_DEVICE_GUARD(x);
-  const int64_t T = sz.T, B = sz.B, H = sz.H, I = sz.I;
-  check_grad(op, dy, {T, B, H}, x, "dy");
+  const int64_t T = sz.T, B = sz.B, H = sz.H, I = sz.I, N = sz.N;
+  check_grad(op, dy, sz.rows(H), x, "dy");
   check_grad(op, dh_n, {B, H}, x, "dh_n");
-  check_grad(op, y, {T, B, H}, x, "y");
-  check_grad(op, gates, {T, B, 3 * H}, x, "gates");
-  check_grad(op, ghn, {T, B, H}, x, "ghn");
-  if (T == 0)
+  check_grad(op, y, sz.rows(H), x, "y");
+  check_grad(op, gates, sz.rows(3 * H), x, "gates");
+  check_grad(op, ghn, sz.rows(H), x, "ghn");
+  if (N == 0)
     return {at::zeros_like(x), dh_n.contiguous().clone(), at::zeros_like(w_ih),
             at::zeros_like(w_hh), x.new_zeros({3 * H}), x.new_zeros({3 * H})};
   const PersistentPlan plan = plan_or_throw(RnnKind::Gru, op, B, H, x.scalar_type());
   const auto dtype = x.scalar_type(), acc = acc_type(dtype);
-  auto dgx = at::empty({T, B, 3 * H}, x.options().dtype(acc));
-  auto dgh = at::empty({T, B, 3 * H}, x.options().dtype(acc));
+  const Steps st = stepwise::make_steps(x, batch_sizes, reverse);
+  const Tensor steps = step_table(st, x);
+  const bool dh0_on_host = st.packed && reverse;  // the rows' first steps differ
+  auto dgx = at::empty({N, 3 * H}, x.options().dtype(acc));
+  auto dgh = at::empty({N, 3 * H}, x.options().dtype(acc));
   auto dh0 = at::empty({B, H}, x.options());
   FRNN_POISON(dgx);
   FRNN_POISON(dgh);
@@ -278,14 +305,17 @@ T6 gru_backward_persistent(const Tensor& dy, const Tensor& dh_n, const Tensor& x
     GruBwdParams<S, A> p{dyc.data_ptr<S>(), dhn.data_ptr<S>(), h0c.data_ptr<S>(),
                          yc.data_ptr<S>(), whh.data_ptr<S>(), gc.data_ptr<S>(),
                          nc.data_ptr<S>(), dgx.data_ptr<A>(), dgh.data_ptr<A>(),
-                         dh0.data_ptr<S>(), int(T), int(B), int(H), plan.units, plan.kc_bwd,
-                         reverse};
+                         dh0.data_ptr<S>(), table_ptr(steps), int(T), int(B), int(H),
+                         plan.units, plan.kc_bwd, reverse, dh0_on_host};
     launch(&gru_bwd_kernel<S, A>, plan, plan.smem_bwd, p);
   });
-  auto gx = dgx.view({T * B, 3 * H}), gh = dgh.view({T * B, 3 * H});
-  auto dx = at::mm(gx, w_ih.to(acc)).view({T, B, I}).to(dtype);
-  auto dw_ih = at::mm(gx.t(), x.reshape({T * B, I}).to(acc)).to(dtype);
-  auto hp = prev_rows(y, h0, reverse).reshape({T * B, H}).to(acc);
+  if (dh0_on_host)  // the kernel wrote the direct part z * dh; add dgh(first steps) W_hh
+    dh0 = at::mm(stepwise::initial_rows(dgh, st), w_hh.to(acc)).add_(dh0.to(acc)).to(dtype);
+  const auto& gx = dgx;
+  const auto& gh = dgh;
+  auto dx = st.shaped(at::mm(gx, w_ih.to(acc)).to(dtype));
+  auto dw_ih = at::mm(gx.t(), x.reshape({N, I}).to(acc)).to(dtype);
+  auto hp = stepwise::previous_rows(stepwise::flat(y, st), h0.contiguous(), st).to(acc);
   auto dw_hh = at::mm(gh.t(), hp).to(dtype);
   return {dx, dh0, dw_ih, dw_hh, gx.sum(0).to(dtype), gh.sum(0).to(dtype)};
 }

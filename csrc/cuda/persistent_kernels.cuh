@@ -22,6 +22,13 @@
 // block per SM (checked against the occupancy calculator), and every thread of every block
 // executes every barrier (all loop bounds and branches around barriers are block-uniform).
 //
+// Packed input (PackedSequence): params.steps = [count[0..T-1], offset[0..T-1]] (device ints,
+// null for dense input): time step t has count[t] live rows (a prefix of the batch) stored at rows
+// offset[t] .. of the per-row buffers; a pass runs over those rows only. A row that is not live
+// keeps its on-chip state; rows becoming live in the reverse direction start from h0 (forward:
+// both hbuf slots hold h0 on entry) / from dh_n (backward: the rows of da_{t+1} beyond the next
+// step's count read as zero and dh_n is added at each row's last step).
+//
 // Work split inside a block for one pass: items (one unit, RB batch rows; RB = 4 from B >= 4 on,
 // else 1) are spread over groups of KS lanes (KS a power of two <= 32, the smallest with
 // items*KS >= threads); each lane accumulates a strided part of K for all NG gates and RB rows of
@@ -68,8 +75,8 @@ struct Smem {
 };
 
 // One pass: for every (b, u) pair of the block, acc[q] = sum_k src[b][k] * W[u][q][k]
-// (src == nullptr: acc = 0, nothing staged), then consume(b, u, acc) on lane 0 of the pair's
-// group. Called by every thread of the block (contains __syncthreads and warp shuffles).
+// (src == nullptr: acc = 0, nothing staged; rows >= src_rows of src read as zero), then
+// consume(b, u, acc) on lane 0 of the pair's group. Called by every thread of the block (contains __syncthreads and warp shuffles).
 // src rows have stride ld; src is global memory written by other blocks before the last grid
 // barrier (plain loads). Shared-memory rows are padded by one element (W: K+1, tile: KC+1) so
 // lanes reading the same k of different rows hit different banks.
@@ -78,8 +85,8 @@ struct Smem {
 // FMA: (NG + RB) / (NG * RB) loads instead of (NG + 1) / NG).
 template <int NG, int RB, class S, class A, class F>
 __device__ __forceinline__ void dot_pass_rb(const S* __restrict__ W, int K, int U, int B,
-                                            const A* src, int64_t ld, A* __restrict__ tile,
-                                            int KC, F& consume) {
+                                            const A* src, int64_t ld, int src_rows,
+                                            A* __restrict__ tile, int KC, F& consume) {
   const int tid = threadIdx.x, nt = blockDim.x;
   const int ldw = K + 1, ldt = KC + 1;
   const int nbb = (B + RB - 1) / RB, items = nbb * U;  // item = (batch block, unit)
@@ -106,7 +113,7 @@ FRNN_PERS_UNROLL
         __syncthreads();            // every thread finished reading the previous tile
         for (int i = tid; i < B * kn; i += nt) {
           const int bb = i / kn, kk = i - bb * kn;
-          tile[bb * ldt + kk] = src[bb * ld + k0 + kk];
+          tile[bb * ldt + kk] = bb < src_rows ? src[bb * ld + k0 + kk] : A(0);
         }
         __syncthreads();
       }
@@ -144,12 +151,12 @@ FRNN_PERS_UNROLL
 // Register blocking by 4 batch rows from B >= 4 on (block-uniform choice), else none.
 template <int NG, class S, class A, class F>
 __device__ __forceinline__ void dot_pass(const S* __restrict__ W, int K, int U, int B,
-                                         const A* src, int64_t ld, A* __restrict__ tile, int KC,
-                                         F&& consume) {
+                                         const A* src, int64_t ld, int src_rows,
+                                         A* __restrict__ tile, int KC, F&& consume) {
   if (B >= 4)
-    dot_pass_rb<NG, 4>(W, K, U, B, src, ld, tile, KC, consume);
+    dot_pass_rb<NG, 4>(W, K, U, B, src, ld, src_rows, tile, KC, consume);
   else
-    dot_pass_rb<NG, 1>(W, K, U, B, src, ld, tile, KC, consume);
+    dot_pass_rb<NG, 1>(W, K, U, B, src, ld, src_rows, tile, KC, consume);
 }
 
 // Load this block's slice of W_hh (global, storage dtype) into shared memory (rows padded to
@@ -182,6 +189,14 @@ __device__ __forceinline__ int64_t time_of(int64_t s, int64_t T, bool reverse) {
   return reverse ? T - 1 - s : s;
 }
 
+// Live rows of time step t and the first row of t in the per-row buffers (see "Packed input").
+__device__ __forceinline__ int step_rows(const int* steps, int64_t t, int B) {
+  return steps ? steps[t] : B;
+}
+__device__ __forceinline__ int64_t step_offset(const int* steps, int64_t t, int T, int B) {
+  return steps ? int64_t(steps[T + t]) : t * B;
+}
+
 // ------------------------------------------------------------------ parameters
 // Shapes: T steps, B rows, H hidden units. Storage dtype S, accumulation dtype A.
 template <class S, class A>
@@ -193,6 +208,7 @@ struct LstmFwdParams {
   S* y;             // [T,B,H]
   S* gates;         // [T,B,4H] activations i,f,g,o
   S* cells;         // [T,B,H]
+  const int* steps; // [2T] packed input, or nullptr (dense)
   int T, B, H, U, KC;
   bool reverse;
 };
@@ -208,9 +224,10 @@ struct LstmBwdParams {
   const S* cells;   // [T,B,H]
   A* da;            // [T,B,4H] out: gate pre-activation gradients
   S* dh0;           // [B,H] out
-  S* dc0;           // [B,H] out
+  S* dc0;           // [B,H] out (dh0: da_{first step} W_hh, or 0 when dh0_on_host)
+  const int* steps; // [2T] packed input, or nullptr (dense)
   int T, B, H, U, KC;
-  bool reverse;
+  bool reverse, dh0_on_host;  // dh0_on_host: the rows' first steps differ (packed, reverse)
 };
 
 template <class S, class A>
@@ -222,6 +239,7 @@ struct GruFwdParams {
   S* y;             // [T,B,H]
   S* gates;         // [T,B,3H] activations r,z,n
   S* ghn;           // [T,B,H]  W_hn h_{t-1} + b_hn
+  const int* steps; // [2T] packed input, or nullptr (dense)
   int T, B, H, U, KC;
   bool reverse;
 };
@@ -237,9 +255,10 @@ struct GruBwdParams {
   const S* ghn;     // [T,B,H]
   A* dgx;           // [T,B,3H] out: input-side gate gradients
   A* dgh;           // [T,B,3H] out: recurrent-side gate gradients
-  S* dh0;           // [B,H] out
+  S* dh0;           // [B,H] out (only z*dh of the first steps when dh0_on_host)
+  const int* steps; // [2T] packed input, or nullptr (dense)
   int T, B, H, U, KC;
-  bool reverse;
+  bool reverse, dh0_on_host;
 };
 
 // ------------------------------------------------------------------ LSTM forward
@@ -257,12 +276,14 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(LstmFwdParams<
   // (dot_pass begins with __syncthreads: W and state are complete before first use)
   for (int s = 0; s < p.T; ++s) {
     const int64_t t = time_of(s, p.T, p.reverse);
+    const int n = step_rows(p.steps, t, B);
+    const int64_t off = step_offset(p.steps, t, p.T, B);
     const A* hprev = p.hbuf + int64_t(s % 2) * B * H;
     A* hnext = p.hbuf + int64_t((s + 1) % 2) * B * H;
-    dot_pass<4>(sm.w, H, U, B, hprev, H, sm.tile, p.KC, [&](int b, int u, const A* acc) {
+    dot_pass<4>(sm.w, H, U, n, hprev, H, n, sm.tile, p.KC, [&](int b, int u, const A* acc) {
       const int j = j0 + u;
       if (j >= H) return;
-      const int64_t row = t * B + b;
+      const int64_t row = off + b;
       const A* xp = p.xproj + row * G4;
       A i, f, g, o, c, h;
       cells::lstm_forward<A>(acc[0] + xp[j], acc[1] + xp[H + j], acc[2] + xp[2 * H + j],
@@ -296,21 +317,29 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_bwd_kernel(LstmBwdParams<
   __syncthreads();  // state complete even when the first pass stages nothing
   for (int s = p.T - 1; s >= 0; --s) {
     const int64_t t = time_of(s, p.T, p.reverse);
-    const bool last = s == p.T - 1;  // first processed: dh comes from dh_n, not from da W_hh
-    const A* da_next = last ? nullptr : p.da + time_of(s + 1, p.T, p.reverse) * B * G4;
-    const S* c_prev = s == 0 ? p.c0 : p.cells + time_of(s - 1, p.T, p.reverse) * B * H;
-    dot_pass<1>(sm.w, G4, U, B, da_next, G4, sm.tile, p.KC, [&](int b, int u, const A* acc) {
+    // Rows b < n_next take dh from da_{next} W_hh, the others (at their last step) from dh_n;
+    // rows b < n_prev start from the previous step's c, the others from c0.
+    const int n = step_rows(p.steps, t, B);
+    const int64_t off = step_offset(p.steps, t, p.T, B);
+    const int64_t tn = time_of(s + 1, p.T, p.reverse), tp = time_of(s - 1, p.T, p.reverse);
+    const int n_next = s == p.T - 1 ? 0 : min(n, step_rows(p.steps, tn, B));
+    const int n_prev = s == 0 ? 0 : step_rows(p.steps, tp, B);
+    const A* da_next = n_next ? p.da + step_offset(p.steps, tn, p.T, B) * G4 : nullptr;
+    const S* c_prev = n_prev ? p.cells + step_offset(p.steps, tp, p.T, B) * H : p.c0;
+    dot_pass<1>(sm.w, G4, U, n, da_next, G4, n_next, sm.tile, p.KC,
+                [&](int b, int u, const A* acc) {
       const int j = j0 + u;
       if (j >= H) return;
-      const int64_t row = t * B + b;
+      const int64_t row = off + b;
       A dh = acc[0] + static_cast<A>(p.dy[row * H + j]);
-      if (last) dh += static_cast<A>(p.dh_n[b * H + j]);
+      if (b >= n_next) dh += static_cast<A>(p.dh_n[b * H + j]);
       const S* gt = p.gates + row * G4;
       A dai, daf, dag, dao, dcp;
       cells::lstm_backward<A>(static_cast<A>(gt[j]), static_cast<A>(gt[H + j]),
                               static_cast<A>(gt[2 * H + j]), static_cast<A>(gt[3 * H + j]),
                               static_cast<A>(p.cells[row * H + j]),
-                              static_cast<A>(c_prev[b * H + j]), dh, sm.state[b * U + u], dai,
+                              static_cast<A>(b < n_prev ? c_prev[b * H + j] : p.c0[b * H + j]),
+                              dh, sm.state[b * U + u], dai,
                               daf, dag, dao, dcp);
       A* d = p.da + row * G4;
       d[j] = dai;
@@ -321,9 +350,11 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_bwd_kernel(LstmBwdParams<
     });
     FRNN_GRID_SYNC();  // da_t of every block visible before the next pass reads it
   }
-  // dh0 = da_{first step} W_hh, dc0 = the carried dc.
-  const A* da0 = p.da + time_of(0, p.T, p.reverse) * B * G4;
-  dot_pass<1>(sm.w, G4, U, B, da0, G4, sm.tile, p.KC, [&](int b, int u, const A* acc) {
+  // dh0 = da_{first step} W_hh, dc0 = the carried dc. The first step of every row is time
+  // step time_of(0) (all B rows live) unless packed and reverse: then the host does dh0.
+  const int64_t t0 = time_of(0, p.T, p.reverse);
+  const A* da0 = p.dh0_on_host ? nullptr : p.da + step_offset(p.steps, t0, p.T, B) * G4;
+  dot_pass<1>(sm.w, G4, U, B, da0, G4, B, sm.tile, p.KC, [&](int b, int u, const A* acc) {
     const int j = j0 + u;
     if (j >= H) return;
     p.dh0[b * H + j] = static_cast<S>(acc[0]);
@@ -341,12 +372,14 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(GruFwdParams<S,
   load_w_rows(sm.w, p.w_hh, 3, H, U, j0);
   for (int s = 0; s < p.T; ++s) {
     const int64_t t = time_of(s, p.T, p.reverse);
+    const int n = step_rows(p.steps, t, B);
+    const int64_t off = step_offset(p.steps, t, p.T, B);
     const A* hprev = p.hbuf + int64_t(s % 2) * B * H;
     A* hnext = p.hbuf + int64_t((s + 1) % 2) * B * H;
-    dot_pass<3>(sm.w, H, U, B, hprev, H, sm.tile, p.KC, [&](int b, int u, const A* acc) {
+    dot_pass<3>(sm.w, H, U, n, hprev, H, n, sm.tile, p.KC, [&](int b, int u, const A* acc) {
       const int j = j0 + u;
       if (j >= H) return;
-      const int64_t row = t * B + b;
+      const int64_t row = off + b;
       const A* xp = p.xproj + row * G3;
       A hr = acc[0], hz = acc[1], hn = acc[2];
       if (p.b_hh) hr += p.b_hh[j], hz += p.b_hh[H + j], hn += p.b_hh[2 * H + j];
@@ -377,21 +410,28 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_bwd_kernel(GruBwdParams<S,
   __syncthreads();
   for (int s = p.T - 1; s >= 0; --s) {
     const int64_t t = time_of(s, p.T, p.reverse);
-    const bool last = s == p.T - 1;
-    const A* dgh_next = last ? nullptr : p.dgh + time_of(s + 1, p.T, p.reverse) * B * G3;
-    const S* h_prev = s == 0 ? p.h0 : p.y + time_of(s - 1, p.T, p.reverse) * B * H;
-    dot_pass<1>(sm.w, G3, U, B, dgh_next, G3, sm.tile, p.KC, [&](int b, int u, const A* acc) {
+    const int n = step_rows(p.steps, t, B);
+    const int64_t off = step_offset(p.steps, t, p.T, B);
+    const int64_t tn = time_of(s + 1, p.T, p.reverse), tp = time_of(s - 1, p.T, p.reverse);
+    const int n_next = s == p.T - 1 ? 0 : min(n, step_rows(p.steps, tn, B));
+    const int n_prev = s == 0 ? 0 : step_rows(p.steps, tp, B);
+    const A* dgh_next = n_next ? p.dgh + step_offset(p.steps, tn, p.T, B) * G3 : nullptr;
+    const S* h_prev = n_prev ? p.y + step_offset(p.steps, tp, p.T, B) * H : p.h0;
+    dot_pass<1>(sm.w, G3, U, n, dgh_next, G3, n_next, sm.tile, p.KC,
+                [&](int b, int u, const A* acc) {
       const int j = j0 + u;
       if (j >= H) return;
-      const int64_t row = t * B + b;
-      // dh_t = dy_t + z_{t+1} dh_{t+1} (state) + dgh_{t+1} W_hh[:, j] (acc)
+      const int64_t row = off + b;
+      // dh_t = dy_t + z_{t+1} dh_{t+1} (state) + dgh_{t+1} W_hh[:, j] (acc), or + dh_n at the
+      // row's last step (b >= n_next)
       A dh = acc[0] + sm.state[b * U + u] + static_cast<A>(p.dy[row * H + j]);
-      if (last) dh += static_cast<A>(p.dh_n[b * H + j]);
+      if (b >= n_next) dh += static_cast<A>(p.dh_n[b * H + j]);
       const S* gt = p.gates + row * G3;
       A dxr, dxz, dxn, dhn, dhd;
       cells::gru_backward<A>(static_cast<A>(gt[j]), static_cast<A>(gt[H + j]),
                              static_cast<A>(gt[2 * H + j]), static_cast<A>(p.ghn[row * H + j]),
-                             static_cast<A>(h_prev[b * H + j]), dh, dxr, dxz, dxn, dhn, dhd);
+                             static_cast<A>(b < n_prev ? h_prev[b * H + j] : p.h0[b * H + j]), dh,
+                             dxr, dxz, dxn, dhn, dhd);
       A* gx = p.dgx + row * G3;
       A* gh = p.dgh + row * G3;
       gx[j] = dxr;
@@ -404,8 +444,9 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_bwd_kernel(GruBwdParams<S,
     });
     FRNN_GRID_SYNC();
   }
-  const A* dgh0 = p.dgh + time_of(0, p.T, p.reverse) * B * G3;
-  dot_pass<1>(sm.w, G3, U, B, dgh0, G3, sm.tile, p.KC, [&](int b, int u, const A* acc) {
+  const int64_t t0 = time_of(0, p.T, p.reverse);
+  const A* dgh0 = p.dh0_on_host ? nullptr : p.dgh + step_offset(p.steps, t0, p.T, B) * G3;
+  dot_pass<1>(sm.w, G3, U, B, dgh0, G3, B, sm.tile, p.KC, [&](int b, int u, const A* acc) {
     const int j = j0 + u;
     if (j >= H) return;
     p.dh0[b * H + j] = static_cast<S>(acc[0] + sm.state[b * U + u]);

@@ -19,11 +19,11 @@ void check_cuda(const std::string& backend, const char* op) {
 }
 
 bool persistent(const char* op, const std::string& algorithm, RnnKind kind, const Sizes& s,
-                const Tensor& x, const OptTensor& batch_sizes, const OptTensor& w_hr = {}) {
+                const Tensor& x, const OptTensor& w_hr = {}) {
   const auto a = parse_algorithm(algorithm);
-  const bool fits = a == Algorithm::Auto && !batch_sizes && !w_hr &&
-                    cuda::persistent_supported(kind, s.B, s.H, x.scalar_type());
-  return use_persistent(op, a, fits, s.B, /*simt=*/false, batch_sizes, w_hr);
+  const bool fits =
+      a == Algorithm::Auto && !w_hr && cuda::persistent_supported(kind, s.B, s.H, x.scalar_type());
+  return use_persistent(op, a, fits, s.B, /*simt=*/false, w_hr);
 }
 
 T5 lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
@@ -32,8 +32,9 @@ T5 lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tenso
                 std::string algorithm) {
   auto s = validate_lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes, w_hr);
   check_cuda(backend, "lstm_forward");
-  if (persistent("lstm_forward", algorithm, RnnKind::Lstm, s, x, batch_sizes, w_hr))
-    return cuda::lstm_forward_persistent(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse);
+  if (persistent("lstm_forward", algorithm, RnnKind::Lstm, s, x, w_hr))
+    return cuda::lstm_forward_persistent(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse,
+                                         batch_sizes);
   return cuda::lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, w_hr);
 }
 
@@ -45,9 +46,9 @@ T7 lstm_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n, const
   auto s = validate_lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells,
                                   batch_sizes, w_hr);
   check_cuda(backend, "lstm_backward");
-  if (persistent("lstm_backward", algorithm, RnnKind::Lstm, s, x, batch_sizes, w_hr)) {
+  if (persistent("lstm_backward", algorithm, RnnKind::Lstm, s, x, w_hr)) {
     auto [dx, dh0, dc0, dw_ih, dw_hh, db] = cuda::lstm_backward_persistent(
-        dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells, reverse);
+        dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells, reverse, batch_sizes);
     return {dx, dh0, dc0, dw_ih, dw_hh, db, at::empty({0}, x.options())};  // no projection
   }
   return cuda::lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells, reverse,
@@ -59,8 +60,8 @@ T4 gru_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tens
                const OptTensor& batch_sizes, std::string algorithm) {
   auto s = validate_gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes);
   check_cuda(backend, "gru_forward");
-  if (persistent("gru_forward", algorithm, RnnKind::Gru, s, x, batch_sizes))
-    return cuda::gru_forward_persistent(x, h0, w_ih, w_hh, b_ih, b_hh, reverse);
+  if (persistent("gru_forward", algorithm, RnnKind::Gru, s, x))
+    return cuda::gru_forward_persistent(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes);
   return cuda::gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes);
 }
 
@@ -70,8 +71,9 @@ T6 gru_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Ten
                 const OptTensor& batch_sizes, std::string algorithm) {
   auto s = validate_gru_backward(dy, dh_n, x, h0, w_ih, w_hh, y, gates, ghn, batch_sizes);
   check_cuda(backend, "gru_backward");
-  if (persistent("gru_backward", algorithm, RnnKind::Gru, s, x, batch_sizes))
-    return cuda::gru_backward_persistent(dy, dh_n, x, h0, w_ih, w_hh, y, gates, ghn, reverse);
+  if (persistent("gru_backward", algorithm, RnnKind::Gru, s, x))
+    return cuda::gru_backward_persistent(dy, dh_n, x, h0, w_ih, w_hh, y, gates, ghn, reverse,
+                                         batch_sizes);
   return cuda::gru_backward(dy, dh_n, x, h0, w_ih, w_hh, y, gates, ghn, reverse, batch_sizes);
 }
 

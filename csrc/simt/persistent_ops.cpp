@@ -1,7 +1,7 @@
 // Test bindings of the persistent kernels through the SIMT layer (CPU tensors), until the lead
 // folds the algorithm choice into torch.ops.fusedrnn.*: torch.ops.fusedrnn_persistent.
 //   lstm_forward / lstm_backward / gru_forward / gru_backward: same arguments as the
-//       torch.ops.fusedrnn ops of the same name, minus backend (dense input, no projection)
+//       torch.ops.fusedrnn ops of the same name, minus backend and algorithm (no projection)
 //   plan(kind, B, H, dtype) -> [fits, blocks, units, threads, kc_fwd, kc_bwd, smem_fwd, smem_bwd]
 //       the sizing decision for the SIMT layer's architecture (fusedrnn._C.simt_set_arch)
 //   plan_for(kind, B, H, dtype, sms, smem_optin, max_threads) -> same, for any device
@@ -44,18 +44,20 @@ void set_tuning_op(int64_t max_blocks, int64_t max_kc, int64_t threads) {
 TORCH_LIBRARY(fusedrnn_persistent, m) {
   m.def(
       "lstm_forward(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
-      "Tensor? b_hh, bool reverse=False) "
+      "Tensor? b_hh, bool reverse=False, Tensor? batch_sizes=None) "
       "-> (Tensor y, Tensor h_n, Tensor c_n, Tensor gates, Tensor cells)");
   m.def(
       "lstm_backward(Tensor dy, Tensor dh_n, Tensor dc_n, Tensor x, Tensor h0, Tensor c0, "
-      "Tensor w_ih, Tensor w_hh, Tensor y, Tensor gates, Tensor cells, bool reverse=False) "
+      "Tensor w_ih, Tensor w_hh, Tensor y, Tensor gates, Tensor cells, bool reverse=False, "
+      "Tensor? batch_sizes=None) "
       "-> (Tensor dx, Tensor dh0, Tensor dc0, Tensor dw_ih, Tensor dw_hh, Tensor db)");
   m.def(
       "gru_forward(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
-      "bool reverse=False) -> (Tensor y, Tensor h_n, Tensor gates, Tensor ghn)");
+      "bool reverse=False, Tensor? batch_sizes=None) "
+      "-> (Tensor y, Tensor h_n, Tensor gates, Tensor ghn)");
   m.def(
       "gru_backward(Tensor dy, Tensor dh_n, Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, "
-      "Tensor y, Tensor gates, Tensor ghn, bool reverse=False) "
+      "Tensor y, Tensor gates, Tensor ghn, bool reverse=False, Tensor? batch_sizes=None) "
       "-> (Tensor dx, Tensor dh0, Tensor dw_ih, Tensor dw_hh, Tensor db_ih, Tensor db_hh)");
   m.def("plan(str kind, int B, int H, ScalarType dtype) -> int[]", &fusedrnn::plan_op);
   m.def(
