@@ -85,6 +85,9 @@ def test_large_blocked(isa, threads):
     _check(isa, 8, 2048, 1031, False, True, 1.0, 1.0, 3, gen)   # per-step recurrent shape
     _check(isa, 611, 515, 260, False, True, 0.5, 0.0, 0, gen, True)  # hoisted input projection
     _check(isa, 260, 130, 1500, True, False, 1.0, 0.0, 1, gen)  # weight gradient (da^T x)
+    # K over several slices (beta and bias applied once, by the first) with M over a row block
+    _check(isa, 300, 70, 1100, True, False, -0.5, -0.5, 2, gen, True)
+    _check(isa, 300, 70, 1100, False, False, 1.5, 1.0, 0, gen, True)
 
 
 def test_zero_k(isa):
