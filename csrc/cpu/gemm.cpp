@@ -4,8 +4,8 @@
 // Blocking: a transposed A has K cut into slices of at most kKSlice; per slice (the whole K for A
 // in place), A is taken in row blocks of MC rows (MC*slice floats sized for L2; packed only when
 // transposed);
-// threads split the column panels; within a panel the K dimension runs in chunks of kc so that
-// the panel's kc x nr slice of B stays in L1 while every row tile of the block reuses it.
+// threads split the column panels; within a panel the K dimension runs in chunks of kc (per
+// instruction set, gemm_kernel_*.cpp) that every row tile of the block reuses from cache.
 #include "cpu/gemm.h"
 
 #include <ATen/Parallel.h>
@@ -104,8 +104,7 @@ PackedB::PackedB(bool tb_, int64_t K_, int64_t N_, const float* B, int64_t ldb_)
   if (isa == GemmIsa::Blas || K == 0 || N == 0) return;
   nr = arch_of(isa).nr;
   const int64_t panels = (N + nr - 1) / nr;
-  const size_t bytes = size_t(panels * K * nr) * sizeof(float);
-  data.reset(static_cast<float*>(std::aligned_alloc(64, (bytes + 63) / 64 * 64)));
+  data.reset(static_cast<float*>(alloc_big(size_t(panels * K * nr) * sizeof(float))));
   TORCH_CHECK(data, "fusedrnn: out of memory packing a GEMM operand");
   float* d0 = data.get();
   auto pack = [&](int64_t p0, int64_t p1) {

@@ -19,7 +19,7 @@ using GemmKernel = void (*)(int64_t mr, int64_t nv, int64_t kc, const float* Ap,
                             int64_t ldc);
 
 struct GemmArch {
-  int mr, nr, kc;  // tile rows, panel width, K chunk (B chunk kc*nr floats stays in L1)
+  int mr, nr, kc;  // tile rows, panel width, K chunk (per call of the kernel; measured per ISA)
   GemmKernel kernel;
 };
 

@@ -1,4 +1,4 @@
-// Test hook for the CPU GEMM (gemm.h), in its own op namespace so that it stays out of the
+// Test hooks for the CPU GEMM (gemm.h) and the fused LSTM step, in their own op namespace so that it stays out of the
 // product's op list (torch.ops.fusedrnn.*):
 //   torch.ops.fusedrnn_testing.cpu_gemm(a, b, c, ta, tb, alpha, beta, isa, bias) -> bool
 // c = alpha * op(a) op(b) + beta * c (+ bias [N] on every row, if given) in place. a, b, c: fp32
@@ -7,10 +7,13 @@
 // computing when the CPU cannot run it.
 //   torch.ops.fusedrnn_testing.cpu_gemm_repeat(a [M,K], w [N,K], c [M,N], reps): c = a w^T
 // reps times with w packed once (benchmarks/cpu_gemm.py measures the per-step rate with it).
+//   torch.ops.fusedrnn_testing.cpu_lstm_fused() -> bool: whether an fp32 LSTM layer without
+// projection runs the fused step (lstm_step.h) right now (CPU support and run-time switches).
 #include <torch/library.h>
 
 #include "cpu/common.h"
 #include "cpu/gemm.h"
+#include "cpu/lstm_step.h"
 
 namespace fusedrnn {
 namespace cpu {
@@ -53,6 +56,8 @@ void cpu_gemm_repeat(const Tensor& a, const Tensor& w, const Tensor& c, int64_t 
     gemm_packed(M, 1.f, false, a.data_ptr<float>(), K, pb, 0.f, c.data_ptr<float>(), N);
 }
 
+bool cpu_lstm_fused() { return lstm_step_fn() != nullptr; }
+
 }  // namespace
 
 TORCH_LIBRARY(fusedrnn_testing, m) {
@@ -61,6 +66,7 @@ TORCH_LIBRARY(fusedrnn_testing, m) {
   m.impl("cpu_gemm", c10::DispatchKey::CPU, TORCH_FN(cpu_gemm));
   m.def("cpu_gemm_repeat(Tensor a, Tensor w, Tensor(a!) c, int reps) -> ()");
   m.impl("cpu_gemm_repeat", c10::DispatchKey::CPU, TORCH_FN(cpu_gemm_repeat));
+  m.def("cpu_lstm_fused() -> bool", TORCH_FN(cpu_lstm_fused));
 }
 
 }  // namespace cpu

@@ -7,6 +7,7 @@
 // recurrence runs on h [B,P].
 // Shapes and saved tensors: csrc/ops.h.
 #include "cpu/common.h"
+#include "cpu/lstm_step.h"
 #include "cpu/matmul.h"
 #include "cpu/pointwise.h"
 
@@ -30,7 +31,26 @@ void forward_steps(const Steps& st, const Tensor& x, const Tensor& w_ih, const T
   const InputProjection<S> in(st, x.data_ptr<S>(), I, w_ih.data_ptr<S>(), G,
                               b_ih ? bias.data_ptr<S>() : nullptr, gates.data_ptr<S>(), G);
   auto m = proj ? at::empty({st.B, H}, x.options()) : Tensor();  // o * tanh(c) before W_hr
-  // Packed once, used by every step.
+  // Without a projection, fp32 steps run fused where the CPU allows (lstm_step.h); W_hh is packed
+  // once for the steps either way.
+  if constexpr (std::is_same_v<S, float>) {
+    const LstmStepFn fused = proj ? nullptr : lstm_step_fn();
+    if (fused) {
+      const LstmStepWeights w(w_hh.data_ptr<float>(), H);
+      float* hs = h.data_ptr<float>();
+      float* cs = c.data_ptr<float>();
+      for (int64_t s = 0; s < st.T; ++s) {
+        const int64_t t = time_of(s, st.T, reverse), n = st.count[t], off = st.offset[t];
+        float* yt = y.data_ptr<float>() + off * P;
+        in.step(off, n);
+        // h_t goes to y first: the step reads all of h_{t-1} while it writes.
+        fused(w, n, hs, gates.data_ptr<float>() + off * G, cs,
+              cells_.data_ptr<float>() + off * H, yt);
+        std::copy(yt, yt + n * H, hs);
+      }
+      return;
+    }
+  }
   const Weight<S> whh(true, P, G, w_hh.data_ptr<S>(), P);
   std::optional<Weight<S>> whr;
   if (proj) whr.emplace(true, H, P, w_hr.data_ptr<S>(), H);

@@ -1,5 +1,9 @@
-// Run-time choice of the pointwise passes' instruction set (pointwise.h).
+// Run-time choice of the pointwise passes' instruction set (pointwise.h) and of the fused LSTM
+// step (lstm_step.h).
 #include "cpu/pointwise.h"
+
+#include "cpu/gemm.h"
+#include "cpu/lstm_step.h"
 
 #include <cstdlib>
 
@@ -12,18 +16,37 @@ template <class S> const Pointwise<S>& pointwise_avx2();
 template <class S> const Pointwise<S>& pointwise_avx512();
 #endif
 
-template <class S>
-const Pointwise<S>& pointwise() {
 #if defined(__x86_64__) && defined(__GNUC__)
+LstmStepFn lstm_step_avx512();
+
+namespace {
+bool use_avx512() {
   static const bool avx512 =
       __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
       !std::getenv("FUSEDRNN_CPU_NO_AVX512");  // A/B switch for measurements
-  if (avx512) return pointwise_avx512<S>();
+  return avx512;
+}
+}  // namespace
+#endif
+
+template <class S>
+const Pointwise<S>& pointwise() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (use_avx512()) return pointwise_avx512<S>();
   static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   if (avx2) return pointwise_avx2<S>();
 #endif
   return pointwise_default<S>();
+}
+
+LstmStepFn lstm_step_fn() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  const char* env = std::getenv("FUSEDRNN_CPU_FUSED");
+  if (use_avx512() && gemm_isa() == GemmIsa::Avx512 && !(env && env[0] == '0'))
+    return lstm_step_avx512();
+#endif
+  return nullptr;
 }
 
 template const Pointwise<float>& pointwise<float>();

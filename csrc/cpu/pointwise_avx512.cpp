@@ -33,4 +33,5 @@
 #define FRNN_PW_NS pw_avx512
 #define FRNN_PW_TABLE pointwise_avx512
 #include "cpu/pointwise_impl.h"
+#include "cpu/lstm_step_impl.h"
 #endif

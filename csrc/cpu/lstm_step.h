@@ -1,0 +1,72 @@
+// The fused LSTM time step of the CPU backend (fp32, AVX-512): the recurrent product h W_hh^T
+// and the cell update in one pass, so the pre-activations never make a round trip through memory
+// between a GEMM and a separate pointwise pass.
+//
+// W_hh [4H, H] is packed once per call into panels of 16 hidden units: panel p holds, for every
+// k < H, the 64 floats W_hh[q*H + 16p + u, k] (gate q = i,f,g,o, unit u < 16; zero beyond H).
+// A tile of up to 4 batch rows x one panel therefore ends with all four gates of 16 units in
+// registers, and the cell math (csrc/cells, as in the pointwise pass) runs before the store.
+//
+// lstm_step(w, n, h, g, c_state, c_out, m_out), rows 0..n-1 (row strides: g 4H, the rest H):
+//   g [n,4H]      in: the input pre-activations (x W_ih^T + b_ih + b_hh);
+//                 out: the activations i,f,g,o (what the pointwise pass stores, for backward);
+//   h [n,H]       h_{t-1}, read only; must not alias m_out (the step reads every row of h
+//                 while it writes m_out);
+//   c_state [n,H] in: c_{t-1}, out: c_t (in place);  c_out [n,H] = c_t;  m_out [n,H] = h_t.
+// Threads split the panels when the step is large enough to pay for waking the pool.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+
+#include "cpu/common.h"
+
+namespace fusedrnn {
+namespace cpu {
+
+struct LstmStepWeights {
+  static constexpr int64_t kUnits = 16, kCols = 4 * kUnits;
+  int64_t H = 0, panels = 0;
+  std::unique_ptr<float, decltype(&std::free)> data{nullptr, &std::free};
+
+  LstmStepWeights(const float* w_hh, int64_t H_) : H(H_), panels((H_ + kUnits - 1) / kUnits) {
+    const size_t floats = size_t(panels * H * kCols);
+    data.reset(static_cast<float*>(alloc_big(floats * sizeof(float))));
+    TORCH_CHECK(data, "fusedrnn: out of memory packing W_hh");
+    float* d0 = data.get();
+    at::parallel_for(0, panels, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, H * kCols)),
+                     [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        float* d = d0 + p * H * kCols;
+        // 16 k at a time: the 16 x 64 block being written stays in L1 while rows of W_hh are
+        // read a cache line at a time.
+        for (int64_t k0 = 0; k0 < H; k0 += 16) {
+          const int64_t kn = std::min<int64_t>(16, H - k0);
+          for (int64_t q = 0; q < 4; ++q)
+            for (int64_t u = 0; u < kUnits; ++u) {
+              const int64_t unit = p * kUnits + u, col = q * kUnits + u;
+              if (unit < H) {
+                const float* src = w_hh + (q * H + unit) * H + k0;
+                for (int64_t k = 0; k < kn; ++k) d[(k0 + k) * kCols + col] = src[k];
+              } else {
+                for (int64_t k = 0; k < kn; ++k) d[(k0 + k) * kCols + col] = 0.f;
+              }
+            }
+        }
+      }
+    });
+  }
+};
+
+using LstmStepFn = void (*)(const LstmStepWeights& w, int64_t n, const float* h, float* g,
+                            float* c_state, float* c_out, float* m_out);
+
+// The fused step, or null where it does not run: CPUs without AVX-512 F/BW/DQ/VL, the GEMM or
+// pointwise instruction set forced to something else (FUSEDRNN_CPU_GEMM, FUSEDRNN_CPU_NO_AVX512),
+// or FUSEDRNN_CPU_FUSED=0 (the separate GEMM + pointwise pass, for measurements).
+LstmStepFn lstm_step_fn();
+
+}  // namespace cpu
+}  // namespace fusedrnn

@@ -1,0 +1,106 @@
+"""The CPU backend's fused LSTM step (csrc/cpu/lstm_step.h: the recurrent GEMM with the cell
+update in its epilogue, W_hh packed 16 units x 4 gates per panel). Against the fp64 reference and
+against the unfused path (FUSEDRNN_CPU_FUSED=0: GEMM, then the pointwise pass) on the same
+inputs: hidden sizes that do and do not fill a 16-unit panel, batches that do and do not fill a
+4-row tile, packed input in both directions, 1 and 2 threads, and the gradients (the backward
+reads the activations the fused step saved)."""
+import pytest
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence
+
+import fusedrnn
+from fusedrnn import functional as F
+from fusedrnn import reference
+
+fused_available = torch.ops.fusedrnn_testing.cpu_lstm_fused()
+pytestmark = pytest.mark.skipif(not fused_available,
+                                reason="the fused LSTM step needs AVX-512 F/BW/DQ/VL")
+
+
+@pytest.fixture(params=[1, 2])
+def threads(request):
+    old = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(old)
+
+
+def _inputs(T, B, I, H, seed, bias=True):
+    g = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=g) * 0.5  # noqa: E731
+    x, h0, c0 = r(T, B, I), r(B, H), r(B, H)
+    w = [r(4 * H, I), r(4 * H, H)] + ([r(4 * H), r(4 * H)] if bias else [None, None])
+    return x, h0, c0, w
+
+
+def _run(x, h0, c0, w, reverse, batch_sizes=None):
+    """Outputs and gradients of lstm_layer on the cpu backend."""
+    leaves = [t.clone().requires_grad_() for t in (x, h0, c0, *[v for v in w if v is not None])]
+    xs, h0s, c0s, *ws = leaves
+    w_ih, w_hh = ws[0], ws[1]
+    b_ih, b_hh = (ws[2], ws[3]) if len(ws) == 4 else (None, None)
+    with fusedrnn.backend("cpu"):
+        y, h_n, c_n = F.lstm_layer(xs, h0s, c0s, w_ih, w_hh, b_ih, b_hh, reverse=reverse,
+                                   batch_sizes=batch_sizes)
+    g = torch.Generator().manual_seed(7)
+    dy, dh, dc = (torch.randn(t.shape, generator=g) for t in (y, h_n, c_n))
+    torch.autograd.backward((y, h_n, c_n), (dy, dh, dc))
+    return [y.detach(), h_n.detach(), c_n.detach()] + [t.grad for t in leaves]
+
+
+def _unfused(monkeypatch, *args, **kw):
+    with monkeypatch.context() as m:
+        m.setenv("FUSEDRNN_CPU_FUSED", "0")
+        assert not torch.ops.fusedrnn_testing.cpu_lstm_fused()
+        return _run(*args, **kw)
+
+
+def _close(got, want, tol):
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a.double(), b.double(), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("H", [1, 5, 16, 17, 40, 67])
+@pytest.mark.parametrize("B", [1, 3, 4, 9])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_fused_matches_reference_and_unfused(H, B, reverse, threads, monkeypatch):
+    T, I = 6, 11
+    x, h0, c0, w = _inputs(T, B, I, H, seed=H * 100 + B)
+    assert torch.ops.fusedrnn_testing.cpu_lstm_fused()
+    got = _run(x, h0, c0, w, reverse)
+    with torch.no_grad():
+        y, h_n, c_n = reference.lstm_layer(x.double(), h0.double(), c0.double(),
+                                           *[v.double() for v in w], reverse=reverse)
+    _close(got[:3], [y, h_n, c_n], 2e-5)
+    _close(got, _unfused(monkeypatch, x, h0, c0, w, reverse), 2e-5)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("bias", [False, True])
+def test_fused_packed(reverse, bias, threads, monkeypatch):
+    T, B, I, H = 9, 7, 13, 35
+    x, h0, c0, w = _inputs(T, B, I, H, seed=11, bias=bias)
+    lengths = torch.tensor([9, 8, 8, 5, 3, 2, 1])
+    packed = pack_padded_sequence(x, lengths)
+    args = (packed.data, h0, c0, w, reverse, packed.batch_sizes)
+    got = _run(*args)
+    _close(got, _unfused(monkeypatch, *args), 2e-5)
+    # each sequence alone through the fp64 reference: y rows and its own final state
+    ys = []
+    for b, L in enumerate(lengths.tolist()):
+        with torch.no_grad():
+            y, h_n, c_n = reference.lstm_layer(
+                x[:L, b:b + 1].double(), h0[b:b + 1].double(), c0[b:b + 1].double(),
+                *[v.double() if v is not None else None for v in w], reverse=reverse)
+        torch.testing.assert_close(got[1][b:b + 1].double(), h_n, rtol=2e-5, atol=2e-5)
+        torch.testing.assert_close(got[2][b:b + 1].double(), c_n, rtol=2e-5, atol=2e-5)
+        ys.append(y[:, 0])
+    want = pack_padded_sequence(torch.nn.utils.rnn.pad_sequence(ys), lengths).data
+    torch.testing.assert_close(got[0].double(), want, rtol=2e-5, atol=2e-5)
+
+
+def test_fused_large_step_two_threads(threads, monkeypatch):
+    """A step above the threading threshold (4 MFLOP): threads split the 16-unit panels."""
+    T, B, I, H = 3, 33, 20, 200
+    x, h0, c0, w = _inputs(T, B, I, H, seed=5)
+    _close(_run(x, h0, c0, w, False), _unfused(monkeypatch, x, h0, c0, w, False), 5e-5)
