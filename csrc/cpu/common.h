@@ -6,7 +6,6 @@
 #pragma once
 
 #include <ATen/Parallel.h>
-#include <sys/mman.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -14,6 +13,7 @@
 #include <torch/extension.h>
 
 #include "ops.h"
+#include "cpu/big_buffer.h"
 
 // The Fortran BLAS that torch's CPU library carries (MKL or OpenBLAS) exports these; they are
 // declared weak so that a torch without them still loads and takes the ATen fallback below.
@@ -52,37 +52,6 @@ inline void gemm_rm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, S alpha, 
   auto b = at::from_blob(const_cast<S*>(B), {tb ? N : K, tb ? K : N}, {ldb, 1}, opt);
   auto c = at::from_blob(C, {M, N}, {ldc, 1}, opt);
   at::addmm_out(c, c, ta ? a.t() : a, tb ? b.t() : b, beta, alpha);
-}
-
-// Memory for a large buffer, released with std::free: 2 MB-aligned with MADV_HUGEPAGE
-// (transparent huge pages in "madvise" mode) from min_huge bytes up, 64-byte aligned below.
-// Huge pages matter twice here: glibc serves big sizes with a fresh mmap every call, which
-// faults once per 4 KB page (measured ~12% of an LSTM forward at T=100 B=64 H=512) but once per
-// 2 MB with huge pages; and the hardware prefetchers stop at page boundaries, so the GEMM's
-// streams over packed weights run ~10% faster (per-step product M=64 N=2048 K=512: ~207 ->
-// ~233 GFLOP/s). Returns null when out of memory.
-inline void* alloc_big(size_t bytes, size_t min_huge = size_t(1) << 20) {
-  constexpr size_t kHuge = size_t(2) << 20;
-  if (bytes < min_huge) return std::aligned_alloc(64, (bytes + 63) / 64 * 64);
-  const size_t alloc = (bytes + kHuge - 1) / kHuge * kHuge;
-  void* p = std::aligned_alloc(kHuge, alloc);
-#ifdef MADV_HUGEPAGE
-  if (p) madvise(p, alloc, MADV_HUGEPAGE);
-#endif
-  return p;
-}
-
-// at::empty for the large per-call buffers (gates, states, gradients: often > 32 MB) on huge
-// pages (alloc_big). Small sizes take at::empty. The result owns its memory.
-inline Tensor empty_big(at::IntArrayRef sizes, const at::TensorOptions& opt) {
-  int64_t n = 1;
-  for (auto s : sizes) n *= s;
-  const size_t bytes = size_t(n) * at::elementSize(opt.dtype().toScalarType());
-  constexpr size_t kMin = size_t(4) << 20;
-  if (bytes < kMin || !opt.device().is_cpu()) return at::empty(sizes, opt);
-  void* p = alloc_big(bytes, kMin);
-  if (!p) return at::empty(sizes, opt);
-  return at::from_blob(p, sizes, [](void* q) { std::free(q); }, opt);
 }
 
 // The time steps of a layer call. Dense: T steps of B rows, step t at rows [t*B, (t+1)*B).

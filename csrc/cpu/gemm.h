@@ -16,6 +16,8 @@
 #include <cstdlib>
 #include <memory>
 
+#include "cpu/big_buffer.h"
+
 namespace fusedrnn {
 namespace cpu {
 
@@ -36,7 +38,7 @@ struct PackedB {
   const float* raw = nullptr;
   int64_t ldb = 0;
   // Packed: panel p (columns p*nr ..) holds K rows of nr floats, 64-byte aligned.
-  std::unique_ptr<float, decltype(&std::free)> data{nullptr, &std::free};
+  BigBuffer<float> data;
 
   PackedB() = default;
   // op(B) is [K,N]; B itself is [K,N] (tb false) or [N,K] (tb true) with row stride ldb.

@@ -29,7 +29,7 @@ namespace cpu {
 struct LstmStepWeights {
   static constexpr int64_t kUnits = 16, kCols = 4 * kUnits;
   int64_t H = 0, panels = 0;
-  std::unique_ptr<float, decltype(&std::free)> data{nullptr, &std::free};
+  BigBuffer<float> data;
 
   LstmStepWeights(const float* w_hh, int64_t H_) : H(H_), panels((H_ + kUnits - 1) / kUnits) {
     const size_t floats = size_t(panels * H * kCols);
