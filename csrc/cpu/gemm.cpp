@@ -56,8 +56,13 @@ constexpr int64_t kMinRows = 64;
 // Longest K slice of a packed (transposed) A per pass over its row blocks (see gemm_packed). 512:
 // MC = 256 rows, packed block 512 KB in L2, each panel's slice 64 KB.
 constexpr int64_t kKSlice = 512;
-// Below this many flops a GEMM runs on the calling thread: waking the pool costs more.
-constexpr double kParallelFlops = 4e6;
+// A GEMM runs on the calling thread below both this many flops (waking the pool costs more;
+// measured: 4 MFLOP left the per-step products of T=20 B=8 H=128 on one thread, and LSTM there
+// at ~0.8x of torch.nn on two threads, ~1.0x with 1 MFLOP) and this many bytes of packed B (thin
+// products, the per-step ones at B = 1, stream B from L3, and two cores read it faster than one:
+// LSTM T=100 B=1 H=512 went from 0.7x to 1.1x of torch.nn on two threads).
+constexpr double kParallelFlops = 1e6;
+constexpr double kParallelBytes = 2 << 20;
 constexpr double kGrainFlops = 1e6;
 
 // C = beta * C + bias (beta == 0 does not read C): the K == 0 case, and the epilogue of the
@@ -201,11 +206,16 @@ void gemm_packed(int64_t M, float alpha, bool ta, const float* A, int64_t lda, c
         }
       };
       const double flops = 2.0 * double(mc) * double(N) * double(ks);
-      if (flops < kParallelFlops || at::get_num_threads() == 1 || at::in_parallel_region()) {
+      const double bytes = double(panels) * double(NR) * double(ks) * sizeof(float);
+      if ((flops < kParallelFlops && bytes < kParallelBytes) || at::get_num_threads() == 1 ||
+          at::in_parallel_region()) {
         run(0, panels);
       } else {
         const double per_panel = 2.0 * double(mc) * double(NR) * double(ks);
-        at::parallel_for(0, panels, std::max<int64_t>(1, int64_t(kGrainFlops / per_panel)), run);
+        // at least kGrainFlops per task, but no more than an even share of the panels
+        const int64_t share = (panels + at::get_num_threads() - 1) / at::get_num_threads();
+        const int64_t grain = std::min(share, int64_t(kGrainFlops / per_panel));
+        at::parallel_for(0, panels, std::max<int64_t>(1, grain), run);
       }
     }
   }
