@@ -41,6 +41,15 @@ def backend(request):
         yield request.param
 
 
+@pytest.fixture(params=[1, 2])
+def threads(request):
+    """Runs the test with torch's intra-op threads set to 1, then 2 (restored afterwards)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(old)
+
+
 def layer_inputs(kind, T, B, I, H, dtype=torch.float64, bias=True, device="cpu", seed=0):
     """Fresh random inputs of one layer (never zeros); weights scaled like torch.nn's init."""
     g = torch.Generator().manual_seed(seed)

@@ -55,14 +55,6 @@ def isa(request):
     return request.param
 
 
-@pytest.fixture(params=[1, 2])
-def threads(request):
-    old = torch.get_num_threads()
-    torch.set_num_threads(request.param)
-    yield request.param
-    torch.set_num_threads(old)
-
-
 @pytest.mark.parametrize("ta", [False, True])
 @pytest.mark.parametrize("tb", [False, True])
 def test_odd_sizes(isa, threads, ta, tb):

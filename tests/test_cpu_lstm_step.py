@@ -17,14 +17,6 @@ pytestmark = pytest.mark.skipif(not fused_available,
                                 reason="the fused LSTM step needs AVX-512 F/BW/DQ/VL")
 
 
-@pytest.fixture(params=[1, 2])
-def threads(request):
-    old = torch.get_num_threads()
-    torch.set_num_threads(request.param)
-    yield request.param
-    torch.set_num_threads(old)
-
-
 def _inputs(T, B, I, H, seed, bias=True):
     g = torch.Generator().manual_seed(seed)
     r = lambda *s: torch.randn(*s, generator=g) * 0.5  # noqa: E731

@@ -1,6 +1,7 @@
 // CPU backend, LSTM: the input projection (hoisted or per step, matmul.h: InputProjection), per
-// step the recurrent GEMM (W_hh packed once per call) into the saved-gates buffer plus one fused
-// pointwise pass (csrc/cells); backward sweeps time in reverse, then the weight gradients, dx and
+// step the recurrent GEMM (W_hh packed once per call) with the cell update (csrc/cells) fused
+// into it (lstm_step.h; fp32 on AVX-512 without projection) or, elsewhere, the GEMM into the
+// saved-gates buffer plus one fused pointwise pass; backward sweeps time in reverse, then the weight gradients, dx and
 // db as single GEMMs over all rows. fp32 GEMMs are the backend's own (gemm.h). Dense and packed
 // input share one implementation (csrc/cpu/common.h: Steps). With a projection (w_hr [P,H],
 // torch.nn's proj_size = P) each step adds the GEMM h = m W_hr^T, m = o * tanh(c), and the
@@ -31,28 +32,18 @@ void forward_steps(const Steps& st, const Tensor& x, const Tensor& w_ih, const T
   const InputProjection<S> in(st, x.data_ptr<S>(), I, w_ih.data_ptr<S>(), G,
                               b_ih ? bias.data_ptr<S>() : nullptr, gates.data_ptr<S>(), G);
   auto m = proj ? at::empty({st.B, H}, x.options()) : Tensor();  // o * tanh(c) before W_hr
-  // Without a projection, fp32 steps run fused where the CPU allows (lstm_step.h); W_hh is packed
-  // once for the steps either way.
-  if constexpr (std::is_same_v<S, float>) {
-    const LstmStepFn fused = proj ? nullptr : lstm_step_fn();
-    if (fused) {
-      const LstmStepWeights w(w_hh.data_ptr<float>(), H);
-      float* hs = h.data_ptr<float>();
-      float* cs = c.data_ptr<float>();
-      for (int64_t s = 0; s < st.T; ++s) {
-        const int64_t t = time_of(s, st.T, reverse), n = st.count[t], off = st.offset[t];
-        float* yt = y.data_ptr<float>() + off * P;
-        in.step(off, n);
-        // h_t goes to y first: the step reads all of h_{t-1} while it writes.
-        fused(w, n, hs, gates.data_ptr<float>() + off * G, cs,
-              cells_.data_ptr<float>() + off * H, yt);
-        std::copy(yt, yt + n * H, hs);
-      }
-      return;
-    }
+  // Without a projection, fp32 steps run fused where the CPU allows (lstm_step.h: the recurrent
+  // GEMM with the cell update in its epilogue), else as a GEMM plus a pointwise pass. Either way
+  // W_hh is packed once for all steps.
+  LstmStepFn fused = nullptr;
+  if constexpr (std::is_same_v<S, float>) fused = proj ? nullptr : lstm_step_fn();
+  std::optional<LstmStepWeights> wf;
+  std::optional<Weight<S>> whh, whr;
+  if (fused) {
+    wf.emplace(reinterpret_cast<const float*>(w_hh.data_ptr<S>()), H);
+  } else {
+    whh.emplace(true, P, G, w_hh.data_ptr<S>(), P);
   }
-  const Weight<S> whh(true, P, G, w_hh.data_ptr<S>(), P);
-  std::optional<Weight<S>> whr;
   if (proj) whr.emplace(true, H, P, w_hr.data_ptr<S>(), H);
   S* ms = proj ? m.data_ptr<S>() : nullptr;
   S* hs = h.data_ptr<S>();
@@ -62,9 +53,17 @@ void forward_steps(const Steps& st, const Tensor& x, const Tensor& w_ih, const T
     S* g = gates.data_ptr<S>() + off * G;
     S* yt = y.data_ptr<S>() + off * P;
     S* ct = cells_.data_ptr<S>() + off * H;
-    S* out = proj ? ms : yt;  // where the cell writes o * tanh(c)
     in.step(off, n);
-    whh.mul(n, false, hs, P, S(1), g, G);
+    if (fused) {
+      // h_t goes to y first: the fused step reads all of h_{t-1} while it writes. (fused is set
+      // only when S is float; the casts are identities then.)
+      auto f = [](S* p) { return reinterpret_cast<float*>(p); };
+      fused(*wf, n, f(hs), f(g), f(cs), f(ct), f(yt));
+      std::copy(yt, yt + n * H, hs);
+      continue;
+    }
+    S* out = proj ? ms : yt;  // where the cell writes o * tanh(c)
+    whh->mul(n, false, hs, P, S(1), g, G);
     pointwise<S>().lstm_forward(n, H, g, cs, ct, out, proj ? nullptr : hs);
     if (proj) {
       whr->mul(n, false, ms, H, S(0), yt, P);

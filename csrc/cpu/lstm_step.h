@@ -16,12 +16,12 @@
 // Threads split the panels when the step is large enough to pay for waking the pool.
 #pragma once
 
+#include <ATen/Parallel.h>
+
 #include <algorithm>
 #include <cstdint>
-#include <cstdlib>
-#include <memory>
 
-#include "cpu/common.h"
+#include "cpu/big_buffer.h"
 
 namespace fusedrnn {
 namespace cpu {
