@@ -197,6 +197,27 @@ __device__ __forceinline__ int64_t step_offset(const int* steps, int64_t t, int 
   return steps ? int64_t(steps[T + t]) : t * B;
 }
 
+// Backward pass s (s = T-1 down to 0) and its neighbours in time: n rows live at offset off;
+// rows b < n_next also ran the next time step (their dh comes from that step's gate gradients,
+// at off_next), rows b < n_prev the previous one (their state comes from it, at off_prev).
+// n_next / n_prev are 0 at the ends of the sequence (then the offsets are not used).
+struct BwdStep {
+  int n, n_next, n_prev;
+  int64_t off, off_next, off_prev;
+};
+__device__ __forceinline__ BwdStep bwd_step(const int* steps, int s, int T, bool reverse, int B) {
+  const int64_t t = time_of(s, T, reverse), tn = time_of(s + 1, T, reverse),
+                tp = time_of(s - 1, T, reverse);
+  BwdStep st;
+  st.n = step_rows(steps, t, B);
+  st.off = step_offset(steps, t, T, B);
+  st.n_next = s == T - 1 ? 0 : min(st.n, step_rows(steps, tn, B));
+  st.n_prev = s == 0 ? 0 : step_rows(steps, tp, B);
+  st.off_next = st.n_next ? step_offset(steps, tn, T, B) : 0;
+  st.off_prev = st.n_prev ? step_offset(steps, tp, T, B) : 0;
+  return st;
+}
+
 // ------------------------------------------------------------------ parameters
 // Shapes: T steps, B rows, H hidden units. Storage dtype S, accumulation dtype A.
 template <class S, class A>
@@ -316,16 +337,13 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_bwd_kernel(LstmBwdParams<
   }
   __syncthreads();  // state complete even when the first pass stages nothing
   for (int s = p.T - 1; s >= 0; --s) {
-    const int64_t t = time_of(s, p.T, p.reverse);
     // Rows b < n_next take dh from da_{next} W_hh, the others (at their last step) from dh_n;
     // rows b < n_prev start from the previous step's c, the others from c0.
-    const int n = step_rows(p.steps, t, B);
-    const int64_t off = step_offset(p.steps, t, p.T, B);
-    const int64_t tn = time_of(s + 1, p.T, p.reverse), tp = time_of(s - 1, p.T, p.reverse);
-    const int n_next = s == p.T - 1 ? 0 : min(n, step_rows(p.steps, tn, B));
-    const int n_prev = s == 0 ? 0 : step_rows(p.steps, tp, B);
-    const A* da_next = n_next ? p.da + step_offset(p.steps, tn, p.T, B) * G4 : nullptr;
-    const S* c_prev = n_prev ? p.cells + step_offset(p.steps, tp, p.T, B) * H : p.c0;
+    const BwdStep bs = bwd_step(p.steps, s, p.T, p.reverse, B);
+    const int n = bs.n, n_next = bs.n_next, n_prev = bs.n_prev;
+    const int64_t off = bs.off;
+    const A* da_next = n_next ? p.da + bs.off_next * G4 : nullptr;
+    const S* c_prev = n_prev ? p.cells + bs.off_prev * H : p.c0;
     dot_pass<1>(sm.w, G4, U, n, da_next, G4, n_next, sm.tile, p.KC,
                 [&](int b, int u, const A* acc) {
       const int j = j0 + u;
@@ -409,14 +427,11 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_bwd_kernel(GruBwdParams<S,
   for (int i = threadIdx.x; i < B * U; i += blockDim.x) sm.state[i] = A(0);
   __syncthreads();
   for (int s = p.T - 1; s >= 0; --s) {
-    const int64_t t = time_of(s, p.T, p.reverse);
-    const int n = step_rows(p.steps, t, B);
-    const int64_t off = step_offset(p.steps, t, p.T, B);
-    const int64_t tn = time_of(s + 1, p.T, p.reverse), tp = time_of(s - 1, p.T, p.reverse);
-    const int n_next = s == p.T - 1 ? 0 : min(n, step_rows(p.steps, tn, B));
-    const int n_prev = s == 0 ? 0 : step_rows(p.steps, tp, B);
-    const A* dgh_next = n_next ? p.dgh + step_offset(p.steps, tn, p.T, B) * G3 : nullptr;
-    const S* h_prev = n_prev ? p.y + step_offset(p.steps, tp, p.T, B) * H : p.h0;
+    const BwdStep bs = bwd_step(p.steps, s, p.T, p.reverse, B);
+    const int n = bs.n, n_next = bs.n_next, n_prev = bs.n_prev;
+    const int64_t off = bs.off;
+    const A* dgh_next = n_next ? p.dgh + bs.off_next * G3 : nullptr;
+    const S* h_prev = n_prev ? p.y + bs.off_prev * H : p.h0;
     dot_pass<1>(sm.w, G3, U, n, dgh_next, G3, n_next, sm.tile, p.KC,
                 [&](int b, int u, const A* acc) {
       const int j = j0 + u;
