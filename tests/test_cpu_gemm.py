@@ -82,6 +82,15 @@ def test_large_blocked(isa, threads):
     _check(isa, 300, 70, 1100, False, False, 1.5, 1.0, 0, gen, True)
 
 
+def test_streamed_output(isa, threads):
+    """Outputs of 16 MB and more take non-temporal stores for their full, aligned rows: aligned
+    and unaligned rows, a partial last panel, one and two K chunks, beta 0 (with bias) and 1."""
+    gen = torch.Generator().manual_seed(11 + ISAS[isa])
+    _check(isa, 2053, 2048, 300, False, True, 1.0, 0.0, 0, gen, True)  # rows 64-byte aligned
+    _check(isa, 2051, 2049, 700, False, False, 0.5, 0.0, 0, gen)  # most rows unaligned, 2 chunks
+    _check(isa, 2050, 2050, 600, False, True, 1.0, 1.0, 2, gen, True)
+
+
 def test_zero_k(isa):
     c = torch.randn(3, 5)
     a, b = torch.empty(3, 0), torch.empty(0, 5)

@@ -16,6 +16,10 @@
 #include <string>
 #include <vector>
 
+#if defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
+
 #include "cpu/common.h"
 #include "cpu/gemm_kernel.h"
 
@@ -64,6 +68,17 @@ constexpr int64_t kKSlice = 512;
 constexpr double kParallelFlops = 1e6;
 constexpr double kParallelBytes = 2 << 20;
 constexpr double kGrainFlops = 1e6;
+// Outputs from this size on are written with non-temporal stores (their last K chunk): such a C
+// (the hoisted input projection, T*B x 4H) leaves the cache before anyone reads it, and ordinary
+// stores first read every line from memory. Measured on the hoisted product of LSTM T=100 B=64
+// H=512 (52 MB): 190-200 -> ~240 GFLOP/s on one core, the whole forward ~8% faster.
+constexpr double kStreamBytes = 16 << 20;
+
+void store_fence() {
+#if defined(__x86_64__)
+  _mm_sfence();  // non-temporal stores are weakly ordered: publish them before the pool's barrier
+#endif
+}
 
 // C = beta * C + bias (beta == 0 does not read C): the K == 0 case, and the epilogue of the
 // BLAS path, applied before it with beta = 1.
@@ -158,6 +173,7 @@ void gemm_packed(int64_t M, float alpha, bool ta, const float* A, int64_t lda, c
   const int64_t KS = !ta || K <= kKSlice ? K : kKSlice;
   const int64_t MC = std::max<int64_t>(kMinRows, kABudget / KS) / MR * MR;
   const int64_t panels = (N + NR - 1) / NR;
+  const bool stream = KS == K && double(M) * double(N) * sizeof(float) >= kStreamBytes;
   thread_local std::vector<float> abuf;  // grows to the largest block, then no more allocation
   for (int64_t ps = 0; ps < K; ps += KS) {
     const int64_t ks = std::min(KS, K - ps);
@@ -199,11 +215,13 @@ void gemm_packed(int64_t M, float alpha, bool ta, const float* A, int64_t lda, c
             // later chunks accumulate onto the first, which applies beta and the bias
             const float be = pc == 0 ? beta_s : 1.f;
             const float* bb = pc == 0 && bias_s ? bias_s + n0 : nullptr;
+            const bool nt = stream && pc + kc == ks;
             for (int64_t r = 0; r < blocks; ++r)
               ar.kernel(std::min(MR, mc - r * MR), nv, kc, ap + r * rstride + pc * kstride, ald,
-                        bp + pc * NR, alpha, be, bb, C + (ic + r * MR) * ldc + n0, ldc);
+                        bp + pc * NR, alpha, be, bb, C + (ic + r * MR) * ldc + n0, ldc, nt);
           }
         }
+        if (stream) store_fence();
       };
       const double flops = 2.0 * double(mc) * double(N) * double(ks);
       const double bytes = double(panels) * double(NR) * double(ks) * sizeof(float);

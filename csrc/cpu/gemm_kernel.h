@@ -4,6 +4,9 @@
 // A microkernel computes one tile C[mr, nv] (row stride ldc), 1 <= mr <= MR, 1 <= nv <= NR:
 //   C = alpha * sum_k Ap[k*MR + i] * Bp[k*NR + j] + beta * C + bias[j]
 // (beta == 0: C is not read; bias nullable, [nv] floats).
+// stream: full-width rows (nv == NR, C row 64-byte aligned) are written with non-temporal stores,
+// which skip reading the lines into cache first; the caller sets it only for outputs too large to
+// stay in cache, and issues a store fence before others read C.
 // Ap: lda == 0: kc groups of MR floats (rows of the tile, k-major; entries i >= mr ignored);
 //     lda > 0: the tile's rows of a row-major A, element (i,k) at Ap[i*lda + k].
 // Bp: kc rows of NR floats, 64-byte aligned (columns j >= nv are computed, never stored).
@@ -16,7 +19,7 @@ namespace cpu {
 
 using GemmKernel = void (*)(int64_t mr, int64_t nv, int64_t kc, const float* Ap, int64_t lda,
                             const float* Bp, float alpha, float beta, const float* bias, float* C,
-                            int64_t ldc);
+                            int64_t ldc, bool stream);
 
 struct GemmArch {
   int mr, nr, kc;  // tile rows, panel width, K chunk (per call of the kernel; measured per ISA)

@@ -4,7 +4,8 @@
 //
 // Isa provides: MR (tile rows), L (floats per vector; a B panel is NR = 2L columns), vector type
 // V and mask type Mask, and static functions zero(), load(p) (64-byte aligned for AVX-512,
-// 32-byte for AVX2), set1(x), fma(a, b, c) = a*b + c, add(a, b), mul(a, b), masks(nv, m0, m1)
+// 32-byte for AVX2), stream(p, v) (non-temporal store, same alignment), set1(x),
+// fma(a, b, c) = a*b + c, add(a, b), mul(a, b), masks(nv, m0, m1)
 // (the lanes of columns < nv in the first and second vector of a row), maskload(m, p) (masked-off
 // lanes read as 0 and are never touched) and maskstore(p, m, v).
 #pragma once
@@ -24,7 +25,7 @@ namespace gemm_tile {
 // (the no-transpose case needs no packing: each k broadcasts one float of each of R rows).
 template <class Isa, int R, bool Direct>
 void tile(int64_t kc, const float* A, int64_t lda, const float* B, float alpha, float beta,
-          const float* bias, float* C, int64_t ldc, int64_t nv) {
+          const float* bias, float* C, int64_t ldc, int64_t nv, bool stream) {
   using V = typename Isa::V;
   constexpr int L = Isa::L, NR = 2 * L;
   const int64_t ak = Direct ? 1 : Isa::MR, arow = Direct ? lda : 1;  // A strides: k, i
@@ -82,28 +83,33 @@ void tile(int64_t kc, const float* A, int64_t lda, const float* B, float alpha, 
       r0 = Isa::add(r0, Isa::maskload(m0, bias));
       r1 = Isa::add(r1, Isa::maskload(m1, bias + L));
     }
-    Isa::maskstore(c, m0, r0);
-    Isa::maskstore(c + L, m1, r1);
+    if (stream && nv == NR && reinterpret_cast<uintptr_t>(c) % 64 == 0) {
+      Isa::stream(c, r0), Isa::stream(c + L, r1);
+    } else {
+      Isa::maskstore(c, m0, r0);
+      Isa::maskstore(c + L, m1, r1);
+    }
   }
 }
 
 // tile<R> for R = mr (mr > MR runs MR rows, as the driver never asks for more).
 template <class Isa, bool Direct, int R = 1>
 void tile_rows(int64_t mr, int64_t nv, int64_t kc, const float* Ap, int64_t lda, const float* Bp,
-               float alpha, float beta, const float* bias, float* C, int64_t ldc) {
+               float alpha, float beta, const float* bias, float* C, int64_t ldc, bool stream) {
   if constexpr (R < Isa::MR) {
     if (mr != R)
-      return tile_rows<Isa, Direct, R + 1>(mr, nv, kc, Ap, lda, Bp, alpha, beta, bias, C, ldc);
+      return tile_rows<Isa, Direct, R + 1>(mr, nv, kc, Ap, lda, Bp, alpha, beta, bias, C, ldc,
+                                           stream);
   }
-  tile<Isa, R, Direct>(kc, Ap, lda, Bp, alpha, beta, bias, C, ldc, nv);
+  tile<Isa, R, Direct>(kc, Ap, lda, Bp, alpha, beta, bias, C, ldc, nv, stream);
 }
 
 // The GemmKernel of Isa.
 template <class Isa>
 void kernel(int64_t mr, int64_t nv, int64_t kc, const float* Ap, int64_t lda, const float* Bp,
-            float alpha, float beta, const float* bias, float* C, int64_t ldc) {
-  return lda ? tile_rows<Isa, true>(mr, nv, kc, Ap, lda, Bp, alpha, beta, bias, C, ldc)
-             : tile_rows<Isa, false>(mr, nv, kc, Ap, lda, Bp, alpha, beta, bias, C, ldc);
+            float alpha, float beta, const float* bias, float* C, int64_t ldc, bool stream) {
+  return lda ? tile_rows<Isa, true>(mr, nv, kc, Ap, lda, Bp, alpha, beta, bias, C, ldc, stream)
+             : tile_rows<Isa, false>(mr, nv, kc, Ap, lda, Bp, alpha, beta, bias, C, ldc, stream);
 }
 
 }  // namespace gemm_tile

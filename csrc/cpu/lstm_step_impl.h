@@ -112,10 +112,24 @@ static void lstm_step(const LstmStepWeights& w, int64_t n, const float* h, float
       for (int64_t k0 = 0; k0 < H; k0 += kKC) {
         const int64_t kc = std::min(kKC, H - k0);
         const bool last = k0 + kc == H;
-        for (int64_t r0 = 0; r0 < n; r0 += 4)
+        for (int64_t r0 = 0; r0 < n; r0 += 4) {
+          // The next tile's first loads (input pre-activations at k0 = 0, the cell state in the
+          // last chunk) miss the cache: their rows are 8 KB apart. Asking for them one tile
+          // ahead hides that latency (it was ~13% of the step's time).
+          if (r0 + 4 < n && (k0 == 0 || last)) {
+            for (int64_t i = r0 + 4; i < std::min(n, r0 + 8); ++i) {
+              if (k0 == 0)
+                for (int q = 0; q < 4; ++q)
+                  _mm_prefetch(reinterpret_cast<const char*>(g + i * 4 * H + q * H + u0),
+                               _MM_HINT_T0);
+              if (last)
+                _mm_prefetch(reinterpret_cast<const char*>(cs + i * H + u0), _MM_HINT_T0);
+            }
+          }
           tile_rows(std::min<int64_t>(4, n - r0), H, k0, kc, last, h + r0 * H,
                     bp + k0 * kCols, u0, nu, g + r0 * 4 * H, cs + r0 * H, c_out + r0 * H,
                     m_out + r0 * H);
+        }
       }
     }
   };
