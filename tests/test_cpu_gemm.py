@@ -24,7 +24,7 @@ def _operand(rows, cols, gen, pad):
     return base[:, :cols]
 
 
-def _check(isa, M, N, K, ta, tb, alpha, beta, pad, gen, bias=False):
+def _check(isa, M, N, K, ta, tb, alpha, beta, pad, gen, bias=False, stream=False):
     a = _operand(K, M, gen, pad) if ta else _operand(M, K, gen, pad)
     b = _operand(N, K, gen, pad) if tb else _operand(K, N, gen, pad)
     c = _operand(M, N, gen, pad)
@@ -41,7 +41,8 @@ def _check(isa, M, N, K, ta, tb, alpha, beta, pad, gen, bias=False):
         expect += bvec.double()
     base = c._base if c._base is not None else c
     guard = base[:, N:].clone()
-    assert torch.ops.fusedrnn_testing.cpu_gemm(a, b, c, ta, tb, alpha, beta, ISAS[isa], bvec)
+    assert torch.ops.fusedrnn_testing.cpu_gemm(a, b, c, ta, tb, alpha, beta, ISAS[isa], bvec,
+                                               stream)
     tol = 1e-5 * max(K, 1) ** 0.5 * 4
     torch.testing.assert_close(c.double(), expect, rtol=tol, atol=tol)
     # the columns past N (the padding of the leading dimension) are untouched
@@ -83,12 +84,13 @@ def test_large_blocked(isa, threads):
 
 
 def test_streamed_output(isa, threads):
-    """Outputs of 16 MB and more take non-temporal stores for their full, aligned rows: aligned
-    and unaligned rows, a partial last panel, one and two K chunks, beta 0 (with bias) and 1."""
+    """With the stream hint, outputs of 16 MB and more take non-temporal stores for their full,
+    aligned rows: aligned and unaligned rows, a partial last panel, one and two K chunks, beta 0
+    (with bias) and 1."""
     gen = torch.Generator().manual_seed(11 + ISAS[isa])
-    _check(isa, 2053, 2048, 300, False, True, 1.0, 0.0, 0, gen, True)  # rows 64-byte aligned
-    _check(isa, 2051, 2049, 700, False, False, 0.5, 0.0, 0, gen)  # most rows unaligned, 2 chunks
-    _check(isa, 2050, 2050, 600, False, True, 1.0, 1.0, 2, gen, True)
+    _check(isa, 2053, 2048, 300, False, True, 1.0, 0.0, 0, gen, True, True)  # aligned rows
+    _check(isa, 2051, 2049, 700, False, False, 0.5, 0.0, 0, gen, False, True)  # 2 K chunks
+    _check(isa, 2050, 2050, 600, False, True, 1.0, 1.0, 2, gen, True, True)
 
 
 def test_zero_k(isa):

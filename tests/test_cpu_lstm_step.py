@@ -96,3 +96,21 @@ def test_fused_large_step_two_threads(threads, monkeypatch):
     T, B, I, H = 3, 33, 20, 200
     x, h0, c0, w = _inputs(T, B, I, H, seed=5)
     _close(_run(x, h0, c0, w, False), _unfused(monkeypatch, x, h0, c0, w, False), 5e-5)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_fused_large_streamed_projection(reverse, monkeypatch):
+    """Gates of 16 MB and more (T*B*4H floats, B >= 32: hoisted) are written by the input
+    projection with non-temporal stores, and the fused step prefetches them: same results as the
+    unfused path (ordinary stores) and the fp64 reference."""
+    T, B, I, H = 40, 33, 37, 801  # 40*33*3204*4 bytes = 16.9 MB of gates
+    x, h0, c0, w = _inputs(T, B, I, H, seed=5)
+    # weights ~ 1/sqrt(fan-in), as torch.nn initialises them: at std 0.5 a recurrence of 801 units
+    # saturates and is chaotic over 40 steps, so fp32 and fp64 drift apart whatever the code
+    w = [v * 2 / (I ** 0.5 if k == 0 else H ** 0.5) for k, v in enumerate(w)]
+    got = _run(x, h0, c0, w, reverse)
+    with torch.no_grad():
+        y, h_n, c_n = reference.lstm_layer(x.double(), h0.double(), c0.double(),
+                                           *[v.double() for v in w], reverse=reverse)
+    _close(got[:3], [y, h_n, c_n], 1e-4)
+    _close(got, _unfused(monkeypatch, x, h0, c0, w, reverse), 1e-4)

@@ -70,10 +70,11 @@ constexpr int64_t kKSlice = 1024;
 constexpr double kParallelFlops = 1e6;
 constexpr double kParallelBytes = 2 << 20;
 constexpr double kGrainFlops = 1e6;
-// Outputs from this size on are written with non-temporal stores (their last K chunk): such a C
-// (the hoisted input projection, T*B x 4H) leaves the cache before anyone reads it, and ordinary
-// stores first read every line from memory. Measured on the hoisted product of LSTM T=100 B=64
-// H=512 (52 MB): 190-200 -> ~240 GFLOP/s on one core, the whole forward ~8% faster.
+// Outputs from this size on are written with non-temporal stores (their last K chunk) when the
+// caller asks (gemm.h): such a C (the hoisted input projection, T*B x 4H) leaves the cache before
+// anyone reads it, and ordinary stores first read every line from memory. Measured on the hoisted
+// product of LSTM T=100 B=64 H=512 (52 MB): 190-200 -> ~240 GFLOP/s on one core, the whole
+// forward ~8% faster.
 constexpr double kStreamBytes = 16 << 20;
 
 void store_fence() {
@@ -156,7 +157,7 @@ PackedB::PackedB(bool tb_, int64_t K_, int64_t N_, const float* B, int64_t ldb_)
 }
 
 void gemm_packed(int64_t M, float alpha, bool ta, const float* A, int64_t lda, const PackedB& B,
-                 float beta, float* C, int64_t ldc, const float* bias) {
+                 float beta, float* C, int64_t ldc, const float* bias, bool stream_ok) {
   const int64_t N = B.N, K = B.K;
   if (M == 0 || N == 0) return;
   if (K == 0) return scale_bias(M, N, beta, bias, C, ldc);
@@ -175,7 +176,8 @@ void gemm_packed(int64_t M, float alpha, bool ta, const float* A, int64_t lda, c
   const int64_t KS = !ta || K <= kKSlice ? K : kKSlice;
   const int64_t MC = std::max<int64_t>(kMinRows, kABudget / KS) / MR * MR;
   const int64_t panels = (N + NR - 1) / NR;
-  const bool stream = KS == K && double(M) * double(N) * sizeof(float) >= kStreamBytes;
+  const bool stream =
+      stream_ok && KS == K && double(M) * double(N) * sizeof(float) >= kStreamBytes;
   thread_local std::vector<float> abuf;  // grows to the largest block, then no more allocation
   for (int64_t ps = 0; ps < K; ps += KS) {
     const int64_t ks = std::min(KS, K - ps);
@@ -243,9 +245,9 @@ void gemm_packed(int64_t M, float alpha, bool ta, const float* A, int64_t lda, c
 
 void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
            int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
-           const float* bias) {
+           const float* bias, bool stream) {
   if (M == 0 || N == 0) return;
-  gemm_packed(M, alpha, ta, A, lda, PackedB(tb, K, N, B, ldb), beta, C, ldc, bias);
+  gemm_packed(M, alpha, ta, A, lda, PackedB(tb, K, N, B, ldb), beta, C, ldc, bias, stream);
 }
 
 }  // namespace cpu

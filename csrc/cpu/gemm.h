@@ -47,13 +47,18 @@ struct PackedB {
 
 // C[M,N] = alpha * op(A) B + beta * C (+ bias[j] on every row when bias, [N], is not null)
 // with B packed (B.K, B.N).
+// stream: a C of 16 MB or more goes to memory with non-temporal stores, which skip reading its
+// lines into cache first. For outputs that would leave the cache before they are read anyway and
+// whose reader hides the memory latency (the fused LSTM step prefetches its rows); a reader that
+// does not (a plain pass over rows) measured slower with it.
 void gemm_packed(int64_t M, float alpha, bool ta, const float* A, int64_t lda, const PackedB& B,
-                 float beta, float* C, int64_t ldc, const float* bias = nullptr);
+                 float beta, float* C, int64_t ldc, const float* bias = nullptr,
+                 bool stream = false);
 
 // One-shot GEMM: packs B, then gemm_packed (or the BLAS path).
 void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
            int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
-           const float* bias = nullptr);
+           const float* bias = nullptr, bool stream = false);
 
 }  // namespace cpu
 }  // namespace fusedrnn

@@ -27,16 +27,18 @@ void forward_steps(const Steps& st, const Tensor& x, const Tensor& w_ih, const T
   const int64_t P = w_hh.size(1), G = w_hh.size(0), H = G / 4, I = w_ih.size(1);
   const bool proj = w_hr.defined();
   if (st.N == 0) return;
-  // The input projection, with both biases, into the gates buffer.
-  auto bias = b_ih ? (*b_ih + *b_hh).contiguous() : Tensor();
-  const InputProjection<S> in(st, x.data_ptr<S>(), I, w_ih.data_ptr<S>(), G,
-                              b_ih ? bias.data_ptr<S>() : nullptr, gates.data_ptr<S>(), G);
-  auto m = proj ? at::empty({st.B, H}, x.options()) : Tensor();  // o * tanh(c) before W_hr
   // Without a projection, fp32 steps run fused where the CPU allows (lstm_step.h: the recurrent
   // GEMM with the cell update in its epilogue), else as a GEMM plus a pointwise pass. Either way
   // W_hh is packed once for all steps.
   LstmStepFn fused = nullptr;
   if constexpr (std::is_same_v<S, float>) fused = proj ? nullptr : lstm_step_fn();
+  // The input projection, with both biases, into the gates buffer (bypassing the cache when
+  // hoisted and large: the fused step prefetches its rows).
+  auto bias = b_ih ? (*b_ih + *b_hh).contiguous() : Tensor();
+  const InputProjection<S> in(st, x.data_ptr<S>(), I, w_ih.data_ptr<S>(), G,
+                              b_ih ? bias.data_ptr<S>() : nullptr, gates.data_ptr<S>(), G,
+                              fused != nullptr);
+  auto m = proj ? at::empty({st.B, H}, x.options()) : Tensor();  // o * tanh(c) before W_hr
   std::optional<LstmStepWeights> wf;
   std::optional<Weight<S>> whh, whr;
   if (fused) {

@@ -3,7 +3,8 @@
 //
 // Weight<S>: op(B) [K,N] prepared once (packed for fp32) and multiplied many times:
 //   w.mul(M, ta, A, lda, beta, C, ldc, bias): C[M,N] = op(A) op(B) + beta * C (+ bias [N]).
-// matmul<S>(...): the one-shot form, same conventions as gemm_rm plus the nullable bias.
+// matmul<S>(...): the one-shot form, same conventions as gemm_rm plus the nullable bias and, for
+// fp32, gemm.h's stream hint.
 // B (and bias) must outlive the Weight; C must not alias A, B or bias; beta == 0 never reads C.
 #pragma once
 
@@ -52,10 +53,11 @@ struct Weight<float> {
 
 template <class S>
 inline void matmul(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const S* A, int64_t lda,
-                   const S* B, int64_t ldb, S beta, S* C, int64_t ldc, const S* bias = nullptr) {
+                   const S* B, int64_t ldb, S beta, S* C, int64_t ldc, const S* bias = nullptr,
+                   bool stream = false) {
   if (M == 0 || N == 0) return;
   if constexpr (std::is_same_v<S, float>) {
-    sgemm(ta, tb, M, N, K, 1.f, A, lda, B, ldb, beta, C, ldc, bias);
+    sgemm(ta, tb, M, N, K, 1.f, A, lda, B, ldb, beta, C, ldc, bias, stream);
   } else {
     detail::pre_bias(M, N, bias, beta, C, ldc);
     if (K == 0) {
@@ -74,7 +76,8 @@ inline void matmul(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const S* A
 // the tall GEMM keeps each W_ih panel in L1 across many rows (measured ~10% faster than per step
 // at T=100 B=64 H=512). Per step in between (step(off, n): rows off .. off+n-1, just before the
 // recurrent product adds to them): the gates make no extra round trip through memory (~6%
-// faster at B=8). FUSEDRNN_CPU_HOIST=0/1 forces either (for measurements).
+// faster at B=8). FUSEDRNN_CPU_HOIST=0/1 forces either (for measurements). stream: the hoisted
+// product may bypass the cache (gemm.h), for a reader that prefetches its rows.
 template <class S>
 struct InputProjection {
   static constexpr int64_t kHoistBelowBatch = 4, kHoistFromBatch = 32;
@@ -87,12 +90,12 @@ struct InputProjection {
   std::optional<Weight<S>> w;
 
   InputProjection(const Steps& st, const S* x_, int64_t I_, const S* w_ih, int64_t G,
-                  const S* bias_, S* out_, int64_t ldo_)
+                  const S* bias_, S* out_, int64_t ldo_, bool stream = false)
       : x(x_), I(I_), bias(bias_), out(out_), ldo(ldo_) {
     const char* env = std::getenv("FUSEDRNN_CPU_HOIST");
     hoisted = env ? env[0] == '1' : (st.B < kHoistBelowBatch || st.B >= kHoistFromBatch);
     if (hoisted) {
-      matmul<S>(false, true, st.N, G, I, x, I, w_ih, I, S(0), out, ldo, bias);
+      matmul<S>(false, true, st.N, G, I, x, I, w_ih, I, S(0), out, ldo, bias, stream);
     } else {
       w.emplace(true, I, G, w_ih, I);
     }
