@@ -71,6 +71,22 @@ def test_layer_matches_reference(backend, kind, dtype, size):
     check_against_reference(kind, dtype, *size, device=device_of(backend))
 
 
+@pytest.mark.parametrize("hoist", ["0", "1"], ids=["per_step", "hoisted"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+@pytest.mark.parametrize("kind", KINDS)
+def test_cpu_input_projection_both_ways(kind, dtype, hoist, monkeypatch):
+    """The CPU backend computes the input projection over all steps at once or step by step,
+    depending on the sizes (the sizes above are small, so they mostly run hoisted): both ways,
+    forced by FUSEDRNN_CPU_HOIST, against the reference, in both directions."""
+    import fusedrnn
+
+    monkeypatch.setenv("FUSEDRNN_CPU_HOIST", hoist)
+    with fusedrnn.backend("cpu"):
+        for size in [(5, 9, 13, 67, False, True), (4, 33, 7, 20, True, True),
+                     (3, 5, 4, 17, True, False)]:
+            check_against_reference(kind, dtype, *size, device="cpu")
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_non_contiguous_inputs(backend, kind):
     """Every input given as a strided view (transposed storage) gives the same result."""
