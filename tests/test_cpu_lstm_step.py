@@ -2,8 +2,9 @@
 update in its epilogue, W_hh packed 16 units x 4 gates per panel). Against the fp64 reference and
 against the unfused path (FUSEDRNN_CPU_FUSED=0: GEMM, then the pointwise pass) on the same
 inputs: hidden sizes that do and do not fill a 16-unit panel, batches that do and do not fill a
-4-row tile, packed input in both directions, 1 and 2 threads, and the gradients (the backward
-reads the activations the fused step saved)."""
+4-row tile, packed input in both directions, 1 and 2 threads, the input projection hoisted and
+per step (FUSEDRNN_CPU_HOIST=1/0; the sizes here would all be hoisted otherwise), and the
+gradients (the backward reads the activations the fused step saved)."""
 import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence
@@ -52,10 +53,16 @@ def _close(got, want, tol):
         torch.testing.assert_close(a.double(), b.double(), rtol=tol, atol=tol)
 
 
+@pytest.fixture(params=["1", "0"], ids=["hoisted", "per_step"])
+def hoist(request, monkeypatch):
+    monkeypatch.setenv("FUSEDRNN_CPU_HOIST", request.param)
+    return request.param
+
+
 @pytest.mark.parametrize("H", [1, 5, 16, 17, 40, 67])
 @pytest.mark.parametrize("B", [1, 3, 4, 9])
 @pytest.mark.parametrize("reverse", [False, True])
-def test_fused_matches_reference_and_unfused(H, B, reverse, threads, monkeypatch):
+def test_fused_matches_reference_and_unfused(H, B, reverse, threads, hoist, monkeypatch):
     T, I = 6, 11
     x, h0, c0, w = _inputs(T, B, I, H, seed=H * 100 + B)
     assert torch.ops.fusedrnn_testing.cpu_lstm_fused()
@@ -69,7 +76,7 @@ def test_fused_matches_reference_and_unfused(H, B, reverse, threads, monkeypatch
 
 @pytest.mark.parametrize("reverse", [False, True])
 @pytest.mark.parametrize("bias", [False, True])
-def test_fused_packed(reverse, bias, threads, monkeypatch):
+def test_fused_packed(reverse, bias, threads, hoist, monkeypatch):
     T, B, I, H = 9, 7, 13, 35
     x, h0, c0, w = _inputs(T, B, I, H, seed=11, bias=bias)
     lengths = torch.tensor([9, 8, 8, 5, 3, 2, 1])
@@ -91,7 +98,7 @@ def test_fused_packed(reverse, bias, threads, monkeypatch):
     torch.testing.assert_close(got[0].double(), want, rtol=2e-5, atol=2e-5)
 
 
-def test_fused_large_step_two_threads(threads, monkeypatch):
+def test_fused_large_step_two_threads(threads, hoist, monkeypatch):
     """A step above the threading threshold (4 MFLOP): threads split the 16-unit panels."""
     T, B, I, H = 3, 33, 20, 200
     x, h0, c0, w = _inputs(T, B, I, H, seed=5)
