@@ -62,7 +62,7 @@ constexpr int64_t kMinRows = 64;
 // 512 (C = dW is 4-64 MB at H = 512-2048): dW products at T*B = 6400 measured 5-10% faster on
 // two threads (H = 512: ~330 -> ~350 GFLOP/s, H = 2048: ~365 -> ~405).
 constexpr int64_t kKSlice = 1024;
-// A GEMM runs on the calling thread below both this many flops (waking the pool costs more;
+// A product runs on the calling thread below both this many flops (waking the pool costs more;
 // measured: 4 MFLOP left the per-step products of T=20 B=8 H=128 on one thread, and LSTM there
 // at ~0.8x of torch.nn on two threads, ~1.0x with 1 MFLOP) and this many bytes of packed B (thin
 // products, the per-step ones at B = 1, stream B from L3, and two cores read it faster than one:
@@ -108,6 +108,11 @@ GemmIsa default_isa() {
 }
 
 }  // namespace
+
+bool run_on_caller(double flops, double packed_bytes) {
+  return (flops < kParallelFlops && packed_bytes < kParallelBytes) ||
+         at::get_num_threads() == 1 || at::in_parallel_region();
+}
 
 GemmIsa gemm_isa() {
   const int f = forced_isa.load(std::memory_order_relaxed);
@@ -229,8 +234,7 @@ void gemm_packed(int64_t M, float alpha, bool ta, const float* A, int64_t lda, c
       };
       const double flops = 2.0 * double(mc) * double(N) * double(ks);
       const double bytes = double(panels) * double(NR) * double(ks) * sizeof(float);
-      if ((flops < kParallelFlops && bytes < kParallelBytes) || at::get_num_threads() == 1 ||
-          at::in_parallel_region()) {
+      if (run_on_caller(flops, bytes)) {
         run(0, panels);
       } else {
         const double per_panel = 2.0 * double(mc) * double(NR) * double(ks);

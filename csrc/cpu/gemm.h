@@ -23,6 +23,11 @@ namespace cpu {
 
 enum class GemmIsa : int { Blas = 0, Avx2 = 1, Avx512 = 2 };
 
+// Whether a product of this many flops, reading this many bytes of packed weights, should run on
+// the calling thread (too small to pay for waking the pool, one thread, or already inside a
+// parallel region) rather than split across threads. Shared by the GEMM and the fused LSTM step.
+bool run_on_caller(double flops, double packed_bytes);
+
 // The instruction set used by the next PackedB/sgemm: the forced one if set and supported by
 // this CPU, else the best supported.
 GemmIsa gemm_isa();

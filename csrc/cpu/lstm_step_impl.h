@@ -5,6 +5,7 @@
 
 #include <immintrin.h>
 
+#include "cpu/gemm.h"
 #include "cpu/lstm_step.h"
 
 namespace fusedrnn {
@@ -15,10 +16,6 @@ namespace step {
 constexpr int64_t kU = LstmStepWeights::kUnits, kCols = LstmStepWeights::kCols;
 // K chunk: a panel's kc x 64 floats (32 KB) stay in L1 while every row tile of the step uses it.
 constexpr int64_t kKC = 128;
-// A step runs on the calling thread below both this many flops and this many bytes of packed
-// W_hh (as in gemm.cpp): thin steps (B = 1) stream W_hh from L3 and gain from two cores' reads.
-constexpr double kParallelFlops = 1e6;
-constexpr double kParallelBytes = 2 << 20;
 
 // Rows r0..r0+R-1 of the step, units u0..u0+nu-1 (one panel), k in [k0, k0+kc). The gate
 // pre-activations live in g between chunks: the first chunk starts from the input
@@ -135,8 +132,7 @@ static void lstm_step(const LstmStepWeights& w, int64_t n, const float* h, float
   };
   const double flops = 8.0 * double(n) * double(H) * double(H);
   const double bytes = double(w.panels) * double(H) * kCols * sizeof(float);
-  if ((flops < kParallelFlops && bytes < kParallelBytes) || at::get_num_threads() == 1 ||
-      at::in_parallel_region()) {
+  if (run_on_caller(flops, bytes)) {  // thin steps (B = 1) still split: two cores read W_hh faster
     run(0, w.panels);
   } else {
     at::parallel_for(0, w.panels, 1, run);
