@@ -183,6 +183,7 @@ void gemm_packed(int64_t M, float alpha, bool ta, const float* A, int64_t lda, c
   const int64_t panels = (N + NR - 1) / NR;
   const bool stream =
       stream_ok && KS == K && double(M) * double(N) * sizeof(float) >= kStreamBytes;
+  const bool reverse = B.calls.fetch_add(1, std::memory_order_relaxed) & 1;
   thread_local std::vector<float> abuf;  // grows to the largest block, then no more allocation
   for (int64_t ps = 0; ps < K; ps += KS) {
     const int64_t ks = std::min(KS, K - ps);
@@ -216,7 +217,8 @@ void gemm_packed(int64_t M, float alpha, bool ta, const float* A, int64_t lda, c
       }
       const float* bp0 = B.data.get();
       auto run = [&](int64_t p0, int64_t p1) {
-        for (int64_t p = p0; p < p1; ++p) {
+        for (int64_t q = p0; q < p1; ++q) {
+          const int64_t p = reverse ? p0 + p1 - 1 - q : q;
           const int64_t n0 = p * NR, nv = std::min(NR, N - n0);
           const float* bp = bp0 + p * K * NR + ps * NR;
           for (int64_t pc = 0; pc < ks; pc += KC) {

@@ -12,6 +12,7 @@
 // AVX-512 (32-column panels), AVX2+FMA (16), else the BLAS path (PackedB only keeps the pointer).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
@@ -44,6 +45,10 @@ struct PackedB {
   int64_t ldb = 0;
   // Packed: panel p (columns p*nr ..) holds K rows of nr floats, 64-byte aligned.
   BigBuffer<float> data;
+  // Calls so far: every other gemm_packed walks each thread's panels in reverse (same results),
+  // so that the panels a thread read last, still in its L2, are the first it reads again. A
+  // per-step B larger than L2 then streams only part of itself from L3 each step.
+  mutable std::atomic<uint32_t> calls{0};
 
   PackedB() = default;
   // op(B) is [K,N]; B itself is [K,N] (tb false) or [N,K] (tb true) with row stride ldb.

@@ -102,8 +102,10 @@ static void lstm_step(const LstmStepWeights& w, int64_t n, const float* h, float
                       float* cs, float* c_out, float* m_out) {
   const int64_t H = w.H;
   if (n == 0 || H == 0) return;
+  const bool reverse = w.steps.fetch_add(1, std::memory_order_relaxed) & 1;
   auto run = [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p) {
+    for (int64_t q = p0; q < p1; ++q) {
+      const int64_t p = reverse ? p0 + p1 - 1 - q : q;
       const int64_t u0 = p * kU, nu = std::min(kU, H - u0);
       const float* bp = w.data.get() + p * H * kCols;
       for (int64_t k0 = 0; k0 < H; k0 += kKC) {
