@@ -130,7 +130,8 @@ bool force_gemm_isa(int isa) {
 PackedB::PackedB(bool tb_, int64_t K_, int64_t N_, const float* B, int64_t ldb_)
     : isa(gemm_isa()), K(K_), N(N_), tb(tb_), raw(B), ldb(ldb_) {
   if (isa == GemmIsa::Blas || K == 0 || N == 0) return;
-  nr = arch_of(isa).nr;
+  const GemmArch& ar = arch_of(isa);
+  nr = ar.nr;
   const int64_t panels = (N + nr - 1) / nr;
   data.reset(static_cast<float*>(alloc_big(size_t(panels * K * nr) * sizeof(float))));
   TORCH_CHECK(data, "fusedrnn: out of memory packing a GEMM operand");
@@ -144,6 +145,8 @@ PackedB::PackedB(bool tb_, int64_t K_, int64_t N_, const float* B, int64_t ldb_)
           std::memcpy(d + k * nr, B + k * ldb + n0, w * sizeof(float));
           std::fill(d + k * nr + w, d + (k + 1) * nr, 0.f);
         }
+      } else if (ar.pack_t) {
+        ar.pack_t(B, ldb, K, n0, w, d);
       } else {
         // Column n0+c of op(B) is row n0+c of B; 16 k at a time so that the 16 x nr block
         // being written stays in L1 while whole cache lines of B are read.

@@ -21,9 +21,15 @@ using GemmKernel = void (*)(int64_t mr, int64_t nv, int64_t kc, const float* Ap,
                             const float* Bp, float alpha, float beta, const float* bias, float* C,
                             int64_t ldc, bool stream);
 
+// Packs panel n0 .. n0+w-1 (w <= NR) of op(B) = B^T, B [N,K] with row stride ldb: d[k*NR + c] =
+// B[(n0+c)*ldb + k] for k < K, c < NR (0 for c >= w); d 64-byte aligned.
+using GemmPackT = void (*)(const float* B, int64_t ldb, int64_t K, int64_t n0, int64_t w,
+                           float* d);
+
 struct GemmArch {
   int mr, nr, kc;  // tile rows, panel width, K chunk (per call of the kernel; measured per ISA)
   GemmKernel kernel;
+  GemmPackT pack_t;  // null: the driver's scalar loop
 };
 
 #if defined(__x86_64__) && defined(__GNUC__)

@@ -36,7 +36,7 @@ struct Avx2 {
 }  // namespace
 
 const GemmArch& gemm_arch_avx2() {
-  static const GemmArch arch{Avx2::MR, 2 * Avx2::L, 256, &gemm_tile::kernel<Avx2>};
+  static const GemmArch arch{Avx2::MR, 2 * Avx2::L, 256, &gemm_tile::kernel<Avx2>, nullptr};
   return arch;
 }
 

@@ -27,6 +27,10 @@
 namespace fusedrnn {
 namespace cpu {
 
+// Writes panel p of the layout above (H * kCols floats at d, 64-byte aligned) from w_hh [4H, H].
+// AVX-512: call only where lstm_step_fn() is not null.
+void lstm_step_pack_panel(const float* w_hh, int64_t H, int64_t p, float* d);
+
 struct LstmStepWeights {
   static constexpr int64_t kUnits = 16, kCols = 4 * kUnits;
   int64_t H = 0, panels = 0;
@@ -43,24 +47,7 @@ struct LstmStepWeights {
     float* d0 = data.get();
     at::parallel_for(0, panels, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, H * kCols)),
                      [&](int64_t p0, int64_t p1) {
-      for (int64_t p = p0; p < p1; ++p) {
-        float* d = d0 + p * H * kCols;
-        // 16 k at a time: the 16 x 64 block being written stays in L1 while rows of W_hh are
-        // read a cache line at a time.
-        for (int64_t k0 = 0; k0 < H; k0 += 16) {
-          const int64_t kn = std::min<int64_t>(16, H - k0);
-          for (int64_t q = 0; q < 4; ++q)
-            for (int64_t u = 0; u < kUnits; ++u) {
-              const int64_t unit = p * kUnits + u, col = q * kUnits + u;
-              if (unit < H) {
-                const float* src = w_hh + (q * H + unit) * H + k0;
-                for (int64_t k = 0; k < kn; ++k) d[(k0 + k) * kCols + col] = src[k];
-              } else {
-                for (int64_t k = 0; k < kn; ++k) d[(k0 + k) * kCols + col] = 0.f;
-              }
-            }
-        }
-      }
+      for (int64_t p = p0; p < p1; ++p) lstm_step_pack_panel(w_hh, H, p, d0 + p * H * kCols);
     });
   }
 };

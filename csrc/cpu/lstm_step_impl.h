@@ -7,6 +7,7 @@
 
 #include "cpu/gemm.h"
 #include "cpu/lstm_step.h"
+#include "cpu/transpose16.h"
 
 namespace fusedrnn {
 namespace cpu {
@@ -145,6 +146,17 @@ static void lstm_step(const LstmStepWeights& w, int64_t n, const float* h, float
 }  // namespace FRNN_PW_NS
 
 LstmStepFn lstm_step_avx512() { return &FRNN_PW_NS::step::lstm_step; }
+
+void lstm_step_pack_panel(const float* w_hh, int64_t H, int64_t p, float* d) {
+  constexpr int64_t kU = LstmStepWeights::kUnits, kCols = LstmStepWeights::kCols;
+  const int rows = int(std::min(kU, H - p * kU));
+  // Gate q's 16 units are rows q*H + 16p + u of W_hh; their first 16 k land, transposed, in
+  // columns 16q .. 16q+15 of the panel's first 16 rows; and so on along k.
+  for (int64_t q = 0; q < 4; ++q)
+    for (int64_t k0 = 0; k0 < H; k0 += 16)
+      transpose16(w_hh + (q * H + p * kU) * H + k0, H, rows, int(std::min<int64_t>(16, H - k0)),
+                  d + k0 * kCols + q * kU, kCols);
+}
 
 }  // namespace cpu
 }  // namespace fusedrnn

@@ -40,6 +40,12 @@ const Pointwise<S>& pointwise() {
   return pointwise_default<S>();
 }
 
+#if !(defined(__x86_64__) && defined(__GNUC__))
+void lstm_step_pack_panel(const float*, int64_t, int64_t, float*) {
+  TORCH_CHECK(false, "fusedrnn: the fused LSTM step needs AVX-512");  // lstm_step_fn() is null
+}
+#endif
+
 LstmStepFn lstm_step_fn() {
 #if defined(__x86_64__) && defined(__GNUC__)
   const char* env = std::getenv("FUSEDRNN_CPU_FUSED");
