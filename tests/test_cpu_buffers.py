@@ -1,5 +1,5 @@
 """The CPU backend's cache of large buffers (csrc/cpu/big_buffer.h): outputs and saved tensors of
-4 MB and more come from buffers freed by earlier calls. A buffer still referenced must never be
+1 MB and more come from buffers freed by earlier calls. A buffer still referenced must never be
 handed out again, and reused memory must not leak old values into new results."""
 import torch
 

@@ -16,7 +16,7 @@ namespace {
 
 constexpr size_t kHuge = size_t(2) << 20;
 constexpr size_t kMinPooled = size_t(1) << 20;  // alloc_big's threshold
-constexpr size_t kMinTensor = size_t(4) << 20;  // empty_big's
+constexpr size_t kMinTensor = size_t(1) << 20;  // empty_big's
 
 size_t cache_limit() {
   static const size_t limit = [] {
