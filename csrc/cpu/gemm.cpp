@@ -127,8 +127,8 @@ bool force_gemm_isa(int isa) {
   return true;
 }
 
-PackedB::PackedB(bool tb_, int64_t K_, int64_t N_, const float* B, int64_t ldb_)
-    : isa(gemm_isa()), K(K_), N(N_), tb(tb_), raw(B), ldb(ldb_) {
+PackedB::PackedB(bool tb_, int64_t K_, int64_t N_, const float* B, int64_t ldb_, bool packed)
+    : isa(packed ? gemm_isa() : GemmIsa::Blas), K(K_), N(N_), tb(tb_), raw(B), ldb(ldb_) {
   if (isa == GemmIsa::Blas || K == 0 || N == 0) return;
   const GemmArch& ar = arch_of(isa);
   nr = ar.nr;

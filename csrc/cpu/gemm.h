@@ -52,7 +52,8 @@ struct PackedB {
 
   PackedB() = default;
   // op(B) is [K,N]; B itself is [K,N] (tb false) or [N,K] (tb true) with row stride ldb.
-  PackedB(bool tb, int64_t K, int64_t N, const float* B, int64_t ldb);
+  // packed = false: the Blas path whatever the CPU (for a B used by too few rows to repay packing).
+  PackedB(bool tb, int64_t K, int64_t N, const float* B, int64_t ldb, bool packed = true);
 };
 
 // C[M,N] = alpha * op(A) B + beta * C (+ bias[j] on every row when bias, [N], is not null)

@@ -25,7 +25,7 @@ void forward_steps(const Steps& st, const Tensor& x, const Tensor& w_ih, const T
   const InputProjection<S> in(st, x.data_ptr<S>(), I, w_ih.data_ptr<S>(), G,
                               b_ih ? bias.data_ptr<S>() : nullptr, gates.data_ptr<S>(), G);
   auto gh = at::empty({st.B, G}, x.options());
-  const Weight<S> whh(true, H, G, w_hh.data_ptr<S>(), H);  // packed once, used by every step
+  const Weight<S> whh(true, H, G, w_hh.data_ptr<S>(), H, st.N);  // packed once, used by every step
   const S* bhh = b_hh ? b_hh->data_ptr<S>() : nullptr;
   S* ghp = gh.data_ptr<S>();
   S* hs = h.data_ptr<S>();
@@ -47,7 +47,7 @@ void backward_steps(const Steps& st, const Tensor& dy, const Tensor& gates, cons
                     const Tensor& h_prev, const Tensor& w_hh, bool reverse, Tensor& dh,
                     Tensor& dgx, Tensor& dgh) {
   const int64_t H = w_hh.size(1), G = 3 * H;
-  const Weight<S> whh(false, G, H, w_hh.data_ptr<S>(), H);
+  const Weight<S> whh(false, G, H, w_hh.data_ptr<S>(), H, st.N);
   S* dhs = dh.data_ptr<S>();
   for (int64_t s = st.T - 1; s >= 0; --s) {
     const int64_t t = time_of(s, st.T, reverse), n = st.count[t], off = st.offset[t];

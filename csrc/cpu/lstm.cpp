@@ -44,9 +44,9 @@ void forward_steps(const Steps& st, const Tensor& x, const Tensor& w_ih, const T
   if (fused) {
     wf.emplace(reinterpret_cast<const float*>(w_hh.data_ptr<S>()), H);
   } else {
-    whh.emplace(true, P, G, w_hh.data_ptr<S>(), P);
+    whh.emplace(true, P, G, w_hh.data_ptr<S>(), P, st.N);
   }
-  if (proj) whr.emplace(true, H, P, w_hr.data_ptr<S>(), H);
+  if (proj) whr.emplace(true, H, P, w_hr.data_ptr<S>(), H, st.N);
   S* ms = proj ? m.data_ptr<S>() : nullptr;
   S* hs = h.data_ptr<S>();
   S* cs = c.data_ptr<S>();
@@ -84,9 +84,9 @@ void backward_steps(const Steps& st, const Tensor& dy, const Tensor& gates, cons
                     Tensor& dh, Tensor& dc, Tensor& da, Tensor& dht, Tensor& dm) {
   const int64_t P = w_hh.size(1), G = w_hh.size(0), H = G / 4;
   const bool proj = w_hr.defined();
-  const Weight<S> whh(false, G, P, w_hh.data_ptr<S>(), P);  // dh = da W_hh
+  const Weight<S> whh(false, G, P, w_hh.data_ptr<S>(), P, st.N);  // dh = da W_hh
   std::optional<Weight<S>> whr;                             // dm = dh W_hr
-  if (proj) whr.emplace(false, P, H, w_hr.data_ptr<S>(), H);
+  if (proj) whr.emplace(false, P, H, w_hr.data_ptr<S>(), H, st.N);
   S* dhs = dh.data_ptr<S>();
   S* dcs = dc.data_ptr<S>();
   for (int64_t s = st.T - 1; s >= 0; --s) {

@@ -18,7 +18,7 @@ template <class S>
 void forward_steps(const Steps& st, const InputProjection<S>& in, const Tensor& w_hh,
                    cells::Act act, bool reverse, Tensor& y, Tensor& h) {
   const int64_t H = w_hh.size(1);
-  const Weight<S> whh(true, H, H, w_hh.data_ptr<S>(), H);  // packed once, used by every step
+  const Weight<S> whh(true, H, H, w_hh.data_ptr<S>(), H, st.N);  // packed once, used by every step
   S* hs = h.data_ptr<S>();
   for (int64_t s = 0; s < st.T; ++s) {
     const int64_t t = time_of(s, st.T, reverse), n = st.count[t];
@@ -35,7 +35,7 @@ template <class S>
 void backward_steps(const Steps& st, const Tensor& dy, const Tensor& y, const Tensor& w_hh,
                     cells::Act act, bool reverse, Tensor& dh, Tensor& da) {
   const int64_t H = w_hh.size(1);
-  const Weight<S> whh(false, H, H, w_hh.data_ptr<S>(), H);
+  const Weight<S> whh(false, H, H, w_hh.data_ptr<S>(), H, st.N);
   S* dhs = dh.data_ptr<S>();
   for (int64_t s = st.T - 1; s >= 0; --s) {
     const int64_t t = time_of(s, st.T, reverse), n = st.count[t], off = st.offset[t] * H;
