@@ -1,5 +1,5 @@
-// Test hooks for the CPU GEMM (gemm.h) and the fused LSTM step, in their own op namespace so that it stays out of the
-// product's op list (torch.ops.fusedrnn.*):
+// Test hooks for the CPU GEMM (gemm.h) and the fused LSTM step, in their own op namespace so
+// that they stay out of the product's op list (torch.ops.fusedrnn.*):
 //   torch.ops.fusedrnn_testing.cpu_gemm(a, b, c, ta, tb, alpha, beta, isa, bias, stream) -> bool
 // c = alpha * op(a) op(b) + beta * c (+ bias [N] on every row, if given) in place, with gemm.h's
 // stream hint. a, b, c: fp32

@@ -2,10 +2,10 @@
 // step the recurrent GEMM (W_hh packed once per call) with the cell update (csrc/cells) fused
 // into it (lstm_step.h; fp32 on AVX-512 without projection) or, elsewhere, the GEMM into the
 // saved-gates buffer plus one fused pointwise pass; backward sweeps time in reverse, then the
-// weight gradients, dx and db as single GEMMs over all rows. fp32 GEMMs are the backend's own (gemm.h). Dense and packed
-// input share one implementation (csrc/cpu/common.h: Steps). With a projection (w_hr [P,H],
-// torch.nn's proj_size = P) each step adds the GEMM h = m W_hr^T, m = o * tanh(c), and the
-// recurrence runs on h [B,P].
+// weight gradients, dx and db as single GEMMs over all rows. fp32 GEMMs are the backend's own
+// (gemm.h). Dense and packed input share one implementation (csrc/cpu/common.h: Steps). With a
+// projection (w_hr [P,H], torch.nn's proj_size = P) each step adds the GEMM h = m W_hr^T,
+// m = o * tanh(c), and the recurrence runs on h [B,P].
 // Shapes and saved tensors: csrc/ops.h.
 #include "cpu/common.h"
 #include "cpu/lstm_step.h"

@@ -70,16 +70,14 @@ inline void matmul(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const S* A
     if (ta || M >= kPackMinRows)
       return sgemm(ta, tb, M, N, K, 1.f, A, lda, B, ldb, beta, C, ldc, bias, stream);
   }
-  {
-    detail::pre_bias(M, N, bias, beta, C, ldc);
-    if (K == 0) {
-      for (int64_t i = 0; i < M; ++i)
-        for (int64_t j = 0; j < N; ++j)
-          C[i * ldc + j] = beta == S(0) ? S(0) : beta * C[i * ldc + j];
-      return;
-    }
-    gemm_rm<S>(ta, tb, M, N, K, S(1), A, lda, B, ldb, beta, C, ldc);
+  // torch's BLAS: fp64, and fp32 products of too few rows to repay packing B
+  detail::pre_bias(M, N, bias, beta, C, ldc);
+  if (K == 0) {
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == S(0) ? S(0) : beta * C[i * ldc + j];
+    return;
   }
+  gemm_rm<S>(ta, tb, M, N, K, S(1), A, lda, B, ldb, beta, C, ldc);
 }
 
 // The input projection out = x W_ih^T + bias of a layer call (x [N,I], w_ih [G,I], out [N,G]
