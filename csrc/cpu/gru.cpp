@@ -25,7 +25,7 @@ void forward_steps(const Steps& st, const Tensor& x, const Tensor& w_ih, const T
   const InputProjection<S> in(st, x.data_ptr<S>(), I, w_ih.data_ptr<S>(), G,
                               b_ih ? bias.data_ptr<S>() : nullptr, gates.data_ptr<S>(), G);
   auto gh = at::empty({st.B, G}, x.options());
-  const Weight<S> whh(true, H, G, w_hh.data_ptr<S>(), H, st.N);  // packed once, used by every step
+  const Weight<S> whh(true, H, G, w_hh.data_ptr<S>(), H, st.N);  // packed once for all steps
   const S* bhh = b_hh ? b_hh->data_ptr<S>() : nullptr;
   S* ghp = gh.data_ptr<S>();
   S* hs = h.data_ptr<S>();

@@ -85,7 +85,7 @@ void backward_steps(const Steps& st, const Tensor& dy, const Tensor& gates, cons
   const int64_t P = w_hh.size(1), G = w_hh.size(0), H = G / 4;
   const bool proj = w_hr.defined();
   const Weight<S> whh(false, G, P, w_hh.data_ptr<S>(), P, st.N);  // dh = da W_hh
-  std::optional<Weight<S>> whr;                             // dm = dh W_hr
+  std::optional<Weight<S>> whr;                                   // dm = dh W_hr
   if (proj) whr.emplace(false, P, H, w_hr.data_ptr<S>(), H, st.N);
   S* dhs = dh.data_ptr<S>();
   S* dcs = dc.data_ptr<S>();

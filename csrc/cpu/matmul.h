@@ -7,7 +7,8 @@
 // fp32, gemm.h's stream hint.
 // B (and bias) must outlive the Weight; C must not alias A, B or bias; beta == 0 never reads C.
 // fp32 products whose B serves fewer than kPackMinRows rows in all (a one-shot matmul with small
-// M; a Weight given rows < kPackMinRows) skip packing and run on torch's BLAS.
+// M and A read in place; a Weight given rows < kPackMinRows) leave B unpacked: PackedB's BLAS
+// path.
 #pragma once
 
 #include "cpu/common.h"
@@ -43,7 +44,7 @@ struct Weight {
   int64_t K, N;
   const S* B;
   int64_t ldb;
-  Weight(bool tb_, int64_t K_, int64_t N_, const S* B_, int64_t ldb_, int64_t = kPackMinRows)
+  Weight(bool tb_, int64_t K_, int64_t N_, const S* B_, int64_t ldb_, int64_t /*rows*/)
       : tb(tb_), K(K_), N(N_), B(B_), ldb(ldb_) {}
   void mul(int64_t M, bool ta, const S* A, int64_t lda, S beta, S* C, int64_t ldc,
            const S* bias = nullptr) const;
@@ -52,8 +53,7 @@ struct Weight {
 template <>
 struct Weight<float> {
   PackedB packed;
-  Weight(bool tb, int64_t K, int64_t N, const float* B, int64_t ldb,
-         int64_t rows = kPackMinRows)
+  Weight(bool tb, int64_t K, int64_t N, const float* B, int64_t ldb, int64_t rows)
       : packed(tb, K, N, B, ldb, rows >= kPackMinRows) {}
   void mul(int64_t M, bool ta, const float* A, int64_t lda, float beta, float* C, int64_t ldc,
            const float* bias = nullptr) const {
@@ -67,17 +67,18 @@ inline void matmul(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const S* A
                    bool stream = false) {
   if (M == 0 || N == 0) return;
   if constexpr (std::is_same_v<S, float>) {
-    if (ta || M >= kPackMinRows)
-      return sgemm(ta, tb, M, N, K, 1.f, A, lda, B, ldb, beta, C, ldc, bias, stream);
+    const PackedB pb(tb, K, N, B, ldb, ta || M >= kPackMinRows);
+    gemm_packed(M, 1.f, ta, A, lda, pb, beta, C, ldc, bias, stream);
+  } else {
+    detail::pre_bias(M, N, bias, beta, C, ldc);
+    if (K == 0) {
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j)
+          C[i * ldc + j] = beta == S(0) ? S(0) : beta * C[i * ldc + j];
+      return;
+    }
+    gemm_rm<S>(ta, tb, M, N, K, S(1), A, lda, B, ldb, beta, C, ldc);
   }
-  // torch's BLAS: fp64, and fp32 products of too few rows to repay packing B
-  detail::pre_bias(M, N, bias, beta, C, ldc);
-  if (K == 0) {
-    for (int64_t i = 0; i < M; ++i)
-      for (int64_t j = 0; j < N; ++j) C[i * ldc + j] = beta == S(0) ? S(0) : beta * C[i * ldc + j];
-    return;
-  }
-  gemm_rm<S>(ta, tb, M, N, K, S(1), A, lda, B, ldb, beta, C, ldc);
 }
 
 // The input projection out = x W_ih^T + bias of a layer call (x [N,I], w_ih [G,I], out [N,G]

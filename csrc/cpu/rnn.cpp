@@ -18,7 +18,7 @@ template <class S>
 void forward_steps(const Steps& st, const InputProjection<S>& in, const Tensor& w_hh,
                    cells::Act act, bool reverse, Tensor& y, Tensor& h) {
   const int64_t H = w_hh.size(1);
-  const Weight<S> whh(true, H, H, w_hh.data_ptr<S>(), H, st.N);  // packed once, used by every step
+  const Weight<S> whh(true, H, H, w_hh.data_ptr<S>(), H, st.N);  // packed once for all steps
   S* hs = h.data_ptr<S>();
   for (int64_t s = 0; s < st.T; ++s) {
     const int64_t t = time_of(s, st.T, reverse), n = st.count[t];
