@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <vector>
 #include <torch/extension.h>
 
@@ -89,19 +90,29 @@ inline int64_t time_of(int64_t s, int64_t T, bool reverse) { return reverse ? T 
 // For every row (t, b), the state it started from: the same row of the previously processed
 // step when that row was active there, else the initial state init[b]. seq and the result are
 // [N, H]; init is [B, H]. For dense forward input this is [init; seq[steps 0 .. T-2]].
-inline Tensor previous_rows(const Tensor& seq, const Tensor& init, const Steps& st, bool reverse) {
+// Rows are copied with memcpy, not per-step ATen copies: those cost ~2 us each in dispatch, and
+// at B = 1 two per step were ~6% of an LSTM training call (T=100 H=512).
+inline Tensor previous_rows(const Tensor& seq_, const Tensor& init_, const Steps& st,
+                            bool reverse) {
+  auto seq = seq_.contiguous(), init = init_.contiguous();
   auto out = empty_big(seq.sizes(), seq.options());
+  const size_t row = size_t(seq.size(1)) * seq.element_size();
+  char* o = static_cast<char*>(out.data_ptr());
+  const char* q = static_cast<const char*>(seq.data_ptr());
+  const char* i0 = static_cast<const char*>(init.data_ptr());
+  auto rows = [&](char* dst, const char* src, int64_t n) {
+    if (n > 0) std::memcpy(dst, src, size_t(n) * row);
+  };
   for (int64_t s = 0; s < st.T; ++s) {
     const int64_t t = time_of(s, st.T, reverse), n = st.count[t];
-    auto dst = out.narrow(0, st.offset[t], n);
+    char* dst = o + size_t(st.offset[t]) * row;
     int64_t from_prev = 0;
     if (s > 0) {
       const int64_t tp = time_of(s - 1, st.T, reverse);
       from_prev = std::min(n, st.count[tp]);
-      dst.narrow(0, 0, from_prev).copy_(seq.narrow(0, st.offset[tp], from_prev));
+      rows(dst, q + size_t(st.offset[tp]) * row, from_prev);
     }
-    if (from_prev < n)
-      dst.narrow(0, from_prev, n - from_prev).copy_(init.narrow(0, from_prev, n - from_prev));
+    rows(dst + size_t(from_prev) * row, i0 + size_t(from_prev) * row, n - from_prev);
   }
   return out;
 }
