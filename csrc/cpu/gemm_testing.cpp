@@ -10,11 +10,15 @@
 // reps times with w packed once (benchmarks/cpu_gemm.py measures the per-step rate with it).
 //   torch.ops.fusedrnn_testing.cpu_lstm_fused() -> bool: whether an fp32 LSTM layer without
 // projection runs the fused step (lstm_step.h) right now (CPU support and run-time switches).
+//   torch.ops.fusedrnn_testing.cpu_lstm_thin() -> bool: whether an fp32 LSTM layer without
+// projection, with at most cpu_lstm_thin_rows() rows per step and its input projection hoisted,
+// runs its forward as the thin sweep (lstm_sweep.h) right now.
 #include <torch/library.h>
 
 #include "cpu/common.h"
 #include "cpu/gemm.h"
 #include "cpu/lstm_step.h"
+#include "cpu/lstm_sweep.h"
 
 namespace fusedrnn {
 namespace cpu {
@@ -58,6 +62,8 @@ void cpu_gemm_repeat(const Tensor& a, const Tensor& w, const Tensor& c, int64_t 
 }
 
 bool cpu_lstm_fused() { return lstm_step_fn() != nullptr; }
+bool cpu_lstm_thin() { return lstm_forward_thin_fn() != nullptr; }
+int64_t cpu_lstm_thin_rows() { return kThinRows; }
 
 }  // namespace
 
@@ -68,6 +74,8 @@ TORCH_LIBRARY(fusedrnn_testing, m) {
   m.def("cpu_gemm_repeat(Tensor a, Tensor w, Tensor(a!) c, int reps) -> ()");
   m.impl("cpu_gemm_repeat", c10::DispatchKey::CPU, TORCH_FN(cpu_gemm_repeat));
   m.def("cpu_lstm_fused() -> bool", TORCH_FN(cpu_lstm_fused));
+  m.def("cpu_lstm_thin() -> bool", TORCH_FN(cpu_lstm_thin));
+  m.def("cpu_lstm_thin_rows() -> int", TORCH_FN(cpu_lstm_thin_rows));
 }
 
 }  // namespace cpu

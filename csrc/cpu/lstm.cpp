@@ -1,14 +1,16 @@
 // CPU backend, LSTM: the input projection (hoisted or per step, matmul.h: InputProjection), per
 // step the recurrent GEMM (W_hh packed once per call) with the cell update (csrc/cells) fused
 // into it (lstm_step.h; fp32 on AVX-512 without projection) or, elsewhere, the GEMM into the
-// saved-gates buffer plus one fused pointwise pass; backward sweeps time in reverse, then the
-// weight gradients, dx and db as single GEMMs over all rows. fp32 GEMMs are the backend's own
+// saved-gates buffer plus one fused pointwise pass (batches up to kThinRows: the fused steps in
+// one parallel region, lstm_sweep.h); backward sweeps time in reverse, then the weight
+// gradients, dx and db as single GEMMs over all rows. fp32 GEMMs are the backend's own
 // (gemm.h). Dense and packed input share one implementation (csrc/cpu/common.h: Steps). With a
 // projection (w_hr [P,H], torch.nn's proj_size = P) each step adds the GEMM h = m W_hr^T,
 // m = o * tanh(c), and the recurrence runs on h [B,P].
 // Shapes and saved tensors: csrc/ops.h.
 #include "cpu/common.h"
 #include "cpu/lstm_step.h"
+#include "cpu/lstm_sweep.h"
 #include "cpu/matmul.h"
 #include "cpu/pointwise.h"
 
@@ -50,6 +52,22 @@ void forward_steps(const Steps& st, const Tensor& x, const Tensor& w_ih, const T
   S* ms = proj ? m.data_ptr<S>() : nullptr;
   S* hs = h.data_ptr<S>();
   S* cs = c.data_ptr<S>();
+  if constexpr (std::is_same_v<S, float>) {
+    // Thin fused steps with the projection hoisted: the whole loop in one parallel region
+    // (lstm_sweep.h).
+    auto thin = fused && in.hoisted && st.B <= kThinRows ? lstm_forward_thin_fn() : nullptr;
+    if (thin) {
+      std::vector<int64_t> off(st.T), cnt(st.T);  // in the order the steps are processed
+      for (int64_t s = 0; s < st.T; ++s) {
+        const int64_t t = time_of(s, st.T, reverse);
+        off[s] = st.offset[t], cnt[s] = st.count[t];
+      }
+      auto hbuf = at::empty({2, st.B, H}, x.options());
+      thin(*wf, st.T, off.data(), cnt.data(), gates.data_ptr<S>(), hs, cs,
+           cells_.data_ptr<S>(), y.data_ptr<S>(), hbuf.data_ptr<S>());
+      return;
+    }
+  }
   for (int64_t s = 0; s < st.T; ++s) {
     const int64_t t = time_of(s, st.T, reverse), n = st.count[t], off = st.offset[t];
     S* g = gates.data_ptr<S>() + off * G;

@@ -99,39 +99,44 @@ static void tile_rows(int64_t r, int64_t H, int64_t k0, int64_t kc, bool last, c
   tile<R>(H, k0, kc, last, h, bp, u0, nu, g, cs, c_out, m_out);
 }
 
+// Panels p0 .. p1-1 of the step (arguments as lstm_step.h), in reverse order when rev.
+static void panels(const LstmStepWeights& w, int64_t n, const float* h, float* g, float* cs,
+                   float* c_out, float* m_out, int64_t p0, int64_t p1, bool rev) {
+  const int64_t H = w.H;
+  for (int64_t q = p0; q < p1; ++q) {
+    const int64_t p = rev ? p0 + p1 - 1 - q : q;
+    const int64_t u0 = p * kU, nu = std::min(kU, H - u0);
+    const float* bp = w.data.get() + p * H * kCols;
+    for (int64_t k0 = 0; k0 < H; k0 += kKC) {
+      const int64_t kc = std::min(kKC, H - k0);
+      const bool last = k0 + kc == H;
+      for (int64_t r0 = 0; r0 < n; r0 += 4) {
+        // The next tile's first loads (input pre-activations at k0 = 0, the cell state in the
+        // last chunk) miss the cache: their rows are 8 KB apart. Asking for them one tile
+        // ahead hides that latency (it was ~13% of the step's time).
+        if (r0 + 4 < n && (k0 == 0 || last)) {
+          for (int64_t i = r0 + 4; i < std::min(n, r0 + 8); ++i) {
+            if (k0 == 0)
+              for (int gate = 0; gate < 4; ++gate)
+                _mm_prefetch(reinterpret_cast<const char*>(g + i * 4 * H + gate * H + u0),
+                             _MM_HINT_T0);
+            if (last) _mm_prefetch(reinterpret_cast<const char*>(cs + i * H + u0), _MM_HINT_T0);
+          }
+        }
+        tile_rows(std::min<int64_t>(4, n - r0), H, k0, kc, last, h + r0 * H, bp + k0 * kCols,
+                  u0, nu, g + r0 * 4 * H, cs + r0 * H, c_out + r0 * H, m_out + r0 * H);
+      }
+    }
+  }
+}
+
 static void lstm_step(const LstmStepWeights& w, int64_t n, const float* h, float* g,
                       float* cs, float* c_out, float* m_out) {
   const int64_t H = w.H;
   if (n == 0 || H == 0) return;
   const bool reverse = w.steps.fetch_add(1, std::memory_order_relaxed) & 1;
   auto run = [&](int64_t p0, int64_t p1) {
-    for (int64_t q = p0; q < p1; ++q) {
-      const int64_t p = reverse ? p0 + p1 - 1 - q : q;
-      const int64_t u0 = p * kU, nu = std::min(kU, H - u0);
-      const float* bp = w.data.get() + p * H * kCols;
-      for (int64_t k0 = 0; k0 < H; k0 += kKC) {
-        const int64_t kc = std::min(kKC, H - k0);
-        const bool last = k0 + kc == H;
-        for (int64_t r0 = 0; r0 < n; r0 += 4) {
-          // The next tile's first loads (input pre-activations at k0 = 0, the cell state in the
-          // last chunk) miss the cache: their rows are 8 KB apart. Asking for them one tile
-          // ahead hides that latency (it was ~13% of the step's time).
-          if (r0 + 4 < n && (k0 == 0 || last)) {
-            for (int64_t i = r0 + 4; i < std::min(n, r0 + 8); ++i) {
-              if (k0 == 0)
-                for (int q = 0; q < 4; ++q)
-                  _mm_prefetch(reinterpret_cast<const char*>(g + i * 4 * H + q * H + u0),
-                               _MM_HINT_T0);
-              if (last)
-                _mm_prefetch(reinterpret_cast<const char*>(cs + i * H + u0), _MM_HINT_T0);
-            }
-          }
-          tile_rows(std::min<int64_t>(4, n - r0), H, k0, kc, last, h + r0 * H,
-                    bp + k0 * kCols, u0, nu, g + r0 * 4 * H, cs + r0 * H, c_out + r0 * H,
-                    m_out + r0 * H);
-        }
-      }
-    }
+    panels(w, n, h, g, cs, c_out, m_out, p0, p1, reverse);
   };
   const double flops = 8.0 * double(n) * double(H) * double(H);
   const double bytes = double(w.panels) * double(H) * kCols * sizeof(float);

@@ -1,9 +1,10 @@
-// Run-time choice of the pointwise passes' instruction set (pointwise.h) and of the fused LSTM
-// step (lstm_step.h).
+// Run-time choice of the pointwise passes' instruction set (pointwise.h), of the fused LSTM
+// step (lstm_step.h) and of the thin LSTM forward sweep (lstm_sweep.h).
 #include "cpu/pointwise.h"
 
 #include "cpu/gemm.h"
 #include "cpu/lstm_step.h"
+#include "cpu/lstm_sweep.h"
 
 #include <cstdlib>
 
@@ -18,6 +19,7 @@ template <class S> const Pointwise<S>& pointwise_avx512();
 
 #if defined(__x86_64__) && defined(__GNUC__)
 LstmStepFn lstm_step_avx512();
+LstmForwardThinFn lstm_forward_thin_avx512();
 
 namespace {
 bool use_avx512() {
@@ -51,6 +53,14 @@ LstmStepFn lstm_step_fn() {
   const char* env = std::getenv("FUSEDRNN_CPU_FUSED");
   if (use_avx512() && gemm_isa() == GemmIsa::Avx512 && !(env && env[0] == '0'))
     return lstm_step_avx512();
+#endif
+  return nullptr;
+}
+
+LstmForwardThinFn lstm_forward_thin_fn() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  const char* env = std::getenv("FUSEDRNN_CPU_THIN");
+  if (lstm_step_fn() && !(env && env[0] == '0')) return lstm_forward_thin_avx512();
 #endif
   return nullptr;
 }

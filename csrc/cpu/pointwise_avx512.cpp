@@ -34,4 +34,5 @@
 #define FRNN_PW_TABLE pointwise_avx512
 #include "cpu/pointwise_impl.h"
 #include "cpu/lstm_step_impl.h"
+#include "cpu/lstm_sweep_impl.h"
 #endif
