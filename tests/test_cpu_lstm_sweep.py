@@ -1,12 +1,14 @@
-"""The CPU backend's thin LSTM forward sweep (csrc/cpu/lstm_sweep.h: the fused steps of a batch of
-at most cpu_lstm_thin_rows() rows, input projection hoisted, in one parallel region with one
-barrier per step, threads owning ranges of W_hh's 16-unit panels, h double-buffered). Outputs,
-final states and gradients (the backward reads the activations and cells the sweep saved) against
-the fp64 reference (autograd through fusedrnn.reference) and against a step at a time
-(FUSEDRNN_CPU_THIN=0) on the same inputs: hidden sizes that do and do not fill a 16-unit panel,
-every row count the sweep takes, packed input in both directions (rows that leave, or join from
-h0, between steps), 1 and 2 threads, and a W_hh large enough (> 2 MB) that two threads split it.
-The sizes here are small enough that the input projection is hoisted."""
+"""The CPU backend's thin LSTM sweeps (csrc/cpu/lstm_sweep.h: the forward and backward time loops
+of a batch of at most cpu_lstm_thin_rows() rows, each in one parallel region with one barrier per
+step, threads owning ranges of 16 hidden units; the forward runs the fused step with h
+double-buffered, the backward reads dh = da W_hh from W_hh as stored, every other step in
+reverse). Outputs, final states and gradients against the fp64 reference (autograd through
+fusedrnn.reference) and against a step at a time (FUSEDRNN_CPU_THIN=0) on the same inputs:
+hidden sizes that do and do not fill a 16-unit vector, every row count the sweeps take (row
+groups of 1..4 in the backward product), packed input in both directions (rows that leave, or
+join from h0, between steps), 1 and 2 threads (H = 129 and 201: W_hh above the 128 KB from which
+two threads split it), and a W_hh of 2.6 MB (forward sweep only). The sizes here are small
+enough that the input projection is hoisted."""
 import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence
@@ -59,7 +61,7 @@ def _close(got, want, tol):
         torch.testing.assert_close(a.double(), b.double(), rtol=tol, atol=tol, msg=f"item {k}")
 
 
-@pytest.mark.parametrize("H", [1, 7, 16, 33, 67])
+@pytest.mark.parametrize("H", [1, 7, 16, 33, 67, 129])
 @pytest.mark.parametrize("B", list(range(1, ROWS + 1)))
 @pytest.mark.parametrize("reverse", [False, True])
 def test_sweep_matches_reference_and_step_at_a_time(H, B, reverse, threads, monkeypatch):
@@ -106,14 +108,16 @@ def test_sweep_packed(reverse, threads, monkeypatch):
     assert dh0.abs().min() > 0  # every row received a gradient
 
 
+@pytest.mark.parametrize("H", [201, 401])
 @pytest.mark.parametrize("B", [1, 3])
-def test_sweep_two_slots(B, monkeypatch):
-    """W_hh of 2.6 MB (H = 401): above the threading threshold, two threads split the panels
-    (401 = 25 full panels + 1 unit), each walking its share in alternating directions."""
+def test_sweep_two_slots(H, B, monkeypatch):
+    """Two threads split the units: H = 201 (12 full vectors + 9 units, both sweeps) and
+    H = 401 (W_hh of 2.6 MB: the forward sweep, the backward a step at a time), each slot
+    walking its share in alternating directions."""
     old = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        T, I, H = 6, 10, 401
+        T, I = 6, 10
         leaves = _inputs(T, B, I, H, seed=B)
         got = _grads(leaves, _fused(False))
         want = _grads([t.double() for t in leaves], lambda *a: reference.lstm_layer(*a))

@@ -11,8 +11,9 @@
 //   torch.ops.fusedrnn_testing.cpu_lstm_fused() -> bool: whether an fp32 LSTM layer without
 // projection runs the fused step (lstm_step.h) right now (CPU support and run-time switches).
 //   torch.ops.fusedrnn_testing.cpu_lstm_thin() -> bool: whether an fp32 LSTM layer without
-// projection, with at most cpu_lstm_thin_rows() rows per step and its input projection hoisted,
-// runs its forward as the thin sweep (lstm_sweep.h) right now.
+// projection and with at most cpu_lstm_thin_rows() rows per step runs the thin sweeps
+// (lstm_sweep.h: the forward with its input projection hoisted, the backward with W_hh of at
+// most 2 MB) right now.
 #include <torch/library.h>
 
 #include "cpu/common.h"

@@ -1,12 +1,12 @@
 // CPU backend, LSTM: the input projection (hoisted or per step, matmul.h: InputProjection), per
 // step the recurrent GEMM (W_hh packed once per call) with the cell update (csrc/cells) fused
 // into it (lstm_step.h; fp32 on AVX-512 without projection) or, elsewhere, the GEMM into the
-// saved-gates buffer plus one fused pointwise pass (batches up to kThinRows: the fused steps in
-// one parallel region, lstm_sweep.h); backward sweeps time in reverse, then the weight
-// gradients, dx and db as single GEMMs over all rows. fp32 GEMMs are the backend's own
-// (gemm.h). Dense and packed input share one implementation (csrc/cpu/common.h: Steps). With a
-// projection (w_hr [P,H], torch.nn's proj_size = P) each step adds the GEMM h = m W_hr^T,
-// m = o * tanh(c), and the recurrence runs on h [B,P].
+// saved-gates buffer plus one fused pointwise pass; backward sweeps time in reverse, then the
+// weight gradients, dx and db as single GEMMs over all rows. Thin batches run each sweep in one
+// parallel region (lstm_sweep.h). fp32 GEMMs are the backend's own (gemm.h). Dense and packed
+// input share one implementation (csrc/cpu/common.h: Steps). With a projection (w_hr [P,H],
+// torch.nn's proj_size = P) each step adds the GEMM h = m W_hr^T, m = o * tanh(c), and the
+// recurrence runs on h [B,P].
 // Shapes and saved tensors: csrc/ops.h.
 #include "cpu/common.h"
 #include "cpu/lstm_step.h"
@@ -22,6 +22,19 @@ namespace {
 // x [N,I] -> y [N,P], cells [N,H], gates [N,4H]; h [B,P], c [B,H] enter as the initial states
 // and leave as the final ones (a row keeps the state of its last active step). P = H without a
 // projection (w_hr undefined).
+// Row offsets and counts of the steps in the order a sweep processes them (backward: from the
+// last step the forward processed).
+std::pair<std::vector<int64_t>, std::vector<int64_t>> processing_order(const Steps& st,
+                                                                       bool reverse,
+                                                                       bool backward) {
+  std::vector<int64_t> off(st.T), cnt(st.T);
+  for (int64_t s = 0; s < st.T; ++s) {
+    const int64_t t = time_of(backward ? st.T - 1 - s : s, st.T, reverse);
+    off[s] = st.offset[t], cnt[s] = st.count[t];
+  }
+  return {off, cnt};
+}
+
 template <class S>
 void forward_steps(const Steps& st, const Tensor& x, const Tensor& w_ih, const Tensor& w_hh,
                    const OptTensor& b_ih, const OptTensor& b_hh, const Tensor& w_hr,
@@ -57,11 +70,7 @@ void forward_steps(const Steps& st, const Tensor& x, const Tensor& w_ih, const T
     // (lstm_sweep.h).
     auto thin = fused && in.hoisted && st.B <= kThinRows ? lstm_forward_thin_fn() : nullptr;
     if (thin) {
-      std::vector<int64_t> off(st.T), cnt(st.T);  // in the order the steps are processed
-      for (int64_t s = 0; s < st.T; ++s) {
-        const int64_t t = time_of(s, st.T, reverse);
-        off[s] = st.offset[t], cnt[s] = st.count[t];
-      }
+      const auto [off, cnt] = processing_order(st, reverse, false);
       auto hbuf = at::empty({2, st.B, H}, x.options());
       thin(*wf, st.T, off.data(), cnt.data(), gates.data_ptr<S>(), hs, cs,
            cells_.data_ptr<S>(), y.data_ptr<S>(), hbuf.data_ptr<S>());
@@ -102,6 +111,17 @@ void backward_steps(const Steps& st, const Tensor& dy, const Tensor& gates, cons
                     Tensor& dh, Tensor& dc, Tensor& da, Tensor& dht, Tensor& dm) {
   const int64_t P = w_hh.size(1), G = w_hh.size(0), H = G / 4;
   const bool proj = w_hr.defined();
+  if constexpr (std::is_same_v<S, float>) {
+    // Thin steps: the whole sweep in one parallel region, W_hh read as stored (lstm_sweep.h).
+    const bool small = double(G) * double(P) * sizeof(S) <= kThinBackwardBytes;
+    if (auto thin = proj || st.B > kThinRows || !small ? nullptr : lstm_backward_thin_fn()) {
+      const auto [off, cnt] = processing_order(st, reverse, true);
+      thin(H, w_hh.data_ptr<S>(), st.T, off.data(), cnt.data(), gates.data_ptr<S>(),
+           cells_.data_ptr<S>(), c_prev.data_ptr<S>(), dy.data_ptr<S>(), dh.data_ptr<S>(),
+           dc.data_ptr<S>(), da.data_ptr<S>());
+      return;
+    }
+  }
   const Weight<S> whh(false, G, P, w_hh.data_ptr<S>(), P, st.N);  // dh = da W_hh
   std::optional<Weight<S>> whr;                                   // dm = dh W_hr
   if (proj) whr.emplace(false, P, H, w_hr.data_ptr<S>(), H, st.N);

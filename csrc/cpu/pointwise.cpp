@@ -1,5 +1,5 @@
 // Run-time choice of the pointwise passes' instruction set (pointwise.h), of the fused LSTM
-// step (lstm_step.h) and of the thin LSTM forward sweep (lstm_sweep.h).
+// step (lstm_step.h) and of the thin LSTM sweeps (lstm_sweep.h).
 #include "cpu/pointwise.h"
 
 #include "cpu/gemm.h"
@@ -20,6 +20,7 @@ template <class S> const Pointwise<S>& pointwise_avx512();
 #if defined(__x86_64__) && defined(__GNUC__)
 LstmStepFn lstm_step_avx512();
 LstmForwardThinFn lstm_forward_thin_avx512();
+LstmBackwardThinFn lstm_backward_thin_avx512();
 
 namespace {
 bool use_avx512() {
@@ -57,10 +58,23 @@ LstmStepFn lstm_step_fn() {
   return nullptr;
 }
 
+namespace {
+bool thin_enabled() {
+  const char* env = std::getenv("FUSEDRNN_CPU_THIN");
+  return lstm_step_fn() && !(env && env[0] == '0');
+}
+}  // namespace
+
 LstmForwardThinFn lstm_forward_thin_fn() {
 #if defined(__x86_64__) && defined(__GNUC__)
-  const char* env = std::getenv("FUSEDRNN_CPU_THIN");
-  if (lstm_step_fn() && !(env && env[0] == '0')) return lstm_forward_thin_avx512();
+  if (thin_enabled()) return lstm_forward_thin_avx512();
+#endif
+  return nullptr;
+}
+
+LstmBackwardThinFn lstm_backward_thin_fn() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (thin_enabled()) return lstm_backward_thin_avx512();
 #endif
   return nullptr;
 }

@@ -107,21 +107,30 @@ static void lstm_forward(int64_t n, int64_t H, S* g, S* c_state, S* c_out, S* m_
   });
 }
 
+// The LSTM backward cell of row b, units j .. j+k-1 (arguments as Pointwise::lstm_backward):
+// the pointwise pass and the thin backward sweep (lstm_sweep_impl.h) both run it.
+template <class S>
+static inline void lstm_backward_units(int64_t b, int64_t j, int64_t k, int64_t H, const S* g,
+                                       const S* c, const S* c_prev, const S* dm_a,
+                                       const S* dm_b, S* dc_state, S* da) {
+  const S* gb = g + b * 4 * H + j;
+  S* db = da + b * 4 * H + j;
+  const int64_t e = b * H + j;
+  C<S> dm = ld(dm_a + e, k);
+  if (dm_b) dm = dm + ld(dm_b + e, k);
+  C<S> dai, daf, dag, dao, dcp;
+  cells::lstm_backward<C<S>>(ld(gb, k), ld(gb + H, k), ld(gb + 2 * H, k), ld(gb + 3 * H, k),
+                             ld(c + e, k), ld(c_prev + e, k), dm, ld(dc_state + e, k), dai, daf,
+                             dag, dao, dcp);
+  st(dai, db, k), st(daf, db + H, k), st(dag, db + 2 * H, k), st(dao, db + 3 * H, k);
+  st(dcp, dc_state + e, k);
+}
+
 template <class S>
 static void lstm_backward(int64_t n, int64_t H, const S* g, const S* c, const S* c_prev,
                           const S* dm_a, const S* dm_b, S* dc_state, S* da) {
   for_units(n, H, V<S>::size(), [&](int64_t b, int64_t j, int64_t k) {
-    const S* gb = g + b * 4 * H + j;
-    S* db = da + b * 4 * H + j;
-    const int64_t e = b * H + j;
-    C<S> dm = ld(dm_a + e, k);
-    if (dm_b) dm = dm + ld(dm_b + e, k);
-    C<S> dai, daf, dag, dao, dcp;
-    cells::lstm_backward<C<S>>(ld(gb, k), ld(gb + H, k), ld(gb + 2 * H, k), ld(gb + 3 * H, k),
-                               ld(c + e, k), ld(c_prev + e, k), dm, ld(dc_state + e, k), dai,
-                               daf, dag, dao, dcp);
-    st(dai, db, k), st(daf, db + H, k), st(dag, db + 2 * H, k), st(dao, db + 3 * H, k);
-    st(dcp, dc_state + e, k);
+    lstm_backward_units<S>(b, j, k, H, g, c, c_prev, dm_a, dm_b, dc_state, da);
   });
 }
 
