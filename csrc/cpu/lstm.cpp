@@ -19,9 +19,6 @@ namespace cpu {
 
 namespace {
 
-// x [N,I] -> y [N,P], cells [N,H], gates [N,4H]; h [B,P], c [B,H] enter as the initial states
-// and leave as the final ones (a row keeps the state of its last active step). P = H without a
-// projection (w_hr undefined).
 // Row offsets and counts of the steps in the order a sweep processes them (backward: from the
 // last step the forward processed).
 std::pair<std::vector<int64_t>, std::vector<int64_t>> processing_order(const Steps& st,
@@ -35,6 +32,9 @@ std::pair<std::vector<int64_t>, std::vector<int64_t>> processing_order(const Ste
   return {off, cnt};
 }
 
+// x [N,I] -> y [N,P], cells [N,H], gates [N,4H]; h [B,P], c [B,H] enter as the initial states
+// and leave as the final ones (a row keeps the state of its last active step). P = H without a
+// projection (w_hr undefined).
 template <class S>
 void forward_steps(const Steps& st, const Tensor& x, const Tensor& w_ih, const Tensor& w_hh,
                    const OptTensor& b_ih, const OptTensor& b_hh, const Tensor& w_hr,

@@ -58,12 +58,14 @@ LstmStepFn lstm_step_fn() {
   return nullptr;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
 namespace {
 bool thin_enabled() {
   const char* env = std::getenv("FUSEDRNN_CPU_THIN");
   return lstm_step_fn() && !(env && env[0] == '0');
 }
 }  // namespace
+#endif
 
 LstmForwardThinFn lstm_forward_thin_fn() {
 #if defined(__x86_64__) && defined(__GNUC__)
