@@ -252,7 +252,7 @@ void gemm_packed(int64_t M, float alpha, bool ta, const float* A, int64_t lda, c
         // threads), meet at a barrier, then take an even share of the panels each.
         const int64_t slots = std::min<int64_t>(at::get_num_threads(), panels);
         SlotBarrier packed(slots);
-        at::parallel_for(0, slots, 1, [&](int64_t w0, int64_t w1) {
+        run_slots(slots, [&](int64_t w0, int64_t w1) {
           if (ta) {
             pack(ks * w0 / slots, ks * w1 / slots);
             packed.arrive_and_wait(w1 - w0, 1);

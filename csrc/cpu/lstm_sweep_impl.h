@@ -112,16 +112,6 @@ static int64_t sweep_slots(double bytes, int64_t pieces) {
   return std::min<int64_t>(at::get_num_threads(), pieces);
 }
 
-// body(w0, w1) for slot ranges covering [0, slots): on the caller for one slot, else on the pool.
-template <class F>
-static void run_slots(int64_t slots, const F& body) {
-  if (slots == 1) {
-    body(0, 1);
-  } else {
-    at::parallel_for(0, slots, 1, body);
-  }
-}
-
 static void lstm_forward_thin(const LstmStepWeights& w, int64_t S, const int64_t* off,
                               const int64_t* cnt, float* gates, float* h, float* c, float* cells,
                               float* y, float* hbuf) {

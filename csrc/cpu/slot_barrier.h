@@ -1,6 +1,6 @@
-// A barrier between the slots of one at::parallel_for(0, slots, 1, body): a time loop that runs
-// inside a single parallel region (one wake-up of the pool per layer call instead of one per
-// step) and synchronises its steps here.
+// A barrier between the slots of one parallel region, run_slots(slots, body): work with phases
+// (a GEMM block's packing then its product; every step of a time loop) inside a single region,
+// one wake-up of the pool instead of one per phase, synchronised here.
 //
 // at::parallel_for may give one body call several slots (fewer threads than slots, or inline on
 // the caller inside another parallel region), so the barrier counts slots, not threads: a call
@@ -8,6 +8,8 @@
 // phases are numbered 1, 2, ... by the caller; the counter only grows, so no reset is needed.
 // Stores made before arrive() are visible to every slot after its wait() returns.
 #pragma once
+
+#include <ATen/Parallel.h>
 
 #include <atomic>
 #include <cstdint>
@@ -41,6 +43,17 @@ class SlotBarrier {
   std::atomic<int64_t> count_{0};
   const int64_t slots_;
 };
+
+// body(w0, w1) for slot ranges covering [0, slots), concurrently: on the caller for one slot,
+// else on the pool (at::parallel_for(0, slots, 1, body)).
+template <class F>
+inline void run_slots(int64_t slots, const F& body) {
+  if (slots == 1) {
+    body(0, 1);
+  } else {
+    at::parallel_for(0, slots, 1, body);
+  }
+}
 
 }  // namespace cpu
 }  // namespace fusedrnn
