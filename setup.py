@@ -9,9 +9,15 @@ Environment:
   TORCH_CUDA_ARCH_LIST    overrides the default archs "8.0;9.0"
   CUDA_HOME               the toolkit; guessed (the folder with lib64/libcudart.so) when unset
   MAX_JOBS                parallel compile jobs (ninja)
+
+Incremental: objects and the linked library live in build/<python>-<torch>-<cuda archs|cpu>/ (not in the
+temporary folders an editable `pip install -e .` would use), so a re-run compiles only the
+translation units whose sources or headers changed (ninja's dependency files) and relinks only
+when an object changed; nothing changed means nothing is compiled.
 """
 import glob
 import os
+import re
 import shutil
 import sys
 
@@ -79,14 +85,42 @@ def wheel_cuda_includes(cuda_home):
     return out
 
 
-def main():
+def _headers():
+    """Every header under csrc/: any change to one makes the extension out of date (ninja then
+    recompiles only the translation units that include it)."""
+    out = []
+    for ext in ("h", "cuh"):
+        out += glob.glob(os.path.join(ROOT, "csrc", "**", f"*.{ext}"), recursive=True)
+    return sorted(out)
+
+
+def persistent_build_ext(base, tag):
+    """base with build_temp / build_lib fixed under build/<tag>/.
+
+    setuptools' editable install points both at fresh temporary folders on every run, which made
+    every `pip install -e .` a full rebuild. Kept folders let ninja see what is up to date, and
+    let distutils skip the link when no object is newer than the library.
+    """
+
+    class PersistentBuildExt(base):
+        def finalize_options(self):
+            super().finalize_options()
+            root = os.path.join(ROOT, "build", tag)
+            self.build_temp = os.path.join(root, "temp")
+            self.build_lib = os.path.join(root, "lib")
+
+    return PersistentBuildExt
+
+
+def plan():
+    """What this environment builds: a dict with with_cuda, why_not (the reason for CPU-only),
+    cuda_home, archs (TORCH_CUDA_ARCH_LIST or the default), tag (the build folder's name under
+    build/) and sources. Shared with scripts/build_plan.py, which announces the build."""
     import torch
-    from torch.utils import cpp_extension as ce
 
     force, skip = _flag("FUSEDRNN_FORCE_CUDA"), _flag("FUSEDRNN_SKIP_CUDA")
     if force and skip:
         sys.exit("FUSEDRNN_FORCE_CUDA and FUSEDRNN_SKIP_CUDA are both set")
-
     cuda_home = None if skip else find_cuda_home()
     why_not = None
     if skip:
@@ -98,16 +132,7 @@ def main():
     with_cuda = why_not is None
     if force and not with_cuda:
         sys.exit(f"FUSEDRNN_FORCE_CUDA=1 but CUDA cannot be built: {why_not}")
-    if not with_cuda:
-        print(f"fusedrnn: building CPU-only ({why_not})", file=sys.stderr)
-
-    archs = ""
-    if with_cuda:
-        os.environ["CUDA_HOME"] = cuda_home
-        ce.CUDA_HOME = cuda_home  # torch computed its own guess at import time
-        if not os.environ.get("TORCH_CUDA_ARCH_LIST"):
-            os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_ARCHS
-        archs = os.environ["TORCH_CUDA_ARCH_LIST"]
+    archs = (os.environ.get("TORCH_CUDA_ARCH_LIST") or DEFAULT_ARCHS) if with_cuda else ""
 
     csrc = os.path.join(ROOT, "csrc")
     rel = lambda p: os.path.relpath(p, ROOT)
@@ -115,6 +140,36 @@ def main():
     if with_cuda:
         sources += [rel(p) for p in sorted(glob.glob(os.path.join(csrc, "**", "*.cu"), recursive=True))]
 
+    return dict(with_cuda=with_cuda, why_not=why_not, cuda_home=cuda_home, archs=archs,
+                tag=build_tag(torch.__version__, with_cuda, archs), sources=sources)
+
+
+def build_tag(torch_version, with_cuda, archs):
+    """The build folder's name under build/. What changes every object gets its own folder
+    (Python, torch, CUDA or not, archs), so switching back and forth costs nothing."""
+    py = f"py{sys.version_info[0]}{sys.version_info[1]}"
+    torch_tag = torch_version.replace("+", "_")
+    if isinstance(archs, str):
+        archs = re.split(r"[;, ]+", archs)
+    arch_tag = "sm" + "_".join(a.replace(".", "") for a in archs if a)
+    return f"{py}-torch{torch_tag}-" + (f"cuda-{arch_tag}" if with_cuda else "cpu")
+
+
+def main():
+    import torch
+    from torch.utils import cpp_extension as ce
+
+    pl = plan()
+    with_cuda, archs, tag, sources = pl["with_cuda"], pl["archs"], pl["tag"], pl["sources"]
+    cuda_home = pl["cuda_home"]
+    if not with_cuda:
+        print(f"fusedrnn: building CPU-only ({pl['why_not']})", file=sys.stderr)
+    if with_cuda:
+        os.environ["CUDA_HOME"] = cuda_home
+        ce.CUDA_HOME = cuda_home  # torch computed its own guess at import time
+        os.environ["TORCH_CUDA_ARCH_LIST"] = archs
+
+    csrc = os.path.join(ROOT, "csrc")
     define = [
         f'-DFUSEDRNN_TORCH_VERSION="{torch.__version__}"',
         f'-DFUSEDRNN_ARCHS="{archs}"',
@@ -132,10 +187,14 @@ def main():
     else:
         kwargs["extra_compile_args"] = {"cxx": cxx}
         ext = ce.CppExtension("fusedrnn._C", sources, include_dirs=include_dirs, **kwargs)
+    # setup.py itself too: a changed flag must rebuild (ninja then sees the changed commands).
+    ext.depends = _headers() + [os.path.join(ROOT, "setup.py")]
 
     setup(
         ext_modules=[ext],
-        cmdclass={"build_ext": ce.BuildExtension.with_options(use_ninja=True)},
+        cmdclass={
+            "build_ext": persistent_build_ext(ce.BuildExtension.with_options(use_ninja=True), tag)
+        },
     )
 
 

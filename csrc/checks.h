@@ -5,7 +5,8 @@
 // raises a c10::Error (RuntimeError in Python) that names the argument and the sizes.
 #pragma once
 
-#include <torch/extension.h>
+#include <ATen/ATen.h>
+#include <torch/library.h>
 
 #include <string>
 #include <vector>

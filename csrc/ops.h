@@ -17,7 +17,8 @@
 // Inputs may be non-contiguous; outputs are contiguous. T may be 0 (h_n = h0, c_n = c0).
 #pragma once
 
-#include <torch/extension.h>
+#include <ATen/ATen.h>
+#include <torch/library.h>
 
 #include <tuple>
 

@@ -15,41 +15,53 @@ class _FusedCellBase:
     _kind = None
 
     def _prepare(self, input, hx):
+        # torch.nn's checks in torch.nn's order, with its exception types and messages (those of
+        # the cells' Python forward, then of ATen's check_rnn_cell_forward_*). Stricter only in
+        # the types hx may have (TypeError where torch.nn fails further down, or not at all).
         name = type(self).__name__
         if not isinstance(input, torch.Tensor):
             raise TypeError(f"fusedrnn.{name}: input must be a tensor, got {type(input).__name__}")
         if input.dim() not in (1, 2):
             raise ValueError(f"{name}: Expected input to be 1D or 2D, got {input.dim()}D instead")
-        if input.size(-1) != self.input_size:
-            raise RuntimeError(f"{name}: input has inconsistent input_size: got "
-                               f"{input.size(-1)} expected {self.input_size}")
-        batched = input.dim() == 2
-        x = input if batched else input.unsqueeze(0)
-        B = x.size(0)
         lstm = self._kind == "lstm"
-        if hx is None:
-            z = x.new_zeros(B, self.hidden_size)
-            parts = (z, z) if lstm else (z,)
-        else:
+        if hx is not None:
             if lstm:
                 if not (isinstance(hx, (tuple, list)) and len(hx) == 2
                         and all(isinstance(t, torch.Tensor) for t in hx)):
                     raise TypeError(f"fusedrnn.{name}: hx must be a tuple (h, c) of two tensors")
-                parts = tuple(hx)
-            else:
-                if not isinstance(hx, torch.Tensor):
-                    raise TypeError(f"fusedrnn.{name}: hx must be a tensor")
-                parts = (hx,)
-            for p in parts:
-                if p.dim() != input.dim():
-                    raise RuntimeError(f"{name}: Expected hidden to be {input.dim()}D for "
-                                       f"{input.dim()}D input, got {p.dim()}D instead")
-            if not batched:
+            elif not isinstance(hx, torch.Tensor):
+                raise TypeError(f"fusedrnn.{name}: hx must be a tensor")
+            for idx, p in enumerate(hx if lstm else (hx,)):
+                if p.dim() not in (1, 2):
+                    what = f"hx[{idx}]" if lstm else "hidden"
+                    raise ValueError(f"{name}: Expected {what} to be 1D or 2D, got {p.dim()}D "
+                                     "instead")
+        batched = input.dim() == 2
+        x = input if batched else input.unsqueeze(0)
+        B = x.size(0)
+        if x.size(1) != self.input_size:
+            raise RuntimeError(f"input has inconsistent input_size: got {x.size(1)} expected "
+                               f"{self.input_size}")
+        if hx is None:
+            z = x.new_zeros(B, self.hidden_size)
+            parts = (z, z) if lstm else (z,)
+        else:
+            parts = tuple(hx) if lstm else (hx,)
+            if not batched:  # as torch.nn, so a 2-D hidden state fails its size check below
                 parts = tuple(p.unsqueeze(0) for p in parts)
-            for p in parts:
-                if tuple(p.shape) != (B, self.hidden_size):
-                    raise RuntimeError(f"{name}: Expected hidden size {(B, self.hidden_size)}, "
-                                       f"got {tuple(p.shape)}")
+            want = (B, self.hidden_size)
+            for k, p in enumerate(parts):
+                if p.size(0) != B:
+                    # torch.nn's message, then the shapes (tests look for "hidden size").
+                    raise RuntimeError(f"Input batch size {B} doesn't match hidden{k} batch "
+                                       f"size {p.size(0)} (expected hidden size {want}, got "
+                                       f"{tuple(p.shape)})")
+                if p.dim() > 1 and p.size(1) != self.hidden_size:
+                    raise RuntimeError(f"hidden{k} has inconsistent hidden_size: got "
+                                       f"{p.size(1)}, expected {self.hidden_size}")
+                if p.dim() != 2:
+                    raise RuntimeError(f"{name}: Expected hidden size {want}, got "
+                                       f"{tuple(p.shape)}")
         w = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh) if self.bias else \
             (self.weight_ih, self.weight_hh, None, None)
         return x.unsqueeze(0), parts, w, batched

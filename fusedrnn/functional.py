@@ -9,10 +9,16 @@ Packed input: pass batch_sizes (PackedSequence.batch_sizes, int64 on the CPU); x
 packed data [N,I] and y is [N,H] in the same packed order; B = batch_sizes[0]; each sequence
 stops at its own length (and, with reverse=True, starts at its own end).
 The same signatures as fusedrnn.reference, which computes the same thing one step at a time.
+
+Higher-order derivatives: an ordinary backward runs the fused backward op. A backward that must
+itself be differentiable (torch.autograd.grad(..., create_graph=True): gradient penalties,
+Hessian-vector products, MAML) instead recomputes the layer with fusedrnn.reference's plain
+PyTorch ops from the saved inputs and differentiates that with autograd, so its gradients carry
+a graph and every order of derivative is right (slower than the fused backward).
 """
 import torch
-from torch.autograd.function import once_differentiable
 
+from fusedrnn import reference
 from fusedrnn._config import get_algorithm, get_backend
 from fusedrnn._ops import ops
 
@@ -23,6 +29,36 @@ def _bias_grads(has_bias, db_ih, db_hh):
     return (db_ih, db_hh) if has_bias else (None, None)
 
 
+def _recompute_grads(ctx, inputs, layer, grads):
+    """The backward under create_graph=True (grad mode is on inside backward only then).
+
+    inputs: forward argument index -> saved input tensor (or None). The saved inputs carry their
+    autograd history, so running layer (fusedrnn.reference on them) under enable_grad and taking
+    torch.autograd.grad with create_graph=True gives gradients that are functions of the inputs
+    and of grads: their own backward is ordinary autograd, to any order. The fused backward op
+    cannot do this (its outputs have no graph), which once_differentiable used to hide by
+    silently dropping the second-order terms. Returns one gradient per forward argument."""
+    result = [None] * len(ctx.needs_input_grad)
+    want = [i for i, t in inputs.items() if t is not None and ctx.needs_input_grad[i]]
+    if not want:
+        return tuple(result)
+    x = inputs[0]
+    # Autocast (thread-local, so possibly on here) must not lower the recomputation: the forward
+    # ran in the dtype of the saved inputs.
+    with torch.enable_grad(), torch.autocast(x.device.type, enabled=False):
+        outs = layer()
+    # An output that does not depend on anything needing grad (e.g. y of a length-0 sequence)
+    # contributes nothing.
+    pairs = [(o, g) for o, g in zip(outs, grads) if o.requires_grad and g is not None]
+    if not pairs:
+        return tuple(result)
+    got = torch.autograd.grad([o for o, _ in pairs], [inputs[i] for i in want],
+                              [g for _, g in pairs], create_graph=True, allow_unused=True)
+    for i, g in zip(want, got):
+        result[i] = g
+    return tuple(result)
+
+
 class LSTMFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, backend, batch_sizes, w_hr,
@@ -30,15 +66,19 @@ class LSTMFunction(torch.autograd.Function):
         y, h_n, c_n, gates, cells = ops.lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse,
                                                      backend, batch_sizes, w_hr, algorithm)
         ctx.algorithm = algorithm
-        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, y, gates, cells, w_hr)
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, y, gates, cells, w_hr, b_ih, b_hh)
         ctx.has_bias, ctx.reverse, ctx.backend = b_ih is not None, reverse, backend
         ctx.batch_sizes = batch_sizes
         return y, h_n, c_n
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, dy, dh_n, dc_n):
-        x, h0, c0, w_ih, w_hh, y, gates, cells, w_hr = ctx.saved_tensors
+        x, h0, c0, w_ih, w_hh, y, gates, cells, w_hr, b_ih, b_hh = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: see _recompute_grads
+            return _recompute_grads(
+                ctx, {0: x, 1: h0, 2: c0, 3: w_ih, 4: w_hh, 5: b_ih, 6: b_hh, 10: w_hr},
+                lambda: reference.lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, ctx.reverse,
+                                             ctx.batch_sizes, w_hr), (dy, dh_n, dc_n))
         dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr = ops.lstm_backward(
             dy.contiguous(), dh_n.contiguous(), dc_n.contiguous(), x, h0, c0, w_ih, w_hh, y,
             gates, cells, ctx.reverse, ctx.backend, ctx.batch_sizes, w_hr, ctx.algorithm)
@@ -52,15 +92,19 @@ class GRUFunction(torch.autograd.Function):
         y, h_n, gates, ghn = ops.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, backend,
                                              batch_sizes, algorithm)
         ctx.algorithm = algorithm
-        ctx.save_for_backward(x, h0, w_ih, w_hh, y, gates, ghn)
+        ctx.save_for_backward(x, h0, w_ih, w_hh, y, gates, ghn, b_ih, b_hh)
         ctx.has_bias, ctx.reverse, ctx.backend = b_ih is not None, reverse, backend
         ctx.batch_sizes = batch_sizes
         return y, h_n
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, dy, dh_n):
-        x, h0, w_ih, w_hh, y, gates, ghn = ctx.saved_tensors
+        x, h0, w_ih, w_hh, y, gates, ghn, b_ih, b_hh = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: see _recompute_grads
+            return _recompute_grads(
+                ctx, {0: x, 1: h0, 2: w_ih, 3: w_hh, 4: b_ih, 5: b_hh},
+                lambda: reference.gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, ctx.reverse,
+                                            ctx.batch_sizes), (dy, dh_n))
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh = ops.gru_backward(
             dy.contiguous(), dh_n.contiguous(), x, h0, w_ih, w_hh, y, gates, ghn, ctx.reverse,
             ctx.backend, ctx.batch_sizes, ctx.algorithm)
@@ -73,21 +117,32 @@ class RNNFunction(torch.autograd.Function):
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity, reverse, backend, batch_sizes):
         y, h_n = ops.rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity, reverse, backend,
                                  batch_sizes)
-        ctx.save_for_backward(x, h0, w_ih, w_hh, y)
+        ctx.save_for_backward(x, h0, w_ih, w_hh, y, b_ih, b_hh)
         ctx.has_bias, ctx.reverse, ctx.backend = b_ih is not None, reverse, backend
         ctx.batch_sizes = batch_sizes
         ctx.nonlinearity = nonlinearity
         return y, h_n
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, dy, dh_n):
-        x, h0, w_ih, w_hh, y = ctx.saved_tensors
+        x, h0, w_ih, w_hh, y, b_ih, b_hh = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: see _recompute_grads
+            return _recompute_grads(
+                ctx, {0: x, 1: h0, 2: w_ih, 3: w_hh, 4: b_ih, 5: b_hh},
+                lambda: reference.rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, ctx.nonlinearity,
+                                            ctx.reverse, ctx.batch_sizes), (dy, dh_n))
         dx, dh0, dw_ih, dw_hh, db = ops.rnn_backward(
             dy.contiguous(), dh_n.contiguous(), x, h0, w_ih, w_hh, y, ctx.nonlinearity,
             ctx.reverse, ctx.backend, ctx.batch_sizes)
         return (dx, dh0, dw_ih, dw_hh, *_bias_grads(ctx.has_bias, db, db), None, None, None,
                 None)
+
+
+def _empty(x, h0, w_hh):
+    # The fused ops need B, I, H >= 1. torch.nn accepts a batch of 0 (and its cells a
+    # hidden_size or input_size of 0): such calls run fusedrnn.reference's plain ops, which
+    # handle empty tensors (and I = 0, where the output still depends on h0 and the biases).
+    return h0.shape[0] == 0 or x.shape[-1] == 0 or w_hh.numel() == 0
 
 
 def lstm_layer(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False, batch_sizes=None,
@@ -96,12 +151,16 @@ def lstm_layer(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False, batch
 
     w_hr [P,H] is torch.nn's projection (proj_size = P): h_t = (o * tanh(c_t)) W_hr^T, w_hh is
     then [4H,P] and y, h0, h_n have P features. Without it P = H."""
+    if _empty(x, h0, w_hh):
+        return reference.lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, w_hr)
     return LSTMFunction.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, get_backend(),
                               batch_sizes, w_hr, get_algorithm())
 
 
 def gru_layer(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False, batch_sizes=None):
     """One GRU layer (reset-after, as torch.nn.GRU) over x: returns (y, h_n)."""
+    if _empty(x, h0, w_hh):
+        return reference.gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes)
     return GRUFunction.apply(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, get_backend(), batch_sizes,
                              get_algorithm())
 
@@ -109,5 +168,8 @@ def gru_layer(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False, batch_size
 def rnn_layer(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", reverse=False,
               batch_sizes=None):
     """One Elman RNN layer (tanh or relu) over x: returns (y, h_n)."""
+    if _empty(x, h0, w_hh):
+        return reference.rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity, reverse,
+                                   batch_sizes)
     return RNNFunction.apply(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity, reverse, get_backend(),
                              batch_sizes)

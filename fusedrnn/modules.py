@@ -87,6 +87,8 @@ class _FusedRNNBase:
             hx = parts if lstm else parts[0]
         # torch.nn's own checks: input dtype and size, hidden-state shapes (same messages).
         self.check_forward_args(x, hx, batch_sizes)
+        if not packed and x.size(1 if self.batch_first else 0) == 0:
+            raise RuntimeError("Expected sequence length to be larger than 0 in RNN")  # torch.nn's
 
         dtype = _autocast_dtype(self._kind, x)  # None: no cast (mismatches then raise)
         if not packed and self.batch_first:
@@ -147,6 +149,13 @@ def _autocast_dtype(kind, input):
     return None
 
 
+def _reject_proj_size(kwargs):
+    # torch.nn.GRU/RNN take **kwargs and refuse proj_size with this ValueError (any value); other
+    # unknown keywords reach RNNBase.__init__, which raises Python's TypeError as torch.nn does.
+    if "proj_size" in kwargs:
+        raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+
+
 def _describe(obj):
     if isinstance(obj, (tuple, list)):
         return f"{type(obj).__name__} of length {len(obj)}"
@@ -174,9 +183,10 @@ class GRU(_FusedRNNBase, nn.RNNBase):
     _kind = "gru"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, device=None, dtype=None):
+                 dropout=0.0, bidirectional=False, device=None, dtype=None, **kwargs):
+        _reject_proj_size(kwargs)
         super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first,
-                         dropout, bidirectional, device=device, dtype=dtype)
+                         dropout, bidirectional, device=device, dtype=dtype, **kwargs)
 
 
 class RNN(_FusedRNNBase, nn.RNNBase):
@@ -185,11 +195,13 @@ class RNN(_FusedRNNBase, nn.RNNBase):
     _kind = "rnn"
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
-                 batch_first=False, dropout=0.0, bidirectional=False, device=None, dtype=None):
+                 batch_first=False, dropout=0.0, bidirectional=False, device=None, dtype=None,
+                 **kwargs):
+        _reject_proj_size(kwargs)
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or "
                              "'relu'.")
         self.nonlinearity = nonlinearity
         super().__init__("RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU", input_size,
                          hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
-                         device=device, dtype=dtype)
+                         device=device, dtype=dtype, **kwargs)

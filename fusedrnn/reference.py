@@ -48,31 +48,49 @@ def _steps(T, reverse):
     return range(T - 1, -1, -1) if reverse else range(T)
 
 
-def lstm_layer(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False, w_hr=None):
-    """x [T,B,I] -> (y [T,B,P] in time order, h_n, c_n)."""
-    h, c, ys = h0, c0, [None] * x.shape[0]
-    for t in _steps(x.shape[0], reverse):
-        h, c = lstm_cell(x[t], h, c, w_ih, w_hh, b_ih, b_hh, w_hr)
-        ys[t] = h
-    y = torch.stack(ys) if ys else x.new_empty(0, x.shape[1], w_hh.shape[1])
-    return y, h, c
+def _scan(cell, x, states, reverse, batch_sizes, features):
+    """Runs cell(x_t, *states) -> new states over the sequence; the first state is the output.
+
+    Dense x [T,B,I]: every step updates all B rows. Packed x [N,I] (batch_sizes given): step t
+    holds the next batch_sizes[t] rows of x, and they update the first batch_sizes[t] rows of
+    the state (the live sequences are a prefix of the batch); the other rows keep their state.
+    So each sequence stops after its own last step, and with reverse=True it starts at its own
+    end from its h0 row (rows beyond the live prefix still hold h0 there)."""
+    if batch_sizes is None:
+        xs = list(x.unbind(0))
+    else:
+        xs = list(x.split(batch_sizes.tolist()))
+    ys = [None] * len(xs)
+    for t in _steps(len(xs), reverse):
+        n = xs[t].shape[0]
+        new = cell(xs[t], *(s[:n] for s in states))
+        states = tuple(a if n == s.shape[0] else torch.cat([a, s[n:]])
+                       for a, s in zip(new, states))
+        ys[t] = new[0]
+    if not ys:  # T = 0 (dense only: packed input has at least one step)
+        return (x.new_empty(0, x.shape[1], features),) + states
+    y = torch.stack(ys) if batch_sizes is None else torch.cat(ys)
+    return (y,) + states
 
 
-def gru_layer(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False):
-    """x [T,B,I] -> (y [T,B,H] in time order, h_n)."""
-    h, ys = h0, [None] * x.shape[0]
-    for t in _steps(x.shape[0], reverse):
-        h = gru_cell(x[t], h, w_ih, w_hh, b_ih, b_hh)
-        ys[t] = h
-    y = torch.stack(ys) if ys else x.new_empty(0, x.shape[1], w_hh.shape[1])
-    return y, h
+def lstm_layer(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False, batch_sizes=None,
+               w_hr=None):
+    """x [T,B,I] (or packed [N,I] with batch_sizes) -> (y [T,B,P] in time order, h_n, c_n)."""
+    def cell(xt, h, c):
+        return lstm_cell(xt, h, c, w_ih, w_hh, b_ih, b_hh, w_hr)
+    return _scan(cell, x, (h0, c0), reverse, batch_sizes, w_hh.shape[1])
 
 
-def rnn_layer(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", reverse=False):
-    """x [T,B,I] -> (y [T,B,H] in time order, h_n)."""
-    h, ys = h0, [None] * x.shape[0]
-    for t in _steps(x.shape[0], reverse):
-        h = rnn_cell(x[t], h, w_ih, w_hh, b_ih, b_hh, nonlinearity)
-        ys[t] = h
-    y = torch.stack(ys) if ys else x.new_empty(0, x.shape[1], w_hh.shape[1])
-    return y, h
+def gru_layer(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False, batch_sizes=None):
+    """x [T,B,I] (or packed [N,I] with batch_sizes) -> (y [T,B,H] in time order, h_n)."""
+    def cell(xt, h):
+        return (gru_cell(xt, h, w_ih, w_hh, b_ih, b_hh),)
+    return _scan(cell, x, (h0,), reverse, batch_sizes, w_hh.shape[1])
+
+
+def rnn_layer(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", reverse=False,
+              batch_sizes=None):
+    """x [T,B,I] (or packed [N,I] with batch_sizes) -> (y [T,B,H] in time order, h_n)."""
+    def cell(xt, h):
+        return (rnn_cell(xt, h, w_ih, w_hh, b_ih, b_hh, nonlinearity),)
+    return _scan(cell, x, (h0,), reverse, batch_sizes, w_hh.shape[1])

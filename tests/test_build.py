@@ -40,3 +40,51 @@ def test_import_does_not_touch_cuda():
             "assert not torch.cuda.is_initialized(), 'fusedrnn initialised CUDA at import'")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def _build_dir():
+    """build/<tag>/ of the library under test (setup.build_tag), or None when it was built
+    elsewhere (an installed wheel, another checkout)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sys.path.insert(0, root)
+    try:
+        import setup
+    finally:
+        sys.path.pop(0)
+    info = fusedrnn.build_info()
+    d = os.path.join(root, "build", setup.build_tag(info["torch"], info["cuda"], info["archs"]))
+    lib = os.path.realpath(fusedrnn._C.__file__)
+    if not os.path.isdir(d) or not lib.startswith(root + os.sep):
+        return None
+    return d
+
+
+def test_rebuild_compiles_nothing():
+    """The objects of this build are kept in build/<tag>/temp, and ninja, asked again, has
+    nothing to compile: a re-run of scripts/setup.sh recompiles only what changed. (The build
+    folders used to be fresh temporary ones, so every `pip install -e .` compiled everything.)"""
+    import pytest
+
+    d = _build_dir()
+    if d is None:
+        pytest.skip("fusedrnn was not built from this checkout's setup.py")
+    temp = os.path.join(d, "temp")
+    assert os.path.exists(os.path.join(temp, "build.ninja")), os.listdir(d)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sys.path.insert(0, os.path.join(root, "scripts"))
+    try:
+        import build_plan
+    finally:
+        sys.path.pop(0)
+    r = build_plan.dry_run(temp)  # on a copy: ninja may delete a log it cannot read
+    if r is None:
+        pytest.skip("ninja not found")
+    assert r.returncode == 0, r.stderr
+    assert "no work to do" in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+    # The library the tests import is the one linked in build/<tag>/lib, not older than any object.
+    libs = [os.path.join(p, f) for p, _, fs in os.walk(os.path.join(d, "lib")) for f in fs
+            if f.startswith("_C") and f.endswith(".so")]
+    assert libs, "no linked library under " + d
+    newest_obj = max(os.path.getmtime(os.path.join(p, f))
+                     for p, _, fs in os.walk(temp) for f in fs if f.endswith(".o"))
+    assert os.path.getmtime(libs[0]) >= newest_obj

@@ -11,7 +11,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <vector>
-#include <torch/extension.h>
+#include <ATen/ATen.h>
+#include <torch/library.h>
 
 #include "ops.h"
 #include "cpu/big_buffer.h"

@@ -3,7 +3,7 @@
 // One step processes its n live rows (packed input: batch_sizes[t]; dense: B), passed as
 // params.B; the grid is sized for n. Rows are a prefix 0..n-1 of the batch.
 //
-// Forward step (grid ceil(H/HT) x ceil(n/BT), GruForwardCfg::kThreads threads, kSmemBytes):
+// Forward step (grid ceil(n/BT) x ceil(H/HT), GruForwardCfg::kThreads threads, kSmemBytes):
 //   hp[b, g*H+k] = sum_j h_prev(b, j) W_hh[g*H+k, j] + b_hh[g*H+k]      (recurrent part, g = r,z,n)
 //   cells::gru_forward(xproj r,z,n, hp r,z,n, h_prev(b)) -> gates_out (r,z,n), ghn_out (= hp_n), h_out
 //   xproj [n,3H] x_t W_ih^T + b_ih (b_hh is NOT folded in: the n gate needs it inside r * (...))
@@ -49,15 +49,15 @@ struct GruForwardParams {
 template <class S>
 struct GruBackwardParams {
   const S* dy;
-  const S* dah_next;
+  const typename AccType<S>::type* dah_next;  // accumulation type: the recurrence stays fp32 for fp16/bf16
   const S* w_hh;
   const S* gates;
   const S* ghn;
   const S* h_prev;
   const S* h0;
   typename AccType<S>::type* dh_direct;
-  S* dax_out;
-  S* dah_out;
+  typename AccType<S>::type* dax_out;  // accumulation type
+  typename AccType<S>::type* dah_out;  // accumulation type
   int B, H, n_next, n_prev;  // B: rows of this step
 };
 
@@ -71,7 +71,7 @@ __global__ void FRNN_LAUNCH_BOUNDS(Cfg::kThreads)
   using S = typename Cfg::scalar_t;
   using A = typename Cfg::acc_t;
   FRNN_DYNAMIC_SMEM(A, smem);
-  const int H = p.H, k0 = int(blockIdx.x) * Cfg::HT, b0 = int(blockIdx.y) * Cfg::BT;
+  const int H = p.H, k0 = int(blockIdx.y) * Cfg::HT, b0 = int(blockIdx.x) * Cfg::BT;
   const int split = p.n_prev - b0;
   tile_product<Cfg, WView::kRows>(split > 0 ? p.h_prev + (size_t)b0 * H : nullptr,
                                   p.h0 + (size_t)b0 * H, split, H, p.B - b0, p.w_hh, H, H, k0, H,
@@ -104,9 +104,9 @@ __global__ void FRNN_LAUNCH_BOUNDS(Cfg::kThreads)
   using S = typename Cfg::scalar_t;
   using A = typename Cfg::acc_t;
   FRNN_DYNAMIC_SMEM(A, smem);
-  const int H = p.H, G = 3 * H, k0 = int(blockIdx.x) * Cfg::HT, b0 = int(blockIdx.y) * Cfg::BT;
+  const int H = p.H, G = 3 * H, k0 = int(blockIdx.y) * Cfg::HT, b0 = int(blockIdx.x) * Cfg::BT;
   const int nn = p.n_next - b0;  // rows of this block with a next step
-  tile_product<Cfg, WView::kColumns>(nn > 0 ? p.dah_next + (size_t)b0 * G : nullptr, nullptr,
+  tile_product<Cfg, WView::kColumns, A>(nn > 0 ? p.dah_next + (size_t)b0 * G : nullptr, nullptr,
                                      nn, G, nn, p.w_hh, H, H, k0, nn > 0 ? G : 0, smem);
   for (int e = int(threadIdx.x); e < Cfg::BT * Cfg::HT; e += Cfg::kThreads) {
     const int bl = e / Cfg::HT, kl = e % Cfg::HT, b = b0 + bl, k = k0 + kl;
@@ -117,12 +117,12 @@ __global__ void FRNN_LAUNCH_BOUNDS(Cfg::kThreads)
     cells::gru_backward<A>(to_acc<A>(p.gates[row + k]), to_acc<A>(p.gates[row + H + k]),
                            to_acc<A>(p.gates[row + 2 * H + k]), to_acc<A>(p.ghn[ek]),
                            to_acc<A>(b < p.n_prev ? p.h_prev[ek] : p.h0[ek]), dh, dxr, dxz, dxn, dhn, direct);
-    p.dax_out[row + k] = from_acc<S>(dxr);
-    p.dax_out[row + H + k] = from_acc<S>(dxz);
-    p.dax_out[row + 2 * H + k] = from_acc<S>(dxn);
-    p.dah_out[row + k] = from_acc<S>(dxr);
-    p.dah_out[row + H + k] = from_acc<S>(dxz);
-    p.dah_out[row + 2 * H + k] = from_acc<S>(dhn);
+    p.dax_out[row + k] = dxr;
+    p.dax_out[row + H + k] = dxz;
+    p.dax_out[row + 2 * H + k] = dxn;
+    p.dah_out[row + k] = dxr;
+    p.dah_out[row + H + k] = dxz;
+    p.dah_out[row + 2 * H + k] = dhn;
     p.dh_direct[ek] = direct;
   }
 }

@@ -4,7 +4,7 @@
 // passes n as params.B and sizes the grid for it, so padding rows are never computed. Rows are
 // a prefix 0..n-1 of the batch (csrc/checks.h).
 //
-// Forward step (grid: ceil(H/HT) x ceil(n/BT), LstmForwardCfg::kThreads threads,
+// Forward step (grid: ceil(n/BT) x ceil(H/HT), LstmForwardCfg::kThreads threads,
 // kSmemBytes dynamic shared memory):
 //   a[b, g*H+k] = xproj[b, g*H+k] + sum_j h_prev(b, j) W_hh[g*H+k, j]     (gates i,f,g,o, j < P)
 //   cells::lstm_forward -> gates_out (activations), c (carry), c_out, h_out = o * tanh(c)
@@ -18,7 +18,7 @@
 //                     whose sequence ended keeps its last c, a row not started yet keeps c0)
 //   h_out [n,H]: y[t] without a projection, else the m scratch the launcher multiplies by
 //   W_hr^T; c_out [n,H], gates_out [n,4H]: cells[t], gates[t]; fully written
-// Backward step (grid: ceil(H/HT) x ceil(n/BT)):
+// Backward step (grid: ceil(n/BT) x ceil(H/HT)):
 //   dh[b,k] = dy[b,k] + (b < n_next ? sum_j da_next[b, j] W_hh[j, k] : dh_n[b,k])   (j < 4H)
 //   cells::lstm_backward -> da_out [n,4H] (pre-activation gradients), dc (carry, in place)
 //   n_next: rows of da_next [n_next,4H] this step reads (the next processed step's rows, at most
@@ -63,14 +63,14 @@ template <class S>
 struct LstmBackwardParams {
   const S* dy;
   const S* dh_n;
-  const S* da_next;
+  const typename AccType<S>::type* da_next;  // accumulation type: the recurrence stays fp32 for fp16/bf16
   const S* w_hh;
   const S* gates;
   const S* c_t;
   const S* c_prev;
   const S* c0;
   typename AccType<S>::type* dc;
-  S* da_out;
+  typename AccType<S>::type* da_out;  // accumulation type
   int B, H, n_next, n_prev;  // B: rows of this step
 };
 
@@ -84,7 +84,7 @@ __global__ void FRNN_LAUNCH_BOUNDS(Cfg::kThreads)
   using S = typename Cfg::scalar_t;
   using A = typename Cfg::acc_t;
   FRNN_DYNAMIC_SMEM(A, smem);
-  const int H = p.H, P = p.P, k0 = int(blockIdx.x) * Cfg::HT, b0 = int(blockIdx.y) * Cfg::BT;
+  const int H = p.H, P = p.P, k0 = int(blockIdx.y) * Cfg::HT, b0 = int(blockIdx.x) * Cfg::BT;
   const int split = p.n_prev - b0;
   tile_product<Cfg, WView::kRows>(split > 0 ? p.h_prev + (size_t)b0 * P : nullptr,
                                   p.h0 + (size_t)b0 * P, split, P, p.B - b0, p.w_hh, P, H, k0,
@@ -115,9 +115,9 @@ __global__ void FRNN_LAUNCH_BOUNDS(Cfg::kThreads)
   using S = typename Cfg::scalar_t;
   using A = typename Cfg::acc_t;
   FRNN_DYNAMIC_SMEM(A, smem);
-  const int H = p.H, G = 4 * H, k0 = int(blockIdx.x) * Cfg::HT, b0 = int(blockIdx.y) * Cfg::BT;
+  const int H = p.H, G = 4 * H, k0 = int(blockIdx.y) * Cfg::HT, b0 = int(blockIdx.x) * Cfg::BT;
   const int nn = p.n_next - b0;  // rows of this block with a next step
-  tile_product<Cfg, WView::kColumns>(nn > 0 ? p.da_next + (size_t)b0 * G : nullptr, nullptr, nn,
+  tile_product<Cfg, WView::kColumns, A>(nn > 0 ? p.da_next + (size_t)b0 * G : nullptr, nullptr, nn,
                                      G, nn, p.w_hh, H, H, k0, nn > 0 ? G : 0, smem);
   for (int e = int(threadIdx.x); e < Cfg::BT * Cfg::HT; e += Cfg::kThreads) {
     const int bl = e / Cfg::HT, kl = e % Cfg::HT, b = b0 + bl, k = k0 + kl;
@@ -131,10 +131,10 @@ __global__ void FRNN_LAUNCH_BOUNDS(Cfg::kThreads)
                             to_acc<A>(p.gates[row + 2 * H + k]),
                             to_acc<A>(p.gates[row + 3 * H + k]), to_acc<A>(p.c_t[ek]),
                             c_prev, dh, p.dc[ek], dai, daf, dag, dao, dc_prev);
-    p.da_out[row + k] = from_acc<S>(dai);
-    p.da_out[row + H + k] = from_acc<S>(daf);
-    p.da_out[row + 2 * H + k] = from_acc<S>(dag);
-    p.da_out[row + 3 * H + k] = from_acc<S>(dao);
+    p.da_out[row + k] = dai;
+    p.da_out[row + H + k] = daf;
+    p.da_out[row + 2 * H + k] = dag;
+    p.da_out[row + 3 * H + k] = dao;
     p.dc[ek] = dc_prev;
   }
 }

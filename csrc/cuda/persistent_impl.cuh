@@ -58,7 +58,7 @@ inline Tensor step_table(const Steps& st, const Tensor& x) {
   auto tab = at::empty({2 * st.T}, opts);
   int* p = tab.data_ptr<int>();
   for (int64_t t = 0; t < st.T; ++t) p[t] = int(st.count[t]), p[st.T + t] = int(st.offset[t]);
-  return tab.to(x.device(), at::kInt, /*non_blocking=*/true);
+  return portable::host_to_device(tab, x);
 }
 
 inline const int* table_ptr(const Tensor& tab) {

@@ -8,7 +8,9 @@
 //   FRNN_LAUNCH(kernel, grid, block, smem_bytes, stream, args...)      launch + launch check
 //   FRNN_LAUNCH_COOPERATIVE(kernel, grid, block, smem_bytes, stream, args...)
 //       all blocks co-resident (cooperative launch); kernels may call FRNN_GRID_SYNC()
-//   FRNN_SET_MAX_DYNAMIC_SMEM(kernel, bytes)   opt-in above 48 KB of dynamic shared memory
+//   FRNN_SET_MAX_DYNAMIC_SMEM(kernel, bytes)   opt-in above 48 KB of dynamic shared memory; CUDA:
+//                                              set once per kernel and device to the device's
+//                                              maximum (thread-safe), bytes only checked
 //   FRNN_DYNAMIC_SMEM(type, name)              inside a kernel: type* name = the block's
 //                                              dynamic shared memory (16-byte aligned)
 //   FRNN_GRID_SYNC()                           grid-wide barrier (cooperative launches only)
@@ -16,6 +18,10 @@
 //                                              (inside fusedrnn) of the launchers compiled here
 //   FRNN_POISON(tensor)                        SIMT: fill a fresh output with NaN so an element a
 //                                              kernel forgets to write fails the tests; CUDA: no-op
+//   portable::host_to_device(host, like)       a host tensor built by the launcher (pinned under
+//                                              CUDA) copied to like's device without a host sync;
+//                                              kept alive for good when the stream is capturing a
+//                                              CUDA graph, whose replays read that host memory
 // stream is a cudaStream_t under nvcc and ignored by the SIMT layer (pass FRNN_CURRENT_STREAM).
 #pragma once
 
@@ -47,8 +53,7 @@
   } while (0)
 
 #define FRNN_SET_MAX_DYNAMIC_SMEM(kernel, bytes) \
-  C10_CUDA_CHECK(cudaFuncSetAttribute((const void*)(kernel),                     \
-                                      cudaFuncAttributeMaxDynamicSharedMemorySize, (int)(bytes)))
+  ::fusedrnn::portable::allow_dynamic_smem((const void*)(kernel), (size_t)(bytes))
 
 #define FRNN_DYNAMIC_SMEM(type, name)                          \
   extern __shared__ __align__(16) unsigned char frnn_smem_[];  \
@@ -57,8 +62,47 @@
 #define FRNN_GRID_SYNC() cooperative_groups::this_grid().sync()
 #define FRNN_POISON(t) ((void)0)
 
+#include <c10/cuda/CUDAGraphsC10Utils.h>
+
+#include <mutex>
+#include <set>
+#include <utility>
+#include <vector>
+
 namespace fusedrnn {
 namespace portable {
+// The dynamic shared memory opt-in of `kernel` on the current device, raised once to the
+// device's maximum. Setting it per launch to the launch's own size raced: two host threads
+// launching one kernel with different sizes could each launch under the other's smaller limit.
+inline void allow_dynamic_smem(const void* kernel, size_t bytes) {
+  static std::mutex mu;
+  static std::set<std::pair<const void*, int>> done;
+  int dev = 0, optin = 0;
+  C10_CUDA_CHECK(cudaGetDevice(&dev));
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  TORCH_CHECK(bytes <= size_t(optin), "fusedrnn: a kernel needs ", bytes,
+              " bytes of shared memory, the device allows ", optin, " per block");
+  std::lock_guard<std::mutex> lock(mu);
+  if (done.count({kernel, dev})) return;
+  C10_CUDA_CHECK(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, optin));
+  done.insert({kernel, dev});
+}
+
+// host: a pinned CPU tensor the launcher filled. The copy is asynchronous (ATen records an event
+// so the pinned block is not reused before it completes). Under graph capture the copy becomes
+// a graph node that reads this host memory at every replay, so the block must never be reused:
+// it is kept for the life of the process (the step tables: 4-8 bytes per row).
+inline at::Tensor host_to_device(const at::Tensor& host, const at::Tensor& like) {
+  auto out = host.to(like.device(), host.scalar_type(), /*non_blocking=*/true);
+  if (c10::cuda::currentStreamCaptureStatusMayInitCtx() != c10::cuda::CaptureStatus::None) {
+    static std::mutex mu;
+    static std::vector<at::Tensor> kept;
+    std::lock_guard<std::mutex> lock(mu);
+    kept.push_back(host);
+  }
+  return out;
+}
 // cudaLaunchCooperativeKernel takes an array of pointers to the arguments.
 template <class... A>
 struct CoopArgs {
@@ -101,6 +145,9 @@ namespace fusedrnn {
 namespace portable {
 inline void poison(const at::Tensor& t) {
   if (at::isFloatingType(t.scalar_type())) t.fill_(std::numeric_limits<double>::quiet_NaN());
+}
+inline at::Tensor host_to_device(const at::Tensor& host, const at::Tensor& like) {
+  return host.to(like.device());
 }
 }  // namespace portable
 }  // namespace fusedrnn

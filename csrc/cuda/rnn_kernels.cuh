@@ -3,7 +3,7 @@
 // One step processes its n live rows (packed input: batch_sizes[t]; dense: B), passed as
 // params.B; the grid is sized for n. Rows are a prefix 0..n-1 of the batch.
 //
-// Forward step (grid ceil(H/HT) x ceil(n/BT), RnnForwardCfg::kThreads threads, kSmemBytes):
+// Forward step (grid ceil(n/BT) x ceil(H/HT), RnnForwardCfg::kThreads threads, kSmemBytes):
 //   h_out[b,k] = act(xproj[b,k] + sum_j h_prev(b,j) W_hh[k,j])
 //   xproj [n,H] x_t W_ih^T + b_ih + b_hh; h_prev(b) = h_prev[b] for b < n_prev (previous
 //   processed step's rows; null iff n_prev == 0) else h0[b] ([B,H]); h_prev must not alias
@@ -42,10 +42,10 @@ template <class S>
 struct RnnBackwardParams {
   const S* dy;
   const S* dh_n;
-  const S* da_next;
+  const typename AccType<S>::type* da_next;  // accumulation type: the recurrence stays fp32 for fp16/bf16
   const S* w_hh;
   const S* h_t;
-  S* da_out;
+  typename AccType<S>::type* da_out;  // accumulation type
   int B, H, relu, n_next;  // B: rows of this step
 };
 
@@ -61,7 +61,7 @@ __global__ void FRNN_LAUNCH_BOUNDS(Cfg::kThreads)
   using S = typename Cfg::scalar_t;
   using A = typename Cfg::acc_t;
   FRNN_DYNAMIC_SMEM(A, smem);
-  const int H = p.H, k0 = int(blockIdx.x) * Cfg::HT, b0 = int(blockIdx.y) * Cfg::BT;
+  const int H = p.H, k0 = int(blockIdx.y) * Cfg::HT, b0 = int(blockIdx.x) * Cfg::BT;
   const int split = p.n_prev - b0;
   tile_product<Cfg, WView::kRows>(split > 0 ? p.h_prev + (size_t)b0 * H : nullptr,
                                   p.h0 + (size_t)b0 * H, split, H, p.B - b0, p.w_hh, H, H, k0, H,
@@ -81,10 +81,10 @@ __global__ void FRNN_LAUNCH_BOUNDS(Cfg::kThreads)
   using S = typename Cfg::scalar_t;
   using A = typename Cfg::acc_t;
   FRNN_DYNAMIC_SMEM(A, smem);
-  const int H = p.H, k0 = int(blockIdx.x) * Cfg::HT, b0 = int(blockIdx.y) * Cfg::BT;
+  const int H = p.H, k0 = int(blockIdx.y) * Cfg::HT, b0 = int(blockIdx.x) * Cfg::BT;
   const cells::Act act = p.relu ? cells::Act::Relu : cells::Act::Tanh;
   const int nn = p.n_next - b0;  // rows of this block with a next step
-  tile_product<Cfg, WView::kColumns>(nn > 0 ? p.da_next + (size_t)b0 * H : nullptr, nullptr, nn,
+  tile_product<Cfg, WView::kColumns, A>(nn > 0 ? p.da_next + (size_t)b0 * H : nullptr, nullptr, nn,
                                      H, nn, p.w_hh, H, H, k0, nn > 0 ? H : 0, smem);
   for (int e = int(threadIdx.x); e < Cfg::BT * Cfg::HT; e += Cfg::kThreads) {
     const int bl = e / Cfg::HT, kl = e % Cfg::HT, b = b0 + bl, k = k0 + kl;
@@ -92,7 +92,7 @@ __global__ void FRNN_LAUNCH_BOUNDS(Cfg::kThreads)
     const size_t ek = (size_t)b * H + k;
     A dh = tile_sum<Cfg>(smem, bl, kl) + to_acc<A>(p.dy[ek]);
     if (b >= p.n_next && p.dh_n) dh += to_acc<A>(p.dh_n[ek]);
-    p.da_out[ek] = from_acc<S>(cells::rnn_backward<A>(act, to_acc<A>(p.h_t[ek]), dh));
+    p.da_out[ek] = cells::rnn_backward<A>(act, to_acc<A>(p.h_t[ek]), dh);
   }
 }
 

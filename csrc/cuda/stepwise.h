@@ -80,8 +80,13 @@ inline void check_int_range(const char* op, int64_t B, int64_t G, int64_t H, int
               ", I=", I, ")");
 }
 
+// Row tiles on x (up to 2^31-1 blocks), unit tiles on y (at most 65535: H < 65535 * HT, far
+// above what the 32-bit index check admits), so batches of millions of rows launch.
 template <class Cfg> inline dim3 step_grid(int64_t n, int64_t H) {
-  return dim3(unsigned((H + Cfg::HT - 1) / Cfg::HT), unsigned((n + Cfg::BT - 1) / Cfg::BT), 1);
+  const int64_t units = (H + Cfg::HT - 1) / Cfg::HT, rows = (n + Cfg::BT - 1) / Cfg::BT;
+  TORCH_CHECK(units <= 65535 && rows <= INT_MAX, "step kernel: grid of ", rows, " x ", units,
+              " blocks is beyond the device's limits (H=", H, ", rows=", n, ")");
+  return dim3(unsigned(rows), unsigned(units), 1);
 }
 
 // The time steps of one call, known on the host (batch_sizes is a CPU tensor), so the loop
@@ -170,7 +175,7 @@ inline Tensor previous_rows(const Tensor& seq, const Tensor& init, const Steps& 
     const int64_t poff = s > 0 ? st.first_row(s - 1) : 0;
     for (int64_t b = 0; b < n; ++b) ip[off + b] = b < np ? B + poff + b : b;
   }
-  return at::index_select(at::cat({init, seq}, 0), 0, idx.to(seq.device(), at::kLong, true));
+  return at::index_select(at::cat({init, seq}, 0), 0, portable::host_to_device(idx, seq));
 }
 
 // x [N,I] -> [N, G*H]: x W_ih^T (+ bias).
@@ -265,16 +270,23 @@ T7 lstm_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& dc_n_, co
   const int64_t B = st.B, I = x.size(1), P = w_hh.size(1), H = w_hh.size(0) / 4, G = 4 * H;
   check_int_range("lstm_backward", B, 4, H, I, P);
   const auto no_proj = at::empty({0}, x.options());
+  const auto dtype = x.scalar_type(), acc = acc_dtype<S>();
   if (st.N == 0)
     return {at::zeros_like(x_), dh_n.clone(), dc_n.clone(), at::zeros_like(w_ih),
             at::zeros_like(w_hh), at::zeros({G}, x.options()),
             proj ? at::zeros_like(w_hr) : no_proj};
 
-  auto da = at::empty({st.N, G}, x.options());
+  // The gate gradients da stay in the accumulation type, as in the persistent kernels: each step
+  // feeds them back through W_hh, and rounding them to bf16 every step drifts the gradients. The
+  // GEMMs after the loop run in that type too (weights widened once; no copy for fp32/fp64).
+  auto da = at::empty({st.N, G}, x.options().dtype(acc));
   auto dc = acc_copy<S>(dc_n);
+  const auto w_hh_a = w_hh.to(acc), w_ih_a = w_ih.to(acc);
+  const Tensor w_hr_a = proj ? w_hr.to(acc) : Tensor();
   // With a projection: dht [N,P] the total gradient of every h_t (kept for dW_hr), dm [B,H] the
-  // gradient of m = o * tanh(c) (scratch of one step).
-  auto dht = proj ? at::empty({st.N, P}, x.options()) : Tensor();
+  // gradient of m = o * tanh(c) (scratch of one step), both in the accumulation type but dm,
+  // which the kernel reads as its dy.
+  auto dht = proj ? at::empty({st.N, P}, x.options().dtype(acc)) : Tensor();
   auto dm = proj ? at::empty({B, H}, x.options()) : Tensor();
   FRNN_POISON(da);
 
@@ -291,14 +303,18 @@ T7 lstm_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& dc_n_, co
       auto dh_t = dht.narrow(0, off, n), dy_t = dy.narrow(0, off, n);
       if (nn > 0) {
         auto out = dh_t.narrow(0, 0, nn);
-        at::addmm_out(out, dy_t.narrow(0, 0, nn), da.narrow(0, st.first_row(s + 1), nn), w_hh);
+        at::addmm_out(out, dy_t.narrow(0, 0, nn).to(acc), da.narrow(0, st.first_row(s + 1), nn),
+                      w_hh_a);
       }
       if (nn < n) {
         auto out = dh_t.narrow(0, nn, n - nn);
-        at::add_out(out, dy_t.narrow(0, nn, n - nn), dh_n.narrow(0, nn, n - nn));
+        at::add_out(out, dy_t.narrow(0, nn, n - nn).to(acc), dh_n.narrow(0, nn, n - nn).to(acc));
       }
       auto dm_t = dm.narrow(0, 0, n);
-      at::mm_out(dm_t, dh_t, w_hr);
+      if (dtype == acc)
+        at::mm_out(dm_t, dh_t, w_hr_a);
+      else
+        dm_t.copy_(at::mm(dh_t, w_hr_a));
       p.dy = dm.data_ptr<S>();
       p.dh_n = nullptr;
       p.da_next = nullptr;
@@ -306,24 +322,26 @@ T7 lstm_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& dc_n_, co
     } else {
       p.dy = step_ptr<S>(dy, st, s);
       p.dh_n = dh_n.data_ptr<S>();
-      p.da_next = step_ptr<S>(da, st, s + 1);
+      p.da_next = step_ptr<acc_of<S>>(da, st, s + 1);
       p.n_next = int(nn);
     }
     p.gates = step_ptr<S>(gates, st, s);
     p.c_t = step_ptr<S>(cells, st, s);
     p.c_prev = step_ptr<S>(cells, st, s - 1);
     p.n_prev = int(st.rows(s - 1));
-    p.da_out = step_ptr<S>(da, st, s);
+    p.da_out = step_ptr<acc_of<S>>(da, st, s);
     FRNN_LAUNCH(kernel, step_grid<Cfg>(n, H), Cfg::kThreads, Cfg::kSmemBytes,
                 FRNN_CURRENT_STREAM, p);
   }
-  auto dh0 = at::mm(initial_rows(da, st), w_hh);
-  auto dx = st.shaped(at::mm(da, w_ih));
-  auto dw_ih = at::mm(da.t(), x);
-  auto dw_hh = at::mm(da.t(), previous_rows(y, h0, st));
+  auto dh0 = at::mm(initial_rows(da, st), w_hh_a).to(dtype);
+  auto dx = st.shaped(at::mm(da, w_ih_a).to(dtype));
+  auto dw_ih = at::mm(da.t(), x.to(acc)).to(dtype);
+  auto dw_hh = at::mm(da.t(), previous_rows(y, h0, st).to(acc)).to(dtype);
   // dW_hr = sum over rows of dh_t^T m_t, m = o * tanh(c) recomputed from the saved tensors.
-  auto dw_hr = proj ? at::mm(dht.t(), gates.narrow(1, 3 * H, H) * at::tanh(cells)) : no_proj;
-  return {dx, dh0, dc.to(x.scalar_type(), false, true), dw_ih, dw_hh, da.sum(0), dw_hr};
+  auto dw_hr = proj ? at::mm(dht.t(), (gates.narrow(1, 3 * H, H) * at::tanh(cells)).to(acc))
+                          .to(dtype)
+                    : no_proj;
+  return {dx, dh0, dc.to(dtype, false, true), dw_ih, dw_hh, da.sum(0).to(dtype), dw_hr};
 }
 
 // ---------------------------------------------------------------------------------- GRU
@@ -388,8 +406,11 @@ T6 gru_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& x_, const 
     return {at::zeros_like(x_),   dh_n.clone(),          at::zeros_like(w_ih),
             at::zeros_like(w_hh), at::zeros({G}, x.options()), at::zeros({G}, x.options())};
 
-  auto dax = at::empty({st.N, G}, x.options());
-  auto dah = at::empty({st.N, G}, x.options());
+  // Gate gradients in the accumulation type (see lstm_backward).
+  const auto dtype = x.scalar_type(), acc = acc_dtype<S>();
+  auto dax = at::empty({st.N, G}, x.options().dtype(acc));
+  auto dah = at::empty({st.N, G}, x.options().dtype(acc));
+  const auto w_hh_a = w_hh.to(acc), w_ih_a = w_ih.to(acc);
   auto dh_direct = acc_copy<S>(dh_n);
   FRNN_POISON(dax);
   FRNN_POISON(dah);
@@ -406,22 +427,21 @@ T6 gru_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& x_, const 
     p.n_next = next_rows(st, s);
     p.n_prev = int(st.rows(s - 1));
     p.dy = step_ptr<S>(dy, st, s);
-    p.dah_next = step_ptr<S>(dah, st, s + 1);
+    p.dah_next = step_ptr<acc_of<S>>(dah, st, s + 1);
     p.gates = step_ptr<S>(gates, st, s);
     p.ghn = step_ptr<S>(ghn, st, s);
     p.h_prev = step_ptr<S>(y, st, s - 1);
-    p.dax_out = step_ptr<S>(dax, st, s);
-    p.dah_out = step_ptr<S>(dah, st, s);
+    p.dax_out = step_ptr<acc_of<S>>(dax, st, s);
+    p.dah_out = step_ptr<acc_of<S>>(dah, st, s);
     FRNN_LAUNCH(kernel, step_grid<Cfg>(n, H), Cfg::kThreads, Cfg::kSmemBytes,
                 FRNN_CURRENT_STREAM, p);
   }
   // dh0 = dah(each row's first step) W_hh + the direct term z * dh, added in the accumulation type.
-  auto dh0 = at::mm(initial_rows(dah, st), w_hh).to(acc_dtype<S>()).add_(dh_direct)
-                 .to(x.scalar_type());
-  auto dx = st.shaped(at::mm(dax, w_ih));
-  auto dw_ih = at::mm(dax.t(), x);
-  auto dw_hh = at::mm(dah.t(), previous_rows(y, h0, st));
-  return {dx, dh0, dw_ih, dw_hh, dax.sum(0), dah.sum(0)};
+  auto dh0 = at::mm(initial_rows(dah, st), w_hh_a).add_(dh_direct).to(dtype);
+  auto dx = st.shaped(at::mm(dax, w_ih_a).to(dtype));
+  auto dw_ih = at::mm(dax.t(), x.to(acc)).to(dtype);
+  auto dw_hh = at::mm(dah.t(), previous_rows(y, h0, st).to(acc)).to(dtype);
+  return {dx, dh0, dw_ih, dw_hh, dax.sum(0).to(dtype), dah.sum(0).to(dtype)};
 }
 
 // ---------------------------------------------------------------------------------- RNN
@@ -478,7 +498,10 @@ T5 rnn_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& x_, const 
     return {at::zeros_like(x_), dh_n.clone(), at::zeros_like(w_ih), at::zeros_like(w_hh),
             at::zeros({H}, x.options())};
 
-  auto da = at::empty({st.N, H}, x.options());
+  // Gate gradients in the accumulation type (see lstm_backward).
+  const auto dtype = x.scalar_type(), acc = acc_dtype<S>();
+  auto da = at::empty({st.N, H}, x.options().dtype(acc));
+  const auto w_hh_a = w_hh.to(acc), w_ih_a = w_ih.to(acc);
   FRNN_POISON(da);
 
   kern::RnnBackwardParams<S> p;
@@ -492,17 +515,17 @@ T5 rnn_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& x_, const 
     p.B = int(n);
     p.n_next = next_rows(st, s);
     p.dy = step_ptr<S>(dy, st, s);
-    p.da_next = step_ptr<S>(da, st, s + 1);
+    p.da_next = step_ptr<acc_of<S>>(da, st, s + 1);
     p.h_t = step_ptr<S>(y, st, s);
-    p.da_out = step_ptr<S>(da, st, s);
+    p.da_out = step_ptr<acc_of<S>>(da, st, s);
     FRNN_LAUNCH(kernel, step_grid<Cfg>(n, H), Cfg::kThreads, Cfg::kSmemBytes,
                 FRNN_CURRENT_STREAM, p);
   }
-  auto dh0 = at::mm(initial_rows(da, st), w_hh);
-  auto dx = st.shaped(at::mm(da, w_ih));
-  auto dw_ih = at::mm(da.t(), x);
-  auto dw_hh = at::mm(da.t(), previous_rows(y, h0, st));
-  return {dx, dh0, dw_ih, dw_hh, da.sum(0)};
+  auto dh0 = at::mm(initial_rows(da, st), w_hh_a).to(dtype);
+  auto dx = st.shaped(at::mm(da, w_ih_a).to(dtype));
+  auto dw_ih = at::mm(da.t(), x.to(acc)).to(dtype);
+  auto dw_hh = at::mm(da.t(), previous_rows(y, h0, st).to(acc)).to(dtype);
+  return {dx, dh0, dw_ih, dw_hh, da.sum(0).to(dtype)};
 }
 
 }  // namespace stepwise

@@ -89,9 +89,10 @@ FRNN_DEVICE void tile_coords_w(int e, int& n, int& kk) {
   }
 }
 
-template <class Sh, WView kView>
-FRNN_DEVICE void tile_product(const typename Sh::scalar_t* __restrict__ a,
-                              const typename Sh::scalar_t* __restrict__ a_alt, int a_split,
+// AS: the type of the a rows (the storage dtype, or the accumulation type for the backward's
+// gate gradients, which stay fp32 across steps for the half types).
+template <class Sh, WView kView, class AS = typename Sh::scalar_t>
+FRNN_DEVICE void tile_product(const AS* __restrict__ a, const AS* __restrict__ a_alt, int a_split,
                               int lda, int a_rows,
                               const typename Sh::scalar_t* __restrict__ w, int ldw, int H, int k0,
                               int K, typename Sh::acc_t* smem) {
@@ -122,7 +123,7 @@ FRNN_UNROLL
 FRNN_UNROLL
     for (int i = 0; i < NA; ++i) {
       const int e = tid + i * NT, b = e / KC, j = j0 + e % KC;
-      const typename Sh::scalar_t* src = b < a_split ? a : a_alt;
+      const AS* src = b < a_split ? a : a_alt;
       ra[i] = (b < a_rows && j < K) ? to_acc<A>(src[(size_t)b * lda + j]) : A(0);
     }
 FRNN_UNROLL

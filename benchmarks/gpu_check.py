@@ -1,0 +1,304 @@
+"""The benchmark and report half of scripts/gpu_check.sh: fusedrnn against torch.nn (cuDNN).
+
+    python benchmarks/gpu_check.py --out DIR [--quick] [--budget SECONDS] [--device cuda]
+                                   [--build-seconds S] [--build-log F] [--tests-log F]
+
+Writes DIR/report.md and DIR/report.json, and prints a short table last. Parts:
+  static     ptxas registers/spills/shared memory of every kernel (benchmarks/kernel_resources.py,
+             needs nvcc) and the SASS facts of the built library (benchmarks/sass.py: local
+             memory, HMMA count, load widths); both need no GPU.
+  versions   card, SM count, driver, torch, CUDA, cuDNN, and the TF32 switches torch gives cuDNN
+             and cuBLAS (fp32 cases run with torch's defaults; the report states them).
+  benchmark  cases in priority order until the time budget is spent: fastrnns' T=100 B=64
+             I=H=512, then small-batch inference (B=1,4,16; H=256,512,1024), then the rest of
+             the default suite; LSTM, GRU, RNN; fp32, bf16, fp16; inference and training; the
+             stepwise and persistent algorithms where both apply. Each case is checked against
+             torch.nn before it is timed (fusedrnn.bench.run_case); cases left for lack of time
+             are listed as such.
+  kernels    one call of fusedrnn and of torch.nn per representative case under torch.profiler:
+             kernel name, count, mean microseconds.
+Without a GPU (or --device cpu, which exercises the same code on the CPU with tiny sizes) the
+benchmark runs only where asked; the static part always runs.
+"""
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+import torch  # noqa: E402
+
+import fusedrnn  # noqa: E402
+from fusedrnn import bench  # noqa: E402
+from fusedrnn.bench import Case, Size  # noqa: E402
+
+PERSISTENT_CELLS = ("lstm", "gru")  # the cells with a persistent kernel
+
+
+def case_list(quick, device):
+    """(priority group, Case) in the order they run."""
+    if device.type != "cuda":  # a smoke run of the whole pipeline on the CPU
+        sizes = {"fastrnns": [Size(T=5, B=3, H=16)], "small-batch": [Size(T=5, B=1, H=8)],
+                 "default": []}
+        dtypes, algos = ("fp32",), (None,)
+    else:
+        small = [Size(T=100, B=b, H=h) for b in (1, 4, 16) for h in (256, 512, 1024)]
+        if quick:
+            small = [Size(T=100, B=b, H=h) for b in (1, 16) for h in (256, 1024)]
+        rest = [] if quick else [s for s in bench.DEFAULT_SIZES if s != Size(T=100, B=64, H=512)]
+        sizes = {"fastrnns": [Size(T=100, B=64, H=512)], "small-batch": small, "default": rest}
+        dtypes, algos = ("fp32", "bf16", "fp16"), ("stepwise", "persistent")
+    out = []
+    for group, group_sizes in sizes.items():
+        modes = ("inference",) if group == "small-batch" else bench.MODES
+        group_dtypes = dtypes if group != "default" else dtypes[:2]
+        for s in group_sizes:
+            for cell in bench.CELLS:
+                for dt in group_dtypes:
+                    for algo in algos:
+                        if algo == "persistent" and cell not in PERSISTENT_CELLS:
+                            continue
+                        if algo is not None and cell not in PERSISTENT_CELLS:
+                            algo = None  # RNN: stepwise only, no algorithm to choose
+                        for mode in modes:
+                            out.append((group, Case(cell=cell, size=s, dtype=dt, mode=mode,
+                                                    algorithm=algo)))
+    return out
+
+
+def versions(device):
+    info = bench.machine_info(device)
+    info["tf32"] = {
+        "torch.backends.cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
+        "torch.backends.cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+    }
+    if device.type == "cuda":
+        p = torch.cuda.get_device_properties(device)
+        info.update(sm_count=p.multi_processor_count, capability=f"{p.major}.{p.minor}",
+                    memory_gib=round(p.total_memory / 2 ** 30, 1))
+        try:
+            q = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,clocks.max.sm",
+                                "--format=csv,noheader"], capture_output=True, text=True,
+                               timeout=20)
+            info["nvidia_smi"] = q.stdout.strip() or q.stderr.strip()
+        except (OSError, subprocess.SubprocessError) as e:
+            info["nvidia_smi"] = f"unavailable: {e}"
+    return info
+
+
+def static_part(ptxas_json=None):
+    """ptxas report (read from ptxas_json when gpu_check.sh ran it alongside the tests) and SASS
+    facts; each part records its own error instead of failing."""
+    res = {}
+    if ptxas_json:
+        try:
+            with open(ptxas_json) as f:
+                res["ptxas"] = json.load(f)
+        except (OSError, ValueError) as e:
+            res["ptxas"] = {"error": f"{ptxas_json}: {e}"}
+    else:
+        try:
+            r = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks",
+                                                             "kernel_resources.py"), "--json"],
+                               capture_output=True, text=True, timeout=600)
+            res["ptxas"] = json.loads(r.stdout) if r.returncode in (0, 1) and r.stdout.strip() \
+                else {"error": (r.stderr or r.stdout).strip()[-800:]}
+        except (OSError, subprocess.SubprocessError, ValueError) as e:
+            res["ptxas"] = {"error": str(e)}
+    try:
+        import sass
+
+        res["sass"] = sass.report()
+        if not res["sass"]:
+            res["sass"] = {"error": "no CUDA kernels in the built library (CPU-only build?)"}
+    except Exception as e:  # noqa: BLE001 - reported, the check goes on
+        res["sass"] = {"error": f"{type(e).__name__}: {e}"}
+    return res
+
+
+def kernel_table(case, device, seed=0):
+    """{which: [(kernel, count, mean_us)]} of one call each of torch.nn and fusedrnn."""
+    from torch.profiler import ProfilerActivity, profile
+
+    models = bench.make_models(case, device, seed=seed)
+    out = {}
+    for which in ("torch", "fusedrnn"):
+        step = bench.make_step(case, models, which)
+        step()  # warm: module load, handles, first-call allocations
+        bench._sync(device)
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        with profile(activities=acts) as prof:
+            step()
+            bench._sync(device)
+        rows = {}
+        for e in prof.events():
+            dev = getattr(e, "device_type", None)
+            on_gpu = dev is not None and "CUDA" in str(dev)
+            if device.type == "cuda" and not on_gpu:
+                continue
+            if device.type != "cuda" and (on_gpu or not e.name.startswith(("fusedrnn::", "aten::"))):
+                continue
+            us = getattr(e, "device_time", None) if on_gpu else None
+            if us is None:
+                us = getattr(e, "cuda_time", None) if on_gpu else e.cpu_time
+            n, tot = rows.get(e.name, (0, 0.0))
+            rows[e.name] = (n + 1, tot + float(us or 0.0))
+        out[which] = sorted(((k, n, tot / n) for k, (n, tot) in rows.items()),
+                            key=lambda r: -r[1] * r[2])[:15]
+    return out
+
+
+def fmt_ms(s):
+    return "-" if s is None else bench._fmt_ms(s)
+
+
+def short_table(results):
+    head = f"{'case':46} {'check':>8} {'torch ms':>9} {'fused ms':>9} {'cuDNN/fused':>11}"
+    lines = [head, "-" * len(head)]
+    for r in results:
+        chk = r.get("check") or {}
+        status = "ok" if r["status"] == "ok" else r["status"]
+        ratio = f"{r['ratio']:.2f}x" if "ratio" in r else "-"
+        lines.append(f"{r['name'][:46]:46} {status[:8]:>8} {fmt_ms(r.get('torch_s')):>9} "
+                     f"{fmt_ms(r.get('fusedrnn_s')):>9} {ratio:>11}")
+    return "\n".join(lines)
+
+
+def markdown(doc):
+    v = doc["versions"]
+    L = [f"# fusedrnn GPU check: {v.get('gpu') or 'no GPU'}, {v['date'][:10]}", ""]
+    L.append(f"- card: {v.get('gpu')} (sm {v.get('capability')}, {v.get('sm_count')} SMs, "
+             f"{v.get('memory_gib')} GiB); nvidia-smi: {v.get('nvidia_smi')}")
+    L.append(f"- torch {v['torch']} (CUDA {v['torch_cuda']}), cuDNN {v.get('cudnn')}, "
+             f"Python {v['python']}, fusedrnn {v['fusedrnn']} {v['build_info']}")
+    L.append(f"- TF32: {v['tf32']} (torch's defaults, unchanged: fp32 cuDNN RNNs may use TF32)")
+    if doc.get("build"):
+        L.append(f"- build: {doc['build']}")
+    if doc.get("tests"):
+        L.append(f"- CUDA tests: {doc['tests']}")
+    L += ["", "## Benchmark (torch.nn time / fusedrnn time; > 1 means fusedrnn is faster)", "",
+          "| group | case | check | torch.nn ms | fusedrnn ms | ratio | graphs |",
+          "|---|---|---|---:|---:|---:|---|"]
+    for r in doc["results"]:
+        chk = r.get("check") or {}
+        c = "-" if not chk else (f"ok {chk['err']:.0e}" if chk["ok"] else
+                                 f"MISMATCH {chk['err']:.1e} ({chk['worst']})")
+        if r.get("error"):
+            c = f"{r['status']}: {r['error'][:120]}"
+        ratio = f"{r['ratio']:.2f}" if "ratio" in r else "-"
+        L.append(f"| {r['group']} | {r['name']} | {c} | {fmt_ms(r.get('torch_s'))} | "
+                 f"{fmt_ms(r.get('fusedrnn_s'))} | {ratio} | {'yes' if r.get('cuda_graphs') else ''} |")
+    if doc.get("not_run"):
+        L += ["", f"Not run for lack of time ({len(doc['not_run'])}): " + "; ".join(doc["not_run"])]
+    L += ["", "## Kernels of one call (name, count, mean µs)", ""]
+    for name, tab in doc.get("kernels", {}).items():
+        L.append(f"### {name}")
+        if "error" in tab:
+            L += [f"error: {tab['error']}", ""]
+            continue
+        for which, rows in tab.items():
+            L += ["", f"{which}:", "", "| kernel | count | mean µs |", "|---|---:|---:|"]
+            L += [f"| `{k[:90]}` | {n} | {us:.1f} |" for k, n, us in rows]
+        L.append("")
+    s = doc["static"]
+    L += ["## Static checks (no GPU needed)", ""]
+    if isinstance(s.get("sass"), list):
+        import sass
+
+        L += [sass.markdown(s["sass"]), ""]
+    else:
+        L += [f"SASS: {s.get('sass')}", ""]
+    p = s.get("ptxas")
+    if isinstance(p, list):
+        L += ["| ptxas kernel | dtype | arch | threads | regs | spill st/ld | stack | smem "
+              "static/dynamic |", "|---|---|---|---:|---:|---|---:|---|"]
+        for r in p:
+            L.append(f"| {r.get('kernel')} | {r.get('dtype')} | {r.get('arch')} | "
+                     f"{r.get('threads')} | {r.get('regs')} | {r.get('spill_stores')}/"
+                     f"{r.get('spill_loads')} | {r.get('stack')} | {r.get('smem_static')}/"
+                     f"{r.get('smem_dynamic')} |")
+    else:
+        L.append(f"ptxas: {p}")
+    return "\n".join(L) + "\n"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", required=True, help="folder for report.md and report.json")
+    ap.add_argument("--quick", action="store_true", help="fewer cases (the 5-minute check)")
+    ap.add_argument("--budget", type=float, default=300.0,
+                    help="seconds for the benchmark cases (the rest are listed as not run)")
+    ap.add_argument("--device", default=None, help="default: cuda if available")
+    ap.add_argument("--repeat", type=int, default=None)
+    ap.add_argument("--build-seconds", default=None)
+    ap.add_argument("--build-log", default=None)
+    ap.add_argument("--tests-log", default=None)
+    ap.add_argument("--ptxas-json", default=None,
+                    help="benchmarks/kernel_resources.py --json output (else it is run here)")
+    ap.add_argument("--no-static", action="store_true", help="skip ptxas and SASS")
+    a = ap.parse_args(argv)
+    os.makedirs(a.out, exist_ok=True)
+    device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    t0 = time.perf_counter()
+
+    doc = {"versions": versions(device), "results": [], "not_run": [], "kernels": {}}
+    if a.build_seconds:
+        doc["build"] = f"{a.build_seconds} s ({a.build_log or 'log not kept'})"
+    if a.tests_log and os.path.exists(a.tests_log):
+        with open(a.tests_log, errors="replace") as f:
+            tail = [l.strip() for l in f.read().splitlines() if l.strip()]
+        doc["tests"] = tail[-1] if tail else "no output"
+    doc["static"] = {} if a.no_static else static_part(a.ptxas_json)
+
+    cuda = device.type == "cuda"
+    repeat = a.repeat or (10 if a.quick else 20)
+    cases = case_list(a.quick, device)
+    deadline = t0 + a.budget
+    for i, (group, case) in enumerate(cases):
+        if time.perf_counter() > deadline:
+            doc["not_run"] = [c.name for _, c in cases[i:]]
+            break
+        r = bench.run_case(case, device, repeat=repeat, warmup=3 if cuda else 1,
+                           max_time=5.0, cuda_graphs="auto")
+        r["group"] = group
+        for k in ("torch_times", "fusedrnn_times"):
+            r.pop(k, None)
+        doc["results"].append(r)
+        print(f"[{i + 1}/{len(cases)}] {r['name']}: {r['status']}"
+              + (f" {r['ratio']:.2f}x" if "ratio" in r else f" {r.get('error') or ''}"),
+              flush=True)
+
+    reps = [c for g, c in cases if g == "fastrnns" and c.cell == "lstm" and c.dtype in
+            ("fp32", "bf16") and c.algorithm in (None, "stepwise")]
+    reps += [c for g, c in cases if g == "small-batch" and c.cell == "lstm" and c.size.B == 1
+             and c.dtype == "bf16" and c.algorithm == "persistent"][:1]
+    for c in reps:
+        try:
+            with bench._algorithm_ctx(c):
+                doc["kernels"][c.name] = kernel_table(c, device)
+        except Exception as e:  # noqa: BLE001
+            doc["kernels"][c.name] = {"error": f"{type(e).__name__}: {e}"}
+
+    with open(os.path.join(a.out, "report.json"), "w") as f:
+        json.dump(doc, f, indent=1, default=str)
+    with open(os.path.join(a.out, "report.md"), "w") as f:
+        f.write(markdown(doc))
+    bad = [r for r in doc["results"] if r["status"] != "ok"]
+    sass_rows = doc["static"].get("sass")
+    local = [r for r in sass_rows if r["LDL"] or r["STL"]] if isinstance(sass_rows, list) else []
+    print(f"\nwrote {a.out}/report.md and report.json ({time.perf_counter() - t0:.0f} s)")
+    print(f"static: SASS {'%d kernels, %d with local memory, HMMA in %d' % (len(sass_rows), len(local), sum(1 for r in sass_rows if r['HMMA'])) if isinstance(sass_rows, list) else sass_rows}")
+    print(f"{doc['versions'].get('gpu') or 'no GPU'}; TF32 {doc['versions']['tf32']}")
+    print(short_table(doc["results"]))
+    if doc["not_run"]:
+        print(f"{len(doc['not_run'])} case(s) not run for lack of time")
+    return 1 if bad or local else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

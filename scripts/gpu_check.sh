@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Proves fusedrnn on the NVIDIA GPU of this machine, against torch.nn (cuDNN), in one command:
+#
+#   bash scripts/gpu_check.sh [--quick] [OUT_DIR]      (default OUT_DIR: benchmarks/results/gpu-<date>)
+#
+# Uses the Python that has torch (PYTHON, else .venv/bin/python when it exists, else python3) and
+# installs nothing (works offline; torch >= 2.4, Python >= 3.10, pytest). Steps:
+#   1. build fusedrnn in place for this GPU's arch only, with all cores (setup.py build_ext
+#      --inplace: incremental, objects kept in build/);
+#   2. run the CUDA cases of the test suite (pytest -k cuda) within a time budget, while the ptxas
+#      report of every kernel is compiled alongside;
+#   3. benchmark fusedrnn against torch.nn (benchmarks/gpu_check.py): correctness checked before
+#      timing, kernel tables from torch.profiler, static SASS facts, versions, TF32 settings;
+#      writes OUT_DIR/report.md + report.json and prints a short table last.
+# Full run: ~10 minutes on a 16-core H200 machine, build included; --quick: ~5.
+# Without a GPU it runs the static part only (ptxas + SASS of the library built here) and says so.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+quick=""
+out=""
+for arg in "$@"; do
+  case "$arg" in
+    --quick) quick="--quick" ;;
+    -h|--help) sed -n 2,17p "$0"; exit 0 ;;
+    *) out="$arg" ;;
+  esac
+done
+if [ -n "${PYTHON:-}" ]; then PY=$PYTHON
+elif [ -x .venv/bin/python ]; then PY=.venv/bin/python
+else PY=python3; fi
+out=${out:-benchmarks/results/gpu-$(date -u +%Y-%m-%d)}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+t0=$(date +%s)
+elapsed() { echo $(( $(date +%s) - t0 )); }
+if [ -n "$quick" ]; then test_budget=60; bench_budget=90; else test_budget=150; bench_budget=240; fi
+
+gpu=$("$PY" - <<'EOF' 2>/dev/null
+import torch
+if torch.cuda.is_available():
+    p = torch.cuda.get_device_properties(0)
+    print(f"{p.major}.{p.minor}|{p.name}")
+EOF
+)
+echo "gpu_check: python $("$PY" -c 'import sys; print(sys.version.split()[0])'), torch" \
+  "$("$PY" -c 'import torch; print(torch.__version__)'), report in $out"
+
+if [ -z "$gpu" ]; then
+  echo "gpu_check: no CUDA GPU visible: static checks only (ptxas + SASS of the library built" \
+    "here; run scripts/setup.sh first). No speed is measured."
+  "$PY" benchmarks/gpu_check.py --out "$out" --budget 0 --device cpu $quick
+  exit $?
+fi
+
+arch=${gpu%%|*}
+echo "gpu_check: ${gpu#*|} (sm_${arch/./}); building for it with $(nproc) jobs" \
+  "(log: $out/build.log)"
+bstart=$(date +%s)
+TORCH_CUDA_ARCH_LIST=$arch MAX_JOBS=$(nproc) FUSEDRNN_FORCE_CUDA=1 \
+  "$PY" setup.py build_ext --inplace > "$out/build.log" 2>&1
+brc=$?
+bsecs=$(( $(date +%s) - bstart ))
+if [ $brc -ne 0 ]; then
+  tail -n 40 "$out/build.log"
+  echo "gpu_check: BUILD FAILED after ${bsecs} s (full log: $out/build.log)"
+  exit 1
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+echo "gpu_check: built in ${bsecs} s: $("$PY" -c 'import fusedrnn; print(fusedrnn.build_info())')"
+
+# ptxas report alongside the tests (nvcc on one core while the tests keep the GPU busy).
+"$PY" benchmarks/kernel_resources.py --arch "sm_${arch/./}" --json > "$out/ptxas.json" \
+  2> "$out/ptxas.err" &
+ptxas_pid=$!
+
+echo "gpu_check: CUDA tests (budget ${test_budget} s; log: $out/tests.log)"
+timeout_opt=""
+"$PY" -c "import pytest_timeout" 2>/dev/null && timeout_opt="--timeout=120"
+timeout --signal=INT "$test_budget" "$PY" -m pytest tests -q -k cuda -p no:cacheprovider \
+  $timeout_opt --junitxml="$out/tests.xml" > "$out/tests.log" 2>&1
+trc=$?
+[ $trc -eq 124 ] || [ $trc -eq 130 ] && echo "stopped at the time budget (${test_budget} s)" >> "$out/tests.log"
+tail -n 3 "$out/tests.log"
+wait $ptxas_pid
+
+echo "gpu_check: benchmark (budget ${bench_budget} s) at $(elapsed) s"
+PYTHONUNBUFFERED=1 "$PY" benchmarks/gpu_check.py --out "$out" --budget "$bench_budget" $quick \
+  --build-seconds "$bsecs" --build-log "$out/build.log" --tests-log "$out/tests.log" \
+  --ptxas-json "$out/ptxas.json" 2>&1 | tee "$out/bench.log"
+prc=${PIPESTATUS[0]}
+echo "gpu_check: done in $(elapsed) s (tests exit $trc, benchmark exit $prc); report: $out/report.md"
+[ $trc -eq 0 ] && [ $prc -eq 0 ]

@@ -1,0 +1,88 @@
+"""Static SASS facts of the built CUDA kernels (benchmarks/sass.py), checked without a GPU: no
+kernel uses local memory (LDL/STL), every kernel is there for every built arch, and the parser
+counts what it claims to (a synthetic listing)."""
+import os
+import sys
+
+import pytest
+
+import fusedrnn
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
+import sass  # noqa: E402
+
+STEPWISE = ["lstm_forward_step_kernel", "lstm_backward_step_kernel", "gru_forward_step_kernel",
+            "gru_backward_step_kernel", "rnn_forward_step_kernel", "rnn_backward_step_kernel"]
+PERSISTENT = ["lstm_fwd_kernel", "lstm_bwd_kernel", "gru_fwd_kernel", "gru_bwd_kernel"]
+DTYPES = ["float", "double", "Half", "BFloat16"]
+
+LISTING = """
+	code for sm_90
+		Function : _Z6kernelPf
+	.headerflags	@"EF_CUDA_TEXMODE_UNIFIED EF_CUDA_64BIT_ADDRESS EF_CUDA_SM90"
+        /*0000*/                   LDC R1, c[0x0][0x28] ;                          /* 0x00000a00ff017b82 */
+        /*0010*/                   LDG.E.128 R4, desc[UR4][R2.64] ;                /* 0x0000000402047981 */
+        /*0020*/                   LDG.E R8, desc[UR4][R2.64+0x10] ;               /* 0x0000100402087981 */
+        /*0030*/              @!P0 LDG.E.U16 R9, desc[UR4][R2.64+0x20] ;           /* 0x0000200402098981 */
+        /*0040*/                   STL [R1], R4 ;                                  /* 0x0000000401007387 */
+        /*0050*/                   LDL R5, [R1] ;                                  /* 0x0000000001057983 */
+        /*0060*/                   HMMA.16816.F32.BF16 R12, R4, R8, R12 ;          /* 0x000000080c0c723c */
+        /*0070*/                   LDS.64 R6, [R3] ;                               /* 0x0000000003067984 */
+        /*0080*/                   EXIT ;                                          /* 0x000000000000794d */
+		..........
+"""
+
+
+def test_parser_counts_a_listing():
+    rows = sass.parse(LISTING)
+    assert list(rows) == [("sm_90", "_Z6kernelPf")]
+    r = rows[("sm_90", "_Z6kernelPf")]
+    assert r["instructions"] == 9
+    assert (r["LDL"], r["STL"], r["HMMA"]) == (1, 1, 1)
+    assert r["LDG"] == {"128": 1, "32": 1, "16": 1}
+    assert r["LDS"] == {"64": 1}
+
+
+def _rows():
+    if not fusedrnn.build_info()["cuda"]:
+        pytest.skip("fusedrnn built without CUDA kernels")
+    if sass.find_cuobjdump() is None:
+        pytest.skip("cuobjdump not found (pip install nvidia-cuda-cuobjdump)")
+    rows = sass.report()
+    assert rows, "cuobjdump found no kernels in a CUDA build"
+    return rows
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return _rows()
+
+
+def test_no_kernel_uses_local_memory(rows):
+    bad = [f"{r['arch']} {r['kernel']}: LDL {r['LDL']} STL {r['STL']}" for r in rows
+           if r["LDL"] or r["STL"]]
+    assert not bad, "local memory (spills or stack arrays) in:\n" + "\n".join(bad)
+
+
+def test_every_kernel_is_built_for_every_arch(rows):
+    archs = {"sm_" + a.replace(".", "") for a in fusedrnn.build_info()["archs"]}
+    assert {r["arch"] for r in rows} == archs
+    for arch in archs:
+        names = [r["kernel"] for r in rows if r["arch"] == arch]
+        for k in STEPWISE + PERSISTENT:
+            for dt in DTYPES:
+                assert any(k in n and dt in n for n in names), f"{k} <{dt}> missing on {arch}"
+
+
+def test_every_kernel_loads_from_global_memory(rows):
+    """Each kernel reads its inputs with LDG: a parser that misses the loads reads 0 here."""
+    for r in rows:
+        if any(k in r["kernel"] for k in STEPWISE + PERSISTENT):
+            assert sum(r["LDG"].values()) > 0, r
+            assert r["instructions"] > 20, r
+
+
+def test_markdown_table_has_a_row_per_kernel(rows):
+    md = sass.markdown(rows).splitlines()
+    assert len(md) == len(rows) + 2
+    assert all(("HMMA" in md[0], "LDL/STL" in md[0]))
