@@ -7,8 +7,9 @@ loads by width (LDS), and the total instruction count.
 
     python benchmarks/sass.py [--so PATH] [--json OUT.json] [--markdown]
 
-cuobjdump comes from the PyPI package nvidia-cuda-cuobjdump (installed by scripts/setup.sh), or
-from the CUDA toolkit ($CUDA_HOME/bin, PATH). Exit status: 0 when no kernel uses local memory,
+cuobjdump and the nvdisasm it runs come from the PyPI packages nvidia-cuda-cuobjdump and
+nvidia-cuda-nvdisasm (installed by scripts/setup.sh), or from the CUDA toolkit ($CUDA_HOME/bin,
+PATH). Exit status: 0 when no kernel uses local memory,
 1 when one does, 2 when cuobjdump or the CUDA kernels are missing.
 """
 import argparse
@@ -22,21 +23,28 @@ import sys
 import sysconfig
 
 
-def find_cuobjdump():
-    """The cuobjdump binary: the PyPI package's, the toolkit's, or PATH's; None if absent."""
+def find_tool(name):
+    """A CUDA binary utility: the PyPI packages' (nvidia-cuda-cuobjdump, nvidia-cuda-nvdisasm),
+    the toolkit's, PATH's, or the copy Triton carries; None if absent."""
     cands = []
     for base in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}:
-        cands += sorted(glob.glob(os.path.join(base, "nvidia", "*", "bin", "cuobjdump")))
-        cands += sorted(glob.glob(os.path.join(base, "nvidia", "cuda_cuobjdump", "bin",
-                                               "cuobjdump")))
+        cands += sorted(glob.glob(os.path.join(base, "nvidia", "*", "bin", name)))
     for env in ("CUDA_HOME", "CUDA_PATH"):
         if os.environ.get(env):
-            cands.append(os.path.join(os.environ[env], "bin", "cuobjdump"))
-    cands += [shutil.which("cuobjdump") or "", "/usr/local/cuda/bin/cuobjdump"]
+            cands.append(os.path.join(os.environ[env], "bin", name))
+    cands += [shutil.which(name) or "", f"/usr/local/cuda/bin/{name}"]
+    for base in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}:
+        cands.append(os.path.join(base, "triton", "backends", "nvidia", "bin", name))
     for c in cands:
         if c and os.path.isfile(c) and os.access(c, os.X_OK):
             return c
     return None
+
+
+def find_cuobjdump():
+    """cuobjdump, which runs only with nvdisasm beside it or on NVDISASM_PATH / PATH."""
+    tool = find_tool("cuobjdump")
+    return tool if tool and find_tool("nvdisasm") else None
 
 
 def extension_path():
@@ -114,10 +122,13 @@ def report(so=None):
     """Rows (dicts) per kernel and arch; raises RuntimeError naming what is missing."""
     tool = find_cuobjdump()
     if tool is None:
-        raise RuntimeError("cuobjdump not found: pip install nvidia-cuda-cuobjdump "
-                           "(scripts/setup.sh does) or put the CUDA toolkit's bin on PATH")
+        raise RuntimeError("cuobjdump or nvdisasm not found: pip install nvidia-cuda-cuobjdump "
+                           "nvidia-cuda-nvdisasm (scripts/setup.sh does) or put the CUDA "
+                           "toolkit's bin on PATH")
     so = so or extension_path()
-    r = subprocess.run([tool, "-sass", so], capture_output=True, text=True)
+    env = dict(os.environ)
+    env["PATH"] = os.path.dirname(find_tool("nvdisasm")) + os.pathsep + env.get("PATH", "")
+    r = subprocess.run([tool, "-sass", so], capture_output=True, text=True, env=env)
     if r.returncode != 0:
         raise RuntimeError(f"cuobjdump -sass {so} failed: {r.stderr.strip()[:500]}")
     parsed = parse(r.stdout)

@@ -67,6 +67,8 @@ class _FusedCellBase:
         return x.unsqueeze(0), parts, w, batched
 
     def forward(self, input, hx=None):
+        if torch.onnx.is_in_onnx_export():  # torch.nn's ops, which ONNX exporters translate
+            return super().forward(input, hx)
         x, parts, w, batched = self._prepare(input, hx)
         if self._kind == "lstm":
             _, h, c = F.lstm_layer(x, parts[0], parts[1], *w)
@@ -74,7 +76,9 @@ class _FusedCellBase:
         if self._kind == "gru":
             _, h = F.gru_layer(x, parts[0], *w)
         else:
-            _, h = F.rnn_layer(x, parts[0], *w, nonlinearity=self.nonlinearity)
+            # save_h_n: torch.nn.RNNCell's backward uses its output (the result of tanh/relu),
+            # so modifying h in place raises at backward there; the same here.
+            _, h = F._rnn_layer(x, parts[0], *w, self.nonlinearity, False, None, save_h_n=True)
         return h if batched else h.squeeze(0)
 
 

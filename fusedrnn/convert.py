@@ -14,6 +14,17 @@ def convert(model: nn.Module) -> nn.Module:
 
     The modules keep their parameter objects, buffers, hooks, device, dtype and training mode,
     so optimizers created before the conversion keep working. Returns `model`.
+
+    Saving: a whole converted model saved with torch.save(model) holds fusedrnn's classes, so
+    code that loads it with torch.load(..., weights_only=True) and allow-lists torch.nn's RNN
+    classes must allow-list fusedrnn's instead (nothing else of fusedrnn is needed)::
+
+        torch.serialization.add_safe_globals([fusedrnn.LSTM, fusedrnn.GRU, fusedrnn.RNN,
+                                              fusedrnn.LSTMCell, fusedrnn.GRUCell,
+                                              fusedrnn.RNNCell])
+
+    (or those classes in a ``with torch.serialization.safe_globals([...]):`` block). A
+    state_dict needs nothing: its keys are torch.nn's.
     """
     for m in model.modules():
         target = _MAP.get(type(m))  # exact types: a subclass may override forward

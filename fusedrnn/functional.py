@@ -15,6 +15,15 @@ itself be differentiable (torch.autograd.grad(..., create_graph=True): gradient 
 Hessian-vector products, MAML) instead recomputes the layer with fusedrnn.reference's plain
 PyTorch ops from the saved inputs and differentiates that with autograd, so its gradients carry
 a graph and every order of derivative is right (slower than the fused backward).
+
+In-place operations on the outputs (`y += 1`, `y.relu_()`, `h_n.mul_(2)`, on a packed y too)
+are allowed, as with torch.nn's native CPU layers (torch.nn's oneDNN fp32 LSTM and cuDNN save
+y and raise at backward instead), and the gradients are those of the values the layer computed:
+the backward ops need the layer's own y, so the Functions keep an alias of y (no copy) with its
+version, and a backward that finds y modified in place first recomputes it with the forward op
+(one more forward pass, only then). The outputs are not views (autograd forbids in-place
+changes of views created inside a custom Function). Under torch.compile y is saved for backward
+as such, so an in-place change of a compiled model's output raises at backward.
 """
 import torch
 
@@ -27,6 +36,43 @@ __all__ = ["lstm_layer", "gru_layer", "rnn_layer", "LSTMFunction", "GRUFunction"
 
 def _bias_grads(has_bias, db_ih, db_hh):
     return (db_ih, db_hh) if has_bias else (None, None)
+
+
+def _keep_output(ctx, y):
+    """Remembers y for the backward op. Returns what to put in save_for_backward: None, or y
+    itself under torch.compile.
+
+    Not save_for_backward, whose version check would make any in-place change of y an error at
+    backward: a detached alias (same storage and version counter, no copy, no grad_fn, so no
+    reference cycle) and its current version. Under torch.compile the version cannot be traced
+    (dynamo traces the backward too; a branch on it would break the graph), so y is saved there:
+    in-place changes inside the compiled graph are functionalized and never reach it, one of
+    the compiled model's output outside the graph raises at backward (never silently wrong)."""
+    if torch.compiler.is_compiling():
+        ctx.y = None
+        return y
+    if y.is_inference():  # torch.inference_mode: no backward, and no version counter
+        ctx.y = None
+        return None
+    ctx.y = y.detach()
+    ctx.y_version = y._version
+    return None
+
+
+def _kept_output(ctx, saved_y):
+    """The y of the forward (saved_y: the last of ctx.saved_tensors), or None when it was
+    modified in place since (then the caller recomputes it with the forward op)."""
+    if ctx.y is None:
+        return saved_y
+    return ctx.y if ctx.y._version == ctx.y_version else None
+
+
+def _unview(y):
+    # The ops return y as a [T,B,H] view of their [N,H] buffer. Autograd refuses in-place
+    # changes of a view that a custom Function returns ("Output 0 of GRUFunction is a view and
+    # is being modified inplace"), so the Functions return a detached alias instead: not a view,
+    # same storage and version counter, no copy.
+    return y.detach()
 
 
 def _recompute_grads(ctx, inputs, layer, grads):
@@ -65,20 +111,27 @@ class LSTMFunction(torch.autograd.Function):
                 algorithm):
         y, h_n, c_n, gates, cells = ops.lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse,
                                                      backend, batch_sizes, w_hr, algorithm)
+        y = _unview(y)
         ctx.algorithm = algorithm
-        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, y, gates, cells, w_hr, b_ih, b_hh)
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, gates, cells, w_hr, b_ih, b_hh,
+                              _keep_output(ctx, y))
         ctx.has_bias, ctx.reverse, ctx.backend = b_ih is not None, reverse, backend
         ctx.batch_sizes = batch_sizes
         return y, h_n, c_n
 
     @staticmethod
     def backward(ctx, dy, dh_n, dc_n):
-        x, h0, c0, w_ih, w_hh, y, gates, cells, w_hr, b_ih, b_hh = ctx.saved_tensors
+        x, h0, c0, w_ih, w_hh, gates, cells, w_hr, b_ih, b_hh, y = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: see _recompute_grads
             return _recompute_grads(
                 ctx, {0: x, 1: h0, 2: c0, 3: w_ih, 4: w_hh, 5: b_ih, 6: b_hh, 10: w_hr},
                 lambda: reference.lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, ctx.reverse,
                                              ctx.batch_sizes, w_hr), (dy, dh_n, dc_n))
+        y = _kept_output(ctx, y)
+        if y is None:  # modified in place: recompute (gates and cells too, for consistency)
+            y, _, _, gates, cells = ops.lstm_forward(
+                x, h0, c0, w_ih, w_hh, b_ih, b_hh, ctx.reverse, ctx.backend, ctx.batch_sizes,
+                w_hr, ctx.algorithm)
         dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr = ops.lstm_backward(
             dy.contiguous(), dh_n.contiguous(), dc_n.contiguous(), x, h0, c0, w_ih, w_hh, y,
             gates, cells, ctx.reverse, ctx.backend, ctx.batch_sizes, w_hr, ctx.algorithm)
@@ -91,20 +144,25 @@ class GRUFunction(torch.autograd.Function):
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, reverse, backend, batch_sizes, algorithm):
         y, h_n, gates, ghn = ops.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, backend,
                                              batch_sizes, algorithm)
+        y = _unview(y)
         ctx.algorithm = algorithm
-        ctx.save_for_backward(x, h0, w_ih, w_hh, y, gates, ghn, b_ih, b_hh)
+        ctx.save_for_backward(x, h0, w_ih, w_hh, gates, ghn, b_ih, b_hh, _keep_output(ctx, y))
         ctx.has_bias, ctx.reverse, ctx.backend = b_ih is not None, reverse, backend
         ctx.batch_sizes = batch_sizes
         return y, h_n
 
     @staticmethod
     def backward(ctx, dy, dh_n):
-        x, h0, w_ih, w_hh, y, gates, ghn, b_ih, b_hh = ctx.saved_tensors
+        x, h0, w_ih, w_hh, gates, ghn, b_ih, b_hh, y = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: see _recompute_grads
             return _recompute_grads(
                 ctx, {0: x, 1: h0, 2: w_ih, 3: w_hh, 4: b_ih, 5: b_hh},
                 lambda: reference.gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, ctx.reverse,
                                             ctx.batch_sizes), (dy, dh_n))
+        y = _kept_output(ctx, y)
+        if y is None:  # modified in place: recompute
+            y, _, gates, ghn = ops.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, ctx.reverse,
+                                               ctx.backend, ctx.batch_sizes, ctx.algorithm)
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh = ops.gru_backward(
             dy.contiguous(), dh_n.contiguous(), x, h0, w_ih, w_hh, y, gates, ghn, ctx.reverse,
             ctx.backend, ctx.batch_sizes, ctx.algorithm)
@@ -114,10 +172,15 @@ class GRUFunction(torch.autograd.Function):
 
 class RNNFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity, reverse, backend, batch_sizes):
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity, reverse, backend, batch_sizes,
+                save_h_n=False):
         y, h_n = ops.rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity, reverse, backend,
                                  batch_sizes)
-        ctx.save_for_backward(x, h0, w_ih, w_hh, y, b_ih, b_hh)
+        y = _unview(y)
+        # save_h_n (fusedrnn.RNNCell): h_n saved as torch.nn.RNNCell's tanh/relu saves its
+        # result, so that an in-place change of the cell's output raises at backward as there.
+        ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, h_n if save_h_n else None,
+                              _keep_output(ctx, y))
         ctx.has_bias, ctx.reverse, ctx.backend = b_ih is not None, reverse, backend
         ctx.batch_sizes = batch_sizes
         ctx.nonlinearity = nonlinearity
@@ -125,17 +188,21 @@ class RNNFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, dy, dh_n):
-        x, h0, w_ih, w_hh, y, b_ih, b_hh = ctx.saved_tensors
+        x, h0, w_ih, w_hh, b_ih, b_hh, _, y = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: see _recompute_grads
             return _recompute_grads(
                 ctx, {0: x, 1: h0, 2: w_ih, 3: w_hh, 4: b_ih, 5: b_hh},
                 lambda: reference.rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, ctx.nonlinearity,
                                             ctx.reverse, ctx.batch_sizes), (dy, dh_n))
+        y = _kept_output(ctx, y)
+        if y is None:  # modified in place: recompute
+            y, _ = ops.rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, ctx.nonlinearity, ctx.reverse,
+                                   ctx.backend, ctx.batch_sizes)
         dx, dh0, dw_ih, dw_hh, db = ops.rnn_backward(
             dy.contiguous(), dh_n.contiguous(), x, h0, w_ih, w_hh, y, ctx.nonlinearity,
             ctx.reverse, ctx.backend, ctx.batch_sizes)
         return (dx, dh0, dw_ih, dw_hh, *_bias_grads(ctx.has_bias, db, db), None, None, None,
-                None)
+                None, None)
 
 
 def _empty(x, h0, w_hh):
@@ -168,8 +235,13 @@ def gru_layer(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False, batch_size
 def rnn_layer(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", reverse=False,
               batch_sizes=None):
     """One Elman RNN layer (tanh or relu) over x: returns (y, h_n)."""
+    return _rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity, reverse, batch_sizes)
+
+
+def _rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity, reverse, batch_sizes, save_h_n=False):
+    # save_h_n: see RNNFunction (fusedrnn.RNNCell sets it).
     if _empty(x, h0, w_hh):
         return reference.rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity, reverse,
                                    batch_sizes)
     return RNNFunction.apply(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity, reverse, get_backend(),
-                             batch_sizes)
+                             batch_sizes, save_h_n)

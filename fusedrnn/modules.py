@@ -46,6 +46,10 @@ class _FusedRNNBase:
             raise TypeError(f"fusedrnn.{name}: hx must be a tensor h_0, got {_describe(hx)}")
 
     def forward(self, input, hx=None):
+        if torch.onnx.is_in_onnx_export():
+            # ONNX has standard LSTM/GRU/RNN operators and torch.nn's forward is what the
+            # exporter translates into them; the state is torch.nn's, so its forward runs as is.
+            return _TORCH_NN[self._kind].forward(self, input, hx)
         name = type(self).__name__
         lstm = self._kind == "lstm"
         D = 2 if self.bidirectional else 1
@@ -205,3 +209,6 @@ class RNN(_FusedRNNBase, nn.RNNBase):
         super().__init__("RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU", input_size,
                          hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
                          device=device, dtype=dtype, **kwargs)
+
+
+_TORCH_NN = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}

@@ -14,9 +14,11 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
 fi
-# nvidia-cuda-cuobjdump: the SASS reader of the static kernel checks (tests/test_sass.py).
+# nvidia-cuda-cuobjdump + nvidia-cuda-nvdisasm: the SASS reader of the static kernel checks
+# (tests/test_sass.py); onnx + onnxruntime: the export tests (tests/test_export.py).
 .venv/bin/python -m pip install -q "$TORCH_SPEC" numpy pytest pytest-benchmark expecttest \
-  hypothesis ninja "setuptools>=64" wheel nvidia-cuda-cuobjdump
+  hypothesis ninja "setuptools>=64" wheel nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm onnx \
+  onnxruntime
 
 # torch compiles with the `ninja` it finds on PATH, and without one it falls back to compiling
 # one file at a time, from scratch every run. The venv's ninja goes first, so the build (and
