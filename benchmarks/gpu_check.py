@@ -143,9 +143,9 @@ def kernel_table(case, device, seed=0):
                 continue
             if device.type != "cuda" and (on_gpu or not e.name.startswith(("fusedrnn::", "aten::"))):
                 continue
-            us = getattr(e, "device_time", None) if on_gpu else None
-            if us is None:
-                us = getattr(e, "cuda_time", None) if on_gpu else e.cpu_time
+            # A kernel event's time range is the kernel's own span on the GPU; an op's is its
+            # host time (the CPU smoke run).
+            us = e.time_range.elapsed_us()
             n, tot = rows.get(e.name, (0, 0.0))
             rows[e.name] = (n + 1, tot + float(us or 0.0))
         out[which] = sorted(((k, n, tot / n) for k, (n, tot) in rows.items()),

@@ -1,7 +1,9 @@
 // The op schemas (TORCH_LIBRARY) and the Python module fusedrnn._C (build information).
 // Kernels are registered per dispatch key in csrc/cpu/register.cpp and csrc/cuda/register.cpp.
 #include <torch/extension.h>
+#include <pybind11/stl.h>
 
+#include "cpu/big_buffer.h"
 #include "simt/python.h"
 
 #ifndef FUSEDRNN_TORCH_VERSION
@@ -67,6 +69,15 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     }
     d["archs"] = a;
     d["simt"] = fusedrnn::simt_built();
+    return d;
+  });
+  m.def("cpu_cache_stats", []() {
+    const auto st = fusedrnn::cpu::cache_stats();
+    pybind11::dict d;
+    d["cached"] = st.cached;
+    d["recurring"] = st.recurring;
+    d["live"] = st.live;
+    d["sizes"] = st.sizes;
     return d;
   });
   fusedrnn::simt::bind_python(m);

@@ -3,8 +3,12 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <deque>
+#include <iterator>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -21,18 +25,69 @@ constexpr size_t kMinTensor = size_t(1) << 20;  // empty_big's
 size_t cache_limit() {
   static const size_t limit = [] {
     const char* env = std::getenv("FUSEDRNN_CPU_CACHE_MB");
-    const long mb = env ? std::strtol(env, nullptr, 10) : 1024;
+    const long mb = env ? std::strtol(env, nullptr, 10) : 256;
     return mb > 0 ? size_t(mb) << 20 : size_t(0);
   }();
   return limit;
 }
 
-// Freed buffers (oldest first) and the allocated size of every buffer handed out.
+// The cache keeps only sizes that recur from call to call. Each op call (BufferScope) has an
+// id; a (op kind, size) pair recurs when it is requested by two different calls at most
+// kCalls calls apart: a loop over the same shapes shows that from its second call on, and from
+// its third call on its buffers come from the cache. Freed buffers of other sizes are unmapped
+// at once, and a cached buffer not taken within kKeep calls is unmapped too. Shapes that
+// change every call (or cycle through many shapes) thus keep nothing: before, every freed
+// buffer was kept up to FUSEDRNN_CPU_CACHE_MB and served any request up to half its size,
+// which held ~1 GB in such loops.
+constexpr uint64_t kCalls = 8;
+constexpr uint64_t kKeep = 4;  // op calls a cached buffer waits to be taken before it is unmapped
+// Larger buffers are never cached: faulting them in costs a few percent of the calls that use
+// them (seconds of compute), while keeping them costs hundreds of megabytes.
+constexpr size_t kMaxCached = size_t(64) << 20;
+std::atomic<int> g_op{0};
+std::atomic<uint64_t> g_call{0};  // 0: outside any op call
+std::atomic<uint64_t> g_calls{0};
+
+struct Cached {
+  void* p;
+  size_t bytes;
+  uint64_t freed_in;  // call id
+};
+
+inline uint64_t key(int op, size_t bytes) { return (uint64_t(op) << 48) ^ uint64_t(bytes); }
+
+// Freed buffers (oldest first), the mapped size and request key of every buffer handed out,
+// and per (op, size) the last call that requested it and whether it recurs.
 struct Pool {
   std::mutex mu;
-  std::deque<std::pair<void*, size_t>> free_list;
+  std::deque<Cached> free_list;
   size_t cached = 0;
-  std::unordered_map<void*, size_t> live;
+  struct Live {
+    size_t bytes;
+    uint64_t key;
+  };
+  std::unordered_map<void*, Live> live;
+  std::unordered_map<uint64_t, uint64_t> last_call;  // key -> call id of its last request
+  std::unordered_map<uint64_t, uint64_t> recurring;  // key -> call id it last recurred in
+
+  bool recurs(uint64_t k, uint64_t now) const {
+    auto it = recurring.find(k);
+    return it != recurring.end() && now - it->second <= kCalls;
+  }
+  // Cached buffers older than kCalls calls, removed (unmapped by the caller, outside the lock);
+  // stale history dropped now and then so the maps stay small.
+  void evict(uint64_t now, std::vector<std::pair<void*, size_t>>& drop) {
+    while (!free_list.empty() && now - free_list.front().freed_in > kKeep) {
+      drop.emplace_back(free_list.front().p, free_list.front().bytes);
+      cached -= free_list.front().bytes;
+      free_list.pop_front();
+    }
+    if (last_call.size() > 4096) {
+      for (auto* m : {&last_call, &recurring})
+        for (auto it = m->begin(); it != m->end();)
+          it = now - it->second > kCalls ? m->erase(it) : std::next(it);
+    }
+  }
 };
 
 Pool& pool() {
@@ -42,47 +97,74 @@ Pool& pool() {
   return *p;
 }
 
-// A cached buffer of alloc_bytes in [want, 2 * want], or null.
-void* take(size_t want) {
+// Buffers from 1 MB up are mapped directly, 2 MB-aligned, and unmapped when not cached: through
+// glibc they came from its heap once its mmap threshold had risen (it does after each large
+// free), and glibc kept their pages after free.
+void* map_huge(size_t bytes) {
+  const size_t span = bytes + kHuge;
+  void* raw = mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) return nullptr;
+  const uintptr_t a = reinterpret_cast<uintptr_t>(raw);
+  const uintptr_t p = (a + kHuge - 1) / kHuge * kHuge;
+  if (p > a) munmap(raw, p - a);
+  if (a + span > p + bytes) munmap(reinterpret_cast<void*>(p + bytes), a + span - (p + bytes));
+#ifdef MADV_HUGEPAGE
+  madvise(reinterpret_cast<void*>(p), bytes, MADV_HUGEPAGE);
+#endif
+  return reinterpret_cast<void*>(p);
+}
+
+void unmap_all(const std::vector<std::pair<void*, size_t>>& drop) {
+  for (const auto& d : drop) munmap(d.first, d.second);
+}
+
+// A cached buffer of exactly `want` mapped bytes, or null; records the request for the
+// recurrence of its (op, size) and evicts aged buffers.
+void* take(size_t want, uint64_t& k, std::vector<std::pair<void*, size_t>>& drop) {
   Pool& p = pool();
+  const uint64_t call = g_call.load(), now = g_calls.load();
+  k = key(g_op.load(), want);
   std::lock_guard<std::mutex> lock(p.mu);
-  auto best = p.free_list.end();
-  for (auto it = p.free_list.begin(); it != p.free_list.end(); ++it)
-    if (it->second >= want && it->second <= 2 * want &&
-        (best == p.free_list.end() || it->second < best->second))
-      best = it;
-  if (best == p.free_list.end()) return nullptr;
-  void* q = best->first;
-  p.cached -= best->second;
-  p.live.emplace(q, best->second);
-  p.free_list.erase(best);
+  if (call != 0) {
+    auto it = p.last_call.find(k);
+    if (it != p.last_call.end() && it->second != call && call - it->second <= kCalls)
+      p.recurring[k] = call;
+    p.last_call[k] = call;
+  }
+  void* q = nullptr;
+  for (auto it = p.free_list.begin(); it != p.free_list.end(); ++it) {
+    if (it->bytes == want) {
+      q = it->p;
+      p.cached -= it->bytes;
+      p.live.emplace(q, Pool::Live{it->bytes, k});
+      p.free_list.erase(it);
+      break;
+    }
+  }
+  p.evict(now, drop);
   return q;
 }
 
 // false when q is not a pooled buffer
 bool give_back(void* q) {
   Pool& p = pool();
-  std::vector<void*> drop;
+  const uint64_t now = g_calls.load();
+  std::vector<std::pair<void*, size_t>> drop;
   {
     std::lock_guard<std::mutex> lock(p.mu);
     auto it = p.live.find(q);
     if (it == p.live.end()) return false;
-    const size_t bytes = it->second;
+    const auto [bytes, k] = it->second;
     p.live.erase(it);
-    const size_t limit = cache_limit();
-    if (bytes > limit) {
-      drop.push_back(q);
-    } else {
-      while (p.cached + bytes > limit) {
-        drop.push_back(p.free_list.front().first);
-        p.cached -= p.free_list.front().second;
-        p.free_list.pop_front();
-      }
-      p.free_list.emplace_back(q, bytes);
+    if (bytes <= kMaxCached && p.recurs(k, now) && p.cached + bytes <= cache_limit()) {
+      p.free_list.push_back({q, bytes, now});
       p.cached += bytes;
+    } else {
+      drop.emplace_back(q, bytes);
     }
+    p.evict(now, drop);
   }
-  for (void* d : drop) std::free(d);
+  unmap_all(drop);
   return true;
 }
 
@@ -91,19 +173,51 @@ bool give_back(void* q) {
 void* alloc_big(size_t bytes) {
   if (bytes < kMinPooled) return std::aligned_alloc(64, (bytes + 63) / 64 * 64);
   const size_t alloc = (bytes + kHuge - 1) / kHuge * kHuge;
-  if (void* p = take(alloc)) return p;
-  void* p = std::aligned_alloc(kHuge, alloc);
+  std::vector<std::pair<void*, size_t>> drop;
+  uint64_t k = 0;
+  void* p = take(alloc, k, drop);
+  unmap_all(drop);
+  if (p) return p;
+  p = map_huge(alloc);
   if (!p) return nullptr;
-#ifdef MADV_HUGEPAGE
-  madvise(p, alloc, MADV_HUGEPAGE);
-#endif
   std::lock_guard<std::mutex> lock(pool().mu);
-  pool().live.emplace(p, alloc);
+  pool().live.emplace(p, Pool::Live{alloc, k});
   return p;
 }
 
 void free_big(void* p) {
   if (p && !give_back(p)) std::free(p);
+}
+
+CacheStats cache_stats() {
+  Pool& p = pool();
+  std::lock_guard<std::mutex> lock(p.mu);
+  size_t live = 0;
+  for (const auto& kv : p.live) live += kv.second.bytes;
+  size_t recurring = 0;
+  for (const auto& kv : p.recurring)
+    if (p.recurs(kv.first, g_calls.load())) ++recurring;
+  std::vector<size_t> sizes;
+  for (const auto& c : p.free_list) sizes.push_back(c.bytes);
+  return {p.cached, recurring, live, sizes};
+}
+
+BufferScope::BufferScope(int op) : prev_op_(g_op.load()), prev_call_(g_call.load()) {
+  g_op.store(op);
+  g_call.store(++g_calls);
+  // Age out what earlier calls left, also when this call allocates nothing big.
+  std::vector<std::pair<void*, size_t>> drop;
+  {
+    Pool& p = pool();
+    std::lock_guard<std::mutex> lock(p.mu);
+    p.evict(g_calls.load(), drop);
+  }
+  unmap_all(drop);
+}
+
+BufferScope::~BufferScope() {
+  g_op.store(prev_op_);
+  g_call.store(prev_call_);
 }
 
 at::Tensor empty_big(at::IntArrayRef sizes, const at::TensorOptions& opt) {

@@ -3,9 +3,15 @@
 // alloc_big(bytes): 64-byte aligned memory, released with free_big (null when out of memory).
 //   From 1 MB up it is a huge-page buffer (2 MB-aligned, MADV_HUGEPAGE: transparent huge pages
 //   in "madvise" mode), taken from the cache of buffers freed by earlier calls when one of a
-//   fitting size is there (between the request and twice it), and free_big returns it to the
-//   cache. The cache holds at most FUSEDRNN_CPU_CACHE_MB megabytes (default 1024; 0 disables
-//   it), evicting the oldest buffers first. Thread-safe.
+//   buffer of the same (2 MB-rounded) size is there, and free_big returns it to the cache if
+//   its size recurs: requested by the same op in two calls at most 8 op calls apart (a loop
+//   over the same shapes); other buffers are unmapped at once, and cached ones not taken
+//   within 4 op calls too; buffers over 64 MB are never cached. At most FUSEDRNN_CPU_CACHE_MB
+//   megabytes are cached (default 256; 0 disables the cache). Thread-safe.
+// BufferScope(op): RAII, one op call (op: a small id per op kind), around each CPU op; big
+//   allocations outside any scope are never cached. Scopes nest (the inner one counts).
+// cache_stats(): {cached bytes, sizes now recurring, bytes handed out and not freed, the size of
+//   every cached buffer} (tests).
 // BigBuffer: a unique_ptr that releases with free_big.
 // empty_big(sizes, options): an uninitialised tensor like at::empty; from 1 MB up on the CPU its
 //   memory comes from alloc_big (smaller ones from at::empty).
@@ -24,13 +30,31 @@
 #include <torch/library.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
+#include <vector>
 
 namespace fusedrnn {
 namespace cpu {
 
 void* alloc_big(size_t bytes);
 void free_big(void* p);
+class BufferScope {
+ public:
+  explicit BufferScope(int op);
+  ~BufferScope();
+  BufferScope(const BufferScope&) = delete;
+  BufferScope& operator=(const BufferScope&) = delete;
+
+ private:
+  int prev_op_;
+  uint64_t prev_call_;
+};
+struct CacheStats {
+  size_t cached, recurring, live;
+  std::vector<size_t> sizes;
+};
+CacheStats cache_stats();
 struct FreeBig {
   void operator()(void* p) const { free_big(p); }
 };

@@ -18,10 +18,6 @@
 //                                              (inside fusedrnn) of the launchers compiled here
 //   FRNN_POISON(tensor)                        SIMT: fill a fresh output with NaN so an element a
 //                                              kernel forgets to write fails the tests; CUDA: no-op
-//   portable::host_to_device(host, like)       a host tensor built by the launcher (pinned under
-//                                              CUDA) copied to like's device without a host sync;
-//                                              kept alive for good when the stream is capturing a
-//                                              CUDA graph, whose replays read that host memory
 // stream is a cudaStream_t under nvcc and ignored by the SIMT layer (pass FRNN_CURRENT_STREAM).
 #pragma once
 
@@ -62,12 +58,9 @@
 #define FRNN_GRID_SYNC() cooperative_groups::this_grid().sync()
 #define FRNN_POISON(t) ((void)0)
 
-#include <c10/cuda/CUDAGraphsC10Utils.h>
-
 #include <mutex>
 #include <set>
 #include <utility>
-#include <vector>
 
 namespace fusedrnn {
 namespace portable {
@@ -87,21 +80,6 @@ inline void allow_dynamic_smem(const void* kernel, size_t bytes) {
   C10_CUDA_CHECK(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, optin));
   done.insert({kernel, dev});
-}
-
-// host: a pinned CPU tensor the launcher filled. The copy is asynchronous (ATen records an event
-// so the pinned block is not reused before it completes). Under graph capture the copy becomes
-// a graph node that reads this host memory at every replay, so the block must never be reused:
-// it is kept for the life of the process (the step tables: 4-8 bytes per row).
-inline at::Tensor host_to_device(const at::Tensor& host, const at::Tensor& like) {
-  auto out = host.to(like.device(), host.scalar_type(), /*non_blocking=*/true);
-  if (c10::cuda::currentStreamCaptureStatusMayInitCtx() != c10::cuda::CaptureStatus::None) {
-    static std::mutex mu;
-    static std::vector<at::Tensor> kept;
-    std::lock_guard<std::mutex> lock(mu);
-    kept.push_back(host);
-  }
-  return out;
 }
 // cudaLaunchCooperativeKernel takes an array of pointers to the arguments.
 template <class... A>
@@ -145,9 +123,6 @@ namespace fusedrnn {
 namespace portable {
 inline void poison(const at::Tensor& t) {
   if (at::isFloatingType(t.scalar_type())) t.fill_(std::numeric_limits<double>::quiet_NaN());
-}
-inline at::Tensor host_to_device(const at::Tensor& host, const at::Tensor& like) {
-  return host.to(like.device());
 }
 }  // namespace portable
 }  // namespace fusedrnn

@@ -35,11 +35,38 @@
 #include "ops.h"
 
 #if defined(__CUDACC__)
+#include <c10/cuda/CUDAGraphsC10Utils.h>
 #include <c10/cuda/CUDAGuard.h>
+
+#include <mutex>
 #define FRNN_DEVICE_GUARD(t) c10::cuda::CUDAGuard frnn_device_guard_((t).device())
 #else
 #define FRNN_DEVICE_GUARD(t) ((void)0)
 #endif
+
+namespace fusedrnn {
+namespace portable {
+// A host tensor the launcher built (pinned under CUDA) copied to like's device without a host
+// sync. The copy is asynchronous (ATen records an event so the pinned block is not reused before
+// it completes). Under CUDA-graph capture the copy becomes a graph node that reads this host
+// memory at every replay, so the block must never be reused: it is then kept for the life of the
+// process (the step tables: 4-8 bytes per row).
+inline at::Tensor host_to_device(const at::Tensor& host, const at::Tensor& like) {
+#if defined(__CUDACC__)
+  auto out = host.to(like.device(), host.scalar_type(), /*non_blocking=*/true);
+  if (c10::cuda::currentStreamCaptureStatusMayInitCtx() != c10::cuda::CaptureStatus::None) {
+    static std::mutex mu;
+    static std::vector<at::Tensor> kept;
+    std::lock_guard<std::mutex> lock(mu);
+    kept.push_back(host);
+  }
+  return out;
+#else
+  return host.to(like.device());
+#endif
+}
+}  // namespace portable
+}  // namespace fusedrnn
 
 // FRNN_DTYPE_SWITCH(dtype, "op", [&] { ... scalar_t ... }): runs the lambda with scalar_t bound to
 // the C++ type of dtype (float, double, c10::Half, c10::BFloat16).

@@ -1,0 +1,44 @@
+"""benchmarks/gpu_check.py, the report half of scripts/gpu_check.sh, run end to end on the CPU
+with tiny sizes (--device cpu): the same case loop, checks, profiler kernel tables and report
+writing that a GPU run uses, so the script is known to work before the first GPU comes."""
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+import gpu_check  # noqa: E402
+
+
+def test_report_on_cpu(tmp_path, capsys):
+    rc = gpu_check.main(["--out", str(tmp_path), "--device", "cpu", "--budget", "60",
+                         "--no-static", "--repeat", "2"])
+    out = capsys.readouterr().out
+    doc = json.loads((tmp_path / "report.json").read_text())
+    assert rc == 0, out
+    assert doc["results"] and all(r["status"] == "ok" for r in doc["results"]), doc["results"]
+    assert {r["cell"] for r in doc["results"]} == {"lstm", "gru", "rnn"}
+    assert all(r["check"]["ok"] and r["ratio"] > 0 for r in doc["results"])
+    assert "torch.backends.cudnn.allow_tf32" in doc["versions"]["tf32"]
+    # Kernel tables of one call each: the CPU run lists the ops (a GPU run lists kernels).
+    tables = [t for t in doc["kernels"].values() if "error" not in t]
+    assert tables and all(t["torch"] and t["fusedrnn"] for t in tables), doc["kernels"]
+    assert any(k.startswith("fusedrnn::") for t in tables for k, _, _ in t["fusedrnn"])
+    md = (tmp_path / "report.md").read_text()
+    assert "## Benchmark" in md and "## Kernels of one call" in md
+    # The short table comes last on stdout.
+    assert out.rstrip().splitlines()[-1].startswith(tuple(r["name"][:20] for r in doc["results"]))
+
+
+def test_budget_lists_what_did_not_run(tmp_path, capsys):
+    gpu_check.main(["--out", str(tmp_path), "--device", "cpu", "--budget", "0", "--no-static"])
+    doc = json.loads((tmp_path / "report.json").read_text())
+    assert not doc["results"] and doc["not_run"]
+    assert "not run for lack of time" in capsys.readouterr().out
+
+
+def test_shell_script_parses():
+    r = subprocess.run(["bash", "-n", os.path.join(ROOT, "scripts", "gpu_check.sh")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
