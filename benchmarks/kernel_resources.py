@@ -1,7 +1,7 @@
 """Register, spill and shared-memory use of every CUDA kernel (stepwise and persistent), per arch.
 
 Compiles one small .cu that includes the kernel headers of csrc/cuda and instantiates every kernel
-for every dtype, with `nvcc -Xptxas -v` for sm_80 and sm_90 (no GPU needed), and prints a row per
+for every dtype and precision, with `nvcc -Xptxas -v` for sm_80 and sm_90 (no GPU needed), and prints a row per
 (kernel, dtype, arch): threads per block, registers per thread, spill stores / loads (bytes), stack
 frame, and shared memory (static as ptxas reports it + the dynamic bytes the launcher requests).
 The dynamic size is read from the same headers: for each kernel a probe kernel with a static
@@ -25,6 +25,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CSRC = os.path.join(ROOT, "csrc")
 
 DTYPES = {"f32": "float", "f64": "double", "f16": "c10::Half", "bf16": "c10::BFloat16"}
+# Stepwise kernels per dtype and precision (csrc/cuda/tile_mma.cuh; the launcher picks one per
+# call, csrc/cuda/stepwise.h): label -> (storage type, forward Prec, backward Prec).
+VARIANTS = {"f32": ("float", "kFfma", "kFfma"), "tf32": ("float", "kTf32", "kTf32"),
+            "f64": ("double", "kFfma", "kFfma"), "f16": ("c10::Half", "kHalf", "kTf32x2"),
+            "bf16": ("c10::BFloat16", "kHalf", "kTf32x2")}
 # (kernel template, config template, params template), as in csrc/cuda/*_kernels.cuh.
 KERNELS = [
     ("lstm_forward_step_kernel", "LstmForwardCfg", "LstmForwardParams"),
@@ -85,8 +90,8 @@ def source():
     lines.append("namespace fusedrnn { namespace kern {")
     probes = []
     for kname, cfg, params in KERNELS:
-        for dshort, ctype in DTYPES.items():
-            c = f"{cfg}<{ctype}>"
+        for dshort, (ctype, fwd, bwd) in VARIANTS.items():
+            c = f"{cfg}<{ctype}, Prec::{bwd if 'backward' in kname else fwd}>"
             if kname == "rnn_forward_step_kernel":  # the activation is a template argument
                 for act in ("Tanh", "Relu"):
                     lines.append(f"template __global__ void {kname}<{c}, cells::Act::{act}>"
@@ -163,14 +168,15 @@ def identify(mangled, probes):
     kname = next((k for k, _, _ in KERNELS if k in mangled), None)
     if kname is None:
         return None, None
-    # The config's template argument in Itanium mangling: f, d, N3c104HalfE, N3c108BFloat16E.
-    cfg = next(c for k, c, _ in KERNELS if k == kname)
-    m = re.search(cfg + r"I(f|d|N3c104HalfE|N3c108BFloat16E)E", mangled)
-    code = {"f": "f32", "d": "f64", "N3c104HalfE": "f16", "N3c108BFloat16E": "bf16"}
+    # The tile shape the config alias names, with its storage type in Itanium mangling (f, d,
+    # N3c104HalfE, N3c108BFloat16E): TileShape is FFMA, MmaShape tensor cores (fp32: TF32).
+    m = re.search(r"(Tile|Mma)ShapeI(f|d|N3c104HalfE|N3c108BFloat16E)", mangled)
+    code = {"Tilef": "f32", "Tiled": "f64", "Mmaf": "tf32", "MmaN3c104HalfE": "f16",
+            "MmaN3c108BFloat16E": "bf16"}
     a = re.search(r"3ActELi?(\d)E", mangled) or re.search(r"ActE(\d)E", mangled)
     if a:  # the activation template argument of the RNN forward kernel
         kname += "<tanh>" if a.group(1) == "0" else "<relu>"
-    return kname, code[m.group(1)] if m else "?"
+    return kname, code.get(m.group(1) + m.group(2), "?") if m else "?"
 
 
 def main(argv=None):
@@ -232,10 +238,11 @@ def main(argv=None):
                          smem_dynamic="plan" if pers else dyn.get(key, 0)))
     order = {k: i for i, (k, _, _) in enumerate(KERNELS)}
     order.update({"persistent " + k: len(KERNELS) + i for i, (k, _) in enumerate(PERSISTENT)})
+    labels = list(VARIANTS)
     rows.sort(key=lambda r: (order[r["kernel"].split("<")[0]], r["kernel"],
-                             list(DTYPES).index(r["dtype"]), r["arch"]))
+                             labels.index(r["dtype"]), r["arch"]))
     # + the second RNN activation
-    expected = (len(KERNELS) + 1 + len(PERSISTENT)) * len(DTYPES) * len(archs)
+    expected = ((len(KERNELS) + 1) * len(VARIANTS) + len(PERSISTENT) * len(DTYPES)) * len(archs)
     if len(rows) != expected:
         print(f"kernel_resources: found {len(rows)} kernels in the ptxas output, expected "
               f"{expected}", file=sys.stderr)

@@ -15,6 +15,30 @@ TOL = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _ieee_fp32_rnns():
+    """The CUDA/SIMT kernels follow torch's TF32 switch for cuDNN RNNs (on by default), and the
+    fp32 tolerances above are IEEE fp32's: TF32 is off in every test unless the test turns it on
+    with tf32_rnns() (tests/test_tensor_cores.py, the tf32 cases of tests/test_kernels.py).
+    Through the legacy switch, which sets conv and RNN together (torch's legacy getter raises
+    once the two differ, and torch.export reads it)."""
+    old = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32 = old
+
+
+class tf32_rnns:
+    """Context: TF32 allowed for cuDNN (the default outside the tests)."""
+
+    def __enter__(self):
+        self.old = torch.backends.cudnn.allow_tf32
+        torch.backends.cudnn.allow_tf32 = True
+
+    def __exit__(self, *exc):
+        torch.backends.cudnn.allow_tf32 = self.old
+
+
 def backend_available(name):
     if name == "cpu":
         return True, ""

@@ -13,7 +13,7 @@ import torch
 import fusedrnn
 from fusedrnn import reference
 
-from conftest import TOL, backend_available, layer_inputs
+from conftest import TOL, backend_available, layer_inputs, tf32_rnns
 
 ops = torch.ops.fusedrnn
 
@@ -36,10 +36,11 @@ HALF_CASES = [CASES[0], CASES[2], CASES[5]]
 def _params():
     out = []
     for kind in KINDS:
-        for dtype in DTYPES:
+        for dtype in DTYPES + ["tf32"]:  # "tf32": fp32 with TF32 allowed, compared like fp16
             cases = CASES if dtype in (torch.float32, torch.float64) else HALF_CASES
             for c in cases:
-                out.append(pytest.param(kind, dtype, c, id=f"{kind}-{str(dtype)[6:]}-"
+                name = dtype if dtype == "tf32" else str(dtype)[6:]
+                out.append(pytest.param(kind, dtype, c, id=f"{kind}-{name}-"
                                         f"T{c[0]}B{c[1]}I{c[2]}H{c[3]}"
                                         f"{'-rev' if c[4] else ''}{'' if c[5] else '-nobias'}"
                                         f"{'' if c[6] else '-noncontig'}"))
@@ -80,8 +81,8 @@ def _noncontig(t):
     return torch.stack([t, t], -1)[..., 0]
 
 
-def _close(actual, expected, dtype, what, scale=1.0):
-    tol = TOL[dtype]
+def _close(actual, expected, dtype, what, scale=1.0, tol_dtype=None):
+    tol = TOL[tol_dtype or dtype]
     expected = expected.double().cpu()
     mag = max(1.0, expected.abs().max().item()) if expected.numel() else 1.0
     assert actual.dtype == dtype, f"{what}: dtype {actual.dtype}, expected {dtype}"
@@ -151,6 +152,14 @@ def _reference(kind, d, grads, reverse, G, H):
 
 @pytest.mark.parametrize("kind,dtype,case", _params())
 def test_layer(kind, dtype, case, kbackend, schedule):
+    if dtype == "tf32":  # fp32 on TF32 tensor cores: inputs rounded to 10 bits, like fp16's
+        with tf32_rnns():
+            _check_layer(kind, torch.float32, case, kbackend, tol_dtype=torch.float16)
+    else:
+        _check_layer(kind, dtype, case, kbackend)
+
+
+def _check_layer(kind, dtype, case, kbackend, tol_dtype=None):
     T, B, I, H, reverse, bias, contiguous = case
     base = "lstm" if kind == "lstm" else ("gru" if kind == "gru" else "rnn")
     G = {"lstm": 4, "gru": 3, "rnn": 1}[base]
@@ -171,10 +180,10 @@ def test_layer(kind, dtype, case, kbackend, schedule):
     out = _fwd(kind, d, reverse, kbackend)
 
     # Forward: outputs and final states.
-    _close(out[0], ref_out["y"], dtype, "y")
-    _close(out[1], ref_out["h_n"], dtype, "h_n")
+    _close(out[0], ref_out["y"], dtype, "y", tol_dtype=tol_dtype)
+    _close(out[1], ref_out["h_n"], dtype, "h_n", tol_dtype=tol_dtype)
     if base == "lstm":
-        _close(out[2], ref_out["c_n"], dtype, "c_n")
+        _close(out[2], ref_out["c_n"], dtype, "c_n", tol_dtype=tol_dtype)
         y, h_n, c_n, gates, cells = out
         # Values of the saved tensors: test_saved_activations, and the gradients below.
         assert gates.shape == (T, B, 4 * H) and cells.shape == (T, B, H)
@@ -184,10 +193,11 @@ def test_layer(kind, dtype, case, kbackend, schedule):
 
     # Backward: every gradient.
     res = _bwd(kind, d, out, grads, reverse, kbackend)
-    scale = 2.0 if dtype in (torch.float16, torch.bfloat16) else 1.0
-    close = _close
-    if kind == "rnn_relu" and dtype in (torch.float16, torch.bfloat16):
-        close = lambda a, e, dt, what, scale=1.0: _close_norm(a, e, dt, what, 10 * TOL[dt]["rtol"])
+    scale = 2.0 if (tol_dtype or dtype) in (torch.float16, torch.bfloat16) else 1.0
+    close = lambda a, e, dt, what, scale=1.0: _close(a, e, dt, what, scale, tol_dtype)  # noqa: E731
+    if kind == "rnn_relu" and (tol_dtype or dtype) in (torch.float16, torch.bfloat16):
+        rtol = TOL[tol_dtype or dtype]["rtol"]
+        close = lambda a, e, dt, what, scale=1.0: _close_norm(a, e, dt, what, 10 * rtol)  # noqa: E731
     close(res[0], ref_grad["x"], dtype, "dx", scale)
     close(res[1], ref_grad["h0"], dtype, "dh0", scale)
     if base == "lstm":

@@ -86,3 +86,21 @@ def test_markdown_table_has_a_row_per_kernel(rows):
     md = sass.markdown(rows).splitlines()
     assert len(md) == len(rows) + 2
     assert all(("HMMA" in md[0], "LDL/STL" in md[0]))
+
+
+def test_tensor_cores_in_every_half_and_tf32_step_kernel(rows):
+    """Every stepwise kernel has a tensor-core instantiation (MmaShape) for bf16 and fp16, and
+    for fp32 (TF32) beside its FFMA one; those run on HMMA, the FFMA ones (fp64, IEEE fp32) do
+    not."""
+    step = [r for r in rows if any(k in r["kernel"] for k in STEPWISE)]
+    for r in step:
+        if "MmaShape" in r["kernel"]:
+            assert r["HMMA"] > 0, f"{r['arch']} {r['kernel']}: no HMMA"
+        else:
+            assert r["HMMA"] == 0 and ("<double" in r["kernel"] or "<float" in r["kernel"]), r
+    for arch in {r["arch"] for r in step}:
+        names = [r["kernel"] for r in step if r["arch"] == arch]
+        for k in STEPWISE:
+            for dt in ("Half", "BFloat16", "float"):
+                assert any(k in n and f"MmaShape<{dt}," in n for n in names), \
+                    f"{k}: no tensor-core kernel for {dt} on {arch}"

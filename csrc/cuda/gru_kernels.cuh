@@ -25,10 +25,12 @@
 // Tiles (B=64, H=512): forward BT=32 x HT=8 units (x 3 gates = 24 columns), 64 x 2 = 128 blocks,
 // 0.79 MFLOP and 64 KB h + 48 KB W_hh rows per block (101 MFLOP, 14 MB from L2 per step).
 // Backward BT=16 x HT=16, K = 3H = 1536: 128 blocks, 0.79 MFLOP, 96 + 96 KB per block.
+// Precision: as lstm_kernels.cuh (tensor-core shapes from cuda/tile_mma.cuh for bf16/fp16 and
+// TF32 fp32, FFMA for fp64 and IEEE fp32), with the tiles below.
 #pragma once
 
 #include "cells/cells.h"
-#include "cuda/tile.cuh"
+#include "cuda/tile_mma.cuh"
 
 namespace fusedrnn {
 namespace kern {
@@ -62,8 +64,12 @@ struct GruBackwardParams {
 };
 
 //                                   S  BT  HT NG RB RN KSPLIT KC
-template <class S> struct GruForwardCfg : TileShape<S, 32, 8, 3, 4, 3, 4, 32> {};
-template <class S> struct GruBackwardCfg : TileShape<S, 16, 16, 1, 2, 2, 4, 32> {};
+template <class S, Prec P>
+using GruForwardCfg = StepShape<P, TileShape<S, 32, 8, 3, 4, 3, 4, 32>,
+                                MmaShape<S, 32, 8, 3, 2, 1, 2, 64, P>>;
+template <class S, Prec P>
+using GruBackwardCfg = StepShape<P, TileShape<S, 16, 16, 1, 2, 2, 4, 32>,
+                                 MmaShape<S, 16, 16, 1, 1, 2, 4, 128, P>>;
 
 template <class Cfg>
 __global__ void FRNN_LAUNCH_BOUNDS(Cfg::kThreads)

@@ -38,10 +38,16 @@
 //   for a fixed number of blocks.
 //   backward BT=16 rows x HT=16 units, K = 4H = 2048: 32 x 4 = 128 blocks, 1.05 MFLOP each,
 //   128 KB of da_next rows + 128 KB of W_hh columns (16 floats = 64 B segments) per block.
+// Precision (Cfg's second parameter, chosen per call by the launcher, cuda/stepwise.h): the same
+// tiles on tensor cores (cuda/tile_mma.cuh) for bf16/fp16 (backward: two-term TF32) and for
+// fp32 when TF32 is allowed:
+// forward 8 warps, each 2 x 1 mma tiles (32 rows x 8 columns) of one of 2 k-halves, KC = 64;
+// backward 4 warps, each 1 x 2 tiles (16 x 16) of one of 4 k-quarters, KC = 128. FFMA
+// (cuda/tile.cuh) for fp64 and IEEE fp32.
 #pragma once
 
 #include "cells/cells.h"
-#include "cuda/tile.cuh"
+#include "cuda/tile_mma.cuh"
 
 namespace fusedrnn {
 namespace kern {
@@ -75,8 +81,12 @@ struct LstmBackwardParams {
 };
 
 //                                    S  BT  HT NG RB RN KSPLIT KC
-template <class S> struct LstmForwardCfg : TileShape<S, 32, 8, 4, 4, 4, 4, 32> {};
-template <class S> struct LstmBackwardCfg : TileShape<S, 16, 16, 1, 2, 2, 4, 32> {};
+template <class S, Prec P>
+using LstmForwardCfg = StepShape<P, TileShape<S, 32, 8, 4, 4, 4, 4, 32>,
+                                 MmaShape<S, 32, 8, 4, 2, 1, 2, 64, P>>;
+template <class S, Prec P>
+using LstmBackwardCfg = StepShape<P, TileShape<S, 16, 16, 1, 2, 2, 4, 32>,
+                                  MmaShape<S, 16, 16, 1, 1, 2, 4, 128, P>>;
 
 template <class Cfg>
 __global__ void FRNN_LAUNCH_BOUNDS(Cfg::kThreads)

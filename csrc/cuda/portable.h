@@ -2,7 +2,7 @@
 //
 // Kernel headers (*.cuh) include only this file (plus csrc/cells). Under nvcc it maps to CUDA;
 // in a host C++ translation unit it maps to the SIMT layer (csrc/simt/simt.h), which runs the
-// same kernel source on CPU threads. Anything a kernel needs that is not listed here (inline PTX,
+// same kernel source on CPU threads. Anything a kernel needs that is not listed here (other inline PTX,
 // static __shared__, wgmma, TMA) is outside the subset.
 //
 //   FRNN_LAUNCH(kernel, grid, block, smem_bytes, stream, args...)      launch + launch check
@@ -19,6 +19,8 @@
 //   FRNN_POISON(tensor)                        SIMT: fill a fresh output with NaN so an element a
 //                                              kernel forgets to write fails the tests; CUDA: no-op
 // stream is a cudaStream_t under nvcc and ignored by the SIMT layer (pass FRNN_CURRENT_STREAM).
+// Tensor-core and asynchronous-copy instructions (mma.sync, ldmatrix, cvt.rna.tf32, cp.async) are
+// in the subset as functions in fusedrnn::portable: cuda/warp_matrix.h, cuda/async_copy.h.
 #pragma once
 
 #include <c10/util/BFloat16.h>
@@ -128,3 +130,6 @@ inline void poison(const at::Tensor& t) {
 }  // namespace fusedrnn
 
 #endif
+
+#include "cuda/warp_matrix.h"
+#include "cuda/async_copy.h"

@@ -20,10 +20,12 @@
 // Tiles (B=64, H=512): BT=16 x HT=16 both ways, 32 x 4 = 128 blocks; a block multiplies
 // 16 x 512 by 512 x 16 (0.26 MFLOP; 33.5 MFLOP per step in total) and stages 32 KB of h (or da)
 // and 32 KB of W_hh (8 MB from L2 per step over all blocks).
+// Precision: as lstm_kernels.cuh (tensor-core shapes from cuda/tile_mma.cuh for bf16/fp16 and
+// TF32 fp32, FFMA for fp64 and IEEE fp32), with the tiles below.
 #pragma once
 
 #include "cells/cells.h"
-#include "cuda/tile.cuh"
+#include "cuda/tile_mma.cuh"
 
 namespace fusedrnn {
 namespace kern {
@@ -50,8 +52,12 @@ struct RnnBackwardParams {
 };
 
 //                                   S  BT  HT NG RB RN KSPLIT KC
-template <class S> struct RnnForwardCfg : TileShape<S, 16, 16, 1, 2, 2, 4, 32> {};
-template <class S> struct RnnBackwardCfg : TileShape<S, 16, 16, 1, 2, 2, 4, 32> {};
+template <class S, Prec P>
+using RnnForwardCfg = StepShape<P, TileShape<S, 16, 16, 1, 2, 2, 4, 32>,
+                                MmaShape<S, 16, 16, 1, 1, 2, 4, 128, P>>;
+template <class S, Prec P>
+using RnnBackwardCfg = StepShape<P, TileShape<S, 16, 16, 1, 2, 2, 4, 32>,
+                                 MmaShape<S, 16, 16, 1, 1, 2, 4, 128, P>>;
 
 // The forward activation is a template argument: with a runtime choice, ptxas keeps a few bytes of
 // the fp64 tanh slow-path call on the stack (spills); the backward needs no transcendental.

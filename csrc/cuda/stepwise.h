@@ -27,6 +27,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <type_traits>
 #include <vector>
 
 #include "cuda/gru_kernels.cuh"
@@ -109,11 +110,43 @@ inline void check_int_range(const char* op, int64_t B, int64_t G, int64_t H, int
 
 // Row tiles on x (up to 2^31-1 blocks), unit tiles on y (at most 65535: H < 65535 * HT, far
 // above what the 32-bit index check admits), so batches of millions of rows launch.
-template <class Cfg> inline dim3 step_grid(int64_t n, int64_t H) {
-  const int64_t units = (H + Cfg::HT - 1) / Cfg::HT, rows = (n + Cfg::BT - 1) / Cfg::BT;
+inline dim3 step_grid(int64_t n, int64_t H, int BT, int HT) {
+  const int64_t units = (H + HT - 1) / HT, rows = (n + BT - 1) / BT;
   TORCH_CHECK(units <= 65535 && rows <= INT_MAX, "step kernel: grid of ", rows, " x ", units,
               " blocks is beyond the device's limits (H=", H, ", rows=", n, ")");
   return dim3(unsigned(rows), unsigned(units), 1);
+}
+
+// A step kernel chosen at run time (its precision) with the launch shape of its tile shape.
+template <class P>
+struct StepLaunch {
+  void (*kernel)(P);
+  int BT, HT, threads, smem;
+  dim3 grid(int64_t n, int64_t H) const { return step_grid(n, H, BT, HT); }
+};
+template <class Cfg, class P> inline StepLaunch<P> step_launch(void (*kernel)(P)) {
+  return {kernel, Cfg::BT, Cfg::HT, Cfg::kThreads, Cfg::kSmemBytes};
+}
+
+// The recurrent product's precision (cuda/tile_mma.cuh), as torch lets cuDNN's RNNs choose:
+// fp32 on TF32 tensor cores exactly when TF32 is allowed for cuDNN RNNs
+// (torch.backends.cudnn.allow_tf32, or torch.backends.cudnn.rnn.fp32_precision = "tf32"; both
+// default on), IEEE FFMA otherwise; bf16/fp16 on their tensor cores in the forward and on
+// two-term TF32 in the backward (the fp32 gate gradients keep about 21 bits); fp64 on FFMA. Read
+// per call, on the host.
+inline bool rnn_tf32_allowed() { return at::globalContext().allowTF32CuDNN(at::Float32Op::RNN); }
+template <kern::Prec P> using PrecTag = std::integral_constant<kern::Prec, P>;
+// make(PrecTag<P>{}) for the precision of this call, instantiating only those S can have.
+template <class S, bool kBackward, class F> inline auto pick_step(F make) {
+  using kern::Prec;
+  if constexpr (sizeof(S) == 2 && kBackward)
+    return make(PrecTag<Prec::kTf32x2>{});
+  else if constexpr (sizeof(S) == 2)
+    return make(PrecTag<Prec::kHalf>{});
+  else if constexpr (std::is_same<S, float>::value)
+    return rnn_tf32_allowed() ? make(PrecTag<Prec::kTf32>{}) : make(PrecTag<Prec::kFfma>{});
+  else
+    return make(PrecTag<Prec::kFfma>{});
 }
 
 // The time steps of one call, known on the host (batch_sizes is a CPU tensor), so the loop
@@ -231,7 +264,6 @@ template <class S>
 T5 lstm_forward(const Tensor& x_, const Tensor& h0_, const Tensor& c0_, const Tensor& w_ih_,
                 const Tensor& w_hh_, const OptTensor& b_ih, const OptTensor& b_hh, bool reverse,
                 const OptTensor& batch_sizes, const OptTensor& w_hr_) {
-  using Cfg = kern::LstmForwardCfg<S>;
   FRNN_DEVICE_GUARD(x_);
   const Steps st = make_steps(x_, batch_sizes, reverse);
   const auto x = flat(x_, st), h0 = h0_.contiguous(), c0 = c0_.contiguous();
@@ -259,7 +291,10 @@ T5 lstm_forward(const Tensor& x_, const Tensor& h0_, const Tensor& c0_, const Te
   p.c = static_cast<acc_of<S>*>(c.data_ptr());
   p.H = int(H);
   p.P = int(P);
-  const auto kernel = &kern::lstm_forward_step_kernel<Cfg>;
+  const auto L = pick_step<S, false>([&](auto P) {
+    using Cfg = kern::LstmForwardCfg<S, decltype(P)::value>;
+    return step_launch<Cfg>(&kern::lstm_forward_step_kernel<Cfg>);
+  });
   for (int64_t s = 0; s < st.T; ++s) {
     const int64_t n = st.rows(s);
     p.B = int(n);
@@ -269,7 +304,7 @@ T5 lstm_forward(const Tensor& x_, const Tensor& h0_, const Tensor& c0_, const Te
     p.h_out = proj ? m.data_ptr<S>() : step_ptr<S>(y, st, s);
     p.c_out = step_ptr<S>(cells, st, s);
     p.gates_out = step_ptr<S>(gates, st, s);
-    FRNN_LAUNCH(kernel, step_grid<Cfg>(n, H), Cfg::kThreads, Cfg::kSmemBytes,
+    FRNN_LAUNCH(L.kernel, L.grid(n, H), L.threads, L.smem,
                 FRNN_CURRENT_STREAM, p);
     if (proj) {  // h_t = m W_hr^T, straight into y (ATen GEMM on the current stream)
       auto yt = y.narrow(0, st.first_row(s), n);
@@ -285,7 +320,6 @@ T7 lstm_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& dc_n_, co
                  const Tensor& h0_, const Tensor& c0_, const Tensor& w_ih_, const Tensor& w_hh_,
                  const Tensor& y_, const Tensor& gates_, const Tensor& cells_, bool reverse,
                  const OptTensor& batch_sizes, const OptTensor& w_hr_) {
-  using Cfg = kern::LstmBackwardCfg<S>;
   FRNN_DEVICE_GUARD(x_);
   const Steps st = make_steps(x_, batch_sizes, reverse);
   const auto dy = flat(dy_, st), dh_n = dh_n_.contiguous(), dc_n = dc_n_.contiguous();
@@ -315,6 +349,9 @@ T7 lstm_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& dc_n_, co
   // which the kernel reads as its dy.
   auto dht = proj ? at::empty({st.N, P}, x.options().dtype(acc)) : Tensor();
   auto dm = proj ? at::empty({B, H}, x.options()) : Tensor();
+  // Widened once here (no copy for fp32/fp64), so the time loop allocates nothing.
+  const Tensor dy_a = proj ? dy.to(acc) : Tensor(), dh_n_a = proj ? dh_n.to(acc) : Tensor();
+  auto dm_a = proj && dtype != acc ? at::empty({B, H}, x.options().dtype(acc)) : Tensor();
   FRNN_POISON(da);
 
   kern::LstmBackwardParams<S> p;
@@ -322,26 +359,31 @@ T7 lstm_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& dc_n_, co
   p.c0 = c0.data_ptr<S>();
   p.dc = static_cast<acc_of<S>*>(dc.data_ptr());
   p.H = int(H);
-  const auto kernel = &kern::lstm_backward_step_kernel<Cfg>;
+  const auto L = pick_step<S, true>([&](auto P) {
+    using Cfg = kern::LstmBackwardCfg<S, decltype(P)::value>;
+    return step_launch<Cfg>(&kern::lstm_backward_step_kernel<Cfg>);
+  });
   for (int64_t s = st.T - 1; s >= 0; --s) {
     const int64_t n = st.rows(s), nn = next_rows(st, s), off = st.first_row(s);
     p.B = int(n);
     if (proj) {  // dh_t = dy_t + (da_{next} W_hh or dh_n at a row's last step); dm = dh_t W_hr
-      auto dh_t = dht.narrow(0, off, n), dy_t = dy.narrow(0, off, n);
+      auto dh_t = dht.narrow(0, off, n), dy_t = dy_a.narrow(0, off, n);
       if (nn > 0) {
         auto out = dh_t.narrow(0, 0, nn);
-        at::addmm_out(out, dy_t.narrow(0, 0, nn).to(acc), da.narrow(0, st.first_row(s + 1), nn),
-                      w_hh_a);
+        at::addmm_out(out, dy_t.narrow(0, 0, nn), da.narrow(0, st.first_row(s + 1), nn), w_hh_a);
       }
       if (nn < n) {
         auto out = dh_t.narrow(0, nn, n - nn);
-        at::add_out(out, dy_t.narrow(0, nn, n - nn).to(acc), dh_n.narrow(0, nn, n - nn).to(acc));
+        at::add_out(out, dy_t.narrow(0, nn, n - nn), dh_n_a.narrow(0, nn, n - nn));
       }
       auto dm_t = dm.narrow(0, 0, n);
-      if (dtype == acc)
+      if (dtype == acc) {
         at::mm_out(dm_t, dh_t, w_hr_a);
-      else
-        dm_t.copy_(at::mm(dh_t, w_hr_a));
+      } else {
+        auto dm_at = dm_a.narrow(0, 0, n);
+        at::mm_out(dm_at, dh_t, w_hr_a);
+        dm_t.copy_(dm_at);
+      }
       p.dy = dm.data_ptr<S>();
       p.dh_n = nullptr;
       p.da_next = nullptr;
@@ -357,7 +399,7 @@ T7 lstm_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& dc_n_, co
     p.c_prev = step_ptr<S>(cells, st, s - 1);
     p.n_prev = int(st.rows(s - 1));
     p.da_out = step_ptr<acc_of<S>>(da, st, s);
-    FRNN_LAUNCH(kernel, step_grid<Cfg>(n, H), Cfg::kThreads, Cfg::kSmemBytes,
+    FRNN_LAUNCH(L.kernel, L.grid(n, H), L.threads, L.smem,
                 FRNN_CURRENT_STREAM, p);
   }
   auto dh0 = at::mm(initial_rows(da, st), w_hh_a).to(dtype);
@@ -376,7 +418,6 @@ template <class S>
 T4 gru_forward(const Tensor& x_, const Tensor& h0_, const Tensor& w_ih_, const Tensor& w_hh_,
                const OptTensor& b_ih_, const OptTensor& b_hh_, bool reverse,
                const OptTensor& batch_sizes) {
-  using Cfg = kern::GruForwardCfg<S>;
   FRNN_DEVICE_GUARD(x_);
   const Steps st = make_steps(x_, batch_sizes, reverse);
   const auto x = flat(x_, st), h0 = h0_.contiguous();
@@ -400,7 +441,10 @@ T4 gru_forward(const Tensor& x_, const Tensor& h0_, const Tensor& w_ih_, const T
   p.b_hh = b_hh ? b_hh->data_ptr<S>() : nullptr;
   p.h0 = h0.data_ptr<S>();
   p.H = int(H);
-  const auto kernel = &kern::gru_forward_step_kernel<Cfg>;
+  const auto L = pick_step<S, false>([&](auto P) {
+    using Cfg = kern::GruForwardCfg<S, decltype(P)::value>;
+    return step_launch<Cfg>(&kern::gru_forward_step_kernel<Cfg>);
+  });
   for (int64_t s = 0; s < st.T; ++s) {
     const int64_t n = st.rows(s);
     p.B = int(n);
@@ -410,7 +454,7 @@ T4 gru_forward(const Tensor& x_, const Tensor& h0_, const Tensor& w_ih_, const T
     p.h_out = step_ptr<S>(y, st, s);
     p.gates_out = step_ptr<S>(gates, st, s);
     p.ghn_out = step_ptr<S>(ghn, st, s);
-    FRNN_LAUNCH(kernel, step_grid<Cfg>(n, H), Cfg::kThreads, Cfg::kSmemBytes,
+    FRNN_LAUNCH(L.kernel, L.grid(n, H), L.threads, L.smem,
                 FRNN_CURRENT_STREAM, p);
   }
   return {st.shaped(y), final_rows(y, st), st.shaped(gates), st.shaped(ghn)};
@@ -420,7 +464,6 @@ template <class S>
 T6 gru_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& x_, const Tensor& h0_,
                 const Tensor& w_ih_, const Tensor& w_hh_, const Tensor& y_, const Tensor& gates_,
                 const Tensor& ghn_, bool reverse, const OptTensor& batch_sizes) {
-  using Cfg = kern::GruBackwardCfg<S>;
   FRNN_DEVICE_GUARD(x_);
   const Steps st = make_steps(x_, batch_sizes, reverse);
   const auto dy = flat(dy_, st), dh_n = dh_n_.contiguous();
@@ -447,7 +490,10 @@ T6 gru_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& x_, const 
   p.h0 = h0.data_ptr<S>();
   p.dh_direct = static_cast<acc_of<S>*>(dh_direct.data_ptr());
   p.H = int(H);
-  const auto kernel = &kern::gru_backward_step_kernel<Cfg>;
+  const auto L = pick_step<S, true>([&](auto P) {
+    using Cfg = kern::GruBackwardCfg<S, decltype(P)::value>;
+    return step_launch<Cfg>(&kern::gru_backward_step_kernel<Cfg>);
+  });
   for (int64_t s = st.T - 1; s >= 0; --s) {
     const int64_t n = st.rows(s);
     p.B = int(n);
@@ -460,7 +506,7 @@ T6 gru_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& x_, const 
     p.h_prev = step_ptr<S>(y, st, s - 1);
     p.dax_out = step_ptr<acc_of<S>>(dax, st, s);
     p.dah_out = step_ptr<acc_of<S>>(dah, st, s);
-    FRNN_LAUNCH(kernel, step_grid<Cfg>(n, H), Cfg::kThreads, Cfg::kSmemBytes,
+    FRNN_LAUNCH(L.kernel, L.grid(n, H), L.threads, L.smem,
                 FRNN_CURRENT_STREAM, p);
   }
   // dh0 = dah(each row's first step) W_hh + the direct term z * dh, added in the accumulation type.
@@ -476,7 +522,6 @@ template <class S>
 T2 rnn_forward(const Tensor& x_, const Tensor& h0_, const Tensor& w_ih_, const Tensor& w_hh_,
                const OptTensor& b_ih, const OptTensor& b_hh, bool relu, bool reverse,
                const OptTensor& batch_sizes) {
-  using Cfg = kern::RnnForwardCfg<S>;
   FRNN_DEVICE_GUARD(x_);
   const Steps st = make_steps(x_, batch_sizes, reverse);
   const auto x = flat(x_, st), h0 = h0_.contiguous();
@@ -494,8 +539,11 @@ T2 rnn_forward(const Tensor& x_, const Tensor& h0_, const Tensor& w_ih_, const T
   p.w_hh = w_hh.data_ptr<S>();
   p.h0 = h0.data_ptr<S>();
   p.H = int(H);
-  const auto kernel = relu ? &kern::rnn_forward_step_kernel<Cfg, cells::Act::Relu>
-                           : &kern::rnn_forward_step_kernel<Cfg, cells::Act::Tanh>;
+  const auto L = pick_step<S, false>([&](auto P) {
+    using Cfg = kern::RnnForwardCfg<S, decltype(P)::value>;
+    return step_launch<Cfg>(relu ? &kern::rnn_forward_step_kernel<Cfg, cells::Act::Relu>
+                                 : &kern::rnn_forward_step_kernel<Cfg, cells::Act::Tanh>);
+  });
   for (int64_t s = 0; s < st.T; ++s) {
     const int64_t n = st.rows(s);
     p.B = int(n);
@@ -503,7 +551,7 @@ T2 rnn_forward(const Tensor& x_, const Tensor& h0_, const Tensor& w_ih_, const T
     p.h_prev = step_ptr<S>(y, st, s - 1);
     p.xproj = step_ptr<S>(xproj, st, s);
     p.h_out = step_ptr<S>(y, st, s);
-    FRNN_LAUNCH(kernel, step_grid<Cfg>(n, H), Cfg::kThreads, Cfg::kSmemBytes,
+    FRNN_LAUNCH(L.kernel, L.grid(n, H), L.threads, L.smem,
                 FRNN_CURRENT_STREAM, p);
   }
   return {st.shaped(y), final_rows(y, st)};
@@ -513,7 +561,6 @@ template <class S>
 T5 rnn_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& x_, const Tensor& h0_,
                 const Tensor& w_ih_, const Tensor& w_hh_, const Tensor& y_, bool relu,
                 bool reverse, const OptTensor& batch_sizes) {
-  using Cfg = kern::RnnBackwardCfg<S>;
   FRNN_DEVICE_GUARD(x_);
   const Steps st = make_steps(x_, batch_sizes, reverse);
   const auto dy = flat(dy_, st), dh_n = dh_n_.contiguous();
@@ -536,7 +583,10 @@ T5 rnn_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& x_, const 
   p.dh_n = dh_n.data_ptr<S>();
   p.H = int(H);
   p.relu = relu ? 1 : 0;
-  const auto kernel = &kern::rnn_backward_step_kernel<Cfg>;
+  const auto L = pick_step<S, true>([&](auto P) {
+    using Cfg = kern::RnnBackwardCfg<S, decltype(P)::value>;
+    return step_launch<Cfg>(&kern::rnn_backward_step_kernel<Cfg>);
+  });
   for (int64_t s = st.T - 1; s >= 0; --s) {
     const int64_t n = st.rows(s);
     p.B = int(n);
@@ -545,7 +595,7 @@ T5 rnn_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& x_, const 
     p.da_next = step_ptr<acc_of<S>>(da, st, s + 1);
     p.h_t = step_ptr<S>(y, st, s);
     p.da_out = step_ptr<acc_of<S>>(da, st, s);
-    FRNN_LAUNCH(kernel, step_grid<Cfg>(n, H), Cfg::kThreads, Cfg::kSmemBytes,
+    FRNN_LAUNCH(L.kernel, L.grid(n, H), L.threads, L.smem,
                 FRNN_CURRENT_STREAM, p);
   }
   auto dh0 = at::mm(initial_rows(da, st), w_hh_a).to(dtype);

@@ -7,6 +7,10 @@
 //   kColumns (backward): Wsel(n, j) = W[j][k0 + n]          (NG = 1, K = G*H: da W_hh)
 // Out-of-range rows (b0 + b >= B), units (k0 + n % HT >= H) and j >= K read as zero.
 //
+// This file is the FFMA version (fp64, and fp32 when TF32 is not allowed): tile_product_ffma, for
+// shapes declared with TileShape. cuda/tile_mma.cuh has the tensor-core version and the
+// tile_product the kernels call, which picks one by the shape.
+//
 // Schedule: K is walked in chunks of KC; the chunk of A (BT x KC) and of W (NC x KC) is staged in
 // shared memory in the accumulation type, padded by one element per row so both the transposed
 // stores of the kColumns loads and the column reads of the compute loop are bank-conflict free.
@@ -57,6 +61,7 @@ template <class S, int BT_, int HT_, int NG_, int RB_, int RN_, int KSPLIT_, int
 struct TileShape {
   using scalar_t = S;
   using acc_t = typename AccType<S>::type;
+  static constexpr bool kTensorCores = false;
   static constexpr int BT = BT_;       // batch rows per block
   static constexpr int HT = HT_;       // hidden units per block
   static constexpr int NG = NG_;       // gates per unit in the product's columns
@@ -92,7 +97,7 @@ FRNN_DEVICE void tile_coords_w(int e, int& n, int& kk) {
 // AS: the type of the a rows (the storage dtype, or the accumulation type for the backward's
 // gate gradients, which stay fp32 across steps for the half types).
 template <class Sh, WView kView, class AS = typename Sh::scalar_t>
-FRNN_DEVICE void tile_product(const AS* __restrict__ a, const AS* __restrict__ a_alt, int a_split,
+FRNN_DEVICE void tile_product_ffma(const AS* __restrict__ a, const AS* __restrict__ a_alt, int a_split,
                               int lda, int a_rows,
                               const typename Sh::scalar_t* __restrict__ w, int ldw, int H, int k0,
                               int K, typename Sh::acc_t* smem) {

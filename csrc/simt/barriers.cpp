@@ -31,6 +31,7 @@ const char* op_name(WarpOp op) {
     case WarpOp::Ballot: return "__ballot_sync";
     case WarpOp::Any: return "__any_sync";
     case WarpOp::All: return "__all_sync";
+    case WarpOp::Collective: return "a warp-collective instruction (mma.sync/ldmatrix)";
   }
   return "?";
 }
@@ -70,18 +71,39 @@ std::string complete_group(Block& b, int warp, unsigned group) {
   Fiber* lanes = b.fibers + warp * 32;
   const Fiber& first = lanes[__builtin_ctz(group)];
   unsigned ballot = 0;
+  auto name = [](const Fiber& f) -> std::string {
+    return f.op == WarpOp::Collective ? reinterpret_cast<const Collective*>(f.value)->name
+                                      : op_name(f.op);
+  };
   for (unsigned g = group; g; g &= g - 1) {
     const Fiber& f = lanes[__builtin_ctz(g)];
-    if (f.op != first.op || f.mask != first.mask || f.width != first.width) {
+    if (f.op != first.op || f.mask != first.mask || f.width != first.width ||
+        (f.op == WarpOp::Collective &&
+         reinterpret_cast<const Collective*>(f.value)->run !=
+             reinterpret_cast<const Collective*>(first.value)->run)) {
       std::ostringstream s;
       s << "simt: lanes of warp " << warp << " in block (" << b.idx.x << "," << b.idx.y << ","
         << b.idx.z << ") disagree about a warp operation: lane " << first.lane << " is at "
-        << op_name(first.op) << "(mask " << hex(first.mask) << ", width " << first.width
-        << "), lane " << f.lane << " at " << op_name(f.op) << "(mask " << hex(f.mask)
+        << name(first) << "(mask " << hex(first.mask) << ", width " << first.width
+        << "), lane " << f.lane << " at " << name(f) << "(mask " << hex(f.mask)
         << ", width " << f.width << ")";
       return s.str();
     }
     if (f.value) ballot |= 1u << f.lane;
+  }
+  if (first.op == WarpOp::Collective) {
+    Collective* parts[32] = {};
+    for (unsigned g = group; g; g &= g - 1) {
+      const Fiber& f = lanes[__builtin_ctz(g)];
+      parts[f.lane] = reinterpret_cast<Collective*>(f.value);
+    }
+    try {
+      parts[first.lane]->run(parts);
+    } catch (const Error& e) {
+      return std::string(e.what()) + " (warp " + std::to_string(warp) + " of block (" +
+             std::to_string(b.idx.x) + "," + std::to_string(b.idx.y) + "," +
+             std::to_string(b.idx.z) + "))";
+    }
   }
   for (unsigned g = group; g; g &= g - 1) {
     Fiber& f = lanes[__builtin_ctz(g)];
@@ -90,6 +112,7 @@ std::string complete_group(Block& b, int warp, unsigned group) {
       case WarpOp::Ballot: f.result = ballot; break;
       case WarpOp::Any: f.result = ballot != 0; break;
       case WarpOp::All: f.result = ballot == group; break;
+      case WarpOp::Collective: f.result = 0; break;
       default: {
         int src = shfl_source(f.op, f.lane, f.arg, f.width);
         if (src < 0) f.result = f.value;
@@ -160,12 +183,17 @@ uint64_t warp_op(WarpOp op, unsigned mask, uint64_t value, int arg, int width) {
   return f->result;
 }
 
+void warp_collective(unsigned mask, Collective* mine) {
+  warp_op(WarpOp::Collective, mask, reinterpret_cast<uint64_t>(mine), 0, warpSize);
+}
+
 unsigned active_mask() {
   Fiber* f = current_fiber("__activemask");
   return f->block->warps[f->warp].exists;
 }
 
 void on_exit(Fiber* f) {
+  if (!f->copies.empty() && !f->abort) perform_copies(f, UINT32_MAX);  // the hardware completes them
   Worker& w = *f->worker;
   Block& b = *f->block;
   Warp& wp = b.warps[f->warp];

@@ -12,7 +12,8 @@ bool simt_built() { return true; }
 
 namespace simt {
 
-void bind_selftests(pybind11::module& m);  // selftest.cpp
+void bind_selftests(pybind11::module& m);         // selftest.cpp
+void bind_matrix_selftests(pybind11::module& m);  // selftest_matrix.cpp
 
 void bind_python(pybind11::module& m) {
   using pybind11::arg;
@@ -49,6 +50,7 @@ void bind_python(pybind11::module& m) {
   }, "Counters of the SIMT layer since the last simt_reset_stats().");
   m.def("simt_reset_stats", &::simt::reset_stats);
   bind_selftests(m);
+  bind_matrix_selftests(m);
 }
 
 }  // namespace simt

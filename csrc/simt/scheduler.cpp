@@ -212,6 +212,8 @@ void start_block(Worker& w, size_t slot, uint64_t linear) {
     f.warp = t / 32;
     f.lane = t % 32;
     f.abort = false;
+    f.copies.clear();
+    f.groups_committed = 0;
     f.state = State::Ready;
     f.stack_top = w.stacks[slot * L.nthreads + t];
     f.sp = init_context(f.stack_top, &fiber_entry, &f);

@@ -33,6 +33,15 @@ enum class State : uint8_t { Ready, Running, SyncThreads, GridSync, Warp, Done }
 struct Worker;
 struct Block;
 
+// A cp.async issued and not yet performed (simt/async_copy.h); group = the thread's commit count
+// when it was issued (the next commit closes that group).
+struct AsyncCopy {
+  void* dst;
+  const void* src;
+  int bytes, src_bytes;
+  uint32_t group;
+};
+
 struct Fiber {
   void* sp = nullptr;  // saved context while not running
   char* stack_top = nullptr;
@@ -48,6 +57,9 @@ struct Fiber {
   int arg = 0, width = 32;
   uint64_t value = 0;
   uint64_t result = 0;
+  // cp.async copies queued by this thread, in issue order, and its commit count.
+  std::vector<AsyncCopy> copies;
+  uint32_t groups_committed = 0;
 };
 
 struct Warp {
@@ -114,6 +126,7 @@ void yield(Fiber* f);                        // back to the scheduler; throws Ab
 void on_exit(Fiber* f);                      // bookkeeping when a kernel thread returns
 std::string describe_deadlock(Worker& w);    // why nothing is runnable (barrier disagreement)
 const char* op_name(WarpOp op);
+void perform_copies(Fiber* f, uint32_t below_group);  // cp.async groups < below_group (async_copy.cpp)
 
 inline uint64_t splitmix64(uint64_t& s) {
   uint64_t z = (s += 0x9e3779b97f4a7c15ull);

@@ -12,10 +12,12 @@
 //   warps         __shfl_sync/_up/_down/_xor (with width), __ballot_sync __any_sync __all_sync
 //                 __activemask (simt/warp.h)
 //   atomics       atomicAdd/Sub/Exch/Min/Max/CAS/And/Or/Xor/Inc/Dec, __threadfence (simt/atomics.h)
+//   tensor cores  mma.sync (m16n8k16 bf16/f16, m16n8k8 tf32), ldmatrix, cvt.rna.tf32 (simt/matrix.h)
+//   async copies  cp.async, commit_group, wait_group, deferred to the wait (simt/async_copy.h)
 //   intrinsics    __expf __logf __fdividef __frcp_rn rsqrtf __popc __ffs __clz __ldg min max ...
 //   config        simt::set_seed / set_arch / set_workers, simt::stats (simt/config.h)
 //
-// Not implemented (a kernel needing them stays out of the portable subset): inline PTX, static
+// Not implemented (a kernel needing them stays out of the portable subset): other inline PTX, static
 // __shared__, cooperative_groups (use FRNN_GRID_SYNC), dynamic parallelism, textures, warp
 // match/reduce intrinsics, clock(), and any preemption between barriers: a thread spin-waiting on
 // another thread of its own block never returns (threads of a block only switch at barriers).
@@ -44,3 +46,5 @@
 #include "simt/warp.h"
 #include "simt/atomics.h"
 #include "simt/intrinsics.h"
+#include "simt/matrix.h"
+#include "simt/async_copy.h"

@@ -24,10 +24,24 @@
 namespace simt {
 namespace detail {
 
-enum class WarpOp : uint8_t { Sync, ShflIdx, ShflUp, ShflDown, ShflXor, Ballot, Any, All };
+enum class WarpOp : uint8_t { Sync, ShflIdx, ShflUp, ShflDown, ShflXor, Ballot, Any, All, Collective };
 
 uint64_t warp_op(WarpOp op, unsigned mask, uint64_t value, int arg, int width);
 unsigned active_mask();
+
+// One lane's part in a warp-collective instruction (mma.sync, ldmatrix: simt/matrix.h). When the
+// last lane of `mask` arrives, `run` is called once, on that lane's stack, with every lane's part
+// (lanes[l] null where lane l does not take part) while the other lanes are suspended, so `in`
+// and `out` may point at their locals. run reads every input before it writes any output (an
+// output may alias an input), and may throw simt::Error, which fails the launch. The lanes must
+// agree on `run` (the instruction) and the mask.
+struct Collective {
+  void (*run)(Collective* const* lanes);
+  const char* name;  // the instruction, for error messages
+  const void* in;
+  void* out;
+};
+void warp_collective(unsigned mask, Collective* mine);
 
 template <class T>
 inline uint64_t to_bits(const T& v) {

@@ -1,0 +1,97 @@
+"""A performance model of the stepwise CUDA kernels on an H100/H200 (sm_90): predicted
+microseconds per time step and the predicted ratio to cuDNN, written down so that a GPU run
+(scripts/gpu_check.sh) can prove it wrong. Nothing here is measured.
+
+    python benchmarks/perf_model.py            # the table (markdown)
+
+Per step kernel, forward and backward (tile shapes from csrc/cuda/*_kernels.cuh):
+  blocks   = ceil(B / BT) * ceil(H / HT); an SM holds `occ` blocks (threads, shared memory)
+  a block walks K (H forward, G*H backward) in chunks of KC; one chunk costs, per SM,
+           max(L2 latency + staging, resident blocks * (MACs / rate, shared bytes / 128 B/clk))
+           because the next chunk's loads are in flight (registers) while one chunk multiplies:
+           with few blocks per SM the chunk loop is latency-bound, with many throughput-bound
+  kernel   = rounds of resident blocks * chunks * chunk + prologue/epilogue, and at least the
+           L2 traffic (every block stages its rows of h and its rows of W_hh) / L2 bandwidth
+  step     = max(host launch cost, kernel + the gap between dependent kernels)
+The cuDNN side is the published point (H100, bf16, B=16, T=1024, H=768: 2.0 ms forward, about
+2 us a step) taken as cuDNN's per-step floor, and above it the step's GEMM at half the
+tensor-core peak mma.sync reaches (an assumption: cuDNN's RNN GEMMs are not peak GEMMs).
+"""
+import math
+
+# sm_90 (H100/H200 SXM), per SM per clock unless stated.
+SMS, CLOCK = 132, 1.755e9  # sustained clock under load (1.98 GHz boost)
+RATE = {"ffma32": 128, "ffma64": 64, "tf32": 512, "tf32x2": 256, "half": 1024}  # MACs/clk/SM
+SMEM_BW = 128  # bytes/clk/SM
+L2_BW = 5.5e12  # bytes/s
+L2_LAT = 270 / CLOCK  # seconds, an L2 hit
+LAUNCH_HOST = 2.0e-6  # host cost of one launch from the C++ step loop
+GAP_GPU = 0.8e-6  # between dependent kernels on a stream (launch latency + tail)
+MAX_THREADS, MAX_SMEM = 2048, 227 * 1024
+CUDNN_FLOOR = 1.95e-6  # published: 2.0 ms / 1024 steps
+
+# Tile shapes: csrc/cuda/*_kernels.cuh; FFMA: tile.cuh (TileShape, 4x4 register tiles, KC 32),
+# tensor cores: tile_mma.cuh (MmaShape: WM x WN mma tiles a warp, KSPLIT warp groups over k).
+def shape(cell, direction, prec):
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    if direction == "fwd" and cell in ("lstm", "gru"):
+        BT, HT, NG = 32, 8, G
+        return (BT, HT, NG, 32) if prec.startswith("ffma") else (BT, HT, NG, 64, 2, 1, 2)
+    return (16, 16, 1, 32) if prec.startswith("ffma") else (16, 16, 1, 128, 1, 2, 4)
+
+
+def step_time(cell, direction, B, H, prec):
+    """Predicted seconds per step of one stepwise kernel (see the module docstring)."""
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    if direction == "bwd" and prec == "half":
+        prec = "tf32x2"  # the half types' backward: two-term TF32 (fp32 gate gradients)
+    es = {"ffma32": 4, "ffma64": 8, "tf32": 4, "tf32x2": 4, "half": 2}[prec]
+    sh = shape(cell, direction, prec)
+    BT, HT, NG, KC = sh[:4]
+    NC = NG * HT
+    K = H if direction == "fwd" else G * H
+    staged = (BT + NC) * KC * es  # written to shared memory per chunk
+    if prec.startswith("ffma"):
+        threads, smem = 256, max((BT + NC) * (KC + 1) * es, 4 * BT * (NC + 1) * es)
+        # every MAC of a 4x4 register tile reads 8 operands per 16 MACs
+        smem_chunk = staged + BT * NC * KC / 16 * 8 * es
+    else:
+        WM, WN, KSPLIT = sh[4:]
+        warps_m, warps_n = BT // (16 * WM), NC // (8 * WN)
+        threads = 32 * warps_m * warps_n * KSPLIT
+        smem = max((BT + NC) * (KC + 16 // es) * es, KSPLIT * BT * (NC + 1) * 4)
+        # each warp reads the A fragments of its rows and the B fragments of its columns once
+        smem_chunk = staged + BT * KC * es * warps_n + NC * KC * es * warps_m
+    blocks = math.ceil(B / BT) * math.ceil(H / HT)
+    occ = max(1, min(MAX_THREADS // threads, MAX_SMEM // smem, 8))
+    per_sm = math.ceil(blocks / SMS)
+    resident, rounds = min(per_sm, occ), math.ceil(per_sm / occ)
+    compute = resident * max(BT * NC * KC / RATE[prec], smem_chunk / SMEM_BW) / CLOCK
+    chunk = max(L2_LAT + 120 / CLOCK, compute)  # 120 clk: staging stores and two barriers
+    kernel = max(rounds * math.ceil(K / KC) * chunk + 1.0e-6, blocks * (BT + NC) * K * es / L2_BW)
+    return max(LAUNCH_HOST, kernel + GAP_GPU)
+
+
+def cudnn_time(cell, B, H, half, training):
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    macs = B * G * H * H * (3 if training else 1)
+    rate = RATE["half" if half else "tf32"] * SMS * CLOCK * 0.5
+    return max(CUDNN_FLOOR * (2 if training else 1), macs / rate)
+
+
+def table():
+    rows = ["| cell | B | H | precision | fusedrnn fwd µs/step | bwd µs/step | cuDNN fwd / train "
+            "µs/step | inference ratio | training ratio |", "|---|---|---|---|---|---|---|---|---|"]
+    for cell in ("lstm", "gru"):
+        for B, H in [(8, 512), (64, 512), (64, 1024), (64, 2048)]:
+            for prec in ("tf32", "half"):
+                f, b = step_time(cell, "fwd", B, H, prec), step_time(cell, "bwd", B, H, prec)
+                ci, ct = cudnn_time(cell, B, H, prec == "half", False), cudnn_time(cell, B, H, prec == "half", True)
+                rows.append(f"| {cell} | {B} | {H} | {'bf16' if prec == 'half' else 'fp32 (TF32)'} | "
+                            f"{f * 1e6:.1f} | {b * 1e6:.1f} | {ci * 1e6:.1f} / {ct * 1e6:.1f} | "
+                            f"{ci / f:.2f} | {ct / (f + b):.2f} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(table())
