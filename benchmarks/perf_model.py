@@ -5,7 +5,8 @@ microseconds per time step and the predicted ratio to cuDNN, written down so tha
     python benchmarks/perf_model.py            # the table (markdown)
 
 Per step kernel, forward and backward (tile shapes from csrc/cuda/*_kernels.cuh):
-  blocks   = ceil(B / BT) * ceil(H / HT); an SM holds `occ` blocks (threads, shared memory)
+  blocks   = ceil(B / BT) * ceil(H / HT); an SM holds `occ` blocks (threads, shared memory,
+           registers as ptxas reports them)
   a block walks K (H forward, G*H backward) in chunks of KC; one chunk costs, per SM,
            max(L2 latency + staging, resident blocks * (MACs / rate, shared bytes / 128 B/clk))
            because the next chunk's loads are in flight (registers) while one chunk multiplies:
@@ -27,17 +28,20 @@ L2_BW = 5.5e12  # bytes/s
 L2_LAT = 270 / CLOCK  # seconds, an L2 hit
 LAUNCH_HOST = 2.0e-6  # host cost of one launch from the C++ step loop
 GAP_GPU = 0.8e-6  # between dependent kernels on a stream (launch latency + tail)
-MAX_THREADS, MAX_SMEM = 2048, 227 * 1024
+MAX_THREADS, MAX_SMEM, REGS_PER_SM = 2048, 227 * 1024, 65536
 CUDNN_FLOOR = 1.95e-6  # published: 2.0 ms / 1024 steps
 
 # Tile shapes: csrc/cuda/*_kernels.cuh; FFMA: tile.cuh (TileShape, 4x4 register tiles, KC 32),
 # tensor cores: tile_mma.cuh (MmaShape: WM x WN mma tiles a warp, KSPLIT warp groups over k).
+# Registers a thread: ptxas, sm_90 (benchmarks/kernel_resources.py), rounded up.
 def shape(cell, direction, prec):
     G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
     if direction == "fwd" and cell in ("lstm", "gru"):
         BT, HT, NG = 32, 8, G
-        return (BT, HT, NG, 32) if prec.startswith("ffma") else (BT, HT, NG, 64, 2, 1, 2)
-    return (16, 16, 1, 32) if prec.startswith("ffma") else (16, 16, 1, 128, 1, 2, 4)
+        if prec.startswith("ffma"):
+            return BT, HT, NG, 32, 128
+        return BT, HT, NG, 64, (120 if cell == "lstm" else 168), 2, 1, 2
+    return (16, 16, 1, 32, 96) if prec.startswith("ffma") else (16, 16, 1, 128, 208, 1, 2, 4)
 
 
 def step_time(cell, direction, B, H, prec):
@@ -47,7 +51,7 @@ def step_time(cell, direction, B, H, prec):
         prec = "tf32x2"  # the half types' backward: two-term TF32 (fp32 gate gradients)
     es = {"ffma32": 4, "ffma64": 8, "tf32": 4, "tf32x2": 4, "half": 2}[prec]
     sh = shape(cell, direction, prec)
-    BT, HT, NG, KC = sh[:4]
+    BT, HT, NG, KC, regs = sh[:5]
     NC = NG * HT
     K = H if direction == "fwd" else G * H
     staged = (BT + NC) * KC * es  # written to shared memory per chunk
@@ -56,14 +60,14 @@ def step_time(cell, direction, B, H, prec):
         # every MAC of a 4x4 register tile reads 8 operands per 16 MACs
         smem_chunk = staged + BT * NC * KC / 16 * 8 * es
     else:
-        WM, WN, KSPLIT = sh[4:]
+        WM, WN, KSPLIT = sh[5:]
         warps_m, warps_n = BT // (16 * WM), NC // (8 * WN)
         threads = 32 * warps_m * warps_n * KSPLIT
         smem = max((BT + NC) * (KC + 16 // es) * es, KSPLIT * BT * (NC + 1) * 4)
         # each warp reads the A fragments of its rows and the B fragments of its columns once
         smem_chunk = staged + BT * KC * es * warps_n + NC * KC * es * warps_m
     blocks = math.ceil(B / BT) * math.ceil(H / HT)
-    occ = max(1, min(MAX_THREADS // threads, MAX_SMEM // smem, 8))
+    occ = max(1, min(MAX_THREADS // threads, MAX_SMEM // smem, REGS_PER_SM // (regs * threads), 8))
     per_sm = math.ceil(blocks / SMS)
     resident, rounds = min(per_sm, occ), math.ceil(per_sm / occ)
     compute = resident * max(BT * NC * KC / RATE[prec], smem_chunk / SMEM_BW) / CLOCK
@@ -80,16 +84,19 @@ def cudnn_time(cell, B, H, half, training):
 
 
 def table():
-    rows = ["| cell | B | H | precision | fusedrnn fwd µs/step | bwd µs/step | cuDNN fwd / train "
-            "µs/step | inference ratio | training ratio |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| cell | B | H | precision | fwd µs/step | bwd µs/step | FFMA fp32 before: fwd / bwd "
+            "| cuDNN fwd / train µs/step | inference ratio | training ratio |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for cell in ("lstm", "gru"):
         for B, H in [(8, 512), (64, 512), (64, 1024), (64, 2048)]:
+            ff, fb = step_time(cell, "fwd", B, H, "ffma32"), step_time(cell, "bwd", B, H, "ffma32")
             for prec in ("tf32", "half"):
                 f, b = step_time(cell, "fwd", B, H, prec), step_time(cell, "bwd", B, H, prec)
-                ci, ct = cudnn_time(cell, B, H, prec == "half", False), cudnn_time(cell, B, H, prec == "half", True)
+                ci = cudnn_time(cell, B, H, prec == "half", False)
+                ct = cudnn_time(cell, B, H, prec == "half", True)
                 rows.append(f"| {cell} | {B} | {H} | {'bf16' if prec == 'half' else 'fp32 (TF32)'} | "
-                            f"{f * 1e6:.1f} | {b * 1e6:.1f} | {ci * 1e6:.1f} / {ct * 1e6:.1f} | "
-                            f"{ci / f:.2f} | {ct / (f + b):.2f} |")
+                            f"{f * 1e6:.1f} | {b * 1e6:.1f} | {ff * 1e6:.1f} / {fb * 1e6:.1f} | "
+                            f"{ci * 1e6:.1f} / {ct * 1e6:.1f} | {ci / f:.2f} | {ct / (f + b):.2f} |")
     return "\n".join(rows)
 
 

@@ -25,9 +25,11 @@ ones that build RNN modules under other names (SUITE_NN_EXTRA), in test_modules.
 module_db tests of the six classes (-k "RNN or LSTM or GRU").
 
 It prints the counts of both runs and each test that fails with fusedrnn but passes with
-torch.nn ("fusedrnn-only failures"), with the last line of its error. The exit status is 1
-when there are such failures. Which fusedrnn is tested: the one `import fusedrnn` finds
-(PYTHONPATH may point at another build); its path is printed.
+torch.nn ("fusedrnn-only failures"), with its exception line. The exit status is 1 when there
+are such failures. Which fusedrnn is tested: the one `import fusedrnn` finds (PYTHONPATH may
+point at another build, e.g. an older commit built in place); its path is printed.
+--save FILE keeps both runs' outcomes; --baseline FILE reuses the torch.nn run of such a file
+(it depends on torch only). Extra pytest arguments go after "--".
 
 This file is also the pytest plugin both runs load (-p torch_rnn_suite): it does the
 replacement and records every test's outcome.
@@ -35,6 +37,7 @@ replacement and records every test's outcome.
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -111,9 +114,16 @@ def pytest_runtest_logreport(report):
     if _RANK[outcome] >= _RANK.get(_outcomes.get(report.nodeid), -1):
         _outcomes[report.nodeid] = outcome
         if outcome == "failed":
-            text = (report.longreprtext or "").strip().splitlines()
-            _messages[report.nodeid] = next((line for line in reversed(text)
-                                             if line.startswith("E ")), text[-1] if text else "")
+            _messages[report.nodeid] = _error_line(report.longreprtext or "")
+
+
+def _error_line(text):
+    """The exception line of a failure report (its first "E   SomeError: ..." line)."""
+    lines = [line[1:].strip() for line in text.splitlines() if line.startswith("E ")]
+    for line in lines:
+        if re.match(r"[\w.]*(Error|Exception|Failure|Interrupt)\b", line):
+            return line
+    return lines[0] if lines else (text.strip().splitlines() or [""])[-1]
 
 
 def pytest_sessionfinish(session):
@@ -130,6 +140,7 @@ def run_pytest(tests_dir, filename, swap, extra_args, timeout):
     here = os.path.dirname(os.path.abspath(__file__))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (here, env.get("PYTHONPATH")) if p)
     env["PYTORCH_TESTING_DEVICE_ONLY_FOR"] = "cpu"
+    env["PYTORCH_PRINT_REPRO_ON_FAILURE"] = "0"
     env[_ENV_SWAP] = "1" if swap else "0"
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         out = f.name
