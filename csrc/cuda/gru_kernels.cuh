@@ -63,13 +63,12 @@ struct GruBackwardParams {
   int B, H, n_next, n_prev;  // B: rows of this step
 };
 
-//                                   S  BT  HT NG RB RN KSPLIT KC
+// TileShape<S, BT, HT, NG, RB, RN, KSPLIT, KC>, MmaShape<S, BT, HT, NG, WM, WN, KSPLIT, KC, P>
 template <class S, Prec P>
 using GruForwardCfg = StepShape<P, TileShape<S, 32, 8, 3, 4, 3, 4, 32>,
                                 MmaShape<S, 32, 8, 3, 2, 1, 2, 64, P>>;
 template <class S, Prec P>
-using GruBackwardCfg = StepShape<P, TileShape<S, 16, 16, 1, 2, 2, 4, 32>,
-                                 MmaShape<S, 16, 16, 1, 1, 2, 4, 128, P>>;
+using GruBackwardCfg = Square16Shape<S, P>;
 
 template <class Cfg>
 __global__ void FRNN_LAUNCH_BOUNDS(Cfg::kThreads)

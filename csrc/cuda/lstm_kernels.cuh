@@ -80,13 +80,12 @@ struct LstmBackwardParams {
   int B, H, n_next, n_prev;  // B: rows of this step
 };
 
-//                                    S  BT  HT NG RB RN KSPLIT KC
+// TileShape<S, BT, HT, NG, RB, RN, KSPLIT, KC>, MmaShape<S, BT, HT, NG, WM, WN, KSPLIT, KC, P>
 template <class S, Prec P>
 using LstmForwardCfg = StepShape<P, TileShape<S, 32, 8, 4, 4, 4, 4, 32>,
                                  MmaShape<S, 32, 8, 4, 2, 1, 2, 64, P>>;
 template <class S, Prec P>
-using LstmBackwardCfg = StepShape<P, TileShape<S, 16, 16, 1, 2, 2, 4, 32>,
-                                  MmaShape<S, 16, 16, 1, 1, 2, 4, 128, P>>;
+using LstmBackwardCfg = Square16Shape<S, P>;
 
 template <class Cfg>
 __global__ void FRNN_LAUNCH_BOUNDS(Cfg::kThreads)

@@ -51,13 +51,11 @@ struct RnnBackwardParams {
   int B, H, relu, n_next;  // B: rows of this step
 };
 
-//                                   S  BT  HT NG RB RN KSPLIT KC
+// TileShape<S, BT, HT, NG, RB, RN, KSPLIT, KC>, MmaShape<S, BT, HT, NG, WM, WN, KSPLIT, KC, P>
 template <class S, Prec P>
-using RnnForwardCfg = StepShape<P, TileShape<S, 16, 16, 1, 2, 2, 4, 32>,
-                                MmaShape<S, 16, 16, 1, 1, 2, 4, 128, P>>;
+using RnnForwardCfg = Square16Shape<S, P>;
 template <class S, Prec P>
-using RnnBackwardCfg = StepShape<P, TileShape<S, 16, 16, 1, 2, 2, 4, 32>,
-                                 MmaShape<S, 16, 16, 1, 1, 2, 4, 128, P>>;
+using RnnBackwardCfg = Square16Shape<S, P>;
 
 // The forward activation is a template argument: with a runtime choice, ptxas keeps a few bytes of
 // the fp64 tanh slow-path call on the stack (spills); the backward needs no transcendental.

@@ -94,6 +94,64 @@ FRNN_DEVICE void tile_coords_w(int e, int& n, int& kk) {
   }
 }
 
+// The staging shared by both products. load_chunk: this thread's elements of the chunk at
+// k = j0 into registers, ra[i] = a chunk element tid + i*kThreads (row e / KC, column e % KC),
+// rw[i] = Wsel chunk element tid + i*kThreads (tile_coords_w), converted by CvA{} / CvW{} to the
+// staging type O; out-of-range elements (and, when the chunk does not split evenly over the
+// threads, the ones past its end) are zero. store_chunk: the registers into the shared tiles
+// As [BT][kLdTile] and Ws [NC][kLdTile].
+template <class Sh, WView kView, class CvA, class CvW, class O, int NA, int NW, class AS>
+FRNN_DEVICE void load_chunk(O (&ra)[NA], O (&rw)[NW], const AS* __restrict__ a,
+                            const AS* __restrict__ a_alt, int a_split, int lda, int a_rows,
+                            const typename Sh::scalar_t* __restrict__ w, int ldw, int H, int k0,
+                            int K, int j0) {
+  constexpr int HT = Sh::HT, KC = Sh::KC, NT = Sh::kThreads;
+  constexpr bool kEvenA = Sh::BT * KC % NT == 0, kEvenW = Sh::NC * KC % NT == 0;
+  const int tid = int(threadIdx.x);
+FRNN_UNROLL
+  for (int i = 0; i < NA; ++i) {
+    const int e = tid + i * NT, b = e / KC, j = j0 + e % KC;
+    const AS* src = b < a_split ? a : a_alt;
+    ra[i] = ((kEvenA || e < Sh::BT * KC) && b < a_rows && j < K)
+                ? CvA{}(src[(size_t)b * lda + j]) : O(0.f);
+  }
+FRNN_UNROLL
+  for (int i = 0; i < NW; ++i) {
+    const int e = tid + i * NT;
+    int n, kk;
+    tile_coords_w<Sh, kView>(e, n, kk);
+    const int j = j0 + kk, unit = k0 + n % HT, wrow = (n / HT) * H + unit;
+    const bool ok = (kEvenW || e < Sh::NC * KC) && unit < H && j < K;
+    if (kView == WView::kRows)
+      rw[i] = ok ? CvW{}(w[(size_t)wrow * ldw + j]) : O(0.f);
+    else
+      rw[i] = ok ? CvW{}(w[(size_t)j * ldw + wrow]) : O(0.f);
+  }
+}
+
+template <class Sh, WView kView, class O, int NA, int NW>
+FRNN_DEVICE void store_chunk(const O (&ra)[NA], const O (&rw)[NW], O* As, O* Ws) {
+  constexpr int KC = Sh::KC, LD = Sh::kLdTile, NT = Sh::kThreads;
+  constexpr bool kEvenA = Sh::BT * KC % NT == 0, kEvenW = Sh::NC * KC % NT == 0;
+  const int tid = int(threadIdx.x);
+FRNN_UNROLL
+  for (int i = 0; i < NA; ++i) {
+    const int e = tid + i * NT;
+    if (kEvenA || e < Sh::BT * KC) As[(e / KC) * LD + e % KC] = ra[i];
+  }
+FRNN_UNROLL
+  for (int i = 0; i < NW; ++i) {
+    const int e = tid + i * NT;
+    int n, kk;
+    tile_coords_w<Sh, kView>(e, n, kk);
+    if (kEvenW || e < Sh::NC * KC) Ws[n * LD + kk] = rw[i];
+  }
+}
+
+template <class A> struct ToAcc {
+  template <class V> FRNN_DEVICE A operator()(V v) const { return to_acc<A>(v); }
+};
+
 // AS: the type of the a rows (the storage dtype, or the accumulation type for the backward's
 // gate gradients, which stay fp32 across steps for the half types).
 template <class Sh, WView kView, class AS = typename Sh::scalar_t>
@@ -102,7 +160,7 @@ FRNN_DEVICE void tile_product_ffma(const AS* __restrict__ a, const AS* __restric
                               const typename Sh::scalar_t* __restrict__ w, int ldw, int H, int k0,
                               int K, typename Sh::acc_t* smem) {
   using A = typename Sh::acc_t;
-  constexpr int BT = Sh::BT, HT = Sh::HT, NC = Sh::NC, KC = Sh::KC, LD = Sh::kLdTile;
+  constexpr int BT = Sh::BT, NC = Sh::NC, KC = Sh::KC, LD = Sh::kLdTile;
   constexpr int RB = Sh::RB, RN = Sh::RN, NT = Sh::kThreads;
   constexpr int KSLICE = KC / Sh::KSPLIT;
   constexpr int NA = BT * KC / NT, NW = NC * KC / NT;  // staged elements per thread
@@ -125,37 +183,12 @@ FRNN_UNROLL
   // multiplied out of shared memory, so the L2 latency is hidden behind the FMAs.
   A ra[NA], rw[NW];
   auto load = [&](int j0) {
-FRNN_UNROLL
-    for (int i = 0; i < NA; ++i) {
-      const int e = tid + i * NT, b = e / KC, j = j0 + e % KC;
-      const AS* src = b < a_split ? a : a_alt;
-      ra[i] = (b < a_rows && j < K) ? to_acc<A>(src[(size_t)b * lda + j]) : A(0);
-    }
-FRNN_UNROLL
-    for (int i = 0; i < NW; ++i) {
-      int n, kk;
-      tile_coords_w<Sh, kView>(tid + i * NT, n, kk);
-      const int j = j0 + kk, unit = k0 + n % HT, wrow = (n / HT) * H + unit;
-      const bool ok = unit < H && j < K;
-      if (kView == WView::kRows)
-        rw[i] = ok ? to_acc<A>(w[(size_t)wrow * ldw + j]) : A(0);
-      else
-        rw[i] = ok ? to_acc<A>(w[(size_t)j * ldw + wrow]) : A(0);
-    }
+    load_chunk<Sh, kView, ToAcc<A>, ToAcc<A>>(ra, rw, a, a_alt, a_split, lda, a_rows, w, ldw, H,
+                                               k0, K, j0);
   };
   if (K > 0) load(0);
   for (int j0 = 0; j0 < K; j0 += KC) {
-FRNN_UNROLL
-    for (int i = 0; i < NA; ++i) {
-      const int e = tid + i * NT;
-      As[(e / KC) * LD + e % KC] = ra[i];
-    }
-FRNN_UNROLL
-    for (int i = 0; i < NW; ++i) {
-      int n, kk;
-      tile_coords_w<Sh, kView>(tid + i * NT, n, kk);
-      Ws[n * LD + kk] = rw[i];
-    }
+    store_chunk<Sh, kView>(ra, rw, As, Ws);
     __syncthreads();
     if (j0 + KC < K) load(j0 + KC);
 FRNN_UNROLL

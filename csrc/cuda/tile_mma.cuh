@@ -69,6 +69,13 @@ struct MmaShape {
 template <Prec P, class FfmaShape, class TensorCoreShape>
 using StepShape = std::conditional_t<P == Prec::kFfma, FfmaShape, TensorCoreShape>;
 
+// The shape of the kernels with one product column per unit (every backward, the RNN forward):
+// 16 rows x 16 units; FFMA 2x2 register tiles in 4 k-groups (KC 32), or 4 warps each of 1 x 2
+// mma tiles taking turns over the k-steps of a 128-wide chunk.
+template <class S, Prec P>
+using Square16Shape = StepShape<P, TileShape<S, 16, 16, 1, 2, 2, 4, 32>,
+                                MmaShape<S, 16, 16, 1, 1, 2, 4, 128, P>>;
+
 // v (an a row or W element, of any type) as staged: unchanged for kHalf and for kTf32x2's a rows
 // (split when multiplied), rounded to tf32 otherwise.
 template <Prec kMma, bool kARow, class O, class V> FRNN_DEVICE O to_operand(V v) {
@@ -77,6 +84,10 @@ template <Prec kMma, bool kARow, class O, class V> FRNN_DEVICE O to_operand(V v)
   else
     return static_cast<O>(v);
 }
+
+template <Prec kMma, bool kARow, class O> struct ToOperand {
+  template <class V> FRNN_DEVICE O operator()(V v) const { return to_operand<kMma, kARow, O>(v); }
+};
 
 template <class S> FRNN_DEVICE void mma_half(float (&d)[4], const uint32_t (&a)[4],
                                              const uint32_t (&b)[2]) {
@@ -92,7 +103,7 @@ FRNN_DEVICE void tile_product_mma(const AS* __restrict__ a, const AS* __restrict
   using O = typename Sh::op_t;
   static_assert(Sh::kTf32 || std::is_same<AS, typename Sh::scalar_t>::value,
                 "16-bit operands are taken as stored: fp32 rows (gate gradients) need kTf32*");
-  constexpr int BT = Sh::BT, HT = Sh::HT, NC = Sh::NC, KC = Sh::KC, LD = Sh::kLdTile;
+  constexpr int BT = Sh::BT, NC = Sh::NC, KC = Sh::KC, LD = Sh::kLdTile;
   constexpr int NT = Sh::kThreads, WM = Sh::WM, WN = Sh::WN, KS = Sh::kKStep;
   constexpr int NA = (BT * KC + NT - 1) / NT, NW = (NC * KC + NT - 1) / NT;
   constexpr int kHalfK = KS / 2;  // k columns of one ldmatrix matrix: 8 halves or 4 floats
@@ -114,40 +125,12 @@ FRNN_UNROLL
 
   O ra[NA], rw[NW];
   auto load = [&](int j0) {
-FRNN_UNROLL
-    for (int i = 0; i < NA; ++i) {
-      const int e = tid + i * NT, b = e / KC, j = j0 + e % KC;
-      const AS* src = b < a_split ? a : a_alt;
-      ra[i] = (e < BT * KC && b < a_rows && j < K)
-                  ? to_operand<Sh::kMma, true, O>(src[(size_t)b * lda + j]) : O(0.f);
-    }
-FRNN_UNROLL
-    for (int i = 0; i < NW; ++i) {
-      const int e = tid + i * NT;
-      int n, kk;
-      tile_coords_w<Sh, kView>(e, n, kk);
-      const int j = j0 + kk, unit = k0 + n % HT, wrow = (n / HT) * H + unit;
-      const bool ok = e < NC * KC && unit < H && j < K;
-      if (kView == WView::kRows)
-        rw[i] = ok ? to_operand<Sh::kMma, false, O>(w[(size_t)wrow * ldw + j]) : O(0.f);
-      else
-        rw[i] = ok ? to_operand<Sh::kMma, false, O>(w[(size_t)j * ldw + wrow]) : O(0.f);
-    }
+    load_chunk<Sh, kView, ToOperand<Sh::kMma, true, O>, ToOperand<Sh::kMma, false, O>>(
+        ra, rw, a, a_alt, a_split, lda, a_rows, w, ldw, H, k0, K, j0);
   };
   if (K > 0) load(0);
   for (int j0 = 0; j0 < K; j0 += KC) {
-FRNN_UNROLL
-    for (int i = 0; i < NA; ++i) {
-      const int e = tid + i * NT;
-      if (e < BT * KC) As[(e / KC) * LD + e % KC] = ra[i];
-    }
-FRNN_UNROLL
-    for (int i = 0; i < NW; ++i) {
-      const int e = tid + i * NT;
-      int n, kk;
-      tile_coords_w<Sh, kView>(e, n, kk);
-      if (e < NC * KC) Ws[n * LD + kk] = rw[i];
-    }
+    store_chunk<Sh, kView>(ra, rw, As, Ws);
     __syncthreads();
     if (j0 + KC < K) load(j0 + KC);
 FRNN_UNROLL
