@@ -24,7 +24,7 @@ def _operand(rows, cols, gen, pad):
     return base[:, :cols]
 
 
-def _check(isa, M, N, K, ta, tb, alpha, beta, pad, gen, bias=False, stream=False):
+def _check(isa, M, N, K, ta, tb, alpha, beta, pad, gen, bias=False, stream=False, packed=True):
     a = _operand(K, M, gen, pad) if ta else _operand(M, K, gen, pad)
     b = _operand(N, K, gen, pad) if tb else _operand(K, N, gen, pad)
     c = _operand(M, N, gen, pad)
@@ -42,7 +42,7 @@ def _check(isa, M, N, K, ta, tb, alpha, beta, pad, gen, bias=False, stream=False
     base = c._base if c._base is not None else c
     guard = base[:, N:].clone()
     assert torch.ops.fusedrnn_testing.cpu_gemm(a, b, c, ta, tb, alpha, beta, ISAS[isa], bvec,
-                                               stream)
+                                               stream, packed)
     tol = 1e-5 * max(K, 1) ** 0.5 * 4
     torch.testing.assert_close(c.double(), expect, rtol=tol, atol=tol)
     # the columns past N (the padding of the leading dimension) are untouched
@@ -91,6 +91,24 @@ def test_streamed_output(isa, threads):
     _check(isa, 2053, 2048, 300, False, True, 1.0, 0.0, 0, gen, True, True)  # aligned rows
     _check(isa, 2051, 2049, 700, False, False, 0.5, 0.0, 0, gen, False, True)  # 2 K chunks
     _check(isa, 2050, 2050, 600, False, True, 1.0, 1.0, 2, gen, True, True)
+
+
+@pytest.mark.parametrize("tb", [False, True])
+def test_thin_unpacked(isa, threads, tb):
+    """Fewer than 8 rows on an unpacked B (a single time step's products): the thin kernels
+    (gemm_thin.h) on AVX2/AVX-512, the BLAS path otherwise. Every row count, odd N and K (vector
+    tails, partial column blocks), alpha/beta/bias, padded leading dimensions, and a B of more
+    than 2 MB, which two threads split by columns."""
+    gen = torch.Generator().manual_seed(500 + 10 * ISAS[isa] + 2 * threads + tb)
+    for M in range(1, 8):
+        _check(isa, M, 300, 129, False, tb, 1.0, 0.0, 0, gen, packed=False)
+    for N, K in [(1, 1), (7, 5), (17, 33), (65, 16), (129, 300), (64, 8), (2, 257)]:
+        M = int(torch.randint(1, 8, (1,), generator=gen))
+        alpha = float(torch.empty(1).uniform_(-2, 2, generator=gen))
+        beta = [0.0, 1.0, -0.5][int(torch.randint(3, (1,), generator=gen))]
+        pad = int(torch.randint(0, 5, (1,), generator=gen))
+        _check(isa, M, N, K, False, tb, alpha, beta, pad, gen, bias=True, packed=False)
+    _check(isa, 3, 1031, 700, False, tb, 1.0, 1.0, 3, gen, bias=True, packed=False)
 
 
 def test_zero_k(isa):

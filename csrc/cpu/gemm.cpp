@@ -76,6 +76,10 @@ constexpr double kParallelBytes = 2 << 20;
 // product of LSTM T=100 B=64 H=512 (52 MB): 190-200 -> ~240 GFLOP/s on one core, the whole
 // forward ~8% faster.
 constexpr double kStreamBytes = 16 << 20;
+// Products of fewer rows than this on an unpacked B (PackedB's packed = false: matmul.h leaves B
+// unpacked below kPackMinRows = 8 rows) run on the thin kernels (gemm_thin.h) instead of the
+// BLAS of torch.
+constexpr int64_t kThinBelowRows = 8;
 
 void store_fence() {
 #if defined(__x86_64__)
@@ -170,6 +174,23 @@ void gemm_packed(int64_t M, float alpha, bool ta, const float* A, int64_t lda, c
   if (M == 0 || N == 0) return;
   if (K == 0) return scale_bias(M, N, beta, bias, C, ldc);
   if (B.isa == GemmIsa::Blas) {
+    const GemmIsa cpu = gemm_isa();
+    if (!ta && M < kThinBelowRows && cpu != GemmIsa::Blas) {
+      // Few rows on B as stored (gemm_thin.h); columns in blocks of 64 across threads when B
+      // is large enough that two cores stream it faster than one.
+      const GemmThin thin = arch_of(cpu).thin;
+      auto run = [&](int64_t b0, int64_t b1) {
+        thin(M, B.tb, b0 * 64, std::min(N, b1 * 64), K, A, lda, B.raw, B.ldb, alpha, beta, bias,
+             C, ldc);
+      };
+      const int64_t blocks = (N + 63) / 64;
+      const double flops = 2.0 * double(M) * double(N) * double(K);
+      if (run_on_caller(flops, double(N) * double(K) * sizeof(float)))
+        run(0, blocks);
+      else
+        at::parallel_for(0, blocks, 1, run);
+      return;
+    }
     if (bias) scale_bias(M, N, beta, bias, C, ldc), beta = 1.f;
     return gemm_rm<float>(ta, B.tb, M, N, K, alpha, A, lda, B.raw, B.ldb, beta, C, ldc);
   }

@@ -26,10 +26,18 @@ using GemmKernel = void (*)(int64_t mr, int64_t nv, int64_t kc, const float* Ap,
 using GemmPackT = void (*)(const float* B, int64_t ldb, int64_t K, int64_t n0, int64_t w,
                            float* d);
 
+// Thin product on B as stored (gemm_thin.h): C[i, n0..n1) for rows i < M of a row-major A,
+//   C = alpha * A op(B) + beta * C + bias[n], op(B) = B^T (tb, B [N,K]) or B (B [K,N]);
+// row strides lda, ldb, ldc; beta == 0 does not read C; bias nullable ([N]).
+using GemmThin = void (*)(int64_t M, bool tb, int64_t n0, int64_t n1, int64_t K, const float* A,
+                          int64_t lda, const float* B, int64_t ldb, float alpha, float beta,
+                          const float* bias, float* C, int64_t ldc);
+
 struct GemmArch {
   int mr, nr, kc;  // tile rows, panel width, K chunk (per call of the kernel; measured per ISA)
   GemmKernel kernel;
   GemmPackT pack_t;  // null: the driver's scalar loop
+  GemmThin thin;
 };
 
 #if defined(__x86_64__) && defined(__GNUC__)

@@ -6,6 +6,9 @@
 #pragma GCC target("avx,avx2,fma")
 #include <immintrin.h>
 
+#include <algorithm>
+
+#include "cpu/gemm_thin.h"
 #include "cpu/gemm_tile.h"
 
 namespace fusedrnn {
@@ -31,12 +34,24 @@ struct Avx2 {
   }
   static V maskload(Mask m, const float* p) { return _mm256_maskload_ps(p, m); }
   static void maskstore(float* p, Mask m, V v) { _mm256_maskstore_ps(p, m, v); }
+  static V loadu(const float* p) { return _mm256_loadu_ps(p); }
+  static void storeu(float* p, V v) { _mm256_storeu_ps(p, v); }
+  static Mask mask1(int64_t n) {
+    const int c = int(std::max<int64_t>(0, std::min<int64_t>(L, n)));
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(c), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  static float hsum(V v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+  }
 };
 
 }  // namespace
 
 const GemmArch& gemm_arch_avx2() {
-  static const GemmArch arch{Avx2::MR, 2 * Avx2::L, 256, &gemm_tile::kernel<Avx2>, nullptr};
+  static const GemmArch arch{Avx2::MR, 2 * Avx2::L, 256, &gemm_tile::kernel<Avx2>, nullptr,
+                               &gemm_thin::product<Avx2>};
   return arch;
 }
 

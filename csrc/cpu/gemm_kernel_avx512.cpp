@@ -8,6 +8,7 @@
 
 #include <algorithm>
 
+#include "cpu/gemm_thin.h"
 #include "cpu/gemm_tile.h"
 #include "cpu/transpose16.h"
 
@@ -32,6 +33,12 @@ struct Avx512 {
   }
   static V maskload(Mask m, const float* p) { return _mm512_maskz_loadu_ps(m, p); }
   static void maskstore(float* p, Mask m, V v) { _mm512_mask_storeu_ps(p, m, v); }
+  static V loadu(const float* p) { return _mm512_loadu_ps(p); }
+  static void storeu(float* p, V v) { _mm512_storeu_ps(p, v); }
+  static Mask mask1(int64_t n) {
+    return n >= L ? Mask(0xFFFF) : n <= 0 ? Mask(0) : Mask((1u << n) - 1);
+  }
+  static float hsum(V v) { return _mm512_reduce_add_ps(v); }
 };
 
 // Two 16 x 16 transposes per 16 k: a 32-column panel of B^T from 32 rows of B.
@@ -50,7 +57,7 @@ void pack_t(const float* B, int64_t ldb, int64_t K, int64_t n0, int64_t w, float
 // often as with 256; measured 2-11% faster at the LSTM shapes of benchmarks/cpu_gemm.py (Zen 5).
 const GemmArch& gemm_arch_avx512() {
   static const GemmArch arch{Avx512::MR, 2 * Avx512::L, 512, &gemm_tile::kernel<Avx512>,
-                                &pack_t};
+                                &pack_t, &gemm_thin::product<Avx512>};
   return arch;
 }
 

@@ -1,8 +1,10 @@
 // Test hooks for the CPU GEMM (gemm.h) and the fused LSTM step, in their own op namespace so
 // that they stay out of the product's op list (torch.ops.fusedrnn.*):
-//   torch.ops.fusedrnn_testing.cpu_gemm(a, b, c, ta, tb, alpha, beta, isa, bias, stream) -> bool
+//   torch.ops.fusedrnn_testing.cpu_gemm(a, b, c, ta, tb, alpha, beta, isa, bias, stream, packed)
+//   -> bool
 // c = alpha * op(a) op(b) + beta * c (+ bias [N] on every row, if given) in place, with gemm.h's
-// stream hint. a, b, c: fp32
+// stream hint; packed = False leaves b unpacked (PackedB's packed flag: the thin kernels below 8
+// rows, gemm_thin.h, or the BLAS path). a, b, c: fp32
 // CPU, 2-D, unit column stride; the row stride is the leading dimension (so a narrowed view
 // tests ld > width). isa: -1 automatic, 0 BLAS, 1 AVX2, 2 AVX-512; returns false without
 // computing when the CPU cannot run it.
@@ -26,7 +28,8 @@ namespace cpu {
 namespace {
 
 bool cpu_gemm(const Tensor& a, const Tensor& b, const Tensor& c, bool ta, bool tb, double alpha,
-              double beta, int64_t isa, const std::optional<Tensor>& bias, bool stream) {
+              double beta, int64_t isa, const std::optional<Tensor>& bias, bool stream,
+              bool packed) {
   for (const Tensor* t : {&a, &b, &c})
     TORCH_CHECK(t->dim() == 2 && t->scalar_type() == at::kFloat && t->device().is_cpu() &&
                     (t->stride(1) == 1 || t->size(1) <= 1),
@@ -45,8 +48,10 @@ bool cpu_gemm(const Tensor& a, const Tensor& b, const Tensor& c, bool ta, bool t
   auto ld = [](const Tensor& t) {
     return std::max<int64_t>(t.stride(0), std::max<int64_t>(1, t.size(1)));
   };
-  sgemm(ta, tb, M, N, K, float(alpha), a.data_ptr<float>(), ld(a), b.data_ptr<float>(), ld(b),
-        float(beta), c.data_ptr<float>(), ld(c), bias ? bias->data_ptr<float>() : nullptr, stream);
+  const float* bp = bias ? bias->data_ptr<float>() : nullptr;
+  gemm_packed(M, float(alpha), ta, a.data_ptr<float>(), ld(a),
+              PackedB(tb, K, N, b.data_ptr<float>(), ld(b), packed), float(beta),
+              c.data_ptr<float>(), ld(c), bp, stream);
   return true;
 }
 
@@ -70,7 +75,7 @@ int64_t cpu_lstm_thin_rows() { return kThinRows; }
 
 TORCH_LIBRARY(fusedrnn_testing, m) {
   m.def("cpu_gemm(Tensor a, Tensor b, Tensor(a!) c, bool ta, bool tb, float alpha, float beta, "
-        "int isa, Tensor? bias=None, bool stream=False) -> bool");
+        "int isa, Tensor? bias=None, bool stream=False, bool packed=True) -> bool");
   m.impl("cpu_gemm", c10::DispatchKey::CPU, TORCH_FN(cpu_gemm));
   m.def("cpu_gemm_repeat(Tensor a, Tensor w, Tensor(a!) c, int reps) -> ()");
   m.impl("cpu_gemm_repeat", c10::DispatchKey::CPU, TORCH_FN(cpu_gemm_repeat));

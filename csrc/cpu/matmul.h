@@ -7,8 +7,8 @@
 // fp32, gemm.h's stream hint.
 // B (and bias) must outlive the Weight; C must not alias A, B or bias; beta == 0 never reads C.
 // fp32 products whose B serves fewer than kPackMinRows rows in all (a one-shot matmul with small
-// M and A read in place; a Weight given rows < kPackMinRows) leave B unpacked: PackedB's BLAS
-// path.
+// M and A read in place; a Weight given rows < kPackMinRows) leave B unpacked: PackedB's thin
+// kernels (gemm_thin.h) or BLAS path.
 #pragma once
 
 #include "cpu/common.h"
