@@ -205,6 +205,19 @@ class RNNFunction(torch.autograd.Function):
                 None, None)
 
 
+def _no_graph(*tensors):
+    """True when autograd will record nothing for this call (grad mode off: no_grad,
+    inference_mode; or no input requiring grad): the layer then calls its forward op directly,
+    without a Function's context and saved tensors (a single step spends a good part of its
+    time there)."""
+    if not torch.is_grad_enabled():
+        return True
+    for t in tensors:
+        if t is not None and t.requires_grad:
+            return False
+    return True
+
+
 def _empty(x, h0, w_hh):
     # The fused ops need B, I, H >= 1. torch.nn accepts a batch of 0 (and its cells a
     # hidden_size or input_size of 0): such calls run fusedrnn.reference's plain ops, which
@@ -220,6 +233,10 @@ def lstm_layer(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False, batch
     then [4H,P] and y, h0, h_n have P features. Without it P = H."""
     if _empty(x, h0, w_hh):
         return reference.lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, w_hr)
+    if _no_graph(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr):
+        y, h_n, c_n, _, _ = ops.lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse,
+                                             get_backend(), batch_sizes, w_hr, get_algorithm())
+        return _unview(y), h_n, c_n
     return LSTMFunction.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, get_backend(),
                               batch_sizes, w_hr, get_algorithm())
 
@@ -228,6 +245,10 @@ def gru_layer(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False, batch_size
     """One GRU layer (reset-after, as torch.nn.GRU) over x: returns (y, h_n)."""
     if _empty(x, h0, w_hh):
         return reference.gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes)
+    if _no_graph(x, h0, w_ih, w_hh, b_ih, b_hh):
+        y, h_n, _, _ = ops.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, get_backend(),
+                                       batch_sizes, get_algorithm())
+        return _unview(y), h_n
     return GRUFunction.apply(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, get_backend(), batch_sizes,
                              get_algorithm())
 
@@ -243,5 +264,9 @@ def _rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity, reverse, batch_sizes
     if _empty(x, h0, w_hh):
         return reference.rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity, reverse,
                                    batch_sizes)
+    if _no_graph(x, h0, w_ih, w_hh, b_ih, b_hh):
+        y, h_n = ops.rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity, reverse,
+                                 get_backend(), batch_sizes)
+        return _unview(y), h_n
     return RNNFunction.apply(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity, reverse, get_backend(),
                              batch_sizes, save_h_n)

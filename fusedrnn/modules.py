@@ -27,12 +27,10 @@ class _FusedRNNBase:
         """A no-op: fusedrnn reads the parameters as they are (no cuDNN flat buffer)."""
 
     def _layer_weights(self, layer, direction):
-        """(w_ih, w_hh, b_ih, b_hh, w_hr) of one layer and direction; absent ones are None."""
-        sfx = f"_l{layer}" + ("_reverse" if direction == 1 else "")
-        get = lambda n: getattr(self, n + sfx)  # noqa: E731
-        biases = (get("bias_ih"), get("bias_hh")) if self.bias else (None, None)
-        w_hr = get("weight_hr") if getattr(self, "proj_size", 0) > 0 else None
-        return (get("weight_ih"), get("weight_hh")) + biases + (w_hr,)
+        """(w_ih, w_hh, b_ih, b_hh, w_hr) of one layer and direction; absent ones are None.
+        Looked up by name on every call (weight-drop wrappers replace them between calls)."""
+        names = _weight_names(layer, direction, self.bias, getattr(self, "proj_size", 0) > 0)
+        return tuple(None if n is None else getattr(self, n) for n in names)
 
     def _check_hx(self, hx):
         name = type(self).__name__
@@ -121,8 +119,10 @@ class _FusedRNNBase:
             if self.dropout and self.training and layer + 1 < self.num_layers:
                 x = torch.nn.functional.dropout(x, self.dropout, training=True)
 
-        h_n = torch.stack(h_n)
-        c_n = torch.stack(c_n) if lstm else None
+        # One layer and direction: a view instead of a copy (torch.nn's h_n is not a view either
+        # way in autograd's sense: it is an output of the layer's Function or op).
+        h_n = h_n[0].unsqueeze(0) if len(h_n) == 1 else torch.stack(h_n)
+        c_n = (c_n[0].unsqueeze(0) if len(c_n) == 1 else torch.stack(c_n)) if lstm else None
         if packed:
             output = PackedSequence(x, batch_sizes, sorted_indices, unsorted_indices)
             if unsorted_indices is not None:
@@ -135,6 +135,23 @@ class _FusedRNNBase:
                 h_n = h_n.squeeze(1)
                 c_n = c_n.squeeze(1) if lstm else None
         return (output, (h_n, c_n)) if lstm else (output, h_n)
+
+
+_WEIGHT_NAMES = {}
+
+
+def _weight_names(layer, direction, bias, proj):
+    """The attribute names of (w_ih, w_hh, b_ih, b_hh, w_hr), None for absent ones (cached:
+    formatting them was a measurable part of a single step's time)."""
+    key = (layer, direction, bool(bias), proj)
+    names = _WEIGHT_NAMES.get(key)
+    if names is None:
+        sfx = f"_l{layer}" + ("_reverse" if direction == 1 else "")
+        names = (f"weight_ih{sfx}", f"weight_hh{sfx}",
+                 f"bias_ih{sfx}" if bias else None, f"bias_hh{sfx}" if bias else None,
+                 f"weight_hr{sfx}" if proj else None)
+        _WEIGHT_NAMES[key] = names
+    return names
 
 
 # Under autocast, torch.nn runs these layers in the autocast dtype (the "lower precision" list of
