@@ -3,6 +3,7 @@
     python -m fusedrnn.bench                      # the default suite (long on a CPU)
     python -m fusedrnn.bench --quick              # a small suite, well under a minute on a CPU
     python -m fusedrnn.bench --cell lstm --H 256,1024 --mode inference --json out.json
+    python -m fusedrnn.bench --serve              # single steps in a loop (fusedrnn.bench_serve)
 
 For every case (cell, sizes, dtype, mode[, algorithm]) it builds a torch.nn module and the
 fusedrnn module of the same class with the same weights (load_state_dict), first checks that
@@ -615,6 +616,13 @@ def build_parser():
     g.add_argument("--quick", action="store_true",
                    help="a small suite (T=20 B=8 H=128: 1 layer, and 2 layers bidirectional; "
                         "repeat 5, warm-up 1 unless given)")
+    g.add_argument("--serve", action="store_true",
+                   help="the serving cases instead (fusedrnn.bench_serve): loops of single steps "
+                        "(T=1) carrying the state, modules and cells, B 1,4,16 x H 256,512,1024 "
+                        "(--B/--H replace them; --cell lstm includes LSTMCell, gru GRUCell; "
+                        "--quick: B 1,16 x H 512); microseconds per step")
+    g.add_argument("--steps", type=int, default=None,
+                   help="steps per timed loop of --serve (default 200, 50 with --quick)")
     g.add_argument("--cell", type=lambda s: _csv(s, CELLS, what="cell"), default=list(CELLS),
                    help="cells, comma-separated (default lstm,gru,rnn)")
     g.add_argument("--sizes", type=parse_sizes, default=None,
@@ -710,6 +718,8 @@ def main(argv=None):
         torch.cuda.set_device(device)
     if a.threads:
         torch.set_num_threads(a.threads)
+    if a.serve:
+        return _main_serve(a, device)
     cases = cases_from_args(a, device)
     if a.list:
         for c in cases:
@@ -758,6 +768,49 @@ def main(argv=None):
     if a.plot:
         write_plot(results, a.plot)
         print(f"wrote {a.plot}")
+    return 1 if bad else 0
+
+
+def _main_serve(a, device):
+    from fusedrnn import bench_serve as sv
+    kinds = [k for k in sv.SERVE_KINDS if k.replace("cell", "") in a.cell]
+    batches = a.B or ((1, 16) if a.quick else sv.SERVE_BATCHES)
+    hidden = a.H or ((512,) if a.quick else sv.SERVE_HIDDEN)
+    cases = sv.serve_cases(kinds, batches, hidden, a.dtype)
+    if a.list:
+        for c in cases:
+            print(c.name)
+        return 0
+    steps = a.steps or (50 if a.quick else 200)
+    info = machine_info(device)
+    print(f"fusedrnn {info['fusedrnn']} ({info['build_info']}), torch {info['torch']}, "
+          f"{info['gpu'] or info['cpu']} ({info['cores']} cores, {info['torch_threads']} threads)"
+          f", device {device}")
+    load = _load_warning(device)
+    if load:
+        print(load)
+    print(f"{len(cases)} serving cases: loops of {steps} single steps carrying the state, "
+          f"median of {a.repeat} rounds")
+    tol = TOLERANCE_CUDA if device.type == "cuda" else TOLERANCE
+    bar = ProgressBar(len(cases), "serve", enabled={"on": True, "off": False}.get(a.progress))
+    results = []
+    for case in cases:
+        bar.update(0, case.name)
+        results.append(sv.run_serve_case(case, device, steps=steps, rounds=a.repeat,
+                                         seed=a.seed, tolerance=tol))
+        bar.update(1, case.name)
+    bar.close()
+    print(sv.format_serve_table(results))
+    bad = [r for r in results if r["status"] != "ok"]
+    if bad:
+        print(f"\n{len(bad)} case(s) failed the check or did not run: "
+              + "; ".join(f"{r['name']}: {r['status']}" for r in bad))
+    if a.json:
+        settings = {k: v for k, v in vars(a).items() if k not in ("sizes",)}
+        with open(a.json, "w") as f:
+            json.dump({"machine": info, "settings": settings, "results": results}, f, indent=1,
+                      default=str)
+        print(f"wrote {a.json}")
     return 1 if bad else 0
 
 

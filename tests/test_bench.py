@@ -262,3 +262,39 @@ def test_progress_bar():
     quiet = io.StringIO()
     bench.ProgressBar(4, enabled=False, stream=quiet).update(1)
     assert quiet.getvalue() == ""
+
+
+def test_serve_cases_and_table(tmp_path, capsys):
+    """--serve: loops of single steps for the modules and the cells, checked and timed side by
+    side; the JSON holds both medians per case."""
+    out = tmp_path / "serve.json"
+    rc = bench.main(["--serve", "--cell", "lstm,gru", "--B", "1,3", "--H", "9", "--repeat", "1",
+                     "--steps", "3", "--threads", "1", "--progress", "off", "--json", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    doc = json.loads(out.read_text())
+    names = [r["name"] for r in doc["results"]]
+    assert names == [f"{k} T1 B{b} H9 fp32 serve" for k in ("lstm", "gru", "lstmcell", "grucell")
+                     for b in (1, 3)]
+    for r in doc["results"]:
+        assert r["status"] == "ok" and r["check"]["ok"]
+        assert r["torch_us"] > 0 and r["fusedrnn_us"] > 0
+        assert r["ratio"] == pytest.approx(r["torch_us"] / r["fusedrnn_us"])
+        assert r["name"] in text
+
+
+def test_serve_check_catches_a_wrong_step(monkeypatch):
+    """A cell whose state is off by 1e-3 fails the serving check."""
+    cls = fusedrnn.GRUCell
+
+    class Wrong(cls):
+        def forward(self, *args, **kwargs):
+            return super().forward(*args, **kwargs) + 1e-3
+    monkeypatch.setattr(fusedrnn, "GRUCell", Wrong)
+    from fusedrnn import bench_serve
+    r = bench_serve.run_serve_case(bench_serve.ServeCase("grucell", 2, 7), "cpu", steps=2,
+                                   rounds=1)
+    assert r["status"] == "MISMATCH" and not r["check"]["ok"]
+    assert "MISMATCH" in bench_serve.format_serve_table([r])
+    ok = bench_serve.run_serve_case(bench_serve.ServeCase("gru", 2, 7), "cpu", steps=2, rounds=1)
+    assert ok["status"] == "ok"

@@ -95,20 +95,20 @@ def test_streamed_output(isa, threads):
 
 @pytest.mark.parametrize("tb", [False, True])
 def test_thin_unpacked(isa, threads, tb):
-    """Fewer than 8 rows on an unpacked B (a single time step's products): the thin kernels
-    (gemm_thin.h) on AVX2/AVX-512, the BLAS path otherwise. Every row count, odd N and K (vector
-    tails, partial column blocks), alpha/beta/bias, padded leading dimensions, and a B of more
-    than 2 MB, which two threads split by columns."""
+    """Fewer than 32 rows on an unpacked B (a single time step's products): the thin kernels
+    (gemm_thin.h) on AVX2/AVX-512, the BLAS path otherwise. Every row count (passes of 4 or 8
+    rows and the remainders), odd N and K (vector tails, partial column blocks), alpha/beta/bias,
+    padded leading dimensions, and a B of more than 2 MB, which two threads split by columns."""
     gen = torch.Generator().manual_seed(500 + 10 * ISAS[isa] + 2 * threads + tb)
-    for M in range(1, 8):
+    for M in range(1, 32):
         _check(isa, M, 300, 129, False, tb, 1.0, 0.0, 0, gen, packed=False)
     for N, K in [(1, 1), (7, 5), (17, 33), (65, 16), (129, 300), (64, 8), (2, 257)]:
-        M = int(torch.randint(1, 8, (1,), generator=gen))
+        M = int(torch.randint(1, 32, (1,), generator=gen))
         alpha = float(torch.empty(1).uniform_(-2, 2, generator=gen))
         beta = [0.0, 1.0, -0.5][int(torch.randint(3, (1,), generator=gen))]
         pad = int(torch.randint(0, 5, (1,), generator=gen))
         _check(isa, M, N, K, False, tb, alpha, beta, pad, gen, bias=True, packed=False)
-    _check(isa, 3, 1031, 700, False, tb, 1.0, 1.0, 3, gen, bias=True, packed=False)
+    _check(isa, 13, 1031, 700, False, tb, 1.0, 1.0, 3, gen, bias=True, packed=False)
 
 
 def test_zero_k(isa):

@@ -77,9 +77,9 @@ constexpr double kParallelBytes = 2 << 20;
 // forward ~8% faster.
 constexpr double kStreamBytes = 16 << 20;
 // Products of fewer rows than this on an unpacked B (PackedB's packed = false: matmul.h leaves B
-// unpacked below kPackMinRows = 8 rows) run on the thin kernels (gemm_thin.h) instead of the
-// BLAS of torch.
-constexpr int64_t kThinBelowRows = 8;
+// unpacked below kPackMinRows rows) run on the thin kernels (gemm_thin.h) instead of the BLAS of
+// torch.
+constexpr int64_t kThinBelowRows = 32;
 
 void store_fence() {
 #if defined(__x86_64__)

@@ -53,7 +53,7 @@ struct PackedB {
   PackedB() = default;
   // op(B) is [K,N]; B itself is [K,N] (tb false) or [N,K] (tb true) with row stride ldb.
   // packed = false: B read as stored, for a B used by too few rows to repay packing: products of
-  // fewer than 8 rows (not transposed A) on the thin kernels (gemm_thin.h) where the CPU has
+  // fewer than 32 rows (not transposed A) on the thin kernels (gemm_thin.h) where the CPU has
   // AVX2, else the BLAS path.
   PackedB(bool tb, int64_t K, int64_t N, const float* B, int64_t ldb, bool packed = true);
 };

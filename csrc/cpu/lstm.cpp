@@ -45,7 +45,7 @@ void forward_steps(const Steps& st, const Tensor& x, const Tensor& w_ih, const T
   // Without a projection, fp32 steps run fused where the CPU allows (lstm_step.h: the recurrent
   // GEMM with the cell update in its epilogue), else as a GEMM plus a pointwise pass. Either way
   // W_hh is packed once for all steps.
-  // Fewer rows than kPackMinRows in all (a single step at B < 8) do not repay packing W_hh into
+  // Fewer rows than kPackMinRows in all (a single step at B <= 16) do not repay packing W_hh into
   // the fused step's panels: the GEMM reads it as stored there (matmul.h).
   LstmStepFn fused = nullptr;
   if constexpr (std::is_same_v<S, float>)

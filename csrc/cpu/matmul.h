@@ -34,8 +34,10 @@ inline void pre_bias(int64_t M, int64_t N, const S* bias, S& beta, S* C, int64_t
 
 // Packing B reads and writes all of it, which only pays when enough rows use it: single steps
 // (T=1 B=1 H=512, two threads) of GRU ran at ~0.8x and RNN at ~0.6x of torch.nn's inference with
-// their 3 MB / 1 MB weights packed per call.
-constexpr int64_t kPackMinRows = 8;
+// their 3 MB / 1 MB weights packed per call. Up to 16 rows the thin kernels (gemm_thin.h) read B
+// as stored in passes of 4 rows, which still costs less than packing it (a [2048,512] B, 16 rows:
+// ~1.1 ms thin, ~1.6 ms packing included, one thread).
+constexpr int64_t kPackMinRows = 17;
 
 // rows: how many rows the Weight will multiply over all its uses (fp32 packs from kPackMinRows).
 template <class S>
