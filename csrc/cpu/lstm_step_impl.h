@@ -5,7 +5,8 @@
 //
 // Isa provides: L (floats per vector = units per panel; the cell math's V<float> must have the
 // same width), MR (rows per tile: MR * 4 accumulators and the panel's 4 vectors of one k fit the
-// register file), KC (K chunk), vector type V and mask type Mask, and static functions zero(),
+// register file), KC (K chunk), kPinPanel (keep the panel's vectors in registers rather than
+// as FMA memory operands), vector type V and mask type Mask, and static functions zero(),
 // load(p) (aligned to the vector), loadu(p), storeu(p, v), set1(x), fma(a, b, c) = a*b + c,
 // add(a, b), mask(n) (lanes < n; any n), maskload(m, p) (masked-off lanes read as 0, never
 // touched), maskstore(p, m, v), and transpose(src, lds, rows, cols, dst, ldd): an L x L block
@@ -55,8 +56,11 @@ static void tile(int64_t H, int64_t k0, int64_t kc, bool last, const float* h, c
 #pragma GCC unroll 2
     for (int s = 0; s < S; ++s) {
       const float* b = bp + (k + s) * NC;
-      const Vec b0 = Isa::load(b), b1 = Isa::load(b + L), b2 = Isa::load(b + 2 * L),
-                b3 = Isa::load(b + 3 * L);
+      Vec b0 = Isa::load(b), b1 = Isa::load(b + L), b2 = Isa::load(b + 2 * L),
+          b3 = Isa::load(b + 3 * L);
+      // Left to itself GCC folds these loads into every row's FMAs (R + 1 loads per FMA pair
+      // where 1 + R/4 would do); with two loads a cycle that starves the FMA pipes at R = 2.
+      if constexpr (Isa::kPinPanel) asm("" : "+x"(b0), "+x"(b1), "+x"(b2), "+x"(b3));
 #pragma GCC unroll 4
       for (int i = 0; i < R; ++i) {
         const Vec ai = Isa::set1(a[i * H + k + s]);

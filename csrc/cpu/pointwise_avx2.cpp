@@ -37,6 +37,7 @@ namespace FRNN_PW_NS {
 // 32 KB, as AVX-512's 128.
 struct LstmAvx2 {
   static constexpr int L = 8, MR = 2, kAcc = 12, kMinVectors = 2;
+  static constexpr bool kPinPanel = true;
   static constexpr int64_t KC = 256;
   using V = __m256;
   using Mask = __m256i;

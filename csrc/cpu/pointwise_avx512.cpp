@@ -47,6 +47,7 @@ namespace FRNN_PW_NS {
 // to 16 accumulators. kc = 128: a panel chunk of 32 KB stays in L1.
 struct LstmAvx512 {
   static constexpr int L = 16, MR = 4, kAcc = 16, kMinVectors = 4;
+  static constexpr bool kPinPanel = false;
   static constexpr int64_t KC = 128;
   using V = __m512;
   using Mask = __mmask16;
