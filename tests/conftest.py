@@ -74,6 +74,25 @@ def threads(request):
     torch.set_num_threads(old)
 
 
+# The CPU instruction sets the fused LSTM step and sweeps are compiled for, as levels of
+# torch.ops.fusedrnn_testing.cpu_force_isa (csrc/cpu/pointwise.h: force_cpu_isa).
+CPU_ISAS = {"avx512": 2, "avx2": 1}
+
+
+@pytest.fixture(params=list(CPU_ISAS))
+def cpu_isa(request):
+    """Runs the test as on a CPU whose best instruction set is AVX-512, then AVX2 + FMA (the
+    pointwise passes, the GEMM, the fused LSTM step and sweeps all switch), skipping an
+    instruction set this CPU lacks; automatic again afterwards."""
+    force = torch.ops.fusedrnn_testing.cpu_force_isa
+    if not force(CPU_ISAS[request.param]):
+        pytest.skip(f"this CPU cannot run {request.param}")
+    try:
+        yield request.param
+    finally:
+        force(-1)
+
+
 def layer_inputs(kind, T, B, I, H, dtype=torch.float64, bias=True, device="cpu", seed=0):
     """Fresh random inputs of one layer (never zeros); weights scaled like torch.nn's init."""
     g = torch.Generator().manual_seed(seed)

@@ -1,14 +1,17 @@
 """The CPU backend's thin LSTM sweeps (csrc/cpu/lstm_sweep.h: the forward and backward time loops
 of a batch of at most cpu_lstm_thin_rows() rows, each in one parallel region with one barrier per
-step, threads owning ranges of 16 hidden units; the forward runs the fused step with h
+step, threads owning ranges of L hidden units; the forward runs the fused step with h
 double-buffered, the backward reads dh = da W_hh from W_hh as stored, every other step in
-reverse). Outputs, final states and gradients against the fp64 reference (autograd through
-fusedrnn.reference) and against a step at a time (FUSEDRNN_CPU_THIN=0) on the same inputs:
-hidden sizes that do and do not fill a 16-unit vector, every row count the sweeps take (row
-groups of 1..4 in the backward product), packed input in both directions (rows that leave, or
-join from h0, between steps), 1 and 2 threads (H = 129 and 201: W_hh above the 128 KB from which
-two threads split it), and a W_hh of 2.6 MB (forward sweep only). The sizes here are small
-enough that the input projection is hoisted."""
+reverse), on every instruction set they are compiled for that this CPU has (the cpu_isa fixture:
+AVX-512, L = 16; AVX2 + FMA, L = 8). Outputs, final states and gradients against the fp64
+reference (autograd through fusedrnn.reference) and against a step at a time
+(FUSEDRNN_CPU_THIN=0, same instruction set) on the same inputs: hidden sizes that do and do not
+fill an 8- or 16-unit vector (and the backward product's column chunks, full and partial), every
+row count the sweeps take (row groups of 1..4 in the backward product) and one more (a step at a
+time), packed input in both directions (rows that leave, or join from h0, between steps), 1 and
+2 threads (H = 129 and 201: W_hh above the 128 KB from which two threads split it), and a W_hh of
+2.6 MB (forward sweep only). The sizes here are small enough that the input projection is
+hoisted."""
 import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence
@@ -18,8 +21,12 @@ from fusedrnn import functional as F
 from fusedrnn import reference
 
 testing = torch.ops.fusedrnn_testing
+# A forward of fewer rows than this in all reads W_hh as stored instead of packing it for the
+# fused step and its sweep (csrc/cpu/matmul.h: kPackMinRows), so every case here has at least
+# this many.
+MIN_ROWS = 17
 pytestmark = pytest.mark.skipif(not testing.cpu_lstm_thin(),
-                                reason="the thin LSTM sweep needs AVX-512 F/BW/DQ/VL")
+                                reason="the thin LSTM sweep needs AVX2 + FMA or AVX-512")
 ROWS = testing.cpu_lstm_thin_rows()
 
 
@@ -61,11 +68,13 @@ def _close(got, want, tol):
         torch.testing.assert_close(a.double(), b.double(), rtol=tol, atol=tol, msg=f"item {k}")
 
 
-@pytest.mark.parametrize("H", [1, 7, 16, 33, 67, 129])
-@pytest.mark.parametrize("B", list(range(1, ROWS + 1)))
+@pytest.mark.parametrize("H", [1, 7, 13, 16, 33, 37, 67, 100, 129])
+@pytest.mark.parametrize("B", list(range(1, ROWS + 2)))
 @pytest.mark.parametrize("reverse", [False, True])
-def test_sweep_matches_reference_and_step_at_a_time(H, B, reverse, threads, monkeypatch):
-    T, I = 5, 9
+def test_sweep_matches_reference_and_step_at_a_time(H, B, reverse, threads, cpu_isa,
+                                                    monkeypatch):
+    T, I = max(5, -(-MIN_ROWS // B)), 9
+    assert testing.cpu_lstm_fused_isa() == cpu_isa and testing.cpu_lstm_thin()
     leaves = _inputs(T, B, I, H, seed=H * 10 + B)
     got = _grads(leaves, _fused(reverse))
     want = _grads([t.double() for t in leaves],
@@ -75,10 +84,11 @@ def test_sweep_matches_reference_and_step_at_a_time(H, B, reverse, threads, monk
 
 
 @pytest.mark.parametrize("reverse", [False, True])
-def test_sweep_packed(reverse, threads, monkeypatch):
+def test_sweep_packed(reverse, threads, cpu_isa, monkeypatch):
     """Rows leave (forward) or join from h0 (reverse) between steps: a row's final state is the
     one of its own last active step."""
-    T, B, I, H = 7, ROWS, 6, 21
+    T, B, I, H = 10, ROWS, 6, 21  # at least T + B - 1 = MIN_ROWS packed rows
+    assert testing.cpu_lstm_fused_isa() == cpu_isa
     x, *rest = _inputs(T, B, I, H, seed=3)
     lengths = torch.tensor(sorted(torch.randint(1, T + 1, (B,)).tolist(), reverse=True))
     lengths[0] = T
@@ -110,14 +120,15 @@ def test_sweep_packed(reverse, threads, monkeypatch):
 
 @pytest.mark.parametrize("H", [201, 401])
 @pytest.mark.parametrize("B", [1, 3])
-def test_sweep_two_slots(H, B, monkeypatch):
-    """Two threads split the units: H = 201 (12 full vectors + 9 units, both sweeps) and
-    H = 401 (W_hh of 2.6 MB: the forward sweep, the backward a step at a time), each slot
-    walking its share in alternating directions."""
+def test_sweep_two_slots(H, B, cpu_isa, monkeypatch):
+    """Two threads split the units: H = 201 (AVX-512: 12 full vectors + 9 units; AVX2: 25 + 1;
+    both sweeps) and H = 401 (W_hh of 2.6 MB: the forward sweep, the backward a step at a
+    time), each slot walking its share in alternating directions."""
+    assert testing.cpu_lstm_fused_isa() == cpu_isa
     old = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        T, I = 6, 10
+        T, I = max(6, -(-MIN_ROWS // B)), 10
         leaves = _inputs(T, B, I, H, seed=B)
         got = _grads(leaves, _fused(False))
         want = _grads([t.double() for t in leaves], lambda *a: reference.lstm_layer(*a))

@@ -11,7 +11,11 @@
 //   torch.ops.fusedrnn_testing.cpu_gemm_repeat(a [M,K], w [N,K], c [M,N], reps): c = a w^T
 // reps times with w packed once (benchmarks/cpu_gemm.py measures the per-step rate with it).
 //   torch.ops.fusedrnn_testing.cpu_lstm_fused() -> bool: whether an fp32 LSTM layer without
-// projection runs the fused step (lstm_step.h) right now (CPU support and run-time switches).
+// projection runs the fused step (lstm_step.h) right now (CPU support and run-time switches);
+// cpu_lstm_fused_isa() -> str: its instruction set, "avx512", "avx2" or "" (not fused).
+//   torch.ops.fusedrnn_testing.cpu_force_isa(level) -> bool: pointwise.h's force_cpu_isa (act
+// as a CPU whose best instruction set is 0 portable, 1 AVX2 + FMA, 2 AVX-512; -1 automatic), so
+// that one process tests every instruction set this CPU has; false if the CPU cannot.
 //   torch.ops.fusedrnn_testing.cpu_lstm_thin() -> bool: whether an fp32 LSTM layer without
 // projection and with at most cpu_lstm_thin_rows() rows per step runs the thin sweeps
 // (lstm_sweep.h: the forward with its input projection hoisted, the backward with W_hh of at
@@ -22,6 +26,7 @@
 #include "cpu/gemm.h"
 #include "cpu/lstm_step.h"
 #include "cpu/lstm_sweep.h"
+#include "cpu/pointwise.h"
 
 namespace fusedrnn {
 namespace cpu {
@@ -68,6 +73,11 @@ void cpu_gemm_repeat(const Tensor& a, const Tensor& w, const Tensor& c, int64_t 
 }
 
 bool cpu_lstm_fused() { return lstm_step_fn() != nullptr; }
+std::string cpu_lstm_fused_isa() {
+  const LstmStepKernel* k = lstm_step_fn();
+  return k ? k->isa : "";
+}
+bool cpu_force_isa(int64_t level) { return force_cpu_isa(int(level)); }
 bool cpu_lstm_thin() { return lstm_forward_thin_fn() != nullptr; }
 int64_t cpu_lstm_thin_rows() { return kThinRows; }
 
@@ -80,6 +90,8 @@ TORCH_LIBRARY(fusedrnn_testing, m) {
   m.def("cpu_gemm_repeat(Tensor a, Tensor w, Tensor(a!) c, int reps) -> ()");
   m.impl("cpu_gemm_repeat", c10::DispatchKey::CPU, TORCH_FN(cpu_gemm_repeat));
   m.def("cpu_lstm_fused() -> bool", TORCH_FN(cpu_lstm_fused));
+  m.def("cpu_lstm_fused_isa() -> str", TORCH_FN(cpu_lstm_fused_isa));
+  m.def("cpu_force_isa(int level) -> bool", TORCH_FN(cpu_force_isa));
   m.def("cpu_lstm_thin() -> bool", TORCH_FN(cpu_lstm_thin));
   m.def("cpu_lstm_thin_rows() -> int", TORCH_FN(cpu_lstm_thin_rows));
 }

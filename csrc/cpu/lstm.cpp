@@ -1,6 +1,6 @@
 // CPU backend, LSTM: the input projection (hoisted or per step, matmul.h: InputProjection), per
 // step the recurrent GEMM (W_hh packed once per call) with the cell update (csrc/cells) fused
-// into it (lstm_step.h; fp32 on AVX-512 without projection) or, elsewhere, the GEMM into the
+// into it (lstm_step.h; fp32 on AVX-512 or AVX2+FMA, without projection) or, elsewhere, the GEMM into the
 // saved-gates buffer plus one fused pointwise pass; backward sweeps time in reverse, then the
 // weight gradients, dx and db as single GEMMs over all rows. Thin batches run each sweep in one
 // parallel region (lstm_sweep.h). fp32 GEMMs are the backend's own (gemm.h). Dense and packed
@@ -47,7 +47,7 @@ void forward_steps(const Steps& st, const Tensor& x, const Tensor& w_ih, const T
   // W_hh is packed once for all steps.
   // Fewer rows than kPackMinRows in all (a single step at B <= 16) do not repay packing W_hh into
   // the fused step's panels: the GEMM reads it as stored there (matmul.h).
-  LstmStepFn fused = nullptr;
+  const LstmStepKernel* fused = nullptr;
   if constexpr (std::is_same_v<S, float>)
     fused = proj || st.N < kPackMinRows ? nullptr : lstm_step_fn();
   // The input projection, with both biases, into the gates buffer (bypassing the cache when
@@ -60,7 +60,7 @@ void forward_steps(const Steps& st, const Tensor& x, const Tensor& w_ih, const T
   std::optional<LstmStepWeights> wf;
   std::optional<Weight<S>> whh, whr;
   if (fused) {
-    wf.emplace(reinterpret_cast<const float*>(w_hh.data_ptr<S>()), H);
+    wf.emplace(*fused, reinterpret_cast<const float*>(w_hh.data_ptr<S>()), H);
   } else {
     whh.emplace(true, P, G, w_hh.data_ptr<S>(), P, st.N);
   }
@@ -90,7 +90,7 @@ void forward_steps(const Steps& st, const Tensor& x, const Tensor& w_ih, const T
       // h_t goes to y first: the fused step reads all of h_{t-1} while it writes. (fused is set
       // only when S is float; the casts are identities then.)
       auto f = [](S* p) { return reinterpret_cast<float*>(p); };
-      fused(*wf, n, f(hs), f(g), f(cs), f(ct), f(yt));
+      fused->step(*wf, n, f(hs), f(g), f(cs), f(ct), f(yt));
       std::copy(yt, yt + n * H, hs);
       continue;
     }

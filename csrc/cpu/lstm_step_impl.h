@@ -1,80 +1,103 @@
-// The fused LSTM step (contract: lstm_step.h) for AVX-512. Included by pointwise_avx512.cpp after
-// pointwise_impl.h, inside that TU's target pragma: it uses FastF and the shared cell math from
-// there, so the cell update is the same code as the pointwise pass's.
+// The fused LSTM step (contract: lstm_step.h), written once over instruction-set traits and
+// instantiated by pointwise_avx512.cpp and pointwise_avx2.cpp after pointwise_impl.h, inside the
+// TU's target pragma: it uses FastF and the shared cell math from there, so the cell update is
+// the same code as the pointwise pass's.
+//
+// Isa provides: L (floats per vector = units per panel; the cell math's V<float> must have the
+// same width), MR (rows per tile: MR * 4 accumulators and the panel's 4 vectors of one k fit the
+// register file), KC (K chunk), kPinPanel (keep the panel's vectors in registers rather than
+// as FMA memory operands), vector type V and mask type Mask, and static functions zero(),
+// load(p) (aligned to the vector), loadu(p), storeu(p, v), set1(x), fma(a, b, c) = a*b + c,
+// add(a, b), mask(n) (lanes < n; any n), maskload(m, p) (masked-off lanes read as 0, never
+// touched), maskstore(p, m, v), and transpose(src, lds, rows, cols, dst, ldd): an L x L block
+// transpose as transpose16.h's.
 #pragma once
 
 #include <immintrin.h>
 
 #include "cpu/gemm.h"
 #include "cpu/lstm_step.h"
-#include "cpu/transpose16.h"
 
 namespace fusedrnn {
 namespace cpu {
 namespace FRNN_PW_NS {
 namespace step {
 
-constexpr int64_t kU = LstmStepWeights::kUnits, kCols = LstmStepWeights::kCols;
-// K chunk: a panel's kc x 64 floats (32 KB) stay in L1 while every row tile of the step uses it.
-constexpr int64_t kKC = 128;
+template <class Isa>
+constexpr int64_t kCols = 4 * Isa::L;
 
 // Rows r0..r0+R-1 of the step, units u0..u0+nu-1 (one panel), k in [k0, k0+kc). The gate
 // pre-activations live in g between chunks: the first chunk starts from the input
 // pre-activations there, middle chunks store partial sums back, the last applies the cell.
-template <int R>
+template <class Isa, int R>
 static void tile(int64_t H, int64_t k0, int64_t kc, bool last, const float* h, const float* bp,
                  int64_t u0, int64_t nu, float* g, float* cs, float* c_out, float* m_out) {
+  using Vec = typename Isa::V;
+  constexpr int L = Isa::L;
+  constexpr int64_t NC = kCols<Isa>;
+  static_assert(V<float>::size() == L, "the cell math must run on the panel's vectors");
   // One row has only 4 FMA chains (latency 4 on two pipes wants >= 8): alternate two sets of
   // partial sums over k there.
   constexpr int S = R == 1 ? 2 : 1;
-  const __mmask16 mask = nu >= kU ? __mmask16(0xFFFF) : __mmask16((1u << nu) - 1);
-  __m512 acc[S][R][4];
+  const bool full = nu >= L;
+  const typename Isa::Mask mask = Isa::mask(nu);
+  Vec acc[S][R][4];
 #pragma GCC unroll 4
   for (int i = 0; i < R; ++i)
 #pragma GCC unroll 4
     for (int q = 0; q < 4; ++q) {
-      acc[0][i][q] = _mm512_maskz_loadu_ps(mask, g + i * 4 * H + q * H + u0);
-      if (S == 2) acc[S - 1][i][q] = _mm512_setzero_ps();
+      const float* p = g + i * 4 * H + q * H + u0;
+      acc[0][i][q] = full ? Isa::loadu(p) : Isa::maskload(mask, p);
+      if (S == 2) acc[S - 1][i][q] = Isa::zero();
     }
   const float* a = h + k0;
   int64_t k = 0;
   for (; k + S <= kc; k += S) {
 #pragma GCC unroll 2
     for (int s = 0; s < S; ++s) {
-      const float* b = bp + (k + s) * kCols;
-      const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16),
-                   b2 = _mm512_load_ps(b + 32), b3 = _mm512_load_ps(b + 48);
+      const float* b = bp + (k + s) * NC;
+      Vec b0 = Isa::load(b), b1 = Isa::load(b + L), b2 = Isa::load(b + 2 * L),
+          b3 = Isa::load(b + 3 * L);
+      // Left to itself GCC folds these loads into every row's FMAs (R + 1 loads per FMA pair
+      // where 1 + R/4 would do); with two loads a cycle that starves the FMA pipes at R = 2.
+      if constexpr (Isa::kPinPanel) asm("" : "+x"(b0), "+x"(b1), "+x"(b2), "+x"(b3));
 #pragma GCC unroll 4
       for (int i = 0; i < R; ++i) {
-        const __m512 ai = _mm512_set1_ps(a[i * H + k + s]);
-        acc[s][i][0] = _mm512_fmadd_ps(ai, b0, acc[s][i][0]);
-        acc[s][i][1] = _mm512_fmadd_ps(ai, b1, acc[s][i][1]);
-        acc[s][i][2] = _mm512_fmadd_ps(ai, b2, acc[s][i][2]);
-        acc[s][i][3] = _mm512_fmadd_ps(ai, b3, acc[s][i][3]);
+        const Vec ai = Isa::set1(a[i * H + k + s]);
+        acc[s][i][0] = Isa::fma(ai, b0, acc[s][i][0]);
+        acc[s][i][1] = Isa::fma(ai, b1, acc[s][i][1]);
+        acc[s][i][2] = Isa::fma(ai, b2, acc[s][i][2]);
+        acc[s][i][3] = Isa::fma(ai, b3, acc[s][i][3]);
       }
     }
   }
   for (; k < kc; ++k) {
-    const float* b = bp + k * kCols;
+    const float* b = bp + k * NC;
 #pragma GCC unroll 4
     for (int i = 0; i < R; ++i) {
-      const __m512 ai = _mm512_set1_ps(a[i * H + k]);
+      const Vec ai = Isa::set1(a[i * H + k]);
 #pragma GCC unroll 4
       for (int q = 0; q < 4; ++q)
-        acc[0][i][q] = _mm512_fmadd_ps(ai, _mm512_load_ps(b + 16 * q), acc[0][i][q]);
+        acc[0][i][q] = Isa::fma(ai, Isa::load(b + L * q), acc[0][i][q]);
     }
   }
   if (S == 2) {
 #pragma GCC unroll 4
     for (int i = 0; i < R; ++i)
 #pragma GCC unroll 4
-      for (int q = 0; q < 4; ++q) acc[0][i][q] = _mm512_add_ps(acc[0][i][q], acc[S - 1][i][q]);
+      for (int q = 0; q < 4; ++q) acc[0][i][q] = Isa::add(acc[0][i][q], acc[S - 1][i][q]);
   }
   for (int i = 0; i < R; ++i) {
     float* gi = g + i * 4 * H + u0;
     if (!last) {
 #pragma GCC unroll 4
-      for (int q = 0; q < 4; ++q) _mm512_mask_storeu_ps(gi + q * H, mask, acc[0][i][q]);
+      for (int q = 0; q < 4; ++q) {
+        if (full) {
+          Isa::storeu(gi + q * H, acc[0][i][q]);
+        } else {
+          Isa::maskstore(gi + q * H, mask, acc[0][i][q]);
+        }
+      }
       continue;
     }
     const int64_t e = i * H + u0;
@@ -88,34 +111,36 @@ static void tile(int64_t H, int64_t k0, int64_t kc, bool last, const float* h, c
   }
 }
 
-template <int R = 1>
+template <class Isa, int R = 1>
 static void tile_rows(int64_t r, int64_t H, int64_t k0, int64_t kc, bool last, const float* h,
                       const float* bp, int64_t u0, int64_t nu, float* g, float* cs,
                       float* c_out, float* m_out) {
-  if constexpr (R < 4) {
+  if constexpr (R < Isa::MR) {
     if (r != R)
-      return tile_rows<R + 1>(r, H, k0, kc, last, h, bp, u0, nu, g, cs, c_out, m_out);
+      return tile_rows<Isa, R + 1>(r, H, k0, kc, last, h, bp, u0, nu, g, cs, c_out, m_out);
   }
-  tile<R>(H, k0, kc, last, h, bp, u0, nu, g, cs, c_out, m_out);
+  tile<Isa, R>(H, k0, kc, last, h, bp, u0, nu, g, cs, c_out, m_out);
 }
 
 // Panels p0 .. p1-1 of the step (arguments as lstm_step.h), in reverse order when rev.
+template <class Isa>
 static void panels(const LstmStepWeights& w, int64_t n, const float* h, float* g, float* cs,
                    float* c_out, float* m_out, int64_t p0, int64_t p1, bool rev) {
+  constexpr int64_t kU = Isa::L, NC = kCols<Isa>, MR = Isa::MR;
   const int64_t H = w.H;
   for (int64_t q = p0; q < p1; ++q) {
     const int64_t p = rev ? p0 + p1 - 1 - q : q;
     const int64_t u0 = p * kU, nu = std::min(kU, H - u0);
-    const float* bp = w.data.get() + p * H * kCols;
-    for (int64_t k0 = 0; k0 < H; k0 += kKC) {
-      const int64_t kc = std::min(kKC, H - k0);
+    const float* bp = w.data.get() + p * H * NC;
+    for (int64_t k0 = 0; k0 < H; k0 += Isa::KC) {
+      const int64_t kc = std::min<int64_t>(Isa::KC, H - k0);
       const bool last = k0 + kc == H;
-      for (int64_t r0 = 0; r0 < n; r0 += 4) {
+      for (int64_t r0 = 0; r0 < n; r0 += MR) {
         // The next tile's first loads (input pre-activations at k0 = 0, the cell state in the
         // last chunk) miss the cache: their rows are 8 KB apart. Asking for them one tile
         // ahead hides that latency (it was ~13% of the step's time).
-        if (r0 + 4 < n && (k0 == 0 || last)) {
-          for (int64_t i = r0 + 4; i < std::min(n, r0 + 8); ++i) {
+        if (r0 + MR < n && (k0 == 0 || last)) {
+          for (int64_t i = r0 + MR; i < std::min(n, r0 + 2 * MR); ++i) {
             if (k0 == 0)
               for (int gate = 0; gate < 4; ++gate)
                 _mm_prefetch(reinterpret_cast<const char*>(g + i * 4 * H + gate * H + u0),
@@ -123,23 +148,25 @@ static void panels(const LstmStepWeights& w, int64_t n, const float* h, float* g
             if (last) _mm_prefetch(reinterpret_cast<const char*>(cs + i * H + u0), _MM_HINT_T0);
           }
         }
-        tile_rows(std::min<int64_t>(4, n - r0), H, k0, kc, last, h + r0 * H, bp + k0 * kCols,
-                  u0, nu, g + r0 * 4 * H, cs + r0 * H, c_out + r0 * H, m_out + r0 * H);
+        tile_rows<Isa>(std::min(MR, n - r0), H, k0, kc, last, h + r0 * H, bp + k0 * NC, u0, nu,
+                       g + r0 * 4 * H, cs + r0 * H, c_out + r0 * H, m_out + r0 * H);
       }
     }
   }
 }
 
+template <class Isa>
 static void lstm_step(const LstmStepWeights& w, int64_t n, const float* h, float* g,
                       float* cs, float* c_out, float* m_out) {
   const int64_t H = w.H;
+  TORCH_CHECK(w.units == Isa::L, "fusedrnn: W_hh packed for another instruction set");
   if (n == 0 || H == 0) return;
   const bool reverse = w.steps.fetch_add(1, std::memory_order_relaxed) & 1;
   auto run = [&](int64_t p0, int64_t p1) {
-    panels(w, n, h, g, cs, c_out, m_out, p0, p1, reverse);
+    panels<Isa>(w, n, h, g, cs, c_out, m_out, p0, p1, reverse);
   };
   const double flops = 8.0 * double(n) * double(H) * double(H);
-  const double bytes = double(w.panels) * double(H) * kCols * sizeof(float);
+  const double bytes = double(w.panels) * double(H) * kCols<Isa> * sizeof(float);
   if (run_on_caller(flops, bytes)) {  // thin steps (B = 1) still split: two cores read W_hh faster
     run(0, w.panels);
   } else {
@@ -147,21 +174,25 @@ static void lstm_step(const LstmStepWeights& w, int64_t n, const float* h, float
   }
 }
 
-}  // namespace step
-}  // namespace FRNN_PW_NS
-
-LstmStepFn lstm_step_avx512() { return &FRNN_PW_NS::step::lstm_step; }
-
-void lstm_step_pack_panel(const float* w_hh, int64_t H, int64_t p, float* d) {
-  constexpr int64_t kU = LstmStepWeights::kUnits, kCols = LstmStepWeights::kCols;
-  const int rows = int(std::min(kU, H - p * kU));
-  // Gate q's 16 units are rows q*H + 16p + u of W_hh; their first 16 k land, transposed, in
-  // columns 16q .. 16q+15 of the panel's first 16 rows; and so on along k.
+template <class Isa>
+static void pack_panel(const float* w_hh, int64_t H, int64_t p, float* d) {
+  constexpr int64_t L = Isa::L, NC = kCols<Isa>;
+  const int rows = int(std::min(L, H - p * L));
+  // Gate q's L units are rows q*H + Lp + u of W_hh; their first L k land, transposed, in
+  // columns Lq .. Lq+L-1 of the panel's first L rows; and so on along k.
   for (int64_t q = 0; q < 4; ++q)
-    for (int64_t k0 = 0; k0 < H; k0 += 16)
-      transpose16(w_hh + (q * H + p * kU) * H + k0, H, rows, int(std::min<int64_t>(16, H - k0)),
-                  d + k0 * kCols + q * kU, kCols);
+    for (int64_t k0 = 0; k0 < H; k0 += L)
+      Isa::transpose(w_hh + (q * H + p * L) * H + k0, H, rows, int(std::min(L, H - k0)),
+                     d + k0 * NC + q * L, NC);
 }
 
+template <class Isa>
+const LstmStepKernel& kernel(const char* name) {
+  static const LstmStepKernel k{name, Isa::L, &pack_panel<Isa>, &lstm_step<Isa>};
+  return k;
+}
+
+}  // namespace step
+}  // namespace FRNN_PW_NS
 }  // namespace cpu
 }  // namespace fusedrnn

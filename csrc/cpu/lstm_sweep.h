@@ -1,15 +1,19 @@
-// The LSTM time loops for thin batches (fp32, AVX-512, no projection), each in one parallel
-// region with one spin barrier per step (slot_barrier.h) instead of waking the thread pool every
-// step. Each slot (thread) owns a contiguous range of hidden units, multiples of 16, for the
-// whole loop. Because a step costs a barrier rather than a wake-up, threads split W_hh from
-// 128 KB on (H >= ~90), where the step-at-a-time path keeps up to 2 MB on one thread.
+// The LSTM time loops for thin batches (fp32, AVX-512 or AVX2+FMA, no projection), each in one
+// parallel region with one spin barrier per step (slot_barrier.h) instead of waking the thread
+// pool every step. Written once (lstm_sweep_impl.h) and compiled with the fused step
+// (lstm_step.h) for each instruction set; the sweeps returned below are those of the instruction
+// set of lstm_step_fn(). Each slot (thread) owns a contiguous range of hidden units, multiples of
+// the vector width L (16 AVX-512, 8 AVX2), for the whole loop. Because a step costs a barrier
+// rather than a wake-up, threads split W_hh from 128 KB on (H >= ~90), where the step-at-a-time
+// path keeps up to 2 MB on one thread.
 //
 // Forward, lstm_forward_thin(w, S, off, cnt, gates, h, c, cells, y, hbuf): the fused step
 // (lstm_step.h) of every step, a slot computing its units' panels. The step reads all of
 // h_{t-1} from one half of hbuf and each slot writes its units of h_t to the other half, so the
 // only barrier of a step is at its end.
-//   w: W_hh packed (LstmStepWeights). gates [N,4H] in: the input pre-activations of every step
-//   (the input projection is hoisted), out: the activations i,f,g,o. h [B,H], c [B,H]: in the
+//   w: W_hh packed by lstm_step_fn() (LstmStepWeights). gates [N,4H] in: the input
+//   pre-activations of every step (the input projection is hoisted), out: the activations
+//   i,f,g,o. h [B,H], c [B,H]: in the
 //   initial states, out the final ones (a row keeps the state of its last active step).
 //   cells [N,H], y [N,H]: out, c_t and h_t. hbuf [2,B,H]: scratch.
 //
@@ -55,8 +59,9 @@ using LstmBackwardThinFn = void (*)(int64_t H, const float* w_hh, int64_t S, con
                                     const float* c_prev, const float* dy, float* dh, float* dc,
                                     float* da);
 
-// The sweeps, or null where they do not run: where lstm_step_fn() is null (lstm_step.h) or with
-// FUSEDRNN_CPU_THIN=0 (a step at a time, for measurements).
+// The sweeps of lstm_step_fn()'s instruction set, or null where they do not run: where
+// lstm_step_fn() is null (lstm_step.h) or with FUSEDRNN_CPU_THIN=0 (a step at a time, for
+// measurements). Called by lstm.cpp.
 LstmForwardThinFn lstm_forward_thin_fn();
 LstmBackwardThinFn lstm_backward_thin_fn();
 

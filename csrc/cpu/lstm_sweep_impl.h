@@ -1,7 +1,9 @@
-// The thin LSTM sweeps (contract: lstm_sweep.h) for AVX-512. Included by pointwise_avx512.cpp
-// after pointwise_impl.h and lstm_step_impl.h, inside that TU's target pragma: the forward runs
-// the fused step's panels, the backward's cell is pointwise_impl.h's lstm_backward_units, the
-// same code as the pointwise pass.
+// The thin LSTM sweeps (contract: lstm_sweep.h), written once over the instruction-set traits
+// of lstm_step_impl.h and instantiated by pointwise_avx512.cpp and pointwise_avx2.cpp after
+// pointwise_impl.h and lstm_step_impl.h, inside the TU's target pragma: the forward runs the
+// fused step's panels, the backward's cell is pointwise_impl.h's lstm_backward_units, the same
+// code as the pointwise pass. Beyond the step's traits the backward product uses Isa::kAcc (how
+// many accumulators it may keep in registers) and Isa::kMinVectors (its narrowest chunk).
 #pragma once
 
 #include <immintrin.h>
@@ -19,83 +21,85 @@ namespace cpu {
 namespace FRNN_PW_NS {
 namespace sweep {
 
-constexpr int64_t kW = 16;  // floats per vector
-
-// dh[r, c0 .. c1) = sum over j < G of da[r*G + j] * w[j*H + c], rows r < R, c1 - c0 <= 16 V
-// (== 16 V when Full: no masks, so the loads fold into the FMAs). R x V accumulators stay in
+// dh[r, c0 .. c1) = sum over j < G of da[r*G + j] * w[j*H + c], rows r < R, c1 - c0 <= L V
+// (== L V when Full: no masks, so the loads fold into the FMAs). R x V accumulators stay in
 // registers while the rows of W stream past; rev walks j backwards.
-template <int R, int V, bool Full>
+template <class Isa, int R, int V, bool Full>
 static void product(int64_t H, int64_t G, const float* w, const float* da, int64_t c0, int64_t c1,
                     bool rev, float* dh) {
-  __mmask16 m[V];
-  for (int v = 0; v < V; ++v) {
-    const int64_t left = c1 - c0 - kW * v;
-    m[v] = left >= kW ? __mmask16(0xFFFF) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
-  }
-  __m512 acc[R][V];
+  using Vec = typename Isa::V;
+  constexpr int64_t kW = Isa::L;
+  typename Isa::Mask m[V];
+  for (int v = 0; v < V; ++v) m[v] = Isa::mask(c1 - c0 - kW * v);
+  Vec acc[R][V];
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 16
-    for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_ps();
+    for (int v = 0; v < V; ++v) acc[r][v] = Isa::zero();
   const float* wc = w + c0;
   for (int64_t jj = 0; jj < G; ++jj) {
     const int64_t j = rev ? G - 1 - jj : jj;
     const float* wj = wc + j * H;
-    __m512 a[R];
+    Vec a[R];
 #pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) a[r] = _mm512_set1_ps(da[r * G + j]);
+    for (int r = 0; r < R; ++r) a[r] = Isa::set1(da[r * G + j]);
 #pragma GCC unroll 16
     for (int v = 0; v < V; ++v) {
-      const __m512 wv =
-          Full ? _mm512_loadu_ps(wj + kW * v) : _mm512_maskz_loadu_ps(m[v], wj + kW * v);
+      const Vec wv = Full ? Isa::loadu(wj + kW * v) : Isa::maskload(m[v], wj + kW * v);
 #pragma GCC unroll 4
-      for (int r = 0; r < R; ++r) acc[r][v] = _mm512_fmadd_ps(a[r], wv, acc[r][v]);
+      for (int r = 0; r < R; ++r) acc[r][v] = Isa::fma(a[r], wv, acc[r][v]);
     }
   }
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 16
-    for (int v = 0; v < V; ++v) _mm512_mask_storeu_ps(dh + r * H + c0 + kW * v, m[v], acc[r][v]);
+    for (int v = 0; v < V; ++v) Isa::maskstore(dh + r * H + c0 + kW * v, m[v], acc[r][v]);
 }
 
-// The widest chunk R rows can hold in registers (R*V <= 16 accumulators).
-constexpr int64_t max_vectors(int R) { return R == 1 ? 16 : R == 2 ? 8 : 4; }
+// The widest chunk R rows can hold in registers: the largest power of two V with
+// R*V <= Isa::kAcc accumulators (AVX-512, 16: V = 16, 8, 4, 4 for R = 1..4).
+template <class Isa>
+constexpr int max_vectors(int R) {
+  int v = 1;
+  while (2 * v * R <= Isa::kAcc) v *= 2;
+  return v;
+}
 
-// product<R, V> with V the smallest of 4, 8, 16 that covers c1 - c0.
-template <int R>
+// product<R, V> with V the smallest power of two in [Isa::kMinVectors, max_vectors(R)] that
+// covers c1 - c0 (Full when it covers it exactly at the widest).
+template <class Isa, int R, int V = max_vectors<Isa>(R)>
 static void product_rows(int64_t H, int64_t G, const float* w, const float* da, int64_t c0,
                          int64_t c1, bool rev, float* dh) {
+  constexpr int64_t kW = Isa::L;
   const int64_t nv = (c1 - c0 + kW - 1) / kW;
-  const bool full = c1 - c0 == kW * max_vectors(R);
-  if constexpr (max_vectors(R) >= 16) {
-    if (full) return product<R, 16, true>(H, G, w, da, c0, c1, rev, dh);
-    if (nv > 8) return product<R, 16, false>(H, G, w, da, c0, c1, rev, dh);
+  if constexpr (V == max_vectors<Isa>(R)) {
+    if (c1 - c0 == kW * V) return product<Isa, R, V, true>(H, G, w, da, c0, c1, rev, dh);
   }
-  if constexpr (max_vectors(R) >= 8) {
-    if (full) return product<R, 8, true>(H, G, w, da, c0, c1, rev, dh);
-    if (nv > 4) return product<R, 8, false>(H, G, w, da, c0, c1, rev, dh);
+  if constexpr (V / 2 >= Isa::kMinVectors) {
+    if (nv <= V / 2) return product_rows<Isa, R, V / 2>(H, G, w, da, c0, c1, rev, dh);
   }
-  if (full) return product<R, 4, true>(H, G, w, da, c0, c1, rev, dh);
-  product<R, 4, false>(H, G, w, da, c0, c1, rev, dh);
+  product<Isa, R, V, false>(H, G, w, da, c0, c1, rev, dh);
 }
 
 // dh[0..n) over columns [c0, c1): groups of up to 4 rows, chunks of columns that fit the
 // registers, in reverse order when rev.
+template <class Isa>
 static void products(int64_t n, int64_t H, int64_t G, const float* w, const float* da,
                      int64_t c0, int64_t c1, bool rev, float* dh) {
+  constexpr int64_t kW = Isa::L;
   for (int64_t r0 = 0; r0 < n; r0 += 4) {
     const int R = int(std::min<int64_t>(4, n - r0));
-    const int64_t width = kW * max_vectors(R), chunks = (c1 - c0 + width - 1) / width;
+    const int64_t width = kW * max_vectors<Isa>(R), chunks = (c1 - c0 + width - 1) / width;
     for (int64_t q = 0; q < chunks; ++q) {
       const int64_t k = rev ? chunks - 1 - q : q;
       const int64_t a = c0 + k * width, b = std::min(c1, a + width);
       const float* dar = da + r0 * G;
       float* dhr = dh + r0 * H;
       switch (R) {
-        case 1: product_rows<1>(H, G, w, dar, a, b, rev, dhr); break;
-        case 2: product_rows<2>(H, G, w, dar, a, b, rev, dhr); break;
-        case 3: product_rows<3>(H, G, w, dar, a, b, rev, dhr); break;
-        default: product_rows<4>(H, G, w, dar, a, b, rev, dhr); break;
+        case 1: product_rows<Isa, 1>(H, G, w, dar, a, b, rev, dhr); break;
+        case 2: product_rows<Isa, 2>(H, G, w, dar, a, b, rev, dhr); break;
+        case 3: product_rows<Isa, 3>(H, G, w, dar, a, b, rev, dhr); break;
+        default: product_rows<Isa, 4>(H, G, w, dar, a, b, rev, dhr); break;
       }
     }
   }
@@ -112,17 +116,19 @@ static int64_t sweep_slots(double bytes, int64_t pieces) {
   return std::min<int64_t>(at::get_num_threads(), pieces);
 }
 
+template <class Isa>
 static void lstm_forward_thin(const LstmStepWeights& w, int64_t S, const int64_t* off,
                               const int64_t* cnt, float* gates, float* h, float* c, float* cells,
                               float* y, float* hbuf) {
   const int64_t H = w.H, G = 4 * H, P = w.panels;
+  TORCH_CHECK(w.units == Isa::L, "fusedrnn: W_hh packed for another instruction set");
   if (S == 0 || H == 0) return;
   const int64_t B = *std::max_element(cnt, cnt + S);
   // Both halves start as h_0: a row that is not yet active (reversed packed input) is read from
   // either half before any slot writes it.
   std::copy(h, h + B * H, hbuf);
   std::copy(h, h + B * H, hbuf + B * H);
-  const double bytes = double(P) * double(H) * step::kCols * sizeof(float);
+  const double bytes = double(P) * double(H) * step::kCols<Isa> * sizeof(float);
   const int64_t slots = sweep_slots(bytes, P);
   SlotBarrier barrier(slots);
   auto lo = [&](int64_t k) { return k * P / slots; };  // slot k's first panel
@@ -133,8 +139,9 @@ static void lstm_forward_thin(const LstmStepWeights& w, int64_t S, const int64_t
       float* dst = hbuf + ((s + 1) & 1) * B * H;
       float* yt = y + o * H;
       for (int64_t k = w0; k < w1; ++k) {
-        step::panels(w, n, src, gates + o * G, c, cells + o * H, yt, lo(k), lo(k + 1), s & 1);
-        const int64_t u0 = lo(k) * step::kU, u1 = std::min(H, lo(k + 1) * step::kU);
+        step::panels<Isa>(w, n, src, gates + o * G, c, cells + o * H, yt, lo(k), lo(k + 1),
+                          s & 1);
+        const int64_t u0 = lo(k) * Isa::L, u1 = std::min(H, lo(k + 1) * Isa::L);
         for (int64_t b = 0; b < n; ++b)
           std::copy(yt + b * H + u0, yt + b * H + u1, dst + b * H + u0);
       }
@@ -149,15 +156,18 @@ static void lstm_forward_thin(const LstmStepWeights& w, int64_t S, const int64_t
   }
 }
 
+template <class Isa>
 static void lstm_backward_thin(int64_t H, const float* w_hh, int64_t S, const int64_t* off,
                                const int64_t* cnt, const float* gates, const float* cells,
                                const float* c_prev, const float* dy, float* dh, float* dc,
                                float* da) {
+  constexpr int64_t kW = Isa::L;
+  static_assert(V<float>::size() == kW, "lstm_backward_units runs on the same vectors");
   if (S == 0 || H == 0) return;
   const int64_t G = 4 * H, blocks = (H + kW - 1) / kW;
   const int64_t slots = sweep_slots(double(G) * double(H) * sizeof(float), blocks);
   SlotBarrier barrier(slots);
-  // Slot k's units: blocks [k*blocks/slots, (k+1)*blocks/slots) of 16.
+  // Slot k's units: blocks [k*blocks/slots, (k+1)*blocks/slots) of L.
   auto lo = [&](int64_t k) { return std::min(H, kW * (k * blocks / slots)); };
   auto body = [&](int64_t w0, int64_t w1) {
     for (int64_t s = 0; s < S; ++s) {
@@ -174,7 +184,8 @@ static void lstm_backward_thin(int64_t H, const float* w_hh, int64_t S, const in
       barrier.arrive_and_wait(w1 - w0, s + 1);
       // The next step's first half reads only this slot's units of dh, which only this slot
       // writes, and writes another step's rows of da: no second barrier.
-      for (int64_t k = w0; k < w1; ++k) products(n, H, G, w_hh, dat, lo(k), lo(k + 1), s & 1, dh);
+      for (int64_t k = w0; k < w1; ++k)
+        products<Isa>(n, H, G, w_hh, dat, lo(k), lo(k + 1), s & 1, dh);
     }
   };
   run_slots(slots, body);
@@ -182,9 +193,6 @@ static void lstm_backward_thin(int64_t H, const float* w_hh, int64_t S, const in
 
 }  // namespace sweep
 }  // namespace FRNN_PW_NS
-
-LstmForwardThinFn lstm_forward_thin_avx512() { return &FRNN_PW_NS::sweep::lstm_forward_thin; }
-LstmBackwardThinFn lstm_backward_thin_avx512() { return &FRNN_PW_NS::sweep::lstm_backward_thin; }
 
 }  // namespace cpu
 }  // namespace fusedrnn

@@ -39,5 +39,12 @@ struct Pointwise {
 template <class S>
 const Pointwise<S>& pointwise();
 
+// Test hook: act as a CPU whose best instruction set is `level` (0 portable/BLAS, 1 AVX2 + FMA,
+// 2 AVX-512) for the pointwise passes, the GEMM (force_gemm_isa) and the fused LSTM step and
+// sweeps (lstm_step_fn and the thin ones), from the next call on; -1 = automatic again. Returns
+// false (and changes nothing) if this CPU cannot run it. Process-wide: for tests, which run one
+// at a time.
+bool force_cpu_isa(int level);
+
 }  // namespace cpu
 }  // namespace fusedrnn

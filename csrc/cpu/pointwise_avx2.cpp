@@ -1,5 +1,6 @@
-// The pointwise passes compiled for AVX2 + FMA (ATen's AVX2 vector type, SLEEF's vectorised
-// exp/tanh exported by libtorch_cpu), chosen at run time only on CPUs that have both.
+// The pointwise passes, the fused LSTM step and the thin LSTM sweeps compiled for AVX2 + FMA
+// (ATen's AVX2 vector type, SLEEF's vectorised exp/tanh exported by libtorch_cpu), chosen at run
+// time (pointwise.cpp) only on CPUs that have both.
 // setuptools cannot give one file its own -mavx2, so the target is set by pragma and the
 // feature macros that the SLEEF and ATen headers test are defined by hand.
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -21,4 +22,65 @@
 #define FRNN_PW_NS pw_avx2
 #define FRNN_PW_TABLE pointwise_avx2
 #include "cpu/pointwise_impl.h"
+
+#include <immintrin.h>
+
+#include "cpu/transpose8.h"
+
+namespace fusedrnn {
+namespace cpu {
+namespace FRNN_PW_NS {
+
+// Traits of the fused step and sweeps (lstm_step_impl.h, lstm_sweep_impl.h) for 16 ymm
+// registers: panels of 8 units, tiles of 2 rows (8 accumulators + the panel's 4 vectors + one
+// broadcast), the backward product with up to 12 accumulators. kc = 256 keeps a panel chunk at
+// 32 KB, as AVX-512's 128.
+struct LstmAvx2 {
+  static constexpr int L = 8, MR = 2, kAcc = 12, kMinVectors = 2;
+  static constexpr bool kPinPanel = true;
+  static constexpr int64_t KC = 256;
+  using V = __m256;
+  using Mask = __m256i;
+  static V zero() { return _mm256_setzero_ps(); }
+  static V load(const float* p) { return _mm256_load_ps(p); }
+  static V loadu(const float* p) { return _mm256_loadu_ps(p); }
+  static void storeu(float* p, V v) { _mm256_storeu_ps(p, v); }
+  static V set1(float x) { return _mm256_set1_ps(x); }
+  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
+  // Lane j set when j < n (n <= 0: none; n >= 8: all).
+  static Mask mask(int64_t n) {
+    const int m = int(n < 0 ? 0 : n > L ? L : n);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(m), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  static V maskload(Mask m, const float* p) { return _mm256_maskload_ps(p, m); }
+  static void maskstore(float* p, Mask m, V v) { _mm256_maskstore_ps(p, m, v); }
+  static void transpose(const float* src, int64_t lds, int rows, int cols, float* dst,
+                        int64_t ldd) {
+    transpose8(src, lds, rows, cols, dst, ldd);
+  }
+};
+
+}  // namespace FRNN_PW_NS
+}  // namespace cpu
+}  // namespace fusedrnn
+
+#include "cpu/lstm_step_impl.h"
+#include "cpu/lstm_sweep_impl.h"
+
+namespace fusedrnn {
+namespace cpu {
+
+const LstmStepKernel& lstm_step_avx2() {
+  return FRNN_PW_NS::step::kernel<FRNN_PW_NS::LstmAvx2>("avx2");
+}
+LstmForwardThinFn lstm_forward_thin_avx2() {
+  return &FRNN_PW_NS::sweep::lstm_forward_thin<FRNN_PW_NS::LstmAvx2>;
+}
+LstmBackwardThinFn lstm_backward_thin_avx2() {
+  return &FRNN_PW_NS::sweep::lstm_backward_thin<FRNN_PW_NS::LstmAvx2>;
+}
+
+}  // namespace cpu
+}  // namespace fusedrnn
 #endif
