@@ -281,3 +281,24 @@ def test_cpu_peak_memory(cell, monkeypatch):
     # rounded up to 2 MB) and the packed W_hh (1 MB, mapped as 2 MB).
     assert lean <= round2(y_bytes) + 4 * MB + 2 * 2 * MB, (lean / MB, saved / MB)
     assert y.shape == (T, B, H)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_compile_no_grad_then_train(kind, spy):
+    """torch.compile (aot_eager: fake kernels with save=False): a no_grad call and a training
+    call of the same compiled module each get their own graph and the right gradients."""
+    m = make_module(kind)
+    x = torch.randn(5, 3, 5, dtype=torch.float64)
+    cm = torch.compile(m, backend="aot_eager")
+    with torch.no_grad():
+        lean = run(cm, x)
+    assert spy.saves and not any(spy.saves)
+    spy.saves.clear()
+    outs = run(cm, x)
+    assert spy.saves and all(spy.saves)
+    for a, b in zip(lean, outs):
+        torch.testing.assert_close(a, b.detach())
+    got = torch.autograd.grad(sum(o.sum() for o in outs), list(m.parameters()))
+    want = torch.autograd.grad(sum(o.sum() for o in run(m, x)), list(m.parameters()))
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b)
