@@ -4,7 +4,8 @@
 // reset gate multiplies only W_hn h + b_hn) and one fused pointwise pass (csrc/cells).
 // Backward keeps the input-side and recurrent-side gate gradients apart (they differ in the n
 // gate) and computes every weight gradient as one GEMM over all rows. Dense and packed input
-// share one implementation (Steps). Shapes: csrc/ops.h.
+// share one implementation (Steps). Without save (inference) the steps run in chunks whose
+// gates and ghn go to a bounded scratch (chunks.h). Shapes: csrc/ops.h.
 #include "cpu/chunks.h"
 #include "cpu/common.h"
 #include "cpu/matmul.h"
@@ -29,6 +30,9 @@ void forward_steps(const Steps& all, const std::vector<StepChunk>& chunks, const
   auto gh = at::empty({all.B, G}, x.options());
   const Weight<S> whh(true, H, G, w_hh.data_ptr<S>(), H, all.N);  // packed once for all steps
   const S* bhh = b_hh ? b_hh->data_ptr<S>() : nullptr;
+  // Without save, W_ih packed once for all chunks, each chunk's projection one GEMM of its rows.
+  std::optional<Weight<S>> wih;
+  if (!save) wih.emplace(true, I, G, w_ih.data_ptr<S>(), I, all.N);
   S* ghp = gh.data_ptr<S>();
   S* hs = h.data_ptr<S>();
   for (const auto& chunk : chunks) {
@@ -37,14 +41,19 @@ void forward_steps(const Steps& all, const std::vector<StepChunk>& chunks, const
     S* gates0 = gates.data_ptr<S>() + (save ? r0 * G : 0);
     S* ghn0 = ghn.data_ptr<S>() + (save ? r0 * H : 0);
     S* y0 = y.data_ptr<S>() + r0 * H;
-    const InputProjection<S> in(st, x.data_ptr<S>() + r0 * I, I, w_ih.data_ptr<S>(), G,
-                                b_ih ? bias.data_ptr<S>() : nullptr, gates0, G);
+    std::optional<InputProjection<S>> in;
+    if (save)
+      in.emplace(st, x.data_ptr<S>() + r0 * I, I, w_ih.data_ptr<S>(), G,
+                 b_ih ? bias.data_ptr<S>() : nullptr, gates0, G);
+    else
+      wih->mul(st.N, false, x.data_ptr<S>() + r0 * I, I, S(0), gates0, G,
+               b_ih ? bias.data_ptr<S>() : nullptr);
     for (int64_t s = 0; s < st.T; ++s) {
       const int64_t t = time_of(s, st.T, reverse), n = st.count[t], off = st.offset[t];
       S* g = gates0 + off * G;
       S* yt = y0 + off * H;
       S* nt = ghn0 + off * H;
-      in.step(off, n);
+      if (in) in->step(off, n);
       whh.mul(n, false, hs, H, S(0), ghp, G);
       pointwise<S>().gru_forward(n, H, g, ghp, bhh, hs, yt, nt);
     }

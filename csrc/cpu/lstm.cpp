@@ -6,8 +6,8 @@
 // parallel region (lstm_sweep.h). fp32 GEMMs are the backend's own (gemm.h). Dense and packed
 // input share one implementation (csrc/cpu/common.h: Steps). With a projection (w_hr [P,H],
 // torch.nn's proj_size = P) each step adds the GEMM h = m W_hr^T, m = o * tanh(c), and the
-// recurrence runs on h [B,P].
-// Shapes and saved tensors: csrc/ops.h.
+// recurrence runs on h [B,P]. Without save (inference) the steps run in chunks whose gates and
+// cells go to a bounded scratch (chunks.h). Shapes and saved tensors: csrc/ops.h.
 #include "cpu/chunks.h"
 #include "cpu/common.h"
 #include "cpu/lstm_step.h"
@@ -60,6 +60,10 @@ void forward_steps(const Steps& all, const std::vector<StepChunk>& chunks, const
     whh.emplace(true, P, G, w_hh.data_ptr<S>(), P, all.N);
   }
   if (proj) whr.emplace(true, H, P, w_hr.data_ptr<S>(), H, all.N);
+  // Without save, W_ih packed once for all chunks, each chunk's projection one GEMM of its rows
+  // (in the cache for its steps).
+  std::optional<Weight<S>> wih;
+  if (!save) wih.emplace(true, I, G, w_ih.data_ptr<S>(), I, all.N);
   S* ms = proj ? m.data_ptr<S>() : nullptr;
   S* hs = h.data_ptr<S>();
   S* cs = c.data_ptr<S>();
@@ -70,15 +74,19 @@ void forward_steps(const Steps& all, const std::vector<StepChunk>& chunks, const
     S* cells0 = cells_.data_ptr<S>() + (save ? r0 * H : 0);
     S* y0 = y.data_ptr<S>() + r0 * P;
     // The input projection, with both biases, into the gates buffer (bypassing the cache when
-    // hoisted and large: the fused step prefetches its rows; not into a chunk's scratch, which
-    // the steps read while it is still cached).
-    const InputProjection<S> in(st, x.data_ptr<S>() + r0 * I, I, w_ih.data_ptr<S>(), G,
-                                b_ih ? bias.data_ptr<S>() : nullptr, gates0, G,
-                                fused != nullptr && save);
+    // hoisted and large: the fused step prefetches its rows), or into the chunk's scratch.
+    std::optional<InputProjection<S>> in;
+    if (save)
+      in.emplace(st, x.data_ptr<S>() + r0 * I, I, w_ih.data_ptr<S>(), G,
+                 b_ih ? bias.data_ptr<S>() : nullptr, gates0, G, fused != nullptr);
+    else
+      wih->mul(st.N, false, x.data_ptr<S>() + r0 * I, I, S(0), gates0, G,
+               b_ih ? bias.data_ptr<S>() : nullptr);
+    const bool hoisted = !save || in->hoisted;
     if constexpr (std::is_same_v<S, float>) {
       // Thin fused steps with the projection hoisted: the whole loop in one parallel region
       // (lstm_sweep.h).
-      auto thin = fused && in.hoisted && st.B <= kThinRows ? lstm_forward_thin_fn() : nullptr;
+      auto thin = fused && hoisted && st.B <= kThinRows ? lstm_forward_thin_fn() : nullptr;
       if (thin) {
         const auto [off, cnt] = processing_order(st, reverse, false);
         auto hbuf = at::empty({2, st.B, H}, x.options());
@@ -91,7 +99,7 @@ void forward_steps(const Steps& all, const std::vector<StepChunk>& chunks, const
       S* g = gates0 + off * G;
       S* yt = y0 + off * P;
       S* ct = cells0 + off * H;
-      in.step(off, n);
+      if (in) in->step(off, n);
       if (fused) {
         // h_t goes to y first: the fused step reads all of h_{t-1} while it writes. (fused is
         // set only when S is float; the casts are identities then.)
