@@ -18,10 +18,12 @@ TORCH_LIBRARY(fusedrnn, m) {
   // batch_sizes (PackedSequence.batch_sizes) makes x and every per-row tensor [N, K] packed.
   // w_hr [P, H] is the LSTM projection (torch.nn's proj_size = P); dw_hr is empty without it.
   // algorithm (LSTM, GRU): the CUDA kernels' "stepwise", "persistent" or "auto".
+  // save (LSTM, GRU forward): False returns empty gates / cells / ghn and keeps no per-row
+  // buffer but y (inference: nothing will call backward; csrc/ops.h).
   m.def(
       "lstm_forward(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
       "Tensor? b_hh, bool reverse=False, str backend='auto', Tensor? batch_sizes=None, "
-      "Tensor? w_hr=None, str algorithm='auto') "
+      "Tensor? w_hr=None, str algorithm='auto', bool save=True) "
       "-> (Tensor y, Tensor h_n, Tensor c_n, Tensor gates, Tensor cells)");
   m.def(
       "lstm_backward(Tensor dy, Tensor dh_n, Tensor dc_n, Tensor x, Tensor h0, Tensor c0, "
@@ -32,7 +34,7 @@ TORCH_LIBRARY(fusedrnn, m) {
   m.def(
       "gru_forward(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
       "bool reverse=False, str backend='auto', Tensor? batch_sizes=None, "
-      "str algorithm='auto') -> (Tensor y, Tensor h_n, Tensor gates, Tensor ghn)");
+      "str algorithm='auto', bool save=True) -> (Tensor y, Tensor h_n, Tensor gates, Tensor ghn)");
   m.def(
       "gru_backward(Tensor dy, Tensor dh_n, Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, "
       "Tensor y, Tensor gates, Tensor ghn, bool reverse=False, str backend='auto', "
@@ -78,7 +80,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     d["recurring"] = st.recurring;
     d["live"] = st.live;
     d["sizes"] = st.sizes;
+    d["peak"] = st.peak;
     return d;
   });
+  m.def("cpu_reset_peak", []() { fusedrnn::cpu::reset_peak(); });
   fusedrnn::simt::bind_python(m);
 }

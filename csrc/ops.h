@@ -14,12 +14,25 @@
 //   x, h0 (, c0), w_ih, w_hh and the bias(es): LSTM/RNN one db (the same for b_ih and b_hh),
 //   GRU db_ih and db_hh (they differ in the n gate).
 // reverse: the layer runs t = T-1 .. 0 (the backward direction of a bidirectional layer).
+// save (LSTM, GRU forward): false when nothing will call backward (no input requires grad, or
+// grad mode is off): gates and cells / ghn then come back as empty 1-D tensors (0 elements, x's
+// dtype and device), and the forward allocates no per-row buffer but y: the input projection
+// and the values backward would need go through a scratch of a bounded chunk of steps (CPU:
+// csrc/cpu/chunks.h; stepwise CUDA/SIMT: the xproj of a chunk, and the kernels store no gates
+// or cells when their pointers are null). y, h_n, c_n are the same either way up to the rounding
+// of the input projection's GEMM over a chunk's rows instead of all rows (BLAS and cuBLAS may
+// sum another row count in another order; bit-identical for the CPU backend's fp32 dense
+// batches of whole register tiles, B a multiple of 8).
+// nosave_chunk_bytes(): that chunk's budget, 4 MB (FUSEDRNN_NOSAVE_CHUNK_BYTES overrides it, for
+// tests: small values make many chunks of small inputs); a chunk holds at least one step.
 // Inputs may be non-contiguous; outputs are contiguous. T may be 0 (h_n = h0, c_n = c0).
 #pragma once
 
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <tuple>
 
 namespace fusedrnn {
@@ -42,14 +55,15 @@ using T2 = std::tuple<Tensor, Tensor>;
   namespace ns {                                                                              \
   T5 lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,    \
                   const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh,           \
-                  bool reverse, const OptTensor& batch_sizes, const OptTensor& w_hr);         \
+                  bool reverse, const OptTensor& batch_sizes, const OptTensor& w_hr,          \
+                  bool save);                                                                 \
   T7 lstm_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n, const Tensor& x, \
                    const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh, \
                    const Tensor& y, const Tensor& gates, const Tensor& cells, bool reverse,   \
                    const OptTensor& batch_sizes, const OptTensor& w_hr);                      \
   T4 gru_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,   \
                  const OptTensor& b_ih, const OptTensor& b_hh, bool reverse,                  \
-                 const OptTensor& batch_sizes);                                               \
+                 const OptTensor& batch_sizes, bool save);                                    \
   T6 gru_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Tensor& h0,    \
                   const Tensor& w_ih, const Tensor& w_hh, const Tensor& y,                    \
                   const Tensor& gates, const Tensor& ghn, bool reverse,                       \
@@ -61,6 +75,11 @@ using T2 = std::tuple<Tensor, Tensor>;
                   const Tensor& w_ih, const Tensor& w_hh, const Tensor& y, bool relu,         \
                   bool reverse, const OptTensor& batch_sizes);                                \
   }
+
+inline int64_t nosave_chunk_bytes() {
+  const char* env = std::getenv("FUSEDRNN_NOSAVE_CHUNK_BYTES");
+  return env ? std::max<int64_t>(std::atoll(env), 1) : int64_t(4) << 20;
+}
 
 FUSEDRNN_DECLARE_BACKEND(cpu)
 FUSEDRNN_DECLARE_BACKEND(simt)

@@ -428,6 +428,64 @@ def time_case(case, models, device, repeat=20, warmup=3, max_time=None, cuda_gra
     return Timing(torch=times["torch"], fusedrnn=times["fusedrnn"], graphs=graphs)
 
 
+def _vm_hwm():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise OSError("no VmHWM in /proc/self/status")
+
+
+def _memory_child(spec):
+    """In a fresh process (peak_memory): bytes by which the peak resident set grows during one
+    call of spec["which"] on the case's inputs (models and inputs built first)."""
+    case = Case(spec["cell"], Size(**spec["size"]), spec["dtype"], spec["mode"],
+                spec["algorithm"])
+    if spec["threads"]:
+        torch.set_num_threads(spec["threads"])
+    step = make_step(case, make_models(case, "cpu", seed=spec["seed"]), spec["which"])
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM to the current resident set
+    base = _vm_hwm()
+    step()
+    print(json.dumps({"peak": _vm_hwm() - base}))
+
+
+def peak_memory(case, device, seed=0):
+    """{"torch": bytes, "fusedrnn": bytes}: the peak memory one call of each side adds, or None
+    where it cannot be measured. CUDA: torch.cuda.max_memory_allocated over the call, in this
+    process. CPU (Linux): growth of the peak resident set (VmHWM) during the first call in a
+    fresh process per side, so no cache of an earlier call hides it; it counts every allocation,
+    torch's and fusedrnn's alike."""
+    device = torch.device(device)
+    out = {}
+    if device.type == "cuda":
+        models = make_models(case, device, seed=seed)
+        for which in ("torch", "fusedrnn"):
+            step = make_step(case, models, which)
+            torch.cuda.synchronize(device)
+            base = torch.cuda.memory_allocated(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            step()
+            torch.cuda.synchronize(device)
+            out[which] = torch.cuda.max_memory_allocated(device) - base
+        return out
+    if not os.path.exists("/proc/self/clear_refs"):
+        return None
+    import subprocess
+    for which in ("torch", "fusedrnn"):
+        spec = {"cell": case.cell, "size": dataclasses.asdict(case.size), "dtype": case.dtype,
+                "mode": case.mode, "algorithm": case.algorithm, "which": which, "seed": seed,
+                "threads": torch.get_num_threads()}
+        code = f"from fusedrnn.bench import _memory_child; _memory_child({spec!r})"
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           timeout=600)
+        if r.returncode != 0:
+            return None
+        out[which] = json.loads(r.stdout.strip().splitlines()[-1])["peak"]
+    return out
+
+
 def _own_cpu_gemm(a, b):
     """c = a @ b through fusedrnn's own fp32 CPU GEMM (csrc/cpu/gemm.h), or None without it."""
     if a.device.type != "cpu" or a.dtype != torch.float32:
@@ -468,7 +526,7 @@ def gemm_rate(dtype, device, n=None, min_time=0.25, max_runs=20):
 # ---------------------------------------------------------------------------------- results
 
 def run_case(case, device, repeat=20, warmup=3, max_time=None, cuda_graphs="auto",
-             gemm_gflops=None, seed=0):
+             gemm_gflops=None, seed=0, memory=False):
     """Check, then time one case. Returns a JSON-able dict; failures are recorded, not raised."""
     r = {"name": case.name, "cell": case.cell, **dataclasses.asdict(case.size),
          "input_size": case.size.input_size, "dtype": case.dtype, "mode": case.mode,
@@ -490,6 +548,10 @@ def run_case(case, device, repeat=20, warmup=3, max_time=None, cuda_graphs="auto
              torch_times=t.torch, fusedrnn_times=t.fusedrnn,
              torch_gflops=case.flops / t.torch_median / 1e9,
              fusedrnn_gflops=case.flops / t.fusedrnn_median / 1e9)
+    if memory and case.mode == "inference":
+        mem = peak_memory(case, device, seed=seed)
+        if mem:
+            r["torch_peak_bytes"], r["fusedrnn_peak_bytes"] = mem["torch"], mem["fusedrnn"]
     if gemm_gflops:
         r["gemm_gflops"] = gemm_gflops
         r["torch_frac_gemm"] = r["torch_gflops"] / gemm_gflops
@@ -505,6 +567,9 @@ def format_table(results):
     """The results as a text table."""
     head = ["case", "check", "torch.nn ms", "fusedrnn ms", "torch/fused",
             "GFLOP/s torch", "GFLOP/s fused", "%GEMM torch", "%GEMM fused"]
+    memory = any("torch_peak_bytes" in r for r in results)
+    if memory:
+        head.append("peak MB torch/fused")
     rows = []
     for r in results:
         chk = r.get("check")
@@ -518,6 +583,10 @@ def format_table(results):
                      _fmt_ms(r["torch_s"]), _fmt_ms(r["fusedrnn_s"]), f"{r['ratio']:.2f}x",
                      f"{r['torch_gflops']:.1f}", f"{r['fusedrnn_gflops']:.1f}",
                      pct("torch_frac_gemm"), pct("fusedrnn_frac_gemm")])
+        if memory:
+            rows[-1].append(f"{r['torch_peak_bytes'] / 2**20:.1f}/"
+                            f"{r['fusedrnn_peak_bytes'] / 2**20:.1f}"
+                            if "torch_peak_bytes" in r else "-")
     widths = [max([len(head[i])] + [len(row[i]) for row in rows
                                     if len(row) > i and not row[i].startswith("ERROR")])
               for i in range(len(head))]
@@ -665,6 +734,9 @@ def build_parser():
                    help="N of the N x N x N matmul measuring the GEMM rate (default 4096 on "
                         "CUDA, 2048 on CPU, 1024 for fp16/bf16 on CPU)")
     o = p.add_argument_group("output")
+    o.add_argument("--memory", action="store_true",
+                   help="also the peak memory one inference call adds, per side (CUDA: "
+                        "max_memory_allocated; CPU: peak RSS growth in a fresh process each)")
     o.add_argument("--json", metavar="FILE", default=None,
                    help="write all results and machine info to FILE as JSON")
     o.add_argument("--plot", metavar="FILE.png", default=None,
@@ -750,7 +822,8 @@ def main(argv=None):
         bar.update(0, case.name)
         results.append(run_case(case, device, repeat=a.repeat, warmup=a.warmup,
                                 max_time=a.max_time, cuda_graphs=a.cuda_graphs,
-                                gemm_gflops=gemm[case.dtype], seed=a.seed))
+                                gemm_gflops=gemm[case.dtype], seed=a.seed,
+                                memory=a.memory))
         bar.update(1, case.name)
     bar.close()
     print(format_table(results))

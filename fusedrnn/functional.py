@@ -24,6 +24,12 @@ version, and a backward that finds y modified in place first recomputes it with 
 (one more forward pass, only then). The outputs are not views (autograd forbids in-place
 changes of views created inside a custom Function). Under torch.compile y is saved for backward
 as such, so an in-place change of a compiled model's output raises at backward.
+
+Inference: when nothing can call backward (grad mode off, as under torch.no_grad and
+torch.inference_mode, or no input requiring grad, as with frozen weights and a plain x), the
+LSTM and GRU forward ops run with save=False: they keep none of the gates and cells (GRU: ghn)
+that backward would need, and bound the input projection to a chunk of steps, so the forward
+allocates y plus a scratch of a few MB instead of (G+1) more per-row tensors.
 """
 import torch
 
@@ -32,6 +38,15 @@ from fusedrnn._config import get_algorithm, get_backend
 from fusedrnn._ops import ops
 
 __all__ = ["lstm_layer", "gru_layer", "rnn_layer", "LSTMFunction", "GRUFunction", "RNNFunction"]
+
+
+def _needs_backward(*tensors):
+    """Whether backward can reach the layer: grad mode on (off under no_grad and
+    inference_mode) and some input requiring grad. Otherwise the layers call their forward op
+    directly, without an autograd Function (a single step spent a good part of its time in the
+    Function's context and saved tensors), and the ops save nothing (save=False). Under
+    torch.compile both are guarded, so a compiled graph never runs with the wrong choice."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
 def _bias_grads(has_bias, db_ih, db_hh):
@@ -108,11 +123,11 @@ def _recompute_grads(ctx, inputs, layer, grads):
 class LSTMFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, backend, batch_sizes, w_hr,
-                algorithm):
+                algorithm, save=True):
         y, h_n, c_n, gates, cells = ops.lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse,
-                                                     backend, batch_sizes, w_hr, algorithm)
+                                                     backend, batch_sizes, w_hr, algorithm, save)
         y = _unview(y)
-        ctx.algorithm = algorithm
+        ctx.algorithm, ctx.saved_gates = algorithm, save
         ctx.save_for_backward(x, h0, c0, w_ih, w_hh, gates, cells, w_hr, b_ih, b_hh,
                               _keep_output(ctx, y))
         ctx.has_bias, ctx.reverse, ctx.backend = b_ih is not None, reverse, backend
@@ -127,8 +142,11 @@ class LSTMFunction(torch.autograd.Function):
                 ctx, {0: x, 1: h0, 2: c0, 3: w_ih, 4: w_hh, 5: b_ih, 6: b_hh, 10: w_hr},
                 lambda: reference.lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, ctx.reverse,
                                              ctx.batch_sizes, w_hr), (dy, dh_n, dc_n))
-        y = _kept_output(ctx, y)
-        if y is None:  # modified in place: recompute (gates and cells too, for consistency)
+        y = _kept_output(ctx, y) if ctx.saved_gates else None
+        # Modified in place, or a forward that saved nothing (save=False, which _needs_backward
+        # only chooses when no backward can come: kept as a safety net): recompute (gates and
+        # cells too, for consistency).
+        if y is None:
             y, _, _, gates, cells = ops.lstm_forward(
                 x, h0, c0, w_ih, w_hh, b_ih, b_hh, ctx.reverse, ctx.backend, ctx.batch_sizes,
                 w_hr, ctx.algorithm)
@@ -136,16 +154,17 @@ class LSTMFunction(torch.autograd.Function):
             dy.contiguous(), dh_n.contiguous(), dc_n.contiguous(), x, h0, c0, w_ih, w_hh, y,
             gates, cells, ctx.reverse, ctx.backend, ctx.batch_sizes, w_hr, ctx.algorithm)
         return (dx, dh0, dc0, dw_ih, dw_hh, *_bias_grads(ctx.has_bias, db, db), None, None, None,
-                dw_hr if w_hr is not None else None, None)
+                dw_hr if w_hr is not None else None, None, None)
 
 
 class GRUFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, reverse, backend, batch_sizes, algorithm):
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, reverse, backend, batch_sizes, algorithm,
+                save=True):
         y, h_n, gates, ghn = ops.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, backend,
-                                             batch_sizes, algorithm)
+                                             batch_sizes, algorithm, save)
         y = _unview(y)
-        ctx.algorithm = algorithm
+        ctx.algorithm, ctx.saved_gates = algorithm, save
         ctx.save_for_backward(x, h0, w_ih, w_hh, gates, ghn, b_ih, b_hh, _keep_output(ctx, y))
         ctx.has_bias, ctx.reverse, ctx.backend = b_ih is not None, reverse, backend
         ctx.batch_sizes = batch_sizes
@@ -159,15 +178,15 @@ class GRUFunction(torch.autograd.Function):
                 ctx, {0: x, 1: h0, 2: w_ih, 3: w_hh, 4: b_ih, 5: b_hh},
                 lambda: reference.gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, ctx.reverse,
                                             ctx.batch_sizes), (dy, dh_n))
-        y = _kept_output(ctx, y)
-        if y is None:  # modified in place: recompute
+        y = _kept_output(ctx, y) if ctx.saved_gates else None
+        if y is None:  # modified in place, or saved nothing (see LSTMFunction): recompute
             y, _, gates, ghn = ops.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, ctx.reverse,
                                                ctx.backend, ctx.batch_sizes, ctx.algorithm)
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh = ops.gru_backward(
             dy.contiguous(), dh_n.contiguous(), x, h0, w_ih, w_hh, y, gates, ghn, ctx.reverse,
             ctx.backend, ctx.batch_sizes, ctx.algorithm)
         return (dx, dh0, dw_ih, dw_hh, *_bias_grads(ctx.has_bias, db_ih, db_hh), None, None,
-                None, None)
+                None, None, None)
 
 
 class RNNFunction(torch.autograd.Function):
@@ -205,19 +224,6 @@ class RNNFunction(torch.autograd.Function):
                 None, None)
 
 
-def _no_graph(*tensors):
-    """True when autograd will record nothing for this call (grad mode off: no_grad,
-    inference_mode; or no input requiring grad): the layer then calls its forward op directly,
-    without a Function's context and saved tensors (a single step spends a good part of its
-    time there)."""
-    if not torch.is_grad_enabled():
-        return True
-    for t in tensors:
-        if t is not None and t.requires_grad:
-            return False
-    return True
-
-
 def _empty(x, h0, w_hh):
     # The fused ops need B, I, H >= 1. torch.nn accepts a batch of 0 (and its cells a
     # hidden_size or input_size of 0): such calls run fusedrnn.reference's plain ops, which
@@ -233,24 +239,27 @@ def lstm_layer(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False, batch
     then [4H,P] and y, h0, h_n have P features. Without it P = H."""
     if _empty(x, h0, w_hh):
         return reference.lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, w_hr)
-    if _no_graph(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr):
+    save = _needs_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
+    if not save:  # nothing for autograd to record: the op alone, without a Function
         y, h_n, c_n, _, _ = ops.lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse,
-                                             get_backend(), batch_sizes, w_hr, get_algorithm())
+                                             get_backend(), batch_sizes, w_hr, get_algorithm(),
+                                             False)
         return _unview(y), h_n, c_n
     return LSTMFunction.apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, get_backend(),
-                              batch_sizes, w_hr, get_algorithm())
+                              batch_sizes, w_hr, get_algorithm(), save)
 
 
 def gru_layer(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False, batch_sizes=None):
     """One GRU layer (reset-after, as torch.nn.GRU) over x: returns (y, h_n)."""
     if _empty(x, h0, w_hh):
         return reference.gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes)
-    if _no_graph(x, h0, w_ih, w_hh, b_ih, b_hh):
+    save = _needs_backward(x, h0, w_ih, w_hh, b_ih, b_hh)
+    if not save:
         y, h_n, _, _ = ops.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, get_backend(),
-                                       batch_sizes, get_algorithm())
+                                       batch_sizes, get_algorithm(), False)
         return _unview(y), h_n
     return GRUFunction.apply(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, get_backend(), batch_sizes,
-                             get_algorithm())
+                             get_algorithm(), save)
 
 
 def rnn_layer(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", reverse=False,
@@ -264,7 +273,7 @@ def _rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity, reverse, batch_sizes
     if _empty(x, h0, w_hh):
         return reference.rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity, reverse,
                                    batch_sizes)
-    if _no_graph(x, h0, w_ih, w_hh, b_ih, b_hh):
+    if not _needs_backward(x, h0, w_ih, w_hh, b_ih, b_hh):
         y, h_n = ops.rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity, reverse,
                                  get_backend(), batch_sizes)
         return _unview(y), h_n

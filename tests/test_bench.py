@@ -298,3 +298,20 @@ def test_serve_check_catches_a_wrong_step(monkeypatch):
     assert "MISMATCH" in bench_serve.format_serve_table([r])
     ok = bench_serve.run_serve_case(bench_serve.ServeCase("gru", 2, 7), "cpu", steps=2, rounds=1)
     assert ok["status"] == "ok"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="VmHWM is Linux's")
+def test_memory_of_an_inference_case(capsys):
+    """--memory: the peak memory one inference call adds, each side in a fresh process; shown
+    in the table. y alone is T*B*H*4 = 1.6 MB here, so neither side can add nothing."""
+    case = bench.Case("lstm", bench.Size(T=200, B=16, H=128), mode="inference")
+    r = bench.run_case(case, "cpu", repeat=1, warmup=0, memory=True)
+    assert r["status"] == "ok"
+    for k in ("torch_peak_bytes", "fusedrnn_peak_bytes"):
+        assert r[k] >= 200 * 16 * 128 * 4 * 0.9, (k, r[k])
+    table = bench.format_table([r])
+    assert "peak MB torch/fused" in table
+    assert f"{r['torch_peak_bytes'] / 2**20:.1f}/" in table
+    train = bench.run_case(bench.Case("lstm", bench.Size(T=3, B=2, H=5), mode="training"),
+                           "cpu", repeat=1, warmup=0, memory=True)
+    assert "torch_peak_bytes" not in train  # training cases are not measured

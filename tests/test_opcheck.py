@@ -74,3 +74,24 @@ def test_gradcheck_lstm_projection_packed():
                 return F.lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=reverse,
                                     batch_sizes=batch_sizes, w_hr=w_hr)
         assert torch.autograd.gradcheck(f, args, eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_opcheck_save_false(backend, packed):
+    """save=False (inference): the real and fake kernels agree on the empty saved tensors."""
+    dev = device_of(backend)
+    T, B, I, H = 4, 3, 5, 6
+    bs = torch.tensor([3, 3, 2, 1]) if packed else None
+    for kind in ("lstm", "gru"):
+        d = layer_inputs(kind, T, B, I, H, device=dev)
+        x = torch.cat([d["x"][t, :int(bs[t])] for t in range(T)]) if packed else d["x"]
+        w = (d["w_ih"], d["w_hh"], d["b_ih"], d["b_hh"])
+        for reverse in (False, True):
+            if kind == "lstm":
+                args = (x, d["h0"], d["c0"], *w, reverse, backend, bs, None, "auto", False)
+                op = ops.lstm_forward
+            else:
+                args = (x, d["h0"], *w, reverse, backend, bs, "auto", False)
+                op = ops.gru_forward
+            torch.library.opcheck(op, args)
+            assert all(t.shape == (0,) for t in op(*args)[-2:])

@@ -67,6 +67,12 @@ struct Pool {
     uint64_t key;
   };
   std::unordered_map<void*, Live> live;
+  size_t live_bytes = 0, peak = 0;  // of live; peak since reset_peak (tests, benchmarks)
+  void add_live(void* q, size_t bytes, uint64_t k) {
+    live.emplace(q, Live{bytes, k});
+    live_bytes += bytes;
+    peak = std::max(peak, live_bytes);
+  }
   std::unordered_map<uint64_t, uint64_t> last_call;  // key -> call id of its last request
   std::unordered_map<uint64_t, uint64_t> recurring;  // key -> call id it last recurred in
 
@@ -136,7 +142,7 @@ void* take(size_t want, uint64_t& k, std::vector<std::pair<void*, size_t>>& drop
     if (it->bytes == want) {
       q = it->p;
       p.cached -= it->bytes;
-      p.live.emplace(q, Pool::Live{it->bytes, k});
+      p.add_live(q, it->bytes, k);
       p.free_list.erase(it);
       break;
     }
@@ -156,6 +162,7 @@ bool give_back(void* q) {
     if (it == p.live.end()) return false;
     const auto [bytes, k] = it->second;
     p.live.erase(it);
+    p.live_bytes -= bytes;
     if (bytes <= kMaxCached && p.recurs(k, now) && p.cached + bytes <= cache_limit()) {
       p.free_list.push_back({q, bytes, now});
       p.cached += bytes;
@@ -181,7 +188,7 @@ void* alloc_big(size_t bytes) {
   p = map_huge(alloc);
   if (!p) return nullptr;
   std::lock_guard<std::mutex> lock(pool().mu);
-  pool().live.emplace(p, Pool::Live{alloc, k});
+  pool().add_live(p, alloc, k);
   return p;
 }
 
@@ -199,7 +206,13 @@ CacheStats cache_stats() {
     if (p.recurs(kv.first, g_calls.load())) ++recurring;
   std::vector<size_t> sizes;
   for (const auto& c : p.free_list) sizes.push_back(c.bytes);
-  return {p.cached, recurring, live, sizes};
+  return {p.cached, recurring, live, sizes, p.peak};
+}
+
+void reset_peak() {
+  Pool& p = pool();
+  std::lock_guard<std::mutex> lock(p.mu);
+  p.peak = p.live_bytes;
 }
 
 BufferScope::BufferScope(int op) : prev_op_(g_op.load()), prev_call_(g_call.load()) {

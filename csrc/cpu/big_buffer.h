@@ -11,7 +11,8 @@
 // BufferScope(op): RAII, one op call (op: a small id per op kind), around each CPU op; big
 //   allocations outside any scope are never cached. Scopes nest (the inner one counts).
 // cache_stats(): {cached bytes, sizes now recurring, bytes handed out and not freed, the size of
-//   every cached buffer} (tests).
+//   every cached buffer, the most bytes handed out and not freed at once since reset_peak()}
+//   (tests, benchmarks; sizes as mapped, from 1 MB up, rounded to 2 MB).
 // BigBuffer: a unique_ptr that releases with free_big.
 // empty_big(sizes, options): an uninitialised tensor like at::empty; from 1 MB up on the CPU its
 //   memory comes from alloc_big (smaller ones from at::empty).
@@ -53,8 +54,10 @@ class BufferScope {
 struct CacheStats {
   size_t cached, recurring, live;
   std::vector<size_t> sizes;
+  size_t peak;
 };
 CacheStats cache_stats();
+void reset_peak();
 struct FreeBig {
   void operator()(void* p) const { free_big(p); }
 };

@@ -4,7 +4,9 @@
 // reset gate multiplies only W_hn h + b_hn) and one fused pointwise pass (csrc/cells).
 // Backward keeps the input-side and recurrent-side gate gradients apart (they differ in the n
 // gate) and computes every weight gradient as one GEMM over all rows. Dense and packed input
-// share one implementation (Steps). Shapes: csrc/ops.h.
+// share one implementation (Steps). Without save (inference) the steps run in chunks whose
+// gates and ghn go to a bounded scratch (chunks.h). Shapes: csrc/ops.h.
+#include "cpu/chunks.h"
 #include "cpu/common.h"
 #include "cpu/matmul.h"
 #include "cpu/pointwise.h"
@@ -14,29 +16,47 @@ namespace cpu {
 
 namespace {
 
-// x [N,I] -> y, ghn [N,H], gates [N,3H]; h [B,H] enters as h0 and leaves as h_n.
+// x [N,I] -> y, ghn [N,H], gates [N,3H]; h [B,H] enters as h0 and leaves as h_n. The steps run
+// chunk by chunk (chunks.h: chunks_of); save=false: gates and ghn are the scratch of one chunk,
+// rows counted from the chunk's first row.
 template <class S>
-void forward_steps(const Steps& st, const Tensor& x, const Tensor& w_ih, const Tensor& w_hh,
-                   const OptTensor& b_ih, const OptTensor& b_hh, bool reverse, Tensor& y,
-                   Tensor& gates, Tensor& ghn, Tensor& h) {
+void forward_steps(const Steps& all, const std::vector<StepChunk>& chunks, const Tensor& x,
+                   const Tensor& w_ih, const Tensor& w_hh, const OptTensor& b_ih,
+                   const OptTensor& b_hh, bool reverse, bool save, Tensor& y, Tensor& gates,
+                   Tensor& ghn, Tensor& h) {
   const int64_t H = w_hh.size(1), G = 3 * H, I = w_ih.size(1);
-  if (st.N == 0) return;
+  if (all.N == 0) return;
   auto bias = b_ih ? b_ih->contiguous() : Tensor();
-  const InputProjection<S> in(st, x.data_ptr<S>(), I, w_ih.data_ptr<S>(), G,
-                              b_ih ? bias.data_ptr<S>() : nullptr, gates.data_ptr<S>(), G);
-  auto gh = at::empty({st.B, G}, x.options());
-  const Weight<S> whh(true, H, G, w_hh.data_ptr<S>(), H, st.N);  // packed once for all steps
+  auto gh = at::empty({all.B, G}, x.options());
+  const Weight<S> whh(true, H, G, w_hh.data_ptr<S>(), H, all.N);  // packed once for all steps
   const S* bhh = b_hh ? b_hh->data_ptr<S>() : nullptr;
+  // Without save, W_ih packed once for all chunks, each chunk's projection one GEMM of its rows.
+  std::optional<Weight<S>> wih;
+  if (!save) wih.emplace(true, I, G, w_ih.data_ptr<S>(), I, all.N);
   S* ghp = gh.data_ptr<S>();
   S* hs = h.data_ptr<S>();
-  for (int64_t s = 0; s < st.T; ++s) {
-    const int64_t t = time_of(s, st.T, reverse), n = st.count[t], off = st.offset[t];
-    S* g = gates.data_ptr<S>() + off * G;
-    S* yt = y.data_ptr<S>() + off * H;
-    S* nt = ghn.data_ptr<S>() + off * H;
-    in.step(off, n);
-    whh.mul(n, false, hs, H, S(0), ghp, G);
-    pointwise<S>().gru_forward(n, H, g, ghp, bhh, hs, yt, nt);
+  for (const auto& chunk : chunks) {
+    const Steps& st = chunk.st;
+    const int64_t r0 = chunk.row0;
+    S* gates0 = gates.data_ptr<S>() + (save ? r0 * G : 0);
+    S* ghn0 = ghn.data_ptr<S>() + (save ? r0 * H : 0);
+    S* y0 = y.data_ptr<S>() + r0 * H;
+    std::optional<InputProjection<S>> in;
+    if (save)
+      in.emplace(st, x.data_ptr<S>() + r0 * I, I, w_ih.data_ptr<S>(), G,
+                 b_ih ? bias.data_ptr<S>() : nullptr, gates0, G);
+    else
+      wih->mul(st.N, false, x.data_ptr<S>() + r0 * I, I, S(0), gates0, G,
+               b_ih ? bias.data_ptr<S>() : nullptr);
+    for (int64_t s = 0; s < st.T; ++s) {
+      const int64_t t = time_of(s, st.T, reverse), n = st.count[t], off = st.offset[t];
+      S* g = gates0 + off * G;
+      S* yt = y0 + off * H;
+      S* nt = ghn0 + off * H;
+      if (in) in->step(off, n);
+      whh.mul(n, false, hs, H, S(0), ghp, G);
+      pointwise<S>().gru_forward(n, H, g, ghp, bhh, hs, yt, nt);
+    }
   }
 }
 
@@ -64,18 +84,24 @@ void backward_steps(const Steps& st, const Tensor& dy, const Tensor& gates, cons
 }
 
 T4 forward(const Steps& st, const Tensor& x_, const Tensor& h0, const Tensor& w_ih_,
-           const Tensor& w_hh_, const OptTensor& b_ih, const OptTensor& b_hh_, bool reverse) {
+           const Tensor& w_hh_, const OptTensor& b_ih, const OptTensor& b_hh_, bool reverse,
+           bool save) {
   auto x = x_.contiguous().view({st.N, x_.size(-1)});
   auto w_hh = w_hh_.contiguous(), w_ih = w_ih_.contiguous();
   OptTensor b_hh = b_hh_ ? OptTensor(b_hh_->contiguous()) : OptTensor();
   const int64_t H = w_hh.size(1);
   auto y = empty_big({st.N, H}, x.options());
-  auto gates = empty_big({st.N, 3 * H}, x.options());
-  auto ghn = empty_big({st.N, H}, x.options());
+  // Without save, gates and ghn are the scratch of the largest chunk (and come back empty).
+  const auto chunks = chunks_of(st, reverse, save, 4 * H * int64_t(x.element_size()));
+  const int64_t rows = max_rows(chunks);
+  auto gates = empty_big({rows, 3 * H}, x.options());
+  auto ghn = empty_big({rows, H}, x.options());
   auto h = h0.contiguous().clone();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gru_forward_cpu", [&] {
-    forward_steps<scalar_t>(st, x, w_ih, w_hh, b_ih, b_hh, reverse, y, gates, ghn, h);
+    forward_steps<scalar_t>(st, chunks, x, w_ih, w_hh, b_ih, b_hh, reverse, save, y, gates, ghn,
+                            h);
   });
+  if (!save) gates = at::empty({0}, x.options()), ghn = at::empty({0}, x.options());
   return {y, h, gates, ghn};
 }
 
@@ -109,15 +135,17 @@ T6 backward(const Steps& st, const Tensor& dy_, const Tensor& dh_n, const Tensor
 
 T4 gru_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
                const OptTensor& b_ih, const OptTensor& b_hh, bool reverse,
-               const OptTensor& batch_sizes) {
+               const OptTensor& batch_sizes, bool save) {
   if (is_half(x))
     return down(gru_forward(up(x), up(h0), up(w_ih), up(w_hh), up(b_ih), up(b_hh), reverse,
-                            batch_sizes),
+                            batch_sizes, save),
                 x.scalar_type());
   if (batch_sizes)
-    return forward(Steps::packed(*batch_sizes), x, h0, w_ih, w_hh, b_ih, b_hh, reverse);
+    return forward(Steps::packed(*batch_sizes), x, h0, w_ih, w_hh, b_ih, b_hh, reverse, save);
   const int64_t T = x.size(0), B = x.size(1);
-  auto [y, h, gates, ghn] = forward(Steps::dense(T, B), x, h0, w_ih, w_hh, b_ih, b_hh, reverse);
+  auto [y, h, gates, ghn] =
+      forward(Steps::dense(T, B), x, h0, w_ih, w_hh, b_ih, b_hh, reverse, save);
+  if (!save) return {as_steps(y, T, B), h, gates, ghn};
   return {as_steps(y, T, B), h, as_steps(gates, T, B), as_steps(ghn, T, B)};
 }
 

@@ -6,8 +6,9 @@
 // parallel region (lstm_sweep.h). fp32 GEMMs are the backend's own (gemm.h). Dense and packed
 // input share one implementation (csrc/cpu/common.h: Steps). With a projection (w_hr [P,H],
 // torch.nn's proj_size = P) each step adds the GEMM h = m W_hr^T, m = o * tanh(c), and the
-// recurrence runs on h [B,P].
-// Shapes and saved tensors: csrc/ops.h.
+// recurrence runs on h [B,P]. Without save (inference) the steps run in chunks whose gates and
+// cells go to a bounded scratch (chunks.h). Shapes and saved tensors: csrc/ops.h.
+#include "cpu/chunks.h"
 #include "cpu/common.h"
 #include "cpu/lstm_step.h"
 #include "cpu/lstm_sweep.h"
@@ -34,72 +35,89 @@ std::pair<std::vector<int64_t>, std::vector<int64_t>> processing_order(const Ste
 
 // x [N,I] -> y [N,P], cells [N,H], gates [N,4H]; h [B,P], c [B,H] enter as the initial states
 // and leave as the final ones (a row keeps the state of its last active step). P = H without a
-// projection (w_hr undefined).
+// projection (w_hr undefined). The steps run chunk by chunk (chunks.h: chunks_of); save=false:
+// gates and cells are the scratch of one chunk, rows counted from the chunk's first row.
 template <class S>
-void forward_steps(const Steps& st, const Tensor& x, const Tensor& w_ih, const Tensor& w_hh,
-                   const OptTensor& b_ih, const OptTensor& b_hh, const Tensor& w_hr,
-                   bool reverse, Tensor& y, Tensor& gates, Tensor& cells_, Tensor& h, Tensor& c) {
+void forward_steps(const Steps& all, const std::vector<StepChunk>& chunks, const Tensor& x,
+                   const Tensor& w_ih, const Tensor& w_hh, const OptTensor& b_ih,
+                   const OptTensor& b_hh, const Tensor& w_hr, bool reverse, bool save, Tensor& y,
+                   Tensor& gates, Tensor& cells_, Tensor& h, Tensor& c) {
   const int64_t P = w_hh.size(1), G = w_hh.size(0), H = G / 4, I = w_ih.size(1);
   const bool proj = w_hr.defined();
-  if (st.N == 0) return;
+  if (all.N == 0) return;
   // Without a projection, fp32 steps run fused where the CPU allows (lstm_step.h: the recurrent
-  // GEMM with the cell update in its epilogue), else as a GEMM plus a pointwise pass. Either way
-  // W_hh is packed once for all steps.
-  // Fewer rows than kPackMinRows in all (a single step at B <= 16) do not repay packing W_hh into
-  // the fused step's panels: the GEMM reads it as stored there (matmul.h).
+  // GEMM with the cell update in its epilogue), else as a GEMM plus a pointwise pass; W_hh is
+  // packed (if at all) once for all steps. Fewer rows than kPackMinRows in all (a single step at
+  // B <= 16) do not repay packing W_hh into the fused step's panels: the GEMM reads it as stored
+  // there (matmul.h).
   const LstmStepKernel* fused = nullptr;
   if constexpr (std::is_same_v<S, float>)
-    fused = proj || st.N < kPackMinRows ? nullptr : lstm_step_fn();
-  // The input projection, with both biases, into the gates buffer (bypassing the cache when
-  // hoisted and large: the fused step prefetches its rows).
+    fused = proj || all.N < kPackMinRows ? nullptr : lstm_step_fn();
   auto bias = b_ih ? (*b_ih + *b_hh).contiguous() : Tensor();
-  const InputProjection<S> in(st, x.data_ptr<S>(), I, w_ih.data_ptr<S>(), G,
-                              b_ih ? bias.data_ptr<S>() : nullptr, gates.data_ptr<S>(), G,
-                              fused != nullptr);
-  auto m = proj ? at::empty({st.B, H}, x.options()) : Tensor();  // o * tanh(c) before W_hr
+  auto m = proj ? at::empty({all.B, H}, x.options()) : Tensor();  // o * tanh(c) before W_hr
   std::optional<LstmStepWeights> wf;
   std::optional<Weight<S>> whh, whr;
   if (fused) {
     wf.emplace(*fused, reinterpret_cast<const float*>(w_hh.data_ptr<S>()), H);
   } else {
-    whh.emplace(true, P, G, w_hh.data_ptr<S>(), P, st.N);
+    whh.emplace(true, P, G, w_hh.data_ptr<S>(), P, all.N);
   }
-  if (proj) whr.emplace(true, H, P, w_hr.data_ptr<S>(), H, st.N);
+  if (proj) whr.emplace(true, H, P, w_hr.data_ptr<S>(), H, all.N);
+  // Without save, W_ih packed once for all chunks, each chunk's projection one GEMM of its rows
+  // (in the cache for its steps).
+  std::optional<Weight<S>> wih;
+  if (!save) wih.emplace(true, I, G, w_ih.data_ptr<S>(), I, all.N);
   S* ms = proj ? m.data_ptr<S>() : nullptr;
   S* hs = h.data_ptr<S>();
   S* cs = c.data_ptr<S>();
-  if constexpr (std::is_same_v<S, float>) {
-    // Thin fused steps with the projection hoisted: the whole loop in one parallel region
-    // (lstm_sweep.h).
-    auto thin = fused && in.hoisted && st.B <= kThinRows ? lstm_forward_thin_fn() : nullptr;
-    if (thin) {
-      const auto [off, cnt] = processing_order(st, reverse, false);
-      auto hbuf = at::empty({2, st.B, H}, x.options());
-      thin(*wf, st.T, off.data(), cnt.data(), gates.data_ptr<S>(), hs, cs,
-           cells_.data_ptr<S>(), y.data_ptr<S>(), hbuf.data_ptr<S>());
-      return;
+  for (const auto& chunk : chunks) {
+    const Steps& st = chunk.st;
+    const int64_t r0 = chunk.row0;
+    S* gates0 = gates.data_ptr<S>() + (save ? r0 * G : 0);
+    S* cells0 = cells_.data_ptr<S>() + (save ? r0 * H : 0);
+    S* y0 = y.data_ptr<S>() + r0 * P;
+    // The input projection, with both biases, into the gates buffer (bypassing the cache when
+    // hoisted and large: the fused step prefetches its rows), or into the chunk's scratch.
+    std::optional<InputProjection<S>> in;
+    if (save)
+      in.emplace(st, x.data_ptr<S>() + r0 * I, I, w_ih.data_ptr<S>(), G,
+                 b_ih ? bias.data_ptr<S>() : nullptr, gates0, G, fused != nullptr);
+    else
+      wih->mul(st.N, false, x.data_ptr<S>() + r0 * I, I, S(0), gates0, G,
+               b_ih ? bias.data_ptr<S>() : nullptr);
+    const bool hoisted = !save || in->hoisted;
+    if constexpr (std::is_same_v<S, float>) {
+      // Thin fused steps with the projection hoisted: the whole loop in one parallel region
+      // (lstm_sweep.h).
+      auto thin = fused && hoisted && st.B <= kThinRows ? lstm_forward_thin_fn() : nullptr;
+      if (thin) {
+        const auto [off, cnt] = processing_order(st, reverse, false);
+        auto hbuf = at::empty({2, st.B, H}, x.options());
+        thin(*wf, st.T, off.data(), cnt.data(), gates0, hs, cs, cells0, y0, hbuf.data_ptr<S>());
+        continue;
+      }
     }
-  }
-  for (int64_t s = 0; s < st.T; ++s) {
-    const int64_t t = time_of(s, st.T, reverse), n = st.count[t], off = st.offset[t];
-    S* g = gates.data_ptr<S>() + off * G;
-    S* yt = y.data_ptr<S>() + off * P;
-    S* ct = cells_.data_ptr<S>() + off * H;
-    in.step(off, n);
-    if (fused) {
-      // h_t goes to y first: the fused step reads all of h_{t-1} while it writes. (fused is set
-      // only when S is float; the casts are identities then.)
-      auto f = [](S* p) { return reinterpret_cast<float*>(p); };
-      fused->step(*wf, n, f(hs), f(g), f(cs), f(ct), f(yt));
-      std::copy(yt, yt + n * H, hs);
-      continue;
-    }
-    S* out = proj ? ms : yt;  // where the cell writes o * tanh(c)
-    whh->mul(n, false, hs, P, S(1), g, G);
-    pointwise<S>().lstm_forward(n, H, g, cs, ct, out, proj ? nullptr : hs);
-    if (proj) {
-      whr->mul(n, false, ms, H, S(0), yt, P);
-      std::copy(yt, yt + n * P, hs);
+    for (int64_t s = 0; s < st.T; ++s) {
+      const int64_t t = time_of(s, st.T, reverse), n = st.count[t], off = st.offset[t];
+      S* g = gates0 + off * G;
+      S* yt = y0 + off * P;
+      S* ct = cells0 + off * H;
+      if (in) in->step(off, n);
+      if (fused) {
+        // h_t goes to y first: the fused step reads all of h_{t-1} while it writes. (fused is
+        // set only when S is float; the casts are identities then.)
+        auto f = [](S* p) { return reinterpret_cast<float*>(p); };
+        fused->step(*wf, n, f(hs), f(g), f(cs), f(ct), f(yt));
+        std::copy(yt, yt + n * H, hs);
+        continue;
+      }
+      S* out = proj ? ms : yt;  // where the cell writes o * tanh(c)
+      whh->mul(n, false, hs, P, S(1), g, G);
+      pointwise<S>().lstm_forward(n, H, g, cs, ct, out, proj ? nullptr : hs);
+      if (proj) {
+        whr->mul(n, false, ms, H, S(0), yt, P);
+        std::copy(yt, yt + n * P, hs);
+      }
     }
   }
 }
@@ -153,18 +171,22 @@ void backward_steps(const Steps& st, const Tensor& dy, const Tensor& gates, cons
 
 T5 forward(const Steps& st, const Tensor& x_, const Tensor& h0, const Tensor& c0,
            const Tensor& w_ih_, const Tensor& w_hh_, const OptTensor& b_ih, const OptTensor& b_hh,
-           const Tensor& w_hr, bool reverse) {
+           const Tensor& w_hr, bool reverse, bool save) {
   auto x = x_.contiguous().view({st.N, x_.size(-1)});
   auto w_hh = w_hh_.contiguous(), w_ih = w_ih_.contiguous();
   const int64_t P = w_hh.size(1), H = w_hh.size(0) / 4;
   auto y = empty_big({st.N, P}, x.options());
-  auto gates = empty_big({st.N, 4 * H}, x.options());
-  auto cells_ = empty_big({st.N, H}, x.options());
+  // Without save, gates and cells are the scratch of the largest chunk (and come back empty).
+  const auto chunks = chunks_of(st, reverse, save, 5 * H * int64_t(x.element_size()));
+  const int64_t rows = max_rows(chunks);
+  auto gates = empty_big({rows, 4 * H}, x.options());
+  auto cells_ = empty_big({rows, H}, x.options());
   auto h = h0.contiguous().clone(), c = c0.contiguous().clone();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_forward_cpu", [&] {
-    forward_steps<scalar_t>(st, x, w_ih, w_hh, b_ih, b_hh, w_hr, reverse, y, gates, cells_, h,
-                            c);
+    forward_steps<scalar_t>(st, chunks, x, w_ih, w_hh, b_ih, b_hh, w_hr, reverse, save, y, gates,
+                            cells_, h, c);
   });
+  if (!save) gates = at::empty({0}, x.options()), cells_ = at::empty({0}, x.options());
   return {y, h, c, gates, cells_};
 }
 
@@ -209,17 +231,19 @@ T7 backward(const Steps& st, const Tensor& dy_, const Tensor& dh_n, const Tensor
 
 T5 lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
                 const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh, bool reverse,
-                const OptTensor& batch_sizes, const OptTensor& w_hr) {
+                const OptTensor& batch_sizes, const OptTensor& w_hr, bool save) {
   if (is_half(x))
     return down(lstm_forward(up(x), up(h0), up(c0), up(w_ih), up(w_hh), up(b_ih), up(b_hh),
-                             reverse, batch_sizes, up(w_hr)),
+                             reverse, batch_sizes, up(w_hr), save),
                 x.scalar_type());
   auto whr = w_hr ? w_hr->contiguous() : Tensor();
   if (batch_sizes)
-    return forward(Steps::packed(*batch_sizes), x, h0, c0, w_ih, w_hh, b_ih, b_hh, whr, reverse);
+    return forward(Steps::packed(*batch_sizes), x, h0, c0, w_ih, w_hh, b_ih, b_hh, whr, reverse,
+                   save);
   const int64_t T = x.size(0), B = x.size(1);
   auto [y, h, c, gates, cells_] =
-      forward(Steps::dense(T, B), x, h0, c0, w_ih, w_hh, b_ih, b_hh, whr, reverse);
+      forward(Steps::dense(T, B), x, h0, c0, w_ih, w_hh, b_ih, b_hh, whr, reverse, save);
+  if (!save) return {as_steps(y, T, B), h, c, gates, cells_};
   return {as_steps(y, T, B), h, c, as_steps(gates, T, B), as_steps(cells_, T, B)};
 }
 

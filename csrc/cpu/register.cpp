@@ -25,15 +25,17 @@ bool persistent(const char* op, const std::string& algorithm, const OptTensor& w
 T5 lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
                 const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh, bool reverse,
                 std::string backend, const OptTensor& batch_sizes, const OptTensor& w_hr,
-                std::string algorithm) {
+                std::string algorithm, bool save) {
   validate_lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes, w_hr);
   const cpu::BufferScope buffers(1);  // the cache's unit of recurrence
   if (!use_simt(backend, "lstm_forward"))
-    return cpu::lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, w_hr);
+    return cpu::lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, w_hr,
+                             save);
   if (persistent("lstm_forward", algorithm, w_hr))
     return simt::lstm_forward_persistent(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse,
-                                         batch_sizes);
-  return simt::lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, w_hr);
+                                         batch_sizes, save);
+  return simt::lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, w_hr,
+                            save);
 }
 
 T7 lstm_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n, const Tensor& x,
@@ -58,14 +60,15 @@ T7 lstm_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n, const
 
 T4 gru_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
                const OptTensor& b_ih, const OptTensor& b_hh, bool reverse, std::string backend,
-               const OptTensor& batch_sizes, std::string algorithm) {
+               const OptTensor& batch_sizes, std::string algorithm, bool save) {
   validate_gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes);
   const cpu::BufferScope buffers(3);  // the cache's unit of recurrence
   if (!use_simt(backend, "gru_forward"))
-    return cpu::gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes);
+    return cpu::gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, save);
   if (persistent("gru_forward", algorithm))
-    return simt::gru_forward_persistent(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes);
-  return simt::gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes);
+    return simt::gru_forward_persistent(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes,
+                                        save);
+  return simt::gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, save);
 }
 
 T6 gru_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Tensor& h0,

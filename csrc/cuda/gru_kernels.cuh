@@ -10,6 +10,7 @@
 //   h_prev(b) = h_prev[b] for b < n_prev (previous processed step's rows; null iff n_prev == 0)
 //   else h0[b] ([B,H]); h_prev must not alias h_out; w_hh [3H,H]; b_hh [3H] or null
 //   h_out [n,H], gates_out [n,3H], ghn_out [n,H]: y[t], gates[t], ghn[t], fully written
+//   (gates_out and ghn_out may be null: not stored, a forward without backward)
 // Backward step:
 //   dh[b,k] = dy[b,k] + dh_direct[b,k] + (b < n_next ? sum_j dah_next[b, j] W_hh[j, k] : 0)
 //   cells::gru_backward -> dax_out [n,3H] = (dxr, dxz, dxn)   (gradient of x-side pre-activations)
@@ -95,10 +96,12 @@ FRNN_UNROLL
     A r, z, n, h;
     const A hp = to_acc<A>(b < p.n_prev ? p.h_prev[ek] : p.h0[ek]);
     cells::gru_forward<A>(xa[0], xa[1], xa[2], ha[0], ha[1], ha[2], hp, r, z, n, h);
-    p.gates_out[row + k] = from_acc<S>(r);
-    p.gates_out[row + H + k] = from_acc<S>(z);
-    p.gates_out[row + 2 * H + k] = from_acc<S>(n);
-    p.ghn_out[ek] = from_acc<S>(ha[2]);
+    if (p.gates_out) {
+      p.gates_out[row + k] = from_acc<S>(r);
+      p.gates_out[row + H + k] = from_acc<S>(z);
+      p.gates_out[row + 2 * H + k] = from_acc<S>(n);
+    }
+    if (p.ghn_out) p.ghn_out[ek] = from_acc<S>(ha[2]);
     p.h_out[ek] = from_acc<S>(h);
   }
 }

@@ -17,7 +17,8 @@
 //                     and written by the one thread that owns it, so in place is safe; a row
 //                     whose sequence ended keeps its last c, a row not started yet keeps c0)
 //   h_out [n,H]: y[t] without a projection, else the m scratch the launcher multiplies by
-//   W_hr^T; c_out [n,H], gates_out [n,4H]: cells[t], gates[t]; fully written
+//   W_hr^T; c_out [n,H], gates_out [n,4H]: cells[t], gates[t]; fully written, or null: not
+//   stored (a forward without backward)
 // Backward step (grid: ceil(n/BT) x ceil(H/HT)):
 //   dh[b,k] = dy[b,k] + (b < n_next ? sum_j da_next[b, j] W_hh[j, k] : dh_n[b,k])   (j < 4H)
 //   cells::lstm_backward -> da_out [n,4H] (pre-activation gradients), dc (carry, in place)
@@ -108,12 +109,14 @@ FRNN_UNROLL
       a[g] = tile_sum<Cfg>(smem, bl, g * Cfg::HT + kl) + to_acc<A>(p.xproj[row + g * H + k]);
     A i, f, gg, o, c, h;
     cells::lstm_forward<A>(a[0], a[1], a[2], a[3], p.c[ek], i, f, gg, o, c, h);
-    p.gates_out[row + k] = from_acc<S>(i);
-    p.gates_out[row + H + k] = from_acc<S>(f);
-    p.gates_out[row + 2 * H + k] = from_acc<S>(gg);
-    p.gates_out[row + 3 * H + k] = from_acc<S>(o);
+    if (p.gates_out) {
+      p.gates_out[row + k] = from_acc<S>(i);
+      p.gates_out[row + H + k] = from_acc<S>(f);
+      p.gates_out[row + 2 * H + k] = from_acc<S>(gg);
+      p.gates_out[row + 3 * H + k] = from_acc<S>(o);
+    }
     p.c[ek] = c;
-    p.c_out[ek] = from_acc<S>(c);
+    if (p.c_out) p.c_out[ek] = from_acc<S>(c);
     p.h_out[ek] = from_acc<S>(h);
   }
 }

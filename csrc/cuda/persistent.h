@@ -10,6 +10,9 @@
 //   "persistent: W_hh of H=... does not fit ..."
 // so callers ask persistent_supported() first (algorithm "auto") or surface the error
 // (algorithm "persistent").
+// save=false (forward): as csrc/ops.h, empty gates / cells / ghn, the kernels store none (c_n
+// comes from the kernel's final cell state instead of the saved cells); the input projection
+// of all steps is still one [N, G*H] buffer (the single launch reads every step's).
 //
 // Design (see csrc/cuda/persistent_kernels.cuh for the details):
 //   forward   block k owns hidden units [k*U, k*U+U) (all G gates of them) and keeps the G*U rows
@@ -78,7 +81,7 @@ PersistentTuning persistent_get_tuning();
   T5 lstm_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& c0,             \
                              const Tensor& w_ih, const Tensor& w_hh, const OptTensor& b_ih,   \
                              const OptTensor& b_hh, bool reverse,                             \
-                             const OptTensor& batch_sizes);                                   \
+                             const OptTensor& batch_sizes, bool save = true);                 \
   T6 lstm_backward_persistent(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n,       \
                               const Tensor& x, const Tensor& h0, const Tensor& c0,            \
                               const Tensor& w_ih, const Tensor& w_hh, const Tensor& y,        \
@@ -86,7 +89,7 @@ PersistentTuning persistent_get_tuning();
                               const OptTensor& batch_sizes);                                  \
   T4 gru_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& w_ih,            \
                             const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh, \
-                            bool reverse, const OptTensor& batch_sizes);                      \
+                            bool reverse, const OptTensor& batch_sizes, bool save = true);    \
   T6 gru_backward_persistent(const Tensor& dy, const Tensor& dh_n, const Tensor& x,           \
                              const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,        \
                              const Tensor& y, const Tensor& gates, const Tensor& ghn,         \

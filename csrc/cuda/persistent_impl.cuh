@@ -122,13 +122,17 @@ inline PersistentPlan plan_or_throw(RnnKind kind, const char* op, int64_t B, int
 
 T5 lstm_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& c0,
                            const Tensor& w_ih, const Tensor& w_hh, const OptTensor& b_ih,
-                           const OptTensor& b_hh, bool reverse, const OptTensor& batch_sizes) {
+                           const OptTensor& b_hh, bool reverse, const OptTensor& batch_sizes,
+                           bool save) {
   using namespace persistent_detail;
   const char* op = "lstm_forward_persistent";
   const Sizes sz = check_layer_inputs(op, 4, x, h0, &c0, w_ih, w_hh, b_ih, b_hh, batch_sizes);
   check_device(op, x);
   FRNN_PERSISTENT_DEVICE_GUARD(x);
   const int64_t T = sz.T, B = sz.B, H = sz.H, I = sz.I, N = sz.N;
+  if (N == 0 && !save)
+    return {x.new_empty(sz.rows(H)), h0.contiguous().clone(), c0.contiguous().clone(),
+            x.new_empty({0}), x.new_empty({0})};
   if (N == 0)
     return {x.new_empty(sz.rows(H)), h0.contiguous().clone(), c0.contiguous().clone(),
             x.new_empty(sz.rows(4 * H)), x.new_empty(sz.rows(H))};
@@ -146,21 +150,28 @@ T5 lstm_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& c0,
   hbuf[0].copy_(h0);
   if (st.packed) hbuf[1].copy_(h0);  // reverse: a row becoming live reads h0 from either slot
   auto y = at::empty({N, H}, x.options());
-  auto gates = at::empty({N, 4 * H}, x.options());
-  auto cells_ = at::empty({N, H}, x.options());
+  // Without save: nothing stored for backward, c_n straight from the kernel's final state.
+  auto gates = at::empty({save ? N : 0, 4 * H}, x.options());
+  auto cells_ = at::empty({save ? N : 0, H}, x.options());
+  auto c_n = save ? Tensor() : at::empty({B, H}, x.options());
   FRNN_POISON(y);
   FRNN_POISON(gates);
   FRNN_POISON(cells_);
+  if (!save) FRNN_POISON(c_n);
   auto whh = w_hh.contiguous(), c0c = c0.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "lstm_fwd_pers", [&] {
     using S = scalar_t;
     using A = at::opmath_type<S>;
     LstmFwdParams<S, A> p{xproj.data_ptr<A>(), whh.data_ptr<S>(), c0c.data_ptr<S>(),
-                          hbuf.data_ptr<A>(), y.data_ptr<S>(), gates.data_ptr<S>(),
-                          cells_.data_ptr<S>(), table_ptr(steps), int(T), int(B), int(H),
-                          plan.units, plan.kc_fwd, reverse};
+                          hbuf.data_ptr<A>(), y.data_ptr<S>(),
+                          save ? gates.data_ptr<S>() : nullptr,
+                          save ? cells_.data_ptr<S>() : nullptr, table_ptr(steps), int(T),
+                          int(B), int(H), plan.units, plan.kc_fwd, reverse};
+    p.c_n = save ? nullptr : c_n.data_ptr<S>();
     launch(&lstm_fwd_kernel<S, A>, plan, plan.smem_fwd, p);
   });
+  if (!save)
+    return {st.shaped(y), stepwise::final_rows(y, st), c_n, x.new_empty({0}), x.new_empty({0})};
   return {st.shaped(y), stepwise::final_rows(y, st), stepwise::final_rows(cells_, st),
           st.shaped(gates), st.shaped(cells_)};
 }
@@ -225,13 +236,16 @@ T6 lstm_backward_persistent(const Tensor& dy, const Tensor& dh_n, const Tensor& 
 
 T4 gru_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
                           const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh,
-                          bool reverse, const OptTensor& batch_sizes) {
+                          bool reverse, const OptTensor& batch_sizes, bool save) {
   using namespace persistent_detail;
   const char* op = "gru_forward_persistent";
   const Sizes sz = check_layer_inputs(op, 3, x, h0, nullptr, w_ih, w_hh, b_ih, b_hh, batch_sizes);
   check_device(op, x);
   FRNN_PERSISTENT_DEVICE_GUARD(x);
   const int64_t T = sz.T, B = sz.B, H = sz.H, I = sz.I, N = sz.N;
+  if (N == 0 && !save)
+    return {x.new_empty(sz.rows(H)), h0.contiguous().clone(), x.new_empty({0}),
+            x.new_empty({0})};
   if (N == 0)
     return {x.new_empty(sz.rows(H)), h0.contiguous().clone(), x.new_empty(sz.rows(3 * H)),
             x.new_empty(sz.rows(H))};
@@ -249,8 +263,8 @@ T4 gru_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
   hbuf[0].copy_(h0);
   if (st.packed) hbuf[1].copy_(h0);  // reverse: a row becoming live reads h0 from either slot
   auto y = at::empty({N, H}, x.options());
-  auto gates = at::empty({N, 3 * H}, x.options());
-  auto ghn = at::empty({N, H}, x.options());
+  auto gates = at::empty({save ? N : 0, 3 * H}, x.options());  // none without save
+  auto ghn = at::empty({save ? N : 0, H}, x.options());
   FRNN_POISON(y);
   FRNN_POISON(gates);
   FRNN_POISON(ghn);
@@ -260,10 +274,13 @@ T4 gru_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
     using A = at::opmath_type<S>;
     GruFwdParams<S, A> p{xproj.data_ptr<A>(), bhh.defined() ? bhh.data_ptr<A>() : nullptr,
                          whh.data_ptr<S>(), hbuf.data_ptr<A>(), y.data_ptr<S>(),
-                         gates.data_ptr<S>(), ghn.data_ptr<S>(), table_ptr(steps), int(T),
-                         int(B), int(H), plan.units, plan.kc_fwd, reverse};
+                         save ? gates.data_ptr<S>() : nullptr, save ? ghn.data_ptr<S>() : nullptr,
+                         table_ptr(steps), int(T), int(B), int(H), plan.units, plan.kc_fwd,
+                         reverse};
     launch(&gru_fwd_kernel<S, A>, plan, plan.smem_fwd, p);
   });
+  if (!save)
+    return {st.shaped(y), stepwise::final_rows(y, st), x.new_empty({0}), x.new_empty({0})};
   return {st.shaped(y), stepwise::final_rows(y, st), st.shaped(gates), st.shaped(ghn)};
 }
 

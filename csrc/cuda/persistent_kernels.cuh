@@ -227,11 +227,12 @@ struct LstmFwdParams {
   const S* c0;      // [B,H]
   A* hbuf;          // [2,B,H] slot 0 holds h0 on entry
   S* y;             // [T,B,H]
-  S* gates;         // [T,B,4H] activations i,f,g,o
-  S* cells;         // [T,B,H]
+  S* gates;         // [T,B,4H] activations i,f,g,o, or nullptr: not stored (no backward)
+  S* cells;         // [T,B,H], or nullptr: not stored
   const int* steps; // [2T] packed input, or nullptr (dense)
   int T, B, H, U, KC;
   bool reverse;
+  S* c_n = nullptr; // [B,H] out, or nullptr: each row's last cell state (when cells is not kept)
 };
 
 template <class S, class A>
@@ -258,8 +259,8 @@ struct GruFwdParams {
   const S* w_hh;    // [3H,H]
   A* hbuf;          // [2,B,H] slot 0 holds h0 on entry
   S* y;             // [T,B,H]
-  S* gates;         // [T,B,3H] activations r,z,n
-  S* ghn;           // [T,B,H]  W_hn h_{t-1} + b_hn
+  S* gates;         // [T,B,3H] activations r,z,n, or nullptr: not stored (no backward)
+  S* ghn;           // [T,B,H]  W_hn h_{t-1} + b_hn, or nullptr: not stored
   const int* steps; // [2T] packed input, or nullptr (dense)
   int T, B, H, U, KC;
   bool reverse;
@@ -309,17 +310,27 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(LstmFwdParams<
       A i, f, g, o, c, h;
       cells::lstm_forward<A>(acc[0] + xp[j], acc[1] + xp[H + j], acc[2] + xp[2 * H + j],
                              acc[3] + xp[3 * H + j], sm.state[b * U + u], i, f, g, o, c, h);
-      S* gt = p.gates + row * G4;
-      gt[j] = static_cast<S>(i);
-      gt[H + j] = static_cast<S>(f);
-      gt[2 * H + j] = static_cast<S>(g);
-      gt[3 * H + j] = static_cast<S>(o);
-      p.cells[row * H + j] = static_cast<S>(c);
+      if (p.gates) {
+        S* gt = p.gates + row * G4;
+        gt[j] = static_cast<S>(i);
+        gt[H + j] = static_cast<S>(f);
+        gt[2 * H + j] = static_cast<S>(g);
+        gt[3 * H + j] = static_cast<S>(o);
+      }
+      if (p.cells) p.cells[row * H + j] = static_cast<S>(c);
       p.y[row * H + j] = static_cast<S>(h);
       sm.state[b * U + u] = c;
       hnext[b * H + j] = h;
     });
     if (s + 1 < p.T) FRNN_GRID_SYNC();  // h_t of every block visible before step s+1 reads it
+  }
+  if (p.c_n) {
+    // A row's state stops changing after its last step (packed), so the final state is c_n.
+    __syncthreads();  // the consume callbacks of other threads wrote sm.state
+    for (int i = threadIdx.x; i < B * U; i += blockDim.x) {
+      const int b = i / U, j = j0 + i % U;
+      if (j < H) p.c_n[b * H + j] = static_cast<S>(sm.state[i]);
+    }
   }
 }
 
@@ -404,11 +415,13 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(GruFwdParams<S,
       A r, z, n, h;
       cells::gru_forward<A>(xp[j], xp[H + j], xp[2 * H + j], hr, hz, hn, hprev[b * H + j], r, z,
                             n, h);
-      S* gt = p.gates + row * G3;
-      gt[j] = static_cast<S>(r);
-      gt[H + j] = static_cast<S>(z);
-      gt[2 * H + j] = static_cast<S>(n);
-      p.ghn[row * H + j] = static_cast<S>(hn);
+      if (p.gates) {
+        S* gt = p.gates + row * G3;
+        gt[j] = static_cast<S>(r);
+        gt[H + j] = static_cast<S>(z);
+        gt[2 * H + j] = static_cast<S>(n);
+      }
+      if (p.ghn) p.ghn[row * H + j] = static_cast<S>(hn);
       p.y[row * H + j] = static_cast<S>(h);
       hnext[b * H + j] = h;
     });

@@ -29,13 +29,14 @@ bool persistent(const char* op, const std::string& algorithm, RnnKind kind, cons
 T5 lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
                 const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh, bool reverse,
                 std::string backend, const OptTensor& batch_sizes, const OptTensor& w_hr,
-                std::string algorithm) {
+                std::string algorithm, bool save) {
   auto s = validate_lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes, w_hr);
   check_cuda(backend, "lstm_forward");
   if (persistent("lstm_forward", algorithm, RnnKind::Lstm, s, x, w_hr))
     return cuda::lstm_forward_persistent(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse,
-                                         batch_sizes);
-  return cuda::lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, w_hr);
+                                         batch_sizes, save);
+  return cuda::lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, w_hr,
+                            save);
 }
 
 T7 lstm_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n, const Tensor& x,
@@ -57,12 +58,13 @@ T7 lstm_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n, const
 
 T4 gru_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
                const OptTensor& b_ih, const OptTensor& b_hh, bool reverse, std::string backend,
-               const OptTensor& batch_sizes, std::string algorithm) {
+               const OptTensor& batch_sizes, std::string algorithm, bool save) {
   auto s = validate_gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes);
   check_cuda(backend, "gru_forward");
   if (persistent("gru_forward", algorithm, RnnKind::Gru, s, x))
-    return cuda::gru_forward_persistent(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes);
-  return cuda::gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes);
+    return cuda::gru_forward_persistent(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes,
+                                        save);
+  return cuda::gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, save);
 }
 
 T6 gru_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Tensor& h0,

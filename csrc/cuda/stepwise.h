@@ -10,6 +10,8 @@
 // packed batch computes no padding. Per call:
 //   forward : one GEMM for the input projection of all N rows (ATen: cuBLAS / CPU BLAS) with
 //             the biases folded in (GRU: b_ih only), then T launches of the fused step kernel;
+//             without save (csrc/ops.h) one such GEMM per chunk of steps into a bounded
+//             scratch (XProj) and the kernels store no gates / cells / ghn;
 //             with the LSTM projection each step adds the GEMM y_t = m_t W_hr^T (ATen).
 //   backward: T launches of the fused backward step kernel (reverse processing order), then dh0
 //             and dx, dW_ih, dW_hh, db as single GEMMs / reductions over all N rows. With the
@@ -243,6 +245,56 @@ inline Tensor input_projection(const Tensor& x, const Tensor& w_ih, const OptTen
   return bias ? at::addmm(*bias, x, w_ih.t()) : at::mm(x, w_ih.t());
 }
 
+// The input projection of a forward's time loop. save: one GEMM over all N rows before the loop
+// (an [N, G*H] temporary). Without save (nothing for backward, csrc/ops.h): a scratch of a chunk
+// of steps (nosave_chunk_bytes(), at least one step), refilled by one GEMM (on the current
+// stream, after the previous chunk's launches) whenever the loop reaches a step it does not
+// hold, so the forward keeps no per-row buffer but y. for_step<S>(s): the rows of processed step s (null
+// outside the sequence).
+struct XProj {
+  const Steps& st;
+  Tensor x, w_ih;
+  OptTensor bias;
+  Tensor buf;
+  int64_t row0 = 0, rows = 0;  // buf holds rows [row0, row0 + rows) of the projection
+  XProj(const Steps& st_, const Tensor& x_, const Tensor& w_ih_, const OptTensor& bias_,
+        bool save)
+      : st(st_), x(x_), w_ih(w_ih_), bias(bias_) {
+    if (save) {
+      buf = input_projection(x, w_ih, bias), rows = st.N;
+    } else {
+      const int64_t row_bytes = w_ih.size(0) * int64_t(w_ih.element_size());
+      buf = at::empty({std::max(nosave_chunk_bytes() / row_bytes, st.B), w_ih.size(0)},
+                      x.options());
+    }
+  }
+  template <class S> S* for_step(int64_t s) {
+    const int64_t n = st.rows(s);
+    if (!n) return nullptr;
+    const int64_t first = st.first_row(s);
+    if (first < row0 || first + n > row0 + rows) fill(s);
+    return buf.data_ptr<S>() + (first - row0) * buf.size(1);
+  }
+
+ private:
+  // Steps s, s+1, ... while they fit: a contiguous range of times, so of rows.
+  void fill(int64_t s) {
+    int64_t lo = st.first_row(s), hi = lo + st.rows(s);
+    for (int64_t e = s + 1; e < st.T; ++e) {
+      const int64_t f = st.first_row(e), n = st.rows(e);
+      if (std::max(hi, f + n) - std::min(lo, f) > buf.size(0)) break;
+      lo = std::min(lo, f), hi = std::max(hi, f + n);
+    }
+    row0 = lo, rows = hi - lo;
+    auto out = buf.narrow(0, 0, rows);
+    const auto xs = x.narrow(0, lo, rows);
+    if (bias)
+      at::addmm_out(out, *bias, xs, w_ih.t());
+    else
+      at::mm_out(out, xs, w_ih.t());
+  }
+};
+
 // A fresh copy of t in the accumulation type (the in-place carries of the kernels).
 template <class S> inline Tensor acc_copy(const Tensor& t) {
   auto out = at::empty(t.sizes(), t.options().dtype(acc_dtype<S>()));
@@ -263,7 +315,7 @@ template <class S> inline S* step_ptr(const Tensor& t, const Steps& st, int64_t 
 template <class S>
 T5 lstm_forward(const Tensor& x_, const Tensor& h0_, const Tensor& c0_, const Tensor& w_ih_,
                 const Tensor& w_hh_, const OptTensor& b_ih, const OptTensor& b_hh, bool reverse,
-                const OptTensor& batch_sizes, const OptTensor& w_hr_) {
+                const OptTensor& batch_sizes, const OptTensor& w_hr_, bool save) {
   FRNN_DEVICE_GUARD(x_);
   const Steps st = make_steps(x_, batch_sizes, reverse);
   const auto x = flat(x_, st), h0 = h0_.contiguous(), c0 = c0_.contiguous();
@@ -273,12 +325,14 @@ T5 lstm_forward(const Tensor& x_, const Tensor& h0_, const Tensor& c0_, const Te
   const int64_t B = st.B, I = x.size(1), P = w_hh.size(1), H = w_hh.size(0) / 4;
   check_int_range("lstm_forward", B, 4, H, I, P);
   auto y = at::empty({st.N, P}, x.options());
-  auto gates = at::empty({st.N, 4 * H}, x.options());
-  auto cells = at::empty({st.N, H}, x.options());
-  if (st.N == 0) return {st.shaped(y), h0.clone(), c0.clone(), st.shaped(gates), st.shaped(cells)};
+  // Without save: empty, and the kernels store neither (null pointers).
+  auto gates = save ? at::empty({st.N, 4 * H}, x.options()) : at::empty({0}, x.options());
+  auto cells = save ? at::empty({st.N, H}, x.options()) : at::empty({0}, x.options());
+  auto saved = [&](const Tensor& t) { return save ? st.shaped(t) : t; };
+  if (st.N == 0) return {st.shaped(y), h0.clone(), c0.clone(), saved(gates), saved(cells)};
 
   const OptTensor bias = b_ih ? OptTensor(*b_ih + *b_hh) : OptTensor();
-  const auto xproj = input_projection(x, w_ih, bias);  // [N, 4H]
+  XProj xproj(st, x, w_ih, bias, save);  // [N, 4H] or a chunk of it
   auto c = acc_copy<S>(c0);
   auto m = proj ? at::empty({B, H}, x.options()) : Tensor();  // o * tanh(c) before W_hr
   FRNN_POISON(y);
@@ -300,10 +354,10 @@ T5 lstm_forward(const Tensor& x_, const Tensor& h0_, const Tensor& c0_, const Te
     p.B = int(n);
     p.n_prev = int(st.rows(s - 1));
     p.h_prev = step_ptr<S>(y, st, s - 1);
-    p.xproj = step_ptr<S>(xproj, st, s);
+    p.xproj = xproj.for_step<S>(s);
     p.h_out = proj ? m.data_ptr<S>() : step_ptr<S>(y, st, s);
-    p.c_out = step_ptr<S>(cells, st, s);
-    p.gates_out = step_ptr<S>(gates, st, s);
+    p.c_out = save ? step_ptr<S>(cells, st, s) : nullptr;
+    p.gates_out = save ? step_ptr<S>(gates, st, s) : nullptr;
     FRNN_LAUNCH(L.kernel, L.grid(n, H), L.threads, L.smem,
                 FRNN_CURRENT_STREAM, p);
     if (proj) {  // h_t = m W_hr^T, straight into y (ATen GEMM on the current stream)
@@ -311,8 +365,8 @@ T5 lstm_forward(const Tensor& x_, const Tensor& h0_, const Tensor& c0_, const Te
       at::mm_out(yt, m.narrow(0, 0, n), w_hr.t());
     }
   }
-  return {st.shaped(y), final_rows(y, st), c.to(x.scalar_type(), false, true), st.shaped(gates),
-          st.shaped(cells)};
+  return {st.shaped(y), final_rows(y, st), c.to(x.scalar_type(), false, true), saved(gates),
+          saved(cells)};
 }
 
 template <class S>
@@ -417,7 +471,7 @@ T7 lstm_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& dc_n_, co
 template <class S>
 T4 gru_forward(const Tensor& x_, const Tensor& h0_, const Tensor& w_ih_, const Tensor& w_hh_,
                const OptTensor& b_ih_, const OptTensor& b_hh_, bool reverse,
-               const OptTensor& batch_sizes) {
+               const OptTensor& batch_sizes, bool save) {
   FRNN_DEVICE_GUARD(x_);
   const Steps st = make_steps(x_, batch_sizes, reverse);
   const auto x = flat(x_, st), h0 = h0_.contiguous();
@@ -427,11 +481,13 @@ T4 gru_forward(const Tensor& x_, const Tensor& h0_, const Tensor& w_ih_, const T
   const int64_t B = st.B, I = x.size(1), H = w_hh.size(1);
   check_int_range("gru_forward", B, 3, H, I, H);
   auto y = at::empty({st.N, H}, x.options());
-  auto gates = at::empty({st.N, 3 * H}, x.options());
-  auto ghn = at::empty({st.N, H}, x.options());
-  if (st.N == 0) return {st.shaped(y), h0.clone(), st.shaped(gates), st.shaped(ghn)};
+  // Without save: empty, and the kernels store neither (null pointers).
+  auto gates = save ? at::empty({st.N, 3 * H}, x.options()) : at::empty({0}, x.options());
+  auto ghn = save ? at::empty({st.N, H}, x.options()) : at::empty({0}, x.options());
+  auto saved = [&](const Tensor& t) { return save ? st.shaped(t) : t; };
+  if (st.N == 0) return {st.shaped(y), h0.clone(), saved(gates), saved(ghn)};
 
-  const auto xproj = input_projection(x, w_ih, b_ih);  // [N, 3H], b_ih only
+  XProj xproj(st, x, w_ih, b_ih, save);  // [N, 3H] or a chunk of it, b_ih only
   FRNN_POISON(y);
   FRNN_POISON(gates);
   FRNN_POISON(ghn);
@@ -450,14 +506,14 @@ T4 gru_forward(const Tensor& x_, const Tensor& h0_, const Tensor& w_ih_, const T
     p.B = int(n);
     p.n_prev = int(st.rows(s - 1));
     p.h_prev = step_ptr<S>(y, st, s - 1);
-    p.xproj = step_ptr<S>(xproj, st, s);
+    p.xproj = xproj.for_step<S>(s);
     p.h_out = step_ptr<S>(y, st, s);
-    p.gates_out = step_ptr<S>(gates, st, s);
-    p.ghn_out = step_ptr<S>(ghn, st, s);
+    p.gates_out = save ? step_ptr<S>(gates, st, s) : nullptr;
+    p.ghn_out = save ? step_ptr<S>(ghn, st, s) : nullptr;
     FRNN_LAUNCH(L.kernel, L.grid(n, H), L.threads, L.smem,
                 FRNN_CURRENT_STREAM, p);
   }
-  return {st.shaped(y), final_rows(y, st), st.shaped(gates), st.shaped(ghn)};
+  return {st.shaped(y), final_rows(y, st), saved(gates), saved(ghn)};
 }
 
 template <class S>
@@ -627,8 +683,8 @@ T5 rnn_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& x_, const 
       T5, lstm_forward,                                                                        \
       (const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,                \
        const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh, bool reverse,         \
-       const OptTensor& batch_sizes, const OptTensor& w_hr),                                   \
-      (x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, w_hr))
+       const OptTensor& batch_sizes, const OptTensor& w_hr, bool save),                        \
+      (x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, w_hr, save))
 
 #define FRNN_DEFINE_LSTM_BACKWARD                                                              \
   FRNN_DEFINE_STEPWISE_OP(                                                                     \
@@ -644,8 +700,8 @@ T5 rnn_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& x_, const 
       T4, gru_forward,                                                                         \
       (const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,              \
        const OptTensor& b_ih, const OptTensor& b_hh, bool reverse,                             \
-       const OptTensor& batch_sizes),                                                          \
-      (x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes))
+       const OptTensor& batch_sizes, bool save),                                               \
+      (x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, save))
 
 #define FRNN_DEFINE_GRU_BACKWARD                                                               \
   FRNN_DEFINE_STEPWISE_OP(                                                                     \

@@ -44,7 +44,7 @@ void set_tuning_op(int64_t max_blocks, int64_t max_kc, int64_t threads) {
 TORCH_LIBRARY(fusedrnn_persistent, m) {
   m.def(
       "lstm_forward(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
-      "Tensor? b_hh, bool reverse=False, Tensor? batch_sizes=None) "
+      "Tensor? b_hh, bool reverse=False, Tensor? batch_sizes=None, bool save=True) "
       "-> (Tensor y, Tensor h_n, Tensor c_n, Tensor gates, Tensor cells)");
   m.def(
       "lstm_backward(Tensor dy, Tensor dh_n, Tensor dc_n, Tensor x, Tensor h0, Tensor c0, "
@@ -53,7 +53,7 @@ TORCH_LIBRARY(fusedrnn_persistent, m) {
       "-> (Tensor dx, Tensor dh0, Tensor dc0, Tensor dw_ih, Tensor dw_hh, Tensor db)");
   m.def(
       "gru_forward(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
-      "bool reverse=False, Tensor? batch_sizes=None) "
+      "bool reverse=False, Tensor? batch_sizes=None, bool save=True) "
       "-> (Tensor y, Tensor h_n, Tensor gates, Tensor ghn)");
   m.def(
       "gru_backward(Tensor dy, Tensor dh_n, Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, "
