@@ -30,7 +30,9 @@ class _FusedRNNBase:
         """(w_ih, w_hh, b_ih, b_hh, w_hr) of one layer and direction; absent ones are None.
         Looked up by name on every call (weight-drop wrappers replace them between calls)."""
         names = _weight_names(layer, direction, self.bias, getattr(self, "proj_size", 0) > 0)
-        return tuple(None if n is None else getattr(self, n) for n in names)
+        params = self._parameters
+        return tuple(None if n is None else params.get(n) if n in params else getattr(self, n)
+                     for n in names)
 
     def _check_hx(self, hx):
         name = type(self).__name__
