@@ -67,7 +67,7 @@ class _FusedCellBase:
         return x.unsqueeze(0), parts, w, batched
 
     def forward(self, input, hx=None):
-        if F.in_onnx_export():  # torch.nn's ops, which ONNX exporters translate
+        if torch.onnx.is_in_onnx_export():  # torch.nn's ops, which ONNX exporters translate
             return super().forward(input, hx)
         x, parts, w, batched = self._prepare(input, hx)
         if self._kind == "lstm":

@@ -40,20 +40,6 @@ from fusedrnn._ops import ops
 __all__ = ["lstm_layer", "gru_layer", "rnn_layer", "LSTMFunction", "GRUFunction", "RNNFunction"]
 
 
-def _onnx_export_flag():
-    """torch.onnx.is_in_onnx_export without its two imports per call (a few microseconds of a
-    single step): the same two flags, looked up once; torch's function where they moved."""
-    try:
-        from torch.onnx._internal.exporter import _flags
-        from torch.onnx._internal.torchscript_exporter._globals import GLOBALS
-    except ImportError:
-        return torch.onnx.is_in_onnx_export
-    return lambda: GLOBALS.in_onnx_export or _flags._is_onnx_exporting
-
-
-in_onnx_export = _onnx_export_flag()
-
-
 def _needs_backward(*tensors):
     """Whether backward can reach the layer: grad mode on (off under no_grad and
     inference_mode) and some input requiring grad. Otherwise the layers call their forward op

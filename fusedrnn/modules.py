@@ -46,7 +46,7 @@ class _FusedRNNBase:
             raise TypeError(f"fusedrnn.{name}: hx must be a tensor h_0, got {_describe(hx)}")
 
     def forward(self, input, hx=None):
-        if F.in_onnx_export():
+        if torch.onnx.is_in_onnx_export():
             # ONNX has standard LSTM/GRU/RNN operators and torch.nn's forward is what the
             # exporter translates into them; the state is torch.nn's, so its forward runs as is.
             return _TORCH_NN[self._kind].forward(self, input, hx)
