@@ -587,6 +587,12 @@ def format_table(results):
             rows[-1].append(f"{r['torch_peak_bytes'] / 2**20:.1f}/"
                             f"{r['fusedrnn_peak_bytes'] / 2**20:.1f}"
                             if "torch_peak_bytes" in r else "-")
+    return align_table(head, rows)
+
+
+def align_table(head, rows):
+    """head and rows (lists of strings; a row may stop early at an "ERROR: ..." cell) as text
+    columns: the first two left-aligned, the rest right-aligned, a rule under the head."""
     widths = [max([len(head[i])] + [len(row[i]) for row in rows
                                     if len(row) > i and not row[i].startswith("ERROR")])
               for i in range(len(head))]
@@ -769,6 +775,27 @@ def _load_warning(device):
             f"CPU, timings will be noisy (multi-threaded ops suffer most; try --threads 1)")
 
 
+def _print_machine(device):
+    """Prints what runs where (and a note when the CPU is busy); returns machine_info."""
+    info = machine_info(device)
+    print(f"fusedrnn {info['fusedrnn']} ({info['build_info']}), torch {info['torch']}, "
+          f"{info['gpu'] or info['cpu']} ({info['cores']} cores, {info['torch_threads']} threads)"
+          f", device {device}")
+    load = _load_warning(device)
+    if load:
+        print(load)
+    return info
+
+
+def _report_failures(results):
+    """Prints the cases that mismatched or did not run; returns them."""
+    bad = [r for r in results if r["status"] != "ok"]
+    if bad:
+        print(f"\n{len(bad)} case(s) failed the check or did not run: "
+              + "; ".join(f"{r['name']}: {r['status']}" for r in bad))
+    return bad
+
+
 def _defaults(a, device):
     cuda = device.type == "cuda"
     if a.repeat is None:
@@ -803,13 +830,7 @@ def main(argv=None):
         except ImportError:
             p.error("--plot needs matplotlib, an optional extra: pip install matplotlib")
 
-    info = machine_info(device)
-    print(f"fusedrnn {info['fusedrnn']} ({info['build_info']}), torch {info['torch']}, "
-          f"{info['gpu'] or info['cpu']} ({info['cores']} cores, {info['torch_threads']} threads)"
-          f", device {device}")
-    load = _load_warning(device)
-    if load:
-        print(load)
+    info = _print_machine(device)
     gemm = {d: gemm_rate(d, device, n=a.gemm_size) for d in a.dtype}
     print("GEMM rate (best of torch.matmul and fusedrnn's CPU GEMM): "
           + ", ".join(f"{d} {v:.1f} GFLOP/s" for d, v in gemm.items()))
@@ -827,10 +848,7 @@ def main(argv=None):
         bar.update(1, case.name)
     bar.close()
     print(format_table(results))
-    bad = [r for r in results if r["status"] != "ok"]
-    if bad:
-        print(f"\n{len(bad)} case(s) failed the check or did not run: "
-              + "; ".join(f"{r['name']}: {r['status']}" for r in bad))
+    bad = _report_failures(results)
     if a.json:
         settings = {k: v for k, v in vars(a).items() if k not in ("sizes",)}
         settings["sizes"] = [dataclasses.asdict(s) for s in a.sizes] if a.sizes else None
@@ -855,13 +873,7 @@ def _main_serve(a, device):
             print(c.name)
         return 0
     steps = a.steps or (50 if a.quick else 200)
-    info = machine_info(device)
-    print(f"fusedrnn {info['fusedrnn']} ({info['build_info']}), torch {info['torch']}, "
-          f"{info['gpu'] or info['cpu']} ({info['cores']} cores, {info['torch_threads']} threads)"
-          f", device {device}")
-    load = _load_warning(device)
-    if load:
-        print(load)
+    info = _print_machine(device)
     print(f"{len(cases)} serving cases: loops of {steps} single steps carrying the state, "
           f"median of {a.repeat} rounds")
     tol = TOLERANCE_CUDA if device.type == "cuda" else TOLERANCE
@@ -874,10 +886,7 @@ def _main_serve(a, device):
         bar.update(1, case.name)
     bar.close()
     print(sv.format_serve_table(results))
-    bad = [r for r in results if r["status"] != "ok"]
-    if bad:
-        print(f"\n{len(bad)} case(s) failed the check or did not run: "
-              + "; ".join(f"{r['name']}: {r['status']}" for r in bad))
+    bad = _report_failures(results)
     if a.json:
         settings = {k: v for k, v in vars(a).items() if k not in ("sizes",)}
         with open(a.json, "w") as f:

@@ -129,14 +129,9 @@ def format_serve_table(results):
         check = "-" if chk is None else (f"ok {chk['err']:.0e}" if chk["ok"] else
                                          f"MISMATCH {chk['err']:.1e}")
         if r.get("error"):
-            rows.append([r["name"], check, "ERROR: " + r["error"][:80], "", ""])
+            rows.append([r["name"], check, "ERROR: " + r["error"][:80]])
             continue
         rows.append([r["name"], check, f"{r['torch_us']:.1f}", f"{r['fusedrnn_us']:.1f}",
                      f"{r['ratio']:.2f}x"])
-    widths = [max(len(row[i]) for row in [head] + rows if not row[i].startswith("ERROR"))
-              for i in range(len(head))]
-    lines = ["  ".join([row[0].ljust(widths[0]), row[1].ljust(widths[1])]
-                       + [c.rjust(widths[i + 2]) for i, c in enumerate(row[2:])]).rstrip()
-             for row in [head] + rows]
-    lines.insert(1, "-" * max(len(line) for line in lines))
-    return "\n".join(lines)
+    from fusedrnn.bench import align_table
+    return align_table(head, rows)
