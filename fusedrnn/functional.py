@@ -151,7 +151,7 @@ class LSTMFunction(torch.autograd.Function):
                 x, h0, c0, w_ih, w_hh, b_ih, b_hh, ctx.reverse, ctx.backend, ctx.batch_sizes,
                 w_hr, ctx.algorithm)
         dx, dh0, dc0, dw_ih, dw_hh, db, dw_hr = ops.lstm_backward(
-            dy.contiguous(), dh_n.contiguous(), dc_n.contiguous(), x, h0, c0, w_ih, w_hh, y,
+            dy, dh_n.contiguous(), dc_n.contiguous(), x, h0, c0, w_ih, w_hh, y,
             gates, cells, ctx.reverse, ctx.backend, ctx.batch_sizes, w_hr, ctx.algorithm)
         return (dx, dh0, dc0, dw_ih, dw_hh, *_bias_grads(ctx.has_bias, db, db), None, None, None,
                 dw_hr if w_hr is not None else None, None, None)
@@ -183,7 +183,7 @@ class GRUFunction(torch.autograd.Function):
             y, _, gates, ghn = ops.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, ctx.reverse,
                                                ctx.backend, ctx.batch_sizes, ctx.algorithm)
         dx, dh0, dw_ih, dw_hh, db_ih, db_hh = ops.gru_backward(
-            dy.contiguous(), dh_n.contiguous(), x, h0, w_ih, w_hh, y, gates, ghn, ctx.reverse,
+            dy, dh_n.contiguous(), x, h0, w_ih, w_hh, y, gates, ghn, ctx.reverse,
             ctx.backend, ctx.batch_sizes, ctx.algorithm)
         return (dx, dh0, dw_ih, dw_hh, *_bias_grads(ctx.has_bias, db_ih, db_hh), None, None,
                 None, None, None)
@@ -218,7 +218,7 @@ class RNNFunction(torch.autograd.Function):
             y, _ = ops.rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, ctx.nonlinearity, ctx.reverse,
                                    ctx.backend, ctx.batch_sizes)
         dx, dh0, dw_ih, dw_hh, db = ops.rnn_backward(
-            dy.contiguous(), dh_n.contiguous(), x, h0, w_ih, w_hh, y, ctx.nonlinearity,
+            dy, dh_n.contiguous(), x, h0, w_ih, w_hh, y, ctx.nonlinearity,
             ctx.reverse, ctx.backend, ctx.batch_sizes)
         return (dx, dh0, dw_ih, dw_hh, *_bias_grads(ctx.has_bias, db, db), None, None, None,
                 None, None)

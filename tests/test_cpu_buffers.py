@@ -102,3 +102,34 @@ def test_cache_returns_memory_when_shapes_keep_changing():
     assert s["live"] == 0
     kept = [b for b in s["sizes"] if b in per_shape]
     assert not kept, f"per-shape buffers kept: {kept}"
+
+
+def test_sizes_that_coincide_between_shapes_are_not_kept():
+    """A chain of shapes where each one's gates [T*B, 4H] are exactly the next one's output
+    [4T*B, H] (T x4 at equal B): the sizes coincide between different shapes only, so the
+    buffers are not cached (they were: a loop of such shapes held ~200 MB)."""
+    H, B, mb2 = 128, 128, 2 << 20
+    chain = [10, 40, 160, 640]
+    coinciding = {(T * B * 4 * H * 4 + mb2 - 1) // mb2 * mb2 for T in chain[:-1]}
+    for T in chain:
+        _train_call(T, B, H)
+    s = _stats()
+    assert s["live"] == 0
+    kept = [b for b in s["sizes"] if b in coinciding]
+    assert not kept, f"buffers of coinciding sizes kept: {kept}"
+
+
+def test_weight_sized_buffers_stay_cached_when_shapes_vary():
+    """Packed weights and weight gradients have the same size whatever T and B, so a loop of
+    changing small shapes keeps them (their page faults would dominate such calls)."""
+    H = 512  # W_ih, W_hh: [2048, 512] fp32 = 4 MB each
+    torch.manual_seed(0)
+    m = fusedrnn.LSTM(H, H)
+    with fusedrnn.backend("cpu"):
+        for T, B in [(3 + i, 1 + i % 4) for i in range(8)]:  # activations all under 1 MB
+            y, _ = m(torch.randn(T, B, H, requires_grad=True))
+            y.sum().backward()
+            m.zero_grad(set_to_none=True)
+    s = _stats()
+    assert s["live"] == 0
+    assert len([b for b in s["sizes"] if b >= 4 << 20]) >= 2, s

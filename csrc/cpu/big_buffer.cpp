@@ -32,8 +32,8 @@ size_t cache_limit() {
 }
 
 // The cache keeps only sizes that recur from call to call. Each op call (BufferScope) has an
-// id; a (op kind, size) pair recurs when it is requested by two different calls at most
-// kCalls calls apart: a loop over the same shapes shows that from its second call on, and from
+// id; a (op kind, call shape, size) triple -- (op kind, size) for the buffers sized by the
+// weights -- recurs when it is requested by two different calls at most kCalls calls apart: a loop over the same shapes shows that from its second call on, and from
 // its third call on its buffers come from the cache. Freed buffers of other sizes are unmapped
 // at once, and a cached buffer not taken within kKeep calls is unmapped too. Shapes that
 // change every call (or cycle through many shapes) thus keep nothing: before, every freed
@@ -47,6 +47,8 @@ constexpr size_t kMaxCached = size_t(64) << 20;
 std::atomic<int> g_op{0};
 std::atomic<uint64_t> g_call{0};  // 0: outside any op call
 std::atomic<uint64_t> g_calls{0};
+std::atomic<uint64_t> g_shape{0};     // the current call's shape key
+thread_local bool t_weights = false;  // inside a WeightBuffers on this thread
 
 struct Cached {
   void* p;
@@ -54,7 +56,11 @@ struct Cached {
   uint64_t freed_in;  // call id
 };
 
-inline uint64_t key(int op, size_t bytes) { return (uint64_t(op) << 48) ^ uint64_t(bytes); }
+// Buffers sized by the activations recur only within one call shape; those sized by the weights
+// (t_weights) within the op kind.
+inline uint64_t key(int op, size_t bytes, uint64_t shape) {
+  return ((uint64_t(op) << 48) ^ uint64_t(bytes)) + shape * 0x9E3779B97F4A7C15ull;
+}
 
 // Freed buffers (oldest first), the mapped size and request key of every buffer handed out,
 // and per (op, size) the last call that requested it and whether it recurs.
@@ -129,7 +135,7 @@ void unmap_all(const std::vector<std::pair<void*, size_t>>& drop) {
 void* take(size_t want, uint64_t& k, std::vector<std::pair<void*, size_t>>& drop) {
   Pool& p = pool();
   const uint64_t call = g_call.load(), now = g_calls.load();
-  k = key(g_op.load(), want);
+  k = key(g_op.load(), want, t_weights ? 0 : g_shape.load());
   std::lock_guard<std::mutex> lock(p.mu);
   if (call != 0) {
     auto it = p.last_call.find(k);
@@ -215,8 +221,10 @@ void reset_peak() {
   p.peak = p.live_bytes;
 }
 
-BufferScope::BufferScope(int op) : prev_op_(g_op.load()), prev_call_(g_call.load()) {
+BufferScope::BufferScope(int op, uint64_t shape)
+    : prev_op_(g_op.load()), prev_call_(g_call.load()), prev_shape_(g_shape.load()) {
   g_op.store(op);
+  g_shape.store(shape);
   g_call.store(++g_calls);
   // Age out what earlier calls left, also when this call allocates nothing big.
   std::vector<std::pair<void*, size_t>> drop;
@@ -231,6 +239,21 @@ BufferScope::BufferScope(int op) : prev_op_(g_op.load()), prev_call_(g_call.load
 BufferScope::~BufferScope() {
   g_op.store(prev_op_);
   g_call.store(prev_call_);
+  g_shape.store(prev_shape_);
+}
+
+WeightBuffers::WeightBuffers() : prev_(t_weights) { t_weights = true; }
+WeightBuffers::~WeightBuffers() { t_weights = prev_; }
+
+uint64_t shape_key(std::initializer_list<const at::Tensor*> tensors) {
+  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a over the sizes, with a separator per tensor
+  auto mix = [&h](uint64_t v) { h = (h ^ v) * 0x100000001b3ull; };
+  for (const at::Tensor* t : tensors) {
+    mix(~uint64_t(0));
+    if (t && t->defined())
+      for (auto s : t->sizes()) mix(uint64_t(s));
+  }
+  return h;
 }
 
 at::Tensor empty_big(at::IntArrayRef sizes, const at::TensorOptions& opt) {

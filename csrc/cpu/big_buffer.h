@@ -8,8 +8,17 @@
 //   over the same shapes); other buffers are unmapped at once, and cached ones not taken
 //   within 4 op calls too; buffers over 64 MB are never cached. At most FUSEDRNN_CPU_CACHE_MB
 //   megabytes are cached (default 256; 0 disables the cache). Thread-safe.
-// BufferScope(op): RAII, one op call (op: a small id per op kind), around each CPU op; big
-//   allocations outside any scope are never cached. Scopes nest (the inner one counts).
+//   "The same op" means the same op kind and, for buffers sized by the activations, the same
+//   call shape (BufferScope's shape): sizes that only coincide between different shapes (the
+//   gates of T=20 and the output of T=80 at equal B) do not make a buffer recur, so a loop whose
+//   shapes vary keeps only the buffers sized by the weights (WeightBuffers).
+// BufferScope(op, shape): RAII, one op call (op: a small id per op kind; shape: a key of the
+//   call's activation shapes, shape_key), around each CPU op; big allocations outside any scope
+//   are never cached. Scopes nest (the inner one counts).
+// WeightBuffers: RAII on the calling thread; big buffers allocated on this thread while one
+//   lives are sized by the weights alone (packed weights, weight gradients), so they recur
+//   across calls of any shape.
+// shape_key(tensors): a key of the sizes of the given tensors (undefined ones count too).
 // cache_stats(): {cached bytes, sizes now recurring, bytes handed out and not freed, the size of
 //   every cached buffer, the most bytes handed out and not freed at once since reset_peak()}
 //   (tests, benchmarks; sizes as mapped, from 1 MB up, rounded to 2 MB).
@@ -32,6 +41,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <vector>
 
@@ -42,15 +52,26 @@ void* alloc_big(size_t bytes);
 void free_big(void* p);
 class BufferScope {
  public:
-  explicit BufferScope(int op);
+  BufferScope(int op, uint64_t shape);
   ~BufferScope();
   BufferScope(const BufferScope&) = delete;
   BufferScope& operator=(const BufferScope&) = delete;
 
  private:
   int prev_op_;
-  uint64_t prev_call_;
+  uint64_t prev_call_, prev_shape_;
 };
+class WeightBuffers {
+ public:
+  WeightBuffers();
+  ~WeightBuffers();
+  WeightBuffers(const WeightBuffers&) = delete;
+  WeightBuffers& operator=(const WeightBuffers&) = delete;
+
+ private:
+  bool prev_;
+};
+uint64_t shape_key(std::initializer_list<const at::Tensor*> tensors);
 struct CacheStats {
   size_t cached, recurring, live;
   std::vector<size_t> sizes;

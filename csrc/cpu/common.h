@@ -85,6 +85,16 @@ struct Steps {
   }
 };
 
+// t itself when contiguous, else a contiguous copy in a big buffer (big_buffer.h): incoming
+// gradients are often expanded (the gradient of y.sum() has stride 0), and their copy through
+// glibc left activation-sized holes in its heap when shapes vary.
+inline Tensor contiguous_big(const Tensor& t) {
+  if (t.is_contiguous()) return t;
+  auto out = empty_big(t.sizes(), t.options());
+  out.copy_(t);
+  return out;
+}
+
 // Time index of the s-th processed step.
 inline int64_t time_of(int64_t s, int64_t T, bool reverse) { return reverse ? T - 1 - s : s; }
 

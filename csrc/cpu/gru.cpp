@@ -109,7 +109,7 @@ T6 backward(const Steps& st, const Tensor& dy_, const Tensor& dh_n, const Tensor
             const Tensor& h0, const Tensor& w_ih_, const Tensor& w_hh_, const Tensor& y_,
             const Tensor& gates_, const Tensor& ghn_, bool reverse) {
   const int64_t H = w_hh_.size(1);
-  auto flat = [&](const Tensor& t) { return t.contiguous().view({st.N, t.size(-1)}); };
+  auto flat = [&](const Tensor& t) { return contiguous_big(t).view({st.N, t.size(-1)}); };
   auto dy = flat(dy_), x = flat(x_), y = flat(y_), gates = flat(gates_), ghn = flat(ghn_);
   auto w_hh = w_hh_.contiguous(), w_ih = w_ih_.contiguous();
   const int64_t I = w_ih.size(1), G = 3 * H, N = st.N;
@@ -118,12 +118,18 @@ T6 backward(const Steps& st, const Tensor& dy_, const Tensor& dh_n, const Tensor
   auto dgh = empty_big({N, G}, x.options());
   auto h_prev = previous_rows(y, h0.contiguous(), st, reverse);
   auto dx = empty_big({N, I}, x.options());
-  auto dw_ih = empty_big({G, I}, x.options()), dw_hh = empty_big({G, H}, x.options());
+  Tensor dw_ih, dw_hh;
+  {
+    const WeightBuffers sized_by_weights;  // the cache's rule (big_buffer.h)
+    dw_ih = empty_big({G, I}, x.options());
+    dw_hh = empty_big({G, H}, x.options());
+  }
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gru_backward_cpu", [&] {
     using S = scalar_t;
     backward_steps<S>(st, dy, gates, ghn, h_prev, w_hh, reverse, dh, dgx, dgh);
     const S* gx = dgx.data_ptr<S>();
-    matmul<S>(false, false, N, I, G, gx, G, w_ih.data_ptr<S>(), I, S(0), dx.data_ptr<S>(), I);
+    matmul_weight<S>(false, false, N, I, G, gx, G, w_ih.data_ptr<S>(), I, S(0),
+                     dx.data_ptr<S>(), I);
     matmul<S>(true, false, G, I, N, gx, G, x.data_ptr<S>(), I, S(0), dw_ih.data_ptr<S>(), I);
     matmul<S>(true, false, G, H, N, dgh.data_ptr<S>(), G, h_prev.data_ptr<S>(), H, S(0),
               dw_hh.data_ptr<S>(), H);

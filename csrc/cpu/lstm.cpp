@@ -196,7 +196,7 @@ T7 backward(const Steps& st, const Tensor& dy_, const Tensor& dh_n, const Tensor
             const Tensor& cells_in, bool reverse) {
   const int64_t P = w_hh_.size(1), H = w_hh_.size(0) / 4;
   const bool proj = w_hr.defined();
-  auto flat = [&](const Tensor& t) { return t.contiguous().view({st.N, t.size(-1)}); };
+  auto flat = [&](const Tensor& t) { return contiguous_big(t).view({st.N, t.size(-1)}); };
   auto dy = flat(dy_), x = flat(x_), y = flat(y_), gates = flat(gates_), cells_ = flat(cells_in);
   auto w_hh = w_hh_.contiguous(), w_ih = w_ih_.contiguous();
   const int64_t I = w_ih.size(1), G = 4 * H, N = st.N;
@@ -207,7 +207,12 @@ T7 backward(const Steps& st, const Tensor& dy_, const Tensor& dh_n, const Tensor
   auto c_prev = previous_rows(cells_, c0.contiguous(), st, reverse);
   auto h_prev = previous_rows(y, h0.contiguous(), st, reverse);
   auto dx = empty_big({N, I}, x.options());
-  auto dw_ih = empty_big({G, I}, x.options()), dw_hh = empty_big({G, P}, x.options());
+  Tensor dw_ih, dw_hh;
+  {
+    const WeightBuffers sized_by_weights;  // the cache's rule (big_buffer.h)
+    dw_ih = empty_big({G, I}, x.options());
+    dw_hh = empty_big({G, P}, x.options());
+  }
   // dW_hr = sum over rows of dh_t^T m_t, with m = o * tanh(c) recomputed from the saved tensors.
   auto m = proj ? (gates.narrow(1, 3 * H, H) * at::tanh(cells_)).contiguous() : Tensor();
   auto dw_hr = proj ? at::empty({P, H}, x.options()) : at::empty({0}, x.options());
@@ -215,7 +220,8 @@ T7 backward(const Steps& st, const Tensor& dy_, const Tensor& dh_n, const Tensor
     using S = scalar_t;
     backward_steps<S>(st, dy, gates, cells_, c_prev, w_hh, w_hr, reverse, dh, dc, da, dht, dm);
     const S* dap = da.data_ptr<S>();
-    matmul<S>(false, false, N, I, G, dap, G, w_ih.data_ptr<S>(), I, S(0), dx.data_ptr<S>(), I);
+    matmul_weight<S>(false, false, N, I, G, dap, G, w_ih.data_ptr<S>(), I, S(0),
+                     dx.data_ptr<S>(), I);
     matmul<S>(true, false, G, I, N, dap, G, x.data_ptr<S>(), I, S(0), dw_ih.data_ptr<S>(), I);
     matmul<S>(true, false, G, P, N, dap, G, h_prev.data_ptr<S>(), P, S(0), dw_hh.data_ptr<S>(),
               P);

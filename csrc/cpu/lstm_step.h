@@ -60,7 +60,10 @@ struct LstmStepWeights {
       : kernel(&k), H(H_), units(k.units), cols(4 * k.units),
         panels((H_ + k.units - 1) / k.units) {
     const size_t floats = size_t(panels * H * cols);
-    data.reset(static_cast<float*>(alloc_big(floats * sizeof(float))));
+    {
+      const WeightBuffers sized_by_weights;  // the cache's rule (big_buffer.h)
+      data.reset(static_cast<float*>(alloc_big(floats * sizeof(float))));
+    }
     TORCH_CHECK(data, "fusedrnn: out of memory packing W_hh");
     float* d0 = data.get();
     at::parallel_for(0, panels, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, H * cols)),

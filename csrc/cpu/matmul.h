@@ -5,6 +5,8 @@
 //   w.mul(M, ta, A, lda, beta, C, ldc, bias): C[M,N] = op(A) op(B) + beta * C (+ bias [N]).
 // matmul<S>(...): the one-shot form, same conventions as gemm_rm plus the nullable bias and, for
 // fp32, gemm.h's stream hint.
+// matmul_weight<S>(...): matmul<S> where B is a weight (its packed copy then recurs in the buffer
+// cache whatever the call's shapes, as Weight's does).
 // B (and bias) must outlive the Weight; C must not alias A, B or bias; beta == 0 never reads C.
 // fp32 products whose B serves fewer than kPackMinRows rows in all (a one-shot matmul with small
 // M and A read in place; a Weight given rows < kPackMinRows) leave B unpacked: PackedB's thin
@@ -16,6 +18,7 @@
 
 #include <cstdlib>
 #include <optional>
+#include <utility>
 
 namespace fusedrnn {
 namespace cpu {
@@ -56,10 +59,17 @@ template <>
 struct Weight<float> {
   PackedB packed;
   Weight(bool tb, int64_t K, int64_t N, const float* B, int64_t ldb, int64_t rows)
-      : packed(tb, K, N, B, ldb, rows >= kPackMinRows) {}
+      : packed(pack(tb, K, N, B, ldb, rows >= kPackMinRows)) {}
   void mul(int64_t M, bool ta, const float* A, int64_t lda, float beta, float* C, int64_t ldc,
            const float* bias = nullptr) const {
     gemm_packed(M, 1.f, ta, A, lda, packed, beta, C, ldc, bias);
+  }
+
+ private:
+  // A weight's buffer has the same size whatever the call's shapes (the cache's rule).
+  static PackedB pack(bool tb, int64_t K, int64_t N, const float* B, int64_t ldb, bool pk) {
+    const WeightBuffers sized_by_weights;
+    return PackedB(tb, K, N, B, ldb, pk);
   }
 };
 
@@ -81,6 +91,14 @@ inline void matmul(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const S* A
     }
     gemm_rm<S>(ta, tb, M, N, K, S(1), A, lda, B, ldb, beta, C, ldc);
   }
+}
+
+// matmul<S> whose B is a weight: B's packed copy has the same size whatever the call's shapes,
+// which the buffer cache must know (big_buffer.h: WeightBuffers).
+template <class S, class... Args>
+inline void matmul_weight(Args&&... args) {
+  const WeightBuffers sized_by_weights;
+  matmul<S>(std::forward<Args>(args)...);
 }
 
 // The input projection out = x W_ih^T + bias of a layer call (x [N,I], w_ih [G,I], out [N,G]
@@ -113,7 +131,7 @@ struct InputProjection {
     hoisted = env ? env[0] == '1'
                   : (st.B < kHoistBelowBatch || st.B >= kHoistFromBatch || step_flops < kStepFlops);
     if (hoisted) {
-      matmul<S>(false, true, st.N, G, I, x, I, w_ih, I, S(0), out, ldo, bias, stream);
+      matmul_weight<S>(false, true, st.N, G, I, x, I, w_ih, I, S(0), out, ldo, bias, stream);
     } else {
       w.emplace(true, I, G, w_ih, I, st.N);
     }

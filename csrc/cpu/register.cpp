@@ -18,6 +18,11 @@ bool use_simt(const std::string& backend, const char* op) {
   }
 }
 
+// The cache's unit of recurrence (big_buffer.h): one op call, and its activation shapes.
+uint64_t call_shape(const Tensor& x, const Tensor& h0, const OptTensor& batch_sizes) {
+  return cpu::shape_key({&x, &h0, batch_sizes ? &*batch_sizes : nullptr});
+}
+
 bool persistent(const char* op, const std::string& algorithm, const OptTensor& w_hr = {}) {
   return use_persistent(op, parse_algorithm(algorithm), false, 0, /*simt=*/true, w_hr);
 }
@@ -27,7 +32,7 @@ T5 lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tenso
                 std::string backend, const OptTensor& batch_sizes, const OptTensor& w_hr,
                 std::string algorithm, bool save) {
   validate_lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes, w_hr);
-  const cpu::BufferScope buffers(1);  // the cache's unit of recurrence
+  const cpu::BufferScope buffers(1, call_shape(x, h0, batch_sizes));
   if (!use_simt(backend, "lstm_forward"))
     return cpu::lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, w_hr,
                              save);
@@ -45,7 +50,7 @@ T7 lstm_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n, const
                  std::string algorithm) {
   validate_lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells, batch_sizes,
                          w_hr);
-  const cpu::BufferScope buffers(2);  // the cache's unit of recurrence
+  const cpu::BufferScope buffers(2, call_shape(x, h0, batch_sizes));
   if (!use_simt(backend, "lstm_backward"))
     return cpu::lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells, reverse,
                               batch_sizes, w_hr);
@@ -62,7 +67,7 @@ T4 gru_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tens
                const OptTensor& b_ih, const OptTensor& b_hh, bool reverse, std::string backend,
                const OptTensor& batch_sizes, std::string algorithm, bool save) {
   validate_gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes);
-  const cpu::BufferScope buffers(3);  // the cache's unit of recurrence
+  const cpu::BufferScope buffers(3, call_shape(x, h0, batch_sizes));
   if (!use_simt(backend, "gru_forward"))
     return cpu::gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, save);
   if (persistent("gru_forward", algorithm))
@@ -76,7 +81,7 @@ T6 gru_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Ten
                 const Tensor& ghn, bool reverse, std::string backend,
                 const OptTensor& batch_sizes, std::string algorithm) {
   validate_gru_backward(dy, dh_n, x, h0, w_ih, w_hh, y, gates, ghn, batch_sizes);
-  const cpu::BufferScope buffers(4);  // the cache's unit of recurrence
+  const cpu::BufferScope buffers(4, call_shape(x, h0, batch_sizes));
   if (!use_simt(backend, "gru_backward"))
     return cpu::gru_backward(dy, dh_n, x, h0, w_ih, w_hh, y, gates, ghn, reverse, batch_sizes);
   if (persistent("gru_backward", algorithm))
@@ -90,7 +95,7 @@ T2 rnn_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tens
                bool reverse, std::string backend, const OptTensor& batch_sizes) {
   validate_rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes);
   const bool relu = parse_relu(nonlinearity, "rnn_forward");
-  const cpu::BufferScope buffers(5);  // the cache's unit of recurrence
+  const cpu::BufferScope buffers(5, call_shape(x, h0, batch_sizes));
   if (use_simt(backend, "rnn_forward"))
     return simt::rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse, batch_sizes);
   return cpu::rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, relu, reverse, batch_sizes);
@@ -101,7 +106,7 @@ T5 rnn_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Ten
                 bool reverse, std::string backend, const OptTensor& batch_sizes) {
   validate_rnn_backward(dy, dh_n, x, h0, w_ih, w_hh, y, batch_sizes);
   const bool relu = parse_relu(nonlinearity, "rnn_backward");
-  const cpu::BufferScope buffers(6);  // the cache's unit of recurrence
+  const cpu::BufferScope buffers(6, call_shape(x, h0, batch_sizes));
   if (use_simt(backend, "rnn_backward"))
     return simt::rnn_backward(dy, dh_n, x, h0, w_ih, w_hh, y, relu, reverse, batch_sizes);
   return cpu::rnn_backward(dy, dh_n, x, h0, w_ih, w_hh, y, relu, reverse, batch_sizes);

@@ -70,7 +70,7 @@ T2 forward(const Steps& st, const Tensor& x_, const Tensor& h0, const Tensor& w_
 T5 backward(const Steps& st, const Tensor& dy_, const Tensor& dh_n, const Tensor& x_,
             const Tensor& h0, const Tensor& w_ih_, const Tensor& w_hh_, const Tensor& y_,
             bool relu, bool reverse) {
-  auto flat = [&](const Tensor& t) { return t.contiguous().view({st.N, t.size(-1)}); };
+  auto flat = [&](const Tensor& t) { return contiguous_big(t).view({st.N, t.size(-1)}); };
   auto dy = flat(dy_), x = flat(x_), y = flat(y_);
   auto w_hh = w_hh_.contiguous(), w_ih = w_ih_.contiguous();
   const int64_t H = w_hh.size(1), I = w_ih.size(1), N = st.N;
@@ -78,13 +78,19 @@ T5 backward(const Steps& st, const Tensor& dy_, const Tensor& dh_n, const Tensor
   auto da = empty_big(y.sizes(), y.options());
   auto h_prev = previous_rows(y, h0.contiguous(), st, reverse);
   auto dx = empty_big({N, I}, x.options());
-  auto dw_ih = empty_big({H, I}, x.options()), dw_hh = empty_big({H, H}, x.options());
+  Tensor dw_ih, dw_hh;
+  {
+    const WeightBuffers sized_by_weights;  // the cache's rule (big_buffer.h)
+    dw_ih = empty_big({H, I}, x.options());
+    dw_hh = empty_big({H, H}, x.options());
+  }
   const auto act = relu ? cells::Act::Relu : cells::Act::Tanh;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnn_backward_cpu", [&] {
     using S = scalar_t;
     backward_steps<S>(st, dy, y, w_hh, act, reverse, dh, da);
     const S* dap = da.data_ptr<S>();
-    matmul<S>(false, false, N, I, H, dap, H, w_ih.data_ptr<S>(), I, S(0), dx.data_ptr<S>(), I);
+    matmul_weight<S>(false, false, N, I, H, dap, H, w_ih.data_ptr<S>(), I, S(0),
+                     dx.data_ptr<S>(), I);
     matmul<S>(true, false, H, I, N, dap, H, x.data_ptr<S>(), I, S(0), dw_ih.data_ptr<S>(), I);
     matmul<S>(true, false, H, H, N, dap, H, h_prev.data_ptr<S>(), H, S(0), dw_hh.data_ptr<S>(),
               H);
