@@ -40,6 +40,17 @@ TORCH_LIBRARY(fusedrnn, m) {
       "Tensor y, Tensor gates, Tensor ghn, bool reverse=False, str backend='auto', "
       "Tensor? batch_sizes=None, str algorithm='auto') "
       "-> (Tensor dx, Tensor dh0, Tensor dw_ih, Tensor dw_hh, Tensor db_ih, Tensor db_hh)");
+  // GRU with the reset gate before the recurrent product (Cho et al. 2014): as gru_*, with
+  // rh = r * h_{t-1} saved instead of ghn (csrc/cpu/gru_reset_before.h). CPU backend only.
+  m.def(
+      "gru_rb_forward(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
+      "bool reverse=False, str backend='auto', Tensor? batch_sizes=None, bool save=True) "
+      "-> (Tensor y, Tensor h_n, Tensor gates, Tensor rh)");
+  m.def(
+      "gru_rb_backward(Tensor dy, Tensor dh_n, Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, "
+      "Tensor y, Tensor gates, Tensor rh, bool reverse=False, str backend='auto', "
+      "Tensor? batch_sizes=None) "
+      "-> (Tensor dx, Tensor dh0, Tensor dw_ih, Tensor dw_hh, Tensor db_ih, Tensor db_hh)");
   m.def(
       "rnn_forward(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
       "str nonlinearity='tanh', bool reverse=False, str backend='auto', Tensor? batch_sizes=None) "

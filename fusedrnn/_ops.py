@@ -79,6 +79,25 @@ def _gru_backward_fake(dy, dh_n, x, h0, w_ih, w_hh, y, gates, ghn, reverse=False
     return e(x.shape), e(h0.shape), e(w_ih.shape), e(w_hh.shape), e(3 * H), e(3 * H)
 
 
+@torch.library.register_fake("fusedrnn::gru_rb_forward")
+def _gru_rb_forward_fake(x, h0, w_ih, w_hh, b_ih, b_hh, reverse=False, backend="auto",
+                         batch_sizes=None, save=True):
+    rows, H = _layer_sizes(x, w_hh, h0, w_ih, b_ih, b_hh, packed=batch_sizes is not None)
+    e = x.new_empty
+    if not save:
+        return e(rows(H)), e(h0.shape), e((0,)), e((0,))
+    return e(rows(H)), e(h0.shape), e(rows(3 * H)), e(rows(H))
+
+
+@torch.library.register_fake("fusedrnn::gru_rb_backward")
+def _gru_rb_backward_fake(dy, dh_n, x, h0, w_ih, w_hh, y, gates, rh, reverse=False,
+                          backend="auto", batch_sizes=None):
+    rows, H = _layer_sizes(x, w_hh, dy, dh_n, h0, w_ih, y, gates, rh,
+                           packed=batch_sizes is not None)
+    e = x.new_empty
+    return e(x.shape), e(h0.shape), e(w_ih.shape), e(w_hh.shape), e(3 * H), e(3 * H)
+
+
 @torch.library.register_fake("fusedrnn::rnn_forward")
 def _rnn_forward_fake(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=False,
                       backend="auto", batch_sizes=None):

@@ -68,13 +68,18 @@ class _FusedCellBase:
 
     def forward(self, input, hx=None):
         if torch.onnx.is_in_onnx_export():  # torch.nn's ops, which ONNX exporters translate
+            if not getattr(self, "reset_after", True):
+                raise NotImplementedError(
+                    "fusedrnn.GRUCell(reset_after=False): ONNX export is not supported (the "
+                    "export writes torch.nn.GRUCell's cell, which applies the reset gate after "
+                    "the product)")
             return super().forward(input, hx)
         x, parts, w, batched = self._prepare(input, hx)
         if self._kind == "lstm":
             _, h, c = F.lstm_layer(x, parts[0], parts[1], *w)
             return (h, c) if batched else (h.squeeze(0), c.squeeze(0))
         if self._kind == "gru":
-            _, h = F.gru_layer(x, parts[0], *w)
+            _, h = F.gru_layer(x, parts[0], *w, reset_after=getattr(self, "reset_after", True))
         else:
             # save_h_n: torch.nn.RNNCell's backward uses its output (the result of tanh/relu),
             # so modifying h in place raises at backward there; the same here.
@@ -89,9 +94,19 @@ class LSTMCell(_FusedCellBase, nn.LSTMCell):
 
 
 class GRUCell(_FusedCellBase, nn.GRUCell):
-    """torch.nn.GRUCell computed by fusedrnn's fused op."""
+    """torch.nn.GRUCell computed by fusedrnn's fused op; reset_after as fusedrnn.GRU's (False:
+    Cho et al.'s cell, the reset gate before the recurrent product; CPU tensors only for now)."""
 
     _kind = "gru"
+
+    def __init__(self, input_size, hidden_size, bias=True, device=None, dtype=None,
+                 reset_after=True):
+        super().__init__(input_size, hidden_size, bias, device=device, dtype=dtype)
+        self.reset_after = bool(reset_after)
+
+    def extra_repr(self):
+        s = super().extra_repr()
+        return s if self.reset_after else s + ", reset_after=False"
 
 
 class RNNCell(_FusedCellBase, nn.RNNCell):

@@ -37,7 +37,8 @@ from fusedrnn import reference
 from fusedrnn._config import get_algorithm, get_backend
 from fusedrnn._ops import ops
 
-__all__ = ["lstm_layer", "gru_layer", "rnn_layer", "LSTMFunction", "GRUFunction", "RNNFunction"]
+__all__ = ["lstm_layer", "gru_layer", "rnn_layer", "LSTMFunction", "GRUFunction",
+           "GRUResetBeforeFunction", "RNNFunction"]
 
 
 def _needs_backward(*tensors):
@@ -189,6 +190,39 @@ class GRUFunction(torch.autograd.Function):
                 None, None, None)
 
 
+class GRUResetBeforeFunction(torch.autograd.Function):
+    """gru_layer(reset_after=False): Cho's GRU on the gru_rb_* ops (CPU backend only)."""
+
+    @staticmethod
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, reverse, backend, batch_sizes, save=True):
+        y, h_n, gates, rh = ops.gru_rb_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, backend,
+                                               batch_sizes, save)
+        y = _unview(y)
+        ctx.saved_gates = save
+        ctx.save_for_backward(x, h0, w_ih, w_hh, gates, rh, b_ih, b_hh, _keep_output(ctx, y))
+        ctx.has_bias, ctx.reverse, ctx.backend = b_ih is not None, reverse, backend
+        ctx.batch_sizes = batch_sizes
+        return y, h_n
+
+    @staticmethod
+    def backward(ctx, dy, dh_n):
+        x, h0, w_ih, w_hh, gates, rh, b_ih, b_hh, y = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: see _recompute_grads
+            return _recompute_grads(
+                ctx, {0: x, 1: h0, 2: w_ih, 3: w_hh, 4: b_ih, 5: b_hh},
+                lambda: reference.gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, ctx.reverse,
+                                            ctx.batch_sizes, reset_after=False), (dy, dh_n))
+        y = _kept_output(ctx, y) if ctx.saved_gates else None
+        if y is None:  # modified in place, or saved nothing (see LSTMFunction): recompute
+            y, _, gates, rh = ops.gru_rb_forward(x, h0, w_ih, w_hh, b_ih, b_hh, ctx.reverse,
+                                                 ctx.backend, ctx.batch_sizes)
+        dx, dh0, dw_ih, dw_hh, db_ih, db_hh = ops.gru_rb_backward(
+            dy, dh_n.contiguous(), x, h0, w_ih, w_hh, y, gates, rh, ctx.reverse, ctx.backend,
+            ctx.batch_sizes)
+        return (dx, dh0, dw_ih, dw_hh, *_bias_grads(ctx.has_bias, db_ih, db_hh), None, None,
+                None, None)
+
+
 class RNNFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity, reverse, backend, batch_sizes,
@@ -249,11 +283,27 @@ def lstm_layer(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False, batch
                               batch_sizes, w_hr, get_algorithm(), save)
 
 
-def gru_layer(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False, batch_sizes=None):
-    """One GRU layer (reset-after, as torch.nn.GRU) over x: returns (y, h_n)."""
+def gru_layer(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False, batch_sizes=None,
+              reset_after=True):
+    """One GRU layer over x: returns (y, h_n). reset_after=True is torch.nn.GRU's cell;
+    reset_after=False is Cho et al.'s (2014), the reset gate applied to h before the recurrent
+    product: n = tanh(W_in x + b_in + W_hn (r * h) + b_hn), with the same parameters. The latter
+    runs on the CPU backend only for now (NotImplementedError for CUDA tensors)."""
     if _empty(x, h0, w_hh):
-        return reference.gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes)
+        return reference.gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes,
+                                   reset_after)
     save = _needs_backward(x, h0, w_ih, w_hh, b_ih, b_hh)
+    if not reset_after:
+        if x.device.type != "cpu":
+            raise NotImplementedError(
+                "fusedrnn: GRU with reset_after=False (Cho's GRU) runs on CPU tensors only for "
+                f"now, got {x.device.type} tensors; torch.nn.GRU's cell is reset_after=True")
+        if not save:
+            y, h_n, _, _ = ops.gru_rb_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse,
+                                              get_backend(), batch_sizes, False)
+            return _unview(y), h_n
+        return GRUResetBeforeFunction.apply(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, get_backend(),
+                                            batch_sizes, save)
     if not save:
         y, h_n, _, _ = ops.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, get_backend(),
                                        batch_sizes, get_algorithm(), False)

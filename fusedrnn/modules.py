@@ -49,6 +49,10 @@ class _FusedRNNBase:
         if torch.onnx.is_in_onnx_export():
             # ONNX has standard LSTM/GRU/RNN operators and torch.nn's forward is what the
             # exporter translates into them; the state is torch.nn's, so its forward runs as is.
+            if not getattr(self, "reset_after", True):
+                raise NotImplementedError(
+                    "fusedrnn.GRU(reset_after=False): ONNX export is not supported (the export "
+                    "writes torch.nn.GRU's cell, which applies the reset gate after the product)")
             return _TORCH_NN[self._kind].forward(self, input, hx)
         name = type(self).__name__
         lstm = self._kind == "lstm"
@@ -112,7 +116,8 @@ class _FusedRNNBase:
                     y, h, c = F.lstm_layer(x, h0[k], c0[k], *w, w_hr=w_hr, **kw)
                     c_n.append(c)
                 elif self._kind == "gru":
-                    y, h = F.gru_layer(x, h0[k], *w, **kw)
+                    y, h = F.gru_layer(x, h0[k], *w, reset_after=getattr(self, "reset_after", True),
+                                       **kw)
                 else:
                     y, h = F.rnn_layer(x, h0[k], *w, nonlinearity=self.nonlinearity, **kw)
                 ys.append(y)
@@ -201,15 +206,26 @@ class LSTM(_FusedRNNBase, nn.RNNBase):
 
 
 class GRU(_FusedRNNBase, nn.RNNBase):
-    """torch.nn.GRU computed by fusedrnn's fused kernels. Same arguments as torch.nn.GRU."""
+    """torch.nn.GRU computed by fusedrnn's fused kernels. Same arguments as torch.nn.GRU, and
+    reset_after: True (default) is torch.nn.GRU's cell, n = tanh(W_in x + b_in + r * (W_hn h +
+    b_hn)); False is Cho et al.'s original GRU (2014), the reset gate applied before the
+    recurrent product, n = tanh(W_in x + b_in + W_hn (r * h) + b_hn), with the same parameters
+    (names, shapes, initialisation, state_dict). reset_after=False runs on CPU tensors only for
+    now and is not exported to ONNX."""
 
     _kind = "gru"
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, device=None, dtype=None, **kwargs):
+                 dropout=0.0, bidirectional=False, device=None, dtype=None, reset_after=True,
+                 **kwargs):
         _reject_proj_size(kwargs)
         super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first,
                          dropout, bidirectional, device=device, dtype=dtype, **kwargs)
+        self.reset_after = bool(reset_after)
+
+    def extra_repr(self):
+        s = super().extra_repr()
+        return s if self.reset_after else s + ", reset_after=False"
 
 
 class RNN(_FusedRNNBase, nn.RNNBase):

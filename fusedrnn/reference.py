@@ -1,7 +1,8 @@
 """The equations of the cells in plain PyTorch, one time step at a time: the tests' oracle.
 
 Same signatures and conventions as fusedrnn.functional (gate order of torch.nn: LSTM i,f,g,o;
-GRU r,z,n with the reset gate applied after the recurrent matmul). Differentiable through
+GRU r,z,n with the reset gate applied after the recurrent matmul, or before it with
+reset_after=False). Differentiable through
 ordinary autograd. Deliberately simple: no fusion, no tricks.
 """
 import torch
@@ -24,13 +25,24 @@ def lstm_cell(x, h, c, w_ih, w_hh, b_ih=None, b_hh=None, w_hr=None):
     return (h_new if w_hr is None else h_new @ w_hr.t()), c_new
 
 
-def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None):
-    """One GRU step (reset-after): x [B,I], h [B,H] -> h'."""
+def gru_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, reset_after=True):
+    """One GRU step: x [B,I], h [B,H] -> h'.
+
+    reset_after=True (torch.nn.GRU): n = tanh(W_in x + b_in + r * (W_hn h + b_hn)).
+    reset_after=False (Cho et al. 2014, the reset gate before the product):
+    n = tanh(W_in x + b_in + W_hn (r * h) + b_hn). Same parameters either way."""
     xr, xz, xn = _linear(x, w_ih, b_ih).chunk(3, dim=-1)
-    hr, hz, hn = _linear(h, w_hh, b_hh).chunk(3, dim=-1)
-    r = torch.sigmoid(xr + hr)
-    z = torch.sigmoid(xz + hz)
-    n = torch.tanh(xn + r * hn)
+    if reset_after:
+        hr, hz, hn = _linear(h, w_hh, b_hh).chunk(3, dim=-1)
+        r = torch.sigmoid(xr + hr)
+        z = torch.sigmoid(xz + hz)
+        n = torch.tanh(xn + r * hn)
+    else:
+        w_hr, w_hz, w_hn = w_hh.chunk(3, dim=0)
+        b_hr, b_hz, b_hn = b_hh.chunk(3) if b_hh is not None else (None, None, None)
+        r = torch.sigmoid(xr + _linear(h, w_hr, b_hr))
+        z = torch.sigmoid(xz + _linear(h, w_hz, b_hz))
+        n = torch.tanh(xn + _linear(r * h, w_hn, b_hn))
     return (1 - z) * n + z * h
 
 
@@ -81,10 +93,11 @@ def lstm_layer(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False, batch
     return _scan(cell, x, (h0, c0), reverse, batch_sizes, w_hh.shape[1])
 
 
-def gru_layer(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False, batch_sizes=None):
+def gru_layer(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False, batch_sizes=None,
+              reset_after=True):
     """x [T,B,I] (or packed [N,I] with batch_sizes) -> (y [T,B,H] in time order, h_n)."""
     def cell(xt, h):
-        return (gru_cell(xt, h, w_ih, w_hh, b_ih, b_hh),)
+        return (gru_cell(xt, h, w_ih, w_hh, b_ih, b_hh, reset_after),)
     return _scan(cell, x, (h0,), reverse, batch_sizes, w_hh.shape[1])
 
 

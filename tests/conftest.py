@@ -1,4 +1,6 @@
 """Shared fixtures: the backends every kernel test runs on, tolerances per dtype, inputs."""
+import contextlib
+
 import pytest
 import torch
 
@@ -110,6 +112,16 @@ def layer_inputs(kind, T, B, I, H, dtype=torch.float64, bias=True, device="cpu",
     d["b_ih"] = rnd(G * H, scale=k) if bias else None
     d["b_hh"] = rnd(G * H, scale=k) if bias else None
     return d
+
+
+@contextlib.contextmanager
+def chunk_bytes_env(value, monkeypatch):
+    """FUSEDRNN_NOSAVE_CHUNK_BYTES set to value (None: unset) inside the block."""
+    if value is None:
+        monkeypatch.delenv("FUSEDRNN_NOSAVE_CHUNK_BYTES", raising=False)
+    else:
+        monkeypatch.setenv("FUSEDRNN_NOSAVE_CHUNK_BYTES", value)
+    yield
 
 
 def assert_close(actual, expected, dtype, scale=1.0, msg=""):

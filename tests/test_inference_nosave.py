@@ -8,21 +8,12 @@ import torch
 
 import fusedrnn
 from fusedrnn import functional as F
-from conftest import device_of, layer_inputs
+from conftest import chunk_bytes_env as chunk_bytes, device_of, layer_inputs
 
 ops = torch.ops.fusedrnn
 
 # Small chunk budgets make many chunks (and, at 1 byte, one step per chunk) of the test sizes.
 CHUNKS = ["1", "5000", None]
-
-
-@contextlib.contextmanager
-def chunk_bytes(value, monkeypatch):
-    if value is None:
-        monkeypatch.delenv("FUSEDRNN_NOSAVE_CHUNK_BYTES", raising=False)
-    else:
-        monkeypatch.setenv("FUSEDRNN_NOSAVE_CHUNK_BYTES", value)
-    yield
 
 
 def same(a, b, backend, exact=False):

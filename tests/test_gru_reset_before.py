@@ -1,0 +1,190 @@
+"""GRU with the reset gate before the recurrent product (Cho et al. 2014; issue 22 item 1):
+fusedrnn.GRU / GRUCell(reset_after=False) and gru_layer(reset_after=False) on the CPU backend,
+against fusedrnn.reference (written from the equations) in every dtype, dense and packed, both
+directions, thin and packed GEMM paths; gradcheck in fp64; the modules' parameters and
+state_dict are torch.nn.GRU's."""
+import pytest
+import torch
+
+import fusedrnn
+from fusedrnn import functional as F
+from fusedrnn import reference
+from conftest import assert_close, chunk_bytes_env, layer_inputs
+
+ops = torch.ops.fusedrnn
+DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
+
+
+def _args(d, dtype, grad):
+    out = []
+    for k in ("x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"):
+        t = d[k]
+        out.append(None if t is None else t.to(dtype).requires_grad_(grad))
+    return out
+
+
+def _ref(args):
+    """The same (rounded) inputs in fp64, as leaves for the reference."""
+    return [None if a is None else a.detach().double().requires_grad_() for a in args]
+
+
+def test_equations_of_one_step():
+    """The reference's reset-before cell against the equations written out by hand."""
+    d = layer_inputs("gru", 1, 3, 4, 5)
+    x, h = d["x"][0], d["h0"]
+    w_ih, w_hh, b_ih, b_hh = d["w_ih"], d["w_hh"], d["b_ih"], d["b_hh"]
+    H = 5
+    W = lambda w, k: w[k * H:(k + 1) * H]  # noqa: E731
+    b = lambda v, k: v[k * H:(k + 1) * H]  # noqa: E731
+    r = torch.sigmoid(x @ W(w_ih, 0).T + b(b_ih, 0) + h @ W(w_hh, 0).T + b(b_hh, 0))
+    z = torch.sigmoid(x @ W(w_ih, 1).T + b(b_ih, 1) + h @ W(w_hh, 1).T + b(b_hh, 1))
+    n = torch.tanh(x @ W(w_ih, 2).T + b(b_ih, 2) + (r * h) @ W(w_hh, 2).T + b(b_hh, 2))
+    want = (1 - z) * n + z * h
+    got = reference.gru_cell(x, h, w_ih, w_hh, b_ih, b_hh, reset_after=False)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    after = reference.gru_cell(x, h, w_ih, w_hh, b_ih, b_hh)
+    assert (after - want).abs().max() > 1e-3  # the two cells differ
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("T,B,I,H", [(5, 1, 3, 7), (4, 19, 10, 13), (3, 35, 17, 33)])
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("bias", [True, False])
+def test_layer_against_reference(dtype, T, B, I, H, reverse, bias):
+    d = layer_inputs("gru", T, B, I, H, bias=bias, seed=T * 100 + B)
+    args = _args(d, dtype, True)
+    ref = _ref(args)
+    with fusedrnn.backend("cpu"):
+        y, h_n = F.gru_layer(*args, reverse=reverse, reset_after=False)
+    yr, hr = reference.gru_layer(*ref, reverse=reverse, reset_after=False)
+    assert_close(y, yr, dtype)
+    assert_close(h_n, hr, dtype)
+    g = torch.Generator().manual_seed(1)
+    wy, wh = torch.randn(y.shape, generator=g), torch.randn(h_n.shape, generator=g)
+    ((y.double() * wy).sum() + (h_n.double() * wh).sum()).backward()
+    ((yr * wy).sum() + (hr * wh).sum()).backward()
+    for a, r in zip(args, ref):
+        if a is not None:
+            assert_close(a.grad, r.grad, dtype, scale=4)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_packed_against_reference(reverse):
+    lengths = [6, 6, 4, 3, 1]
+    batch_sizes = torch.tensor([sum(L > t for L in lengths) for t in range(max(lengths))])
+    N, I, H = int(batch_sizes.sum()), 4, 6
+    d = layer_inputs("gru", 1, len(lengths), I, H, seed=3)
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(N, I, generator=g, dtype=torch.float64, requires_grad=True)
+    args = [x] + _args(d, torch.float64, True)[1:]
+    ref = _ref(args)
+    y, h_n = F.gru_layer(*args, reverse=reverse, batch_sizes=batch_sizes, reset_after=False)
+    yr, hr = reference.gru_layer(*ref, reverse=reverse, batch_sizes=batch_sizes,
+                                 reset_after=False)
+    assert_close(y, yr, torch.float64)
+    assert_close(h_n, hr, torch.float64)
+    (y.sum() + (h_n * 2).sum()).backward()
+    (yr.sum() + (hr * 2).sum()).backward()
+    for a, r in zip(args, ref):
+        assert_close(a.grad, r.grad, torch.float64)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_gradcheck(reverse):
+    d = layer_inputs("gru", 4, 3, 2, 5, seed=7)
+    args = tuple(_args(d, torch.float64, True))
+    assert torch.autograd.gradcheck(
+        lambda *a: F.gru_layer(*a, reverse=reverse, reset_after=False), args)
+    assert torch.autograd.gradgradcheck(
+        lambda *a: F.gru_layer(*a, reverse=reverse, reset_after=False), args)
+
+
+@pytest.mark.parametrize("chunk", ["1", "5000", None])
+def test_inference_saves_nothing_and_matches(chunk, monkeypatch):
+    d = layer_inputs("gru", 9, 18, 5, 7, dtype=torch.float32, seed=9)
+    args = _args(d, torch.float32, False)
+    with chunk_bytes_env(chunk, monkeypatch):
+        y, h, gates, rh = ops.gru_rb_forward(*args, False, "cpu", None, False)
+    assert gates.numel() == 0 and rh.numel() == 0
+    y1, h1, gates1, rh1 = ops.gru_rb_forward(*args, False, "cpu", None, True)
+    assert gates1.shape == (9, 18, 21) and rh1.shape == (9, 18, 7)
+    torch.testing.assert_close(y, y1, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(h, h1, rtol=1e-5, atol=1e-6)
+
+
+def test_opcheck():
+    d = layer_inputs("gru", 4, 3, 5, 6, seed=2)
+    w = (d["w_ih"], d["w_hh"], d["b_ih"], d["b_hh"])
+    for reverse in (False, True):
+        y, hn, gates, rh = ops.gru_rb_forward(d["x"], d["h0"], *w, reverse)
+        torch.library.opcheck(ops.gru_rb_forward, (d["x"], d["h0"], *w, reverse))
+        torch.library.opcheck(ops.gru_rb_backward,
+                              (torch.randn_like(y), torch.randn_like(hn), d["x"], d["h0"],
+                               d["w_ih"], d["w_hh"], y, gates, rh, reverse))
+
+
+def test_module_matches_reference_and_keeps_torch_nn_parameters():
+    torch.manual_seed(0)
+    ref_nn = torch.nn.GRU(6, 9, num_layers=2, bidirectional=True, batch_first=True)
+    m = fusedrnn.GRU(6, 9, num_layers=2, bidirectional=True, batch_first=True,
+                     reset_after=False)
+    assert [n for n, _ in m.named_parameters()] == [n for n, _ in ref_nn.named_parameters()]
+    m.load_state_dict(ref_nn.state_dict())
+    assert "reset_after=False" in repr(m) and "reset_after" not in repr(fusedrnn.GRU(6, 9))
+    x = torch.randn(4, 11, 6, requires_grad=True)
+    h0 = torch.randn(4, 4, 9)
+    out, h_n = m(x, h0)
+    # The same stack from the reference layers.
+    inp, hs = x.transpose(0, 1), []
+    for layer in range(2):
+        ys = []
+        for d, sfx in enumerate(("", "_reverse")):
+            p = [getattr(m, f"{k}_l{layer}{sfx}") for k in
+                 ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            y, h = reference.gru_layer(inp, h0[2 * layer + d], *p, reverse=d == 1,
+                                       reset_after=False)
+            ys.append(y)
+            hs.append(h)
+        inp = torch.cat(ys, -1)
+    assert_close(out, inp.transpose(0, 1), torch.float32)
+    assert_close(h_n, torch.stack(hs), torch.float32)
+    out.sum().backward()
+    assert all(p.grad is not None for p in m.parameters())
+    # The default is still torch.nn.GRU's cell.
+    m2 = fusedrnn.GRU(6, 9, num_layers=2, bidirectional=True, batch_first=True)
+    m2.load_state_dict(ref_nn.state_dict())
+    assert_close(m2(x, h0)[0], ref_nn(x, h0)[0], torch.float32)
+
+
+def test_cell_matches_reference():
+    torch.manual_seed(1)
+    c = fusedrnn.GRUCell(5, 8, reset_after=False)
+    x, h = torch.randn(3, 5), torch.randn(3, 8)
+    want = reference.gru_cell(x, h, c.weight_ih, c.weight_hh, c.bias_ih, c.bias_hh,
+                              reset_after=False)
+    assert_close(c(x, h), want, torch.float32)
+    assert_close(c(x[0], h[0]), want[0], torch.float32)  # unbatched
+    assert "reset_after=False" in repr(c)
+
+
+def test_in_place_change_of_the_output_keeps_gradients_right():
+    d = layer_inputs("gru", 5, 4, 3, 6, seed=5)
+    args = _args(d, torch.float64, True)
+    ref = _ref(args)
+    y, _ = F.gru_layer(*args, reset_after=False)
+    y.mul_(2)
+    y.sum().backward()
+    yr, _ = reference.gru_layer(*ref, reset_after=False)
+    (yr * 2).sum().backward()
+    for a, r in zip(args, ref):
+        assert_close(a.grad, r.grad, torch.float64)
+
+
+def test_clear_errors_where_it_does_not_run():
+    d = layer_inputs("gru", 3, 2, 4, 5)
+    args = _args(d, torch.float32, False)
+    with fusedrnn.backend("simt"), pytest.raises(RuntimeError, match="CPU backend only"):
+        F.gru_layer(*args, reset_after=False)
+    meta = [a.to("meta") for a in args]
+    with pytest.raises(NotImplementedError, match="CPU tensors only"):
+        F.gru_layer(*meta, reset_after=False)
