@@ -1,33 +1,22 @@
 // CPU backend, GRU with the reset gate before the recurrent product (contract:
 // gru_reset_before.h). Per step: h W_{hr,hz}^T into a [B,2H] scratch, a pass that forms r, z
-// and r * h, then (r * h) W_hn^T into a [B,H] scratch and a pass that forms n and h'. Backward
+// and r * h, then (r * h) W_hn^T into a [B,H] scratch and a pass that forms n and h' (the
+// passes vectorised per instruction set: pointwise.h). Backward
 // per step mirrors it: a pass for da_z, da_n, then drh = da_n W_hn, a pass for da_r, then
 // dh_{t-1} += [da_r, da_z] W_{hr,hz}; the weight gradients are GEMMs over all rows after the
 // loop. The input projection is hoisted or per step as for the other cells (matmul.h); without
 // save the steps run in chunks whose gates and rh are scratch (chunks.h).
 #include "cpu/gru_reset_before.h"
 
-#include <ATen/Parallel.h>
-
-#include "cells/gru_reset_before.h"
 #include "cpu/chunks.h"
 #include "cpu/common.h"
 #include "cpu/matmul.h"
+#include "cpu/pointwise.h"
 
 namespace fusedrnn {
 namespace cpu {
 
 namespace {
-
-// Rows [0, n) of a pass over [n, H] elements, split across threads when large enough to repay
-// waking them.
-template <class F>
-void rows_of(int64_t n, int64_t H, F&& f) {
-  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(H, 1));
-  at::parallel_for(0, n, grain, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) f(i);
-  });
-}
 
 // x [N,I] -> y [N,H], gates [N,3H] (activations r, z, n), rh [N,H]; h [B,H] enters as h0 and
 // leaves as h_n. save=false: gates and rh are the scratch of one chunk (rows from its first).
@@ -69,26 +58,9 @@ void forward_steps(const Steps& all, const std::vector<StepChunk>& chunks, const
       S* yt = y0 + off * H;
       if (in) in->step(off, n);
       w_rz.mul(n, false, hs, H, S(0), g_rz, 2 * H, bhh);
-      rows_of(n, H, [&](int64_t i) {
-        S* gi = g + i * G;
-        const S* pi = g_rz + i * 2 * H;
-        for (int64_t j = 0; j < H; ++j) {
-          S r, z, p;
-          cells::grurb_forward_rz<S>(gi[j] + pi[j], gi[H + j] + pi[H + j], hs[i * H + j], r, z,
-                                     p);
-          gi[j] = r, gi[H + j] = z, rht[i * H + j] = p;
-        }
-      });
+      pointwise<S>().grurb_forward_rz(n, H, g, g_rz, hs, rht);
       w_n.mul(n, false, rht, H, S(0), g_n, H, bhh ? bhh + 2 * H : nullptr);
-      rows_of(n, H, [&](int64_t i) {
-        S* gi = g + i * G;
-        for (int64_t j = 0; j < H; ++j) {
-          S nn, hn;
-          cells::grurb_forward_n<S>(gi[2 * H + j] + g_n[i * H + j], gi[H + j], hs[i * H + j],
-                                    nn, hn);
-          gi[2 * H + j] = nn, yt[i * H + j] = hn, hs[i * H + j] = hn;
-        }
-      });
+      pointwise<S>().grurb_forward_n(n, H, g, g_n, hs, yt);
     }
   }
 }
@@ -112,26 +84,9 @@ void backward_steps(const Steps& st, const Tensor& dy, const Tensor& gates,
     const S* hp = h_prev.data_ptr<S>() + off * H;
     const S* dyt = dy.data_ptr<S>() + off * H;
     S* dgt = dg.data_ptr<S>() + off * G;
-    rows_of(n, H, [&](int64_t i) {
-      const S* gi = g + i * G;
-      S* di = dgt + i * G;
-      for (int64_t j = 0; j < H; ++j) {
-        S dz, dn, dp;
-        cells::grurb_backward_zn<S>(gi[H + j], gi[2 * H + j], hp[i * H + j],
-                                    dhs[i * H + j] + dyt[i * H + j], dz, dn, dp);
-        di[H + j] = dz, di[2 * H + j] = dn, dhs[i * H + j] = dp;
-      }
-    });
+    pointwise<S>().grurb_backward_zn(n, H, g, hp, dhs, dyt, dgt);
     w_n.mul(n, false, dgt + 2 * H, G, S(0), drh, H);
-    rows_of(n, H, [&](int64_t i) {
-      const S* gi = g + i * G;
-      S* di = dgt + i * G;
-      for (int64_t j = 0; j < H; ++j) {
-        S dr, dp = dhs[i * H + j];
-        cells::grurb_backward_r<S>(gi[j], hp[i * H + j], drh[i * H + j], dr, dp);
-        di[j] = dr, dhs[i * H + j] = dp;
-      }
-    });
+    pointwise<S>().grurb_backward_r(n, H, g, hp, drh, dhs, dgt);
     w_rz.mul(n, false, dgt, G, S(1), dhs, H);
   }
 }

@@ -11,6 +11,7 @@
 #include <algorithm>
 
 #include "cells/cells.h"
+#include "cells/gru_reset_before.h"
 #include "cpu/pointwise.h"
 
 namespace fusedrnn {
@@ -171,6 +172,58 @@ static void gru_backward(int64_t n, int64_t H, const S* g, const S* ghn, const S
 }
 
 template <class S>
+static void grurb_forward_rz(int64_t n, int64_t H, S* g, const S* gh, const S* h_state,
+                             S* rh_out) {
+  for_units(n, H, V<S>::size(), [&](int64_t b, int64_t j, int64_t k) {
+    S* gb = g + b * 3 * H + j;
+    const S* hb = gh + b * 2 * H + j;
+    const int64_t e = b * H + j;
+    C<S> r, z, rh;
+    cells::grurb_forward_rz<C<S>>(ld(gb, k) + ld(hb, k), ld(gb + H, k) + ld(hb + H, k),
+                                  ld(h_state + e, k), r, z, rh);
+    st(r, gb, k), st(z, gb + H, k), st(rh, rh_out + e, k);
+  });
+}
+
+template <class S>
+static void grurb_forward_n(int64_t n, int64_t H, S* g, const S* ghn, S* h_state, S* h_out) {
+  for_units(n, H, V<S>::size(), [&](int64_t b, int64_t j, int64_t k) {
+    S* gb = g + b * 3 * H + j;
+    const int64_t e = b * H + j;
+    C<S> nn, h;
+    cells::grurb_forward_n<C<S>>(ld(gb + 2 * H, k) + ld(ghn + e, k), ld(gb + H, k),
+                                 ld(h_state + e, k), nn, h);
+    st(nn, gb + 2 * H, k), st(h, h_state + e, k), st(h, h_out + e, k);
+  });
+}
+
+template <class S>
+static void grurb_backward_zn(int64_t n, int64_t H, const S* g, const S* h_prev, S* dh_state,
+                              const S* dy, S* dg) {
+  for_units(n, H, V<S>::size(), [&](int64_t b, int64_t j, int64_t k) {
+    const S* gb = g + b * 3 * H + j;
+    S* db = dg + b * 3 * H + j;
+    const int64_t e = b * H + j;
+    C<S> dz, dn, direct;
+    cells::grurb_backward_zn<C<S>>(ld(gb + H, k), ld(gb + 2 * H, k), ld(h_prev + e, k),
+                                   ld(dh_state + e, k) + ld(dy + e, k), dz, dn, direct);
+    st(dz, db + H, k), st(dn, db + 2 * H, k), st(direct, dh_state + e, k);
+  });
+}
+
+template <class S>
+static void grurb_backward_r(int64_t n, int64_t H, const S* g, const S* h_prev, const S* drh,
+                             S* dh_state, S* dg) {
+  for_units(n, H, V<S>::size(), [&](int64_t b, int64_t j, int64_t k) {
+    const int64_t e = b * H + j;
+    C<S> dr, dh = ld(dh_state + e, k);
+    cells::grurb_backward_r<C<S>>(ld(g + b * 3 * H + j, k), ld(h_prev + e, k), ld(drh + e, k),
+                                  dr, dh);
+    st(dr, dg + b * 3 * H + j, k), st(dh, dh_state + e, k);
+  });
+}
+
+template <class S>
 static void rnn_forward(int64_t n, int64_t H, int act, S* y, S* h_state) {
   const auto a = static_cast<cells::Act>(act);
   for_units(n, H, V<S>::size(), [&](int64_t b, int64_t j, int64_t k) {
@@ -193,8 +246,10 @@ static void rnn_backward(int64_t n, int64_t H, int act, const S* y, const S* dh_
 
 template <class S>
 const Pointwise<S>& table() {
-  static const Pointwise<S> t{lstm_forward<S>, lstm_backward<S>, gru_forward<S>,
-                              gru_backward<S>, rnn_forward<S>,  rnn_backward<S>};
+  static const Pointwise<S> t{lstm_forward<S>,      lstm_backward<S>,     gru_forward<S>,
+                              gru_backward<S>,      grurb_forward_rz<S>,  grurb_forward_n<S>,
+                              grurb_backward_zn<S>, grurb_backward_r<S>,  rnn_forward<S>,
+                              rnn_backward<S>};
   return t;
 }
 
