@@ -41,7 +41,8 @@ TORCH_LIBRARY(fusedrnn, m) {
       "Tensor? batch_sizes=None, str algorithm='auto') "
       "-> (Tensor dx, Tensor dh0, Tensor dw_ih, Tensor dw_hh, Tensor db_ih, Tensor db_hh)");
   // GRU with the reset gate before the recurrent product (Cho et al. 2014): as gru_*, with
-  // rh = r * h_{t-1} saved instead of ghn (csrc/cpu/gru_reset_before.h). CPU backend only.
+  // rh = r * h_{t-1} saved instead of ghn (csrc/cpu/gru_reset_before.h). Stepwise kernels
+  // only on CUDA and SIMT (the algorithm has one choice).
   m.def(
       "gru_rb_forward(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
       "bool reverse=False, str backend='auto', Tensor? batch_sizes=None, bool save=True) "

@@ -95,7 +95,7 @@ class LSTMCell(_FusedCellBase, nn.LSTMCell):
 
 class GRUCell(_FusedCellBase, nn.GRUCell):
     """torch.nn.GRUCell computed by fusedrnn's fused op; reset_after as fusedrnn.GRU's (False:
-    Cho et al.'s cell, the reset gate before the recurrent product; CPU tensors only for now)."""
+    Cho et al.'s cell, the reset gate before the recurrent product)."""
 
     _kind = "gru"
 

@@ -191,7 +191,7 @@ class GRUFunction(torch.autograd.Function):
 
 
 class GRUResetBeforeFunction(torch.autograd.Function):
-    """gru_layer(reset_after=False): Cho's GRU on the gru_rb_* ops (CPU backend only)."""
+    """gru_layer(reset_after=False): Cho's GRU on the gru_rb_* ops."""
 
     @staticmethod
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, reverse, backend, batch_sizes, save=True):
@@ -287,17 +287,13 @@ def gru_layer(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False, batch_size
               reset_after=True):
     """One GRU layer over x: returns (y, h_n). reset_after=True is torch.nn.GRU's cell;
     reset_after=False is Cho et al.'s (2014), the reset gate applied to h before the recurrent
-    product: n = tanh(W_in x + b_in + W_hn (r * h) + b_hn), with the same parameters. The latter
-    runs on the CPU backend only for now (NotImplementedError for CUDA tensors)."""
+    product: n = tanh(W_in x + b_in + W_hn (r * h) + b_hn), with the same parameters (every
+    backend; on CUDA the stepwise kernels, two launches a step, whatever fusedrnn.algorithm)."""
     if _empty(x, h0, w_hh):
         return reference.gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes,
                                    reset_after)
     save = _needs_backward(x, h0, w_ih, w_hh, b_ih, b_hh)
     if not reset_after:
-        if x.device.type != "cpu":
-            raise NotImplementedError(
-                "fusedrnn: GRU with reset_after=False (Cho's GRU) runs on CPU tensors only for "
-                f"now, got {x.device.type} tensors; torch.nn.GRU's cell is reset_after=True")
         if not save:
             y, h_n, _, _ = ops.gru_rb_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse,
                                               get_backend(), batch_sizes, False)

@@ -210,8 +210,7 @@ class GRU(_FusedRNNBase, nn.RNNBase):
     reset_after: True (default) is torch.nn.GRU's cell, n = tanh(W_in x + b_in + r * (W_hn h +
     b_hn)); False is Cho et al.'s original GRU (2014), the reset gate applied before the
     recurrent product, n = tanh(W_in x + b_in + W_hn (r * h) + b_hn), with the same parameters
-    (names, shapes, initialisation, state_dict). reset_after=False runs on CPU tensors only for
-    now and is not exported to ONNX."""
+    (names, shapes, initialisation, state_dict). reset_after=False is not exported to ONNX."""
 
     _kind = "gru"
 

@@ -1,7 +1,8 @@
 """GRU with the reset gate before the recurrent product (Cho et al. 2014; issue 22 item 1):
-fusedrnn.GRU / GRUCell(reset_after=False) and gru_layer(reset_after=False) on the CPU backend,
-against fusedrnn.reference (written from the equations) in every dtype, dense and packed, both
-directions, thin and packed GEMM paths; gradcheck in fp64; the modules' parameters and
+fusedrnn.GRU / GRUCell(reset_after=False) and gru_layer(reset_after=False) on every backend (the
+CPU backend; the CUDA kernels under SIMT, and on a GPU where there is one), against
+fusedrnn.reference (written from the equations) in every dtype, dense and packed, both
+directions, odd sizes, TF32 on and off; gradcheck in fp64; the modules' parameters and
 state_dict are torch.nn.GRU's."""
 import pytest
 import torch
@@ -9,10 +10,30 @@ import torch
 import fusedrnn
 from fusedrnn import functional as F
 from fusedrnn import reference
-from conftest import assert_close, chunk_bytes_env, layer_inputs
+from conftest import (TOL, assert_close, backend_available, chunk_bytes_env, device_of,
+                      layer_inputs, tf32_rnns)
 
 ops = torch.ops.fusedrnn
 DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
+
+
+@pytest.fixture(params=["simt", "cuda"])
+def kernel_backend(request):
+    """The backends that run the CUDA kernels, skipping one that is unavailable."""
+    ok, why = backend_available(request.param)
+    if not ok:
+        pytest.skip(why)
+    return request.param
+
+
+@pytest.fixture(params=[False, True], ids=["ieee", "tf32"])
+def tf32(request):
+    """TF32 allowed for the RNNs (fp32 on TF32 tensor cores) or not."""
+    if request.param:
+        with tf32_rnns():
+            yield True
+    else:
+        yield False
 
 
 def _args(d, dtype, grad):
@@ -180,14 +201,62 @@ def test_in_place_change_of_the_output_keeps_gradients_right():
         assert_close(a.grad, r.grad, torch.float64)
 
 
-def test_clear_errors_where_it_does_not_run():
-    d = layer_inputs("gru", 3, 2, 4, 5)
-    args = _args(d, torch.float32, False)
-    with fusedrnn.backend("simt"), pytest.raises(RuntimeError, match="CPU backend only"):
-        F.gru_layer(*args, reset_after=False)
-    meta = [a.to("meta") for a in args]
-    with pytest.raises(NotImplementedError, match="CPU tensors only"):
-        F.gru_layer(*meta, reset_after=False)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("T,B,I,H", [(3, 1, 3, 7), (2, 35, 9, 21)])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_kernels_against_reference(kernel_backend, dtype, T, B, I, H, reverse, tf32):
+    """The stepwise kernels (rz and n forward, zn and r backward), under SIMT here and on CUDA
+    where there is a GPU: H not a multiple of the 16-unit tiles, batches of one and of several
+    row tiles, tensor cores for the half types and TF32 (tolerance as fp16's)."""
+    if tf32 and dtype != torch.float32:
+        pytest.skip("TF32 applies to fp32 only")
+    dev = device_of(kernel_backend)
+    d = layer_inputs("gru", T, B, I, H, seed=T * 10 + B)
+    args = [a.to(dev) for a in _args(d, dtype, False)]
+    args = [a.requires_grad_() for a in args]
+    ref = [a.detach().double().cpu().requires_grad_() for a in args]
+    with fusedrnn.backend(kernel_backend):
+        y, h_n = F.gru_layer(*args, reverse=reverse, reset_after=False)
+    yr, hr = reference.gru_layer(*ref, reverse=reverse, reset_after=False)
+    tol = torch.float16 if tf32 and dtype == torch.float32 else dtype
+    assert_close(y, yr, tol)
+    assert_close(h_n, hr, tol)
+    g = torch.Generator().manual_seed(2)
+    wy, wh = torch.randn(y.shape, generator=g), torch.randn(h_n.shape, generator=g)
+    ((y.double() * wy.to(dev)).sum() + (h_n.double() * wh.to(dev)).sum()).backward()
+    ((yr * wy).sum() + (hr * wh).sum()).backward()
+    for a, r in zip(args, ref):
+        assert_close(a.grad, r.grad, tol, scale=4)
+
+
+@pytest.mark.parametrize("save", [True, False])
+def test_kernels_packed(kernel_backend, save):
+    dev = device_of(kernel_backend)
+    lengths = [5, 5, 3, 2, 1]
+    batch_sizes = torch.tensor([sum(L > t for L in lengths) for t in range(max(lengths))])
+    N, I, H = int(batch_sizes.sum()), 4, 19
+    d = layer_inputs("gru", 1, len(lengths), I, H, seed=8)
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(N, I, generator=g, dtype=torch.float64)
+    args = [x] + _args(d, torch.float64, False)[1:]
+    for reverse in (False, True):
+        want_y, want_h = reference.gru_layer(*args, reverse=reverse, batch_sizes=batch_sizes,
+                                             reset_after=False)
+        y, h, gates, rh = ops.gru_rb_forward(*[a.to(dev) for a in args], reverse,
+                                             kernel_backend, batch_sizes, save)
+        assert_close(y, want_y, torch.float64)
+        assert_close(h, want_h, torch.float64)
+        assert (gates.numel() > 0) == save and (rh.numel() > 0) == save
+
+
+def test_simt_kernels_catch_a_broken_rule():
+    """Sanity of the comparison above: the reset-after cell's outputs differ beyond the
+    tolerance, so a kernel computing the wrong cell cannot pass."""
+    d = layer_inputs("gru", 3, 4, 5, 6)
+    args = _args(d, torch.float64, False)
+    a, _ = reference.gru_layer(*args, reset_after=False)
+    b, _ = reference.gru_layer(*args)
+    assert (a - b).abs().max() > 10 * TOL[torch.float16]["atol"]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

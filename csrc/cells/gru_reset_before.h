@@ -16,12 +16,17 @@
 namespace fusedrnn {
 namespace cells {
 
-// a_r, a_z: full pre-activations (input + recurrent + both biases). h_prev: h_{t-1}.
+// a_r, a_z: full pre-activations (input + recurrent + both biases). h_prev: h_{t-1}. The r and
+// z halves are apart for kernels whose threads own one product column (r or z of one unit).
+template <class T> FRNN_HD void grurb_forward_r(T a_r, T h_prev, T& r, T& rh) {
+  r = sigmoid(a_r);
+  rh = r * h_prev;
+}
+template <class T> FRNN_HD T grurb_forward_z(T a_z) { return sigmoid(a_z); }
 template <class T>
 FRNN_HD void grurb_forward_rz(T a_r, T a_z, T h_prev, T& r, T& z, T& rh) {
-  r = sigmoid(a_r);
-  z = sigmoid(a_z);
-  rh = r * h_prev;
+  grurb_forward_r(a_r, h_prev, r, rh);
+  z = grurb_forward_z(a_z);
 }
 
 // a_n: x_n + (r * h) W_hn^T + b_hn.

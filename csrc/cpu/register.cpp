@@ -4,6 +4,7 @@
 #include "cuda/persistent.h"
 #include "cpu/big_buffer.h"
 #include "cpu/gru_reset_before.h"
+#include "gru_rb_ops.h"
 #include "validate.h"
 
 namespace fusedrnn {
@@ -113,23 +114,14 @@ T5 rnn_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Ten
   return cpu::rnn_backward(dy, dh_n, x, h0, w_ih, w_hh, y, relu, reverse, batch_sizes);
 }
 
-// The reset-before GRU has no CUDA kernel yet, so neither a SIMT one: only the CPU backend.
-void cpu_only(const std::string& backend, const char* op) {
-  const Backend b = parse_backend(backend);
-  TORCH_CHECK(b != Backend::Cuda, op, ": backend 'cuda' needs CUDA tensors, got CPU tensors");
-  TORCH_CHECK(b != Backend::Simt, op,
-              ": GRU(reset_after=False) runs on the CPU backend only for now (no CUDA kernel, "
-              "so nothing for the SIMT layer to run); use backend 'auto' or 'cpu'");
-}
-
+// The reset-before GRU: stepwise kernels only under SIMT (no persistent ones).
 T4 gru_rb_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
                   const OptTensor& b_ih, const OptTensor& b_hh, bool reverse,
                   std::string backend, const OptTensor& batch_sizes, bool save) {
-  const char* op = "gru_rb_forward";
-  check_layer_inputs(op, 3, x, h0, nullptr, w_ih, w_hh, b_ih, b_hh, batch_sizes);
-  check_dtype(op, x);
-  cpu_only(backend, op);
+  validate_gru_rb_forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes);
   const cpu::BufferScope buffers(7, call_shape(x, h0, batch_sizes));
+  if (use_simt(backend, "gru_rb_forward"))
+    return simt::gru_rb_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, save);
   return cpu::gru_rb_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, save);
 }
 
@@ -137,16 +129,11 @@ T6 gru_rb_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const 
                    const Tensor& w_ih, const Tensor& w_hh, const Tensor& y, const Tensor& gates,
                    const Tensor& rh, bool reverse, std::string backend,
                    const OptTensor& batch_sizes) {
-  const char* op = "gru_rb_backward";
-  auto s = check_layer_inputs(op, 3, x, h0, nullptr, w_ih, w_hh, {}, {}, batch_sizes);
-  check_dtype(op, x);
-  check_grad(op, dy, s.rows(s.H), x, "dy");
-  check_grad(op, dh_n, {s.B, s.H}, x, "dh_n");
-  check_grad(op, y, s.rows(s.H), x, "y");
-  check_grad(op, gates, s.rows(3 * s.H), x, "gates");
-  check_grad(op, rh, s.rows(s.H), x, "rh");
-  cpu_only(backend, op);
+  validate_gru_rb_backward(dy, dh_n, x, h0, w_ih, w_hh, y, gates, rh, batch_sizes);
   const cpu::BufferScope buffers(8, call_shape(x, h0, batch_sizes));
+  if (use_simt(backend, "gru_rb_backward"))
+    return simt::gru_rb_backward(dy, dh_n, x, h0, w_ih, w_hh, y, gates, rh, reverse,
+                                 batch_sizes);
   return cpu::gru_rb_backward(dy, dh_n, x, h0, w_ih, w_hh, y, gates, rh, reverse, batch_sizes);
 }
 

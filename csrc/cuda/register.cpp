@@ -6,6 +6,7 @@
 #ifdef FUSEDRNN_WITH_CUDA
 
 #include "cuda/persistent.h"
+#include "gru_rb_ops.h"
 #include "validate.h"
 
 namespace fusedrnn {
@@ -79,6 +80,24 @@ T6 gru_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Ten
   return cuda::gru_backward(dy, dh_n, x, h0, w_ih, w_hh, y, gates, ghn, reverse, batch_sizes);
 }
 
+T4 gru_rb_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+                  const OptTensor& b_ih, const OptTensor& b_hh, bool reverse,
+                  std::string backend, const OptTensor& batch_sizes, bool save) {
+  validate_gru_rb_forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes);
+  check_cuda(backend, "gru_rb_forward");
+  return cuda::gru_rb_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, save);
+}
+
+T6 gru_rb_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Tensor& h0,
+                   const Tensor& w_ih, const Tensor& w_hh, const Tensor& y, const Tensor& gates,
+                   const Tensor& rh, bool reverse, std::string backend,
+                   const OptTensor& batch_sizes) {
+  validate_gru_rb_backward(dy, dh_n, x, h0, w_ih, w_hh, y, gates, rh, batch_sizes);
+  check_cuda(backend, "gru_rb_backward");
+  return cuda::gru_rb_backward(dy, dh_n, x, h0, w_ih, w_hh, y, gates, rh, reverse,
+                               batch_sizes);
+}
+
 T2 rnn_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
                const OptTensor& b_ih, const OptTensor& b_hh, std::string nonlinearity,
                bool reverse, std::string backend, const OptTensor& batch_sizes) {
@@ -104,6 +123,8 @@ TORCH_LIBRARY_IMPL(fusedrnn, CUDA, m) {
   m.impl("lstm_backward", &lstm_backward);
   m.impl("gru_forward", &gru_forward);
   m.impl("gru_backward", &gru_backward);
+  m.impl("gru_rb_forward", &gru_rb_forward);
+  m.impl("gru_rb_backward", &gru_rb_backward);
   m.impl("rnn_forward", &rnn_forward);
   m.impl("rnn_backward", &rnn_backward);
 }
