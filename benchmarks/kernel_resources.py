@@ -38,9 +38,13 @@ KERNELS = [
     ("gru_backward_step_kernel", "GruBackwardCfg", "GruBackwardParams"),
     ("rnn_forward_step_kernel", "RnnForwardCfg", "RnnForwardParams"),  # x2: tanh, relu
     ("rnn_backward_step_kernel", "RnnBackwardCfg", "RnnBackwardParams"),
+    ("grurb_rz_step_kernel", "GruRbCfg", "GruRbRzParams"),  # GRU, reset gate before
+    ("grurb_n_step_kernel", "GruRbCfg", "GruRbNParams"),
+    ("grurb_backward_zn_step_kernel", "GruRbCfg", "GruRbBackwardParams"),
+    ("grurb_backward_r_step_kernel", "GruRbCfg", "GruRbBackwardParams"),
 ]
 HEADERS = ["cuda/lstm_kernels.cuh", "cuda/gru_kernels.cuh", "cuda/rnn_kernels.cuh",
-           "cuda/persistent_kernels.cuh"]
+           "cuda/grurb_kernels.cuh", "cuda/persistent_kernels.cuh"]
 # The persistent kernels (csrc/cuda/persistent_kernels.cuh): kernel<S, A>(Params<S, A>), A the
 # accumulation type. Their shared memory is sized at run time by the plan (persistent.h), so the
 # table shows it as "plan".

@@ -4,6 +4,7 @@
     python -m fusedrnn.bench --quick              # a small suite, well under a minute on a CPU
     python -m fusedrnn.bench --cell lstm --H 256,1024 --mode inference --json out.json
     python -m fusedrnn.bench --serve              # single steps in a loop (fusedrnn.bench_serve)
+    python -m fusedrnn.bench --variants           # cells torch.nn lacks (fusedrnn.bench_variants)
 
 For every case (cell, sizes, dtype, mode[, algorithm]) it builds a torch.nn module and the
 fusedrnn module of the same class with the same weights (load_state_dict), first checks that
@@ -696,6 +697,11 @@ def build_parser():
                         "(T=1) carrying the state, modules and cells, B 1,4,16 x H 256,512,1024 "
                         "(--B/--H replace them; --cell lstm includes LSTMCell, gru GRUCell; "
                         "--quick: B 1,16 x H 512); microseconds per step")
+    g.add_argument("--variants", action="store_true",
+                   help="the variant cells instead (fusedrnn.bench_variants): GRU with the reset "
+                        "gate before the product, fused, against its plain-PyTorch reference "
+                        "loop and torch.nn's closest cell; T=100, (B, H) (64, 512), (8, 256), "
+                        "(1, 512) (--quick: T=20 B=8 H=128; --mode selects modes)")
     g.add_argument("--steps", type=int, default=None,
                    help="steps per timed loop of --serve (default 200, 50 with --quick)")
     g.add_argument("--cell", type=lambda s: _csv(s, CELLS, what="cell"), default=list(CELLS),
@@ -819,6 +825,8 @@ def main(argv=None):
         torch.set_num_threads(a.threads)
     if a.serve:
         return _main_serve(a, device)
+    if a.variants:
+        return _main_variants(a, device)
     cases = cases_from_args(a, device)
     if a.list:
         for c in cases:
@@ -886,6 +894,36 @@ def _main_serve(a, device):
         bar.update(1, case.name)
     bar.close()
     print(sv.format_serve_table(results))
+    bad = _report_failures(results)
+    if a.json:
+        settings = {k: v for k, v in vars(a).items() if k not in ("sizes",)}
+        with open(a.json, "w") as f:
+            json.dump({"machine": info, "settings": settings, "results": results}, f, indent=1,
+                      default=str)
+        print(f"wrote {a.json}")
+    return 1 if bad else 0
+
+
+def _main_variants(a, device):
+    from fusedrnn import bench_variants as bv
+    sizes = ((20, 8, 128),) if a.quick else bv.VARIANT_SIZES
+    cases = bv.variant_cases(sizes=sizes, modes=a.mode)
+    if a.list:
+        for c in cases:
+            print(c.name)
+        return 0
+    info = _print_machine(device)
+    print(f"{len(cases)} variant-cell cases, median of {a.repeat} rounds")
+    tol = (TOLERANCE_CUDA if device.type == "cuda" else TOLERANCE)["fp32"]
+    bar = ProgressBar(len(cases), "variants", enabled={"on": True, "off": False}.get(a.progress))
+    results = []
+    for case in cases:
+        bar.update(0, case.name)
+        results.append(bv.run_variant_case(case, device, rounds=a.repeat, seed=a.seed,
+                                           tolerance=tol))
+        bar.update(1, case.name)
+    bar.close()
+    print(bv.format_variant_table(results))
     bad = _report_failures(results)
     if a.json:
         settings = {k: v for k, v in vars(a).items() if k not in ("sizes",)}

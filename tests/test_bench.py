@@ -300,6 +300,35 @@ def test_serve_check_catches_a_wrong_step(monkeypatch):
     assert ok["status"] == "ok"
 
 
+def test_variant_cases_and_table(tmp_path, capsys, monkeypatch):
+    """--variants: the fused variant cell against its reference loop and torch.nn's closest
+    cell, checked and timed side by side; a fused cell that is off fails the check."""
+    from fusedrnn import bench_variants as bv
+    monkeypatch.setattr(bv, "VARIANT_SIZES", ((3, 2, 7),))
+    out = tmp_path / "variants.json"
+    rc = bench.main(["--variants", "--repeat", "1", "--threads", "1", "--progress", "off",
+                     "--json", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    doc = json.loads(out.read_text())
+    assert [r["name"] for r in doc["results"]] == [
+        f"gru_reset_before T3 B2 H7 fp32 {m}" for m in ("inference", "training")]
+    for r in doc["results"]:
+        assert r["status"] == "ok" and r["check"]["ok"] and r["name"] in text
+        assert r["vs_reference"] == pytest.approx(r["reference_ms"] / r["fused_ms"])
+    # The check can fail: the reset-after cell is not the reset-before one.
+    orig = bv._callables
+
+    def wrong(case, device, seed):
+        fns = orig(case, device, seed)
+        fns["fusedrnn"] = fns["torch.nn"]  # the reset-after cell in the fused one's place
+        return fns
+    monkeypatch.setattr(bv, "_callables", wrong)
+    bad = bv.run_variant_case(bv.VariantCase("gru_reset_before", 3, 2, 7, "inference"), "cpu",
+                              rounds=1)
+    assert bad["status"] == "MISMATCH" and "MISMATCH" in bv.format_variant_table([bad])
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="VmHWM is Linux's")
 def test_memory_of_an_inference_case(capsys):
     """--memory: the peak memory one inference call adds, each side in a fresh process; shown

@@ -12,7 +12,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "ben
 import sass  # noqa: E402
 
 STEPWISE = ["lstm_forward_step_kernel", "lstm_backward_step_kernel", "gru_forward_step_kernel",
-            "gru_backward_step_kernel", "rnn_forward_step_kernel", "rnn_backward_step_kernel"]
+            "gru_backward_step_kernel", "rnn_forward_step_kernel", "rnn_backward_step_kernel",
+            "grurb_rz_step_kernel", "grurb_n_step_kernel", "grurb_backward_zn_step_kernel",
+            "grurb_backward_r_step_kernel"]
 PERSISTENT = ["lstm_fwd_kernel", "lstm_bwd_kernel", "gru_fwd_kernel", "gru_bwd_kernel"]
 DTYPES = ["float", "double", "Half", "BFloat16"]
 
