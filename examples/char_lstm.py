@@ -9,6 +9,7 @@ epoch and samples text from the model at the end.
 
     python examples/char_lstm.py                         # fusedrnn.LSTM on fusedrnn's sources
     python examples/char_lstm.py --impl torch            # the same model on torch.nn.LSTM
+    python examples/char_lstm.py --cell gru_reset_before # on Cho's GRU (fusedrnn.GRU(reset_after=False))
     python examples/char_lstm.py --text my.txt --epochs 20 --hidden 512 --layers 3
     python examples/char_lstm.py --temperature 0.5 --sample-len 1000 --prime "int main"
 """
@@ -65,17 +66,27 @@ class Vocab:
         return "".join(self.chars[i] for i in ids)
 
 
+# --cell: the recurrent layer. gru_reset_before is Cho et al.'s GRU (fusedrnn.GRU with
+# reset_after=False), which torch.nn does not have.
+CELLS = ("lstm", "gru", "gru_reset_before")
+
+
 class CharLSTM(nn.Module):
-    def __init__(self, vocab_size, embed, hidden, layers, dropout=0.0, impl="fusedrnn"):
+    def __init__(self, vocab_size, embed, hidden, layers, dropout=0.0, impl="fusedrnn",
+                 cell="lstm"):
         super().__init__()
-        lstm_cls = fusedrnn.LSTM if impl == "fusedrnn" else nn.LSTM
+        lib = fusedrnn if impl == "fusedrnn" else nn
+        kw = dict(num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
+        if cell == "gru_reset_before":
+            if impl != "fusedrnn":
+                raise SystemExit("char_lstm: torch.nn has no reset-before GRU; use --impl fusedrnn")
+            kw["reset_after"] = False
         self.embed = nn.Embedding(vocab_size, embed)
-        self.lstm = lstm_cls(embed, hidden, num_layers=layers, batch_first=True,
-                             dropout=dropout if layers > 1 else 0.0)
+        self.lstm = (lib.LSTM if cell == "lstm" else lib.GRU)(embed, hidden, **kw)
         self.head = nn.Linear(hidden, vocab_size)
 
     def forward(self, x, state=None):
-        """x [B, T] character ids -> logits [B, T, V], (h, c)."""
+        """x [B, T] character ids -> logits [B, T, V], state ((h, c), or h for a GRU)."""
         y, state = self.lstm(self.embed(x), state)
         return self.head(y), state
 
@@ -98,6 +109,8 @@ def chunks(s, seq_len):
 
 
 def detach(state):
+    if isinstance(state, torch.Tensor):
+        return state.detach()
     return tuple(t.detach() for t in state)
 
 
@@ -165,6 +178,9 @@ def build_parser():
                    help="train on this UTF-8 text file (default: fusedrnn's own sources)")
     p.add_argument("--impl", choices=("fusedrnn", "torch"), default="fusedrnn",
                    help="LSTM implementation: fusedrnn.LSTM (default) or torch.nn.LSTM")
+    p.add_argument("--cell", choices=CELLS, default="lstm",
+                   help="the recurrent layer: lstm (default), gru, or gru_reset_before (Cho's "
+                        "GRU, fusedrnn only)")
     p.add_argument("--epochs", type=int, default=5, help="passes over the text (default 5)")
     p.add_argument("--seq-len", type=int, default=100,
                    help="characters per chunk: the truncated-BPTT length (default 100)")
@@ -220,14 +236,16 @@ def main(argv=None):
     val_data = streams(data[len(data) - n_val:], args.batch) if n_val else None
 
     model = CharLSTM(len(vocab), args.embed, args.hidden, args.layers, args.dropout,
-                     args.impl).to(device)
+                     args.impl, args.cell).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     n_params = sum(p.numel() for p in model.parameters())
     steps = math.ceil((train_data.size(1) - 1) / args.seq_len)
     if args.max_steps:
         steps = min(steps, args.max_steps)
     print(f"{what}: {len(text):,} characters, vocabulary {len(vocab)}; "
-          f"{type(model.lstm).__module__}.LSTM {args.layers}x{args.hidden}, "
+          f"{type(model.lstm).__module__}.{type(model.lstm).__name__}"
+          f"{' (reset_after=False)' if args.cell == 'gru_reset_before' else ''} "
+          f"{args.layers}x{args.hidden}, "
           f"{n_params:,} parameters, device {device}; {steps} steps of "
           f"{args.batch}x{args.seq_len} per epoch")
 
@@ -252,7 +270,7 @@ def main(argv=None):
             line += f"  val {val_losses[-1]:.4f}"
         print(line + f"  {dt:.1f} s, {len(ep) * args.batch * args.seq_len / dt:,.0f} chars/s")
 
-    result = dict(impl=args.impl, losses=losses, step_losses=step_losses,
+    result = dict(impl=args.impl, cell=args.cell, losses=losses, step_losses=step_losses,
                   val_losses=val_losses, final_loss=losses[-1] if losses else float("nan"),
                   seconds=seconds, chars_per_s=trained / seconds if seconds else 0.0,
                   vocab_size=len(vocab), sample="")

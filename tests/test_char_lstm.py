@@ -106,3 +106,17 @@ def test_state_is_carried_across_chunks_and_detached(char_lstm, repetitive, monk
         assert state is not None
         assert all(not t.requires_grad for t in state)                 # detached
         assert all(torch.equal(a, b) for a, b in zip(state, prev))     # the previous chunk's
+
+
+@pytest.mark.parametrize("cell", ["gru", "gru_reset_before"])
+def test_other_cells_learn(char_lstm, repetitive, cell, capsys):
+    """--cell: the GRU and Cho's reset-before GRU train the same model (loss falls on a
+    repetitive text); torch.nn has no reset-before GRU, which --impl torch says."""
+    r = char_lstm.main(TINY + ["--text", repetitive, "--cell", cell, "--epochs", "2",
+                               "--sample-len", "0", "--lr", "1e-2"])
+    assert r["cell"] == cell
+    assert r["step_losses"][-1] < r["step_losses"][0] * 0.8
+    if cell == "gru_reset_before":
+        assert "reset_after=False" in capsys.readouterr().out
+        with pytest.raises(SystemExit, match="no reset-before GRU"):
+            char_lstm.main(TINY + ["--text", repetitive, "--cell", cell, "--impl", "torch"])
