@@ -68,7 +68,7 @@ class _FusedCellBase:
 
     def forward(self, input, hx=None):
         if torch.onnx.is_in_onnx_export():  # torch.nn's ops, which ONNX exporters translate
-            if not getattr(self, "reset_after", True):
+            if not getattr(self, "reset_after", True):  # GRUCell only
                 raise NotImplementedError(
                     "fusedrnn.GRUCell(reset_after=False): ONNX export is not supported (the "
                     "export writes torch.nn.GRUCell's cell, which applies the reset gate after "
@@ -79,7 +79,7 @@ class _FusedCellBase:
             _, h, c = F.lstm_layer(x, parts[0], parts[1], *w)
             return (h, c) if batched else (h.squeeze(0), c.squeeze(0))
         if self._kind == "gru":
-            _, h = F.gru_layer(x, parts[0], *w, reset_after=getattr(self, "reset_after", True))
+            _, h = F.gru_layer(x, parts[0], *w, reset_after=self.reset_after)
         else:
             # save_h_n: torch.nn.RNNCell's backward uses its output (the result of tanh/relu),
             # so modifying h in place raises at backward there; the same here.
@@ -98,6 +98,9 @@ class GRUCell(_FusedCellBase, nn.GRUCell):
     Cho et al.'s cell, the reset gate before the recurrent product)."""
 
     _kind = "gru"
+    # The class default is torch.nn's cell: a torch.nn.GRU converted in place (fusedrnn.convert
+    # changes its class) has no instance attribute and computes, prints and saves as before.
+    reset_after = True
 
     def __init__(self, input_size, hidden_size, bias=True, device=None, dtype=None,
                  reset_after=True):

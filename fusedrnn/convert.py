@@ -29,5 +29,5 @@ def convert(model: nn.Module) -> nn.Module:
     for m in model.modules():
         target = _MAP.get(type(m))  # exact types: a subclass may override forward
         if target is not None:
-            m.__class__ = target  # fusedrnn's classes add no state to torch.nn's
+            m.__class__ = target  # no state to add: GRU's reset_after defaults to torch.nn's cell
     return model

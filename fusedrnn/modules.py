@@ -49,7 +49,7 @@ class _FusedRNNBase:
         if torch.onnx.is_in_onnx_export():
             # ONNX has standard LSTM/GRU/RNN operators and torch.nn's forward is what the
             # exporter translates into them; the state is torch.nn's, so its forward runs as is.
-            if not getattr(self, "reset_after", True):
+            if not getattr(self, "reset_after", True):  # GRU only
                 raise NotImplementedError(
                     "fusedrnn.GRU(reset_after=False): ONNX export is not supported (the export "
                     "writes torch.nn.GRU's cell, which applies the reset gate after the product)")
@@ -116,7 +116,7 @@ class _FusedRNNBase:
                     y, h, c = F.lstm_layer(x, h0[k], c0[k], *w, w_hr=w_hr, **kw)
                     c_n.append(c)
                 elif self._kind == "gru":
-                    y, h = F.gru_layer(x, h0[k], *w, reset_after=getattr(self, "reset_after", True),
+                    y, h = F.gru_layer(x, h0[k], *w, reset_after=self.reset_after,
                                        **kw)
                 else:
                     y, h = F.rnn_layer(x, h0[k], *w, nonlinearity=self.nonlinearity, **kw)
@@ -213,6 +213,9 @@ class GRU(_FusedRNNBase, nn.RNNBase):
     (names, shapes, initialisation, state_dict). reset_after=False is not exported to ONNX."""
 
     _kind = "gru"
+    # The class default is torch.nn's cell: a torch.nn.GRU converted in place (fusedrnn.convert
+    # changes its class) has no instance attribute and computes, prints and saves as before.
+    reset_after = True
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, device=None, dtype=None, reset_after=True,

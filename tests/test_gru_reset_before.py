@@ -305,3 +305,38 @@ def test_packed_bidirectional_module_on_each_backend(backend):
             inp = torch.cat(outs, -1)
         assert_close(ys[:lengths[b], b], inp[:, 0], torch.float64)
         assert_close(h_n[:, b], torch.stack(hs), torch.float64)
+
+
+def test_converted_torch_nn_gru_keeps_torch_nn_cell():
+    """fusedrnn.convert changes a torch.nn.GRU's class: it has no reset_after of its own and is
+    still torch.nn's cell (the class default), printed as before."""
+    torch.manual_seed(4)
+    ref = torch.nn.Sequential(torch.nn.GRU(3, 5), torch.nn.GRUCell(3, 5))
+    m = fusedrnn.convert(torch.nn.Sequential(torch.nn.GRU(3, 5), torch.nn.GRUCell(3, 5)))
+    m.load_state_dict(ref.state_dict())
+    assert repr(m) == repr(ref)
+    assert m[0].reset_after and m[1].reset_after
+    x = torch.randn(4, 2, 3)
+    assert_close(m[0](x)[0], ref[0](x)[0], torch.float32)
+    assert_close(m[1](x[0]), ref[1](x[0]), torch.float32)
+
+
+def test_compiles_without_graph_breaks():
+    torch.manual_seed(5)
+    m = fusedrnn.GRU(3, 6, reset_after=False)
+    x = torch.randn(5, 2, 3, requires_grad=True)
+    compiled = torch.compile(m, fullgraph=True)
+    y = compiled(x)[0]
+    assert_close(y, m(x)[0], torch.float32)
+    y.sum().backward()
+    x2 = x.detach().clone().requires_grad_()
+    m(x2)[0].sum().backward()
+    assert_close(x.grad, x2.grad, torch.float32)
+
+
+def test_onnx_export_refuses_clearly():
+    import io
+    for m, x in ((fusedrnn.GRU(3, 4, reset_after=False), torch.randn(5, 2, 3)),
+                 (fusedrnn.GRUCell(3, 4, reset_after=False), torch.randn(2, 3))):
+        with pytest.raises(NotImplementedError, match="reset_after=False"):
+            torch.onnx.export(m, (x,), io.BytesIO(), dynamo=False)
