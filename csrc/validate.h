@@ -49,52 +49,29 @@ inline Sizes validate_lstm_backward(const Tensor& dy, const Tensor& dh_n, const 
   return s;
 }
 
+// op: "gru_forward"/"gru_backward", or the reset-before GRU's "gru_rb_forward"/"gru_rb_backward",
+// whose saved fourth tensor (named `saved`: ghn, or rh = r * h) has the same shape.
 inline Sizes validate_gru_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
                                   const Tensor& w_hh, const OptTensor& b_ih,
-                                  const OptTensor& b_hh, const OptTensor& batch_sizes) {
-  auto s = check_layer_inputs("gru_forward", 3, x, h0, nullptr, w_ih, w_hh, b_ih, b_hh,
-                              batch_sizes);
-  check_dtype("gru_forward", x);
+                                  const OptTensor& b_hh, const OptTensor& batch_sizes,
+                                  const char* op = "gru_forward") {
+  auto s = check_layer_inputs(op, 3, x, h0, nullptr, w_ih, w_hh, b_ih, b_hh, batch_sizes);
+  check_dtype(op, x);
   return s;
 }
 
 inline Sizes validate_gru_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x,
                                    const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
-                                   const Tensor& y, const Tensor& gates, const Tensor& ghn,
-                                   const OptTensor& batch_sizes) {
-  const char* op = "gru_backward";
+                                   const Tensor& y, const Tensor& gates, const Tensor& saved,
+                                   const OptTensor& batch_sizes, const char* op = "gru_backward",
+                                   const char* saved_name = "ghn") {
   auto s = check_layer_inputs(op, 3, x, h0, nullptr, w_ih, w_hh, {}, {}, batch_sizes);
   check_dtype(op, x);
   check_grad(op, dy, s.rows(s.H), x, "dy");
   check_grad(op, dh_n, {s.B, s.H}, x, "dh_n");
   check_grad(op, y, s.rows(s.H), x, "y");
   check_grad(op, gates, s.rows(3 * s.H), x, "gates");
-  check_grad(op, ghn, s.rows(s.H), x, "ghn");
-  return s;
-}
-
-// The reset-before GRU (gru_rb_*): the GRU's shapes, rh in place of ghn.
-inline Sizes validate_gru_rb_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
-                                     const Tensor& w_hh, const OptTensor& b_ih,
-                                     const OptTensor& b_hh, const OptTensor& batch_sizes) {
-  auto s = check_layer_inputs("gru_rb_forward", 3, x, h0, nullptr, w_ih, w_hh, b_ih, b_hh,
-                              batch_sizes);
-  check_dtype("gru_rb_forward", x);
-  return s;
-}
-
-inline Sizes validate_gru_rb_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x,
-                                      const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
-                                      const Tensor& y, const Tensor& gates, const Tensor& rh,
-                                      const OptTensor& batch_sizes) {
-  const char* op = "gru_rb_backward";
-  auto s = check_layer_inputs(op, 3, x, h0, nullptr, w_ih, w_hh, {}, {}, batch_sizes);
-  check_dtype(op, x);
-  check_grad(op, dy, s.rows(s.H), x, "dy");
-  check_grad(op, dh_n, {s.B, s.H}, x, "dh_n");
-  check_grad(op, y, s.rows(s.H), x, "y");
-  check_grad(op, gates, s.rows(3 * s.H), x, "gates");
-  check_grad(op, rh, s.rows(s.H), x, "rh");
+  check_grad(op, saved, s.rows(s.H), x, saved_name);
   return s;
 }
 

@@ -870,6 +870,24 @@ def main(argv=None):
     return 1 if bad else 0
 
 
+def _write_json(a, info, results):
+    """--json of the serving and variant cases: the machine, the settings, the results."""
+    if not a.json:
+        return
+    settings = {k: v for k, v in vars(a).items() if k not in ("sizes",)}
+    with open(a.json, "w") as f:
+        json.dump({"machine": info, "settings": settings, "results": results}, f, indent=1,
+                  default=str)
+    print(f"wrote {a.json}")
+
+
+def check_text(chk):
+    """A table's check column: '-', 'ok 1e-07' or 'MISMATCH 1.2e-03'."""
+    if chk is None:
+        return "-"
+    return f"ok {chk['err']:.0e}" if chk["ok"] else f"MISMATCH {chk['err']:.1e}"
+
+
 def _main_serve(a, device):
     from fusedrnn import bench_serve as sv
     kinds = [k for k in sv.SERVE_KINDS if k.replace("cell", "") in a.cell]
@@ -895,12 +913,7 @@ def _main_serve(a, device):
     bar.close()
     print(sv.format_serve_table(results))
     bad = _report_failures(results)
-    if a.json:
-        settings = {k: v for k, v in vars(a).items() if k not in ("sizes",)}
-        with open(a.json, "w") as f:
-            json.dump({"machine": info, "settings": settings, "results": results}, f, indent=1,
-                      default=str)
-        print(f"wrote {a.json}")
+    _write_json(a, info, results)
     return 1 if bad else 0
 
 
@@ -925,12 +938,7 @@ def _main_variants(a, device):
     bar.close()
     print(bv.format_variant_table(results))
     bad = _report_failures(results)
-    if a.json:
-        settings = {k: v for k, v in vars(a).items() if k not in ("sizes",)}
-        with open(a.json, "w") as f:
-            json.dump({"machine": info, "settings": settings, "results": results}, f, indent=1,
-                      default=str)
-        print(f"wrote {a.json}")
+    _write_json(a, info, results)
     return 1 if bad else 0
 
 

@@ -122,16 +122,14 @@ def run_serve_case(case, device, steps=200, rounds=5, seed=0, tolerance=None):
 
 
 def format_serve_table(results):
+    from fusedrnn.bench import align_table, check_text
     head = ["case", "check", "torch.nn us/step", "fusedrnn us/step", "torch/fused"]
     rows = []
     for r in results:
-        chk = r.get("check")
-        check = "-" if chk is None else (f"ok {chk['err']:.0e}" if chk["ok"] else
-                                         f"MISMATCH {chk['err']:.1e}")
+        check = check_text(r.get("check"))
         if r.get("error"):
             rows.append([r["name"], check, "ERROR: " + r["error"][:80]])
             continue
         rows.append([r["name"], check, f"{r['torch_us']:.1f}", f"{r['fusedrnn_us']:.1f}",
                      f"{r['ratio']:.2f}x"])
-    from fusedrnn.bench import align_table
     return align_table(head, rows)

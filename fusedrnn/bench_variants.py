@@ -105,18 +105,16 @@ def run_variant_case(case, device, rounds=5, seed=0, tolerance=1e-4):
 
 
 def format_variant_table(results):
+    from fusedrnn.bench import align_table, check_text
     head = ["case", "check", "fused ms", "reference ms", "ref/fused", "torch.nn closest ms",
             "closest/fused"]
     rows = []
     for r in results:
-        chk = r.get("check")
-        check = "-" if chk is None else (f"ok {chk['err']:.0e}" if chk["ok"] else
-                                         f"MISMATCH {chk['err']:.1e}")
+        check = check_text(r.get("check"))
         if r.get("error"):
             rows.append([r["name"], check, "ERROR: " + r["error"][:80]])
             continue
         rows.append([r["name"], check, f"{r['fused_ms']:.2f}", f"{r['reference_ms']:.2f}",
                      f"{r['vs_reference']:.2f}x", f"{r['torch_ms']:.2f}",
                      f"{r['vs_torch']:.2f}x"])
-    from fusedrnn.bench import align_table
     return align_table(head, rows)

@@ -37,8 +37,7 @@ from fusedrnn import reference
 from fusedrnn._config import get_algorithm, get_backend
 from fusedrnn._ops import ops
 
-__all__ = ["lstm_layer", "gru_layer", "rnn_layer", "LSTMFunction", "GRUFunction",
-           "GRUResetBeforeFunction", "RNNFunction"]
+__all__ = ["lstm_layer", "gru_layer", "rnn_layer", "LSTMFunction", "GRUFunction", "RNNFunction"]
 
 
 def _needs_backward(*tensors):
@@ -158,69 +157,51 @@ class LSTMFunction(torch.autograd.Function):
                 dw_hr if w_hr is not None else None, None, None)
 
 
+def _gru_forward(reset_after, x, h0, w_ih, w_hh, b_ih, b_hh, reverse, backend, batch_sizes,
+                 algorithm, save=True):
+    """The GRU forward op of the cell: gru_forward (torch.nn's, reset after) or gru_rb_forward
+    (reset before: no algorithm choice, its fourth output is r * h instead of ghn)."""
+    if reset_after:
+        return ops.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, backend, batch_sizes,
+                               algorithm, save)
+    return ops.gru_rb_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, backend, batch_sizes, save)
+
+
 class GRUFunction(torch.autograd.Function):
+    """Both GRU cells: reset_after selects the ops (see _gru_forward); saved is ghn or r * h."""
+
     @staticmethod
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, reverse, backend, batch_sizes, algorithm,
-                save=True):
-        y, h_n, gates, ghn = ops.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, backend,
-                                             batch_sizes, algorithm, save)
+                save=True, reset_after=True):
+        y, h_n, gates, saved = _gru_forward(reset_after, x, h0, w_ih, w_hh, b_ih, b_hh, reverse,
+                                            backend, batch_sizes, algorithm, save)
         y = _unview(y)
-        ctx.algorithm, ctx.saved_gates = algorithm, save
-        ctx.save_for_backward(x, h0, w_ih, w_hh, gates, ghn, b_ih, b_hh, _keep_output(ctx, y))
+        ctx.algorithm, ctx.saved_gates, ctx.reset_after = algorithm, save, reset_after
+        ctx.save_for_backward(x, h0, w_ih, w_hh, gates, saved, b_ih, b_hh, _keep_output(ctx, y))
         ctx.has_bias, ctx.reverse, ctx.backend = b_ih is not None, reverse, backend
         ctx.batch_sizes = batch_sizes
         return y, h_n
 
     @staticmethod
     def backward(ctx, dy, dh_n):
-        x, h0, w_ih, w_hh, gates, ghn, b_ih, b_hh, y = ctx.saved_tensors
+        x, h0, w_ih, w_hh, gates, saved, b_ih, b_hh, y = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: see _recompute_grads
             return _recompute_grads(
                 ctx, {0: x, 1: h0, 2: w_ih, 3: w_hh, 4: b_ih, 5: b_hh},
                 lambda: reference.gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, ctx.reverse,
-                                            ctx.batch_sizes), (dy, dh_n))
+                                            ctx.batch_sizes, ctx.reset_after), (dy, dh_n))
         y = _kept_output(ctx, y) if ctx.saved_gates else None
         if y is None:  # modified in place, or saved nothing (see LSTMFunction): recompute
-            y, _, gates, ghn = ops.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, ctx.reverse,
-                                               ctx.backend, ctx.batch_sizes, ctx.algorithm)
-        dx, dh0, dw_ih, dw_hh, db_ih, db_hh = ops.gru_backward(
-            dy, dh_n.contiguous(), x, h0, w_ih, w_hh, y, gates, ghn, ctx.reverse,
-            ctx.backend, ctx.batch_sizes, ctx.algorithm)
+            y, _, gates, saved = _gru_forward(ctx.reset_after, x, h0, w_ih, w_hh, b_ih, b_hh,
+                                              ctx.reverse, ctx.backend, ctx.batch_sizes,
+                                              ctx.algorithm)
+        args = (dy, dh_n.contiguous(), x, h0, w_ih, w_hh, y, gates, saved, ctx.reverse,
+                ctx.backend, ctx.batch_sizes)
+        dx, dh0, dw_ih, dw_hh, db_ih, db_hh = (
+            ops.gru_backward(*args, ctx.algorithm) if ctx.reset_after else
+            ops.gru_rb_backward(*args))
         return (dx, dh0, dw_ih, dw_hh, *_bias_grads(ctx.has_bias, db_ih, db_hh), None, None,
-                None, None, None)
-
-
-class GRUResetBeforeFunction(torch.autograd.Function):
-    """gru_layer(reset_after=False): Cho's GRU on the gru_rb_* ops."""
-
-    @staticmethod
-    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, reverse, backend, batch_sizes, save=True):
-        y, h_n, gates, rh = ops.gru_rb_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, backend,
-                                               batch_sizes, save)
-        y = _unview(y)
-        ctx.saved_gates = save
-        ctx.save_for_backward(x, h0, w_ih, w_hh, gates, rh, b_ih, b_hh, _keep_output(ctx, y))
-        ctx.has_bias, ctx.reverse, ctx.backend = b_ih is not None, reverse, backend
-        ctx.batch_sizes = batch_sizes
-        return y, h_n
-
-    @staticmethod
-    def backward(ctx, dy, dh_n):
-        x, h0, w_ih, w_hh, gates, rh, b_ih, b_hh, y = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph=True: see _recompute_grads
-            return _recompute_grads(
-                ctx, {0: x, 1: h0, 2: w_ih, 3: w_hh, 4: b_ih, 5: b_hh},
-                lambda: reference.gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, ctx.reverse,
-                                            ctx.batch_sizes, reset_after=False), (dy, dh_n))
-        y = _kept_output(ctx, y) if ctx.saved_gates else None
-        if y is None:  # modified in place, or saved nothing (see LSTMFunction): recompute
-            y, _, gates, rh = ops.gru_rb_forward(x, h0, w_ih, w_hh, b_ih, b_hh, ctx.reverse,
-                                                 ctx.backend, ctx.batch_sizes)
-        dx, dh0, dw_ih, dw_hh, db_ih, db_hh = ops.gru_rb_backward(
-            dy, dh_n.contiguous(), x, h0, w_ih, w_hh, y, gates, rh, ctx.reverse, ctx.backend,
-            ctx.batch_sizes)
-        return (dx, dh0, dw_ih, dw_hh, *_bias_grads(ctx.has_bias, db_ih, db_hh), None, None,
-                None, None)
+                None, None, None, None)
 
 
 class RNNFunction(torch.autograd.Function):
@@ -293,19 +274,12 @@ def gru_layer(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False, batch_size
         return reference.gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes,
                                    reset_after)
     save = _needs_backward(x, h0, w_ih, w_hh, b_ih, b_hh)
-    if not reset_after:
-        if not save:
-            y, h_n, _, _ = ops.gru_rb_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse,
-                                              get_backend(), batch_sizes, False)
-            return _unview(y), h_n
-        return GRUResetBeforeFunction.apply(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, get_backend(),
-                                            batch_sizes, save)
     if not save:
-        y, h_n, _, _ = ops.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, get_backend(),
-                                       batch_sizes, get_algorithm(), False)
+        y, h_n, _, _ = _gru_forward(reset_after, x, h0, w_ih, w_hh, b_ih, b_hh, reverse,
+                                    get_backend(), batch_sizes, get_algorithm(), False)
         return _unview(y), h_n
     return GRUFunction.apply(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, get_backend(), batch_sizes,
-                             get_algorithm(), save)
+                             get_algorithm(), save, reset_after)
 
 
 def rnn_layer(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", reverse=False,

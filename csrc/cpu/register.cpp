@@ -118,7 +118,7 @@ T5 rnn_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Ten
 T4 gru_rb_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
                   const OptTensor& b_ih, const OptTensor& b_hh, bool reverse,
                   std::string backend, const OptTensor& batch_sizes, bool save) {
-  validate_gru_rb_forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes);
+  validate_gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, "gru_rb_forward");
   const cpu::BufferScope buffers(7, call_shape(x, h0, batch_sizes));
   if (use_simt(backend, "gru_rb_forward"))
     return simt::gru_rb_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, save);
@@ -129,7 +129,8 @@ T6 gru_rb_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const 
                    const Tensor& w_ih, const Tensor& w_hh, const Tensor& y, const Tensor& gates,
                    const Tensor& rh, bool reverse, std::string backend,
                    const OptTensor& batch_sizes) {
-  validate_gru_rb_backward(dy, dh_n, x, h0, w_ih, w_hh, y, gates, rh, batch_sizes);
+  validate_gru_backward(dy, dh_n, x, h0, w_ih, w_hh, y, gates, rh, batch_sizes,
+                        "gru_rb_backward", "rh");
   const cpu::BufferScope buffers(8, call_shape(x, h0, batch_sizes));
   if (use_simt(backend, "gru_rb_backward"))
     return simt::gru_rb_backward(dy, dh_n, x, h0, w_ih, w_hh, y, gates, rh, reverse,

@@ -64,13 +64,12 @@ struct GruRbBackwardParams {
   using A = typename AccType<S>::type;
   const S* dy;
   const A* da_next;  // zn kernel
-  const A* dax;      // r kernel: this step's rows (its n column is read)
   const S* w_hh;
   const S* gates;
   const S* h_prev;
   const S* h0;
   A* dh_direct;
-  A* dax_out;
+  A* dax_out;  // this step's rows; the r kernel also reads their n column (the zn kernel's)
   int B, H, n_next, n_prev;
 };
 
@@ -165,8 +164,8 @@ __global__ void FRNN_LAUNCH_BOUNDS(Cfg::kThreads)
   const int H = p.H, G = 3 * H, k0 = int(blockIdx.y) * Cfg::HT, b0 = int(blockIdx.x) * Cfg::BT;
   const int rows = p.B - b0;
   // drh = da_n W_hn (W_hh's rows [2H, 3H) as the K of the product).
-  tile_product<Cfg, WView::kColumns, A>(p.dax + (size_t)b0 * G + 2 * H, nullptr, rows, G, rows,
-                                        p.w_hh + (size_t)2 * H * H, H, H, k0, H, smem);
+  tile_product<Cfg, WView::kColumns, A>(p.dax_out + (size_t)b0 * G + 2 * H, nullptr, rows, G,
+                                        rows, p.w_hh + (size_t)2 * H * H, H, H, k0, H, smem);
   for (int e = int(threadIdx.x); e < Cfg::BT * Cfg::HT; e += Cfg::kThreads) {
     const int bl = e / Cfg::HT, kl = e % Cfg::HT, b = b0 + bl, k = k0 + kl;
     if (b >= p.B || k >= H) continue;

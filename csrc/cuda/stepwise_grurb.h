@@ -125,7 +125,6 @@ T6 gru_rb_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& x_, con
     p.n_prev = int(st.rows(s - 1));
     p.dy = step_ptr<S>(dy, st, s);
     p.da_next = step_ptr<acc_of<S>>(dax, st, s + 1);
-    p.dax = step_ptr<acc_of<S>>(dax, st, s);
     p.gates = step_ptr<S>(gates, st, s);
     p.h_prev = step_ptr<S>(y, st, s - 1);
     p.dax_out = step_ptr<acc_of<S>>(dax, st, s);
