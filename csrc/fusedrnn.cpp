@@ -52,6 +52,17 @@ TORCH_LIBRARY(fusedrnn, m) {
       "Tensor y, Tensor gates, Tensor rh, bool reverse=False, str backend='auto', "
       "Tensor? batch_sizes=None) "
       "-> (Tensor dx, Tensor dh0, Tensor dw_ih, Tensor dw_hh, Tensor db_ih, Tensor db_hh)");
+  // MUT1-3 (Jozefowicz et al. 2015), the recurrent part: xp is the input side of the r, z, n
+  // pre-activations, biases included; variant 1, 2 or 3 (csrc/cpu/mut.h). Stepwise kernels
+  // only on CUDA and SIMT (the Cho GRU's, with the MUT update).
+  m.def(
+      "mut_forward(Tensor xp, Tensor h0, Tensor w_hh, int variant, bool reverse=False, "
+      "str backend='auto', Tensor? batch_sizes=None, bool save=True) "
+      "-> (Tensor y, Tensor h_n, Tensor gates, Tensor rh)");
+  m.def(
+      "mut_backward(Tensor dy, Tensor dh_n, Tensor h0, Tensor w_hh, Tensor y, Tensor gates, "
+      "Tensor rh, int variant, bool reverse=False, str backend='auto', "
+      "Tensor? batch_sizes=None) -> (Tensor dxp, Tensor dh0, Tensor dw_hh)");
   m.def(
       "rnn_forward(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
       "str nonlinearity='tanh', bool reverse=False, str backend='auto', Tensor? batch_sizes=None) "

@@ -75,6 +75,46 @@ inline Sizes validate_gru_backward(const Tensor& dy, const Tensor& dh_n, const T
   return s;
 }
 
+// The MUT ops (csrc/cpu/mut.h): xp [T,B,3H] or packed [N,3H], w_hh [2H,H] (variant 1) or
+// [3H,H]; the shape rules of x, h0 and batch_sizes are the other ops' (xp in x's place).
+inline Sizes validate_mut_forward(const Tensor& xp, const Tensor& h0, const Tensor& w_hh,
+                                  int64_t variant, const OptTensor& batch_sizes,
+                                  const char* op = "mut_forward") {
+  TORCH_CHECK(variant >= 1 && variant <= 3, op, ": variant must be 1, 2 or 3 (MUT1-3), got ",
+              variant);
+  TORCH_CHECK(w_hh.dim() == 2 && w_hh.size(1) >= 1, op, ": w_hh must be 2-D [", variant == 1 ? 2 : 3,
+              "*H, H], got ", w_hh.sizes());
+  const int64_t H = w_hh.size(1), G = variant == 1 ? 2 : 3;
+  TORCH_CHECK(w_hh.size(0) == G * H, op, ": w_hh of MUT", variant, " must be [", G * H, ", ", H,
+              "], got ", w_hh.sizes());
+  TORCH_CHECK(xp.dim() >= 1 && xp.size(-1) == 3 * H, op, ": xp must have 3*H = ", 3 * H,
+              " features (the r, z, n input sides), got ", xp.sizes());
+  // x's, h0's and batch_sizes' rules, with xp as x and weights of the right shapes (1 element,
+  // broadcast: nothing is allocated).
+  const auto one = at::empty({1}, xp.options());
+  auto s = check_layer_inputs(op, 1, xp, h0, nullptr, one.expand({H, 3 * H}),
+                              one.expand({H, H}), {}, {}, batch_sizes);
+  TORCH_CHECK(w_hh.scalar_type() == xp.scalar_type() && w_hh.device() == xp.device(), op,
+              ": w_hh has dtype ", w_hh.scalar_type(), " on ", w_hh.device(), " but xp has ",
+              xp.scalar_type(), " on ", xp.device());
+  check_dtype(op, xp);
+  return s;
+}
+
+inline Sizes validate_mut_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& h0,
+                                   const Tensor& w_hh, const Tensor& y, const Tensor& gates,
+                                   const Tensor& rh, int64_t variant,
+                                   const OptTensor& batch_sizes) {
+  const char* op = "mut_backward";
+  // The forward's xp had the gates' shape.
+  auto s = validate_mut_forward(gates, h0, w_hh, variant, batch_sizes, op);
+  check_grad(op, dy, s.rows(s.H), gates, "dy");
+  check_grad(op, dh_n, {s.B, s.H}, gates, "dh_n");
+  check_grad(op, y, s.rows(s.H), gates, "y");
+  check_grad(op, rh, s.rows(s.H), gates, "rh");
+  return s;
+}
+
 inline Sizes validate_rnn_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
                                   const Tensor& w_hh, const OptTensor& b_ih,
                                   const OptTensor& b_hh, const OptTensor& batch_sizes) {

@@ -10,6 +10,7 @@ epoch and samples text from the model at the end.
     python examples/char_lstm.py                         # fusedrnn.LSTM on fusedrnn's sources
     python examples/char_lstm.py --impl torch            # the same model on torch.nn.LSTM
     python examples/char_lstm.py --cell gru_reset_before # on Cho's GRU (fusedrnn.GRU(reset_after=False))
+    python examples/char_lstm.py --cell mut3             # on MUT3 (fusedrnn.MUT3; also mut1, mut2)
     python examples/char_lstm.py --text my.txt --epochs 20 --hidden 512 --layers 3
     python examples/char_lstm.py --temperature 0.5 --sample-len 1000 --prime "int main"
 """
@@ -67,8 +68,9 @@ class Vocab:
 
 
 # --cell: the recurrent layer. gru_reset_before is Cho et al.'s GRU (fusedrnn.GRU with
-# reset_after=False), which torch.nn does not have.
-CELLS = ("lstm", "gru", "gru_reset_before")
+# reset_after=False), mut1-3 Jozefowicz et al.'s cells (fusedrnn.MUT1-3): torch.nn has neither.
+CELLS = ("lstm", "gru", "gru_reset_before", "mut1", "mut2", "mut3")
+FUSEDRNN_ONLY = ("gru_reset_before", "mut1", "mut2", "mut3")
 
 
 class CharLSTM(nn.Module):
@@ -77,12 +79,17 @@ class CharLSTM(nn.Module):
         super().__init__()
         lib = fusedrnn if impl == "fusedrnn" else nn
         kw = dict(num_layers=layers, batch_first=True, dropout=dropout if layers > 1 else 0.0)
-        if cell == "gru_reset_before":
-            if impl != "fusedrnn":
-                raise SystemExit("char_lstm: torch.nn has no reset-before GRU; use --impl fusedrnn")
-            kw["reset_after"] = False
+        if cell in FUSEDRNN_ONLY and impl != "fusedrnn":
+            raise SystemExit(f"char_lstm: torch.nn has no {cell} cell; use --impl fusedrnn")
+        if cell in ("mut1", "mut2"):
+            embed = hidden  # x enters a gate as is: input size == hidden size
         self.embed = nn.Embedding(vocab_size, embed)
-        self.lstm = (lib.LSTM if cell == "lstm" else lib.GRU)(embed, hidden, **kw)
+        if cell.startswith("mut"):
+            self.lstm = getattr(fusedrnn, cell.upper())(embed, hidden, **kw)
+        else:
+            if cell == "gru_reset_before":
+                kw["reset_after"] = False
+            self.lstm = (lib.LSTM if cell == "lstm" else lib.GRU)(embed, hidden, **kw)
         self.head = nn.Linear(hidden, vocab_size)
 
     def forward(self, x, state=None):
@@ -179,8 +186,9 @@ def build_parser():
     p.add_argument("--impl", choices=("fusedrnn", "torch"), default="fusedrnn",
                    help="LSTM implementation: fusedrnn.LSTM (default) or torch.nn.LSTM")
     p.add_argument("--cell", choices=CELLS, default="lstm",
-                   help="the recurrent layer: lstm (default), gru, or gru_reset_before (Cho's "
-                        "GRU, fusedrnn only)")
+                   help="the recurrent layer: lstm (default), gru, gru_reset_before (Cho's "
+                        "GRU), or mut1/mut2/mut3 (Jozefowicz et al.; mut1 and mut2 embed into "
+                        "--hidden features); the last four fusedrnn only")
     p.add_argument("--epochs", type=int, default=5, help="passes over the text (default 5)")
     p.add_argument("--seq-len", type=int, default=100,
                    help="characters per chunk: the truncated-BPTT length (default 100)")

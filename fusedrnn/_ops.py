@@ -98,6 +98,24 @@ def _gru_rb_backward_fake(dy, dh_n, x, h0, w_ih, w_hh, y, gates, rh, reverse=Fal
     return e(x.shape), e(h0.shape), e(w_ih.shape), e(w_hh.shape), e(3 * H), e(3 * H)
 
 
+@torch.library.register_fake("fusedrnn::mut_forward")
+def _mut_forward_fake(xp, h0, w_hh, variant, reverse=False, backend="auto", batch_sizes=None,
+                      save=True):
+    rows, H = _layer_sizes(xp, w_hh, h0, packed=batch_sizes is not None)
+    e = xp.new_empty
+    if not save:
+        return e(rows(H)), e(h0.shape), e((0,)), e((0,))
+    return e(rows(H)), e(h0.shape), e(rows(3 * H)), e(rows(H))
+
+
+@torch.library.register_fake("fusedrnn::mut_backward")
+def _mut_backward_fake(dy, dh_n, h0, w_hh, y, gates, rh, variant, reverse=False, backend="auto",
+                       batch_sizes=None):
+    _layer_sizes(gates, w_hh, dy, dh_n, h0, y, rh, packed=batch_sizes is not None)
+    e = dy.new_empty
+    return e(gates.shape), e(h0.shape), e(w_hh.shape)
+
+
 @torch.library.register_fake("fusedrnn::rnn_forward")
 def _rnn_forward_fake(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=False,
                       backend="auto", batch_sizes=None):

@@ -3,7 +3,9 @@ does not have, fused, against the same cell written step by step in plain PyTorc
 (fusedrnn.reference, what a user would otherwise run) and against torch.nn's closest cell.
 
 Cells: GRU with the reset gate before the recurrent product (Cho et al. 2014:
-fusedrnn.GRU(reset_after=False); closest torch.nn cell: torch.nn.GRU, reset after). For every
+fusedrnn.GRU(reset_after=False); closest torch.nn cell: torch.nn.GRU, reset after), and MUT1,
+MUT2, MUT3 (Jozefowicz et al. 2015: fusedrnn.MUT1/2/3; closest: torch.nn.GRU of the same size,
+its own weights, for time only). For every
 (T, B, H) (input size = H) and mode, the fused module first gives the reference's outputs (and,
 in training, its input gradient) within the main suite's fp32 tolerance, then the three are
 timed alternately; the median over rounds is reported in milliseconds. "inference" is the
@@ -21,7 +23,7 @@ from fusedrnn import reference
 __all__ = ["VariantCase", "VARIANTS", "VARIANT_SIZES", "variant_cases", "run_variant_case",
            "format_variant_table"]
 
-VARIANTS = ("gru_reset_before",)
+VARIANTS = ("gru_reset_before", "mut1", "mut2", "mut3")
 VARIANT_SIZES = ((100, 64, 512), (100, 8, 256), (100, 1, 512))
 MODES = ("inference", "training")
 
@@ -46,8 +48,18 @@ def variant_cases(variants=VARIANTS, sizes=VARIANT_SIZES, modes=MODES):
 def _callables(case, device, seed):
     """name -> fn(x) returning (y, h_n): the fused module, the reference loop, torch.nn's."""
     torch.manual_seed(seed)
-    fused = fusedrnn.GRU(case.H, case.H, device=device, reset_after=False)
     closest = torch.nn.GRU(case.H, case.H, device=device)
+    if case.variant.startswith("mut"):
+        k = int(case.variant[3:])
+        fused = getattr(fusedrnn, f"MUT{k}")(case.H, case.H, device=device)
+        w = (fused.weight_ih_l0, fused.weight_hh_l0, fused.bias_l0)
+
+        def ref(x):
+            h0 = x.new_zeros(x.shape[1], case.H)
+            y, h = reference.mut_layer(x, h0, *w, variant=k)
+            return y, h[None]
+        return {"fusedrnn": fused, "reference": ref, "torch.nn": closest}
+    fused = fusedrnn.GRU(case.H, case.H, device=device, reset_after=False)
     closest.load_state_dict(fused.state_dict())
     w = (fused.weight_ih_l0, fused.weight_hh_l0, fused.bias_ih_l0, fused.bias_hh_l0)
 

@@ -62,12 +62,18 @@ class _FusedCellBase:
                 if p.dim() != 2:
                     raise RuntimeError(f"{name}: Expected hidden size {want}, got "
                                        f"{tuple(p.shape)}")
-        w = (self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh) if self.bias else \
-            (self.weight_ih, self.weight_hh, None, None)
-        return x.unsqueeze(0), parts, w, batched
+        return x.unsqueeze(0), parts, self._weights(), batched
+
+    def _weights(self):
+        if self.bias:
+            return self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh
+        return self.weight_ih, self.weight_hh, None, None
 
     def forward(self, input, hx=None):
         if torch.onnx.is_in_onnx_export():  # torch.nn's ops, which ONNX exporters translate
+            if self._kind == "mut":
+                raise NotImplementedError(f"fusedrnn.{type(self).__name__}: ONNX export is not "
+                                          "supported (ONNX has no operator for this cell)")
             if not getattr(self, "reset_after", True):  # GRUCell only
                 raise NotImplementedError(
                     "fusedrnn.GRUCell(reset_after=False): ONNX export is not supported (the "
@@ -80,6 +86,8 @@ class _FusedCellBase:
             return (h, c) if batched else (h.squeeze(0), c.squeeze(0))
         if self._kind == "gru":
             _, h = F.gru_layer(x, parts[0], *w, reset_after=self.reset_after)
+        elif self._kind == "mut":
+            _, h = F.mut_layer(x, parts[0], *w, variant=self.variant)
         else:
             # save_h_n: torch.nn.RNNCell's backward uses its output (the result of tanh/relu),
             # so modifying h in place raises at backward there; the same here.

@@ -5,6 +5,7 @@ selected by `fusedrnn.backend(...)` (and, for LSTM and GRU on the CUDA kernels, 
 `fusedrnn.algorithm(...)`) at forward time. Shapes (G = 4 LSTM, 3 GRU, 1 RNN):
 x [T,B,I]; h0, c0 [B,H]; w_ih [G*H,I]; w_hh [G*H,H]; b_ih, b_hh [G*H] or None (both or neither).
 Outputs: y [T,B,H] in time order (also when reverse=True), h_n [B,H] (and c_n [B,H] for LSTM).
+MUT1-3 (mut_layer) have their own parameter layout: see mut_layer.
 Packed input: pass batch_sizes (PackedSequence.batch_sizes, int64 on the CPU); x is then the
 packed data [N,I] and y is [N,H] in the same packed order; B = batch_sizes[0]; each sequence
 stops at its own length (and, with reverse=True, starts at its own end).
@@ -37,7 +38,8 @@ from fusedrnn import reference
 from fusedrnn._config import get_algorithm, get_backend
 from fusedrnn._ops import ops
 
-__all__ = ["lstm_layer", "gru_layer", "rnn_layer", "LSTMFunction", "GRUFunction", "RNNFunction"]
+__all__ = ["lstm_layer", "gru_layer", "rnn_layer", "mut_layer", "LSTMFunction", "GRUFunction",
+           "RNNFunction", "MUTFunction"]
 
 
 def _needs_backward(*tensors):
@@ -204,6 +206,55 @@ class GRUFunction(torch.autograd.Function):
                 None, None, None, None)
 
 
+def _mut_step(xp_t, h, w_hh, variant):
+    """One MUT step from its input side xp_t [B,3H] (r, z, n; biases included): the recurrent
+    part of fusedrnn.reference.mut_cell, for MUTFunction's differentiable backward."""
+    H = h.shape[-1]
+    xr, xz, xn = xp_t.split(H, dim=-1)
+    w_hr, w_hn = w_hh[:H], w_hh[-H:]
+    r = torch.sigmoid(xr + h @ w_hr.t())
+    if variant == 1:
+        z = torch.sigmoid(xz)
+    else:
+        z = torch.sigmoid(xz + (h if variant == 2 else torch.tanh(h)) @ w_hh[H:2 * H].t())
+    n = torch.tanh(xn + (r * h) @ w_hn.t())
+    return z * n + (1 - z) * h
+
+
+class MUTFunction(torch.autograd.Function):
+    """The recurrent part of MUT1-3 over the input side xp (see mut_layer); the input side's own
+    gradients (x, w_ih, bias) are ordinary autograd."""
+
+    @staticmethod
+    def forward(ctx, xp, h0, w_hh, variant, reverse, backend, batch_sizes, save=True):
+        y, h_n, gates, rh = ops.mut_forward(xp, h0, w_hh, variant, reverse, backend,
+                                            batch_sizes, save)
+        y = _unview(y)
+        ctx.saved_gates, ctx.variant = save, variant
+        ctx.save_for_backward(xp, h0, w_hh, gates, rh, _keep_output(ctx, y))
+        ctx.reverse, ctx.backend, ctx.batch_sizes = reverse, backend, batch_sizes
+        return y, h_n
+
+    @staticmethod
+    def backward(ctx, dy, dh_n):
+        xp, h0, w_hh, gates, rh, y = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: see _recompute_grads
+            def layer():
+                def cell(xt, h):
+                    return (_mut_step(xt, h, w_hh, ctx.variant),)
+                return reference._scan(cell, xp, (h0,), ctx.reverse, ctx.batch_sizes,
+                                       w_hh.shape[1])
+            return _recompute_grads(ctx, {0: xp, 1: h0, 2: w_hh}, layer, (dy, dh_n))
+        y = _kept_output(ctx, y) if ctx.saved_gates else None
+        if y is None:  # modified in place, or saved nothing (see LSTMFunction): recompute
+            y, _, gates, rh = ops.mut_forward(xp, h0, w_hh, ctx.variant, ctx.reverse,
+                                              ctx.backend, ctx.batch_sizes)
+        dxp, dh0, dw_hh = ops.mut_backward(dy, dh_n.contiguous(), h0, w_hh, y, gates, rh,
+                                           ctx.variant, ctx.reverse, ctx.backend,
+                                           ctx.batch_sizes)
+        return dxp, dh0, dw_hh, None, None, None, None, None
+
+
 class RNNFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity, reverse, backend, batch_sizes,
@@ -299,3 +350,46 @@ def _rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity, reverse, batch_sizes
         return _unview(y), h_n
     return RNNFunction.apply(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity, reverse, get_backend(),
                              batch_sizes, save_h_n)
+
+
+def _mut_input(x, w_ih, bias, variant):
+    """The input side xp [..., 3H] of MUT's r, z, n pre-activations, biases included."""
+    if variant == 1:  # r, z: W x; n: tanh(x)
+        xp = torch.cat([x @ w_ih.t(), torch.tanh(x)], dim=-1)
+    elif variant == 2:  # r: x; z, n: W x
+        xp = torch.cat([x, x @ w_ih.t()], dim=-1)
+    else:
+        return torch.nn.functional.linear(x, w_ih, bias)
+    return xp if bias is None else xp + bias
+
+
+def mut_layer(x, h0, w_ih, w_hh, bias=None, variant=1, reverse=False, batch_sizes=None):
+    """One layer of MUT1, MUT2 or MUT3 (Jozefowicz et al. 2015; variant 1-3) over x [T,B,I]
+    (or packed [N,I]): returns (y, h_n). Gate order r, z, n; one bias per gate, [3H] or None:
+      MUT1: w_ih [2H,I] (W_xr, W_xz), w_hh [2H,H] (W_hr, W_hh); I == H.
+            z = s(W_xz x + b_z), r = s(W_xr x + W_hr h + b_r),
+            h' = tanh(W_hh (r*h) + tanh(x) + b_h) * z + h * (1 - z)
+      MUT2: w_ih [2H,I] (W_xz, W_xh), w_hh [3H,H] (W_hr, W_hz, W_hh); I == H.
+            z = s(W_xz x + W_hz h + b_z), r = s(x + W_hr h + b_r),
+            h' = tanh(W_hh (r*h) + W_xh x + b_h) * z + h * (1 - z)
+      MUT3: w_ih [3H,I] (W_xr, W_xz, W_xh), w_hh [3H,H] (W_hr, W_hz, W_hh).
+            z = s(W_xz x + W_hz tanh(h) + b_z), r = s(W_xr x + W_hr h + b_r),
+            h' = tanh(W_hh (r*h) + W_xh x + b_h) * z + h * (1 - z)
+    The input side (products over x for all steps, tanh(x), x) is computed with torch's ops
+    before the loop; the recurrent part is the fused op mut_forward (every backend; on CUDA the
+    stepwise kernels of Cho's GRU with the MUT update, two launches a step)."""
+    if variant not in (1, 2, 3):
+        raise ValueError(f"fusedrnn.mut_layer: variant must be 1, 2 or 3, got {variant!r}")
+    H = w_hh.shape[-1]
+    if variant in (1, 2) and x.shape[-1] != H:
+        raise ValueError(f"MUT{variant} needs input size == hidden size (x enters the "
+                         f"{'n' if variant == 1 else 'r'} gate as is), got input size "
+                         f"{x.shape[-1]} and hidden size {H}")
+    if _empty(x, h0, w_hh):
+        return reference.mut_layer(x, h0, w_ih, w_hh, bias, variant, reverse, batch_sizes)
+    xp = _mut_input(x, w_ih, bias, variant)
+    if not _needs_backward(x, h0, w_ih, w_hh, bias):
+        y, h_n, _, _ = ops.mut_forward(xp, h0, w_hh, variant, reverse, get_backend(),
+                                       batch_sizes, False)
+        return _unview(y), h_n
+    return MUTFunction.apply(xp, h0, w_hh, variant, reverse, get_backend(), batch_sizes, True)

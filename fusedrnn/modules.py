@@ -21,7 +21,7 @@ __all__ = ["LSTM", "GRU", "RNN"]
 class _FusedRNNBase:
     """forward() shared by the three modules; the subclass names its cell kind."""
 
-    _kind = None  # "lstm", "gru" or "rnn"
+    _kind = None  # "lstm", "gru", "rnn" or "mut" (fusedrnn/mut.py)
 
     def flatten_parameters(self):
         """A no-op: fusedrnn reads the parameters as they are (no cuDNN flat buffer)."""
@@ -49,6 +49,9 @@ class _FusedRNNBase:
         if torch.onnx.is_in_onnx_export():
             # ONNX has standard LSTM/GRU/RNN operators and torch.nn's forward is what the
             # exporter translates into them; the state is torch.nn's, so its forward runs as is.
+            if self._kind == "mut":
+                raise NotImplementedError(f"fusedrnn.{type(self).__name__}: ONNX export is not "
+                                          "supported (ONNX has no operator for this cell)")
             if not getattr(self, "reset_after", True):  # GRU only
                 raise NotImplementedError(
                     "fusedrnn.GRU(reset_after=False): ONNX export is not supported (the export "
@@ -118,8 +121,10 @@ class _FusedRNNBase:
                 elif self._kind == "gru":
                     y, h = F.gru_layer(x, h0[k], *w, reset_after=self.reset_after,
                                        **kw)
-                else:
+                elif self._kind == "rnn":
                     y, h = F.rnn_layer(x, h0[k], *w, nonlinearity=self.nonlinearity, **kw)
+                else:  # MUT1-3: (w_ih, w_hh, bias)
+                    y, h = F.mut_layer(x, h0[k], *w[:3], variant=self.variant, **kw)
                 ys.append(y)
                 h_n.append(h)
             x = ys[0] if D == 1 else torch.cat(ys, dim=-1)

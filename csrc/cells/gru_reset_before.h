@@ -6,6 +6,10 @@
 // products per step (r and z first, then the one over r * h), so the math comes in the two
 // halves a step computes between them.
 //
+// The MUT1-3 cells of Jozefowicz et al. (2015) share this shape (fusedrnn.MUT1/2/3): the same
+// r and z, the same n over r * h, and h' = z * n + (1 - z) * h, the roles of z and 1 - z swapped
+// (`mut` below). Their input sides (tanh(x), x, or products) are all in x_*.
+//
 // Contract: as csrc/cells/cells.h (one (row, unit) pair in the accumulation type T; reads and
 // writes only its reference arguments). Parameters keep torch.nn.GRU's layout and gate order
 // r, z, n. Saved for backward: the activations r, z, n and rh = r * h_{t-1}.
@@ -29,20 +33,25 @@ FRNN_HD void grurb_forward_rz(T a_r, T a_z, T h_prev, T& r, T& z, T& rh) {
   z = grurb_forward_z(a_z);
 }
 
-// a_n: x_n + (r * h) W_hn^T + b_hn.
+// a_n: x_n + (r * h) W_hn^T + b_hn. mut: h' = z * n + (1 - z) * h_prev (MUT1-3).
 template <class T>
-FRNN_HD void grurb_forward_n(T a_n, T z, T h_prev, T& n, T& h) {
+FRNN_HD void grurb_forward_n(T a_n, T z, T h_prev, T& n, T& h, bool mut = false) {
   n = tanh_(a_n);
-  h = (T(1) - z) * n + z * h_prev;
+  const T keep = mut ? T(1) - z : z;  // the share of h_prev
+  h = (T(1) - keep) * n + keep * h_prev;
 }
 
 // dh: total gradient reaching h_t. Outputs the pre-activation gradients of z and n (the same on
-// the input and the recurrent side) and dh_{t-1}'s direct part (z * dh).
+// the input and the recurrent side) and dh_{t-1}'s direct part (keep * dh; mut as in
+// grurb_forward_n).
 template <class T>
-FRNN_HD void grurb_backward_zn(T z, T n, T h_prev, T dh, T& da_z, T& da_n, T& dh_prev) {
-  da_n = dh * (T(1) - z) * (T(1) - n * n);
-  da_z = dh * (h_prev - n) * z * (T(1) - z);
-  dh_prev = dh * z;
+FRNN_HD void grurb_backward_zn(T z, T n, T h_prev, T dh, T& da_z, T& da_n, T& dh_prev,
+                               bool mut = false) {
+  const T keep = mut ? T(1) - z : z;
+  da_n = dh * (T(1) - keep) * (T(1) - n * n);
+  // d h'/d keep = h_prev - n, and d keep/d z = +1 (GRU) or -1 (MUT).
+  da_z = dh * (mut ? n - h_prev : h_prev - n) * z * (T(1) - z);
+  dh_prev = dh * keep;
 }
 
 // drh: the gradient of r * h_{t-1} (da_n W_hn). Outputs da_r and adds r * drh to dh_prev.

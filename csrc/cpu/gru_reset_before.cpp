@@ -58,9 +58,9 @@ void forward_steps(const Steps& all, const std::vector<StepChunk>& chunks, const
       S* yt = y0 + off * H;
       if (in) in->step(off, n);
       w_rz.mul(n, false, hs, H, S(0), g_rz, 2 * H, bhh);
-      pointwise<S>().grurb_forward_rz(n, H, g, g_rz, hs, rht);
+      pointwise<S>().grurb_forward_rz(n, H, g, g_rz, 2 * H, hs, rht);
       w_n.mul(n, false, rht, H, S(0), g_n, H, bhh ? bhh + 2 * H : nullptr);
-      pointwise<S>().grurb_forward_n(n, H, g, g_n, hs, yt);
+      pointwise<S>().grurb_forward_n(n, H, g, g_n, hs, yt, false);
     }
   }
 }
@@ -84,7 +84,7 @@ void backward_steps(const Steps& st, const Tensor& dy, const Tensor& gates,
     const S* hp = h_prev.data_ptr<S>() + off * H;
     const S* dyt = dy.data_ptr<S>() + off * H;
     S* dgt = dg.data_ptr<S>() + off * G;
-    pointwise<S>().grurb_backward_zn(n, H, g, hp, dhs, dyt, dgt);
+    pointwise<S>().grurb_backward_zn(n, H, g, hp, dhs, dyt, dgt, false);
     w_n.mul(n, false, dgt + 2 * H, G, S(0), drh, H);
     pointwise<S>().grurb_backward_r(n, H, g, hp, drh, dhs, dgt);
     w_rz.mul(n, false, dgt, G, S(1), dhs, H);

@@ -12,17 +12,5 @@
 // outputs are contiguous and never alias the inputs. fp16/bf16 are computed in fp32.
 #pragma once
 
-#include "ops.h"
-
-namespace fusedrnn {
-namespace cpu {
-
-T4 gru_rb_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
-                  const OptTensor& b_ih, const OptTensor& b_hh, bool reverse,
-                  const OptTensor& batch_sizes, bool save);
-T6 gru_rb_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Tensor& h0,
-                   const Tensor& w_ih, const Tensor& w_hh, const Tensor& y, const Tensor& gates,
-                   const Tensor& rh, bool reverse, const OptTensor& batch_sizes);
-
-}  // namespace cpu
-}  // namespace fusedrnn
+// The declarations (cpu::gru_rb_forward / gru_rb_backward) are with the other backends'.
+#include "reset_before_ops.h"

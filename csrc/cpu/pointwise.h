@@ -29,19 +29,21 @@ struct Pointwise {
   // direct part z*dh of dh_{t-1}; dy [n,H]; dgx, dgh [n,3H] out (input and recurrent sides).
   void (*gru_backward)(int64_t n, int64_t H, const S* g, const S* ghn, const S* h_prev,
                        S* dh_state, const S* dy, S* dgx, S* dgh);
-  // GRU with the reset gate before the recurrent product (cells/gru_reset_before.h), a step's
-  // two passes around its second product. g [n,3H] in: input projections (with b_ih); gh
-  // [n,2H] the r,z recurrent products with their b_hh; rz: g's r,z columns out: activations,
+  // GRU with the reset gate before the recurrent product (cells/gru_reset_before.h; also the
+  // MUT cells, `mut`), a step's two passes around its second product. g [n,3H] in: input
+  // projections (with b_ih); gh [n,ldgh] the recurrent products with their b_hh: r's, and z's
+  // when ldgh == 2H (ldgh == H: z has none, MUT1); rz: g's r,z columns out: activations,
   // rh_out [n,H] = r * h_{t-1} (h_state [n,H] = h_{t-1}).
-  void (*grurb_forward_rz)(int64_t n, int64_t H, S* g, const S* gh, const S* h_state,
-                           S* rh_out);
+  void (*grurb_forward_rz)(int64_t n, int64_t H, S* g, const S* gh, int64_t ldgh,
+                           const S* h_state, S* rh_out);
   // ghn [n,H] = (r * h_{t-1}) W_hn^T + b_hn; g's n column in: x_n, out: activation n; h_state
   // in: h_{t-1}, out: h_t; h_out [n,H] = h_t.
-  void (*grurb_forward_n)(int64_t n, int64_t H, S* g, const S* ghn, S* h_state, S* h_out);
+  void (*grurb_forward_n)(int64_t n, int64_t H, S* g, const S* ghn, S* h_state, S* h_out,
+                          bool mut);
   // g [n,3H] activations, h_prev [n,H]; dh = dh_state + dy; dg [n,3H]: its z and n columns out
-  // (pre-activation gradients); dh_state out: z * dh.
+  // (pre-activation gradients); dh_state out: the direct part (z * dh; MUT (1 - z) * dh).
   void (*grurb_backward_zn)(int64_t n, int64_t H, const S* g, const S* h_prev, S* dh_state,
-                            const S* dy, S* dg);
+                            const S* dy, S* dg, bool mut);
   // drh [n,H] = dg_n W_hn; dg's r column out; dh_state += r * drh.
   void (*grurb_backward_r)(int64_t n, int64_t H, const S* g, const S* h_prev, const S* drh,
                            S* dh_state, S* dg);

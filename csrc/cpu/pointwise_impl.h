@@ -172,41 +172,43 @@ static void gru_backward(int64_t n, int64_t H, const S* g, const S* ghn, const S
 }
 
 template <class S>
-static void grurb_forward_rz(int64_t n, int64_t H, S* g, const S* gh, const S* h_state,
-                             S* rh_out) {
+static void grurb_forward_rz(int64_t n, int64_t H, S* g, const S* gh, int64_t ldgh,
+                             const S* h_state, S* rh_out) {
+  const bool z_product = ldgh == 2 * H;
   for_units(n, H, V<S>::size(), [&](int64_t b, int64_t j, int64_t k) {
     S* gb = g + b * 3 * H + j;
-    const S* hb = gh + b * 2 * H + j;
+    const S* hb = gh + b * ldgh + j;
     const int64_t e = b * H + j;
-    C<S> r, z, rh;
-    cells::grurb_forward_rz<C<S>>(ld(gb, k) + ld(hb, k), ld(gb + H, k) + ld(hb + H, k),
-                                  ld(h_state + e, k), r, z, rh);
+    C<S> r, z, rh, az = ld(gb + H, k);
+    if (z_product) az = az + ld(hb + H, k);
+    cells::grurb_forward_rz<C<S>>(ld(gb, k) + ld(hb, k), az, ld(h_state + e, k), r, z, rh);
     st(r, gb, k), st(z, gb + H, k), st(rh, rh_out + e, k);
   });
 }
 
 template <class S>
-static void grurb_forward_n(int64_t n, int64_t H, S* g, const S* ghn, S* h_state, S* h_out) {
+static void grurb_forward_n(int64_t n, int64_t H, S* g, const S* ghn, S* h_state, S* h_out,
+                            bool mut) {
   for_units(n, H, V<S>::size(), [&](int64_t b, int64_t j, int64_t k) {
     S* gb = g + b * 3 * H + j;
     const int64_t e = b * H + j;
     C<S> nn, h;
     cells::grurb_forward_n<C<S>>(ld(gb + 2 * H, k) + ld(ghn + e, k), ld(gb + H, k),
-                                 ld(h_state + e, k), nn, h);
+                                 ld(h_state + e, k), nn, h, mut);
     st(nn, gb + 2 * H, k), st(h, h_state + e, k), st(h, h_out + e, k);
   });
 }
 
 template <class S>
 static void grurb_backward_zn(int64_t n, int64_t H, const S* g, const S* h_prev, S* dh_state,
-                              const S* dy, S* dg) {
+                              const S* dy, S* dg, bool mut) {
   for_units(n, H, V<S>::size(), [&](int64_t b, int64_t j, int64_t k) {
     const S* gb = g + b * 3 * H + j;
     S* db = dg + b * 3 * H + j;
     const int64_t e = b * H + j;
     C<S> dz, dn, direct;
     cells::grurb_backward_zn<C<S>>(ld(gb + H, k), ld(gb + 2 * H, k), ld(h_prev + e, k),
-                                   ld(dh_state + e, k) + ld(dy + e, k), dz, dn, direct);
+                                   ld(dh_state + e, k) + ld(dy + e, k), dz, dn, direct, mut);
     st(dz, db + H, k), st(dn, db + 2 * H, k), st(direct, dh_state + e, k);
   });
 }

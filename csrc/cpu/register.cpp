@@ -4,7 +4,8 @@
 #include "cuda/persistent.h"
 #include "cpu/big_buffer.h"
 #include "cpu/gru_reset_before.h"
-#include "gru_rb_ops.h"
+#include "cpu/mut.h"
+#include "reset_before_ops.h"
 #include "validate.h"
 
 namespace fusedrnn {
@@ -138,6 +139,25 @@ T6 gru_rb_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const 
   return cpu::gru_rb_backward(dy, dh_n, x, h0, w_ih, w_hh, y, gates, rh, reverse, batch_sizes);
 }
 
+T4 mut_forward(const Tensor& xp, const Tensor& h0, const Tensor& w_hh, int64_t variant,
+               bool reverse, std::string backend, const OptTensor& batch_sizes, bool save) {
+  validate_mut_forward(xp, h0, w_hh, variant, batch_sizes);
+  const cpu::BufferScope buffers(9, call_shape(xp, h0, batch_sizes));
+  if (use_simt(backend, "mut_forward"))
+    return simt::mut_forward(xp, h0, w_hh, variant, reverse, batch_sizes, save);
+  return cpu::mut_forward(xp, h0, w_hh, variant, reverse, batch_sizes, save);
+}
+
+T3 mut_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& h0, const Tensor& w_hh,
+                const Tensor& y, const Tensor& gates, const Tensor& rh, int64_t variant,
+                bool reverse, std::string backend, const OptTensor& batch_sizes) {
+  validate_mut_backward(dy, dh_n, h0, w_hh, y, gates, rh, variant, batch_sizes);
+  const cpu::BufferScope buffers(10, call_shape(dy, h0, batch_sizes));
+  if (use_simt(backend, "mut_backward"))
+    return simt::mut_backward(dy, dh_n, h0, w_hh, y, gates, rh, variant, reverse, batch_sizes);
+  return cpu::mut_backward(dy, dh_n, h0, w_hh, y, gates, rh, variant, reverse, batch_sizes);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(fusedrnn, CPU, m) {
@@ -147,6 +167,8 @@ TORCH_LIBRARY_IMPL(fusedrnn, CPU, m) {
   m.impl("gru_backward", &gru_backward);
   m.impl("gru_rb_forward", &gru_rb_forward);
   m.impl("gru_rb_backward", &gru_rb_backward);
+  m.impl("mut_forward", &mut_forward);
+  m.impl("mut_backward", &mut_backward);
   m.impl("rnn_forward", &rnn_forward);
   m.impl("rnn_backward", &rnn_backward);
 }

@@ -6,7 +6,7 @@
 #ifdef FUSEDRNN_WITH_CUDA
 
 #include "cuda/persistent.h"
-#include "gru_rb_ops.h"
+#include "reset_before_ops.h"
 #include "validate.h"
 
 namespace fusedrnn {
@@ -99,6 +99,21 @@ T6 gru_rb_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const 
                                batch_sizes);
 }
 
+T4 mut_forward(const Tensor& xp, const Tensor& h0, const Tensor& w_hh, int64_t variant,
+               bool reverse, std::string backend, const OptTensor& batch_sizes, bool save) {
+  validate_mut_forward(xp, h0, w_hh, variant, batch_sizes);
+  check_cuda(backend, "mut_forward");
+  return cuda::mut_forward(xp, h0, w_hh, variant, reverse, batch_sizes, save);
+}
+
+T3 mut_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& h0, const Tensor& w_hh,
+                const Tensor& y, const Tensor& gates, const Tensor& rh, int64_t variant,
+                bool reverse, std::string backend, const OptTensor& batch_sizes) {
+  validate_mut_backward(dy, dh_n, h0, w_hh, y, gates, rh, variant, batch_sizes);
+  check_cuda(backend, "mut_backward");
+  return cuda::mut_backward(dy, dh_n, h0, w_hh, y, gates, rh, variant, reverse, batch_sizes);
+}
+
 T2 rnn_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
                const OptTensor& b_ih, const OptTensor& b_hh, std::string nonlinearity,
                bool reverse, std::string backend, const OptTensor& batch_sizes) {
@@ -126,6 +141,8 @@ TORCH_LIBRARY_IMPL(fusedrnn, CUDA, m) {
   m.impl("gru_backward", &gru_backward);
   m.impl("gru_rb_forward", &gru_rb_forward);
   m.impl("gru_rb_backward", &gru_rb_backward);
+  m.impl("mut_forward", &mut_forward);
+  m.impl("mut_backward", &mut_backward);
   m.impl("rnn_forward", &rnn_forward);
   m.impl("rnn_backward", &rnn_backward);
 }
