@@ -3,7 +3,8 @@
 // Two launches per time step, forward and backward, since the n gate's product needs r * h of
 // every unit. The cells differ in `z_src` (where z's recurrent product reads from: 0 none (MUT1),
 // 1 h (GRU, MUT2), 2 tanh(h) (MUT3)), `mut` (h' = z n + (1-z) h instead of (1-z) n + z h) and
-// the rows of W_hh: r, z (unless z_src == 0), n; u1 = the rows before n (H or 2H).
+// the rows of W_hh: r, z (unless z_src == 0), n; w_hn points at n's (row u1 = H or 2H; set by
+// the launcher, so the kernels do no address arithmetic of their own for it).
 //
 // Forward step s (n live rows, a prefix of the batch; grid ceil(n/BT) x (gates * ceil(H/HT)),
 // the gates of the product: r, and z unless z_src == 0; a block's units are of one gate):
@@ -14,7 +15,7 @@
 //     r: rh_out[b,k] = r * h_prev(b,k), r_out[b*3H+k] = r (r_out nullable)
 //     z: z_out[b*ldz + k] = z (z_src == 0: written by the r blocks)
 //   n kernel, units k < H:
-//     a[b,k] = xproj[b,2H+k] + sum_j rh[b,j] W_hh[u1+k,j] + b_hh[2H+k]
+//     a[b,k] = xproj[b,2H+k] + sum_j rh[b,j] W_hn[k,j] + b_hh[2H+k]
 //     n_out[b*3H+k] = n (nullable), h_out[b,k] = h'; z_src == 2: th[b,k] = tanh(h')
 //   xproj [n,3H] row stride 3H (x W_ih^T + b_ih; MUT: the given input side); h_prev(b) =
 //   h_prev[b] for b < n_prev (null iff n_prev == 0) else h0[b]; w_hh [u1+H, H]; b_hh [3H] or
@@ -25,7 +26,7 @@
 //     (da_next: dax of the next processed step, row stride 3H: its r column, and z's when
 //     z_src == 1; z_src == 2 adds (sum_j da_next[b,H+j] W_hh[H+j,k]) * (1 - tanh(h_cur[b,k])^2)
 //     with h_cur = this step's output) -> dax_out z, n columns; dh_direct = keep * dh
-//   r kernel: drh[b,k] = sum_j dax[b,2H+j] W_hh[u1+j,k] (this step's n column)
+//   r kernel: drh[b,k] = sum_j dax[b,2H+j] W_hn[j,k] (this step's n column)
 //     -> dax_out r column; dh_direct += r * drh
 //   dh_direct [B,H] accumulation type, in place, each element owned by one thread; gates [n,3H]
 //   saved activations r, z, n; dax rows of the step (row stride 3H).
@@ -43,7 +44,6 @@ namespace kern {
 struct ResetBeforeCell {
   int z_src = 1;     // 0: z has no recurrent product, 1: over h, 2: over tanh(h)
   bool mut = false;  // MUT update h' = z n + (1 - z) h
-  int u1 = 0;        // rows of W_hh before W_hn (H or 2H)
 };
 
 template <class S>
@@ -69,7 +69,7 @@ struct GruRbNParams {
   const S* z;
   const S* h_prev;
   const S* h0;
-  const S* w_hh;
+  const S* w_hn;
   const S* b_hh;
   S* n_out;
   S* h_out;
@@ -85,6 +85,7 @@ struct GruRbBackwardParams {
   const S* dy;
   const A* da_next;  // zn kernel
   const S* w_hh;
+  const S* w_hn;
   const S* gates;
   const S* h_prev;
   const S* h0;
@@ -145,7 +146,7 @@ __global__ void FRNN_LAUNCH_BOUNDS(Cfg::kThreads)
   const int rows = p.B - b0;
   const S* none = nullptr;  // every row from rh
   tile_product<Cfg, WView::kRows>(p.rh + (size_t)b0 * H, none, rows, H, rows,
-                                  p.w_hh + (size_t)p.cell.u1 * H, H, H, k0, H, smem);
+                                  p.w_hn, H, H, k0, H, smem);
   for (int e = int(threadIdx.x); e < Cfg::BT * Cfg::HT; e += Cfg::kThreads) {
     const int bl = e / Cfg::HT, kl = e % Cfg::HT, b = b0 + bl, k = k0 + kl;
     if (b >= p.B || k >= H) continue;
@@ -219,7 +220,7 @@ __global__ void FRNN_LAUNCH_BOUNDS(Cfg::kThreads)
   const int rows = p.B - b0;
   // drh = da_n W_hn (W_hh's rows [2H, 3H) as the K of the product).
   tile_product<Cfg, WView::kColumns, A>(p.dax_out + (size_t)b0 * G + 2 * H, nullptr, rows, G,
-                                        rows, p.w_hh + (size_t)p.cell.u1 * H, H, H, k0, H, smem);
+                                        rows, p.w_hn, H, H, k0, H, smem);
   for (int e = int(threadIdx.x); e < Cfg::BT * Cfg::HT; e += Cfg::kThreads) {
     const int bl = e / Cfg::HT, kl = e % Cfg::HT, b = b0 + bl, k = k0 + kl;
     if (b >= p.B || k >= H) continue;

@@ -21,9 +21,13 @@ namespace fusedrnn {
 namespace FRNN_BACKEND_NS {
 namespace stepwise {
 
-inline kern::ResetBeforeCell gru_rb_cell(int64_t H) { return {1, false, int(2 * H)}; }
-inline kern::ResetBeforeCell mut_cell(int64_t variant, int64_t H) {
-  return {variant == 1 ? 0 : variant == 2 ? 1 : 2, true, int(variant == 1 ? H : 2 * H)};
+inline kern::ResetBeforeCell gru_rb_cell() { return {1, false}; }
+inline kern::ResetBeforeCell mut_cell(int64_t variant) {
+  return {variant == 1 ? 0 : variant == 2 ? 1 : 2, true};
+}
+// W_hn: the rows after r's and z's products (none for z when z_src == 0).
+template <class S> inline const S* w_hn_of(const Tensor& w_hh, const kern::ResetBeforeCell& c) {
+  return w_hh.data_ptr<S>() + (c.z_src == 0 ? 1 : 2) * w_hh.size(1) * w_hh.size(1);
 }
 
 // The forward's time loop: y [N,H], gates [N,3H] and rh [N,H] (save) or rh [B,H] (scratch)
@@ -38,7 +42,8 @@ void reset_before_forward_steps(const Steps& st, const kern::ResetBeforeCell& ce
   auto th = cell.z_src == 2 ? at::tanh(h0) : Tensor();
   kern::GruRbRzParams<S> prz;
   kern::GruRbNParams<S> pn;
-  prz.w_hh = pn.w_hh = w_hh.data_ptr<S>();
+  prz.w_hh = w_hh.data_ptr<S>();
+  pn.w_hn = w_hn_of<S>(w_hh, cell);
   prz.b_hh = pn.b_hh = b_hh;
   prz.h0 = pn.h0 = h0.data_ptr<S>();
   prz.th = pn.th = th.defined() ? th.data_ptr<S>() : nullptr;
@@ -88,6 +93,7 @@ Tensor reset_before_backward_steps(const Steps& st, const kern::ResetBeforeCell&
   FRNN_POISON(dax);
   kern::GruRbBackwardParams<S> p;
   p.w_hh = w_hh.data_ptr<S>();
+  p.w_hn = w_hn_of<S>(w_hh, cell);
   p.h0 = h0.data_ptr<S>();
   p.dh_direct = static_cast<acc_of<S>*>(dh_direct.data_ptr());
   p.H = int(H);
@@ -140,7 +146,7 @@ T4 gru_rb_forward(const Tensor& x_, const Tensor& h0_, const Tensor& w_ih_, cons
   FRNN_POISON(y);
   FRNN_POISON(gates);
   FRNN_POISON(rh);
-  reset_before_forward_steps<S>(st, gru_rb_cell(H), h0, w_hh,
+  reset_before_forward_steps<S>(st, gru_rb_cell(), h0, w_hh,
                                 b_hh ? b_hh->data_ptr<S>() : nullptr, save,
                                 [&](int64_t s) { return xproj.for_step<S>(s); }, y, gates, rh);
   return {st.shaped(y), final_rows(y, st), saved(gates), saved(rh)};
@@ -167,7 +173,7 @@ T6 gru_rb_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& x_, con
   const auto dtype = x.scalar_type(), acc = acc_dtype<S>();
   const auto w_hh_a = w_hh.to(acc), w_ih_a = w_ih.to(acc);
   auto dh_direct = acc_copy<S>(dh_n);
-  auto dax = reset_before_backward_steps<S>(st, gru_rb_cell(H), dy, h0, w_hh, y, gates, dh_direct);
+  auto dax = reset_before_backward_steps<S>(st, gru_rb_cell(), dy, h0, w_hh, y, gates, dh_direct);
   // dh0 = [da_r, da_z](each row's first step) W_{hr,hz} + the direct terms, in the accumulation
   // type.
   auto rz = [&](const Tensor& t, int64_t dim) { return t.narrow(dim, 0, 2 * H); };
@@ -198,7 +204,7 @@ T4 mut_forward(const Tensor& xp_, const Tensor& h0_, const Tensor& w_hh_, int64_
   FRNN_POISON(y);
   FRNN_POISON(gates);
   FRNN_POISON(rh);
-  reset_before_forward_steps<S>(st, mut_cell(variant, H), h0, w_hh, nullptr, save,
+  reset_before_forward_steps<S>(st, mut_cell(variant), h0, w_hh, nullptr, save,
                                 [&](int64_t s) { return step_ptr<S>(xp, st, s); }, y, gates, rh);
   return {st.shaped(y), final_rows(y, st), saved(gates), saved(rh)};
 }
@@ -219,7 +225,7 @@ T3 mut_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& h0_, const
   const auto dtype = dy.scalar_type(), acc = acc_dtype<S>();
   const auto w_a = w_hh.to(acc);
   auto dh_direct = acc_copy<S>(dh_n);
-  const auto cell = mut_cell(variant, H);
+  const auto cell = mut_cell(variant);
   auto dax = reset_before_backward_steps<S>(st, cell, dy, h0, w_hh, y, gates, dh_direct);
   // dh0 from each row's first step: da_r W_hr, + da_z W_hz (MUT2), + (da_z W_hz) * (1 -
   // tanh(h0)^2) (MUT3), + the direct terms; dW_hh's rows likewise over all rows.
