@@ -2,12 +2,14 @@
 
 Same signatures and conventions as fusedrnn.functional (gate order of torch.nn: LSTM i,f,g,o;
 GRU r,z,n with the reset gate applied after the recurrent matmul, or before it with
-reset_after=False). Differentiable through
+reset_after=False). Also the three MUT cells of Jozefowicz et al. 2015 (mut_cell, mut_layer;
+variant 1, 2 or 3; gate order r, z, n). Differentiable through
 ordinary autograd. Deliberately simple: no fusion, no tricks.
 """
 import torch
 
-__all__ = ["lstm_cell", "gru_cell", "rnn_cell", "lstm_layer", "gru_layer", "rnn_layer"]
+__all__ = ["lstm_cell", "gru_cell", "rnn_cell", "mut_cell", "lstm_layer", "gru_layer",
+           "rnn_layer", "mut_layer"]
 
 
 def _linear(x, w, b):
@@ -54,6 +56,47 @@ def rnn_cell(x, h, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh"):
     if nonlinearity == "relu":
         return torch.relu(a)
     raise ValueError(f"unknown nonlinearity {nonlinearity!r}")
+
+
+def _check_variant(variant):
+    if variant not in (1, 2, 3) or isinstance(variant, bool):
+        raise ValueError(f"unknown MUT variant {variant!r} (1, 2 or 3)")
+
+
+def mut_cell(x, h, w_ih, w_hh, bias=None, variant=1):
+    """One MUT step (Jozefowicz et al. 2015): x [B,I], h [B,H] -> h'. sigma = sigmoid.
+
+    MUT1: z = sigma(W_xz x + b_z); r = sigma(W_xr x + W_hr h + b_r);
+          w_ih [2H,I] = (W_xr, W_xz), w_hh [2H,H] = (W_hr, W_hh); I == H.
+          h' = tanh(W_hh (r * h) + tanh(x) + b_h) * z + h * (1 - z)
+    MUT2: z = sigma(W_xz x + W_hz h + b_z); r = sigma(x + W_hr h + b_r);
+          w_ih [2H,I] = (W_xz, W_xh), w_hh [3H,H] = (W_hr, W_hz, W_hh); I == H.
+          h' = tanh(W_hh (r * h) + W_xh x + b_h) * z + h * (1 - z)
+    MUT3: z = sigma(W_xz x + W_hz tanh(h) + b_z); r = sigma(W_xr x + W_hr h + b_r);
+          w_ih [3H,I] = (W_xr, W_xz, W_xh), w_hh [3H,H] = (W_hr, W_hz, W_hh).
+          h' = tanh(W_hh (r * h) + W_xh x + b_h) * z + h * (1 - z)
+    bias [3H] = (b_r, b_z, b_h), or None for no bias."""
+    _check_variant(variant)
+    b_r, b_z, b_h = bias.chunk(3) if bias is not None else (None, None, None)
+    if variant == 1:
+        W_xr, W_xz = w_ih.chunk(2, dim=0)
+        W_hr, W_hh = w_hh.chunk(2, dim=0)
+        z = torch.sigmoid(_linear(x, W_xz, b_z))
+        r = torch.sigmoid(_linear(x, W_xr, b_r) + h @ W_hr.t())
+        n = torch.tanh(_linear(r * h, W_hh, b_h) + torch.tanh(x))
+    elif variant == 2:
+        W_xz, W_xh = w_ih.chunk(2, dim=0)
+        W_hr, W_hz, W_hh = w_hh.chunk(3, dim=0)
+        z = torch.sigmoid(_linear(x, W_xz, b_z) + h @ W_hz.t())
+        r = torch.sigmoid(_linear(h, W_hr, b_r) + x)
+        n = torch.tanh(_linear(r * h, W_hh, b_h) + x @ W_xh.t())
+    else:
+        W_xr, W_xz, W_xh = w_ih.chunk(3, dim=0)
+        W_hr, W_hz, W_hh = w_hh.chunk(3, dim=0)
+        z = torch.sigmoid(_linear(x, W_xz, b_z) + torch.tanh(h) @ W_hz.t())
+        r = torch.sigmoid(_linear(x, W_xr, b_r) + h @ W_hr.t())
+        n = torch.tanh(_linear(r * h, W_hh, b_h) + x @ W_xh.t())
+    return n * z + h * (1 - z)
 
 
 def _steps(T, reverse):
@@ -106,4 +149,13 @@ def rnn_layer(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, nonlinearity="tanh", reve
     """x [T,B,I] (or packed [N,I] with batch_sizes) -> (y [T,B,H] in time order, h_n)."""
     def cell(xt, h):
         return (rnn_cell(xt, h, w_ih, w_hh, b_ih, b_hh, nonlinearity),)
+    return _scan(cell, x, (h0,), reverse, batch_sizes, w_hh.shape[1])
+
+
+def mut_layer(x, h0, w_ih, w_hh, bias=None, variant=1, reverse=False, batch_sizes=None):
+    """x [T,B,I] (or packed [N,I] with batch_sizes) -> (y [T,B,H] in time order, h_n)."""
+    _check_variant(variant)
+
+    def cell(xt, h):
+        return (mut_cell(xt, h, w_ih, w_hh, bias, variant),)
     return _scan(cell, x, (h0,), reverse, batch_sizes, w_hh.shape[1])
