@@ -42,9 +42,11 @@ KERNELS = [
     ("grurb_n_step_kernel", "GruRbCfg", "GruRbNParams"),
     ("grurb_backward_zn_step_kernel", "GruRbCfg", "GruRbBackwardParams"),
     ("grurb_backward_r_step_kernel", "GruRbCfg", "GruRbBackwardParams"),
+    ("lnlstm_product_kernel", "LnLstmCfg", "LnProductParams"),  # layer-normalised LSTM
+    ("lnlstm_product_back_kernel", "LnLstmCfg", "LnProductParams"),
 ]
 HEADERS = ["cuda/lstm_kernels.cuh", "cuda/gru_kernels.cuh", "cuda/rnn_kernels.cuh",
-           "cuda/grurb_kernels.cuh", "cuda/persistent_kernels.cuh"]
+           "cuda/grurb_kernels.cuh", "cuda/ln_lstm_kernels.cuh", "cuda/persistent_kernels.cuh"]
 # The persistent kernels (csrc/cuda/persistent_kernels.cuh): kernel<S, A>(Params<S, A>), A the
 # accumulation type. Their shared memory is sized at run time by the plan (persistent.h), so the
 # table shows it as "plan".
@@ -95,7 +97,8 @@ def source():
     probes = []
     for kname, cfg, params in KERNELS:
         for dshort, (ctype, fwd, bwd) in VARIANTS.items():
-            c = f"{cfg}<{ctype}, Prec::{bwd if 'backward' in kname else fwd}>"
+            backward = "backward" in kname or kname.endswith("_back_kernel")
+            c = f"{cfg}<{ctype}, Prec::{bwd if backward else fwd}>"
             if kname == "rnn_forward_step_kernel":  # the activation is a template argument
                 for act in ("Tanh", "Relu"):
                     lines.append(f"template __global__ void {kname}<{c}, cells::Act::{act}>"

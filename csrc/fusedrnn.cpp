@@ -63,6 +63,20 @@ TORCH_LIBRARY(fusedrnn, m) {
       "mut_backward(Tensor dy, Tensor dh_n, Tensor h0, Tensor w_hh, Tensor y, Tensor gates, "
       "Tensor rh, int variant, bool reverse=False, str backend='auto', "
       "Tensor? batch_sizes=None) -> (Tensor dxp, Tensor dh0, Tensor dw_hh)");
+  // The layer-normalised LSTM (Ba et al. 2016), the recurrent part: xp is the input side of
+  // the i, f, g, o pre-activations, biases included; gh and stats are in the accumulation type
+  // (csrc/ln_lstm_ops.h). Stepwise kernels on CUDA and SIMT.
+  m.def(
+      "ln_lstm_forward(Tensor xp, Tensor h0, Tensor c0, Tensor w_hh, Tensor g_hh, Tensor g_c, "
+      "Tensor? b_c, bool reverse=False, str backend='auto', Tensor? batch_sizes=None, "
+      "bool save=True) -> (Tensor y, Tensor h_n, Tensor c_n, Tensor gates, Tensor gh, "
+      "Tensor cells, Tensor stats)");
+  m.def(
+      "ln_lstm_backward(Tensor dy, Tensor dh_n, Tensor dc_n, Tensor h0, Tensor c0, Tensor w_hh, "
+      "Tensor g_hh, Tensor g_c, Tensor? b_c, Tensor y, Tensor gates, Tensor gh, Tensor cells, "
+      "Tensor stats, bool reverse=False, str backend='auto', Tensor? batch_sizes=None) "
+      "-> (Tensor dxp, Tensor dh0, Tensor dc0, Tensor dw_hh, Tensor dg_hh, Tensor dg_c, "
+      "Tensor db_c)");
   m.def(
       "rnn_forward(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
       "str nonlinearity='tanh', bool reverse=False, str backend='auto', Tensor? batch_sizes=None) "

@@ -115,6 +115,58 @@ inline Sizes validate_mut_backward(const Tensor& dy, const Tensor& dh_n, const T
   return s;
 }
 
+// The layer-normalised LSTM's ops (csrc/ln_lstm_ops.h): xp [T,B,4H] or packed [N,4H] in x's
+// place; gh and stats in the accumulation type (fp64 for fp64, else fp32).
+inline Sizes validate_ln_lstm_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0,
+                                      const Tensor& w_hh, const Tensor& g_hh, const Tensor& g_c,
+                                      const OptTensor& b_c, const OptTensor& batch_sizes,
+                                      const char* op = "ln_lstm_forward") {
+  TORCH_CHECK(w_hh.dim() == 2 && w_hh.size(1) >= 1 && w_hh.size(0) == 4 * w_hh.size(1), op,
+              ": w_hh must be [4*H, H], got ", w_hh.sizes());
+  const int64_t H = w_hh.size(1);
+  TORCH_CHECK(xp.dim() >= 1 && xp.size(-1) == 4 * H, op, ": xp must have 4*H = ", 4 * H,
+              " features (the i, f, g, o input sides), got ", xp.sizes());
+  const auto one = at::empty({1}, xp.options());
+  auto s = check_layer_inputs(op, 1, xp, h0, &c0, one.expand({H, 4 * H}), one.expand({H, H}),
+                              {}, {}, batch_sizes);
+  auto param = [&](const Tensor& t, int64_t n, const char* name) {
+    TORCH_CHECK(t.dim() == 1 && t.size(0) == n, op, ": ", name, " must be [", n, "], got ",
+                t.sizes());
+    TORCH_CHECK(t.scalar_type() == xp.scalar_type() && t.device() == xp.device(), op, ": ",
+                name, " has dtype ", t.scalar_type(), " on ", t.device(), " but xp has ",
+                xp.scalar_type(), " on ", xp.device());
+  };
+  TORCH_CHECK(w_hh.scalar_type() == xp.scalar_type() && w_hh.device() == xp.device(), op,
+              ": w_hh has dtype ", w_hh.scalar_type(), " on ", w_hh.device(), " but xp has ",
+              xp.scalar_type(), " on ", xp.device());
+  param(g_hh, 4 * H, "g_hh");
+  param(g_c, H, "g_c");
+  if (b_c) param(*b_c, H, "b_c");
+  check_dtype(op, xp);
+  return s;
+}
+
+inline Sizes validate_ln_lstm_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n,
+                                       const Tensor& h0, const Tensor& c0, const Tensor& w_hh,
+                                       const Tensor& g_hh, const Tensor& g_c,
+                                       const OptTensor& b_c, const Tensor& y,
+                                       const Tensor& gates, const Tensor& gh,
+                                       const Tensor& cells, const Tensor& stats,
+                                       const OptTensor& batch_sizes) {
+  const char* op = "ln_lstm_backward";
+  auto s = validate_ln_lstm_forward(gates, h0, c0, w_hh, g_hh, g_c, b_c, batch_sizes, op);
+  check_grad(op, dy, s.rows(s.H), gates, "dy");
+  check_grad(op, dh_n, {s.B, s.H}, gates, "dh_n");
+  check_grad(op, dc_n, {s.B, s.H}, gates, "dc_n");
+  check_grad(op, y, s.rows(s.H), gates, "y");
+  check_grad(op, cells, s.rows(s.H), gates, "cells");
+  const auto acc = gates.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const auto acc_like = at::empty({0}, gates.options().dtype(acc));
+  check_grad(op, gh, s.rows(4 * s.H), acc_like, "gh");
+  check_grad(op, stats, s.rows(4), acc_like, "stats");
+  return s;
+}
+
 inline Sizes validate_rnn_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
                                   const Tensor& w_hh, const OptTensor& b_ih,
                                   const OptTensor& b_hh, const OptTensor& batch_sizes) {

@@ -116,6 +116,33 @@ def _mut_backward_fake(dy, dh_n, h0, w_hh, y, gates, rh, variant, reverse=False,
     return e(gates.shape), e(h0.shape), e(w_hh.shape)
 
 
+def _acc_dtype(dtype):
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+@torch.library.register_fake("fusedrnn::ln_lstm_forward")
+def _ln_lstm_forward_fake(xp, h0, c0, w_hh, g_hh, g_c, b_c, reverse=False, backend="auto",
+                          batch_sizes=None, save=True):
+    rows, H = _layer_sizes(xp, w_hh, h0, c0, g_hh, g_c, b_c, packed=batch_sizes is not None)
+    e = xp.new_empty
+    acc = _acc_dtype(xp.dtype)
+    if not save:
+        return (e(rows(H)), e(h0.shape), e(c0.shape), e((0,)), e((0,), dtype=acc), e((0,)),
+                e((0,), dtype=acc))
+    return (e(rows(H)), e(h0.shape), e(c0.shape), e(rows(4 * H)), e(rows(4 * H), dtype=acc),
+            e(rows(H)), e(rows(4), dtype=acc))
+
+
+@torch.library.register_fake("fusedrnn::ln_lstm_backward")
+def _ln_lstm_backward_fake(dy, dh_n, dc_n, h0, c0, w_hh, g_hh, g_c, b_c, y, gates, gh, cells,
+                           stats, reverse=False, backend="auto", batch_sizes=None):
+    _layer_sizes(gates, w_hh, dy, dh_n, dc_n, h0, c0, g_hh, g_c, b_c, y, cells,
+                 packed=batch_sizes is not None)
+    e = dy.new_empty
+    return (e(gates.shape), e(h0.shape), e(c0.shape), e(w_hh.shape), e(g_hh.shape), e(g_c.shape),
+            e(g_c.shape))
+
+
 @torch.library.register_fake("fusedrnn::rnn_forward")
 def _rnn_forward_fake(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=False,
                       backend="auto", batch_sizes=None):

@@ -5,7 +5,8 @@ does not have, fused, against the same cell written step by step in plain PyTorc
 Cells: GRU with the reset gate before the recurrent product (Cho et al. 2014:
 fusedrnn.GRU(reset_after=False); closest torch.nn cell: torch.nn.GRU, reset after), and MUT1,
 MUT2, MUT3 (Jozefowicz et al. 2015: fusedrnn.MUT1/2/3; closest: torch.nn.GRU of the same size,
-its own weights, for time only). For every
+its own weights, for time only) and the layer-normalised LSTM (Ba et al. 2016:
+fusedrnn.LayerNormLSTM; closest: torch.nn.LSTM, for time only). For every
 (T, B, H) (input size = H) and mode, the fused module first gives the reference's outputs (and,
 in training, its input gradient) within the main suite's fp32 tolerance, then the three are
 timed alternately; the median over rounds is reported in milliseconds. "inference" is the
@@ -23,7 +24,7 @@ from fusedrnn import reference
 __all__ = ["VariantCase", "VARIANTS", "VARIANT_SIZES", "variant_cases", "run_variant_case",
            "format_variant_table"]
 
-VARIANTS = ("gru_reset_before", "mut1", "mut2", "mut3")
+VARIANTS = ("gru_reset_before", "mut1", "mut2", "mut3", "ln_lstm")
 VARIANT_SIZES = ((100, 64, 512), (100, 8, 256), (100, 1, 512))
 MODES = ("inference", "training")
 
@@ -48,6 +49,18 @@ def variant_cases(variants=VARIANTS, sizes=VARIANT_SIZES, modes=MODES):
 def _callables(case, device, seed):
     """name -> fn(x) returning (y, h_n): the fused module, the reference loop, torch.nn's."""
     torch.manual_seed(seed)
+    if case.variant == "ln_lstm":
+        fused = fusedrnn.LayerNormLSTM(case.H, case.H, device=device)
+        w = tuple(getattr(fused, n) for n in ("weight_ih_l0", "weight_hh_l0", "gain_ih_l0",
+                                              "gain_hh_l0", "gain_cell_l0", "bias_l0",
+                                              "bias_cell_l0"))
+
+        def ref_ln(x):
+            z = x.new_zeros(x.shape[1], case.H)
+            y, h, c = reference.layer_norm_lstm_layer(x, z, z, *w)
+            return y, (h[None], c[None])
+        return {"fusedrnn": fused, "reference": ref_ln,
+                "torch.nn": torch.nn.LSTM(case.H, case.H, device=device)}
     closest = torch.nn.GRU(case.H, case.H, device=device)
     if case.variant.startswith("mut"):
         k = int(case.variant[3:])
@@ -81,14 +94,15 @@ def run_variant_case(case, device, rounds=5, seed=0, tolerance=1e-4):
         fns = _callables(case, device, seed)
         x = torch.randn(case.T, case.B, case.H, device=device, requires_grad=train)
 
-        def run(fn):
+        def run(fn):  # -> (y, h_n[, c_n][, x.grad])
             if not train:
                 with torch.no_grad():
-                    return fn(x)
+                    y, h = fn(x)
+                return (y,) + (tuple(h) if isinstance(h, tuple) else (h,))
             x.grad = None
             y, h = fn(x)
             y.sum().backward()
-            return y, h, x.grad
+            return (y,) + (tuple(h) if isinstance(h, tuple) else (h,)) + (x.grad,)
 
         got, want = run(fns["fusedrnn"]), run(fns["reference"])
         err = max(_rel_err(a, b) for a, b in zip(got, want))

@@ -23,7 +23,7 @@ class _FusedCellBase:
             raise TypeError(f"fusedrnn.{name}: input must be a tensor, got {type(input).__name__}")
         if input.dim() not in (1, 2):
             raise ValueError(f"{name}: Expected input to be 1D or 2D, got {input.dim()}D instead")
-        lstm = self._kind == "lstm"
+        lstm = self._kind in ("lstm", "ln_lstm")  # the state is (h, c)
         if hx is not None:
             if lstm:
                 if not (isinstance(hx, (tuple, list)) and len(hx) == 2
@@ -71,7 +71,7 @@ class _FusedCellBase:
 
     def forward(self, input, hx=None):
         if torch.onnx.is_in_onnx_export():  # torch.nn's ops, which ONNX exporters translate
-            if self._kind == "mut":
+            if self._kind in ("mut", "ln_lstm"):
                 raise NotImplementedError(f"fusedrnn.{type(self).__name__}: ONNX export is not "
                                           "supported (ONNX has no operator for this cell)")
             if not getattr(self, "reset_after", True):  # GRUCell only
@@ -81,8 +81,9 @@ class _FusedCellBase:
                     "the product)")
             return super().forward(input, hx)
         x, parts, w, batched = self._prepare(input, hx)
-        if self._kind == "lstm":
-            _, h, c = F.lstm_layer(x, parts[0], parts[1], *w)
+        if self._kind in ("lstm", "ln_lstm"):
+            layer = F.lstm_layer if self._kind == "lstm" else F.layer_norm_lstm_layer
+            _, h, c = layer(x, parts[0], parts[1], *w)
             return (h, c) if batched else (h.squeeze(0), c.squeeze(0))
         if self._kind == "gru":
             _, h = F.gru_layer(x, parts[0], *w, reset_after=self.reset_after)

@@ -5,7 +5,8 @@ selected by `fusedrnn.backend(...)` (and, for LSTM and GRU on the CUDA kernels, 
 `fusedrnn.algorithm(...)`) at forward time. Shapes (G = 4 LSTM, 3 GRU, 1 RNN):
 x [T,B,I]; h0, c0 [B,H]; w_ih [G*H,I]; w_hh [G*H,H]; b_ih, b_hh [G*H] or None (both or neither).
 Outputs: y [T,B,H] in time order (also when reverse=True), h_n [B,H] (and c_n [B,H] for LSTM).
-MUT1-3 (mut_layer) have their own parameter layout: see mut_layer.
+MUT1-3 (mut_layer) and the layer-normalised LSTM (layer_norm_lstm_layer) have their own
+parameters: see those functions.
 Packed input: pass batch_sizes (PackedSequence.batch_sizes, int64 on the CPU); x is then the
 packed data [N,I] and y is [N,H] in the same packed order; B = batch_sizes[0]; each sequence
 stops at its own length (and, with reverse=True, starts at its own end).
@@ -38,8 +39,8 @@ from fusedrnn import reference
 from fusedrnn._config import get_algorithm, get_backend
 from fusedrnn._ops import ops
 
-__all__ = ["lstm_layer", "gru_layer", "rnn_layer", "mut_layer", "LSTMFunction", "GRUFunction",
-           "RNNFunction", "MUTFunction"]
+__all__ = ["lstm_layer", "gru_layer", "rnn_layer", "mut_layer", "layer_norm_lstm_layer",
+           "LSTMFunction", "GRUFunction", "RNNFunction", "MUTFunction", "LayerNormLSTMFunction"]
 
 
 def _needs_backward(*tensors):
@@ -255,6 +256,60 @@ class MUTFunction(torch.autograd.Function):
         return dxp, dh0, dw_hh, None, None, None, None, None
 
 
+_LN_EPS = 1e-5  # torch.nn.LayerNorm's default; the ops use the same (csrc/ln_lstm_ops.h)
+
+
+def _ln_lstm_step(xp_t, h, c, w_hh, g_hh, g_c, b_c):
+    """One layer-normalised LSTM step from its input side xp_t [B,4H]: the recurrent part of
+    fusedrnn.reference.layer_norm_lstm_cell, for LayerNormLSTMFunction's differentiable
+    backward."""
+    H = h.shape[-1]
+    a = xp_t + torch.nn.functional.layer_norm(h @ w_hh.t(), (4 * H,), g_hh, None, _LN_EPS)
+    ai, af, ag, ao = a.chunk(4, dim=-1)
+    c_new = torch.sigmoid(af) * c + torch.sigmoid(ai) * torch.tanh(ag)
+    h_new = torch.sigmoid(ao) * torch.tanh(
+        torch.nn.functional.layer_norm(c_new, (H,), g_c, b_c, _LN_EPS))
+    return h_new, c_new
+
+
+class LayerNormLSTMFunction(torch.autograd.Function):
+    """The recurrent part of the layer-normalised LSTM over the input side xp (see
+    layer_norm_lstm_layer); the input side's own gradients are ordinary autograd."""
+
+    @staticmethod
+    def forward(ctx, xp, h0, c0, w_hh, g_hh, g_c, b_c, reverse, backend, batch_sizes,
+                save=True):
+        y, h_n, c_n, gates, gh, cells, stats = ops.ln_lstm_forward(
+            xp, h0, c0, w_hh, g_hh, g_c, b_c, reverse, backend, batch_sizes, save)
+        y = _unview(y)
+        ctx.saved_gates = save
+        ctx.save_for_backward(xp, h0, c0, w_hh, g_hh, g_c, b_c, gates, gh, cells, stats,
+                              _keep_output(ctx, y))
+        ctx.reverse, ctx.backend, ctx.batch_sizes = reverse, backend, batch_sizes
+        return y, h_n, c_n
+
+    @staticmethod
+    def backward(ctx, dy, dh_n, dc_n):
+        xp, h0, c0, w_hh, g_hh, g_c, b_c, gates, gh, cells, stats, y = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: see _recompute_grads
+            def layer():
+                def cell(xt, h, c):
+                    return _ln_lstm_step(xt, h, c, w_hh, g_hh, g_c, b_c)
+                return reference._scan(cell, xp, (h0, c0), ctx.reverse, ctx.batch_sizes,
+                                       w_hh.shape[1])
+            return _recompute_grads(ctx, {0: xp, 1: h0, 2: c0, 3: w_hh, 4: g_hh, 5: g_c, 6: b_c},
+                                    layer, (dy, dh_n, dc_n))
+        y = _kept_output(ctx, y) if ctx.saved_gates else None
+        if y is None:  # modified in place, or saved nothing (see LSTMFunction): recompute
+            y, _, _, gates, gh, cells, stats = ops.ln_lstm_forward(
+                xp, h0, c0, w_hh, g_hh, g_c, b_c, ctx.reverse, ctx.backend, ctx.batch_sizes)
+        dxp, dh0, dc0, dw_hh, dg_hh, dg_c, db_c = ops.ln_lstm_backward(
+            dy, dh_n.contiguous(), dc_n.contiguous(), h0, c0, w_hh, g_hh, g_c, b_c, y, gates, gh,
+            cells, stats, ctx.reverse, ctx.backend, ctx.batch_sizes)
+        return (dxp, dh0, dc0, dw_hh, dg_hh, dg_c, db_c if b_c is not None else None, None, None,
+                None, None)
+
+
 class RNNFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity, reverse, backend, batch_sizes,
@@ -378,7 +433,7 @@ def mut_layer(x, h0, w_ih, w_hh, bias=None, variant=1, reverse=False, batch_size
     The input side (products over x for all steps, tanh(x), x) is computed with torch's ops
     before the loop; the recurrent part is the fused op mut_forward (every backend; on CUDA the
     stepwise kernels of Cho's GRU with the MUT update, two launches a step)."""
-    if variant not in (1, 2, 3):
+    if isinstance(variant, bool) or variant not in (1, 2, 3):
         raise ValueError(f"fusedrnn.mut_layer: variant must be 1, 2 or 3, got {variant!r}")
     H = w_hh.shape[-1]
     if variant in (1, 2) and x.shape[-1] != H:
@@ -393,3 +448,28 @@ def mut_layer(x, h0, w_ih, w_hh, bias=None, variant=1, reverse=False, batch_size
                                        batch_sizes, False)
         return _unview(y), h_n
     return MUTFunction.apply(xp, h0, w_hh, variant, reverse, get_backend(), batch_sizes, True)
+
+
+def layer_norm_lstm_layer(x, h0, c0, w_ih, w_hh, g_ih, g_hh, g_c, bias=None, b_c=None,
+                          reverse=False, batch_sizes=None):
+    """One layer of the layer-normalised LSTM (Ba, Kiros and Hinton 2016) over x [T,B,I] (or
+    packed [N,I]): returns (y, h_n, c_n). Gate order i, f, g, o as torch.nn.LSTM:
+      a  = g_ih * LN(x W_ih^T) + g_hh * LN(h W_hh^T) + bias
+      c' = s(a_f) * c + s(a_i) * tanh(a_g)         h' = s(a_o) * tanh(g_c * LN(c') + b_c)
+    LN normalises a row (the 4H pre-activations of each product, the H cells) to mean 0 and
+    variance 1 (eps 1e-5, as torch.nn.LayerNorm). w_ih [4H,I], w_hh [4H,H], g_ih, g_hh, bias
+    [4H], g_c, b_c [H]; bias and b_c may be None. The input side (x's product for all steps and
+    its normalisation) is computed with torch's ops before the loop; the recurrent part, with its
+    two normalisations, is the fused op ln_lstm_forward (every backend; on CUDA a product kernel
+    and a row kernel a step)."""
+    H = w_hh.shape[-1]
+    if _empty(x, h0, w_hh):
+        return reference.layer_norm_lstm_layer(x, h0, c0, w_ih, w_hh, g_ih, g_hh, g_c, bias, b_c,
+                                               reverse, batch_sizes)
+    xp = torch.nn.functional.layer_norm(x @ w_ih.t(), (4 * H,), g_ih, bias, _LN_EPS)
+    if not _needs_backward(x, h0, c0, w_ih, w_hh, g_ih, g_hh, g_c, bias, b_c):
+        y, h_n, c_n, *_ = ops.ln_lstm_forward(xp, h0, c0, w_hh, g_hh, g_c, b_c, reverse,
+                                              get_backend(), batch_sizes, False)
+        return _unview(y), h_n, c_n
+    return LayerNormLSTMFunction.apply(xp, h0, c0, w_hh, g_hh, g_c, b_c, reverse, get_backend(),
+                                       batch_sizes, True)

@@ -21,7 +21,7 @@ __all__ = ["LSTM", "GRU", "RNN"]
 class _FusedRNNBase:
     """forward() shared by the three modules; the subclass names its cell kind."""
 
-    _kind = None  # "lstm", "gru", "rnn" or "mut" (fusedrnn/mut.py)
+    _kind = None  # "lstm", "gru", "rnn", "mut" (fusedrnn/mut.py), "ln_lstm" (layer_norm.py)
 
     def flatten_parameters(self):
         """A no-op: fusedrnn reads the parameters as they are (no cuDNN flat buffer)."""
@@ -36,7 +36,7 @@ class _FusedRNNBase:
 
     def _check_hx(self, hx):
         name = type(self).__name__
-        if self._kind == "lstm":
+        if self._kind in _WITH_CELL:
             ok = (isinstance(hx, (tuple, list)) and len(hx) == 2
                   and all(isinstance(t, torch.Tensor) for t in hx))
             if not ok:
@@ -49,7 +49,7 @@ class _FusedRNNBase:
         if torch.onnx.is_in_onnx_export():
             # ONNX has standard LSTM/GRU/RNN operators and torch.nn's forward is what the
             # exporter translates into them; the state is torch.nn's, so its forward runs as is.
-            if self._kind == "mut":
+            if self._kind in ("mut", "ln_lstm"):
                 raise NotImplementedError(f"fusedrnn.{type(self).__name__}: ONNX export is not "
                                           "supported (ONNX has no operator for this cell)")
             if not getattr(self, "reset_after", True):  # GRU only
@@ -58,7 +58,7 @@ class _FusedRNNBase:
                     "writes torch.nn.GRU's cell, which applies the reset gate after the product)")
             return _TORCH_NN[self._kind].forward(self, input, hx)
         name = type(self).__name__
-        lstm = self._kind == "lstm"
+        lstm = self._kind in _WITH_CELL  # the state is (h, c)
         D = 2 if self.bidirectional else 1
         packed = isinstance(input, PackedSequence)
         if packed:
@@ -115,8 +115,11 @@ class _FusedRNNBase:
                 *w, w_hr = tuple(cast(t) if t is not None else None
                                  for t in self._layer_weights(layer, d))
                 kw = dict(reverse=d == 1, batch_sizes=batch_sizes)
-                if lstm:
+                if self._kind == "lstm":
                     y, h, c = F.lstm_layer(x, h0[k], c0[k], *w, w_hr=w_hr, **kw)
+                    c_n.append(c)
+                elif self._kind == "ln_lstm":  # (w_ih, w_hh, g_ih, g_hh, g_c, bias, b_c)
+                    y, h, c = F.layer_norm_lstm_layer(x, h0[k], c0[k], *w, **kw)
                     c_n.append(c)
                 elif self._kind == "gru":
                     y, h = F.gru_layer(x, h0[k], *w, reset_after=self.reset_after,
@@ -148,6 +151,8 @@ class _FusedRNNBase:
                 c_n = c_n.squeeze(1) if lstm else None
         return (output, (h_n, c_n)) if lstm else (output, h_n)
 
+
+_WITH_CELL = ("lstm", "ln_lstm")  # kinds whose state is (h, c)
 
 _WEIGHT_NAMES = {}
 

@@ -3,13 +3,13 @@
 Same signatures and conventions as fusedrnn.functional (gate order of torch.nn: LSTM i,f,g,o;
 GRU r,z,n with the reset gate applied after the recurrent matmul, or before it with
 reset_after=False). Also the three MUT cells of Jozefowicz et al. 2015 (mut_cell, mut_layer;
-variant 1, 2 or 3; gate order r, z, n). Differentiable through
-ordinary autograd. Deliberately simple: no fusion, no tricks.
+variant 1, 2 or 3; gate order r, z, n) and the layer-normalised LSTM of Ba et al. 2016
+(layer_norm_lstm_cell, layer_norm_lstm_layer). Differentiable through ordinary autograd. Deliberately simple: no fusion, no tricks.
 """
 import torch
 
-__all__ = ["lstm_cell", "gru_cell", "rnn_cell", "mut_cell", "lstm_layer", "gru_layer",
-           "rnn_layer", "mut_layer"]
+__all__ = ["lstm_cell", "gru_cell", "rnn_cell", "mut_cell", "layer_norm_lstm_cell", "lstm_layer",
+           "gru_layer", "rnn_layer", "mut_layer", "layer_norm_lstm_layer"]
 
 
 def _linear(x, w, b):
@@ -99,6 +99,30 @@ def mut_cell(x, h, w_ih, w_hh, bias=None, variant=1):
     return n * z + h * (1 - z)
 
 
+def _layer_norm(v, gain, bias=None, eps=1e-5):
+    """(v - mean) / sqrt(var + eps) over the last dimension (biased variance), times gain, plus
+    bias: torch.nn.LayerNorm's definition, written out."""
+    mean = v.mean(dim=-1, keepdim=True)
+    var = ((v - mean) ** 2).mean(dim=-1, keepdim=True)
+    out = (v - mean) / torch.sqrt(var + eps) * gain
+    return out if bias is None else out + bias
+
+
+def layer_norm_lstm_cell(x, h, c, w_ih, w_hh, g_ih, g_hh, g_c, bias=None, b_c=None):
+    """One step of the layer-normalised LSTM (Ba, Kiros and Hinton 2016): x [B,I], h, c [B,H]
+    -> (h', c'). Gate order i, f, g, o; LN over each product's 4H pre-activations and over the
+    H cells:
+    a = g_ih * LN(x W_ih^T) + g_hh * LN(h W_hh^T) + bias,
+    c' = sigmoid(a_f) * c + sigmoid(a_i) * tanh(a_g), h' = sigmoid(a_o) * tanh(g_c * LN(c') + b_c)."""
+    a = _layer_norm(x @ w_ih.t(), g_ih) + _layer_norm(h @ w_hh.t(), g_hh)
+    if bias is not None:
+        a = a + bias
+    ai, af, ag, ao = a.chunk(4, dim=-1)
+    c_new = torch.sigmoid(af) * c + torch.sigmoid(ai) * torch.tanh(ag)
+    h_new = torch.sigmoid(ao) * torch.tanh(_layer_norm(c_new, g_c, b_c))
+    return h_new, c_new
+
+
 def _steps(T, reverse):
     return range(T - 1, -1, -1) if reverse else range(T)
 
@@ -159,3 +183,11 @@ def mut_layer(x, h0, w_ih, w_hh, bias=None, variant=1, reverse=False, batch_size
     def cell(xt, h):
         return (mut_cell(xt, h, w_ih, w_hh, bias, variant),)
     return _scan(cell, x, (h0,), reverse, batch_sizes, w_hh.shape[1])
+
+
+def layer_norm_lstm_layer(x, h0, c0, w_ih, w_hh, g_ih, g_hh, g_c, bias=None, b_c=None,
+                          reverse=False, batch_sizes=None):
+    """x [T,B,I] (or packed [N,I] with batch_sizes) -> (y [T,B,H] in time order, h_n, c_n)."""
+    def cell(xt, h, c):
+        return layer_norm_lstm_cell(xt, h, c, w_ih, w_hh, g_ih, g_hh, g_c, bias, b_c)
+    return _scan(cell, x, (h0, c0), reverse, batch_sizes, w_hh.shape[1])

@@ -14,7 +14,10 @@ import sass  # noqa: E402
 STEPWISE = ["lstm_forward_step_kernel", "lstm_backward_step_kernel", "gru_forward_step_kernel",
             "gru_backward_step_kernel", "rnn_forward_step_kernel", "rnn_backward_step_kernel",
             "grurb_rz_step_kernel", "grurb_n_step_kernel", "grurb_backward_zn_step_kernel",
-            "grurb_backward_r_step_kernel"]
+            "grurb_backward_r_step_kernel", "lnlstm_product_kernel", "lnlstm_product_back_kernel"]
+# Kernels without a recurrent product (no tensor-core instantiation): the layer-normalised
+# LSTM's row kernels.
+ROWWISE = ["lnlstm_row_forward_kernel", "lnlstm_row_backward_kernel"]
 PERSISTENT = ["lstm_fwd_kernel", "lstm_bwd_kernel", "gru_fwd_kernel", "gru_bwd_kernel"]
 DTYPES = ["float", "double", "Half", "BFloat16"]
 
@@ -71,7 +74,7 @@ def test_every_kernel_is_built_for_every_arch(rows):
     assert {r["arch"] for r in rows} == archs
     for arch in archs:
         names = [r["kernel"] for r in rows if r["arch"] == arch]
-        for k in STEPWISE + PERSISTENT:
+        for k in STEPWISE + ROWWISE + PERSISTENT:
             for dt in DTYPES:
                 assert any(k in n and dt in n for n in names), f"{k} <{dt}> missing on {arch}"
 
@@ -79,7 +82,7 @@ def test_every_kernel_is_built_for_every_arch(rows):
 def test_every_kernel_loads_from_global_memory(rows):
     """Each kernel reads its inputs with LDG: a parser that misses the loads reads 0 here."""
     for r in rows:
-        if any(k in r["kernel"] for k in STEPWISE + PERSISTENT):
+        if any(k in r["kernel"] for k in STEPWISE + ROWWISE + PERSISTENT):
             assert sum(r["LDG"].values()) > 0, r
             assert r["instructions"] > 20, r
 

@@ -47,6 +47,20 @@ struct Pointwise {
   // drh [n,H] = dg_n W_hn; dg's r column out; dh_state += r * drh.
   void (*grurb_backward_r)(int64_t n, int64_t H, const S* g, const S* h_prev, const S* drh,
                            S* dh_state, S* dg);
+  // Layer-normalised LSTM (cells/layer_norm_lstm.h), a step's pass after its product, rows
+  // b < n: gh [n,4H] the raw products h W_hh^T, xp [n,4H] the input side, g_hh [4H], g_c [H],
+  // b_c [H] or null; c_state [n,H] in: c_{t-1}, out: c_t; out: gates [n,4H] i, f, g, o,
+  // cells [n,H] c_t, stats [n,4] (mean and rstd of gh's row, of c_t's), h_state and y [n,H] h_t.
+  void (*lnlstm_forward)(int64_t n, int64_t H, const S* xp, const S* gh, const S* g_hh,
+                         const S* g_c, const S* b_c, S* c_state, S* gates, S* cells, S* stats,
+                         S* h_state, S* y);
+  // Its backward before the product, rows b < n: dh = dh_state + dy; dc_state in: the carry
+  // from step t+1, out: dc_{t-1}; c_prev [n,H]; out: da [n,4H] the pre-activation gradients
+  // (the input side's), dgh [n,4H] the raw products', dyc [n,H] g_c * LN(c) + b_c's.
+  void (*lnlstm_backward)(int64_t n, int64_t H, const S* gates, const S* gh, const S* cells,
+                          const S* c_prev, const S* stats, const S* g_hh, const S* g_c,
+                          const S* b_c, const S* dh_state, const S* dy, S* dc_state, S* da,
+                          S* dgh, S* dyc);
   // y [n,H] in: pre-activations, out: h_t; h_state [n,H] out: h_t. act: 0 tanh, 1 relu.
   void (*rnn_forward)(int64_t n, int64_t H, int act, S* y, S* h_state);
   // y [n,H] = h_t; dh = dh_state + dy; da [n,H] out.

@@ -12,6 +12,7 @@
 
 #include "cells/cells.h"
 #include "cells/gru_reset_before.h"
+#include "cells/layer_norm_lstm.h"
 #include "cpu/pointwise.h"
 
 namespace fusedrnn {
@@ -225,6 +226,132 @@ static void grurb_backward_r(int64_t n, int64_t H, const S* g, const S* h_prev, 
   });
 }
 
+// fn(b) for every row b < n; threads split the rows as for_units does (work: elements a row
+// touches).
+template <class F>
+static inline void for_rows(int64_t n, int64_t work, const F& fn) {
+  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, work));
+  auto rows = [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) fn(b);
+  };
+  if (n <= grain) {
+    rows(0, n);
+  } else {
+    at::parallel_for(0, n, grain, rows);
+  }
+}
+
+// Mean and 1/sqrt(var + eps) of v[0..K), two passes in double (the row is in cache).
+template <class S>
+static inline void row_stats(const S* v, int64_t K, S& mean, S& rstd) {
+  double m = 0, q = 0;
+  for (int64_t u = 0; u < K; ++u) m += double(v[u]);
+  m /= double(K);
+  for (int64_t u = 0; u < K; ++u) q += (double(v[u]) - m) * (double(v[u]) - m);
+  mean = S(m);
+  rstd = S(1.0 / std::sqrt(q / double(K) + cells::kLayerNormEps));
+}
+
+template <class S>
+static void lnlstm_forward(int64_t n, int64_t H, const S* xp, const S* gh, const S* g_hh,
+                           const S* g_c, const S* b_c, S* c_state, S* gates, S* cells, S* stats,
+                           S* h_state, S* y) {
+  const int64_t W = V<S>::size(), G = 4 * H;
+  auto row = [&](int64_t b) {
+    const S* xb = xp + b * G;
+    const S* hb = gh + b * G;
+    S* gb = gates + b * G;
+    S* cb = cells + b * H;
+    S* sb = stats + b * 4;
+    row_stats(hb, G, sb[0], sb[1]);
+    const C<S> mh(sb[0]), rh(sb[1]);
+    for (int64_t j = 0; j < H; j += W) {
+      const int64_t k = std::min(W, H - j);
+      C<S> a[4], act[4], c;
+      for (int q = 0; q < 4; ++q)
+        a[q] = cells::lnlstm_preact<C<S>>(ld(xb + q * H + j, k), ld(g_hh + q * H + j, k),
+                                          ld(hb + q * H + j, k), mh, rh);
+      cells::lnlstm_cell<C<S>>(a[0], a[1], a[2], a[3], ld(c_state + b * H + j, k), act[0],
+                               act[1], act[2], act[3], c);
+      for (int q = 0; q < 4; ++q) st(act[q], gb + q * H + j, k);
+      st(c, cb + j, k), st(c, c_state + b * H + j, k);
+    }
+    row_stats(cb, H, sb[2], sb[3]);
+    const C<S> mc(sb[2]), rc(sb[3]);
+    for (int64_t j = 0; j < H; j += W) {
+      const int64_t k = std::min(W, H - j);
+      const C<S> h = cells::lnlstm_hidden<C<S>>(ld(gb + 3 * H + j, k), ld(cb + j, k), mc, rc,
+                                                ld(g_c + j, k), b_c ? ld(b_c + j, k) : C<S>(S(0)));
+      st(h, h_state + b * H + j, k), st(h, y + b * H + j, k);
+    }
+  };
+  for_rows(n, 8 * H, row);
+}
+
+template <class S>
+static void lnlstm_backward(int64_t n, int64_t H, const S* gates, const S* gh, const S* cells,
+                            const S* c_prev, const S* stats, const S* g_hh, const S* g_c,
+                            const S* b_c, const S* dh_state, const S* dy, S* dc_state, S* da,
+                            S* dgh, S* dyc) {
+  const int64_t W = V<S>::size(), G = 4 * H;
+  auto row = [&](int64_t b) {
+    const S* gb = gates + b * G;
+    const S* hb = gh + b * G;
+    const S* cb = cells + b * H;
+    const S* sb = stats + b * 4;
+    S* dab = da + b * G;
+    S* dgb = dgh + b * G;
+    S* dyb = dyc + b * H;
+    const C<S> mc(sb[2]), rc(sb[3]);
+    // h' = o tanh(y_c): dao and dyc, then LN(c')'s backward needs the row means of dchat and
+    // dchat * chat.
+    for (int64_t j = 0; j < H; j += W) {
+      const int64_t k = std::min(W, H - j);
+      const int64_t e = b * H + j;
+      C<S> dao, dy_c, dchat;
+      cells::lnlstm_backward_hidden<C<S>>(ld(gb + 3 * H + j, k), ld(cb + j, k), mc, rc,
+                                          ld(g_c + j, k), b_c ? ld(b_c + j, k) : C<S>(S(0)),
+                                          ld(dh_state + e, k) + ld(dy + e, k), dao, dy_c, dchat);
+      st(dao, dab + 3 * H + j, k), st(dy_c, dyb + j, k);
+    }
+    double m1 = 0, m2 = 0;
+    for (int64_t u = 0; u < H; ++u) {
+      const double dchat = double(dyb[u]) * double(g_c[u]);
+      m1 += dchat;
+      m2 += dchat * (double(cb[u]) - double(sb[2])) * double(sb[3]);
+    }
+    const C<S> cm1(S(m1 / double(H))), cm2(S(m2 / double(H)));
+    for (int64_t j = 0; j < H; j += W) {
+      const int64_t k = std::min(W, H - j);
+      const int64_t e = b * H + j;
+      const C<S> chat = (ld(cb + j, k) - mc) * rc;
+      const C<S> dc = cells::layer_norm_backward<C<S>>(ld(dyb + j, k) * ld(g_c + j, k), chat,
+                                                       cm1, cm2, rc) +
+                      ld(dc_state + e, k);
+      C<S> dai, daf, dag, dcp;
+      cells::lnlstm_backward_cell<C<S>>(ld(gb + j, k), ld(gb + H + j, k), ld(gb + 2 * H + j, k),
+                                        ld(c_prev + e, k), dc, dai, daf, dag, dcp);
+      st(dai, dab + j, k), st(daf, dab + H + j, k), st(dag, dab + 2 * H + j, k);
+      st(dcp, dc_state + e, k);
+    }
+    // LN(gh)'s backward: dxhat = da * g_hh.
+    double m3 = 0, m4 = 0;
+    for (int64_t u = 0; u < G; ++u) {
+      const double dx = double(dab[u]) * double(g_hh[u]);
+      m3 += dx;
+      m4 += dx * (double(hb[u]) - double(sb[0])) * double(sb[1]);
+    }
+    const C<S> mh(sb[0]), rh(sb[1]), cm3(S(m3 / double(G))), cm4(S(m4 / double(G)));
+    for (int64_t j = 0; j < G; j += W) {
+      const int64_t k = std::min(W, G - j);
+      st(cells::layer_norm_backward<C<S>>(ld(dab + j, k) * ld(g_hh + j, k),
+                                          (ld(hb + j, k) - mh) * rh, cm3, cm4, rh),
+         dgb + j, k);
+    }
+  };
+  for_rows(n, 16 * H, row);
+}
+
 template <class S>
 static void rnn_forward(int64_t n, int64_t H, int act, S* y, S* h_state) {
   const auto a = static_cast<cells::Act>(act);
@@ -250,8 +377,8 @@ template <class S>
 const Pointwise<S>& table() {
   static const Pointwise<S> t{lstm_forward<S>,      lstm_backward<S>,     gru_forward<S>,
                               gru_backward<S>,      grurb_forward_rz<S>,  grurb_forward_n<S>,
-                              grurb_backward_zn<S>, grurb_backward_r<S>,  rnn_forward<S>,
-                              rnn_backward<S>};
+                              grurb_backward_zn<S>, grurb_backward_r<S>,  lnlstm_forward<S>,
+                              lnlstm_backward<S>,   rnn_forward<S>,       rnn_backward<S>};
   return t;
 }
 

@@ -5,6 +5,7 @@
 #include "cpu/big_buffer.h"
 #include "cpu/gru_reset_before.h"
 #include "cpu/mut.h"
+#include "ln_lstm_ops.h"
 #include "reset_before_ops.h"
 #include "validate.h"
 
@@ -158,6 +159,31 @@ T3 mut_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& h0, const Te
   return cpu::mut_backward(dy, dh_n, h0, w_hh, y, gates, rh, variant, reverse, batch_sizes);
 }
 
+T7 ln_lstm_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0, const Tensor& w_hh,
+                   const Tensor& g_hh, const Tensor& g_c, const OptTensor& b_c, bool reverse,
+                   std::string backend, const OptTensor& batch_sizes, bool save) {
+  validate_ln_lstm_forward(xp, h0, c0, w_hh, g_hh, g_c, b_c, batch_sizes);
+  const cpu::BufferScope buffers(11, call_shape(xp, h0, batch_sizes));
+  if (use_simt(backend, "ln_lstm_forward"))
+    return simt::ln_lstm_forward(xp, h0, c0, w_hh, g_hh, g_c, b_c, reverse, batch_sizes, save);
+  return cpu::ln_lstm_forward(xp, h0, c0, w_hh, g_hh, g_c, b_c, reverse, batch_sizes, save);
+}
+
+T7 ln_lstm_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n, const Tensor& h0,
+                    const Tensor& c0, const Tensor& w_hh, const Tensor& g_hh, const Tensor& g_c,
+                    const OptTensor& b_c, const Tensor& y, const Tensor& gates, const Tensor& gh,
+                    const Tensor& cells, const Tensor& stats, bool reverse, std::string backend,
+                    const OptTensor& batch_sizes) {
+  validate_ln_lstm_backward(dy, dh_n, dc_n, h0, c0, w_hh, g_hh, g_c, b_c, y, gates, gh, cells,
+                            stats, batch_sizes);
+  const cpu::BufferScope buffers(12, call_shape(dy, h0, batch_sizes));
+  if (use_simt(backend, "ln_lstm_backward"))
+    return simt::ln_lstm_backward(dy, dh_n, dc_n, h0, c0, w_hh, g_hh, g_c, b_c, y, gates, gh,
+                                  cells, stats, reverse, batch_sizes);
+  return cpu::ln_lstm_backward(dy, dh_n, dc_n, h0, c0, w_hh, g_hh, g_c, b_c, y, gates, gh, cells,
+                               stats, reverse, batch_sizes);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(fusedrnn, CPU, m) {
@@ -169,6 +195,8 @@ TORCH_LIBRARY_IMPL(fusedrnn, CPU, m) {
   m.impl("gru_rb_backward", &gru_rb_backward);
   m.impl("mut_forward", &mut_forward);
   m.impl("mut_backward", &mut_backward);
+  m.impl("ln_lstm_forward", &ln_lstm_forward);
+  m.impl("ln_lstm_backward", &ln_lstm_backward);
   m.impl("rnn_forward", &rnn_forward);
   m.impl("rnn_backward", &rnn_backward);
 }
