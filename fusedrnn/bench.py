@@ -699,8 +699,9 @@ def build_parser():
                         "--quick: B 1,16 x H 512); microseconds per step")
     g.add_argument("--variants", action="store_true",
                    help="the variant cells instead (fusedrnn.bench_variants): GRU with the reset "
-                        "gate before the product, fused, against its plain-PyTorch reference "
-                        "loop and torch.nn's closest cell; T=100, (B, H) (64, 512), (8, 256), "
+                        "gate before the product, MUT1-3 and the layer-normalised LSTM, fused, "
+                        "against their plain-PyTorch reference loops and torch.nn's closest "
+                        "cell; T=100, (B, H) (64, 512), (8, 256), "
                         "(1, 512) (--quick: T=20 B=8 H=128; --mode selects modes)")
     g.add_argument("--steps", type=int, default=None,
                    help="steps per timed loop of --serve (default 200, 50 with --quick)")

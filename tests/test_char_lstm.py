@@ -108,15 +108,21 @@ def test_state_is_carried_across_chunks_and_detached(char_lstm, repetitive, monk
         assert all(torch.equal(a, b) for a, b in zip(state, prev))     # the previous chunk's
 
 
-@pytest.mark.parametrize("cell", ["gru", "gru_reset_before"])
+@pytest.mark.parametrize("cell", ["gru", "gru_reset_before", "mut1", "mut2", "mut3",
+                                  "layer_norm_lstm"])
 def test_other_cells_learn(char_lstm, repetitive, cell, capsys):
-    """--cell: the GRU and Cho's reset-before GRU train the same model (loss falls on a
-    repetitive text); torch.nn has no reset-before GRU, which --impl torch says."""
+    """--cell: the GRU, Cho's reset-before GRU, MUT1-3 and the layer-normalised LSTM train the
+    same model (loss falls on a repetitive text); torch.nn has none but the GRU, which
+    --impl torch says."""
     r = char_lstm.main(TINY + ["--text", repetitive, "--cell", cell, "--epochs", "2",
                                "--sample-len", "0", "--lr", "1e-2"])
     assert r["cell"] == cell
     assert r["step_losses"][-1] < r["step_losses"][0] * 0.8
+    out = capsys.readouterr().out
     if cell == "gru_reset_before":
-        assert "reset_after=False" in capsys.readouterr().out
-        with pytest.raises(SystemExit, match="no reset-before GRU"):
+        assert "reset_after=False" in out
+    if cell != "gru":
+        assert {"mut1": "MUT1", "mut3": "MUT3", "layer_norm_lstm": "LayerNormLSTM"}.get(
+            cell, "") in out
+        with pytest.raises(SystemExit, match=f"torch.nn has no {cell} cell"):
             char_lstm.main(TINY + ["--text", repetitive, "--cell", cell, "--impl", "torch"])

@@ -3,24 +3,18 @@
 //   a  = xp + g_hh * LN(h W_hh^T)          xp = g_ih * LN(x W_ih^T) + b (the input side)
 //   i, f, g, o = sigmoid, sigmoid, tanh, sigmoid of a's gates
 //   c' = f * c + i * g                     h' = o * tanh(g_c * LN(c') + b_c)
-// LN(v) = (v - mean(v)) / sqrt(var(v) + eps) over a row: the 4H recurrent pre-activations, or
-// the H cells. The row statistics (mean, rstd = 1/sqrt(var + eps)) are the callers' (a reduction
-// over the row); these functions are one (row, unit) pair in the accumulation type T, as
-// csrc/cells/cells.h. Saved for backward: the activations i, f, g, o, c', the raw recurrent
-// products and the four statistics of each row.
+// LN (cells/layer_norm.h) over a row: the 4H recurrent pre-activations, or the H cells. These
+// functions are one (row, unit) pair in the accumulation type T, as csrc/cells/cells.h. Saved
+// for backward: the activations i, f, g, o, c', the raw recurrent products and the four
+// statistics of each row.
 #pragma once
 
-#include "cells/cells.h"
+#include "cells/layer_norm.h"
 
 namespace fusedrnn {
 namespace cells {
 
-constexpr double kLayerNormEps = 1e-5;  // torch.nn.LayerNorm's default
-
-// One gate's pre-activation from its input side, gain and raw recurrent product.
-template <class T> FRNN_HD T lnlstm_preact(T xp, T gain, T gh, T mean, T rstd) {
-  return xp + gain * ((gh - mean) * rstd);
-}
+// A gate's pre-activation is layer_norm_affine(xp, g_hh, gh, mean, rstd) (cells/layer_norm.h).
 
 // The gates and the new cell from the four pre-activations.
 template <class T>
@@ -46,12 +40,6 @@ FRNN_HD void lnlstm_backward_hidden(T o, T c, T mean_c, T rstd_c, T g_c, T b_c, 
   dao = dh * t * o * (T(1) - o);
   dyc = dh * o * (T(1) - t * t);
   dchat = dyc * g_c;
-}
-
-// Layer norm's backward for one element: dx from dxhat and its row's means m1 = mean(dxhat),
-// m2 = mean(dxhat * xhat).
-template <class T> FRNN_HD T layer_norm_backward(T dxhat, T xhat, T m1, T m2, T rstd) {
-  return rstd * (dxhat - m1 - xhat * m2);
 }
 
 // The cell's backward: dc = LN's backward of dchat + dc_next (the carry from step t+1); the
