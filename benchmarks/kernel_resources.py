@@ -42,11 +42,11 @@ KERNELS = [
     ("grurb_n_step_kernel", "GruRbCfg", "GruRbNParams"),
     ("grurb_backward_zn_step_kernel", "GruRbCfg", "GruRbBackwardParams"),
     ("grurb_backward_r_step_kernel", "GruRbCfg", "GruRbBackwardParams"),
-    ("lnlstm_product_kernel", "LnLstmCfg", "LnProductParams"),  # layer-normalised LSTM
-    ("lnlstm_product_back_kernel", "LnLstmCfg", "LnProductParams"),
+    ("ln_product_kernel", "LnCfg", "LnProductParams"),  # layer-normalised cells
+    ("ln_product_back_kernel", "LnCfg", "LnProductParams"),
 ]
 HEADERS = ["cuda/lstm_kernels.cuh", "cuda/gru_kernels.cuh", "cuda/rnn_kernels.cuh",
-           "cuda/grurb_kernels.cuh", "cuda/ln_lstm_kernels.cuh", "cuda/persistent_kernels.cuh"]
+           "cuda/grurb_kernels.cuh", "cuda/layer_norm_kernels.cuh", "cuda/persistent_kernels.cuh"]
 # The persistent kernels (csrc/cuda/persistent_kernels.cuh): kernel<S, A>(Params<S, A>), A the
 # accumulation type. Their shared memory is sized at run time by the plan (persistent.h), so the
 # table shows it as "plan".

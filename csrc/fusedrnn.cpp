@@ -65,7 +65,7 @@ TORCH_LIBRARY(fusedrnn, m) {
       "Tensor? batch_sizes=None) -> (Tensor dxp, Tensor dh0, Tensor dw_hh)");
   // The layer-normalised LSTM (Ba et al. 2016), the recurrent part: xp is the input side of
   // the i, f, g, o pre-activations, biases included; gh and stats are in the accumulation type
-  // (csrc/ln_lstm_ops.h). Stepwise kernels on CUDA and SIMT.
+  // (csrc/layer_norm_ops.h). Stepwise kernels on CUDA and SIMT.
   m.def(
       "ln_lstm_forward(Tensor xp, Tensor h0, Tensor c0, Tensor w_hh, Tensor g_hh, Tensor g_c, "
       "Tensor? b_c, bool reverse=False, str backend='auto', Tensor? batch_sizes=None, "
@@ -77,6 +77,17 @@ TORCH_LIBRARY(fusedrnn, m) {
       "Tensor stats, bool reverse=False, str backend='auto', Tensor? batch_sizes=None) "
       "-> (Tensor dxp, Tensor dh0, Tensor dc0, Tensor dw_hh, Tensor dg_hh, Tensor dg_c, "
       "Tensor db_c)");
+  // The layer-normalised GRU (torch.nn.GRU's cell, its recurrent product normalised): as
+  // ln_lstm_*, G = 3, no cell state (csrc/layer_norm_ops.h).
+  m.def(
+      "ln_gru_forward(Tensor xp, Tensor h0, Tensor w_hh, Tensor g_hh, Tensor? b_hh, "
+      "bool reverse=False, str backend='auto', Tensor? batch_sizes=None, bool save=True) "
+      "-> (Tensor y, Tensor h_n, Tensor gates, Tensor gh, Tensor stats)");
+  m.def(
+      "ln_gru_backward(Tensor dy, Tensor dh_n, Tensor h0, Tensor w_hh, Tensor g_hh, "
+      "Tensor? b_hh, Tensor y, Tensor gates, Tensor gh, Tensor stats, bool reverse=False, "
+      "str backend='auto', Tensor? batch_sizes=None) "
+      "-> (Tensor dxp, Tensor dh0, Tensor dw_hh, Tensor dg_hh, Tensor db_hh)");
   m.def(
       "rnn_forward(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
       "str nonlinearity='tanh', bool reverse=False, str backend='auto', Tensor? batch_sizes=None) "

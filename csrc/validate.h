@@ -115,7 +115,7 @@ inline Sizes validate_mut_backward(const Tensor& dy, const Tensor& dh_n, const T
   return s;
 }
 
-// The layer-normalised LSTM's ops (csrc/ln_lstm_ops.h): xp [T,B,4H] or packed [N,4H] in x's
+// The layer-normalised LSTM's ops (csrc/layer_norm_ops.h): xp [T,B,4H] or packed [N,4H] in x's
 // place; gh and stats in the accumulation type (fp64 for fp64, else fp32).
 inline Sizes validate_ln_lstm_forward(const Tensor& xp, const Tensor& h0, const Tensor& c0,
                                       const Tensor& w_hh, const Tensor& g_hh, const Tensor& g_c,
@@ -164,6 +164,52 @@ inline Sizes validate_ln_lstm_backward(const Tensor& dy, const Tensor& dh_n, con
   const auto acc_like = at::empty({0}, gates.options().dtype(acc));
   check_grad(op, gh, s.rows(4 * s.H), acc_like, "gh");
   check_grad(op, stats, s.rows(4), acc_like, "stats");
+  return s;
+}
+
+// The layer-normalised GRU's ops (csrc/layer_norm_ops.h): as the LSTM's, G = 3, no cell.
+inline Sizes validate_ln_gru_forward(const Tensor& xp, const Tensor& h0, const Tensor& w_hh,
+                                     const Tensor& g_hh, const OptTensor& b_hh,
+                                     const OptTensor& batch_sizes,
+                                     const char* op = "ln_gru_forward") {
+  TORCH_CHECK(w_hh.dim() == 2 && w_hh.size(1) >= 1 && w_hh.size(0) == 3 * w_hh.size(1), op,
+              ": w_hh must be [3*H, H], got ", w_hh.sizes());
+  const int64_t H = w_hh.size(1);
+  TORCH_CHECK(xp.dim() >= 1 && xp.size(-1) == 3 * H, op, ": xp must have 3*H = ", 3 * H,
+              " features (the r, z, n input sides), got ", xp.sizes());
+  const auto one = at::empty({1}, xp.options());
+  auto s = check_layer_inputs(op, 1, xp, h0, nullptr, one.expand({H, 3 * H}),
+                              one.expand({H, H}), {}, {}, batch_sizes);
+  TORCH_CHECK(w_hh.scalar_type() == xp.scalar_type() && w_hh.device() == xp.device(), op,
+              ": w_hh has dtype ", w_hh.scalar_type(), " on ", w_hh.device(), " but xp has ",
+              xp.scalar_type(), " on ", xp.device());
+  for (const Tensor* t : {&g_hh, b_hh ? &*b_hh : nullptr}) {
+    if (!t) continue;
+    const char* name = t == &g_hh ? "g_hh" : "b_hh";
+    TORCH_CHECK(t->dim() == 1 && t->size(0) == 3 * H, op, ": ", name, " must be [", 3 * H,
+                "], got ", t->sizes());
+    TORCH_CHECK(t->scalar_type() == xp.scalar_type() && t->device() == xp.device(), op, ": ",
+                name, " has dtype ", t->scalar_type(), " on ", t->device(), " but xp has ",
+                xp.scalar_type(), " on ", xp.device());
+  }
+  check_dtype(op, xp);
+  return s;
+}
+
+inline Sizes validate_ln_gru_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& h0,
+                                      const Tensor& w_hh, const Tensor& g_hh,
+                                      const OptTensor& b_hh, const Tensor& y,
+                                      const Tensor& gates, const Tensor& gh,
+                                      const Tensor& stats, const OptTensor& batch_sizes) {
+  const char* op = "ln_gru_backward";
+  auto s = validate_ln_gru_forward(gates, h0, w_hh, g_hh, b_hh, batch_sizes, op);
+  check_grad(op, dy, s.rows(s.H), gates, "dy");
+  check_grad(op, dh_n, {s.B, s.H}, gates, "dh_n");
+  check_grad(op, y, s.rows(s.H), gates, "y");
+  const auto acc = gates.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const auto acc_like = at::empty({0}, gates.options().dtype(acc));
+  check_grad(op, gh, s.rows(3 * s.H), acc_like, "gh");
+  check_grad(op, stats, s.rows(2), acc_like, "stats");
   return s;
 }
 

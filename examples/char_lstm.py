@@ -11,7 +11,7 @@ epoch and samples text from the model at the end.
     python examples/char_lstm.py --impl torch            # the same model on torch.nn.LSTM
     python examples/char_lstm.py --cell gru_reset_before # on Cho's GRU (fusedrnn.GRU(reset_after=False))
     python examples/char_lstm.py --cell mut3             # on MUT3 (fusedrnn.MUT3; also mut1, mut2)
-    python examples/char_lstm.py --cell layer_norm_lstm  # on fusedrnn.LayerNormLSTM
+    python examples/char_lstm.py --cell layer_norm_lstm  # on fusedrnn.LayerNormLSTM (or _gru)
     python examples/char_lstm.py --text my.txt --epochs 20 --hidden 512 --layers 3
     python examples/char_lstm.py --temperature 0.5 --sample-len 1000 --prime "int main"
 """
@@ -69,10 +69,11 @@ class Vocab:
 
 
 # --cell: the recurrent layer. gru_reset_before is Cho et al.'s GRU (fusedrnn.GRU with
-# reset_after=False), mut1-3 Jozefowicz et al.'s cells (fusedrnn.MUT1-3), layer_norm_lstm Ba et
-# al.'s (fusedrnn.LayerNormLSTM): torch.nn has none of them.
-CELLS = ("lstm", "gru", "gru_reset_before", "mut1", "mut2", "mut3", "layer_norm_lstm")
-FUSEDRNN_ONLY = ("gru_reset_before", "mut1", "mut2", "mut3", "layer_norm_lstm")
+# reset_after=False), mut1-3 Jozefowicz et al.'s cells (fusedrnn.MUT1-3), layer_norm_lstm and
+# layer_norm_gru Ba et al.'s (fusedrnn.LayerNormLSTM/GRU): torch.nn has none of them.
+CELLS = ("lstm", "gru", "gru_reset_before", "mut1", "mut2", "mut3", "layer_norm_lstm",
+         "layer_norm_gru")
+FUSEDRNN_ONLY = CELLS[2:]
 
 
 class CharLSTM(nn.Module):
@@ -88,8 +89,9 @@ class CharLSTM(nn.Module):
         self.embed = nn.Embedding(vocab_size, embed)
         if cell.startswith("mut"):
             self.lstm = getattr(fusedrnn, cell.upper())(embed, hidden, **kw)
-        elif cell == "layer_norm_lstm":
-            self.lstm = fusedrnn.LayerNormLSTM(embed, hidden, **kw)
+        elif cell.startswith("layer_norm"):
+            kind = fusedrnn.LayerNormLSTM if cell == "layer_norm_lstm" else fusedrnn.LayerNormGRU
+            self.lstm = kind(embed, hidden, **kw)
         else:
             if cell == "gru_reset_before":
                 kw["reset_after"] = False
@@ -192,8 +194,8 @@ def build_parser():
     p.add_argument("--cell", choices=CELLS, default="lstm",
                    help="the recurrent layer: lstm (default), gru, gru_reset_before (Cho's "
                         "GRU), mut1/mut2/mut3 (Jozefowicz et al.; mut1 and mut2 embed into "
-                        "--hidden features) or layer_norm_lstm (Ba et al.); the last five "
-                        "fusedrnn only")
+                        "--hidden features), layer_norm_lstm or layer_norm_gru (Ba et al.); the "
+                        "last six fusedrnn only")
     p.add_argument("--epochs", type=int, default=5, help="passes over the text (default 5)")
     p.add_argument("--seq-len", type=int, default=100,
                    help="characters per chunk: the truncated-BPTT length (default 100)")

@@ -10,14 +10,15 @@ from fusedrnn import functional, reference
 from fusedrnn._config import algorithm, backend, get_algorithm, get_backend
 from fusedrnn.cells import GRUCell, LSTMCell, RNNCell
 from fusedrnn.convert import convert
-from fusedrnn.layer_norm import LayerNormLSTM, LayerNormLSTMCell
+from fusedrnn.layer_norm import LayerNormGRU, LayerNormGRUCell, LayerNormLSTM, LayerNormLSTMCell
 from fusedrnn.modules import GRU, LSTM, RNN
 from fusedrnn.mut import MUT1, MUT2, MUT3, MUT1Cell, MUT2Cell, MUT3Cell
 
 __version__ = "0.1.0"
 __all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "MUT1", "MUT2", "MUT3",
-           "MUT1Cell", "MUT2Cell", "MUT3Cell", "LayerNormLSTM", "LayerNormLSTMCell", "convert",
-           "functional", "reference", "backend", "get_backend", "algorithm", "get_algorithm", "build_info"]
+           "MUT1Cell", "MUT2Cell", "MUT3Cell", "LayerNormLSTM", "LayerNormLSTMCell", "LayerNormGRU",
+           "LayerNormGRUCell", "convert", "functional", "reference", "backend", "get_backend",
+           "algorithm", "get_algorithm", "build_info"]
 
 
 def build_info() -> dict:

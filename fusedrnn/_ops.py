@@ -143,6 +143,26 @@ def _ln_lstm_backward_fake(dy, dh_n, dc_n, h0, c0, w_hh, g_hh, g_c, b_c, y, gate
             e(g_c.shape))
 
 
+@torch.library.register_fake("fusedrnn::ln_gru_forward")
+def _ln_gru_forward_fake(xp, h0, w_hh, g_hh, b_hh, reverse=False, backend="auto",
+                         batch_sizes=None, save=True):
+    rows, H = _layer_sizes(xp, w_hh, h0, g_hh, b_hh, packed=batch_sizes is not None)
+    e = xp.new_empty
+    acc = _acc_dtype(xp.dtype)
+    if not save:
+        return e(rows(H)), e(h0.shape), e((0,)), e((0,), dtype=acc), e((0,), dtype=acc)
+    return (e(rows(H)), e(h0.shape), e(rows(3 * H)), e(rows(3 * H), dtype=acc),
+            e(rows(2), dtype=acc))
+
+
+@torch.library.register_fake("fusedrnn::ln_gru_backward")
+def _ln_gru_backward_fake(dy, dh_n, h0, w_hh, g_hh, b_hh, y, gates, gh, stats, reverse=False,
+                          backend="auto", batch_sizes=None):
+    _layer_sizes(gates, w_hh, dy, dh_n, h0, g_hh, b_hh, y, packed=batch_sizes is not None)
+    e = dy.new_empty
+    return e(gates.shape), e(h0.shape), e(w_hh.shape), e(g_hh.shape), e(g_hh.shape)
+
+
 @torch.library.register_fake("fusedrnn::rnn_forward")
 def _rnn_forward_fake(x, h0, w_ih, w_hh, b_ih, b_hh, nonlinearity="tanh", reverse=False,
                       backend="auto", batch_sizes=None):

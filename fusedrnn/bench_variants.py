@@ -5,8 +5,8 @@ does not have, fused, against the same cell written step by step in plain PyTorc
 Cells: GRU with the reset gate before the recurrent product (Cho et al. 2014:
 fusedrnn.GRU(reset_after=False); closest torch.nn cell: torch.nn.GRU, reset after), and MUT1,
 MUT2, MUT3 (Jozefowicz et al. 2015: fusedrnn.MUT1/2/3; closest: torch.nn.GRU of the same size,
-its own weights, for time only) and the layer-normalised LSTM (Ba et al. 2016:
-fusedrnn.LayerNormLSTM; closest: torch.nn.LSTM, for time only). For every
+its own weights, for time only) and the layer-normalised LSTM and GRU (Ba et al. 2016:
+fusedrnn.LayerNormLSTM / LayerNormGRU; closest: torch.nn.LSTM / GRU, for time only). For every
 (T, B, H) (input size = H) and mode, the fused module first gives the reference's outputs (and,
 in training, its input gradient) within the main suite's fp32 tolerance, then the three are
 timed alternately; the median over rounds is reported in milliseconds. "inference" is the
@@ -24,7 +24,7 @@ from fusedrnn import reference
 __all__ = ["VariantCase", "VARIANTS", "VARIANT_SIZES", "variant_cases", "run_variant_case",
            "format_variant_table"]
 
-VARIANTS = ("gru_reset_before", "mut1", "mut2", "mut3", "ln_lstm")
+VARIANTS = ("gru_reset_before", "mut1", "mut2", "mut3", "ln_lstm", "ln_gru")
 VARIANT_SIZES = ((100, 64, 512), (100, 8, 256), (100, 1, 512))
 MODES = ("inference", "training")
 
@@ -62,6 +62,15 @@ def _callables(case, device, seed):
         return {"fusedrnn": fused, "reference": ref_ln,
                 "torch.nn": torch.nn.LSTM(case.H, case.H, device=device)}
     closest = torch.nn.GRU(case.H, case.H, device=device)
+    if case.variant == "ln_gru":
+        fused = fusedrnn.LayerNormGRU(case.H, case.H, device=device)
+        w = tuple(getattr(fused, n) for n in ("weight_ih_l0", "weight_hh_l0", "gain_ih_l0",
+                                              "gain_hh_l0", "bias_ih_l0", "bias_hh_l0"))
+
+        def ref_ln_gru(x):
+            y, h = reference.layer_norm_gru_layer(x, x.new_zeros(x.shape[1], case.H), *w)
+            return y, h[None]
+        return {"fusedrnn": fused, "reference": ref_ln_gru, "torch.nn": closest}
     if case.variant.startswith("mut"):
         k = int(case.variant[3:])
         fused = getattr(fusedrnn, f"MUT{k}")(case.H, case.H, device=device)

@@ -71,7 +71,7 @@ class _FusedCellBase:
 
     def forward(self, input, hx=None):
         if torch.onnx.is_in_onnx_export():  # torch.nn's ops, which ONNX exporters translate
-            if self._kind in ("mut", "ln_lstm"):
+            if self._kind in ("mut", "ln_lstm", "ln_gru"):
                 raise NotImplementedError(f"fusedrnn.{type(self).__name__}: ONNX export is not "
                                           "supported (ONNX has no operator for this cell)")
             if not getattr(self, "reset_after", True):  # GRUCell only
@@ -89,6 +89,8 @@ class _FusedCellBase:
             _, h = F.gru_layer(x, parts[0], *w, reset_after=self.reset_after)
         elif self._kind == "mut":
             _, h = F.mut_layer(x, parts[0], *w, variant=self.variant)
+        elif self._kind == "ln_gru":
+            _, h = F.layer_norm_gru_layer(x, parts[0], *w)
         else:
             # save_h_n: torch.nn.RNNCell's backward uses its output (the result of tanh/relu),
             # so modifying h in place raises at backward there; the same here.

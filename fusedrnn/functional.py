@@ -5,8 +5,8 @@ selected by `fusedrnn.backend(...)` (and, for LSTM and GRU on the CUDA kernels, 
 `fusedrnn.algorithm(...)`) at forward time. Shapes (G = 4 LSTM, 3 GRU, 1 RNN):
 x [T,B,I]; h0, c0 [B,H]; w_ih [G*H,I]; w_hh [G*H,H]; b_ih, b_hh [G*H] or None (both or neither).
 Outputs: y [T,B,H] in time order (also when reverse=True), h_n [B,H] (and c_n [B,H] for LSTM).
-MUT1-3 (mut_layer) and the layer-normalised LSTM (layer_norm_lstm_layer) have their own
-parameters: see those functions.
+MUT1-3 (mut_layer) and the layer-normalised LSTM and GRU (layer_norm_lstm_layer,
+layer_norm_gru_layer) have their own parameters: see those functions.
 Packed input: pass batch_sizes (PackedSequence.batch_sizes, int64 on the CPU); x is then the
 packed data [N,I] and y is [N,H] in the same packed order; B = batch_sizes[0]; each sequence
 stops at its own length (and, with reverse=True, starts at its own end).
@@ -40,7 +40,8 @@ from fusedrnn._config import get_algorithm, get_backend
 from fusedrnn._ops import ops
 
 __all__ = ["lstm_layer", "gru_layer", "rnn_layer", "mut_layer", "layer_norm_lstm_layer",
-           "LSTMFunction", "GRUFunction", "RNNFunction", "MUTFunction", "LayerNormLSTMFunction"]
+           "layer_norm_gru_layer", "LSTMFunction", "GRUFunction", "RNNFunction", "MUTFunction",
+           "LayerNormLSTMFunction", "LayerNormGRUFunction"]
 
 
 def _needs_backward(*tensors):
@@ -256,7 +257,7 @@ class MUTFunction(torch.autograd.Function):
         return dxp, dh0, dw_hh, None, None, None, None, None
 
 
-_LN_EPS = 1e-5  # torch.nn.LayerNorm's default; the ops use the same (csrc/ln_lstm_ops.h)
+_LN_EPS = 1e-5  # torch.nn.LayerNorm's default; the ops use the same (csrc/layer_norm_ops.h)
 
 
 def _ln_lstm_step(xp_t, h, c, w_hh, g_hh, g_c, b_c):
@@ -308,6 +309,55 @@ class LayerNormLSTMFunction(torch.autograd.Function):
             cells, stats, ctx.reverse, ctx.backend, ctx.batch_sizes)
         return (dxp, dh0, dc0, dw_hh, dg_hh, dg_c, db_c if b_c is not None else None, None, None,
                 None, None)
+
+
+def _ln_gru_step(xp_t, h, w_hh, g_hh, b_hh):
+    """One layer-normalised GRU step from its input side xp_t [B,3H]: the recurrent part of
+    fusedrnn.reference.layer_norm_gru_cell, for LayerNormGRUFunction's differentiable
+    backward."""
+    H = h.shape[-1]
+    hh = torch.nn.functional.layer_norm(h @ w_hh.t(), (3 * H,), g_hh, b_hh, _LN_EPS)
+    xr, xz, xn = xp_t.chunk(3, dim=-1)
+    hr, hz, hn = hh.chunk(3, dim=-1)
+    r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+    n = torch.tanh(xn + r * hn)
+    return ((1 - z) * n + z * h,)
+
+
+class LayerNormGRUFunction(torch.autograd.Function):
+    """The recurrent part of the layer-normalised GRU over the input side xp (see
+    layer_norm_gru_layer); the input side's own gradients are ordinary autograd."""
+
+    @staticmethod
+    def forward(ctx, xp, h0, w_hh, g_hh, b_hh, reverse, backend, batch_sizes, save=True):
+        y, h_n, gates, gh, stats = ops.ln_gru_forward(xp, h0, w_hh, g_hh, b_hh, reverse,
+                                                      backend, batch_sizes, save)
+        y = _unview(y)
+        ctx.saved_gates = save
+        ctx.save_for_backward(xp, h0, w_hh, g_hh, b_hh, gates, gh, stats, _keep_output(ctx, y))
+        ctx.reverse, ctx.backend, ctx.batch_sizes = reverse, backend, batch_sizes
+        return y, h_n
+
+    @staticmethod
+    def backward(ctx, dy, dh_n):
+        xp, h0, w_hh, g_hh, b_hh, gates, gh, stats, y = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: see _recompute_grads
+            def layer():
+                def cell(xt, h):
+                    return _ln_gru_step(xt, h, w_hh, g_hh, b_hh)
+                return reference._scan(cell, xp, (h0,), ctx.reverse, ctx.batch_sizes,
+                                       w_hh.shape[1])
+            return _recompute_grads(ctx, {0: xp, 1: h0, 2: w_hh, 3: g_hh, 4: b_hh}, layer,
+                                    (dy, dh_n))
+        y = _kept_output(ctx, y) if ctx.saved_gates else None
+        if y is None:  # modified in place, or saved nothing (see LSTMFunction): recompute
+            y, _, gates, gh, stats = ops.ln_gru_forward(xp, h0, w_hh, g_hh, b_hh, ctx.reverse,
+                                                        ctx.backend, ctx.batch_sizes)
+        dxp, dh0, dw_hh, dg_hh, db_hh = ops.ln_gru_backward(
+            dy, dh_n.contiguous(), h0, w_hh, g_hh, b_hh, y, gates, gh, stats, ctx.reverse,
+            ctx.backend, ctx.batch_sizes)
+        return (dxp, dh0, dw_hh, dg_hh, db_hh if b_hh is not None else None, None, None, None,
+                None)
 
 
 class RNNFunction(torch.autograd.Function):
@@ -473,3 +523,31 @@ def layer_norm_lstm_layer(x, h0, c0, w_ih, w_hh, g_ih, g_hh, g_c, bias=None, b_c
         return _unview(y), h_n, c_n
     return LayerNormLSTMFunction.apply(xp, h0, c0, w_hh, g_hh, g_c, b_c, reverse, get_backend(),
                                        batch_sizes, True)
+
+
+def layer_norm_gru_layer(x, h0, w_ih, w_hh, g_ih, g_hh, b_ih=None, b_hh=None, reverse=False,
+                         batch_sizes=None):
+    """One layer of the layer-normalised GRU over x [T,B,I] (or packed [N,I]): returns
+    (y, h_n). torch.nn.GRU's cell (gate order r, z, n, the reset gate after the product) with
+    each product normalised (Ba et al. 2016):
+      xx = g_ih * LN(x W_ih^T) + b_ih        hh = g_hh * LN(h W_hh^T) + b_hh
+      r = s(xx_r + hh_r), z = s(xx_z + hh_z), n = tanh(xx_n + r * hh_n), h' = (1 - z) n + z h
+    LN over each product's 3H pre-activations (eps 1e-5, as torch.nn.LayerNorm). w_ih [3H,I],
+    w_hh [3H,H], g_ih, g_hh, b_ih, b_hh [3H]; the biases may be None (both or neither). The input
+    side runs before the loop with torch's ops; the recurrent part with its normalisation is
+    the fused op ln_gru_forward (every backend; on CUDA a product kernel and a row kernel a
+    step)."""
+    H = w_hh.shape[-1]
+    if (b_ih is None) != (b_hh is None):
+        raise ValueError("fusedrnn.layer_norm_gru_layer: b_ih and b_hh must be both given or "
+                         "both None")
+    if _empty(x, h0, w_hh):
+        return reference.layer_norm_gru_layer(x, h0, w_ih, w_hh, g_ih, g_hh, b_ih, b_hh, reverse,
+                                              batch_sizes)
+    xp = torch.nn.functional.layer_norm(x @ w_ih.t(), (3 * H,), g_ih, b_ih, _LN_EPS)
+    if not _needs_backward(x, h0, w_ih, w_hh, g_ih, g_hh, b_ih, b_hh):
+        y, h_n, *_ = ops.ln_gru_forward(xp, h0, w_hh, g_hh, b_hh, reverse, get_backend(),
+                                        batch_sizes, False)
+        return _unview(y), h_n
+    return LayerNormGRUFunction.apply(xp, h0, w_hh, g_hh, b_hh, reverse, get_backend(),
+                                      batch_sizes, True)

@@ -21,7 +21,7 @@ __all__ = ["LSTM", "GRU", "RNN"]
 class _FusedRNNBase:
     """forward() shared by the three modules; the subclass names its cell kind."""
 
-    _kind = None  # "lstm", "gru", "rnn", "mut" (fusedrnn/mut.py), "ln_lstm" (layer_norm.py)
+    _kind = None  # "lstm", "gru", "rnn", "mut" (fusedrnn/mut.py), "ln_lstm"/"ln_gru" (layer_norm.py)
 
     def flatten_parameters(self):
         """A no-op: fusedrnn reads the parameters as they are (no cuDNN flat buffer)."""
@@ -49,7 +49,7 @@ class _FusedRNNBase:
         if torch.onnx.is_in_onnx_export():
             # ONNX has standard LSTM/GRU/RNN operators and torch.nn's forward is what the
             # exporter translates into them; the state is torch.nn's, so its forward runs as is.
-            if self._kind in ("mut", "ln_lstm"):
+            if self._kind in ("mut", "ln_lstm", "ln_gru"):
                 raise NotImplementedError(f"fusedrnn.{type(self).__name__}: ONNX export is not "
                                           "supported (ONNX has no operator for this cell)")
             if not getattr(self, "reset_after", True):  # GRU only
@@ -124,6 +124,8 @@ class _FusedRNNBase:
                 elif self._kind == "gru":
                     y, h = F.gru_layer(x, h0[k], *w, reset_after=self.reset_after,
                                        **kw)
+                elif self._kind == "ln_gru":  # (w_ih, w_hh, g_ih, g_hh, b_ih, b_hh)
+                    y, h = F.layer_norm_gru_layer(x, h0[k], *w, **kw)
                 elif self._kind == "rnn":
                     y, h = F.rnn_layer(x, h0[k], *w, nonlinearity=self.nonlinearity, **kw)
                 else:  # MUT1-3: (w_ih, w_hh, bias)

@@ -3,13 +3,14 @@
 Same signatures and conventions as fusedrnn.functional (gate order of torch.nn: LSTM i,f,g,o;
 GRU r,z,n with the reset gate applied after the recurrent matmul, or before it with
 reset_after=False). Also the three MUT cells of Jozefowicz et al. 2015 (mut_cell, mut_layer;
-variant 1, 2 or 3; gate order r, z, n) and the layer-normalised LSTM of Ba et al. 2016
-(layer_norm_lstm_cell, layer_norm_lstm_layer). Differentiable through ordinary autograd. Deliberately simple: no fusion, no tricks.
+variant 1, 2 or 3; gate order r, z, n) and the layer-normalised LSTM and GRU of Ba et al. 2016
+(layer_norm_lstm_cell/_layer, layer_norm_gru_cell/_layer). Differentiable through ordinary autograd. Deliberately simple: no fusion, no tricks.
 """
 import torch
 
-__all__ = ["lstm_cell", "gru_cell", "rnn_cell", "mut_cell", "layer_norm_lstm_cell", "lstm_layer",
-           "gru_layer", "rnn_layer", "mut_layer", "layer_norm_lstm_layer"]
+__all__ = ["lstm_cell", "gru_cell", "rnn_cell", "mut_cell", "layer_norm_lstm_cell",
+           "layer_norm_gru_cell", "lstm_layer", "gru_layer", "rnn_layer", "mut_layer",
+           "layer_norm_lstm_layer", "layer_norm_gru_layer"]
 
 
 def _linear(x, w, b):
@@ -123,6 +124,20 @@ def layer_norm_lstm_cell(x, h, c, w_ih, w_hh, g_ih, g_hh, g_c, bias=None, b_c=No
     return h_new, c_new
 
 
+def layer_norm_gru_cell(x, h, w_ih, w_hh, g_ih, g_hh, b_ih=None, b_hh=None):
+    """One step of the layer-normalised GRU: x [B,I], h [B,H] -> h'. torch.nn.GRU's cell with
+    each product layer-normalised over its 3H pre-activations:
+    xx = g_ih * LN(x W_ih^T) + b_ih, hh = g_hh * LN(h W_hh^T) + b_hh,
+    r = sigmoid(xx_r + hh_r), z = sigmoid(xx_z + hh_z), n = tanh(xx_n + r * hh_n),
+    h' = (1 - z) * n + z * h."""
+    xr, xz, xn = _layer_norm(x @ w_ih.t(), g_ih, b_ih).chunk(3, dim=-1)
+    hr, hz, hn = _layer_norm(h @ w_hh.t(), g_hh, b_hh).chunk(3, dim=-1)
+    r = torch.sigmoid(xr + hr)
+    z = torch.sigmoid(xz + hz)
+    n = torch.tanh(xn + r * hn)
+    return (1 - z) * n + z * h
+
+
 def _steps(T, reverse):
     return range(T - 1, -1, -1) if reverse else range(T)
 
@@ -191,3 +206,11 @@ def layer_norm_lstm_layer(x, h0, c0, w_ih, w_hh, g_ih, g_hh, g_c, bias=None, b_c
     def cell(xt, h, c):
         return layer_norm_lstm_cell(xt, h, c, w_ih, w_hh, g_ih, g_hh, g_c, bias, b_c)
     return _scan(cell, x, (h0, c0), reverse, batch_sizes, w_hh.shape[1])
+
+
+def layer_norm_gru_layer(x, h0, w_ih, w_hh, g_ih, g_hh, b_ih=None, b_hh=None, reverse=False,
+                         batch_sizes=None):
+    """x [T,B,I] (or packed [N,I] with batch_sizes) -> (y [T,B,H] in time order, h_n)."""
+    def cell(xt, h):
+        return (layer_norm_gru_cell(xt, h, w_ih, w_hh, g_ih, g_hh, b_ih, b_hh),)
+    return _scan(cell, x, (h0,), reverse, batch_sizes, w_hh.shape[1])

@@ -312,8 +312,8 @@ def test_variant_cases_and_table(tmp_path, capsys, monkeypatch):
     text = capsys.readouterr().out
     doc = json.loads(out.read_text())
     assert [r["name"] for r in doc["results"]] == [
-        f"{v} T3 B2 H7 fp32 {m}" for v in ("gru_reset_before", "mut1", "mut2", "mut3", "ln_lstm")
-        for m in ("inference", "training")]
+        f"{v} T3 B2 H7 fp32 {m}" for v in bv.VARIANTS for m in ("inference", "training")]
+    assert bv.VARIANTS == ("gru_reset_before", "mut1", "mut2", "mut3", "ln_lstm", "ln_gru")
     for r in doc["results"]:
         assert r["status"] == "ok" and r["check"]["ok"] and r["name"] in text
         assert r["vs_reference"] == pytest.approx(r["reference_ms"] / r["fused_ms"])
@@ -325,7 +325,7 @@ def test_variant_cases_and_table(tmp_path, capsys, monkeypatch):
         fns["fusedrnn"] = fns["torch.nn"]  # the reset-after cell in the fused one's place
         return fns
     monkeypatch.setattr(bv, "_callables", wrong)
-    for v in ("gru_reset_before", "mut3", "ln_lstm"):
+    for v in ("gru_reset_before", "mut3", "ln_lstm", "ln_gru"):
         bad = bv.run_variant_case(bv.VariantCase(v, 3, 2, 7, "training"), "cpu", rounds=1)
         assert bad["status"] == "MISMATCH" and "MISMATCH" in bv.format_variant_table([bad])
 

@@ -109,10 +109,10 @@ def test_state_is_carried_across_chunks_and_detached(char_lstm, repetitive, monk
 
 
 @pytest.mark.parametrize("cell", ["gru", "gru_reset_before", "mut1", "mut2", "mut3",
-                                  "layer_norm_lstm"])
+                                  "layer_norm_lstm", "layer_norm_gru"])
 def test_other_cells_learn(char_lstm, repetitive, cell, capsys):
-    """--cell: the GRU, Cho's reset-before GRU, MUT1-3 and the layer-normalised LSTM train the
-    same model (loss falls on a repetitive text); torch.nn has none but the GRU, which
+    """--cell: the GRU, Cho's reset-before GRU, MUT1-3 and the layer-normalised LSTM and GRU
+    train the same model (loss falls on a repetitive text); torch.nn has none but the GRU, which
     --impl torch says."""
     r = char_lstm.main(TINY + ["--text", repetitive, "--cell", cell, "--epochs", "2",
                                "--sample-len", "0", "--lr", "1e-2"])
@@ -122,7 +122,8 @@ def test_other_cells_learn(char_lstm, repetitive, cell, capsys):
     if cell == "gru_reset_before":
         assert "reset_after=False" in out
     if cell != "gru":
-        assert {"mut1": "MUT1", "mut3": "MUT3", "layer_norm_lstm": "LayerNormLSTM"}.get(
+        assert {"mut1": "MUT1", "mut3": "MUT3", "layer_norm_lstm": "LayerNormLSTM",
+                "layer_norm_gru": "LayerNormGRU"}.get(
             cell, "") in out
         with pytest.raises(SystemExit, match=f"torch.nn has no {cell} cell"):
             char_lstm.main(TINY + ["--text", repetitive, "--cell", cell, "--impl", "torch"])

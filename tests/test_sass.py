@@ -14,10 +14,11 @@ import sass  # noqa: E402
 STEPWISE = ["lstm_forward_step_kernel", "lstm_backward_step_kernel", "gru_forward_step_kernel",
             "gru_backward_step_kernel", "rnn_forward_step_kernel", "rnn_backward_step_kernel",
             "grurb_rz_step_kernel", "grurb_n_step_kernel", "grurb_backward_zn_step_kernel",
-            "grurb_backward_r_step_kernel", "lnlstm_product_kernel", "lnlstm_product_back_kernel"]
+            "grurb_backward_r_step_kernel", "ln_product_kernel", "ln_product_back_kernel"]
 # Kernels without a recurrent product (no tensor-core instantiation): the layer-normalised
-# LSTM's row kernels.
-ROWWISE = ["lnlstm_row_forward_kernel", "lnlstm_row_backward_kernel"]
+# cells' row kernels.
+ROWWISE = ["lnlstm_row_forward_kernel", "lnlstm_row_backward_kernel", "lngru_row_forward_kernel",
+           "lngru_row_backward_kernel"]
 PERSISTENT = ["lstm_fwd_kernel", "lstm_bwd_kernel", "gru_fwd_kernel", "gru_bwd_kernel"]
 DTYPES = ["float", "double", "Half", "BFloat16"]
 

@@ -1,4 +1,4 @@
-// CPU backend of the layer-normalised LSTM's recurrent part (contract: csrc/ln_lstm_ops.h).
+// CPU backend of the layer-normalised LSTM's recurrent part (contract: csrc/layer_norm_ops.h).
 // Per step: h W_hh^T into the gh rows (packed once for all steps), then one pass per row
 // (pointwise.h lnlstm_forward: gh's statistics, the gates and c', c''s statistics, h').
 // Backward per step: the row pass (LN(c') and the cell backward, then LN(gh)'s backward) and
@@ -9,7 +9,7 @@
 #include "cpu/common.h"
 #include "cpu/matmul.h"
 #include "cpu/pointwise.h"
-#include "ln_lstm_ops.h"
+#include "layer_norm_ops.h"
 
 namespace fusedrnn {
 namespace cpu {

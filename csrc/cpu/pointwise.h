@@ -61,6 +61,18 @@ struct Pointwise {
                           const S* c_prev, const S* stats, const S* g_hh, const S* g_c,
                           const S* b_c, const S* dh_state, const S* dy, S* dc_state, S* da,
                           S* dgh, S* dyc);
+  // Layer-normalised GRU (torch.nn.GRU's cell, hh = g_hh * LN(h W_hh^T) + b_hh), a step's pass
+  // after its product, rows b < n: gh [n,3H] the raw products, xp [n,3H], g_hh [3H], b_hh [3H]
+  // or null; h_state [n,H] in: h_{t-1}, out: h_t; out: gates [n,3H] r, z, n, stats [n,2] (mean
+  // and rstd of gh's row), y [n,H] h_t.
+  void (*lngru_forward)(int64_t n, int64_t H, const S* xp, const S* gh, const S* g_hh,
+                        const S* b_hh, S* h_state, S* gates, S* stats, S* y);
+  // Its backward before the product, rows b < n: dh = dh_state + dy; h_prev [n,H]; out: da
+  // [n,3H] the input side's pre-activation gradients, dhh [n,3H] hh's, dgh [n,3H] the raw
+  // products', dh_state the direct part of dh_{t-1} (z * dh).
+  void (*lngru_backward)(int64_t n, int64_t H, const S* gates, const S* gh, const S* stats,
+                         const S* g_hh, const S* b_hh, const S* h_prev, S* dh_state, const S* dy,
+                         S* da, S* dhh, S* dgh);
   // y [n,H] in: pre-activations, out: h_t; h_state [n,H] out: h_t. act: 0 tanh, 1 relu.
   void (*rnn_forward)(int64_t n, int64_t H, int act, S* y, S* h_state);
   // y [n,H] = h_t; dh = dh_state + dy; da [n,H] out.

@@ -252,6 +252,26 @@ static inline void row_stats(const S* v, int64_t K, S& mean, S& rstd) {
   rstd = S(1.0 / std::sqrt(q / double(K) + cells::kLayerNormEps));
 }
 
+// dgh = LN's backward of dhat * gain over a row of K (gh the raw row, statistics mean, rstd).
+template <class S>
+static inline void layer_norm_row_backward(int64_t K, const S* dhat, const S* gain, const S* gh,
+                                           S mean, S rstd, S* dgh) {
+  double m3 = 0, m4 = 0;
+  for (int64_t u = 0; u < K; ++u) {
+    const double dx = double(dhat[u]) * double(gain[u]);
+    m3 += dx;
+    m4 += dx * (double(gh[u]) - double(mean)) * double(rstd);
+  }
+  const int64_t W = V<S>::size();
+  const C<S> mh(mean), rh(rstd), cm3(S(m3 / double(K))), cm4(S(m4 / double(K)));
+  for (int64_t j = 0; j < K; j += W) {
+    const int64_t k = std::min(W, K - j);
+    st(cells::layer_norm_backward<C<S>>(ld(dhat + j, k) * ld(gain + j, k),
+                                        (ld(gh + j, k) - mh) * rh, cm3, cm4, rh),
+       dgh + j, k);
+  }
+}
+
 template <class S>
 static void lnlstm_forward(int64_t n, int64_t H, const S* xp, const S* gh, const S* g_hh,
                            const S* g_c, const S* b_c, S* c_state, S* gates, S* cells, S* stats,
@@ -269,8 +289,8 @@ static void lnlstm_forward(int64_t n, int64_t H, const S* xp, const S* gh, const
       const int64_t k = std::min(W, H - j);
       C<S> a[4], act[4], c;
       for (int q = 0; q < 4; ++q)
-        a[q] = cells::lnlstm_preact<C<S>>(ld(xb + q * H + j, k), ld(g_hh + q * H + j, k),
-                                          ld(hb + q * H + j, k), mh, rh);
+        a[q] = cells::layer_norm_affine<C<S>>(ld(xb + q * H + j, k), ld(g_hh + q * H + j, k),
+                                              ld(hb + q * H + j, k), mh, rh);
       cells::lnlstm_cell<C<S>>(a[0], a[1], a[2], a[3], ld(c_state + b * H + j, k), act[0],
                                act[1], act[2], act[3], c);
       for (int q = 0; q < 4; ++q) st(act[q], gb + q * H + j, k);
@@ -335,21 +355,66 @@ static void lnlstm_backward(int64_t n, int64_t H, const S* gates, const S* gh, c
       st(dcp, dc_state + e, k);
     }
     // LN(gh)'s backward: dxhat = da * g_hh.
-    double m3 = 0, m4 = 0;
-    for (int64_t u = 0; u < G; ++u) {
-      const double dx = double(dab[u]) * double(g_hh[u]);
-      m3 += dx;
-      m4 += dx * (double(hb[u]) - double(sb[0])) * double(sb[1]);
-    }
-    const C<S> mh(sb[0]), rh(sb[1]), cm3(S(m3 / double(G))), cm4(S(m4 / double(G)));
-    for (int64_t j = 0; j < G; j += W) {
-      const int64_t k = std::min(W, G - j);
-      st(cells::layer_norm_backward<C<S>>(ld(dab + j, k) * ld(g_hh + j, k),
-                                          (ld(hb + j, k) - mh) * rh, cm3, cm4, rh),
-         dgb + j, k);
-    }
+    layer_norm_row_backward(G, dab, g_hh, hb, sb[0], sb[1], dgb);
   };
   for_rows(n, 16 * H, row);
+}
+
+template <class S>
+static void lngru_forward(int64_t n, int64_t H, const S* xp, const S* gh, const S* g_hh,
+                          const S* b_hh, S* h_state, S* gates, S* stats, S* y) {
+  const int64_t W = V<S>::size(), G = 3 * H;
+  auto row = [&](int64_t b) {
+    const S* xb = xp + b * G;
+    const S* hb = gh + b * G;
+    S* gb = gates + b * G;
+    S* sb = stats + b * 2;
+    row_stats(hb, G, sb[0], sb[1]);
+    const C<S> mh(sb[0]), rh(sb[1]);
+    for (int64_t j = 0; j < H; j += W) {
+      const int64_t k = std::min(W, H - j), e = b * H + j;
+      C<S> hh[3], r, z, nn, h;
+      for (int q = 0; q < 3; ++q)
+        hh[q] = cells::layer_norm_affine<C<S>>(b_hh ? ld(b_hh + q * H + j, k) : C<S>(S(0)),
+                                               ld(g_hh + q * H + j, k), ld(hb + q * H + j, k),
+                                               mh, rh);
+      cells::gru_forward<C<S>>(ld(xb + j, k), ld(xb + H + j, k), ld(xb + 2 * H + j, k), hh[0],
+                               hh[1], hh[2], ld(h_state + e, k), r, z, nn, h);
+      st(r, gb + j, k), st(z, gb + H + j, k), st(nn, gb + 2 * H + j, k);
+      st(h, h_state + e, k), st(h, y + e, k);
+    }
+  };
+  for_rows(n, 6 * H, row);
+}
+
+template <class S>
+static void lngru_backward(int64_t n, int64_t H, const S* gates, const S* gh, const S* stats,
+                           const S* g_hh, const S* b_hh, const S* h_prev, S* dh_state,
+                           const S* dy, S* da, S* dhh, S* dgh) {
+  const int64_t W = V<S>::size(), G = 3 * H;
+  auto row = [&](int64_t b) {
+    const S* gb = gates + b * G;
+    const S* hb = gh + b * G;
+    const S* sb = stats + b * 2;
+    S* dab = da + b * G;
+    S* dhb = dhh + b * G;
+    const C<S> mh(sb[0]), rh(sb[1]);
+    for (int64_t j = 0; j < H; j += W) {
+      const int64_t k = std::min(W, H - j), e = b * H + j;
+      const C<S> hn = cells::layer_norm_affine<C<S>>(
+          b_hh ? ld(b_hh + 2 * H + j, k) : C<S>(S(0)), ld(g_hh + 2 * H + j, k),
+          ld(hb + 2 * H + j, k), mh, rh);
+      C<S> dxr, dxz, dxn, dhn, direct;
+      cells::gru_backward<C<S>>(ld(gb + j, k), ld(gb + H + j, k), ld(gb + 2 * H + j, k), hn,
+                                ld(h_prev + e, k), ld(dh_state + e, k) + ld(dy + e, k), dxr, dxz,
+                                dxn, dhn, direct);
+      st(dxr, dab + j, k), st(dxz, dab + H + j, k), st(dxn, dab + 2 * H + j, k);
+      st(dxr, dhb + j, k), st(dxz, dhb + H + j, k), st(dhn, dhb + 2 * H + j, k);
+      st(direct, dh_state + e, k);
+    }
+    layer_norm_row_backward(G, dhb, g_hh, hb, sb[0], sb[1], dgh + b * G);
+  };
+  for_rows(n, 9 * H, row);
 }
 
 template <class S>
@@ -378,7 +443,8 @@ const Pointwise<S>& table() {
   static const Pointwise<S> t{lstm_forward<S>,      lstm_backward<S>,     gru_forward<S>,
                               gru_backward<S>,      grurb_forward_rz<S>,  grurb_forward_n<S>,
                               grurb_backward_zn<S>, grurb_backward_r<S>,  lnlstm_forward<S>,
-                              lnlstm_backward<S>,   rnn_forward<S>,       rnn_backward<S>};
+                              lnlstm_backward<S>,   lngru_forward<S>,     lngru_backward<S>,
+                              rnn_forward<S>,       rnn_backward<S>};
   return t;
 }
 

@@ -5,7 +5,7 @@
 #include "cpu/big_buffer.h"
 #include "cpu/gru_reset_before.h"
 #include "cpu/mut.h"
-#include "ln_lstm_ops.h"
+#include "layer_norm_ops.h"
 #include "reset_before_ops.h"
 #include "validate.h"
 
@@ -184,6 +184,29 @@ T7 ln_lstm_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n, co
                                stats, reverse, batch_sizes);
 }
 
+T5 ln_gru_forward(const Tensor& xp, const Tensor& h0, const Tensor& w_hh, const Tensor& g_hh,
+                  const OptTensor& b_hh, bool reverse, std::string backend,
+                  const OptTensor& batch_sizes, bool save) {
+  validate_ln_gru_forward(xp, h0, w_hh, g_hh, b_hh, batch_sizes);
+  const cpu::BufferScope buffers(13, call_shape(xp, h0, batch_sizes));
+  if (use_simt(backend, "ln_gru_forward"))
+    return simt::ln_gru_forward(xp, h0, w_hh, g_hh, b_hh, reverse, batch_sizes, save);
+  return cpu::ln_gru_forward(xp, h0, w_hh, g_hh, b_hh, reverse, batch_sizes, save);
+}
+
+T5 ln_gru_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& h0, const Tensor& w_hh,
+                   const Tensor& g_hh, const OptTensor& b_hh, const Tensor& y,
+                   const Tensor& gates, const Tensor& gh, const Tensor& stats, bool reverse,
+                   std::string backend, const OptTensor& batch_sizes) {
+  validate_ln_gru_backward(dy, dh_n, h0, w_hh, g_hh, b_hh, y, gates, gh, stats, batch_sizes);
+  const cpu::BufferScope buffers(14, call_shape(dy, h0, batch_sizes));
+  if (use_simt(backend, "ln_gru_backward"))
+    return simt::ln_gru_backward(dy, dh_n, h0, w_hh, g_hh, b_hh, y, gates, gh, stats, reverse,
+                                 batch_sizes);
+  return cpu::ln_gru_backward(dy, dh_n, h0, w_hh, g_hh, b_hh, y, gates, gh, stats, reverse,
+                              batch_sizes);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(fusedrnn, CPU, m) {
@@ -197,6 +220,8 @@ TORCH_LIBRARY_IMPL(fusedrnn, CPU, m) {
   m.impl("mut_backward", &mut_backward);
   m.impl("ln_lstm_forward", &ln_lstm_forward);
   m.impl("ln_lstm_backward", &ln_lstm_backward);
+  m.impl("ln_gru_forward", &ln_gru_forward);
+  m.impl("ln_gru_backward", &ln_gru_backward);
   m.impl("rnn_forward", &rnn_forward);
   m.impl("rnn_backward", &rnn_backward);
 }

@@ -1,4 +1,4 @@
-// fusedrnn::cuda::ln_lstm_forward (csrc/ln_lstm_ops.h): the launcher of
+// fusedrnn::cuda::ln_lstm_forward (csrc/layer_norm_ops.h): the launcher of
 // csrc/cuda/stepwise_ln_lstm.h compiled by nvcc for the four dtypes.
 #include "cuda/stepwise_ln_lstm.h"
 

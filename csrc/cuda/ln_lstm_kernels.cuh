@@ -1,65 +1,26 @@
-// Stepwise kernels of the layer-normalised LSTM (cell math: cells/layer_norm_lstm.h; op
-// contract: csrc/ln_lstm_ops.h). Layer norm needs a whole row's statistics, so a step is a
-// product kernel (tiles of the recurrent product, the one-column-per-unit shape of the RNN
-// kernels: Square16Shape, tensor cores as the other cells) and a row kernel (one block per batch
-// row: the reductions over the row's 4H products and H cells, and the cell).
+// Row kernels of the layer-normalised LSTM (cell math: cells/layer_norm_lstm.h; op contract:
+// csrc/layer_norm_ops.h); the product kernels and block_sum: cuda/layer_norm_kernels.cuh (G = 4).
 //
-// Forward step s (n live rows, a prefix of the batch):
-//   product kernel, grid ceil(n/BT) x ceil(4H/HT):
-//     out[b*4H + u] = sum_j h_prev(b,j) W_hh[u,j]      (accumulation type)
-//     h_prev(b) = h_prev[b] for b < n_prev (null iff n_prev == 0) else h0[b]
+// Forward step s (n live rows, a prefix of the batch), after the product kernel:
 //   row kernel, grid n, kLnRowThreads threads, kLnRowThreads accumulators of shared memory:
-//     row b: gh = out's row; a = xp + g_hh * LN(gh); i, f, g, o; c_state[b] = f c_state[b] + i g;
-//     h_out[b] = o tanh(g_c LN(c) + b_c); gates_out, cells_out (S), stats_out (mean and rstd of
-//     gh, of c; accumulation type) nullable.
-// Backward step s (reverse processing order):
-//   row kernel, grid n: dh = dy + dh_carry[b] (dh_carry: the product of step s+1, or dh_n);
+//     row b: gh = the product's row; a = xp + g_hh * LN(gh); i, f, g, o;
+//     c_state[b] = f c_state[b] + i g; h_out[b] = o tanh(g_c LN(c) + b_c); gates_out,
+//     cells_out (S), stats_out (mean and rstd of gh, of c; accumulation type) nullable.
+// Backward step s (reverse processing order), before the backward product kernel (which writes
+// dh_carry of the next processed step; for a row's first step, dh0):
+//   row kernel, grid n: dh = dy + dh_carry[b] (the product of step s+1, or dh_n);
 //     dc = LN(c)'s backward + dc_carry[b]; writes dax (pre-activation gradients i, f, g, o), dyc
 //     (the gradient of g_c LN(c) + b_c), dgh (LN(gh)'s backward of dax * g_hh), all in the
 //     accumulation type, and dc_carry[b] = dc * f. c_prev(b) = cells_prev[b] for b < n_prev
 //     else c0[b].
-//   product kernel (backward), grid ceil(n/BT) x ceil(H/HT):
-//     out[b*H + k] = sum_u dgh[b,u] W_hh[u,k]   (dh_carry of the next processed step; for a
-//     row's first step, dh0)
 // All row pointers are the step's first row; tensors contiguous row-major.
 #pragma once
 
 #include "cells/layer_norm_lstm.h"
-#include "cuda/tile_mma.cuh"
+#include "cuda/layer_norm_kernels.cuh"
 
 namespace fusedrnn {
 namespace kern {
-
-constexpr int kLnRowThreads = 256;
-
-FRNN_DEVICE float rsqrt_(float x) { return rsqrtf(x); }
-FRNN_DEVICE double rsqrt_(double x) { return rsqrt(x); }
-
-// The sum of v over the block's kLnRowThreads threads (red: kLnRowThreads accumulators of
-// shared memory, free again on return).
-template <class A> FRNN_DEVICE A block_sum(A v, A* red) {
-  const int t = int(threadIdx.x);
-  red[t] = v;
-  __syncthreads();
-  for (int s = kLnRowThreads / 2; s > 0; s >>= 1) {
-    if (t < s) red[t] += red[t + s];
-    __syncthreads();
-  }
-  const A r = red[0];
-  __syncthreads();
-  return r;
-}
-
-template <class S>
-struct LnProductParams {
-  using A = typename AccType<S>::type;
-  const S* h_prev;  // forward
-  const S* h0;
-  const A* dgh;  // backward
-  const S* w_hh;
-  A* out;
-  int B, H, n_prev;
-};
 
 template <class S>
 struct LnRowForwardParams {
@@ -98,40 +59,6 @@ struct LnRowBackwardParams {
   int H, n_prev;
 };
 
-template <class S, Prec P>
-using LnLstmCfg = Square16Shape<S, P>;
-
-template <class Cfg>
-__global__ void FRNN_LAUNCH_BOUNDS(Cfg::kThreads)
-    lnlstm_product_kernel(LnProductParams<typename Cfg::scalar_t> p) {
-  using A = typename Cfg::acc_t;
-  FRNN_DYNAMIC_SMEM(A, smem);
-  const int H = p.H, U = 4 * H, k0 = int(blockIdx.y) * Cfg::HT, b0 = int(blockIdx.x) * Cfg::BT;
-  const int split = p.n_prev - b0;
-  tile_product<Cfg, WView::kRows>(split > 0 ? p.h_prev + (size_t)b0 * H : nullptr,
-                                  p.h0 + (size_t)b0 * H, split, H, p.B - b0, p.w_hh, H, U, k0, H,
-                                  smem);
-  for (int e = int(threadIdx.x); e < Cfg::BT * Cfg::HT; e += Cfg::kThreads) {
-    const int bl = e / Cfg::HT, kl = e % Cfg::HT, b = b0 + bl, u = k0 + kl;
-    if (b < p.B && u < U) p.out[(size_t)b * U + u] = tile_sum<Cfg>(smem, bl, kl);
-  }
-}
-
-template <class Cfg>
-__global__ void FRNN_LAUNCH_BOUNDS(Cfg::kThreads)
-    lnlstm_product_back_kernel(LnProductParams<typename Cfg::scalar_t> p) {
-  using A = typename Cfg::acc_t;
-  FRNN_DYNAMIC_SMEM(A, smem);
-  const int H = p.H, G = 4 * H, k0 = int(blockIdx.y) * Cfg::HT, b0 = int(blockIdx.x) * Cfg::BT;
-  const int rows = p.B - b0;
-  tile_product<Cfg, WView::kColumns, A>(p.dgh + (size_t)b0 * G, nullptr, rows, G, rows, p.w_hh,
-                                        H, H, k0, G, smem);
-  for (int e = int(threadIdx.x); e < Cfg::BT * Cfg::HT; e += Cfg::kThreads) {
-    const int bl = e / Cfg::HT, kl = e % Cfg::HT, b = b0 + bl, k = k0 + kl;
-    if (b < p.B && k < H) p.out[(size_t)b * H + k] = tile_sum<Cfg>(smem, bl, kl);
-  }
-}
-
 template <class S>
 __global__ void FRNN_LAUNCH_BOUNDS(kLnRowThreads)
     lnlstm_row_forward_kernel(LnRowForwardParams<S> p) {
@@ -150,7 +77,7 @@ __global__ void FRNN_LAUNCH_BOUNDS(kLnRowThreads)
   for (int u = t; u < G; u += NT) s += (gh[u] - mh) * (gh[u] - mh);
   const A rh = rsqrt_(block_sum(s, red) / A(G) + eps);
   auto preact = [&](int u) {
-    return cells::lnlstm_preact<A>(to_acc<A>(xp[u]), to_acc<A>(p.g_hh[u]), gh[u], mh, rh);
+    return cells::layer_norm_affine<A>(to_acc<A>(xp[u]), to_acc<A>(p.g_hh[u]), gh[u], mh, rh);
   };
   s = 0;
   for (int k = t; k < H; k += NT) {

@@ -6,7 +6,7 @@
 #ifdef FUSEDRNN_WITH_CUDA
 
 #include "cuda/persistent.h"
-#include "ln_lstm_ops.h"
+#include "layer_norm_ops.h"
 #include "reset_before_ops.h"
 #include "validate.h"
 
@@ -135,6 +135,24 @@ T7 ln_lstm_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n, co
                                 cells, stats, reverse, batch_sizes);
 }
 
+T5 ln_gru_forward(const Tensor& xp, const Tensor& h0, const Tensor& w_hh, const Tensor& g_hh,
+                  const OptTensor& b_hh, bool reverse, std::string backend,
+                  const OptTensor& batch_sizes, bool save) {
+  validate_ln_gru_forward(xp, h0, w_hh, g_hh, b_hh, batch_sizes);
+  check_cuda(backend, "ln_gru_forward");
+  return cuda::ln_gru_forward(xp, h0, w_hh, g_hh, b_hh, reverse, batch_sizes, save);
+}
+
+T5 ln_gru_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& h0, const Tensor& w_hh,
+                   const Tensor& g_hh, const OptTensor& b_hh, const Tensor& y,
+                   const Tensor& gates, const Tensor& gh, const Tensor& stats, bool reverse,
+                   std::string backend, const OptTensor& batch_sizes) {
+  validate_ln_gru_backward(dy, dh_n, h0, w_hh, g_hh, b_hh, y, gates, gh, stats, batch_sizes);
+  check_cuda(backend, "ln_gru_backward");
+  return cuda::ln_gru_backward(dy, dh_n, h0, w_hh, g_hh, b_hh, y, gates, gh, stats, reverse,
+                               batch_sizes);
+}
+
 T2 rnn_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
                const OptTensor& b_ih, const OptTensor& b_hh, std::string nonlinearity,
                bool reverse, std::string backend, const OptTensor& batch_sizes) {
@@ -166,6 +184,8 @@ TORCH_LIBRARY_IMPL(fusedrnn, CUDA, m) {
   m.impl("mut_backward", &mut_backward);
   m.impl("ln_lstm_forward", &ln_lstm_forward);
   m.impl("ln_lstm_backward", &ln_lstm_backward);
+  m.impl("ln_gru_forward", &ln_gru_forward);
+  m.impl("ln_gru_backward", &ln_gru_backward);
   m.impl("rnn_forward", &rnn_forward);
   m.impl("rnn_backward", &rnn_backward);
 }

@@ -1,5 +1,5 @@
 // The stepwise launchers of the layer-normalised LSTM (ops ln_lstm_forward / ln_lstm_backward,
-// contract and declarations: csrc/ln_lstm_ops.h) for the backend this translation unit is
+// contract and declarations: csrc/layer_norm_ops.h) for the backend this translation unit is
 // compiled for (cuda under nvcc, simt as host C++), built on the helpers of cuda/stepwise.h:
 //   forward: per step the product kernel (h W_hh^T into gh) and the row kernel
 //            (cuda/ln_lstm_kernels.cuh); c is carried per row in the accumulation type; without
@@ -12,7 +12,7 @@
 // stepwise.h first: it includes ATen before the SIMT layer's CUDA keyword macros.
 #include "cuda/stepwise.h"
 #include "cuda/ln_lstm_kernels.cuh"
-#include "ln_lstm_ops.h"
+#include "layer_norm_ops.h"
 
 namespace fusedrnn {
 namespace FRNN_BACKEND_NS {
@@ -50,6 +50,7 @@ T7 ln_lstm_forward(const Tensor& xp_, const Tensor& h0_, const Tensor& c0_, cons
   pp.h0 = h0.data_ptr<S>();
   pp.w_hh = w_hh.data_ptr<S>();
   pp.H = int(H);
+  pp.G = 4;
   kern::LnRowForwardParams<S> pr{};
   pr.g_hh = g_hh.data_ptr<S>();
   pr.g_c = g_c.data_ptr<S>();
@@ -57,8 +58,8 @@ T7 ln_lstm_forward(const Tensor& xp_, const Tensor& h0_, const Tensor& c0_, cons
   pr.c_state = static_cast<A*>(c.data_ptr());
   pr.H = int(H);
   const auto Lp = pick_step<S, false>([&](auto P) {
-    using Cfg = kern::LnLstmCfg<S, decltype(P)::value>;
-    return step_launch<Cfg>(&kern::lnlstm_product_kernel<Cfg>);
+    using Cfg = kern::LnCfg<S, decltype(P)::value>;
+    return step_launch<Cfg>(&kern::ln_product_kernel<Cfg>);
   });
   const int row_smem = kern::kLnRowThreads * int(sizeof(A));
   for (int64_t s = 0; s < st.T; ++s) {
@@ -121,9 +122,10 @@ T7 ln_lstm_backward(const Tensor& dy_, const Tensor& dh_n, const Tensor& dc_n, c
   pp.w_hh = w_hh.data_ptr<S>();
   pp.out = static_cast<A*>(dh.data_ptr());
   pp.H = int(H);
+  pp.G = 4;
   const auto Lp = pick_step<S, true>([&](auto P) {
-    using Cfg = kern::LnLstmCfg<S, decltype(P)::value>;
-    return step_launch<Cfg>(&kern::lnlstm_product_back_kernel<Cfg>);
+    using Cfg = kern::LnCfg<S, decltype(P)::value>;
+    return step_launch<Cfg>(&kern::ln_product_back_kernel<Cfg>);
   });
   const int row_smem = kern::kLnRowThreads * int(sizeof(A));
   for (int64_t s = st.T - 1; s >= 0; --s) {
