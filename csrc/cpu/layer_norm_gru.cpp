@@ -46,8 +46,8 @@ T5 forward(const Steps& st, const Tensor& xp_, const Tensor& h0, const Tensor& w
     }
   });
   if (!save) {
-    auto none = at::empty({0}, opt);
-    return {y, h, none, none, none};
+    auto none = [&] { return at::empty({0}, opt); };  // distinct tensors: outputs never alias
+    return {y, h, none(), none(), none()};
   }
   return {y, h, gates, gh, stats};
 }

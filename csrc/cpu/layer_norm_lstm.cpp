@@ -50,8 +50,8 @@ T7 forward(const Steps& st, const Tensor& xp_, const Tensor& h0, const Tensor& c
     }
   });
   if (!save) {
-    auto none = at::empty({0}, opt);
-    return {y, h, c, none, none, none, none};
+    auto none = [&] { return at::empty({0}, opt); };  // distinct tensors: outputs never alias
+    return {y, h, c, none(), none(), none(), none()};
   }
   return {y, h, c, gates, gh, cells, stats};
 }
