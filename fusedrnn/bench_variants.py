@@ -8,7 +8,8 @@ MUT2, MUT3 (Jozefowicz et al. 2015: fusedrnn.MUT1/2/3; closest: torch.nn.GRU of 
 its own weights, for time only) and the layer-normalised LSTM and GRU (Ba et al. 2016:
 fusedrnn.LayerNormLSTM / LayerNormGRU; closest: torch.nn.LSTM / GRU, for time only). For every
 (T, B, H) (input size = H) and mode, the fused module first gives the reference's outputs (and,
-in training, its input gradient) within the main suite's fp32 tolerance, then the three are
+in training, its input gradient) within the main suite's fp32 tolerance (the layer-normalised
+cells: LN_TOLERANCE, see there), then the three are
 timed alternately; the median over rounds is reported in milliseconds. "inference" is the
 forward under torch.no_grad(), "training" forward + backward of the output's sum.
 """
@@ -27,6 +28,12 @@ __all__ = ["VariantCase", "VARIANTS", "VARIANT_SIZES", "variant_cases", "run_var
 VARIANTS = ("gru_reset_before", "mut1", "mut2", "mut3", "ln_lstm", "ln_gru")
 VARIANT_SIZES = ((100, 64, 512), (100, 8, 256), (100, 1, 512))
 MODES = ("inference", "training")
+# The layer-normalised LSTM's recurrence amplifies rounding: at initialisation the gate norms
+# give the recurrent term unit variance whatever W_hh's scale, and two fp32 computations of
+# T=100 steps drift apart. Measured at B=8 H=256: the plain-PyTorch fp32 loop is 6e-4 from an
+# fp64 run, fusedrnn's CPU backend 3e-4 (the difference grows from 4e-7 at the first step).
+# So the check allows the drift the fp32 reference itself has.
+LN_TOLERANCE = 2e-3
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,8 @@ def _callables(case, device, seed):
 
 def run_variant_case(case, device, rounds=5, seed=0, tolerance=1e-4):
     """Check, then time one case. Returns a JSON-able dict (failures recorded)."""
+    if case.variant.startswith("ln_"):
+        tolerance = max(tolerance, LN_TOLERANCE)
     from fusedrnn.bench import _rel_err, _sync
     device = torch.device(device)
     r = {"name": case.name, "variant": case.variant, "T": case.T, "B": case.B, "H": case.H,

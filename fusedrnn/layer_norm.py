@@ -140,8 +140,10 @@ class _LayerNormCellBase(_FusedCellBase, nn.Module):
         super().__init__()
         _check(type(self).__name__, input_size, hidden_size)
         self.input_size, self.hidden_size = input_size, hidden_size
-        self.bias = bool(bias)
-        _make(self, "", input_size, hidden_size, self.bias, dict(device=device, dtype=dtype))
+        # Not self.bias: the LSTM cell's gate bias is a parameter of that name.
+        self._with_bias = bool(bias)
+        _make(self, "", input_size, hidden_size, self._with_bias,
+              dict(device=device, dtype=dtype))
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -152,7 +154,7 @@ class _LayerNormCellBase(_FusedCellBase, nn.Module):
 
     def extra_repr(self):
         s = f"{self.input_size}, {self.hidden_size}"
-        return s if self.bias else s + ", bias=False"
+        return s if self._with_bias else s + ", bias=False"
 
 
 class LayerNormLSTM(_LayerNormRNNBase):
