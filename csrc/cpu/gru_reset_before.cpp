@@ -60,7 +60,7 @@ void forward_steps(const Steps& all, const std::vector<StepChunk>& chunks, const
       w_rz.mul(n, false, hs, H, S(0), g_rz, 2 * H, bhh);
       pointwise<S>().grurb_forward_rz(n, H, g, g_rz, 2 * H, hs, rht);
       w_n.mul(n, false, rht, H, S(0), g_n, H, bhh ? bhh + 2 * H : nullptr);
-      pointwise<S>().grurb_forward_n(n, H, g, g_n, hs, yt, false);
+      pointwise<S>().grurb_forward_n(n, H, g, g_n, hs, yt, nullptr, false);
     }
   }
 }

@@ -47,11 +47,10 @@ void forward_steps(const Steps& st, const Tensor& xp, const Tensor& w_hh, int64_
     if (w_z) w_z->mul(n, false, th.data_ptr<S>(), H, S(0), g_h + H, U1);
     pointwise<S>().grurb_forward_rz(n, H, g, g_h, U1, hs, rht);
     w_n.mul(n, false, rht, H, S(0), g_n, H);
-    pointwise<S>().grurb_forward_n(n, H, g, g_n, hs, y.data_ptr<S>() + off * H, true);
-    if (z_tanh) {
-      auto th_rows = th.narrow(0, 0, n);
-      at::tanh_out(th_rows, h.narrow(0, 0, n));
-    }
+    // MUT3: the pass also refreshes tanh(h) (an ATen tanh here, between the products, cost
+    // the single-row steps their second thread).
+    pointwise<S>().grurb_forward_n(n, H, g, g_n, hs, y.data_ptr<S>() + off * H,
+                                   z_tanh ? th.data_ptr<S>() : nullptr, true);
   }
 }
 

@@ -37,9 +37,10 @@ struct Pointwise {
   void (*grurb_forward_rz)(int64_t n, int64_t H, S* g, const S* gh, int64_t ldgh,
                            const S* h_state, S* rh_out);
   // ghn [n,H] = (r * h_{t-1}) W_hn^T + b_hn; g's n column in: x_n, out: activation n; h_state
-  // in: h_{t-1}, out: h_t; h_out [n,H] = h_t.
+  // in: h_{t-1}, out: h_t; h_out [n,H] = h_t; th_out [n,H] = tanh(h_t) (nullable; MUT3's next
+  // z product reads it).
   void (*grurb_forward_n)(int64_t n, int64_t H, S* g, const S* ghn, S* h_state, S* h_out,
-                          bool mut);
+                          S* th_out, bool mut);
   // g [n,3H] activations, h_prev [n,H]; dh = dh_state + dy; dg [n,3H]: its z and n columns out
   // (pre-activation gradients); dh_state out: the direct part (z * dh; MUT (1 - z) * dh).
   void (*grurb_backward_zn)(int64_t n, int64_t H, const S* g, const S* h_prev, S* dh_state,

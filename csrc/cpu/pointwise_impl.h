@@ -189,7 +189,8 @@ static void grurb_forward_rz(int64_t n, int64_t H, S* g, const S* gh, int64_t ld
 
 template <class S>
 static void grurb_forward_n(int64_t n, int64_t H, S* g, const S* ghn, S* h_state, S* h_out,
-                            bool mut) {
+                            S* th_out, bool mut) {
+  using cells::tanh_;  // V<double>'s; FastF's is found by argument-dependent lookup
   for_units(n, H, V<S>::size(), [&](int64_t b, int64_t j, int64_t k) {
     S* gb = g + b * 3 * H + j;
     const int64_t e = b * H + j;
@@ -197,6 +198,7 @@ static void grurb_forward_n(int64_t n, int64_t H, S* g, const S* ghn, S* h_state
     cells::grurb_forward_n<C<S>>(ld(gb + 2 * H, k) + ld(ghn + e, k), ld(gb + H, k),
                                  ld(h_state + e, k), nn, h, mut);
     st(nn, gb + 2 * H, k), st(h, h_state + e, k), st(h, h_out + e, k);
+    if (th_out) st(tanh_(h), th_out + e, k);
   });
 }
 
