@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from fusedrnn.cells import _FusedCellBase
-from fusedrnn.modules import _FusedRNNBase
+from fusedrnn.modules import _OwnParamsRNNBase
 
 __all__ = ["LayerNormLSTM", "LayerNormLSTMCell", "LayerNormGRU", "LayerNormGRUCell"]
 
@@ -65,22 +65,13 @@ def _check(name, input_size, hidden_size):
                          f"{input_size} and {hidden_size}")
 
 
-class _LayerNormRNNBase(_FusedRNNBase, nn.Module):
-    proj_size = 0
-
+class _LayerNormRNNBase(_OwnParamsRNNBase):
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, device=None, dtype=None):
         super().__init__()
-        name = type(self).__name__
-        _check(name, input_size, hidden_size)
-        if num_layers < 1 or int(num_layers) != num_layers:
-            raise ValueError(f"{name}: num_layers must be a positive integer, got {num_layers}")
-        if not 0 <= dropout <= 1 or isinstance(dropout, bool):
-            raise ValueError("dropout should be a number in range [0, 1] representing the "
-                             "probability of an element being zeroed")
-        self.input_size, self.hidden_size = input_size, hidden_size
-        self.num_layers, self.bias, self.batch_first = int(num_layers), bool(bias), batch_first
-        self.dropout, self.bidirectional = float(dropout), bool(bidirectional)
+        _check(type(self).__name__, input_size, hidden_size)
+        self._set_args(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                       bidirectional)
         D = 2 if bidirectional else 1
         kw = dict(device=device, dtype=dtype)
         self._sfxs = [f"_l{layer}" + ("_reverse" if d == 1 else "")
@@ -96,43 +87,6 @@ class _LayerNormRNNBase(_FusedRNNBase, nn.Module):
     def _layer_weights(self, layer, direction):
         sfx = f"_l{layer}" + ("_reverse" if direction == 1 else "")
         return tuple(getattr(self, f"{n}{sfx}") for n, *_ in _SPECS[self._kind]) + (None,)
-
-    def check_forward_args(self, input, hidden, batch_sizes):
-        """torch.nn's checks (messages alike): input dims, size and dtype, the states' shapes."""
-        want = 2 if batch_sizes is not None else 3
-        if input.dim() != want:
-            raise RuntimeError(f"input must have {want} dimensions, got {input.dim()}")
-        if input.size(-1) != self.input_size:
-            raise RuntimeError(f"input.size(-1) must be equal to input_size. Expected "
-                               f"{self.input_size}, got {input.size(-1)}")
-        w = self.weight_ih_l0
-        if input.dtype != w.dtype and not torch.is_autocast_enabled(input.device.type):
-            raise ValueError(f"input must have the type {w.dtype}, got type {input.dtype}")
-        if batch_sizes is not None:
-            B = int(batch_sizes[0])
-        else:
-            B = input.size(0) if self.batch_first else input.size(1)
-        D = 2 if self.bidirectional else 1
-        expected = (self.num_layers * D, B, self.hidden_size)
-        states = (("hidden", hidden[0]), ("cell", hidden[1])) if self._kind == "ln_lstm" else \
-            (("hidden", hidden),)
-        for what, t in states:
-            if tuple(t.size()) != expected:
-                raise RuntimeError(f"Expected {what} size {expected}, got {list(t.size())}")
-
-    def extra_repr(self):
-        s = f"{self.input_size}, {self.hidden_size}"
-        if self.num_layers != 1:
-            s += f", num_layers={self.num_layers}"
-        if not self.bias:
-            s += ", bias=False"
-        if self.batch_first:
-            s += ", batch_first=True"
-        if self.dropout:
-            s += f", dropout={self.dropout}"
-        if self.bidirectional:
-            s += ", bidirectional=True"
-        return s
 
 
 class _LayerNormCellBase(_FusedCellBase, nn.Module):

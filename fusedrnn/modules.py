@@ -156,6 +156,62 @@ class _FusedRNNBase:
 
 _WITH_CELL = ("lstm", "ln_lstm")  # kinds whose state is (h, c)
 
+
+class _OwnParamsRNNBase(_FusedRNNBase, nn.Module):
+    """The cells torch.nn does not have (fusedrnn/mut.py, layer_norm.py): torch.nn.RNNBase's
+    constructor arguments, checks and repr, parameters created by the subclass."""
+
+    proj_size = 0
+
+    def _set_args(self, input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                  bidirectional):
+        name = type(self).__name__
+        if num_layers < 1 or int(num_layers) != num_layers:
+            raise ValueError(f"{name}: num_layers must be a positive integer, got {num_layers}")
+        if not 0 <= dropout <= 1 or isinstance(dropout, bool):
+            raise ValueError("dropout should be a number in range [0, 1] representing the "
+                             "probability of an element being zeroed")
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.num_layers, self.bias, self.batch_first = int(num_layers), bool(bias), batch_first
+        self.dropout, self.bidirectional = float(dropout), bool(bidirectional)
+
+    def check_forward_args(self, input, hidden, batch_sizes):
+        """torch.nn's checks (messages alike): input dims, size and dtype, the states' shapes."""
+        want = 2 if batch_sizes is not None else 3
+        if input.dim() != want:
+            raise RuntimeError(f"input must have {want} dimensions, got {input.dim()}")
+        if input.size(-1) != self.input_size:
+            raise RuntimeError(f"input.size(-1) must be equal to input_size. Expected "
+                               f"{self.input_size}, got {input.size(-1)}")
+        w = self.weight_ih_l0
+        if input.dtype != w.dtype and not torch.is_autocast_enabled(input.device.type):
+            raise ValueError(f"input must have the type {w.dtype}, got type {input.dtype}")
+        if batch_sizes is not None:
+            B = int(batch_sizes[0])
+        else:
+            B = input.size(0) if self.batch_first else input.size(1)
+        D = 2 if self.bidirectional else 1
+        expected = (self.num_layers * D, B, self.hidden_size)
+        states = (("hidden", hidden[0]), ("cell", hidden[1])) if self._kind in _WITH_CELL else \
+            (("hidden", hidden),)
+        for what, t in states:
+            if tuple(t.size()) != expected:
+                raise RuntimeError(f"Expected {what} size {expected}, got {list(t.size())}")
+
+    def extra_repr(self):
+        s = f"{self.input_size}, {self.hidden_size}"
+        if self.num_layers != 1:
+            s += f", num_layers={self.num_layers}"
+        if not self.bias:
+            s += ", bias=False"
+        if self.batch_first:
+            s += ", batch_first=True"
+        if self.dropout:
+            s += f", dropout={self.dropout}"
+        if self.bidirectional:
+            s += ", bidirectional=True"
+        return s
+
 _WEIGHT_NAMES = {}
 
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from fusedrnn.cells import _FusedCellBase
-from fusedrnn.modules import _FusedRNNBase
+from fusedrnn.modules import _OwnParamsRNNBase
 
 __all__ = ["MUT1", "MUT2", "MUT3", "MUT1Cell", "MUT2Cell", "MUT3Cell"]
 
@@ -39,29 +39,22 @@ def _reset(module, hidden_size):
         nn.init.uniform_(p, -bound, bound)
 
 
-class _MUTBase(_FusedRNNBase, nn.Module):
+class _MUTBase(_OwnParamsRNNBase):
     _kind = "mut"
     variant = None
-    proj_size = 0
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, device=None, dtype=None):
         super().__init__()
         name = type(self).__name__
         _check_sizes(name, self.variant, input_size, hidden_size)
-        if num_layers < 1 or int(num_layers) != num_layers:
-            raise ValueError(f"{name}: num_layers must be a positive integer, got {num_layers}")
-        if not 0 <= dropout <= 1 or isinstance(dropout, bool):
-            raise ValueError("dropout should be a number in range [0, 1] representing the "
-                             "probability of an element being zeroed")
+        self._set_args(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                       bidirectional)
         D = 2 if bidirectional else 1
         if self.variant in (1, 2) and bidirectional and num_layers > 1:
             raise ValueError(f"{name}: the layers after the first get 2*hidden_size inputs with "
                              f"bidirectional=True, and {name} needs input_size == hidden_size: "
                              "use num_layers=1 or bidirectional=False")
-        self.input_size, self.hidden_size = input_size, hidden_size
-        self.num_layers, self.bias, self.batch_first = int(num_layers), bool(bias), batch_first
-        self.dropout, self.bidirectional = float(dropout), bool(bidirectional)
         kw = dict(device=device, dtype=dtype)
         H = hidden_size
         for layer in range(self.num_layers):
@@ -85,40 +78,6 @@ class _MUTBase(_FusedRNNBase, nn.Module):
         sfx = f"_l{layer}" + ("_reverse" if direction == 1 else "")
         return (getattr(self, f"weight_ih{sfx}"), getattr(self, f"weight_hh{sfx}"),
                 getattr(self, f"bias{sfx}"), None, None)
-
-    def check_forward_args(self, input, hidden, batch_sizes):
-        """torch.nn.RNNBase's checks (messages alike): input dims, size and dtype, h_0's shape."""
-        want = 2 if batch_sizes is not None else 3
-        if input.dim() != want:
-            raise RuntimeError(f"input must have {want} dimensions, got {input.dim()}")
-        if input.size(-1) != self.input_size:
-            raise RuntimeError(f"input.size(-1) must be equal to input_size. Expected "
-                               f"{self.input_size}, got {input.size(-1)}")
-        w = self.weight_ih_l0
-        if input.dtype != w.dtype and not torch.is_autocast_enabled(input.device.type):
-            raise ValueError(f"input must have the type {w.dtype}, got type {input.dtype}")
-        if batch_sizes is not None:
-            B = int(batch_sizes[0])
-        else:
-            B = input.size(0) if self.batch_first else input.size(1)
-        D = 2 if self.bidirectional else 1
-        expected = (self.num_layers * D, B, self.hidden_size)
-        if tuple(hidden.size()) != expected:
-            raise RuntimeError(f"Expected hidden size {expected}, got {list(hidden.size())}")
-
-    def extra_repr(self):
-        s = f"{self.input_size}, {self.hidden_size}"
-        if self.num_layers != 1:
-            s += f", num_layers={self.num_layers}"
-        if not self.bias:
-            s += ", bias=False"
-        if self.batch_first:
-            s += ", batch_first=True"
-        if self.dropout:
-            s += f", dropout={self.dropout}"
-        if self.bidirectional:
-            s += ", bidirectional=True"
-        return s
 
 
 class MUT1(_MUTBase):
