@@ -14,6 +14,10 @@ Per step kernel, forward and backward (tile shapes from csrc/cuda/*_kernels.cuh)
   kernel   = rounds of resident blocks * chunks * chunk + prologue/epilogue, and at least the
            L2 traffic (every block stages its rows of h and its rows of W_hh) / L2 bandwidth
   step     = max(host launch cost, kernel + the gap between dependent kernels)
+The GEMMs outside the step loop (input projection forward; dx, dW_ih, dW_hh backward: with I = H
+each has B*G*H*H MACs a step) run in cuDNN's precision on both sides (csrc/cuda/hoisted_gemm.h)
+and are costed alike: a cuBLAS GEMM of T*B rows at 60% of the tensor-core peak. Before that
+change fusedrnn's fp32 ones were IEEE SGEMMs (80% of the FFMA peak), its bf16 ones as now.
 The cuDNN side is the published point (H100, bf16, B=16, T=1024, H=768: 2.0 ms forward, about
 2 us a step) taken as cuDNN's per-step floor, and above it the step's GEMM at half the
 tensor-core peak mma.sync reaches (an assumption: cuDNN's RNN GEMMs are not peak GEMMs).
@@ -76,27 +80,44 @@ def step_time(cell, direction, B, H, prec):
     return max(LAUNCH_HOST, kernel + GAP_GPU)
 
 
+def hoisted_time(cell, B, H, prec, training, ieee_fp32=False):
+    """Seconds a step of the GEMMs outside the loop: one (forward) or four (training)."""
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    macs = B * G * H * H * (4 if training else 1)
+    if ieee_fp32 and prec == "tf32":
+        return macs / (RATE["ffma32"] * SMS * CLOCK * 0.8)
+    return macs / (RATE["half" if prec == "half" else "tf32"] * SMS * CLOCK * 0.6)
+
+
 def cudnn_time(cell, B, H, half, training):
     G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
     macs = B * G * H * H * (3 if training else 1)
     rate = RATE["half" if half else "tf32"] * SMS * CLOCK * 0.5
-    return max(CUDNN_FLOOR * (2 if training else 1), macs / rate)
+    loop = max(CUDNN_FLOOR * (2 if training else 1), macs / rate)
+    return loop + hoisted_time(cell, B, H, "half" if half else "tf32", training)
 
 
 def table():
     rows = ["| cell | B | H | precision | fwd µs/step | bwd µs/step | FFMA fp32 before: fwd / bwd "
-            "| cuDNN fwd / train µs/step | inference ratio | training ratio |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+            "| GEMMs outside the loop: fwd / train µs/step (fp32 IEEE before) "
+            "| cuDNN fwd / train µs/step | inference ratio | training ratio "
+            "| training ratio, IEEE GEMMs before |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    us = lambda t: f"{t * 1e6:.1f}"  # noqa: E731
     for cell in ("lstm", "gru"):
         for B, H in [(8, 512), (64, 512), (64, 1024), (64, 2048)]:
             ff, fb = step_time(cell, "fwd", B, H, "ffma32"), step_time(cell, "bwd", B, H, "ffma32")
             for prec in ("tf32", "half"):
                 f, b = step_time(cell, "fwd", B, H, prec), step_time(cell, "bwd", B, H, prec)
+                gf, gt = (hoisted_time(cell, B, H, prec, t) for t in (False, True))
+                gt_old = hoisted_time(cell, B, H, prec, True, ieee_fp32=True)
                 ci = cudnn_time(cell, B, H, prec == "half", False)
                 ct = cudnn_time(cell, B, H, prec == "half", True)
+                old = "" if prec == "half" else f" ({us(gt_old)})"
                 rows.append(f"| {cell} | {B} | {H} | {'bf16' if prec == 'half' else 'fp32 (TF32)'} | "
-                            f"{f * 1e6:.1f} | {b * 1e6:.1f} | {ff * 1e6:.1f} / {fb * 1e6:.1f} | "
-                            f"{ci * 1e6:.1f} / {ct * 1e6:.1f} | {ci / f:.2f} | {ct / (f + b):.2f} |")
+                            f"{us(f)} | {us(b)} | {us(ff)} / {us(fb)} | {us(gf)} / {us(gt)}{old} | "
+                            f"{us(ci)} / {us(ct)} | {ci / (f + gf):.2f} | {ct / (f + b + gt):.2f} | "
+                            f"{ct / (f + b + gt_old):.2f} |")
     return "\n".join(rows)
 
 

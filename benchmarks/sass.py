@@ -96,7 +96,8 @@ def parse(sass_text):
         m = re.match(r"\s*Function : (\S+)", line)
         if m:
             cur = out.setdefault((arch, m.group(1)), {
-                "instructions": 0, "LDL": 0, "STL": 0, "HMMA": 0, "LDG": {}, "LDS": {}})
+                "instructions": 0, "LDL": 0, "STL": 0, "HMMA": 0, "LDG": {}, "LDS": {},
+                "LDGSTS": {}})
             continue
         if cur is None or not re.match(r"\s*/\*[0-9a-f]{4,}\*/", line):
             continue
@@ -112,9 +113,9 @@ def parse(sass_text):
         elif base == "LDG":
             w = str(width(opcode))
             cur["LDG"][w] = cur["LDG"].get(w, 0) + 1
-        elif base == "LDS":
+        elif base in ("LDS", "LDGSTS"):  # LDGSTS: cp.async, global -> shared
             w = str(width(opcode))
-            cur["LDS"][w] = cur["LDS"].get(w, 0) + 1
+            cur[base][w] = cur[base].get(w, 0) + 1
     return out
 
 
@@ -144,12 +145,13 @@ def fmt_widths(d):
 
 
 def markdown(rows):
-    lines = ["| arch | kernel | instr | LDL/STL | HMMA | LDG by width | LDS by width |",
-             "|---|---|---:|---:|---:|---|---|"]
+    lines = ["| arch | kernel | instr | LDL/STL | HMMA | LDG by width | LDGSTS by width "
+             "| LDS by width |",
+             "|---|---|---:|---:|---:|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['arch']} | `{r['kernel']}` | {r['instructions']} | "
                      f"{r['LDL'] + r['STL']} | {r['HMMA']} | {fmt_widths(r['LDG'])} | "
-                     f"{fmt_widths(r['LDS'])} |")
+                     f"{fmt_widths(r['LDGSTS'])} | {fmt_widths(r['LDS'])} |")
     return "\n".join(lines)
 
 

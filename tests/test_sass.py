@@ -19,6 +19,10 @@ STEPWISE = ["lstm_forward_step_kernel", "lstm_backward_step_kernel", "gru_forwar
 # cells' row kernels.
 ROWWISE = ["lnlstm_row_forward_kernel", "lnlstm_row_backward_kernel", "lngru_row_forward_kernel",
            "lngru_row_backward_kernel"]
+# The stepwise kernels whose product reads W_hh by rows (the forward ones): their tensor-core
+# instantiations stage by cp.async (LDGSTS), the rest through registers.
+ROW_PRODUCT = ["lstm_forward_step_kernel", "gru_forward_step_kernel", "rnn_forward_step_kernel",
+               "grurb_rz_step_kernel", "grurb_n_step_kernel", "ln_product_kernel"]
 PERSISTENT = ["lstm_fwd_kernel", "lstm_bwd_kernel", "gru_fwd_kernel", "gru_bwd_kernel"]
 DTYPES = ["float", "double", "Half", "BFloat16"]
 
@@ -34,7 +38,8 @@ LISTING = """
         /*0050*/                   LDL R5, [R1] ;                                  /* 0x0000000001057983 */
         /*0060*/                   HMMA.16816.F32.BF16 R12, R4, R8, R12 ;          /* 0x000000080c0c723c */
         /*0070*/                   LDS.64 R6, [R3] ;                               /* 0x0000000003067984 */
-        /*0080*/                   EXIT ;                                          /* 0x000000000000794d */
+        /*0080*/                   LDGSTS.E.BYPASS.LTC128B.128 [R5], desc[UR6][R2.64] ;  /* 0x0000000002057fae */
+        /*0090*/                   EXIT ;                                          /* 0x000000000000794d */
 		..........
 """
 
@@ -43,10 +48,11 @@ def test_parser_counts_a_listing():
     rows = sass.parse(LISTING)
     assert list(rows) == [("sm_90", "_Z6kernelPf")]
     r = rows[("sm_90", "_Z6kernelPf")]
-    assert r["instructions"] == 9
+    assert r["instructions"] == 10
     assert (r["LDL"], r["STL"], r["HMMA"]) == (1, 1, 1)
     assert r["LDG"] == {"128": 1, "32": 1, "16": 1}
     assert r["LDS"] == {"64": 1}
+    assert r["LDGSTS"] == {"128": 1}
 
 
 def _rows():
@@ -110,3 +116,15 @@ def test_tensor_cores_in_every_half_and_tf32_step_kernel(rows):
             for dt in ("Half", "BFloat16", "float"):
                 assert any(k in n and f"MmaShape<{dt}," in n for n in names), \
                     f"{k}: no tensor-core kernel for {dt} on {arch}"
+
+
+def test_forward_tensor_core_kernels_stage_by_cp_async(rows):
+    """cp.async (LDGSTS, 128-bit copies) in every tensor-core instantiation of a forward product
+    (bf16, fp16, TF32); none in the FFMA ones or the backward (W_hh by columns: registers)."""
+    step = [r for r in rows if any(k in r["kernel"] for k in STEPWISE)]
+    for r in step:
+        forward = any(k in r["kernel"] for k in ROW_PRODUCT) and "back" not in r["kernel"]
+        if forward and "MmaShape" in r["kernel"]:
+            assert r["LDGSTS"].get("128", 0) > 0, f"{r['arch']} {r['kernel']}: no 128-bit LDGSTS"
+        else:
+            assert not r["LDGSTS"], f"{r['arch']} {r['kernel']}: LDGSTS {r['LDGSTS']}"

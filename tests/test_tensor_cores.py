@@ -124,3 +124,36 @@ def test_packed_and_projection(prec, proj):
     torch.testing.assert_close(y.data.double(), y_ref.data, atol=2 * tol["atol"], rtol=2 * tol["rtol"])
     for a, b in zip(xf, xd):
         torch.testing.assert_close(a.grad.double(), b.grad, atol=4 * tol["atol"], rtol=4 * tol["rtol"])
+
+
+def _async_copies(fn):
+    _C.simt_reset_stats()
+    fn()
+    return _C.simt_stats()["async_copies"]
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
+def test_forward_staging_by_cp_async(kind):
+    """The forward products stage their chunks by cp.async (16-byte copies, two stages) when the
+    operands are staged as stored (bf16/fp16, and fp32 under TF32) and H keeps every row on
+    16-byte boundaries (a multiple of 8 halves or 4 floats); otherwise, and in the backward
+    (W_hh's columns), through registers. Both paths are checked against the reference by
+    test_odd_sizes (H = 16, 24 take cp.async, H = 5, 13 the registers)."""
+    base = kind.split("_")[0]
+    copies = {}
+    for name, dtype, tf32, H in [("bf16", torch.bfloat16, False, 16), ("fp16", torch.float16, False, 24),
+                                 ("tf32", torch.float32, True, 12), ("bf16 odd", torch.bfloat16, False, 12),
+                                 ("tf32 odd", torch.float32, True, 13), ("fp32", torch.float32, False, 16),
+                                 ("fp64", torch.float64, False, 16)]:
+        d = layer_inputs(base, 3, 5, 8, H, dtype=dtype)
+        grads = dict(y=torch.rand(3, 5, H).to(dtype), h_n=torch.rand(5, H).to(dtype))
+        if base == "lstm":
+            grads["c_n"] = torch.rand(5, H).to(dtype)
+        with (tf32_rnns() if tf32 else contextlib.nullcontext()):
+            out = []
+            fwd = _async_copies(lambda: out.append(_fwd(kind, d, False, "simt")))
+            bwd = _async_copies(lambda: _bwd(kind, d, out[0], grads, False, "simt"))
+        copies[name] = (fwd > 0, bwd > 0)
+    assert copies == {"bf16": (True, False), "fp16": (True, False), "tf32": (True, False),
+                      "bf16 odd": (False, False), "tf32 odd": (False, False),
+                      "fp32": (False, False), "fp64": (False, False)}

@@ -140,11 +140,10 @@ T5 lstm_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& c0,
   const Tensor steps = step_table(st, x);
   const PersistentPlan plan = plan_or_throw(RnnKind::Lstm, op, B, H, x.scalar_type());
   const auto acc = acc_type(x.scalar_type());
-  // Hoisted input projection of all T steps, both biases folded in, in the accumulation dtype.
-  auto xa = x.reshape({N, I}).to(acc);
-  auto wa = w_ih.to(acc);
-  auto xproj = b_ih ? at::addmm(b_ih->to(acc) + b_hh->to(acc), xa, wa.t()) : at::mm(xa, wa.t());
-  xproj = xproj.contiguous();
+  // Hoisted input projection of all T steps into the accumulation dtype, both biases folded in,
+  // in the GEMM policy (cuda/hoisted_gemm.h: the half types' operands as stored).
+  const OptTensor bias = b_ih ? OptTensor(b_ih->to(acc) + b_hh->to(acc)) : OptTensor();
+  auto xproj = stepwise::policy_mm(x.reshape({N, I}), w_ih.t(), x.scalar_type(), acc, bias);
   auto hbuf = at::empty({2, B, H}, x.options().dtype(acc));
   FRNN_POISON(hbuf);
   hbuf[0].copy_(h0);
@@ -219,12 +218,15 @@ T6 lstm_backward_persistent(const Tensor& dy, const Tensor& dh_n, const Tensor& 
                           plan.units, plan.kc_bwd, reverse, dh0_on_host};
     launch(&lstm_bwd_kernel<S, A>, plan, plan.smem_bwd, p);
   });
-  if (dh0_on_host) dh0 = at::mm(stepwise::initial_rows(da, st), w_hh.to(acc)).to(dtype);
-  // Weight gradients, dx and db: single GEMMs over all N rows (accumulation dtype).
-  auto dx = st.shaped(at::mm(da, w_ih.to(acc)).to(dtype));
-  auto dw_ih = at::mm(da.t(), x.reshape({N, I}).to(acc)).to(dtype);
-  auto hp = stepwise::previous_rows(stepwise::flat(y, st), h0.contiguous(), st).to(acc);
-  auto dw_hh = at::mm(da.t(), hp).to(dtype);
+  // dh0 (when not done in the kernel: the recurrence's precision), dx and the weight gradients
+  // (the GEMM policy): single GEMMs over all N rows (cuda/hoisted_gemm.h); db a sum.
+  using stepwise::policy_mm;
+  if (dh0_on_host)
+    dh0 = stepwise::recurrent_mm(stepwise::initial_rows(da, st), w_hh, dtype, dtype);
+  auto dx = st.shaped(policy_mm(da, w_ih, dtype, dtype));
+  auto dw_ih = policy_mm(da.t(), x.reshape({N, I}), dtype, dtype);
+  auto hp = stepwise::previous_rows(stepwise::flat(y, st), h0.contiguous(), st);
+  auto dw_hh = policy_mm(da.t(), hp, dtype, dtype);
   auto db = da.sum(0).to(dtype);
   return {dx, dh0, dc0, dw_ih, dw_hh, db};
 }
@@ -253,10 +255,9 @@ T4 gru_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
   const Tensor steps = step_table(st, x);
   const PersistentPlan plan = plan_or_throw(RnnKind::Gru, op, B, H, x.scalar_type());
   const auto acc = acc_type(x.scalar_type());
-  auto xa = x.reshape({N, I}).to(acc);
-  auto wa = w_ih.to(acc);
-  auto xproj = b_ih ? at::addmm(b_ih->to(acc), xa, wa.t()) : at::mm(xa, wa.t());
-  xproj = xproj.contiguous();
+  // In the GEMM policy (cuda/hoisted_gemm.h), as the LSTM's.
+  const OptTensor bias = b_ih ? OptTensor(b_ih->to(acc)) : OptTensor();
+  auto xproj = stepwise::policy_mm(x.reshape({N, I}), w_ih.t(), x.scalar_type(), acc, bias);
   Tensor bhh = b_hh ? b_hh->to(acc).contiguous() : Tensor();
   auto hbuf = at::empty({2, B, H}, x.options().dtype(acc));
   FRNN_POISON(hbuf);
@@ -326,14 +327,18 @@ T6 gru_backward_persistent(const Tensor& dy, const Tensor& dh_n, const Tensor& x
                          plan.units, plan.kc_bwd, reverse, dh0_on_host};
     launch(&gru_bwd_kernel<S, A>, plan, plan.smem_bwd, p);
   });
+  // The GEMMs over all rows in the GEMM policy (cuda/hoisted_gemm.h), as the LSTM's.
+  using stepwise::policy_mm;
   if (dh0_on_host)  // the kernel wrote the direct part z * dh; add dgh(first steps) W_hh
-    dh0 = at::mm(stepwise::initial_rows(dgh, st), w_hh.to(acc)).add_(dh0.to(acc)).to(dtype);
+    dh0 = stepwise::recurrent_mm(stepwise::initial_rows(dgh, st), w_hh, dtype, acc)
+              .add_(dh0.to(acc))
+              .to(dtype);
   const auto& gx = dgx;
   const auto& gh = dgh;
-  auto dx = st.shaped(at::mm(gx, w_ih.to(acc)).to(dtype));
-  auto dw_ih = at::mm(gx.t(), x.reshape({N, I}).to(acc)).to(dtype);
-  auto hp = stepwise::previous_rows(stepwise::flat(y, st), h0.contiguous(), st).to(acc);
-  auto dw_hh = at::mm(gh.t(), hp).to(dtype);
+  auto dx = st.shaped(policy_mm(gx, w_ih, dtype, dtype));
+  auto dw_ih = policy_mm(gx.t(), x.reshape({N, I}), dtype, dtype);
+  auto hp = stepwise::previous_rows(stepwise::flat(y, st), h0.contiguous(), st);
+  auto dw_hh = policy_mm(gh.t(), hp, dtype, dtype);
   return {dx, dh0, dw_ih, dw_hh, gx.sum(0).to(dtype), gh.sum(0).to(dtype)};
 }
 

@@ -8,11 +8,12 @@
 // here, once). Every output is a fresh contiguous tensor. Dense and packed input (batch_sizes)
 // share one code path: every step is launched for its own live rows only (Steps below), so a
 // packed batch computes no padding. Per call:
-//   forward : one GEMM for the input projection of all N rows (ATen: cuBLAS / CPU BLAS) with
-//             the biases folded in (GRU: b_ih only), then T launches of the fused step kernel;
+//   forward : one GEMM for the input projection of all N rows (cuda/hoisted_gemm.h: cuBLAS in
+//             cuDNN's precision; under SIMT its emulation) with the biases folded in (GRU: b_ih
+//             only), then T launches of the fused step kernel;
 //             without save (csrc/ops.h) one such GEMM per chunk of steps into a bounded
 //             scratch (XProj) and the kernels store no gates / cells / ghn;
-//             with the LSTM projection each step adds the GEMM y_t = m_t W_hr^T (ATen).
+//             with the LSTM projection each step adds the GEMM y_t = m_t W_hr^T (same policy).
 //   backward: T launches of the fused backward step kernel (reverse processing order), then dh0
 //             and dx, dW_ih, dW_hh, db as single GEMMs / reductions over all N rows. With the
 //             projection each step first forms dh_t = dy_t + da_{t+1} W_hh and dm_t = dh_t W_hr
@@ -33,6 +34,7 @@
 #include <vector>
 
 #include "cuda/gru_kernels.cuh"
+#include "cuda/hoisted_gemm.h"
 #include "cuda/lstm_kernels.cuh"
 #include "cuda/rnn_kernels.cuh"
 #include "ops.h"
@@ -131,12 +133,9 @@ template <class Cfg, class P> inline StepLaunch<P> step_launch(void (*kernel)(P)
 }
 
 // The recurrent product's precision (cuda/tile_mma.cuh), as torch lets cuDNN's RNNs choose:
-// fp32 on TF32 tensor cores exactly when TF32 is allowed for cuDNN RNNs
-// (torch.backends.cudnn.allow_tf32, or torch.backends.cudnn.rnn.fp32_precision = "tf32"; both
-// default on), IEEE FFMA otherwise; bf16/fp16 on their tensor cores in the forward and on
-// two-term TF32 in the backward (the fp32 gate gradients keep about 21 bits); fp64 on FFMA. Read
-// per call, on the host.
-inline bool rnn_tf32_allowed() { return at::globalContext().allowTF32CuDNN(at::Float32Op::RNN); }
+// fp32 on TF32 tensor cores exactly when rnn_tf32_allowed() (cuda/hoisted_gemm.h), IEEE FFMA
+// otherwise; bf16/fp16 on their tensor cores in the forward and on two-term TF32 in the backward
+// (the fp32 gate gradients keep about 21 bits); fp64 on FFMA. Read per call, on the host.
 template <kern::Prec P> using PrecTag = std::integral_constant<kern::Prec, P>;
 // make(PrecTag<P>{}) for the precision of this call, instantiating only those S can have.
 template <class S, bool kBackward, class F> inline auto pick_step(F make) {
@@ -240,9 +239,9 @@ inline Tensor previous_rows(const Tensor& seq, const Tensor& init, const Steps& 
   return at::index_select(at::cat({init, seq}, 0), 0, portable::host_to_device(idx, seq));
 }
 
-// x [N,I] -> [N, G*H]: x W_ih^T (+ bias).
+// x [N,I] -> [N, G*H] in x's dtype: x W_ih^T (+ bias), in the GEMM policy (cuda/hoisted_gemm.h).
 inline Tensor input_projection(const Tensor& x, const Tensor& w_ih, const OptTensor& bias) {
-  return bias ? at::addmm(*bias, x, w_ih.t()) : at::mm(x, w_ih.t());
+  return policy_mm(x, w_ih.t(), x.scalar_type(), x.scalar_type(), bias);
 }
 
 // The input projection of a forward's time loop. save: one GEMM over all N rows before the loop
@@ -288,10 +287,8 @@ struct XProj {
     row0 = lo, rows = hi - lo;
     auto out = buf.narrow(0, 0, rows);
     const auto xs = x.narrow(0, lo, rows);
-    if (bias)
-      at::addmm_out(out, *bias, xs, w_ih.t());
-    else
-      at::mm_out(out, xs, w_ih.t());
+    if (bias) out.copy_(bias->unsqueeze(0).expand_as(out));
+    policy_mm_out(out, xs, w_ih.t(), x.scalar_type(), bias.has_value());
   }
 };
 
@@ -362,7 +359,7 @@ T5 lstm_forward(const Tensor& x_, const Tensor& h0_, const Tensor& c0_, const Te
                 FRNN_CURRENT_STREAM, p);
     if (proj) {  // h_t = m W_hr^T, straight into y (ATen GEMM on the current stream)
       auto yt = y.narrow(0, st.first_row(s), n);
-      at::mm_out(yt, m.narrow(0, 0, n), w_hr.t());
+      policy_mm_out(yt, m.narrow(0, 0, n), w_hr.t(), x.scalar_type());
     }
   }
   return {st.shaped(y), final_rows(y, st), c.to(x.scalar_type(), false, true), saved(gates),
@@ -393,10 +390,12 @@ T7 lstm_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& dc_n_, co
 
   // The gate gradients da stay in the accumulation type, as in the persistent kernels: each step
   // feeds them back through W_hh, and rounding them to bf16 every step drifts the gradients. The
-  // GEMMs after the loop run in that type too (weights widened once; no copy for fp32/fp64).
+  // GEMMs after the loop are not fed back: they run in the GEMM policy (cuda/hoisted_gemm.h), which
+  // takes the half types' da rounded once, as cuDNN does. The projection's per-step products
+  // (part of the recurrence) stay in the accumulation type (weights widened once).
   auto da = at::empty({st.N, G}, x.options().dtype(acc));
   auto dc = acc_copy<S>(dc_n);
-  const auto w_hh_a = w_hh.to(acc), w_ih_a = w_ih.to(acc);
+  const Tensor w_hh_a = proj ? w_hh.to(acc) : Tensor();
   const Tensor w_hr_a = proj ? w_hr.to(acc) : Tensor();
   // With a projection: dht [N,P] the total gradient of every h_t (kept for dW_hr), dm [B,H] the
   // gradient of m = o * tanh(c) (scratch of one step), both in the accumulation type but dm,
@@ -456,13 +455,13 @@ T7 lstm_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& dc_n_, co
     FRNN_LAUNCH(L.kernel, L.grid(n, H), L.threads, L.smem,
                 FRNN_CURRENT_STREAM, p);
   }
-  auto dh0 = at::mm(initial_rows(da, st), w_hh_a).to(dtype);
-  auto dx = st.shaped(at::mm(da, w_ih_a).to(dtype));
-  auto dw_ih = at::mm(da.t(), x.to(acc)).to(dtype);
-  auto dw_hh = at::mm(da.t(), previous_rows(y, h0, st).to(acc)).to(dtype);
+  // The GEMMs over all rows, in the GEMM policy (dh0: the recurrence's; cuda/hoisted_gemm.h).
+  auto dh0 = recurrent_mm(initial_rows(da, st), w_hh, dtype, dtype);
+  auto dx = st.shaped(policy_mm(da, w_ih, dtype, dtype));
+  auto dw_ih = policy_mm(da.t(), x, dtype, dtype);
+  auto dw_hh = policy_mm(da.t(), previous_rows(y, h0, st), dtype, dtype);
   // dW_hr = sum over rows of dh_t^T m_t, m = o * tanh(c) recomputed from the saved tensors.
-  auto dw_hr = proj ? at::mm(dht.t(), (gates.narrow(1, 3 * H, H) * at::tanh(cells)).to(acc))
-                          .to(dtype)
+  auto dw_hr = proj ? policy_mm(dht.t(), gates.narrow(1, 3 * H, H) * at::tanh(cells), dtype, dtype)
                     : no_proj;
   return {dx, dh0, dc.to(dtype, false, true), dw_ih, dw_hh, da.sum(0).to(dtype), dw_hr};
 }
@@ -536,7 +535,6 @@ T6 gru_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& x_, const 
   const auto dtype = x.scalar_type(), acc = acc_dtype<S>();
   auto dax = at::empty({st.N, G}, x.options().dtype(acc));
   auto dah = at::empty({st.N, G}, x.options().dtype(acc));
-  const auto w_hh_a = w_hh.to(acc), w_ih_a = w_ih.to(acc);
   auto dh_direct = acc_copy<S>(dh_n);
   FRNN_POISON(dax);
   FRNN_POISON(dah);
@@ -566,10 +564,11 @@ T6 gru_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& x_, const 
                 FRNN_CURRENT_STREAM, p);
   }
   // dh0 = dah(each row's first step) W_hh + the direct term z * dh, added in the accumulation type.
-  auto dh0 = at::mm(initial_rows(dah, st), w_hh_a).add_(dh_direct).to(dtype);
-  auto dx = st.shaped(at::mm(dax, w_ih_a).to(dtype));
-  auto dw_ih = at::mm(dax.t(), x.to(acc)).to(dtype);
-  auto dw_hh = at::mm(dah.t(), previous_rows(y, h0, st).to(acc)).to(dtype);
+  // The GEMMs over all rows, in the GEMM policy (dh0: the recurrence's; cuda/hoisted_gemm.h).
+  auto dh0 = recurrent_mm(initial_rows(dah, st), w_hh, dtype, acc).add_(dh_direct).to(dtype);
+  auto dx = st.shaped(policy_mm(dax, w_ih, dtype, dtype));
+  auto dw_ih = policy_mm(dax.t(), x, dtype, dtype);
+  auto dw_hh = policy_mm(dah.t(), previous_rows(y, h0, st), dtype, dtype);
   return {dx, dh0, dw_ih, dw_hh, dax.sum(0).to(dtype), dah.sum(0).to(dtype)};
 }
 
@@ -631,7 +630,6 @@ T5 rnn_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& x_, const 
   // Gate gradients in the accumulation type (see lstm_backward).
   const auto dtype = x.scalar_type(), acc = acc_dtype<S>();
   auto da = at::empty({st.N, H}, x.options().dtype(acc));
-  const auto w_hh_a = w_hh.to(acc), w_ih_a = w_ih.to(acc);
   FRNN_POISON(da);
 
   kern::RnnBackwardParams<S> p;
@@ -654,10 +652,11 @@ T5 rnn_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& x_, const 
     FRNN_LAUNCH(L.kernel, L.grid(n, H), L.threads, L.smem,
                 FRNN_CURRENT_STREAM, p);
   }
-  auto dh0 = at::mm(initial_rows(da, st), w_hh_a).to(dtype);
-  auto dx = st.shaped(at::mm(da, w_ih_a).to(dtype));
-  auto dw_ih = at::mm(da.t(), x.to(acc)).to(dtype);
-  auto dw_hh = at::mm(da.t(), previous_rows(y, h0, st).to(acc)).to(dtype);
+  // The GEMMs over all rows, in the GEMM policy (dh0: the recurrence's; cuda/hoisted_gemm.h).
+  auto dh0 = recurrent_mm(initial_rows(da, st), w_hh, dtype, dtype);
+  auto dx = st.shaped(policy_mm(da, w_ih, dtype, dtype));
+  auto dw_ih = policy_mm(da.t(), x, dtype, dtype);
+  auto dw_hh = policy_mm(da.t(), previous_rows(y, h0, st), dtype, dtype);
   return {dx, dh0, dw_ih, dw_hh, da.sum(0).to(dtype)};
 }
 

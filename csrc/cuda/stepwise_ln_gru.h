@@ -134,7 +134,8 @@ T5 ln_gru_backward(const Tensor& dy_, const Tensor& dh_n, const Tensor& h0_, con
     FRNN_LAUNCH(Lp.kernel, Lp.grid(n, H), Lp.threads, Lp.smem, FRNN_CURRENT_STREAM, pp);
   }
   const auto xhat = (gh - stats.narrow(1, 0, 1)) * stats.narrow(1, 1, 1);
-  auto dw_hh = at::mm(dgh.t(), previous_rows(y, h0, st).to(acc_dtype<S>())).to(dtype);
+  // In the GEMM policy (cuda/hoisted_gemm.h).
+  auto dw_hh = policy_mm(dgh.t(), previous_rows(y, h0, st), dtype, dtype);
   return {st.shaped(dax.to(dtype)), dh.to(dtype), dw_hh, (dhh * xhat).sum(0).to(dtype),
           dhh.sum(0).to(dtype)};
 }

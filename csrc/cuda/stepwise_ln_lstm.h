@@ -148,7 +148,8 @@ T7 ln_lstm_backward(const Tensor& dy_, const Tensor& dh_n, const Tensor& dc_n, c
   }
   auto col = [&](int64_t j) { return stats.narrow(1, j, 1); };
   const auto xhat = (gh - col(0)) * col(1), chat = (cells.to(acc_dtype<S>()) - col(2)) * col(3);
-  auto dw_hh = at::mm(dgh.t(), previous_rows(y, h0, st).to(acc_dtype<S>())).to(dtype);
+  // In the GEMM policy (cuda/hoisted_gemm.h).
+  auto dw_hh = policy_mm(dgh.t(), previous_rows(y, h0, st), dtype, dtype);
   return {st.shaped(dax.to(dtype)),
           dh.to(dtype),
           dc.to(dtype),

@@ -171,19 +171,20 @@ T6 gru_rb_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& x_, con
 
   // Gate gradients in the accumulation type (see lstm_backward in cuda/stepwise.h).
   const auto dtype = x.scalar_type(), acc = acc_dtype<S>();
-  const auto w_hh_a = w_hh.to(acc), w_ih_a = w_ih.to(acc);
   auto dh_direct = acc_copy<S>(dh_n);
   auto dax = reset_before_backward_steps<S>(st, gru_rb_cell(), dy, h0, w_hh, y, gates, dh_direct);
-  // dh0 = [da_r, da_z](each row's first step) W_{hr,hz} + the direct terms, in the accumulation
-  // type.
+  // dh0 = [da_r, da_z](each row's first step) W_{hr,hz} + the direct terms, added in the
+  // accumulation type (the recurrence's precision); the GEMMs over all rows in the GEMM policy
+  // (cuda/hoisted_gemm.h).
   auto rz = [&](const Tensor& t, int64_t dim) { return t.narrow(dim, 0, 2 * H); };
-  auto dh0 = at::mm(rz(initial_rows(dax, st), 1), rz(w_hh_a, 0)).add_(dh_direct).to(dtype);
-  auto dx = st.shaped(at::mm(dax, w_ih_a).to(dtype));
-  auto dw_ih = at::mm(dax.t(), x.to(acc)).to(dtype);
-  auto dw_hh = at::cat({at::mm(rz(dax, 1).t(), previous_rows(y, h0, st).to(acc)),
-                        at::mm(dax.narrow(1, 2 * H, H).t(), rh.to(acc))},
-                       0)
-                   .to(dtype);
+  auto dh0 = recurrent_mm(rz(initial_rows(dax, st), 1), rz(w_hh, 0), dtype, acc)
+                 .add_(dh_direct)
+                 .to(dtype);
+  auto dx = st.shaped(policy_mm(dax, w_ih, dtype, dtype));
+  auto dw_ih = policy_mm(dax.t(), x, dtype, dtype);
+  auto dw_hh = at::cat({policy_mm(rz(dax, 1).t(), previous_rows(y, h0, st), dtype, dtype),
+                        policy_mm(dax.narrow(1, 2 * H, H).t(), rh, dtype, dtype)},
+                       0);
   auto db = dax.sum(0).to(dtype);
   return {dx, dh0, dw_ih, dw_hh, db, db.clone()};
 }
@@ -223,27 +224,32 @@ T3 mut_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& h0_, const
   if (st.N == 0) return {at::zeros_like(gates_), dh_n.clone(), at::zeros_like(w_hh)};
 
   const auto dtype = dy.scalar_type(), acc = acc_dtype<S>();
-  const auto w_a = w_hh.to(acc);
   auto dh_direct = acc_copy<S>(dh_n);
   const auto cell = mut_cell(variant);
   auto dax = reset_before_backward_steps<S>(st, cell, dy, h0, w_hh, y, gates, dh_direct);
   // dh0 from each row's first step: da_r W_hr, + da_z W_hz (MUT2), + (da_z W_hz) * (1 -
-  // tanh(h0)^2) (MUT3), + the direct terms; dW_hh's rows likewise over all rows.
+  // tanh(h0)^2) (MUT3), + the direct terms; dW_hh's rows likewise over all rows. dW_hh's GEMMs in
+  // the GEMM policy, dh0's in the recurrence's (cuda/hoisted_gemm.h); sums in the accumulation
+  // type.
   auto cols = [&](const Tensor& t, int64_t gate) { return t.narrow(1, gate * H, H); };
-  auto rows = [&](int64_t gate) { return w_a.narrow(0, gate * H, H); };
-  const auto first = initial_rows(dax, st), h_prev = previous_rows(y, h0, st).to(acc);
-  auto dh0 = at::mm(cols(first, 0), rows(0)).add_(dh_direct);
-  std::vector<Tensor> dw{at::mm(cols(dax, 0).t(), h_prev)};
+  auto rows = [&](int64_t gate) { return w_hh.narrow(0, gate * H, H); };
+  auto mm = [&](const Tensor& a, const Tensor& b, at::ScalarType out) {
+    return policy_mm(a, b, dtype, out);
+  };
+  auto rmm = [&](const Tensor& a, const Tensor& b) { return recurrent_mm(a, b, dtype, acc); };
+  const auto first = initial_rows(dax, st), h_prev = previous_rows(y, h0, st);
+  auto dh0 = rmm(cols(first, 0), rows(0)).add_(dh_direct);
+  std::vector<Tensor> dw{mm(cols(dax, 0).t(), h_prev, dtype)};
   if (cell.z_src == 1) {
-    dh0.add_(at::mm(cols(first, 1), rows(1)));
-    dw.push_back(at::mm(cols(dax, 1).t(), h_prev));
+    dh0.add_(rmm(cols(first, 1), rows(1)));
+    dw.push_back(mm(cols(dax, 1).t(), h_prev, dtype));
   } else if (cell.z_src == 2) {
     const auto th0 = at::tanh(h0.to(acc));
-    dh0.add_(at::mm(cols(first, 1), rows(1)).mul_(1 - th0 * th0));
-    dw.push_back(at::mm(cols(dax, 1).t(), at::tanh(h_prev)));
+    dh0.add_(rmm(cols(first, 1), rows(1)).mul_(1 - th0 * th0));
+    dw.push_back(mm(cols(dax, 1).t(), at::tanh(h_prev.to(acc)), dtype));
   }
-  dw.push_back(at::mm(cols(dax, 2).t(), rh.to(acc)));
-  return {st.shaped(dax.to(dtype)), dh0.to(dtype), at::cat(dw, 0).to(dtype)};
+  dw.push_back(mm(cols(dax, 2).t(), rh, dtype));
+  return {st.shaped(dax.to(dtype)), dh0.to(dtype), at::cat(dw, 0)};
 }
 
 }  // namespace stepwise

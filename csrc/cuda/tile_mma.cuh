@@ -18,8 +18,15 @@
 // shape's BT is a multiple of 16 and NC of 8 (GRU's 24 included). K is walked in chunks of KC,
 // staged in shared memory in the operand type ([BT][KC+pad] rows of a, [NC][KC+pad] rows of Wsel,
 // both k-contiguous: 16 bytes of padding a row make the 8 row addresses of an ldmatrix fall in
-// 8 distinct 16-byte bank groups), the next chunk's global loads in registers meanwhile (as
-// tile_product). Warps: WARPS_M x WARPS_N tiles of WM x WN mma tiles (a warp's A fragments serve
+// 8 distinct 16-byte bank groups). Two ways to stage a chunk:
+//   cp.async (kRows, i.e. the forward products, when the operands are staged as stored: kHalf,
+//     and kTf32, whose fragments are then rounded after ldmatrix; and when K, lda, ldw and the
+//     base pointers are 16-byte aligned, e.g. H a multiple of 8 for the half types, 4 for fp32):
+//     16-byte copies from global straight into one of two shared-memory stages, chunk c+1's
+//     copies in flight while chunk c multiplies; no registers, 128-bit transactions.
+//   registers (otherwise: kColumns, whose W columns would need a transposing copy; kTf32x2's
+//     widened W; odd sizes): the next chunk's global loads held in registers meanwhile, element
+//     by element (as tile_product_ffma). Warps: WARPS_M x WARPS_N tiles of WM x WN mma tiles (a warp's A fragments serve
 // its WN column tiles, its B fragments its WM row tiles), times KSPLIT groups that take turns
 // over the chunk's k-steps; each group's partial tile goes to shared memory, summed by tile_sum.
 // Fragments come from ldmatrix: .x4 for a 16-row A tile, .x2 for an 8-column B tile; for tf32
@@ -56,7 +63,8 @@ struct MmaShape {
   static constexpr int kThreads = kGroupThreads * KSPLIT;
   static constexpr int kLdTile = KC + 16 / int(sizeof(op_t));
   static constexpr int kLdPart = NC + 1;
-  static constexpr int kSmemBytes = cmax((BT + NC) * kLdTile * int(sizeof(op_t)),
+  // Two stages of staged operands (the cp.async path; the register path uses the first).
+  static constexpr int kSmemBytes = cmax(2 * (BT + NC) * kLdTile * int(sizeof(op_t)),
                                          KSPLIT * BT * kLdPart * int(sizeof(float)));
   static_assert(BT % (16 * WM) == 0 && NC % (8 * WN) == 0, "warp tiles must divide the block tile");
   static_assert(KC % kKStep == 0, "K chunk: whole mma k-steps");
@@ -95,6 +103,16 @@ template <class S> FRNN_DEVICE void mma_half(float (&d)[4], const uint32_t (&a)[
   else portable::mma_bf16_16816(d, a, b, d);
 }
 
+// Whether this call can stage by cp.async (see the header): 16-byte copies need K, both leading
+// dimensions and the three base pointers on 16-byte boundaries (a null source is never read).
+template <class O, class AS, class WS>
+FRNN_DEVICE bool async_staging_ok(const AS* a, const AS* a_alt, int lda, const WS* w, int ldw,
+                                  int K) {
+  constexpr int V = 16 / int(sizeof(O));
+  auto aligned = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; };
+  return K % V == 0 && lda % V == 0 && ldw % V == 0 && aligned(a) && aligned(a_alt) && aligned(w);
+}
+
 template <class Sh, WView kView, class AS = typename Sh::scalar_t>
 FRNN_DEVICE void tile_product_mma(const AS* __restrict__ a, const AS* __restrict__ a_alt,
                                   int a_split, int lda, int a_rows,
@@ -107,8 +125,8 @@ FRNN_DEVICE void tile_product_mma(const AS* __restrict__ a, const AS* __restrict
   constexpr int NT = Sh::kThreads, WM = Sh::WM, WN = Sh::WN, KS = Sh::kKStep;
   constexpr int NA = (BT * KC + NT - 1) / NT, NW = (NC * KC + NT - 1) / NT;
   constexpr int kHalfK = KS / 2;  // k columns of one ldmatrix matrix: 8 halves or 4 floats
-  O* As = reinterpret_cast<O*>(smem_f);  // [BT][LD]
-  O* Ws = As + BT * LD;                  // [NC][LD]
+  constexpr int kStage = (BT + NC) * LD;  // one stage: As [BT][LD], then Ws [NC][LD]
+  O* const stages = reinterpret_cast<O*>(smem_f);
   const int tid = int(threadIdx.x), lane = tid % 32, warp = tid / 32;
   const int q = warp / (Sh::kWarpsM * Sh::kWarpsN);
   const int wi = warp % (Sh::kWarpsM * Sh::kWarpsN);
@@ -123,16 +141,11 @@ FRNN_UNROLL
 FRNN_UNROLL
       for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
 
-  O ra[NA], rw[NW];
-  auto load = [&](int j0) {
-    load_chunk<Sh, kView, ToOperand<Sh::kMma, true, O>, ToOperand<Sh::kMma, false, O>>(
-        ra, rw, a, a_alt, a_split, lda, a_rows, w, ldw, H, k0, K, j0);
-  };
-  if (K > 0) load(0);
-  for (int j0 = 0; j0 < K; j0 += KC) {
-    store_chunk<Sh, kView>(ra, rw, As, Ws);
-    __syncthreads();
-    if (j0 + KC < K) load(j0 + KC);
+  // Group q's k-steps of one staged chunk into the accumulators. kRound: the staged operands are
+  // fp32 as stored (the cp.async path), rounded to tf32 here, fragment by fragment (cvt.rna, as
+  // the register path rounds them when staging: the same values).
+  auto multiply = [&](const O* As, const O* Ws, auto round_tag) {
+    constexpr bool kRound = decltype(round_tag)::value;
 FRNN_UNROLL
     for (int s = q; s < KC / KS; s += Sh::KSPLIT) {
       const int kb = s * KS;
@@ -147,6 +160,16 @@ FRNN_UNROLL
 FRNN_UNROLL
       for (int j = 0; j < WN; ++j)
         portable::ldmatrix_x2(fb[j], Ws + (n0 + 8 * j + (lane & 7)) * LD + kb + ((lane >> 3) & 1) * kHalfK);
+      if constexpr (kRound) {
+FRNN_UNROLL
+        for (int i = 0; i < WM; ++i)
+FRNN_UNROLL
+          for (int r = 0; r < 4; ++r) fa[i][r] = portable::to_tf32(__uint_as_float(fa[i][r]));
+FRNN_UNROLL
+        for (int j = 0; j < WN; ++j)
+FRNN_UNROLL
+          for (int r = 0; r < 2; ++r) fb[j][r] = portable::to_tf32(__uint_as_float(fb[j][r]));
+      }
       if constexpr (Sh::kMma == Prec::kTf32x2) {
         uint32_t lo[WM][4];  // a = hi + lo, both tf32: the small term first
 FRNN_UNROLL
@@ -170,7 +193,76 @@ FRNN_UNROLL
           else mma_half<typename Sh::scalar_t>(acc[i][j], fa[i], fb[j]);
         }
     }
-    __syncthreads();
+  };
+
+  // cp.async staging: both operands in rows (kRows) and staged as stored (16-bit types, or fp32
+  // rounded to tf32 per fragment), 16 bytes a copy straight into shared memory; two stages, so
+  // chunk c+1's copies are in flight while chunk c multiplies. Otherwise (kColumns, whose W
+  // columns would need a transposing copy; kTf32x2's widened W; misaligned rows) the register path.
+  constexpr bool kAsync = kView == WView::kRows && std::is_same<AS, O>::value &&
+                          std::is_same<typename Sh::scalar_t, O>::value;
+  bool use_async = false;
+  if constexpr (kAsync) use_async = async_staging_ok<O>(a, a_alt, lda, w, ldw, K);
+  if constexpr (kAsync) {
+    if (use_async) {
+      constexpr int V = 16 / int(sizeof(O)), KV = KC / V;  // elements a copy, copies a row
+      static_assert(KC % V == 0, "a chunk row is whole 16-byte copies");
+      constexpr int CA = BT * KV, CW = NC * KV;
+      constexpr int IA = (CA + NT - 1) / NT, IW = (CW + NT - 1) / NT;
+      auto issue = [&](int j0, O* As) {
+        O* Ws = As + BT * LD;
+FRNN_UNROLL
+        for (int i = 0; i < IA; ++i) {
+          const int e = tid + i * NT;
+          if (CA % NT == 0 || e < CA) {
+            const int b = e / KV, jj = (e % KV) * V, j = j0 + jj;
+            const bool ok = b < a_rows && j < K;
+            const AS* src = b < a_split ? a : a_alt;
+            portable::cp_async<16>(As + b * LD + jj, ok ? src + (size_t)b * lda + j : w, ok);
+          }
+        }
+FRNN_UNROLL
+        for (int i = 0; i < IW; ++i) {
+          const int e = tid + i * NT;
+          if (CW % NT == 0 || e < CW) {
+            const int n = e / KV, jj = (e % KV) * V, j = j0 + jj;
+            const int unit = k0 + n % Sh::HT, wrow = (n / Sh::HT) * H + unit;
+            const bool ok = unit < H && j < K;
+            portable::cp_async<16>(Ws + n * LD + jj, ok ? w + (size_t)wrow * ldw + j : w, ok);
+          }
+        }
+      };
+      const int chunks = (K + KC - 1) / KC;
+      if (chunks > 0) issue(0, stages);
+      portable::cp_async_commit();
+      for (int c = 0; c < chunks; ++c) {
+        if (c + 1 < chunks) issue((c + 1) * KC, stages + ((c + 1) & 1) * kStage);
+        portable::cp_async_commit();
+        portable::cp_async_wait<1>();  // chunk c's group has landed (c+1's may be in flight)
+        __syncthreads();
+        const O* As = stages + (c & 1) * kStage;
+        multiply(As, As + BT * LD, std::integral_constant<bool, Sh::kMma == Prec::kTf32>{});
+        __syncthreads();  // stage c&1 is free for chunk c+2's copies
+      }
+      portable::cp_async_wait<0>();
+    }
+  }
+  if (!use_async) {
+    O* As = stages;            // [BT][LD]
+    O* Ws = stages + BT * LD;  // [NC][LD]
+    O ra[NA], rw[NW];
+    auto load = [&](int j0) {
+      load_chunk<Sh, kView, ToOperand<Sh::kMma, true, O>, ToOperand<Sh::kMma, false, O>>(
+          ra, rw, a, a_alt, a_split, lda, a_rows, w, ldw, H, k0, K, j0);
+    };
+    if (K > 0) load(0);
+    for (int j0 = 0; j0 < K; j0 += KC) {
+      store_chunk<Sh, kView>(ra, rw, As, Ws);
+      __syncthreads();
+      if (j0 + KC < K) load(j0 + KC);
+      multiply(As, Ws, std::false_type{});
+      __syncthreads();
+    }
   }
   // Partials of group q: part[q][b][n]; C/D fragment: c[r] at row g + 8*(r/2), column 2t + r%2.
   float* part = smem_f;

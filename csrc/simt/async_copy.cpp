@@ -39,6 +39,7 @@ void cp_async(void* dst, const void* src, int bytes, int src_bytes) {
     throw Error("simt: cp.async of " + std::to_string(bytes) +
                 " bytes needs source and destination aligned to " + std::to_string(bytes));
   f->copies.push_back({dst, src, bytes, src_bytes, f->groups_committed});
+  f->worker->stats.async_copies++;
 }
 
 void cp_async_commit() { detail::current_fiber("cp.async.commit_group")->groups_committed++; }

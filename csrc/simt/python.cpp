@@ -45,6 +45,7 @@ void bind_python(pybind11::module& m) {
     d["block_barriers"] = s.block_barriers;
     d["warp_ops"] = s.warp_ops;
     d["grid_barriers"] = s.grid_barriers;
+    d["async_copies"] = s.async_copies;
     d["seconds"] = double(s.nanoseconds) * 1e-9;
     return d;
   }, "Counters of the SIMT layer since the last simt_reset_stats().");
