@@ -138,7 +138,8 @@ def test_forward_staging_by_cp_async(kind):
     operands are staged as stored (bf16/fp16, and fp32 under TF32) and H keeps every row on
     16-byte boundaries (a multiple of 8 halves or 4 floats); otherwise, and in the backward
     (W_hh's columns), through registers. Both paths are checked against the reference by
-    test_odd_sizes (H = 16, 24 take cp.async, H = 5, 13 the registers)."""
+    test_odd_sizes (H = 16, 24 take cp.async, H = 5, 13 the registers; one chunk each) and by
+    the next test (several chunks through both stages)."""
     base = kind.split("_")[0]
     copies = {}
     for name, dtype, tf32, H in [("bf16", torch.bfloat16, False, 16), ("fp16", torch.float16, False, 24),
@@ -157,3 +158,27 @@ def test_forward_staging_by_cp_async(kind):
     assert copies == {"bf16": (True, False), "fp16": (True, False), "tf32": (True, False),
                       "bf16 odd": (False, False), "tf32 odd": (False, False),
                       "fp32": (False, False), "fp64": (False, False)}
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
+@pytest.mark.parametrize("prec", ["bf16", "tf32"])
+def test_forward_cp_async_pipeline_over_several_chunks(kind, prec):
+    """H = 136 walks K in 3 chunks of 64 (LSTM, GRU) or 2 of 128 (RNN) through the two cp.async
+    stages, so a copy landing in the wrong stage or read before its wait shows up."""
+    dtype = torch.bfloat16 if prec == "bf16" else torch.float32
+    tol_dtype = torch.float16 if prec == "tf32" else dtype
+    base = kind.split("_")[0]
+    T, B, I, H = 3, 5, 7, 136
+    d = layer_inputs(base, T, B, I, H, dtype=dtype, seed=11)
+    out = []
+    with (tf32_rnns() if prec == "tf32" else contextlib.nullcontext()):
+        copies = _async_copies(lambda: out.append(_fwd(kind, d, False, "simt")))
+    assert copies > 0
+    gen = torch.Generator().manual_seed(5)
+    grads = dict(y=torch.rand(T, B, H, generator=gen).to(dtype),
+                 h_n=torch.rand(B, H, generator=gen).to(dtype))
+    if base == "lstm":
+        grads["c_n"] = torch.rand(B, H, generator=gen).to(dtype)
+    ref_out, _ = _reference(kind, d, grads, False, G[kind], H)
+    _close(out[0][0], ref_out["y"], dtype, "y", tol_dtype=tol_dtype)
+    _close(out[0][1], ref_out["h_n"], dtype, "h_n", tol_dtype=tol_dtype)
