@@ -19,10 +19,6 @@ STEPWISE = ["lstm_forward_step_kernel", "lstm_backward_step_kernel", "gru_forwar
 # cells' row kernels.
 ROWWISE = ["lnlstm_row_forward_kernel", "lnlstm_row_backward_kernel", "lngru_row_forward_kernel",
            "lngru_row_backward_kernel"]
-# The stepwise kernels whose product reads W_hh by rows (the forward ones): their tensor-core
-# instantiations stage by cp.async (LDGSTS), the rest through registers.
-ROW_PRODUCT = ["lstm_forward_step_kernel", "gru_forward_step_kernel", "rnn_forward_step_kernel",
-               "grurb_rz_step_kernel", "grurb_n_step_kernel", "ln_product_kernel"]
 PERSISTENT = ["lstm_fwd_kernel", "lstm_bwd_kernel", "gru_fwd_kernel", "gru_bwd_kernel"]
 DTYPES = ["float", "double", "Half", "BFloat16"]
 
@@ -118,13 +114,12 @@ def test_tensor_cores_in_every_half_and_tf32_step_kernel(rows):
                     f"{k}: no tensor-core kernel for {dt} on {arch}"
 
 
-def test_forward_tensor_core_kernels_stage_by_cp_async(rows):
-    """cp.async (LDGSTS, 128-bit copies) in every tensor-core instantiation of a forward product
-    (bf16, fp16, TF32); none in the FFMA ones or the backward (W_hh by columns: registers)."""
+def test_tensor_core_kernels_stage_by_cp_async(rows):
+    """cp.async (LDGSTS, 128-bit copies) in every tensor-core instantiation of a step kernel
+    (bf16, fp16, TF32; forward and backward); none in the FFMA ones."""
     step = [r for r in rows if any(k in r["kernel"] for k in STEPWISE)]
     for r in step:
-        forward = any(k in r["kernel"] for k in ROW_PRODUCT) and "back" not in r["kernel"]
-        if forward and "MmaShape" in r["kernel"]:
+        if "MmaShape" in r["kernel"]:
             assert r["LDGSTS"].get("128", 0) > 0, f"{r['arch']} {r['kernel']}: no 128-bit LDGSTS"
         else:
             assert not r["LDGSTS"], f"{r['arch']} {r['kernel']}: LDGSTS {r['LDGSTS']}"

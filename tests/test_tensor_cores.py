@@ -133,11 +133,10 @@ def _async_copies(fn):
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
-def test_forward_staging_by_cp_async(kind):
-    """The forward products stage their chunks by cp.async (16-byte copies, two stages) when the
-    operands are staged as stored (bf16/fp16, and fp32 under TF32) and H keeps every row on
-    16-byte boundaries (a multiple of 8 halves or 4 floats); otherwise, and in the backward
-    (W_hh's columns), through registers. Both paths are checked against the reference by
+def test_staging_by_cp_async(kind):
+    """The tensor-core products, forward and backward, stage their chunks by cp.async (16-byte
+    copies, two stages) when H keeps every row on 16-byte boundaries (a multiple of 8 halves or
+    4 floats); otherwise, and in the FFMA kernels, through registers. Both paths are checked against the reference by
     test_odd_sizes (H = 16, 24 take cp.async, H = 5, 13 the registers; one chunk each) and by
     the next test (several chunks through both stages)."""
     base = kind.split("_")[0]
@@ -155,16 +154,17 @@ def test_forward_staging_by_cp_async(kind):
             fwd = _async_copies(lambda: out.append(_fwd(kind, d, False, "simt")))
             bwd = _async_copies(lambda: _bwd(kind, d, out[0], grads, False, "simt"))
         copies[name] = (fwd > 0, bwd > 0)
-    assert copies == {"bf16": (True, False), "fp16": (True, False), "tf32": (True, False),
+    assert copies == {"bf16": (True, True), "fp16": (True, True), "tf32": (True, True),
                       "bf16 odd": (False, False), "tf32 odd": (False, False),
                       "fp32": (False, False), "fp64": (False, False)}
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
 @pytest.mark.parametrize("prec", ["bf16", "tf32"])
-def test_forward_cp_async_pipeline_over_several_chunks(kind, prec):
-    """H = 136 walks K in 3 chunks of 64 (LSTM, GRU) or 2 of 128 (RNN) through the two cp.async
-    stages, so a copy landing in the wrong stage or read before its wait shows up."""
+def test_cp_async_pipeline_over_several_chunks(kind, prec):
+    """H = 136 walks K in 3 chunks of 64 (LSTM, GRU) or 2 of 128 (RNN) forward and in 2-5 chunks
+    of 128 backward (K = G*H) through the two cp.async stages, so a copy landing in the wrong
+    stage or read before its wait shows up."""
     dtype = torch.bfloat16 if prec == "bf16" else torch.float32
     tol_dtype = torch.float16 if prec == "tf32" else dtype
     base = kind.split("_")[0]
@@ -179,6 +179,13 @@ def test_forward_cp_async_pipeline_over_several_chunks(kind, prec):
                  h_n=torch.rand(B, H, generator=gen).to(dtype))
     if base == "lstm":
         grads["c_n"] = torch.rand(B, H, generator=gen).to(dtype)
-    ref_out, _ = _reference(kind, d, grads, False, G[kind], H)
+    with (tf32_rnns() if prec == "tf32" else contextlib.nullcontext()):
+        res = []
+        assert _async_copies(lambda: res.append(_bwd(kind, d, out[0], grads, False, "simt"))) > 0
+    res = res[0]
+    ref_out, ref_grad = _reference(kind, d, grads, False, G[kind], H)
     _close(out[0][0], ref_out["y"], dtype, "y", tol_dtype=tol_dtype)
     _close(out[0][1], ref_out["h_n"], dtype, "h_n", tol_dtype=tol_dtype)
+    _close(res[0], ref_grad["x"], dtype, "dx", 2.0, tol_dtype)
+    _close(res[1], ref_grad["h0"], dtype, "dh0", 2.0, tol_dtype)
+    _close(res[4] if base == "lstm" else res[3], ref_grad["w_hh"], dtype, "dw_hh", 2.0, tol_dtype)

@@ -19,14 +19,15 @@
 // staged in shared memory in the operand type ([BT][KC+pad] rows of a, [NC][KC+pad] rows of Wsel,
 // both k-contiguous: 16 bytes of padding a row make the 8 row addresses of an ldmatrix fall in
 // 8 distinct 16-byte bank groups). Two ways to stage a chunk:
-//   cp.async (kRows, i.e. the forward products, when the operands are staged as stored: kHalf,
-//     and kTf32, whose fragments are then rounded after ldmatrix; and when K, lda, ldw and the
-//     base pointers are 16-byte aligned, e.g. H a multiple of 8 for the half types, 4 for fp32):
-//     16-byte copies from global straight into one of two shared-memory stages, chunk c+1's
-//     copies in flight while chunk c multiplies; no registers, 128-bit transactions.
-//   registers (otherwise: kColumns, whose W columns would need a transposing copy; kTf32x2's
-//     widened W; odd sizes): the next chunk's global loads held in registers meanwhile, element
-//     by element (as tile_product_ffma). Warps: WARPS_M x WARPS_N tiles of WM x WN mma tiles (a warp's A fragments serve
+//   cp.async, when every row is 16-byte aligned (H a multiple of 8 for the half types, 4 for
+//     fp32): 16-byte copies of each operand as stored, from global straight into one of two
+//     shared-memory stages, chunk c+1's copies in flight while chunk c multiplies; no registers,
+//     128-bit transactions. kTf32 rounds its fragments after loading them instead of when
+//     staging (the same values). The backward's W (kColumns) is copied along its rows into
+//     [KC][NC + 8] and its tf32 B fragments read per lane (ldmatrix.trans moves 16-bit
+//     elements only), widened from the storage type there (exact for the half types).
+//   registers (otherwise): the next chunk's global loads held in registers meanwhile, element
+//     by element, converted to the staging type (as tile_product_ffma). Warps: WARPS_M x WARPS_N tiles of WM x WN mma tiles (a warp's A fragments serve
 // its WN column tiles, its B fragments its WM row tiles), times KSPLIT groups that take turns
 // over the chunk's k-steps; each group's partial tile goes to shared memory, summed by tile_sum.
 // Fragments come from ldmatrix: .x4 for a 16-row A tile, .x2 for an 8-column B tile; for tf32
@@ -63,9 +64,14 @@ struct MmaShape {
   static constexpr int kThreads = kGroupThreads * KSPLIT;
   static constexpr int kLdTile = KC + 16 / int(sizeof(op_t));
   static constexpr int kLdPart = NC + 1;
-  // Two stages of staged operands (the cp.async path; the register path uses the first).
-  static constexpr int kSmemBytes = cmax(2 * (BT + NC) * kLdTile * int(sizeof(op_t)),
-                                         KSPLIT * BT * kLdPart * int(sizeof(float)));
+  // One stage of the cp.async path: A [BT][kLdTile] in op_t, then W either [NC][kLdTile] (rows)
+  // or [KC][kLdCols] as stored (columns; bounded here with op_t, never narrower than storage).
+  // Two stages (the register path uses the first), or the partial tiles, whichever is larger.
+  static constexpr int kLdCols = NC + 8;  // 8 elements of padding: conflict-free fragment loads
+  static constexpr int kStageBytes =
+      BT * kLdTile * int(sizeof(op_t)) + cmax(NC * kLdTile, KC * kLdCols) * int(sizeof(op_t));
+  static constexpr int kSmemBytes = cmax(2 * kStageBytes, KSPLIT * BT * kLdPart * int(sizeof(float)));
+  static_assert(kSmemBytes <= 48 * 1024, "dynamic shared memory above 48 KB needs an opt-in");
   static_assert(BT % (16 * WM) == 0 && NC % (8 * WN) == 0, "warp tiles must divide the block tile");
   static_assert(KC % kKStep == 0, "K chunk: whole mma k-steps");
   static_assert(kThreads <= 1024, "at most 1024 threads");
@@ -103,14 +109,18 @@ template <class S> FRNN_DEVICE void mma_half(float (&d)[4], const uint32_t (&a)[
   else portable::mma_bf16_16816(d, a, b, d);
 }
 
-// Whether this call can stage by cp.async (see the header): 16-byte copies need K, both leading
-// dimensions and the three base pointers on 16-byte boundaries (a null source is never read).
-template <class O, class AS, class WS>
+// Whether this call can stage by cp.async (see the header): 16-byte copies need the a rows (K,
+// lda, both sources) and the W rows (ldw, w) on 16-byte boundaries; by columns also each copy's
+// units all in or all out of range (k0 and H whole copies). A null source is never read.
+template <WView kView, class AS, class WS>
 FRNN_DEVICE bool async_staging_ok(const AS* a, const AS* a_alt, int lda, const WS* w, int ldw,
-                                  int K) {
-  constexpr int V = 16 / int(sizeof(O));
+                                  int H, int k0, int K) {
+  constexpr int VA = 16 / int(sizeof(AS)), VW = 16 / int(sizeof(WS));
   auto aligned = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; };
-  return K % V == 0 && lda % V == 0 && ldw % V == 0 && aligned(a) && aligned(a_alt) && aligned(w);
+  const bool rows_ok = K % VA == 0 && lda % VA == 0 && aligned(a) && aligned(a_alt) &&
+                       ldw % VW == 0 && aligned(w);
+  if (kView == WView::kRows) return rows_ok && K % VW == 0;
+  return rows_ok && k0 % VW == 0 && H % VW == 0;
 }
 
 template <class Sh, WView kView, class AS = typename Sh::scalar_t>
@@ -125,7 +135,6 @@ FRNN_DEVICE void tile_product_mma(const AS* __restrict__ a, const AS* __restrict
   constexpr int NT = Sh::kThreads, WM = Sh::WM, WN = Sh::WN, KS = Sh::kKStep;
   constexpr int NA = (BT * KC + NT - 1) / NT, NW = (NC * KC + NT - 1) / NT;
   constexpr int kHalfK = KS / 2;  // k columns of one ldmatrix matrix: 8 halves or 4 floats
-  constexpr int kStage = (BT + NC) * LD;  // one stage: As [BT][LD], then Ws [NC][LD]
   O* const stages = reinterpret_cast<O*>(smem_f);
   const int tid = int(threadIdx.x), lane = tid % 32, warp = tid / 32;
   const int q = warp / (Sh::kWarpsM * Sh::kWarpsN);
@@ -143,9 +152,15 @@ FRNN_UNROLL
 
   // Group q's k-steps of one staged chunk into the accumulators. kRound: the staged operands are
   // fp32 as stored (the cp.async path), rounded to tf32 here, fragment by fragment (cvt.rna, as
-  // the register path rounds them when staging: the same values).
-  auto multiply = [&](const O* As, const O* Ws, auto round_tag) {
-    constexpr bool kRound = decltype(round_tag)::value;
+  // the register path rounds them when staging: the same values). kCols: W staged by the
+  // cp.async path in columns, [KC][kLdCols] as stored (type S); its tf32 B fragment is read
+  // per lane (b0 = Wsel(n0 + g, k t), b1 at k t + 4; g = lane / 4, t = lane % 4, PTX's
+  // m16n8k8 layout) and widened, since ldmatrix.trans moves 16-bit elements only.
+  using S = typename Sh::scalar_t;
+  auto multiply = [&](const O* As, const void* Wv, auto round_tag, auto cols_tag) {
+    constexpr bool kRound = decltype(round_tag)::value, kCols = decltype(cols_tag)::value;
+    const O* Ws = static_cast<const O*>(Wv);
+    const S* Wc = static_cast<const S*>(Wv);
 FRNN_UNROLL
     for (int s = q; s < KC / KS; s += Sh::KSPLIT) {
       const int kb = s * KS;
@@ -157,18 +172,33 @@ FRNN_UNROLL
         portable::ldmatrix_x4(fa[i], As + (m0 + 16 * i + (lane & 15)) * LD + kb + (lane >> 4) * kHalfK);
       // B (KS x 8 columns) from the 8 Wsel rows: matrices (k lo), (k hi) = b[0], b[1]; lanes
       // 16-31 repeat lanes 0-15's addresses (ignored by .x2, but valid).
+      if constexpr (kCols) {
+        static_assert(decltype(cols_tag)::value && Sh::kTf32,
+                      "W by columns feeds the tf32 mma (the backward)");
+        const int g = lane >> 2, t = lane & 3;
 FRNN_UNROLL
-      for (int j = 0; j < WN; ++j)
-        portable::ldmatrix_x2(fb[j], Ws + (n0 + 8 * j + (lane & 7)) * LD + kb + ((lane >> 3) & 1) * kHalfK);
+        for (int j = 0; j < WN; ++j)
+FRNN_UNROLL
+          for (int r = 0; r < 2; ++r) {
+            const float v = static_cast<float>(Wc[(kb + t + 4 * r) * Sh::kLdCols + n0 + 8 * j + g]);
+            fb[j][r] = sizeof(S) == 2 ? __float_as_uint(v) : portable::to_tf32(v);  // halves: exact
+          }
+      } else {
+FRNN_UNROLL
+        for (int j = 0; j < WN; ++j)
+          portable::ldmatrix_x2(fb[j], Ws + (n0 + 8 * j + (lane & 7)) * LD + kb + ((lane >> 3) & 1) * kHalfK);
+      }
       if constexpr (kRound) {
 FRNN_UNROLL
         for (int i = 0; i < WM; ++i)
 FRNN_UNROLL
           for (int r = 0; r < 4; ++r) fa[i][r] = portable::to_tf32(__uint_as_float(fa[i][r]));
+        if constexpr (!kCols) {
 FRNN_UNROLL
-        for (int j = 0; j < WN; ++j)
+          for (int j = 0; j < WN; ++j)
 FRNN_UNROLL
-          for (int r = 0; r < 2; ++r) fb[j][r] = portable::to_tf32(__uint_as_float(fb[j][r]));
+            for (int r = 0; r < 2; ++r) fb[j][r] = portable::to_tf32(__uint_as_float(fb[j][r]));
+        }
       }
       if constexpr (Sh::kMma == Prec::kTf32x2) {
         uint32_t lo[WM][4];  // a = hi + lo, both tf32: the small term first
@@ -195,53 +225,71 @@ FRNN_UNROLL
     }
   };
 
-  // cp.async staging: both operands in rows (kRows) and staged as stored (16-bit types, or fp32
-  // rounded to tf32 per fragment), 16 bytes a copy straight into shared memory; two stages, so
-  // chunk c+1's copies are in flight while chunk c multiplies. Otherwise (kColumns, whose W
-  // columns would need a transposing copy; kTf32x2's widened W; misaligned rows) the register path.
-  constexpr bool kAsync = kView == WView::kRows && std::is_same<AS, O>::value &&
-                          std::is_same<typename Sh::scalar_t, O>::value;
+  // cp.async staging: each operand copied as stored, 16 bytes a copy, straight into shared
+  // memory; two stages, so chunk c+1's copies are in flight while chunk c multiplies. The a rows
+  // need the staging type (bf16/fp16 as stored; fp32 for TF32, rounded per fragment; the fp32
+  // gate gradients of kTf32x2). W: by rows (kRows) when the staging type is its storage; by
+  // columns (kColumns: W[j][k0 + n], contiguous along n) into [KC][kLdCols] for the tf32 mma.
+  // Otherwise (rows off 16-byte boundaries: odd H) the register path below.
+  constexpr bool kAsync = std::is_same<AS, O>::value &&
+                          (kView == WView::kRows ? std::is_same<S, O>::value : Sh::kTf32);
   bool use_async = false;
-  if constexpr (kAsync) use_async = async_staging_ok<O>(a, a_alt, lda, w, ldw, K);
+  if constexpr (kAsync) use_async = async_staging_ok<kView>(a, a_alt, lda, w, ldw, H, k0, K);
   if constexpr (kAsync) {
     if (use_async) {
-      constexpr int V = 16 / int(sizeof(O)), KV = KC / V;  // elements a copy, copies a row
-      static_assert(KC % V == 0, "a chunk row is whole 16-byte copies");
-      constexpr int CA = BT * KV, CW = NC * KV;
+      constexpr int VA = 16 / int(sizeof(AS)), VW = 16 / int(sizeof(S));
+      static_assert(KC % VA == 0 && KC % VW == 0 && NC % VW == 0, "whole 16-byte copies");
+      constexpr int KVA = KC / VA;                                           // copies an a row
+      constexpr int CA = BT * KVA;
+      constexpr int CW = kView == WView::kRows ? NC * (KC / VW) : KC * (NC / VW);
       constexpr int IA = (CA + NT - 1) / NT, IW = (CW + NT - 1) / NT;
+      constexpr int kStageElems = Sh::kStageBytes / int(sizeof(O));
+      static_assert(Sh::kStageBytes % 16 == 0 && (BT * LD * int(sizeof(O))) % 16 == 0,
+                    "stages and their W part start on 16-byte boundaries");
       auto issue = [&](int j0, O* As) {
-        O* Ws = As + BT * LD;
+        S* Ws = reinterpret_cast<S*>(As + BT * LD);
 FRNN_UNROLL
         for (int i = 0; i < IA; ++i) {
           const int e = tid + i * NT;
           if (CA % NT == 0 || e < CA) {
-            const int b = e / KV, jj = (e % KV) * V, j = j0 + jj;
+            const int b = e / KVA, jj = (e % KVA) * VA, j = j0 + jj;
             const bool ok = b < a_rows && j < K;
             const AS* src = b < a_split ? a : a_alt;
-            portable::cp_async<16>(As + b * LD + jj, ok ? src + (size_t)b * lda + j : w, ok);
+            const void* from = ok ? static_cast<const void*>(src + (size_t)b * lda + j) : w;
+            portable::cp_async<16>(As + b * LD + jj, from, ok);
           }
         }
 FRNN_UNROLL
         for (int i = 0; i < IW; ++i) {
           const int e = tid + i * NT;
           if (CW % NT == 0 || e < CW) {
-            const int n = e / KV, jj = (e % KV) * V, j = j0 + jj;
-            const int unit = k0 + n % Sh::HT, wrow = (n / Sh::HT) * H + unit;
-            const bool ok = unit < H && j < K;
-            portable::cp_async<16>(Ws + n * LD + jj, ok ? w + (size_t)wrow * ldw + j : w, ok);
+            if constexpr (kView == WView::kRows) {
+              const int n = e / (KC / VW), jj = (e % (KC / VW)) * VW, j = j0 + jj;
+              const int unit = k0 + n % Sh::HT, wrow = (n / Sh::HT) * H + unit;
+              const bool ok = unit < H && j < K;
+              portable::cp_async<16>(Ws + n * LD + jj, ok ? w + (size_t)wrow * ldw + j : w, ok);
+            } else {  // row kk of the chunk: W[j0 + kk][k0 + n .. + VW)
+              const int kk = e / (NC / VW), n = (e % (NC / VW)) * VW, j = j0 + kk;
+              const bool ok = k0 + n < H && j < K;
+              portable::cp_async<16>(Ws + kk * Sh::kLdCols + n,
+                                     ok ? w + (size_t)j * ldw + k0 + n : w, ok);
+            }
           }
         }
       };
+      constexpr bool kRound = Sh::kMma == Prec::kTf32;
+      constexpr bool kCols = kView == WView::kColumns;
       const int chunks = (K + KC - 1) / KC;
       if (chunks > 0) issue(0, stages);
       portable::cp_async_commit();
       for (int c = 0; c < chunks; ++c) {
-        if (c + 1 < chunks) issue((c + 1) * KC, stages + ((c + 1) & 1) * kStage);
+        if (c + 1 < chunks) issue((c + 1) * KC, stages + ((c + 1) & 1) * kStageElems);
         portable::cp_async_commit();
         portable::cp_async_wait<1>();  // chunk c's group has landed (c+1's may be in flight)
         __syncthreads();
-        const O* As = stages + (c & 1) * kStage;
-        multiply(As, As + BT * LD, std::integral_constant<bool, Sh::kMma == Prec::kTf32>{});
+        const O* As = stages + (c & 1) * kStageElems;
+        multiply(As, As + BT * LD, std::integral_constant<bool, kRound>{},
+                 std::integral_constant<bool, kCols>{});
         __syncthreads();  // stage c&1 is free for chunk c+2's copies
       }
       portable::cp_async_wait<0>();
@@ -260,7 +308,7 @@ FRNN_UNROLL
       store_chunk<Sh, kView>(ra, rw, As, Ws);
       __syncthreads();
       if (j0 + KC < K) load(j0 + KC);
-      multiply(As, Ws, std::false_type{});
+      multiply(As, Ws, std::false_type{}, std::false_type{});
       __syncthreads();
     }
   }
