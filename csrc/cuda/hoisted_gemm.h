@@ -14,9 +14,10 @@
 // IEEE at::mm — exact products and fp32 sums, as the tensor cores; only the sums' order differs.
 //
 // dh0 = da(first steps) W_hh is the recurrence's last product rather than a hoisted one: it takes
-// the step kernels' precision (recurrent_mm: fp32 accurate for the half types, whose step
-// kernels keep their gate gradients to about 21 bits, as the persistent kernels' in-kernel dh0
-// does; TF32 for fp32 when allowed), so both algorithms give the same dh0.
+// the step kernels' precision (recurrent_mm, or policy_mm_out with recurrent: fp32 accurate for
+// the half types, whose step kernels keep their gate gradients to about 21 bits, as the
+// persistent kernels' in-kernel dh0 does; TF32 for fp32 when allowed), so both algorithms give
+// the same dh0. So do the LSTM projection's per-step backward products.
 //
 // Contract: a [M,K] and b [K,N] are 2-D with any strides (a transposed view is passed to cuBLAS
 // as a transpose, no copy), of dtype `storage` or its accumulation type, on one device.

@@ -392,7 +392,7 @@ T7 lstm_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& dc_n_, co
   // feeds them back through W_hh, and rounding them to bf16 every step drifts the gradients. The
   // GEMMs after the loop are not fed back: they run in the GEMM policy (cuda/hoisted_gemm.h), which
   // takes the half types' da rounded once, as cuDNN does. The projection's per-step products
-  // (part of the recurrence) stay in the accumulation type (weights widened once).
+  // (part of the recurrence) take the recurrence's precision on weights widened once.
   auto da = at::empty({st.N, G}, x.options().dtype(acc));
   auto dc = acc_copy<S>(dc_n);
   const Tensor w_hh_a = proj ? w_hh.to(acc) : Tensor();
@@ -420,23 +420,23 @@ T7 lstm_backward(const Tensor& dy_, const Tensor& dh_n_, const Tensor& dc_n_, co
     const int64_t n = st.rows(s), nn = next_rows(st, s), off = st.first_row(s);
     p.B = int(n);
     if (proj) {  // dh_t = dy_t + (da_{next} W_hh or dh_n at a row's last step); dm = dh_t W_hr
+      // Both products are part of the recurrence: its precision (cuda/hoisted_gemm.h), as the
+      // step kernels', on fp32 (or fp64) operands widened before the loop.
       auto dh_t = dht.narrow(0, off, n), dy_t = dy_a.narrow(0, off, n);
       if (nn > 0) {
         auto out = dh_t.narrow(0, 0, nn);
-        at::addmm_out(out, dy_t.narrow(0, 0, nn), da.narrow(0, st.first_row(s + 1), nn), w_hh_a);
+        out.copy_(dy_t.narrow(0, 0, nn));
+        policy_mm_out(out, da.narrow(0, st.first_row(s + 1), nn), w_hh_a, dtype,
+                      /*accumulate=*/true, /*recurrent=*/true);
       }
       if (nn < n) {
         auto out = dh_t.narrow(0, nn, n - nn);
         at::add_out(out, dy_t.narrow(0, nn, n - nn), dh_n_a.narrow(0, nn, n - nn));
       }
       auto dm_t = dm.narrow(0, 0, n);
-      if (dtype == acc) {
-        at::mm_out(dm_t, dh_t, w_hr_a);
-      } else {
-        auto dm_at = dm_a.narrow(0, 0, n);
-        at::mm_out(dm_at, dh_t, w_hr_a);
-        dm_t.copy_(dm_at);
-      }
+      auto dm_at = dtype == acc ? dm_t : dm_a.narrow(0, 0, n);
+      policy_mm_out(dm_at, dh_t, w_hr_a, dtype, /*accumulate=*/false, /*recurrent=*/true);
+      if (dtype != acc) dm_t.copy_(dm_at);
       p.dy = dm.data_ptr<S>();
       p.dh_n = nullptr;
       p.da_next = nullptr;
