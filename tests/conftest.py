@@ -128,3 +128,67 @@ def assert_close(actual, expected, dtype, scale=1.0, msg=""):
     tol = TOL[dtype]
     torch.testing.assert_close(actual.double().cpu(), expected.double().cpu(),
                                atol=tol["atol"] * scale, rtol=tol["rtol"] * scale, msg=msg)
+
+
+# ------------------------------------------------- shared by the variant cells' test files
+
+@pytest.fixture(params=["simt", "cuda"])
+def kernel_backend(request):
+    """The backends that run the CUDA kernels, skipping one that is unavailable."""
+    ok, why = backend_available(request.param)
+    if not ok:
+        pytest.skip(why)
+    return request.param
+
+
+@pytest.fixture(params=[False, True], ids=["ieee", "tf32"])
+def tf32(request):
+    """TF32 allowed for the RNNs (fp32 on TF32 tensor cores) or not."""
+    if request.param:
+        with tf32_rnns():
+            yield True
+    else:
+        yield False
+
+
+def skip_unless(backend):
+    ok, why = backend_available(backend)
+    if not ok:
+        pytest.skip(why)
+
+
+def batch_sizes(lengths):
+    """A PackedSequence's batch_sizes for sequences of these (decreasing) lengths."""
+    return torch.tensor([sum(L > t for L in lengths) for t in range(max(lengths))])
+
+
+def loss_weights(*shapes, seed=1):
+    """Random fp64 weights of the outputs in a loss (sum of w * output), one per shape."""
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(s, generator=g, dtype=torch.float64) for s in shapes]
+
+
+def prev_states(y, h0, reverse, batch_sizes):
+    """h_{t-1} of every step (in the layout of y): h0 at each sequence's first step."""
+    if batch_sizes is None:
+        steps = list(y.unbind(0))
+        hs = [None] * len(steps)
+        h = h0
+        for t in (range(len(steps) - 1, -1, -1) if reverse else range(len(steps))):
+            hs[t] = h
+            h = steps[t]
+        return torch.stack(hs)
+    ys = list(y.split(batch_sizes.tolist()))
+    hs = [None] * len(ys)
+    h = h0.clone()
+    for t in (range(len(ys) - 1, -1, -1) if reverse else range(len(ys))):
+        n = ys[t].shape[0]
+        hs[t] = h[:n].clone()
+        h[:n] = ys[t]
+    return torch.cat(hs)
+
+
+def row_stats(v, eps=1e-5):
+    """Mean and 1/std (biased variance + eps, as torch.nn.LayerNorm) over the last dim."""
+    mean = v.mean(-1)
+    return mean, 1 / torch.sqrt(((v - mean[..., None]) ** 2).mean(-1) + eps)

@@ -11,29 +11,10 @@ import fusedrnn
 from fusedrnn import functional as F
 from fusedrnn import reference
 from conftest import (TOL, assert_close, backend_available, chunk_bytes_env, device_of,
-                      layer_inputs, tf32_rnns)
+                      layer_inputs)
 
 ops = torch.ops.fusedrnn
 DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
-
-
-@pytest.fixture(params=["simt", "cuda"])
-def kernel_backend(request):
-    """The backends that run the CUDA kernels, skipping one that is unavailable."""
-    ok, why = backend_available(request.param)
-    if not ok:
-        pytest.skip(why)
-    return request.param
-
-
-@pytest.fixture(params=[False, True], ids=["ieee", "tf32"])
-def tf32(request):
-    """TF32 allowed for the RNNs (fp32 on TF32 tensor cores) or not."""
-    if request.param:
-        with tf32_rnns():
-            yield True
-    else:
-        yield False
 
 
 def _args(d, dtype, grad):

@@ -13,7 +13,7 @@ import torch
 import fusedrnn
 from fusedrnn import reference
 
-from conftest import TOL, backend_available, layer_inputs, tf32_rnns
+from conftest import TOL, layer_inputs, tf32_rnns
 
 ops = torch.ops.fusedrnn
 
@@ -47,18 +47,10 @@ def _params():
     return out
 
 
-@pytest.fixture(params=["simt", "cuda"])
-def kbackend(request):
-    ok, why = backend_available(request.param)
-    if not ok:
-        pytest.skip(why)
-    return request.param
-
-
 @pytest.fixture(params=[None, 1, 7], ids=["inorder", "seed1", "seed7"])
-def schedule(request, kbackend):
+def schedule(request, kernel_backend):
     """The SIMT schedule: threads resume in order, or in a seeded random order after barriers."""
-    if kbackend != "simt":
+    if kernel_backend != "simt":
         if request.param is not None:
             pytest.skip("schedule seeds only apply to the SIMT layer")
         yield None
@@ -151,19 +143,19 @@ def _reference(kind, d, grads, reverse, G, H):
 
 
 @pytest.mark.parametrize("kind,dtype,case", _params())
-def test_layer(kind, dtype, case, kbackend, schedule):
+def test_layer(kind, dtype, case, kernel_backend, schedule):
     if dtype == "tf32":  # fp32 on TF32 tensor cores: inputs rounded to 10 bits, like fp16's
         with tf32_rnns():
-            _check_layer(kind, torch.float32, case, kbackend, tol_dtype=torch.float16)
+            _check_layer(kind, torch.float32, case, kernel_backend, tol_dtype=torch.float16)
     else:
-        _check_layer(kind, dtype, case, kbackend)
+        _check_layer(kind, dtype, case, kernel_backend)
 
 
-def _check_layer(kind, dtype, case, kbackend, tol_dtype=None):
+def _check_layer(kind, dtype, case, kernel_backend, tol_dtype=None):
     T, B, I, H, reverse, bias, contiguous = case
     base = "lstm" if kind == "lstm" else ("gru" if kind == "gru" else "rnn")
     G = {"lstm": 4, "gru": 3, "rnn": 1}[base]
-    device = "cuda" if kbackend == "cuda" else "cpu"
+    device = "cuda" if kernel_backend == "cuda" else "cpu"
     d = layer_inputs(base, T, B, I, H, dtype=dtype, bias=bias, device=device,
                      seed=T * 1000 + B * 100 + H)
     gen = torch.Generator().manual_seed(H + 17 * B)
@@ -177,7 +169,7 @@ def _check_layer(kind, dtype, case, kbackend, tol_dtype=None):
         assert not d["x"].is_contiguous() and not d["w_hh"].is_contiguous()
 
     ref_out, ref_grad = _reference(kind, d, grads, reverse, G, H)
-    out = _fwd(kind, d, reverse, kbackend)
+    out = _fwd(kind, d, reverse, kernel_backend)
 
     # Forward: outputs and final states.
     _close(out[0], ref_out["y"], dtype, "y", tol_dtype=tol_dtype)
@@ -192,7 +184,7 @@ def _check_layer(kind, dtype, case, kbackend, tol_dtype=None):
         assert out[1].data_ptr() != out[0].data_ptr()
 
     # Backward: every gradient.
-    res = _bwd(kind, d, out, grads, reverse, kbackend)
+    res = _bwd(kind, d, out, grads, reverse, kernel_backend)
     scale = 2.0 if (tol_dtype or dtype) in (torch.float16, torch.bfloat16) else 1.0
     close = lambda a, e, dt, what, scale=1.0: _close(a, e, dt, what, scale, tol_dtype)  # noqa: E731
     if kind == "rnn_relu" and (tol_dtype or dtype) in (torch.float16, torch.bfloat16):
@@ -218,16 +210,16 @@ def _check_layer(kind, dtype, case, kbackend, tol_dtype=None):
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
-def test_saved_activations(kind, kbackend):
+def test_saved_activations(kind, kernel_backend):
     """The saved tensors of the forward op are what backward expects: gate activations (LSTM
     i,f,g,o; GRU r,z,n), LSTM cell states, GRU ghn = W_hn h_{t-1} + b_hn."""
     T, B, I, H = 3, 5, 6, 11
-    device = "cuda" if kbackend == "cuda" else "cpu"
+    device = "cuda" if kernel_backend == "cuda" else "cpu"
     d = layer_inputs(kind, T, B, I, H, dtype=torch.float64, device=device, seed=3)
     r = {k: v.cpu() for k, v in d.items()}
     if kind == "lstm":
         y, h_n, c_n, gates, cells = ops.lstm_forward(d["x"], d["h0"], d["c0"], d["w_ih"], d["w_hh"],
-                                                     d["b_ih"], d["b_hh"], False, kbackend)
+                                                     d["b_ih"], d["b_hh"], False, kernel_backend)
         h, c = r["h0"], r["c0"]
         for t in range(T):
             a = r["x"][t] @ r["w_ih"].t() + r["b_ih"] + h @ r["w_hh"].t() + r["b_hh"]
@@ -238,7 +230,7 @@ def test_saved_activations(kind, kbackend):
             _close(cells[t], c, torch.float64, f"cells[{t}]")
     elif kind == "gru":
         y, h_n, gates, ghn = ops.gru_forward(d["x"], d["h0"], d["w_ih"], d["w_hh"], d["b_ih"],
-                                             d["b_hh"], False, kbackend)
+                                             d["b_hh"], False, kernel_backend)
         h = r["h0"]
         for t in range(T):
             xr, xz, xn = (r["x"][t] @ r["w_ih"].t() + r["b_ih"]).chunk(3, -1)
@@ -250,18 +242,18 @@ def test_saved_activations(kind, kbackend):
             h = (1 - z) * n + z * h
     else:
         y, h_n = ops.rnn_forward(d["x"], d["h0"], d["w_ih"], d["w_hh"], d["b_ih"], d["b_hh"],
-                                 "tanh", False, kbackend)
+                                 "tanh", False, kernel_backend)
         ref_y, _ = reference.rnn_layer(r["x"], r["h0"], r["w_ih"], r["w_hh"], r["b_ih"], r["b_hh"])
         _close(y, ref_y, torch.float64, "y")
 
 
-def test_unsupported_dtype_is_rejected(kbackend):
-    device = "cuda" if kbackend == "cuda" else "cpu"
+def test_unsupported_dtype_is_rejected(kernel_backend):
+    device = "cuda" if kernel_backend == "cuda" else "cpu"
     d = layer_inputs("rnn", 2, 2, 3, 4, dtype=torch.float64, device=device)
     d = {k: v.to(torch.complex128) if v is not None else None for k, v in d.items()}
     with pytest.raises(RuntimeError):
         ops.rnn_forward(d["x"], d["h0"], d["w_ih"], d["w_hh"], d["b_ih"], d["b_hh"], "tanh", False,
-                        kbackend)
+                        kernel_backend)
 
 
 @pytest.mark.skipif(not (fusedrnn.build_info()["cuda"] and torch.cuda.is_available()),

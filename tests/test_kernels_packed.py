@@ -18,19 +18,11 @@ from fusedrnn import functional as F
 from fusedrnn import reference
 
 import fusedrnn
-from conftest import TOL, backend_available
+from conftest import TOL
 
 ops = torch.ops.fusedrnn
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
-
-
-@pytest.fixture(params=["simt", "cuda"])
-def kbackend(request):
-    ok, why = backend_available(request.param)
-    if not ok:
-        pytest.skip(why)
-    return request.param
 
 
 def _lengths(B, T, seed):
@@ -156,28 +148,28 @@ CASES = [  # (B, T, I, H, seed): tiles straddled at B = 35 (forward rows 32, bac
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
-def test_packed(kind, dtype, reverse, kbackend):
+def test_packed(kind, dtype, reverse, kernel_backend):
     cases = CASES if dtype in (torch.float64, torch.float32) else CASES[:1]
     for B, T, I, H, seed in cases:
         lengths = _lengths(B, T, seed)
-        d = _inputs(kind, lengths, I, H, H, dtype, "cuda" if kbackend == "cuda" else "cpu", seed)
-        _check(kind, d, lengths, reverse, kbackend, dtype, seed)
+        d = _inputs(kind, lengths, I, H, H, dtype, "cuda" if kernel_backend == "cuda" else "cpu", seed)
+        _check(kind, d, lengths, reverse, kernel_backend, dtype, seed)
 
 
 @pytest.mark.parametrize("packed", [False, True], ids=["dense", "packed"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d)[6:])
-def test_lstm_projection(dtype, reverse, packed, kbackend):
+def test_lstm_projection(dtype, reverse, packed, kernel_backend):
     """Odd P < H; dense input is the packed case with all lengths equal."""
     cases = [(4, 5, 3, 7, 3, 11)] + ([(35, 4, 5, 9, 5, 12)] if dtype == torch.float64 else [])
     for B, T, I, H, P, seed in cases:
         lengths = _lengths(B, T, seed) if packed else [T] * B
-        d = _inputs("lstm", lengths, I, H, P, dtype, "cuda" if kbackend == "cuda" else "cpu",
+        d = _inputs("lstm", lengths, I, H, P, dtype, "cuda" if kernel_backend == "cuda" else "cpu",
                     seed)
         if not packed:  # the op's dense layout [T,B,K]; the reference is the same computation
-            _check_dense_projection(d, T, B, reverse, kbackend, dtype, seed, lengths)
+            _check_dense_projection(d, T, B, reverse, kernel_backend, dtype, seed, lengths)
         else:
-            _check("lstm", d, lengths, reverse, kbackend, dtype, seed)
+            _check("lstm", d, lengths, reverse, kernel_backend, dtype, seed)
 
 
 def _check_dense_projection(d, T, B, reverse, backend, dtype, seed, lengths):
@@ -202,12 +194,12 @@ def _check_dense_projection(d, T, B, reverse, backend, dtype, seed, lengths):
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 @pytest.mark.parametrize("kind", ["lstm_proj", "lstm", "gru", "rnn"])
-def test_gradcheck_packed(kind, reverse, kbackend):
+def test_gradcheck_packed(kind, reverse, kernel_backend):
     base = kind.split("_")[0]
     lengths = [4, 3, 1]
     H = 4
     P = 3 if kind == "lstm_proj" else H
-    dev = "cuda" if kbackend == "cuda" else "cpu"
+    dev = "cuda" if kernel_backend == "cuda" else "cpu"
     d = _inputs(base, lengths, 2, H, P, torch.float64, dev, seed=5)
     bs = d.pop("batch_sizes")
     names = [k for k, v in d.items() if v is not None]
@@ -216,7 +208,7 @@ def test_gradcheck_packed(kind, reverse, kbackend):
     def f(*a):
         kw = dict(zip(names, a))
         w = (kw["w_ih"], kw["w_hh"], kw["b_ih"], kw["b_hh"])
-        with fusedrnn.backend(kbackend):
+        with fusedrnn.backend(kernel_backend):
             if base == "lstm":
                 return F.lstm_layer(kw["x"], kw["h0"], kw["c0"], *w, reverse=reverse,
                                     batch_sizes=bs, w_hr=kw.get("w_hr"))
@@ -242,25 +234,25 @@ def small_slices():
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16],
                          ids=lambda d: str(d)[6:])
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
-def test_persistent_packed(kind, dtype, reverse, kbackend, small_slices):
+def test_persistent_packed(kind, dtype, reverse, kernel_backend, small_slices):
     for B, T, I, H, seed in [(5, 7, 3, 6, 1), (9, 5, 4, 9, 4)]:
         lengths = _lengths(B, T, seed)
-        d = _inputs(kind, lengths, I, H, H, dtype, "cuda" if kbackend == "cuda" else "cpu", seed)
-        _check(kind, d, lengths, reverse, kbackend, dtype, seed, algorithm="persistent")
+        d = _inputs(kind, lengths, I, H, H, dtype, "cuda" if kernel_backend == "cuda" else "cpu", seed)
+        _check(kind, d, lengths, reverse, kernel_backend, dtype, seed, algorithm="persistent")
 
 
-def test_persistent_refuses_projection(kbackend):
+def test_persistent_refuses_projection(kernel_backend):
     """algorithm 'persistent' cannot take the projection: a clear error naming w_hr; 'auto'
     runs it (stepwise)."""
     d = _inputs("lstm", [2, 2], 3, 4, 2, torch.float64,
-                "cuda" if kbackend == "cuda" else "cpu", seed=9)
+                "cuda" if kernel_backend == "cuda" else "cpu", seed=9)
     x = d["x"].view(2, 2, 3)  # dense input
     w = (d["w_ih"], d["w_hh"], d["b_ih"], d["b_hh"])
-    args = (x, d["h0"], d["c0"], *w, False, kbackend, None, d["w_hr"])
+    args = (x, d["h0"], d["c0"], *w, False, kernel_backend, None, d["w_hr"])
     with pytest.raises(RuntimeError, match="persistent.*w_hr"):
         ops.lstm_forward(*args, "persistent")
     y, h, c, gates, cells = ops.lstm_forward(*args, "auto")
     with pytest.raises(RuntimeError, match="persistent.*w_hr"):
         ops.lstm_backward(torch.ones_like(y), torch.ones_like(h), torch.ones_like(c), x,
                           d["h0"], d["c0"], d["w_ih"], d["w_hh"], y, gates, cells, False,
-                          kbackend, None, d["w_hr"], "persistent")
+                          kernel_backend, None, d["w_hr"], "persistent")

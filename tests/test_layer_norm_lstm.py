@@ -25,38 +25,18 @@ from torch.nn.utils.rnn import pack_sequence, pad_packed_sequence
 import fusedrnn
 from fusedrnn import functional as F
 from fusedrnn import reference
-from conftest import TOL, assert_close, backend_available, device_of, tf32_rnns
+from conftest import (skip_unless as _skip_unless,
+                      batch_sizes as _batch_sizes,
+                      loss_weights as _weights,
+                      prev_states as _prev_states,
+                      row_stats as _row_stats)
+from conftest import TOL, assert_close, device_of, tf32_rnns
 
 ops = torch.ops.fusedrnn
 DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
 HALF = (torch.float16, torch.bfloat16)
 EPS = 1e-5
 NAMES = ("x", "h0", "c0", "w_ih", "w_hh", "g_ih", "g_hh", "g_c", "bias", "b_c")
-
-
-@pytest.fixture(params=["simt", "cuda"])
-def kernel_backend(request):
-    """The backends that run the CUDA kernels, skipping one that is unavailable."""
-    ok, why = backend_available(request.param)
-    if not ok:
-        pytest.skip(why)
-    return request.param
-
-
-@pytest.fixture(params=[False, True], ids=["ieee", "tf32"])
-def tf32(request):
-    """TF32 allowed for the RNNs (fp32 on TF32 tensor cores) or not."""
-    if request.param:
-        with tf32_rnns():
-            yield True
-    else:
-        yield False
-
-
-def _skip_unless(backend):
-    ok, why = backend_available(backend)
-    if not ok:
-        pytest.skip(why)
 
 
 def ln_inputs(T, B, I, H, dtype=torch.float64, bias=True, seed=0):
@@ -88,10 +68,6 @@ def _args(d, dtype, grad, device="cpu"):
 def _ref(args):
     """The same (rounded) inputs in fp64 on the CPU, as leaves for the reference."""
     return [None if a is None else a.detach().double().cpu().requires_grad_() for a in args]
-
-
-def _batch_sizes(lengths):
-    return torch.tensor([sum(L > t for L in lengths) for t in range(max(lengths))])
 
 
 def _xp(x, w_ih, g_ih, bias):
@@ -137,12 +113,6 @@ def _compare_grads(args, ref, dtype, names=NAMES):
         if a is not None:
             assert a.grad is not None, f"no gradient for {name}"
             assert_close(a.grad, r.grad, dtype, scale=4, msg=f"d{name}")
-
-
-def _weights(*shapes, seed=1):
-    """Random fp64 weights of the outputs in a loss (sum of w * output), one per shape."""
-    g = torch.Generator().manual_seed(seed)
-    return [torch.randn(s, generator=g, dtype=torch.float64) for s in shapes]
 
 
 def _loss(outs, ws):
@@ -448,26 +418,6 @@ def _ops_case(backend, packed, seed=8, H=7, B=5, bias=True):
     return dev, batch_sizes, _args(d, torch.float64, True)
 
 
-def _prev_states(y, h0, reverse, batch_sizes):
-    """h_{t-1} of every step (in the layout of y): h0 at each sequence's first step."""
-    if batch_sizes is None:
-        steps = list(y.unbind(0))
-        hs = [None] * len(steps)
-        h = h0
-        for t in (range(len(steps) - 1, -1, -1) if reverse else range(len(steps))):
-            hs[t] = h
-            h = steps[t]
-        return torch.stack(hs)
-    ys = list(y.split(batch_sizes.tolist()))
-    hs = [None] * len(ys)
-    h = h0.clone()
-    for t in (range(len(ys) - 1, -1, -1) if reverse else range(len(ys))):
-        n = ys[t].shape[0]
-        hs[t] = h[:n].clone()
-        h[:n] = ys[t]
-    return torch.cat(hs)
-
-
 def _cells_of_reference(leaves, reverse, batch_sizes):
     """c_t of every step (in the layout of y), from the reference layer run with c as output."""
     x, h0, c0, w_ih, w_hh, g_ih, g_hh, g_c, bias, b_c = leaves
@@ -477,11 +427,6 @@ def _cells_of_reference(leaves, reverse, batch_sizes):
         return c2, h2  # the first state is the output: c
     return reference._scan(lambda xt, c, h: cell(xt, h, c), x, (c0, h0), reverse, batch_sizes,
                            w_hh.shape[1])[0]
-
-
-def _row_stats(v):
-    mean = v.mean(-1)
-    return mean, 1 / torch.sqrt(((v - mean[..., None]) ** 2).mean(-1) + EPS)
 
 
 @pytest.mark.parametrize("backend", ["cpu", "simt", "cuda"])

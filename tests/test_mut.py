@@ -18,37 +18,15 @@ from torch.nn.utils.rnn import pack_sequence, pad_packed_sequence
 import fusedrnn
 from fusedrnn import functional as F
 from fusedrnn import reference
-from conftest import TOL, assert_close, backend_available, device_of, tf32_rnns
+from conftest import (skip_unless as _skip_unless,
+                      batch_sizes as _batch_sizes,
+                      prev_states as _prev_states)
+from conftest import TOL, assert_close, device_of
 
 ops = torch.ops.fusedrnn
 DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
 VARIANTS = [1, 2, 3]
 ROWS = {1: (2, 2), 2: (2, 3), 3: (3, 3)}  # rows of w_ih, w_hh in units of H
-
-
-@pytest.fixture(params=["simt", "cuda"])
-def kernel_backend(request):
-    """The backends that run the CUDA kernels, skipping one that is unavailable."""
-    ok, why = backend_available(request.param)
-    if not ok:
-        pytest.skip(why)
-    return request.param
-
-
-@pytest.fixture(params=[False, True], ids=["ieee", "tf32"])
-def tf32(request):
-    """TF32 allowed for the RNNs (fp32 on TF32 tensor cores) or not."""
-    if request.param:
-        with tf32_rnns():
-            yield True
-    else:
-        yield False
-
-
-def _skip_unless(backend):
-    ok, why = backend_available(backend)
-    if not ok:
-        pytest.skip(why)
 
 
 def _module(variant):
@@ -86,10 +64,6 @@ def _args(d, dtype, grad, device="cpu"):
 def _ref(args):
     """The same (rounded) inputs in fp64 on the CPU, as leaves for the reference."""
     return [None if a is None else a.detach().double().cpu().requires_grad_() for a in args]
-
-
-def _batch_sizes(lengths):
-    return torch.tensor([sum(L > t for L in lengths) for t in range(max(lengths))])
 
 
 def _xp(x, w_ih, bias, variant):
@@ -382,26 +356,6 @@ def _ops_case(variant, backend, packed, seed=8, H=7, B=5):
         g = torch.Generator().manual_seed(seed + 1)
         x = torch.rand(int(batch_sizes.sum()), I, generator=g, dtype=torch.float64) * 2 - 1
     return dev, batch_sizes, [x, d["h0"], d["w_ih"], d["w_hh"], d["bias"]]
-
-
-def _prev_states(y, h0, reverse, batch_sizes):
-    """h_{t-1} of every step (in the layout of y): h0 at each sequence's first step."""
-    if batch_sizes is None:
-        steps = list(y.unbind(0))
-        hs = [None] * len(steps)
-        h = h0
-        for t in (range(len(steps) - 1, -1, -1) if reverse else range(len(steps))):
-            hs[t] = h
-            h = steps[t]
-        return torch.stack(hs)
-    ys = list(y.split(batch_sizes.tolist()))
-    hs = [None] * len(ys)
-    h = h0.clone()
-    for t in (range(len(ys) - 1, -1, -1) if reverse else range(len(ys))):
-        n = ys[t].shape[0]
-        hs[t] = h[:n].clone()
-        h[:n] = ys[t]
-    return torch.cat(hs)
 
 
 def _gates_from_equations(xp, hprev, w_hh, variant):

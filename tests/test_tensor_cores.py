@@ -19,10 +19,15 @@ ops = torch.ops.fusedrnn
 G = {"lstm": 4, "gru": 3, "rnn_tanh": 1}
 
 
-def _warp_ops(fn):
+def _simt_count(counter, fn):
+    """How many of `counter` (simt_stats()) running fn() took."""
     _C.simt_reset_stats()
     fn()
-    return _C.simt_stats()["warp_ops"]
+    return _C.simt_stats()[counter]
+
+
+def _warp_ops(fn):
+    return _simt_count("warp_ops", fn)
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
@@ -127,9 +132,7 @@ def test_packed_and_projection(prec, proj):
 
 
 def _async_copies(fn):
-    _C.simt_reset_stats()
-    fn()
-    return _C.simt_stats()["async_copies"]
+    return _simt_count("async_copies", fn)
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
