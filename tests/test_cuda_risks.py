@@ -4,6 +4,8 @@
   launches (grid.y is limited to 65535, and the SIMT layer enforces that limit like the GPU).
 - The half-type stepwise backward keeps the gate gradients in fp32 across steps, as the
   persistent backward does, so the two algorithms give the same bf16/fp16 gradients.
+- The persistent forward exchanges h in the storage dtype, as the stepwise kernels read it, so the
+  two algorithms give the same bf16/fp16 outputs.
 - GPU only (skipped here): CUDA-graph capture of forward and backward, dense and packed, replayed
   after the host buffers of capture time were recycled; two host threads launching one
   persistent kernel with different shared-memory sizes at once.
@@ -77,6 +79,35 @@ def test_half_stepwise_backward_matches_persistent(kind, dtype):
         a, b = a.double(), b.double()
         err = ((a - b).abs() / b.abs().clamp_min(b.abs().max() * 0.05)).max().item()
         assert err <= ulp, f"{name}: stepwise and persistent differ by {err:.2e}"
+
+
+@simt
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_half_stepwise_forward_matches_persistent(kind, dtype):
+    """Both feed h_{t-1} to the recurrence rounded to the storage dtype (the persistent kernel
+    used to exchange it in fp32). The recurrence is isolated: W_ih = 0 (and the LSTM's b_hh = 0)
+    makes the input projection b_ih exactly, which the stepwise kernels hold in the storage
+    dtype and the persistent ones in fp32 (a difference of the projection, not of the
+    recurrence). What may remain is fp32 summation order before each output's rounding."""
+    T, B, H, I = 24, 3, 12, 5
+    d = layer_inputs(kind, T, B, I, H, dtype=torch.float64, seed=3)
+    d = {k: (v.to(dtype) if v is not None else None) for k, v in d.items()}
+    d["w_ih"].zero_()
+    if kind == "lstm":
+        d["b_hh"].zero_()
+    w = (d["w_ih"], d["w_hh"], d["b_ih"], d["b_hh"], False, "simt")
+    out = {}
+    for algo in ("stepwise", "persistent"):
+        if kind == "lstm":
+            out[algo] = ops.lstm_forward(d["x"], d["h0"], d["c0"], *w, None, None, algo)
+        else:
+            out[algo] = ops.gru_forward(d["x"], d["h0"], *w, None, algo)
+    ulp = {torch.bfloat16: 2 ** -8, torch.float16: 2 ** -11}[dtype]
+    a, b = out["stepwise"][0].double(), out["persistent"][0].double()
+    err = ((a - b).abs() / b.abs().clamp_min(b.abs().max() * 0.05)).max().item()
+    assert err <= ulp, f"y: stepwise and persistent differ by {err / ulp:.1f} ulp"
+    assert (a != b).double().mean().item() < 0.05
 
 
 # ---------------------------------------------------------------------------------- GPU only

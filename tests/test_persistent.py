@@ -176,6 +176,78 @@ def test_grid_barriers_counted():
     assert s["launches"] == 1 and s["grid_barriers"] == T
 
 
+
+# ------------------------------------------------------------------ load paths
+# Rows of the exchanged vector on 16-byte boundaries (H a multiple of 4 floats / 8 halves / 2
+# doubles) take the cp.async staging, the others the register copies; U even lets the half
+# types' backward prefetch whole words. The sizes above are all misaligned, so these cover the
+# other paths, numerically: one chunk and several, U odd and even.
+ALIGNED = {  # tune: (T, B, H, tuning)
+    "one_chunk": (4, 5, 24, dict()),                              # 24 blocks of 1 unit
+    "chunks_pairs": (4, 6, 24, dict(max_blocks=6, max_kc=8)),     # 6 blocks of 4 units, K/8 chunks
+    "pairs_partial": (3, 2, 40, dict(max_blocks=7, max_kc=16)),   # 7 blocks of 6 units (last 4)
+}
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("tune", list(ALIGNED))
+@pytest.mark.parametrize("reverse", [False, True])
+def test_aligned_load_paths(kind, dtype, tune, reverse):
+    T, B, H, knobs = ALIGNED[tune]
+    with tuning(**knobs):
+        check_layer(kind, T, B, H, dtype, reverse, bias=True, seed=2)
+
+
+def _copies(fn):
+    _C.simt_reset_stats()
+    out = fn()
+    return _C.simt_stats()["async_copies"], out
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("case", ["fp32", "fp32 odd H", "bf16 odd U", "bf16 even U", "fp64"])
+def test_cp_async_copies_counted(kind, case):
+    """Which loads go through cp.async, counted exactly (SIMT counts every copy):
+    forward: xproj prefetched one step ahead, one word per element (T*B*G*H), plus the staged
+    h_{t-1} in 16-byte copies when its rows allow (every step, every block: T*blocks*B*H/V);
+    backward: the saved inputs of each step, G+3 per unit and row, in words (half types: pairs,
+    only when U and H are even), plus da_{t+1} (and the dh0 pass) in 16-byte copies of fp32."""
+    dtype, H, knobs = {"fp32": (torch.float32, 16, {}), "fp32 odd H": (torch.float32, 18, {}),
+                       "bf16 odd U": (torch.bfloat16, 16, {}),
+                       "bf16 even U": (torch.bfloat16, 16, dict(max_blocks=4)),
+                       "fp64": (torch.float64, 10, {})}[case]
+    T, B = 3, 5
+    G = 4 if kind == "lstm" else 3
+    d = layer_inputs(kind, T, B, 4, H, dtype=dtype, seed=7)
+    x, h0, w_ih, w_hh, b_ih, b_hh = (d[k] for k in ("x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"))
+    with tuning(**knobs):
+        plan = dict(zip(FIELDS, P.plan(kind, B, H, dtype)))
+        nb, U = plan["blocks"], plan["units"]
+        assert plan["kc_fwd"] == H and plan["kc_bwd"] == G * H  # one chunk: counts are simple
+        if kind == "lstm":
+            fwd, o = _copies(lambda: P.lstm_forward(x, h0, d["c0"], w_ih, w_hh, b_ih, b_hh))
+            bwd, _ = _copies(lambda: P.lstm_backward(o[0], o[1], o[2], x, h0, d["c0"], w_ih,
+                                                     w_hh, o[0], o[3], o[4]))
+        else:
+            fwd, o = _copies(lambda: P.gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh))
+            bwd, _ = _copies(lambda: P.gru_backward(o[0], o[1], x, h0, w_ih, w_hh, o[0], o[2],
+                                                    o[3]))
+    esize = torch.finfo(dtype).bits // 8
+    V = 16 // esize
+    tile_f = T * nb * B * H // V if H % V == 0 else 0
+    tile_b = T * nb * B * G * H // (16 // max(esize, 4)) if (G * H) % (16 // max(esize, 4)) == 0 else 0
+    words = 2 if esize == 2 else 1
+    pre_b = T * B * (G + 3) * H // words if (words == 1 or (U % 2 == 0 and H % 2 == 0)) else 0
+    assert (fwd, bwd) == (T * B * G * H + tile_f, pre_b + tile_b), (nb, U)
+    if case == "fp32 odd H":
+        # h rows misaligned (18 floats); the LSTM's da rows (72 floats) are not, the GRU's (54) are
+        assert tile_f == 0 and (tile_b > 0) == (kind == "lstm")
+    if case == "bf16 odd U":
+        assert U % 2 == 1 and pre_b == 0
+    if case == "bf16 even U":
+        assert U % 2 == 0 and pre_b > 0
+
 # ------------------------------------------------------------------ sizing
 
 SM90 = dict(sms=132, smem_optin=232448, max_threads=1024)

@@ -16,8 +16,8 @@
 //
 // Design (see csrc/cuda/persistent_kernels.cuh for the details):
 //   forward   block k owns hidden units [k*U, k*U+U) (all G gates of them) and keeps the G*U rows
-//             of W_hh [G*U, H] in shared memory; per step it reads h_{t-1} [B,H] (acc dtype,
-//             double-buffered in global memory), computes its G*U recurrent dot products for all
+//             of W_hh [G*U, H] in shared memory; per step it reads h_{t-1} [B,H] (storage dtype,
+//             double-buffered in global memory; its own units' share stays on chip), computes its G*U recurrent dot products for all
 //             B rows, applies the cell (c stays in shared memory) and writes h_t; one grid
 //             barrier per step.
 //   backward  block k keeps the COLUMNS W_hh[:, k-slice] ([G*H, U]) resident; per step (time

@@ -144,7 +144,7 @@ T5 lstm_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& c0,
   // in the GEMM policy (cuda/hoisted_gemm.h: the half types' operands as stored).
   const OptTensor bias = b_ih ? OptTensor(b_ih->to(acc) + b_hh->to(acc)) : OptTensor();
   auto xproj = stepwise::policy_mm(x.reshape({N, I}), w_ih.t(), x.scalar_type(), acc, bias);
-  auto hbuf = at::empty({2, B, H}, x.options().dtype(acc));
+  auto hbuf = at::empty({2, B, H}, x.options());  // h exchanged in the storage dtype
   FRNN_POISON(hbuf);
   hbuf[0].copy_(h0);
   if (st.packed) hbuf[1].copy_(h0);  // reverse: a row becoming live reads h0 from either slot
@@ -162,7 +162,7 @@ T5 lstm_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& c0,
     using S = scalar_t;
     using A = at::opmath_type<S>;
     LstmFwdParams<S, A> p{xproj.data_ptr<A>(), whh.data_ptr<S>(), c0c.data_ptr<S>(),
-                          hbuf.data_ptr<A>(), y.data_ptr<S>(),
+                          hbuf.data_ptr<S>(), y.data_ptr<S>(),
                           save ? gates.data_ptr<S>() : nullptr,
                           save ? cells_.data_ptr<S>() : nullptr, table_ptr(steps), int(T),
                           int(B), int(H), plan.units, plan.kc_fwd, reverse};
@@ -259,7 +259,7 @@ T4 gru_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
   const OptTensor bias = b_ih ? OptTensor(b_ih->to(acc)) : OptTensor();
   auto xproj = stepwise::policy_mm(x.reshape({N, I}), w_ih.t(), x.scalar_type(), acc, bias);
   Tensor bhh = b_hh ? b_hh->to(acc).contiguous() : Tensor();
-  auto hbuf = at::empty({2, B, H}, x.options().dtype(acc));
+  auto hbuf = at::empty({2, B, H}, x.options());  // h exchanged in the storage dtype
   FRNN_POISON(hbuf);
   hbuf[0].copy_(h0);
   if (st.packed) hbuf[1].copy_(h0);  // reverse: a row becoming live reads h0 from either slot
@@ -274,7 +274,7 @@ T4 gru_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
     using S = scalar_t;
     using A = at::opmath_type<S>;
     GruFwdParams<S, A> p{xproj.data_ptr<A>(), bhh.defined() ? bhh.data_ptr<A>() : nullptr,
-                         whh.data_ptr<S>(), hbuf.data_ptr<A>(), y.data_ptr<S>(),
+                         whh.data_ptr<S>(), hbuf.data_ptr<S>(), y.data_ptr<S>(),
                          save ? gates.data_ptr<S>() : nullptr, save ? ghn.data_ptr<S>() : nullptr,
                          table_ptr(steps), int(T), int(B), int(H), plan.units, plan.kc_fwd,
                          reverse};

@@ -2,39 +2,58 @@
 // Included by csrc/cuda/persistent_impl.cuh only; written against csrc/cuda/portable.h.
 //
 // Slicing: block k owns hidden units j in [j0, j0+U), j0 = k*U (the last block may own fewer:
-// units with j >= H carry zero weights and write nothing). Shared memory of a block:
+// units with j >= H carry zero weights and write nothing). Shared memory of a block (each region
+// 16-byte aligned, in this order; persistent_plan sizes it with the same formulas):
 //   W     [U][NG][K+1] storage dtype S forward: NG = G gates, K = H, W[u][q][:] = W_hh[q*H+j0+u, :]
 //                                      backward: NG = 1, K = G*H,   W[u][0][k] = W_hh[k, j0+u]
-//   tile  [B][KC+1]  accumulation A    the chunk of the exchanged vector staged for this pass
+//   tile  [B][KC+V]  exchange dtype E  the chunk of the exchanged vector staged for this pass;
+//                                      V = 16 / sizeof(E) keeps its rows 16-byte aligned
 //   state [B][U]     accumulation A    per-unit recurrent state kept on chip: LSTM forward c,
-//                                      LSTM backward dc, GRU backward z*dh (the direct part of dh)
-// Exchange through global memory (acc dtype, so half types carry h and da in float):
-//   forward:  hbuf [2][B][H]: step s reads slot s%2 (h_{t-1}) and writes slot (s+1)%2 (h_t).
-//             Slot (s+1)%2 was last read in step s-1, which every block finished before the
-//             grid barrier that ended step s-1: double buffering needs one barrier per step.
-//   backward: da [T][B][G*H] (also the input of the weight-gradient GEMMs; GRU: dgh): step s
+//                                      LSTM backward dc, GRU forward h_{t-1} (as exchanged),
+//                                      GRU backward z*dh (the direct part of dh)
+//   pre   [2][B][NP][U]                the block's slice of a step's read-only inputs, prefetched
+//                                      one step ahead (double-buffered by step parity):
+//                                      forward NP = G segments of xproj (A), backward the saved
+//                                      gates (G), cells/ghn, dy and the previous c / h (S)
+// Exchange through global memory:
+//   forward:  hbuf [2][B][H] in S, as the stepwise kernels and cuDNN carry h: step s reads slot
+//             s%2 (h_{t-1}) and writes slot (s+1)%2 (h_t). Slot (s+1)%2 was last read in step
+//             s-1, which every block finished before the grid barrier that ended step s-1:
+//             double buffering needs one barrier per step.
+//   backward: da [T][B][G*H] in A (also the input of the weight-gradient GEMMs; GRU: dgh): step s
 //             writes da at its time t and reads the da of the step before it in processing order
 //             (written before the last barrier); nothing is overwritten, one barrier per step.
+// Loads (what keeps a step at few dependent round trips to L2):
+//   - the tile: 16-byte cp.async.cg (L2 only) when rows, chunk and pointer are 16-byte aligned,
+//     else register copies; both keep every load of a thread in flight at once and walk their
+//     indices by increments (no divide per element);
+//   - the prefetch: cp.async of 4- or 8-byte words issued before the grid barrier that ends the
+//     previous step, so they land while the block waits; the first tile's wait retires them.
+//     Half types need whole 4-byte words (U and H even, pointers aligned), else the consume
+//     step reads those inputs from global memory itself (block-uniform choice);
+//   - W (once per launch): register copies, 128-bit when aligned, several in flight per thread.
 // Memory model: FRNN_GRID_SYNC is cooperative_groups' grid.sync(), which orders every write of
-// the grid before it against every read after it (it fences at device scope), so ordinary loads
-// of the exchanged buffers are correct; those buffers are never read through __ldg / the
-// non-coherent path. Deadlock freedom: the launcher launches cooperatively with at most one
-// block per SM (checked against the occupancy calculator), and every thread of every block
-// executes every barrier (all loop bounds and branches around barriers are block-uniform).
+// the grid before it against every read after it (it fences at device scope). The exchanged
+// buffers are read after the barrier by ordinary loads or by cp.async.cg, which bypasses L1;
+// never through __ldg / the non-coherent path. Prefetched inputs were written before the launch
+// (the input GEMM, the forward launch), so reading them early or through L1 is safe. Deadlock
+// freedom: the launcher launches cooperatively with at most one block per SM (checked against
+// the occupancy calculator), and every thread of every block executes every barrier (all loop
+// bounds and branches around barriers are block-uniform).
 //
 // Packed input (PackedSequence): params.steps = [count[0..T-1], offset[0..T-1]] (device ints,
 // null for dense input): time step t has count[t] live rows (a prefix of the batch) stored at rows
 // offset[t] .. of the per-row buffers; a pass runs over those rows only. A row that is not live
 // keeps its on-chip state; rows becoming live in the reverse direction start from h0 (forward:
-// both hbuf slots hold h0 on entry) / from dh_n (backward: the rows of da_{t+1} beyond the next
-// step's count read as zero and dh_n is added at each row's last step).
+// both hbuf slots and the GRU's state hold h0 on entry) / from dh_n (backward: the rows of
+// da_{t+1} beyond the next step's count read as zero and dh_n is added at each row's last step).
 //
 // Work split inside a block for one pass: items (one unit, RB batch rows; RB = 4 from B >= 4 on,
 // else 1) are spread over groups of KS lanes (KS a power of two <= 32, the smallest with
 // items*KS >= threads); each lane accumulates a strided part of K for all NG gates and RB rows of
-// its item in registers, the group reduces by xor-shuffles, and lane 0 of the group applies the
-// cell (the "consume" callback): all gates of a unit are in the same thread, so the cell update
-// needs no further exchange.
+// its item in registers, the group reduces by xor-shuffles (unrolled: the RB*NG sums of one
+// distance are independent), and lane 0 of the group applies the cell (the "consume" callback):
+// all gates of a unit are in the same thread, so the cell update needs no further exchange.
 #pragma once
 
 #include <cstdint>
@@ -58,43 +77,148 @@ __device__ __forceinline__ size_t align16(size_t n) {
   return (n + 15) / 16 * 16;
 }
 
-// Carve the dynamic shared memory: W, then tile, then state (each 16-byte aligned).
-template <class S, class A>
+// Elements of T in 16 bytes (the tile's row padding and cp.async width), and the cp.async word
+// of the prefetch: 4 bytes (two halves) or one element of 4 / 8 bytes.
+template <class T>
+struct Vec16 {
+  static constexpr int n = int(16 / sizeof(T));
+};
+template <class T>
+struct Word {
+  static constexpr int bytes = sizeof(T) < 4 ? 4 : int(sizeof(T));
+  static constexpr int elems = bytes / int(sizeof(T));
+};
+
+template <class T>
+__device__ __forceinline__ bool aligned_to(const T* p, int bytes) {
+  return reinterpret_cast<uintptr_t>(p) % uintptr_t(bytes) == 0;
+}
+
+// Carve the dynamic shared memory: W (S), tile (E), state (A), pre (P), each 16-byte aligned.
+template <class S, class E, class A, class P>
 struct Smem {
   S* w;
-  A* tile;
+  E* tile;
   A* state;
+  P* pre;
+  int ldt;  // tile row stride, elements
   __device__ __forceinline__ Smem(unsigned char* base, int U, int NG, int K, int B, int KC) {
     size_t off = 0;
+    ldt = KC + Vec16<E>::n;
     w = reinterpret_cast<S*>(base + off);
     off += align16(size_t(U) * NG * (K + 1) * sizeof(S));
-    tile = reinterpret_cast<A*>(base + off);
-    off += align16(size_t(B) * (KC + 1) * sizeof(A));
+    tile = reinterpret_cast<E*>(base + off);
+    off += align16(size_t(B) * ldt * sizeof(E));
     state = reinterpret_cast<A*>(base + off);
+    off += align16(size_t(B) * U * sizeof(A));
+    pre = reinterpret_cast<P*>(base + off);
   }
 };
 
+// Block-wide copy of a rows x cols block through registers, converting to D:
+//   dst[r*ddr + c*ddc] = r < valid_rows && c < valid_cols ? D(src[r*lds + c]) : D(0)
+// V elements per load (V = 16 / sizeof(E): 128-bit; the caller guarantees cols, valid_cols and
+// lds multiples of V and src 16-byte aligned; else V = 1). Each thread issues kInFlight loads
+// before its first store, and walks (r, c) by increments: one divide per call, none per element.
+// src is read by ordinary loads (never __ldg): it may be a buffer other blocks wrote before the
+// last grid barrier.
+template <int V, class D, class E>
+__device__ __forceinline__ void copy_block_v(D* dst, int64_t ddr, int64_t ddc, const E* src,
+                                             int64_t lds, int rows, int valid_rows, int cols,
+                                             int valid_cols) {
+  struct alignas(sizeof(E) * V) Pack {
+    E v[V];
+  };
+  constexpr int kInFlight = V > 1 ? 4 : 8;
+  const int nt = blockDim.x, tid = threadIdx.x;
+  const int wc = cols / V, n = rows * wc;
+  if (n <= 0) return;
+  const int sr = nt / wc, sc = nt - sr * wc;
+  int r = tid / wc, c = tid - r * wc;
+  for (int i0 = tid; i0 < n; i0 += kInFlight * nt) {
+    Pack buf[kInFlight];
+    int rr[kInFlight], cc[kInFlight];
+FRNN_PERS_UNROLL
+    for (int m = 0; m < kInFlight; ++m) {
+      rr[m] = r, cc[m] = c;
+      if (i0 + m * nt < n && r < valid_rows && c * V < valid_cols) {
+        buf[m] = *reinterpret_cast<const Pack*>(src + int64_t(r) * lds + int64_t(c) * V);
+      } else {
+FRNN_PERS_UNROLL
+        for (int v = 0; v < V; ++v) buf[m].v[v] = E(0.0f);
+      }
+      c += sc, r += sr;
+      if (c >= wc) c -= wc, ++r;
+    }
+FRNN_PERS_UNROLL
+    for (int m = 0; m < kInFlight; ++m) {
+      if (i0 + m * nt >= n) break;
+FRNN_PERS_UNROLL
+      for (int v = 0; v < V; ++v)
+        dst[int64_t(rr[m]) * ddr + int64_t(cc[m] * V + v) * ddc] = static_cast<D>(buf[m].v[v]);
+    }
+  }
+}
+
+template <class D, class E>
+__device__ __forceinline__ void copy_block(D* dst, int64_t ddr, int64_t ddc, const E* src,
+                                           int64_t lds, int rows, int valid_rows, int cols,
+                                           int valid_cols) {
+  constexpr int V = Vec16<E>::n;
+  if (cols % V == 0 && valid_cols % V == 0 && lds % V == 0 && aligned_to(src, 16))
+    copy_block_v<V>(dst, ddr, ddc, src, lds, rows, valid_rows, cols, valid_cols);
+  else
+    copy_block_v<1>(dst, ddr, ddc, src, lds, rows, valid_rows, cols, valid_cols);
+}
+
+// Block-wide cp.async of a rows x cols block in W-byte words (W / sizeof(E) elements each):
+//   dst[r*ldd + c] = r < valid_rows ? src[r*lds + c] : 0
+// cols, ldd, lds and both pointers must be whole words (the caller checks). Issued, not
+// committed: the caller commits and a later wait retires the copies.
+template <int W, class E>
+__device__ __forceinline__ void async_block(E* dst, int ldd, const E* src, int64_t lds, int rows,
+                                            int valid_rows, int cols) {
+  constexpr int EPW = W / int(sizeof(E));
+  static_assert(EPW >= 1 && EPW * int(sizeof(E)) == W, "a word holds whole elements");
+  const int nt = blockDim.x, tid = threadIdx.x;
+  const int wc = cols / EPW, n = rows * wc;
+  if (n <= 0) return;
+  const int sr = nt / wc, sc = nt - sr * wc;
+  int r = tid / wc, c = tid - r * wc;
+  for (int i = tid; i < n; i += nt) {
+    const bool ok = r < valid_rows;  // else zero-filled; the source address is row 0's
+    portable::cp_async<W>(dst + r * ldd + c * EPW, src + (ok ? int64_t(r) * lds : 0) + c * EPW,
+                          ok);
+    c += sc, r += sr;
+    if (c >= wc) c -= wc, ++r;
+  }
+}
+
 // One pass: for every (b, u) pair of the block, acc[q] = sum_k src[b][k] * W[u][q][k]
 // (src == nullptr: acc = 0, nothing staged; rows >= src_rows of src read as zero), then
-// consume(b, u, acc) on lane 0 of the pair's group. Called by every thread of the block (contains __syncthreads and warp shuffles).
-// src rows have stride ld; src is global memory written by other blocks before the last grid
-// barrier (plain loads). Shared-memory rows are padded by one element (W: K+1, tile: KC+1) so
-// lanes reading the same k of different rows hit different banks.
+// consume(b, u, acc) on lane 0 of the pair's group. Called by every thread of the block (contains
+// __syncthreads and warp shuffles). Before the first consume, every cp.async this thread
+// committed has landed and the block has synchronised: the caller's prefetch is readable.
+// src rows have stride ld (ld == K); src is global memory written by other blocks before the
+// last grid barrier. W rows are padded by one element so lanes reading the same k of different
+// rows hit different banks.
 // Register blocking: a group owns RB batch rows of one unit, so each W element loaded from
 // shared memory feeds RB FMAs and each staged h element feeds NG (shared-memory bytes per
 // FMA: (NG + RB) / (NG * RB) loads instead of (NG + 1) / NG).
-template <int NG, int RB, class S, class A, class F>
+template <int NG, int RB, class A, class S, class E, class F>
 __device__ __forceinline__ void dot_pass_rb(const S* __restrict__ W, int K, int U, int B,
-                                            const A* src, int64_t ld, int src_rows,
-                                            A* __restrict__ tile, int KC, F& consume) {
+                                            const E* src, int64_t ld, int src_rows,
+                                            E* __restrict__ tile, int ldt, int KC, F& consume) {
   const int tid = threadIdx.x, nt = blockDim.x;
-  const int ldw = K + 1, ldt = KC + 1;
+  const int ldw = K + 1;
   const int nbb = (B + RB - 1) / RB, items = nbb * U;  // item = (batch block, unit)
   int KS = 1;
   while (KS < 32 && items * KS < nt) KS *= 2;
   const int ngroups = nt / KS, group = tid / KS, lane = tid % KS;
   const int rounds = (items + ngroups - 1) / ngroups;
   const int nchunks = src ? (K + KC - 1) / KC : 0;
+  constexpr int V = Vec16<E>::n;
+  const bool vec = src && K % V == 0 && KC % V == 0 && ld % V == 0 && aligned_to(src, 16);
   for (int r = 0; r < rounds; ++r) {
     const int it = r * ngroups + group;
     const bool active = it < items;
@@ -107,14 +231,20 @@ FRNN_PERS_UNROLL
     for (int i = 0; i < RB; ++i)
 FRNN_PERS_UNROLL
       for (int q = 0; q < NG; ++q) acc[i][q] = A(0);
+    if (nchunks == 0 && r == 0) {  // nothing to stage: still retire the caller's prefetch
+      portable::cp_async_wait<0>();
+      __syncthreads();
+    }
     for (int c = 0; c < nchunks; ++c) {
       const int k0 = c * KC, kn = min(KC, K - k0);
       if (nchunks > 1 || r == 0) {  // block-uniform: stage src[:, k0:k0+kn] into the tile
         __syncthreads();            // every thread finished reading the previous tile
-        for (int i = tid; i < B * kn; i += nt) {
-          const int bb = i / kn, kk = i - bb * kn;
-          tile[bb * ldt + kk] = bb < src_rows ? src[bb * ld + k0 + kk] : A(0);
-        }
+        if (vec)
+          async_block<16>(tile, ldt, src + k0, ld, B, src_rows, kn);
+        else
+          copy_block_v<1>(tile, ldt, 1, src + k0, ld, B, src_rows, kn, kn);
+        portable::cp_async_commit();
+        portable::cp_async_wait<0>();  // the tile, and the prefetch committed before it
         __syncthreads();
       }
       if (active) {
@@ -125,20 +255,24 @@ FRNN_PERS_UNROLL
           for (int q = 0; q < NG; ++q) w[q] = static_cast<A>(wr[q * ldw + k]);
 FRNN_PERS_UNROLL
           for (int i = 0; i < RB; ++i) {
-            const A h = tile[rows[i] * ldt + k];
+            const A h = static_cast<A>(tile[rows[i] * ldt + k]);
 FRNN_PERS_UNROLL
             for (int q = 0; q < NG; ++q) acc[i][q] += w[q] * h;
           }
         }
       }
     }
-    if (KS > 1) {  // KS is block-uniform; groups are aligned inside warps (32 % KS == 0)
+    // Groups are aligned inside warps (32 % KS == 0) and KS is block-uniform. Distance-major
+    // order: the RB*NG shuffles of one distance are independent, so they overlap.
 FRNN_PERS_UNROLL
-      for (int i = 0; i < RB; ++i)
+    for (int off = 16; off > 0; off /= 2) {
+      if (off < KS) {
 FRNN_PERS_UNROLL
-        for (int q = 0; q < NG; ++q)
-          for (int off = KS / 2; off > 0; off /= 2)
+        for (int i = 0; i < RB; ++i)
+FRNN_PERS_UNROLL
+          for (int q = 0; q < NG; ++q)
             acc[i][q] += __shfl_xor_sync(0xffffffffu, acc[i][q], off);
+      }
     }
     if (active && lane == 0) {
 FRNN_PERS_UNROLL
@@ -149,40 +283,33 @@ FRNN_PERS_UNROLL
 }
 
 // Register blocking by 4 batch rows from B >= 4 on (block-uniform choice), else none.
-template <int NG, class S, class A, class F>
+template <int NG, class A, class S, class E, class F>
 __device__ __forceinline__ void dot_pass(const S* __restrict__ W, int K, int U, int B,
-                                         const A* src, int64_t ld, int src_rows,
-                                         A* __restrict__ tile, int KC, F&& consume) {
+                                         const E* src, int64_t ld, int src_rows,
+                                         E* __restrict__ tile, int ldt, int KC, F&& consume) {
   if (B >= 4)
-    dot_pass_rb<NG, 4>(W, K, U, B, src, ld, src_rows, tile, KC, consume);
+    dot_pass_rb<NG, 4, A>(W, K, U, B, src, ld, src_rows, tile, ldt, KC, consume);
   else
-    dot_pass_rb<NG, 1>(W, K, U, B, src, ld, src_rows, tile, KC, consume);
+    dot_pass_rb<NG, 1, A>(W, K, U, B, src, ld, src_rows, tile, ldt, KC, consume);
 }
 
 // Load this block's slice of W_hh (global, storage dtype) into shared memory (rows padded to
-// K+1 elements; the pad is never read).
+// K+1 elements; the pad is never read); units j >= H are zero.
 //   rows (forward):   W[u][q][k] = w_hh[(q*H + j0+u) * H + k], NG = G, K = H
 //   cols (backward):  W[u][0][k] = w_hh[k * H + j0+u],         NG = 1, K = G*H
+// (consecutive threads read consecutive k of a row, resp. consecutive units of a row)
 template <class S>
-__device__ __forceinline__ void load_w_rows(S* W, const S* __restrict__ w_hh, int G, int H, int U,
-                                            int j0) {
-  const int n = U * G * H;
-  for (int i = threadIdx.x; i < n; i += blockDim.x) {
-    const int k = i % H, uq = i / H, q = uq % G, u = uq / G;
-    const int j = j0 + u;
-    W[uq * (H + 1) + k] = j < H ? w_hh[(int64_t(q) * H + j) * H + k] : S(0.0f);
-  }
+__device__ __forceinline__ void load_w_rows(S* W, const S* w_hh, int G, int H, int U, int j0) {
+  const int valid = min(U, H - j0);
+  for (int q = 0; q < G; ++q)
+    copy_block(W + q * (H + 1), int64_t(G) * (H + 1), 1, w_hh + (int64_t(q) * H + j0) * H, H, U,
+               valid, H, H);
 }
 
 template <class S>
-__device__ __forceinline__ void load_w_cols(S* W, const S* __restrict__ w_hh, int G, int H, int U,
-                                            int j0) {
-  const int K = G * H, n = U * K;
-  for (int i = threadIdx.x; i < n; i += blockDim.x) {
-    const int u = i % U, k = i / U;  // consecutive threads read consecutive columns of a row
-    const int j = j0 + u;
-    W[u * (K + 1) + k] = j < H ? w_hh[int64_t(k) * H + j] : S(0.0f);
-  }
+__device__ __forceinline__ void load_w_cols(S* W, const S* w_hh, int G, int H, int U, int j0) {
+  const int K = G * H;
+  copy_block(W, 1, K + 1, w_hh + j0, H, K, K, U, min(U, H - j0));
 }
 
 __device__ __forceinline__ int64_t time_of(int64_t s, int64_t T, bool reverse) {
@@ -225,7 +352,7 @@ struct LstmFwdParams {
   const A* xproj;   // [T,B,4H] x W_ih^T + b_ih + b_hh
   const S* w_hh;    // [4H,H]
   const S* c0;      // [B,H]
-  A* hbuf;          // [2,B,H] slot 0 holds h0 on entry
+  S* hbuf;          // [2,B,H] slot 0 holds h0 on entry
   S* y;             // [T,B,H]
   S* gates;         // [T,B,4H] activations i,f,g,o, or nullptr: not stored (no backward)
   S* cells;         // [T,B,H], or nullptr: not stored
@@ -257,7 +384,7 @@ struct GruFwdParams {
   const A* xproj;   // [T,B,3H] x W_ih^T + b_ih
   const A* b_hh;    // [3H] or nullptr
   const S* w_hh;    // [3H,H]
-  A* hbuf;          // [2,B,H] slot 0 holds h0 on entry
+  S* hbuf;          // [2,B,H] slot 0 holds h0 on entry
   S* y;             // [T,B,H]
   S* gates;         // [T,B,3H] activations r,z,n, or nullptr: not stored (no backward)
   S* ghn;           // [T,B,H]  W_hn h_{t-1} + b_hn, or nullptr: not stored
@@ -283,33 +410,92 @@ struct GruBwdParams {
   bool reverse, dh0_on_host;
 };
 
+// Segments of the prefetched slice per row (the NP of "pre"), forward and backward.
+template <int G>
+struct Prefetch {
+  static constexpr int fwd = G;          // xproj, one segment per gate
+  static constexpr int bwd = G + 3;      // gates, cells / ghn, dy, previous c / h
+};
+
+// Prefetch the forward's xproj slice of step s ([n][G][U], A) into pre slot s%2; committed.
+template <int G, class A>
+__device__ __forceinline__ void prefetch_xproj(A* pre, const A* xproj, const int* steps, int s,
+                                               int T, int B, int H, int U, int j0, bool reverse) {
+  const int64_t t = time_of(s, T, reverse);
+  const int n = step_rows(steps, t, B), uv = min(U, H - j0);
+  const A* xp = xproj + step_offset(steps, t, T, B) * (G * H) + j0;
+  A* dst = pre + int64_t(s % 2) * B * G * U;
+  for (int q = 0; q < G; ++q)
+    async_block<Word<A>::bytes>(dst + q * U, G * U, xp + q * H, int64_t(G) * H, n, n, uv);
+  portable::cp_async_commit();
+}
+
+// Prefetch the backward's inputs of step s into pre slot s%2 ([n][G+3][U], S): the saved gates
+// (G segments), `one` (cells / ghn), dy, and the previous state: rows < n_prev from `prev` at
+// the previous step's rows, the others from `first` (c0 / h0). Committed.
+template <int G, class S>
+__device__ __forceinline__ void prefetch_bwd(S* pre, const S* gates, const S* one, const S* dy,
+                                             const S* prev, const S* first, const int* steps,
+                                             int s, int T, int B, int H, int U, int j0,
+                                             bool reverse) {
+  constexpr int W = Word<S>::bytes, NP = Prefetch<G>::bwd;
+  const BwdStep bs = bwd_step(steps, s, T, reverse, B);
+  const int n = bs.n, uv = min(U, H - j0), np = min(n, bs.n_prev), ld = NP * U;
+  S* dst = pre + int64_t(s % 2) * B * ld;
+  for (int q = 0; q < G; ++q)
+    async_block<W>(dst + q * U, ld, gates + bs.off * (G * H) + q * H + j0, int64_t(G) * H, n, n,
+                   uv);
+  async_block<W>(dst + G * U, ld, one + bs.off * H + j0, H, n, n, uv);
+  async_block<W>(dst + (G + 1) * U, ld, dy + bs.off * H + j0, H, n, n, uv);
+  if (np > 0)
+    async_block<W>(dst + (G + 2) * U, ld, prev + bs.off_prev * H + j0, H, np, np, uv);
+  if (n > np)
+    async_block<W>(dst + np * ld + (G + 2) * U, ld, first + int64_t(np) * H + j0, H, n - np,
+                   n - np, uv);
+  portable::cp_async_commit();
+}
+
+// Whether the backward's prefetch can move whole words: always for 4- and 8-byte types; for the
+// half types, pairs of elements (U and H even, so every slice starts on a word) at word-aligned
+// pointers. Block-uniform (U is the same for every block).
+template <class S, class... Ptr>
+__device__ __forceinline__ bool can_prefetch(int U, int H, Ptr... ptrs) {
+  if (Word<S>::elems == 1) return true;
+  if (U % Word<S>::elems || H % Word<S>::elems) return false;
+  return (aligned_to(ptrs, Word<S>::bytes) && ...);
+}
+
 // ------------------------------------------------------------------ LSTM forward
 template <class S, class A>
 __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(LstmFwdParams<S, A> p) {
   FRNN_DYNAMIC_SMEM(unsigned char, smem_raw);
   const int H = p.H, B = p.B, U = p.U, G4 = 4 * H;
+  constexpr int NP = Prefetch<4>::fwd;
   const int j0 = blockIdx.x * U;
-  Smem<S, A> sm(smem_raw, U, 4, H, B, p.KC);
+  Smem<S, S, A, A> sm(smem_raw, U, 4, H, B, p.KC);
   load_w_rows(sm.w, p.w_hh, 4, H, U, j0);
   for (int i = threadIdx.x; i < B * U; i += blockDim.x) {
     const int b = i / U, j = j0 + i % U;
     sm.state[i] = j < H ? static_cast<A>(p.c0[b * H + j]) : A(0);
   }
-  // (dot_pass begins with __syncthreads: W and state are complete before first use)
+  prefetch_xproj<4>(sm.pre, p.xproj, p.steps, 0, p.T, B, H, U, j0, p.reverse);
+  // (dot_pass syncs the block after its first wait: W, state and pre complete before first use)
   for (int s = 0; s < p.T; ++s) {
     const int64_t t = time_of(s, p.T, p.reverse);
     const int n = step_rows(p.steps, t, B);
     const int64_t off = step_offset(p.steps, t, p.T, B);
-    const A* hprev = p.hbuf + int64_t(s % 2) * B * H;
-    A* hnext = p.hbuf + int64_t((s + 1) % 2) * B * H;
-    dot_pass<4>(sm.w, H, U, n, hprev, H, n, sm.tile, p.KC, [&](int b, int u, const A* acc) {
+    const S* hprev = p.hbuf + int64_t(s % 2) * B * H;
+    S* hnext = p.hbuf + int64_t((s + 1) % 2) * B * H;
+    const A* pre = sm.pre + int64_t(s % 2) * B * NP * U;
+    dot_pass<4, A>(sm.w, H, U, n, hprev, H, n, sm.tile, sm.ldt, p.KC,
+                   [&](int b, int u, const A* acc) {
       const int j = j0 + u;
       if (j >= H) return;
       const int64_t row = off + b;
-      const A* xp = p.xproj + row * G4;
+      const A* xp = pre + b * NP * U + u;
       A i, f, g, o, c, h;
-      cells::lstm_forward<A>(acc[0] + xp[j], acc[1] + xp[H + j], acc[2] + xp[2 * H + j],
-                             acc[3] + xp[3 * H + j], sm.state[b * U + u], i, f, g, o, c, h);
+      cells::lstm_forward<A>(acc[0] + xp[0], acc[1] + xp[U], acc[2] + xp[2 * U],
+                             acc[3] + xp[3 * U], sm.state[b * U + u], i, f, g, o, c, h);
       if (p.gates) {
         S* gt = p.gates + row * G4;
         gt[j] = static_cast<S>(i);
@@ -318,11 +504,16 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(LstmFwdParams<
         gt[3 * H + j] = static_cast<S>(o);
       }
       if (p.cells) p.cells[row * H + j] = static_cast<S>(c);
-      p.y[row * H + j] = static_cast<S>(h);
+      const S hs = static_cast<S>(h);
+      p.y[row * H + j] = hs;
       sm.state[b * U + u] = c;
-      hnext[b * H + j] = h;
+      hnext[b * H + j] = hs;
     });
-    if (s + 1 < p.T) FRNN_GRID_SYNC();  // h_t of every block visible before step s+1 reads it
+    if (s + 1 < p.T) {
+      // The next step's xproj lands while the block waits at the barrier.
+      prefetch_xproj<4>(sm.pre, p.xproj, p.steps, s + 1, p.T, B, H, U, j0, p.reverse);
+      FRNN_GRID_SYNC();  // h_t of every block visible before step s+1 reads it
+    }
   }
   if (p.c_n) {
     // A row's state stops changing after its last step (packed), so the final state is c_n.
@@ -339,13 +530,20 @@ template <class S, class A>
 __global__ void __launch_bounds__(kMaxThreads, 1) lstm_bwd_kernel(LstmBwdParams<S, A> p) {
   FRNN_DYNAMIC_SMEM(unsigned char, smem_raw);
   const int H = p.H, B = p.B, U = p.U, G4 = 4 * H;
+  constexpr int NP = Prefetch<4>::bwd;
   const int j0 = blockIdx.x * U;
-  Smem<S, A> sm(smem_raw, U, 1, G4, B, p.KC);
+  Smem<S, A, A, S> sm(smem_raw, U, 1, G4, B, p.KC);
   load_w_cols(sm.w, p.w_hh, 4, H, U, j0);
   for (int i = threadIdx.x; i < B * U; i += blockDim.x) {
     const int b = i / U, j = j0 + i % U;
     sm.state[i] = j < H ? static_cast<A>(p.dc_n[b * H + j]) : A(0);
   }
+  const bool pf = can_prefetch<S>(U, H, p.gates, p.cells, p.dy, p.c0);
+  auto prefetch = [&](int s) {
+    prefetch_bwd<4>(sm.pre, p.gates, p.cells, p.dy, p.cells, p.c0, p.steps, s, p.T, B, H, U, j0,
+                    p.reverse);
+  };
+  if (pf) prefetch(p.T - 1);
   __syncthreads();  // state complete even when the first pass stages nothing
   for (int s = p.T - 1; s >= 0; --s) {
     // Rows b < n_next take dh from da_{next} W_hh, the others (at their last step) from dh_n;
@@ -355,21 +553,23 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_bwd_kernel(LstmBwdParams<
     const int64_t off = bs.off;
     const A* da_next = n_next ? p.da + bs.off_next * G4 : nullptr;
     const S* c_prev = n_prev ? p.cells + bs.off_prev * H : p.c0;
-    dot_pass<1>(sm.w, G4, U, n, da_next, G4, n_next, sm.tile, p.KC,
-                [&](int b, int u, const A* acc) {
+    const S* pre = sm.pre + int64_t(s % 2) * B * NP * U;
+    dot_pass<1, A>(sm.w, G4, U, n, da_next, G4, n_next, sm.tile, sm.ldt, p.KC,
+                   [&](int b, int u, const A* acc) {
       const int j = j0 + u;
       if (j >= H) return;
       const int64_t row = off + b;
-      A dh = acc[0] + static_cast<A>(p.dy[row * H + j]);
-      if (b >= n_next) dh += static_cast<A>(p.dh_n[b * H + j]);
+      // The step's inputs: prefetched ([b][seg][u]) or, without the prefetch, from global.
+      const S* pr = pre + b * NP * U + u;
       const S* gt = p.gates + row * G4;
+      auto in = [&](int seg, const S* g) { return static_cast<A>(pf ? pr[seg * U] : *g); };
+      A dh = acc[0] + in(5, p.dy + row * H + j);
+      if (b >= n_next) dh += static_cast<A>(p.dh_n[b * H + j]);
       A dai, daf, dag, dao, dcp;
-      cells::lstm_backward<A>(static_cast<A>(gt[j]), static_cast<A>(gt[H + j]),
-                              static_cast<A>(gt[2 * H + j]), static_cast<A>(gt[3 * H + j]),
-                              static_cast<A>(p.cells[row * H + j]),
-                              static_cast<A>(b < n_prev ? c_prev[b * H + j] : p.c0[b * H + j]),
-                              dh, sm.state[b * U + u], dai,
-                              daf, dag, dao, dcp);
+      cells::lstm_backward<A>(in(0, gt + j), in(1, gt + H + j), in(2, gt + 2 * H + j),
+                              in(3, gt + 3 * H + j), in(4, p.cells + row * H + j),
+                              in(6, b < n_prev ? c_prev + b * H + j : p.c0 + b * H + j), dh,
+                              sm.state[b * U + u], dai, daf, dag, dao, dcp);
       A* d = p.da + row * G4;
       d[j] = dai;
       d[H + j] = daf;
@@ -377,13 +577,15 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_bwd_kernel(LstmBwdParams<
       d[3 * H + j] = dao;
       sm.state[b * U + u] = dcp;
     });
+    if (pf && s > 0) prefetch(s - 1);  // lands while the block waits at the barrier
     FRNN_GRID_SYNC();  // da_t of every block visible before the next pass reads it
   }
   // dh0 = da_{first step} W_hh, dc0 = the carried dc. The first step of every row is time
   // step time_of(0) (all B rows live) unless packed and reverse: then the host does dh0.
   const int64_t t0 = time_of(0, p.T, p.reverse);
   const A* da0 = p.dh0_on_host ? nullptr : p.da + step_offset(p.steps, t0, p.T, B) * G4;
-  dot_pass<1>(sm.w, G4, U, B, da0, G4, B, sm.tile, p.KC, [&](int b, int u, const A* acc) {
+  dot_pass<1, A>(sm.w, G4, U, B, da0, G4, B, sm.tile, sm.ldt, p.KC,
+                 [&](int b, int u, const A* acc) {
     const int j = j0 + u;
     if (j >= H) return;
     p.dh0[b * H + j] = static_cast<S>(acc[0]);
@@ -396,25 +598,33 @@ template <class S, class A>
 __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(GruFwdParams<S, A> p) {
   FRNN_DYNAMIC_SMEM(unsigned char, smem_raw);
   const int H = p.H, B = p.B, U = p.U, G3 = 3 * H;
+  constexpr int NP = Prefetch<3>::fwd;
   const int j0 = blockIdx.x * U;
-  Smem<S, A> sm(smem_raw, U, 3, H, B, p.KC);
+  Smem<S, S, A, A> sm(smem_raw, U, 3, H, B, p.KC);
   load_w_rows(sm.w, p.w_hh, 3, H, U, j0);
+  for (int i = threadIdx.x; i < B * U; i += blockDim.x) {  // h_{t-1} of this block's units
+    const int b = i / U, j = j0 + i % U;
+    sm.state[i] = j < H ? static_cast<A>(p.hbuf[b * H + j]) : A(0);
+  }
+  prefetch_xproj<3>(sm.pre, p.xproj, p.steps, 0, p.T, B, H, U, j0, p.reverse);
   for (int s = 0; s < p.T; ++s) {
     const int64_t t = time_of(s, p.T, p.reverse);
     const int n = step_rows(p.steps, t, B);
     const int64_t off = step_offset(p.steps, t, p.T, B);
-    const A* hprev = p.hbuf + int64_t(s % 2) * B * H;
-    A* hnext = p.hbuf + int64_t((s + 1) % 2) * B * H;
-    dot_pass<3>(sm.w, H, U, n, hprev, H, n, sm.tile, p.KC, [&](int b, int u, const A* acc) {
+    const S* hprev = p.hbuf + int64_t(s % 2) * B * H;
+    S* hnext = p.hbuf + int64_t((s + 1) % 2) * B * H;
+    const A* pre = sm.pre + int64_t(s % 2) * B * NP * U;
+    dot_pass<3, A>(sm.w, H, U, n, hprev, H, n, sm.tile, sm.ldt, p.KC,
+                   [&](int b, int u, const A* acc) {
       const int j = j0 + u;
       if (j >= H) return;
       const int64_t row = off + b;
-      const A* xp = p.xproj + row * G3;
+      const A* xp = pre + b * NP * U + u;
       A hr = acc[0], hz = acc[1], hn = acc[2];
       if (p.b_hh) hr += p.b_hh[j], hz += p.b_hh[H + j], hn += p.b_hh[2 * H + j];
       A r, z, n, h;
-      cells::gru_forward<A>(xp[j], xp[H + j], xp[2 * H + j], hr, hz, hn, hprev[b * H + j], r, z,
-                            n, h);
+      cells::gru_forward<A>(xp[0], xp[U], xp[2 * U], hr, hz, hn, sm.state[b * U + u], r, z, n,
+                            h);
       if (p.gates) {
         S* gt = p.gates + row * G3;
         gt[j] = static_cast<S>(r);
@@ -422,10 +632,15 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(GruFwdParams<S,
         gt[2 * H + j] = static_cast<S>(n);
       }
       if (p.ghn) p.ghn[row * H + j] = static_cast<S>(hn);
-      p.y[row * H + j] = static_cast<S>(h);
-      hnext[b * H + j] = h;
+      const S hs = static_cast<S>(h);
+      p.y[row * H + j] = hs;
+      hnext[b * H + j] = hs;
+      sm.state[b * U + u] = static_cast<A>(hs);  // as the other blocks read it
     });
-    if (s + 1 < p.T) FRNN_GRID_SYNC();
+    if (s + 1 < p.T) {
+      prefetch_xproj<3>(sm.pre, p.xproj, p.steps, s + 1, p.T, B, H, U, j0, p.reverse);
+      FRNN_GRID_SYNC();
+    }
   }
 }
 
@@ -434,10 +649,17 @@ template <class S, class A>
 __global__ void __launch_bounds__(kMaxThreads, 1) gru_bwd_kernel(GruBwdParams<S, A> p) {
   FRNN_DYNAMIC_SMEM(unsigned char, smem_raw);
   const int H = p.H, B = p.B, U = p.U, G3 = 3 * H;
+  constexpr int NP = Prefetch<3>::bwd;
   const int j0 = blockIdx.x * U;
-  Smem<S, A> sm(smem_raw, U, 1, G3, B, p.KC);
+  Smem<S, A, A, S> sm(smem_raw, U, 1, G3, B, p.KC);
   load_w_cols(sm.w, p.w_hh, 3, H, U, j0);
   for (int i = threadIdx.x; i < B * U; i += blockDim.x) sm.state[i] = A(0);
+  const bool pf = can_prefetch<S>(U, H, p.gates, p.ghn, p.dy, p.y, p.h0);
+  auto prefetch = [&](int s) {
+    prefetch_bwd<3>(sm.pre, p.gates, p.ghn, p.dy, p.y, p.h0, p.steps, s, p.T, B, H, U, j0,
+                    p.reverse);
+  };
+  if (pf) prefetch(p.T - 1);
   __syncthreads();
   for (int s = p.T - 1; s >= 0; --s) {
     const BwdStep bs = bwd_step(p.steps, s, p.T, p.reverse, B);
@@ -445,21 +667,24 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_bwd_kernel(GruBwdParams<S,
     const int64_t off = bs.off;
     const A* dgh_next = n_next ? p.dgh + bs.off_next * G3 : nullptr;
     const S* h_prev = n_prev ? p.y + bs.off_prev * H : p.h0;
-    dot_pass<1>(sm.w, G3, U, n, dgh_next, G3, n_next, sm.tile, p.KC,
-                [&](int b, int u, const A* acc) {
+    const S* pre = sm.pre + int64_t(s % 2) * B * NP * U;
+    dot_pass<1, A>(sm.w, G3, U, n, dgh_next, G3, n_next, sm.tile, sm.ldt, p.KC,
+                   [&](int b, int u, const A* acc) {
       const int j = j0 + u;
       if (j >= H) return;
       const int64_t row = off + b;
+      const S* pr = pre + b * NP * U + u;
+      const S* gt = p.gates + row * G3;
+      auto in = [&](int seg, const S* g) { return static_cast<A>(pf ? pr[seg * U] : *g); };
       // dh_t = dy_t + z_{t+1} dh_{t+1} (state) + dgh_{t+1} W_hh[:, j] (acc), or + dh_n at the
       // row's last step (b >= n_next)
-      A dh = acc[0] + sm.state[b * U + u] + static_cast<A>(p.dy[row * H + j]);
+      A dh = acc[0] + sm.state[b * U + u] + in(4, p.dy + row * H + j);
       if (b >= n_next) dh += static_cast<A>(p.dh_n[b * H + j]);
-      const S* gt = p.gates + row * G3;
       A dxr, dxz, dxn, dhn, dhd;
-      cells::gru_backward<A>(static_cast<A>(gt[j]), static_cast<A>(gt[H + j]),
-                             static_cast<A>(gt[2 * H + j]), static_cast<A>(p.ghn[row * H + j]),
-                             static_cast<A>(b < n_prev ? h_prev[b * H + j] : p.h0[b * H + j]), dh,
-                             dxr, dxz, dxn, dhn, dhd);
+      cells::gru_backward<A>(in(0, gt + j), in(1, gt + H + j), in(2, gt + 2 * H + j),
+                             in(3, p.ghn + row * H + j),
+                             in(5, b < n_prev ? h_prev + b * H + j : p.h0 + b * H + j), dh, dxr,
+                             dxz, dxn, dhn, dhd);
       A* gx = p.dgx + row * G3;
       A* gh = p.dgh + row * G3;
       gx[j] = dxr;
@@ -470,11 +695,13 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_bwd_kernel(GruBwdParams<S,
       gh[2 * H + j] = dhn;
       sm.state[b * U + u] = dhd;
     });
+    if (pf && s > 0) prefetch(s - 1);
     FRNN_GRID_SYNC();
   }
   const int64_t t0 = time_of(0, p.T, p.reverse);
   const A* dgh0 = p.dh0_on_host ? nullptr : p.dgh + step_offset(p.steps, t0, p.T, B) * G3;
-  dot_pass<1>(sm.w, G3, U, B, dgh0, G3, B, sm.tile, p.KC, [&](int b, int u, const A* acc) {
+  dot_pass<1, A>(sm.w, G3, U, B, dgh0, G3, B, sm.tile, sm.ldt, p.KC,
+                 [&](int b, int u, const A* acc) {
     const int j = j0 + u;
     if (j >= H) return;
     p.dh0[b * H + j] = static_cast<S>(acc[0] + sm.state[b * U + u]);

@@ -6,12 +6,14 @@
 //     and a block holding ~all of an SM's shared memory is one per SM anyway. More blocks = more
 //     SMs streaming their W slice from shared memory in parallel, so use them all: the units per
 //     block U = ceil(H / sms) is the smallest slice, and blocks = ceil(H / U) <= sms.
-//   - shared memory per block = W slice G*U*(H+1)*sizeof(S) (storage dtype: fp16/bf16 hold twice
-//     the H of fp32) + state B*U*sizeof(A) + a staging tile B*(KC+1)*sizeof(A) of the exchanged
-//     vector
-//     (h_{t-1}, K = H, forward; da_{t+1}, K = G*H, backward). KC is as large as the rest of the
-//     opt-in limit allows (<= K; a multiple of 32 when < K); W fits if KC >= min(K, 32).
-//     Forward and backward have the same W slice (rows vs columns), so the same U and blocks.
+//   - shared memory per block (the kernels' carve, persistent_kernels.cuh) = W slice
+//     G*U*(H+1)*sizeof(S) (storage dtype: fp16/bf16 hold twice the H of fp32) + a staging tile
+//     B*(KC+V) of the exchanged vector (h_{t-1} in S, K = H, forward; da_{t+1} in A, K = G*H,
+//     backward; V = 16 bytes of it, the row padding) + state B*U*sizeof(A) + the prefetched
+//     inputs of two steps, 2*B*NP*U (forward NP = G segments of xproj in A, backward G+3 in S).
+//     KC is as large as the rest of the opt-in limit allows (<= K; a multiple of 32 when < K);
+//     W fits if KC >= min(K, 32). Forward and backward have the same W slice (rows vs
+//     columns), so the same U and blocks.
 //   - threads = clamp(32 * next_pow2(items), 64, 256), items = U * ceil(B / RB) (RB = 4 batch rows
 //     per register-blocked item from B >= 4 on, else 1): one warp per item reducing over K while
 //     items are few, 256 threads (8 warps, 1 block/SM with up to 255 registers) once they fill it.
@@ -67,33 +69,36 @@ PersistentPlan persistent_plan(RnnKind kind, int64_t B, int64_t H, at::ScalarTyp
   p.threads = int(std::max<int64_t>(std::min<int64_t>(64, tmax), std::min(tmax, 32 * pw)));
   if (g_threads > 0) p.threads = g_threads;
 
-  // Shared memory rows are padded by one element (bank conflicts): W [U][NG][K+1], tile [B][KC+1].
+  // Regions as the kernels carve them (each 16-byte aligned): W [U][NG][K+1], tile [B][KC+V],
+  // state [B][U], prefetch [2][B][NP][U].
   const size_t wfwd = a16(size_t(G * U * (H + 1)) * sS), wbwd = a16(size_t(U * (G * H + 1)) * sS);
   const size_t sbytes = a16(size_t(B * U) * sA);
+  const size_t pfwd = a16(size_t(2 * B * G * U) * sA),
+               pbwd = a16(size_t(2 * B * (G + 3) * U) * sS);
   const size_t limit = arch.smem_optin;
-  auto tile = [&](int64_t kc) { return a16(size_t(B * (kc + 1)) * sA); };
-  auto fit_kc = [&](int64_t K, size_t wbytes, int& kc_out, size_t& smem_out) {
-    if (wbytes + sbytes >= limit) return false;
-    int64_t kc = std::min<int64_t>(K, int64_t((limit - wbytes - sbytes) / (size_t(B) * sA)) - 1);
+  auto tile = [&](int64_t kc, size_t es) { return a16(size_t(B * (kc + int64_t(16 / es))) * es); };
+  auto fit_kc = [&](int64_t K, size_t fixed, size_t es, int& kc_out, size_t& smem_out) {
+    if (fixed >= limit) return false;
+    int64_t kc = std::min<int64_t>(K, int64_t((limit - fixed) / (size_t(B) * es)) - 16 / es);
     if (kc < K) kc = kc / 32 * 32;
     if (g_max_kc > 0) kc = std::min<int64_t>(kc, g_max_kc);
-    while (kc > 0 && wbytes + tile(kc) + sbytes > limit) --kc;
+    while (kc > 0 && fixed + tile(kc, es) > limit) --kc;
     if (kc < 1 || (kc < std::min<int64_t>(K, 32) && g_max_kc == 0)) return false;
     kc_out = int(kc);
-    smem_out = wbytes + tile(kc) + sbytes;
+    smem_out = fixed + tile(kc, es);
     return true;
   };
-  const bool f = fit_kc(H, wfwd, p.kc_fwd, p.smem_fwd),
-             b = fit_kc(G * H, wbwd, p.kc_bwd, p.smem_bwd);
+  const bool f = fit_kc(H, wfwd + sbytes + pfwd, sS, p.kc_fwd, p.smem_fwd),
+             b = fit_kc(G * H, wbwd + sbytes + pbwd, sA, p.kc_bwd, p.smem_bwd);
   p.fits = f && b;
   if (!p.fits) {
     std::ostringstream m;
     m << "persistent: W_hh of H=" << H << " does not fit on chip for " << name << " "
       << c10::toString(dtype) << " at B=" << B << ": each of " << p.blocks
       << " blocks (at most one per SM, " << arch.sms << " SMs) keeps " << U << " hidden units x "
-      << G << " gates x " << H << " = " << std::max(wfwd, wbwd) << " bytes of W_hh, plus " << sbytes
-      << " bytes of state and at least " << tile(std::min<int64_t>(H, 32))
-      << " bytes of staging, above the " << limit
+      << G << " gates x " << H << " = " << std::max(wfwd, wbwd) << " bytes of W_hh, plus "
+      << sbytes + std::max(pfwd, pbwd) << " bytes of state and prefetched inputs and at least "
+      << tile(std::min<int64_t>(H, 32), sS) << " bytes of staging, above the " << limit
       << " bytes of shared memory per block; use the stepwise algorithm";
     p.why = m.str();
   }
