@@ -2,7 +2,8 @@
 microseconds per time step and the predicted ratio to cuDNN, written down so that a GPU run
 (scripts/gpu_check.sh) can prove it wrong. Nothing here is measured.
 
-    python benchmarks/perf_model.py            # the table (markdown)
+    python benchmarks/perf_model.py               # the stepwise table (markdown)
+    python benchmarks/perf_model.py --persistent  # the persistent kernels' table
 
 Per step kernel, forward and backward (tile shapes from csrc/cuda/*_kernels.cuh):
   blocks   = ceil(B / BT) * ceil(H / HT); an SM holds `occ` blocks (threads, shared memory,
@@ -121,5 +122,93 @@ def table():
     return "\n".join(rows)
 
 
+# ------------------------------------------------------------------ persistent kernels
+# csrc/cuda/persistent_kernels.cuh: one cooperative launch for all T steps, block k keeps U = ceil(H/132)
+# units' W_hh in shared memory; a step = stage the exchanged vector (h_{t-1}: K = H forward;
+# da_{t+1}: K = G*H backward) from L2 into shared memory, the FFMA dot products of the block
+# (U*NG*B*K MACs, operands from shared memory), a shuffle reduction, the cell update, one grid
+# barrier. "v1" is the kernel before the load paths of issue #19 item 1, "v2" the kernel now:
+#   staging  v1: one scalar load then one store per thread per iteration: ceil(B*K/threads)
+#                dependent L2 round trips;
+#            v2: 16-byte cp.async, all of a thread's copies in flight: one round trip plus the
+#                issue of B*K*es/16/threads copies;
+#   dot      max(MACs / FFMA rate, shared loads / 32 a clock): each lane's k feeds RB rows x NG
+#            gates from NG + RB shared loads (RB = 4 from B >= 4 on, else 1);
+#   reduce   log2(KS) shuffle distances for RB*NG sums: v1 one sum after another (a run-time
+#            loop), v2 distance-major (the RB*NG shuffles of a distance overlap);
+#   consume  v1 reads xproj / the saved inputs from L2 after the reduction (one round trip);
+#            v2 reads them from shared memory (prefetched during the previous barrier);
+#   barrier  GRID_BARRIER, an assumption (arrive + poll through L2 by 132 blocks); the
+#            exchanged vector's bytes (v1: fp32; v2: the storage dtype forward) over L2 bandwidth
+#            are below the latency terms at B <= 16.
+GRID_BARRIER = 1.0e-6
+SHFL_LAT = 30  # clocks: a dependent shuffle and add
+
+
+def persistent_config(B, H):
+    """Units per block, blocks, threads, RB and lanes per group, as persistent_plan chooses."""
+    U = math.ceil(H / SMS)
+    RB = 4 if B >= 4 else 1
+    items = math.ceil(B / RB) * U
+    pw = 1
+    while pw < items and pw < 8:
+        pw *= 2
+    threads = max(64, min(256, 32 * pw))
+    KS = 1
+    while KS < 32 and items * KS < threads:
+        KS *= 2
+    return U, math.ceil(H / U), threads, RB, KS, items
+
+
+def persistent_step(cell, direction, B, H, prec, version="v2"):
+    """Predicted seconds per step of a persistent kernel (prec: "fp32" or "bf16"; the dot
+    products are FFMA in fp32 for both)."""
+    G = {"lstm": 4, "gru": 3}[cell]
+    NG, K = (G, H) if direction == "fwd" else (1, G * H)
+    U, blocks, threads, RB, KS, items = persistent_config(B, H)
+    es = 2 if (prec == "bf16" and direction == "fwd" and version == "v2") else 4  # exchanged
+    if version == "v1":
+        stage = math.ceil(B * K / threads) * L2_LAT
+    else:
+        stage = L2_LAT + math.ceil(B * K * es / 16 / threads) * 2 / CLOCK
+    stage += 2 * 30 / CLOCK  # two block barriers
+    macs = U * NG * B * K
+    dot = max(macs / RATE["ffma32"], items * K * (NG + RB) / 32) / CLOCK
+    steps = int(math.log2(KS))
+    chains = RB * NG
+    red = (chains * steps * SHFL_LAT if version == "v1" else steps * SHFL_LAT + chains * steps) / CLOCK
+    consume = (L2_LAT if version == "v1" else 0.0) + 60 / CLOCK  # + the cell's arithmetic
+    traffic = blocks * B * K * es / L2_BW
+    return max(stage + dot + red + consume, traffic) + GRID_BARRIER
+
+
+def persistent_table():
+    """The dot products are FFMA in fp32 for both precisions, so the kernels' times differ only
+    through the exchanged bytes; the ratios differ through the GEMMs outside the loop and cuDNN."""
+    rows = ["| cell | H | B | fwd µs/step v1 → v2 | bwd µs/step v1 → v2 "
+            "| inference ratio fp32 (TF32) v1 → v2 | training ratio fp32 (TF32) v1 → v2 "
+            "| inference ratio bf16 v1 → v2 | training ratio bf16 v1 → v2 |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    us = lambda t: f"{t * 1e6:.1f}"  # noqa: E731
+    for cell in ("lstm", "gru"):
+        for H in (256, 512, 1024):
+            for B in (1, 4, 8, 16):
+                cols = []
+                for prec in ("fp32", "bf16"):
+                    half = prec == "bf16"
+                    f1, f2 = (persistent_step(cell, "fwd", B, H, prec, v) for v in ("v1", "v2"))
+                    b1, b2 = (persistent_step(cell, "bwd", B, H, prec, v) for v in ("v1", "v2"))
+                    hp = "half" if half else "tf32"
+                    gf, gt = (hoisted_time(cell, B, H, hp, t) for t in (False, True))
+                    ci, ct = (cudnn_time(cell, B, H, half, t) for t in (False, True))
+                    if not half:
+                        times = f"| {us(f1)} → {us(f2)} | {us(b1)} → {us(b2)} "
+                    cols.append(f"| {ci / (f1 + gf):.2f} → {ci / (f2 + gf):.2f} "
+                                f"| {ct / (f1 + b1 + gt):.2f} → {ct / (f2 + b2 + gt):.2f} ")
+                rows.append(f"| {cell} | {H} | {B} " + times + "".join(cols) + "|")
+    return "\n".join(rows)
+
+
 if __name__ == "__main__":
-    print(table())
+    import sys
+    print(persistent_table() if "--persistent" in sys.argv else table())

@@ -308,6 +308,24 @@ def test_sizing_sane_sm90(capsys):
                       "  ".join(f"B={B}: {table[kind, dt, B]}" for B in [1, 8, 64]))
 
 
+def test_perf_model_follows_the_plan():
+    """benchmarks/perf_model.py sizes the persistent kernels as persistent_plan does (sm_90),
+    and predicts the load paths (v2) no slower than the kernel before them (v1)."""
+    import os
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
+    import perf_model
+    for kind in ("lstm", "gru"):
+        for B in (1, 3, 4, 8, 16, 64):
+            for H in (7, 256, 512, 1000):
+                U, blocks, threads = perf_model.persistent_config(B, H)[:3]
+                p = plan_for(kind, B, H, torch.float32)
+                assert (U, blocks, threads) == (p["units"], p["blocks"], p["threads"]), (B, H)
+                for d in ("fwd", "bwd"):
+                    assert perf_model.persistent_step(kind, d, B, H, "bf16", "v2") <= \
+                        perf_model.persistent_step(kind, d, B, H, "bf16", "v1")
+
+
 def test_plan_follows_simt_arch():
     p90 = dict(zip(FIELDS, P.plan("lstm", 1, 1000, torch.float32)))
     _C.simt_set_arch("sm_80")

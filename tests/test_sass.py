@@ -123,3 +123,17 @@ def test_tensor_core_kernels_stage_by_cp_async(rows):
             assert r["LDGSTS"].get("128", 0) > 0, f"{r['arch']} {r['kernel']}: no 128-bit LDGSTS"
         else:
             assert not r["LDGSTS"], f"{r['arch']} {r['kernel']}: LDGSTS {r['LDGSTS']}"
+
+
+def test_persistent_kernels_load_paths(rows):
+    """The persistent kernels (csrc/cuda/persistent_kernels.cuh) stage the exchanged vector by
+    128-bit cp.async, prefetch a step's inputs by word-sized cp.async (32-bit; 64-bit for
+    fp64) and copy W_hh by 128-bit loads, in every dtype and arch."""
+    pers = [r for r in rows if any(f"persistent_detail::{k}<" in r["kernel"] for k in PERSISTENT)]
+    assert len(pers) == len(PERSISTENT) * len(DTYPES) * len({r["arch"] for r in rows})
+    for r in pers:
+        word = "64" if "<double" in r["kernel"] else "32"
+        what = f"{r['arch']} {r['kernel']}"
+        assert r["LDGSTS"].get("128", 0) > 0, f"{what}: no 128-bit LDGSTS"
+        assert r["LDGSTS"].get(word, 0) > 0, f"{what}: no {word}-bit LDGSTS"
+        assert r["LDG"].get("128", 0) > 0, f"{what}: no 128-bit LDG"
