@@ -141,8 +141,13 @@ def table():
 #   barrier  GRID_BARRIER, an assumption (arrive + poll through L2 by 132 blocks); the
 #            exchanged vector's bytes (v1: fp32; v2: the storage dtype forward) over L2 bandwidth
 #            are below the latency terms at B <= 16.
+#   mma      (bf16 forward, "v2" since the tensor-core pass): the block's gate rows (4 per unit,
+#            16 an m-tile) x batch (8 an n-tile) on mma.m16n8k16; a warp's k-steps accumulate
+#            into one fragment, so they form a dependent chain of MMA_LAT each; kspl warps split
+#            a tile pair's k-steps, then partial sums through shared memory (two block barriers).
 GRID_BARRIER = 1.0e-6
 SHFL_LAT = 30  # clocks: a dependent shuffle and add
+MMA_LAT = 33  # clocks: a dependent mma.m16n8k16 (same accumulator)
 
 
 def persistent_config(B, H):
@@ -162,7 +167,7 @@ def persistent_config(B, H):
 
 def persistent_step(cell, direction, B, H, prec, version="v2"):
     """Predicted seconds per step of a persistent kernel (prec: "fp32" or "bf16"; the dot
-    products are FFMA in fp32 for both)."""
+    products are FFMA in fp32 but for v2's bf16 forward, on tensor cores when H % 8 == 0)."""
     G = {"lstm": 4, "gru": 3}[cell]
     NG, K = (G, H) if direction == "fwd" else (1, G * H)
     U, blocks, threads, RB, KS, items = persistent_config(B, H)
@@ -177,18 +182,25 @@ def persistent_step(cell, direction, B, H, prec, version="v2"):
     steps = int(math.log2(KS))
     chains = RB * NG
     red = (chains * steps * SHFL_LAT if version == "v1" else steps * SHFL_LAT + chains * steps) / CLOCK
+    if version == "v2" and prec == "bf16" and direction == "fwd" and H % 8 == 0:
+        warps = threads // 32
+        pairs = math.ceil(4 * U / 16) * math.ceil(B / 8)
+        kspl = 1 if pairs >= warps else warps // pairs
+        rounds = math.ceil(pairs / (warps // kspl))
+        dot = rounds * (math.ceil(math.ceil(K / 16) / kspl) * MMA_LAT + 2 * 30 + 60) / CLOCK
+        red = 0.0
     consume = (L2_LAT if version == "v1" else 0.0) + 60 / CLOCK  # + the cell's arithmetic
     traffic = blocks * B * K * es / L2_BW
     return max(stage + dot + red + consume, traffic) + GRID_BARRIER
 
 
 def persistent_table():
-    """The dot products are FFMA in fp32 for both precisions, so the kernels' times differ only
-    through the exchanged bytes; the ratios differ through the GEMMs outside the loop and cuDNN."""
-    rows = ["| cell | H | B | fwd µs/step v1 → v2 | bwd µs/step v1 → v2 "
+    """Times for fp32 and bf16: they differ in the forward (bf16: h exchanged in 2 bytes, the
+    product on tensor cores); the backward is the same FFMA kernel for both."""
+    rows = ["| cell | H | B | fwd µs/step fp32 v1 → v2 | fwd µs/step bf16 v1 → v2 | bwd µs/step v1 → v2 "
             "| inference ratio fp32 (TF32) v1 → v2 | training ratio fp32 (TF32) v1 → v2 "
             "| inference ratio bf16 v1 → v2 | training ratio bf16 v1 → v2 |",
-            "|---|---|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|---|---|"]
     us = lambda t: f"{t * 1e6:.1f}"  # noqa: E731
     for cell in ("lstm", "gru"):
         for H in (256, 512, 1024):
@@ -202,7 +214,9 @@ def persistent_table():
                     gf, gt = (hoisted_time(cell, B, H, hp, t) for t in (False, True))
                     ci, ct = (cudnn_time(cell, B, H, half, t) for t in (False, True))
                     if not half:
-                        times = f"| {us(f1)} → {us(f2)} | {us(b1)} → {us(b2)} "
+                        times, bwd = f"| {us(f1)} → {us(f2)} ", f"| {us(b1)} → {us(b2)} "
+                    else:
+                        times += f"| {us(f1)} → {us(f2)} " + bwd
                     cols.append(f"| {ci / (f1 + gf):.2f} → {ci / (f2 + gf):.2f} "
                                 f"| {ct / (f1 + b1 + gt):.2f} → {ct / (f2 + b2 + gt):.2f} ")
                 rows.append(f"| {cell} | {H} | {B} " + times + "".join(cols) + "|")

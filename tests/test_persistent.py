@@ -186,6 +186,10 @@ ALIGNED = {  # tune: (T, B, H, tuning)
     "one_chunk": (4, 5, 24, dict()),                              # 24 blocks of 1 unit
     "chunks_pairs": (4, 6, 24, dict(max_blocks=6, max_kc=8)),     # 6 blocks of 4 units, K/8 chunks
     "pairs_partial": (3, 2, 40, dict(max_blocks=7, max_kc=16)),   # 7 blocks of 6 units (last 4)
+    # half types' forward on tensor cores: 2 warps for 5 m-tiles x 3 n-tiles (rounds), and a
+    # chunk of 8 k zero-filled to an mma k-step of 16
+    "mma_rounds": (3, 17, 40, dict(max_blocks=2, threads=64, max_kc=16)),
+    "mma_k8": (2, 3, 24, dict(max_blocks=3, max_kc=8)),
 }
 
 
@@ -199,6 +203,20 @@ def test_aligned_load_paths(kind, dtype, tune, reverse):
         check_layer(kind, T, B, H, dtype, reverse, bias=True, seed=2)
 
 
+def test_tensor_core_forward_planned():
+    """The half types' forward runs on tensor cores (mma.sync) when H and the chunk are
+    multiples of 8; fp32, fp64 and other H stay FFMA. The plan says which (its last field)."""
+    for kind in ("lstm", "gru"):
+        for dtype in DTYPES:
+            for H, tune, want in [(24, {}, True), (40, dict(max_kc=16), True),
+                                  (40, dict(max_kc=8), True), (33, {}, False), (12, {}, False),
+                                  (16, dict(max_kc=4), False), (512, {}, True)]:
+                with tuning(**tune):
+                    p = dict(zip(FIELDS + ["mma_fwd"], P.plan(kind, 5, H, dtype)))
+                half = dtype in (torch.float16, torch.bfloat16)
+                assert p["fits"] and p["mma_fwd"] == (half and want), (kind, dtype, H, tune)
+
+
 def _copies(fn):
     _C.simt_reset_stats()
     out = fn()
@@ -210,7 +228,8 @@ def _copies(fn):
 def test_cp_async_copies_counted(kind, case):
     """Which loads go through cp.async, counted exactly (SIMT counts every copy):
     forward: xproj prefetched one step ahead, one word per element (T*B*G*H), plus the staged
-    h_{t-1} in 16-byte copies when its rows allow (every step, every block: T*blocks*B*H/V);
+    h_{t-1} in 16-byte copies when its rows allow (every step, every block: T*blocks*B*H/V; on
+    tensor cores B rounded up to whole n-tiles of 8, the extra rows zero-filled);
     backward: the saved inputs of each step, G+3 per unit and row, in words (half types: pairs,
     only when U and H are even), plus da_{t+1} (and the dh0 pass) in 16-byte copies of fp32."""
     dtype, H, knobs = {"fp32": (torch.float32, 16, {}), "fp32 odd H": (torch.float32, 18, {}),
@@ -222,7 +241,7 @@ def test_cp_async_copies_counted(kind, case):
     d = layer_inputs(kind, T, B, 4, H, dtype=dtype, seed=7)
     x, h0, w_ih, w_hh, b_ih, b_hh = (d[k] for k in ("x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"))
     with tuning(**knobs):
-        plan = dict(zip(FIELDS, P.plan(kind, B, H, dtype)))
+        plan = dict(zip(FIELDS + ["mma_fwd"], P.plan(kind, B, H, dtype)))
         nb, U = plan["blocks"], plan["units"]
         assert plan["kc_fwd"] == H and plan["kc_bwd"] == G * H  # one chunk: counts are simple
         if kind == "lstm":
@@ -235,7 +254,8 @@ def test_cp_async_copies_counted(kind, case):
                                                     o[3]))
     esize = torch.finfo(dtype).bits // 8
     V = 16 // esize
-    tile_f = T * nb * B * H // V if H % V == 0 else 0
+    rows_f = -(-B // 8) * 8 if plan["mma_fwd"] else B  # tensor cores: whole n-tiles of 8 rows
+    tile_f = T * nb * rows_f * H // V if H % V == 0 else 0
     tile_b = T * nb * B * G * H // (16 // max(esize, 4)) if (G * H) % (16 // max(esize, 4)) == 0 else 0
     words = 2 if esize == 2 else 1
     pre_b = T * B * (G + 3) * H // words if (words == 1 or (U % 2 == 0 and H % 2 == 0)) else 0
@@ -244,7 +264,7 @@ def test_cp_async_copies_counted(kind, case):
         # h rows misaligned (18 floats); the LSTM's da rows (72 floats) are not, the GRU's (54) are
         assert tile_f == 0 and (tile_b > 0) == (kind == "lstm")
     if case == "bf16 odd U":
-        assert U % 2 == 1 and pre_b == 0
+        assert U % 2 == 1 and pre_b == 0 and plan["mma_fwd"]
     if case == "bf16 even U":
         assert U % 2 == 0 and pre_b > 0
 

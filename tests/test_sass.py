@@ -137,3 +137,14 @@ def test_persistent_kernels_load_paths(rows):
         assert r["LDGSTS"].get("128", 0) > 0, f"{what}: no 128-bit LDGSTS"
         assert r["LDGSTS"].get(word, 0) > 0, f"{what}: no {word}-bit LDGSTS"
         assert r["LDG"].get("128", 0) > 0, f"{what}: no 128-bit LDG"
+
+
+def test_persistent_forward_on_tensor_cores(rows):
+    """The half types' persistent forward kernels contain HMMA (mma_pass); the other persistent
+    kernels (fp32, fp64, every backward) are FFMA."""
+    for r in rows:
+        k = r["kernel"]
+        if not any(f"persistent_detail::{n}<" in k for n in PERSISTENT):
+            continue
+        half_fwd = "_fwd_kernel<" in k and ("<Half" in k or "<BFloat16" in k)
+        assert (r["HMMA"] > 0) == half_fwd, f"{r['arch']} {k}: HMMA {r['HMMA']}"

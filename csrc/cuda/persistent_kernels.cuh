@@ -6,6 +6,7 @@
 // 16-byte aligned, in this order; persistent_plan sizes it with the same formulas):
 //   W     [U][NG][K+1] storage dtype S forward: NG = G gates, K = H, W[u][q][:] = W_hh[q*H+j0+u, :]
 //                                      backward: NG = 1, K = G*H,   W[u][0][k] = W_hh[k, j0+u]
+//                                      forward on tensor cores (mma_pass): [R16][K16+8], below
 //   tile  [B][KC+V]  exchange dtype E  the chunk of the exchanged vector staged for this pass;
 //                                      V = 16 / sizeof(E) keeps its rows 16-byte aligned
 //   state [B][U]     accumulation A    per-unit recurrent state kept on chip: LSTM forward c,
@@ -15,6 +16,7 @@
 //                                      one step ahead (double-buffered by step parity):
 //                                      forward NP = G segments of xproj (A), backward the saved
 //                                      gates (G), cells/ghn, dy and the previous c / h (S)
+//   part  [warps][16][8] fp32          mma_pass's partial sums (tensor-core forward only)
 // Exchange through global memory:
 //   forward:  hbuf [2][B][H] in S, as the stepwise kernels and cuDNN carry h: step s reads slot
 //             s%2 (h_{t-1}) and writes slot (s+1)%2 (h_t). Slot (s+1)%2 was last read in step
@@ -60,6 +62,7 @@
 
 #include "cells/cells.h"
 #include "cuda/portable.h"
+#include "cuda/tile_mma.cuh"  // kern::mma_half
 
 #if defined(__CUDACC__)
 #define FRNN_PERS_UNROLL _Pragma("unroll")
@@ -94,24 +97,29 @@ __device__ __forceinline__ bool aligned_to(const T* p, int bytes) {
   return reinterpret_cast<uintptr_t>(p) % uintptr_t(bytes) == 0;
 }
 
-// Carve the dynamic shared memory: W (S), tile (E), state (A), pre (P), each 16-byte aligned.
+// Carve the dynamic shared memory: W (S, w_elems), tile (E, tile_rows x ldt), state (A, B*U),
+// pre (P, 2*B*NP*U), part (fp32, the tensor-core pass's partial sums), each 16-byte aligned.
 template <class S, class E, class A, class P>
 struct Smem {
   S* w;
   E* tile;
   A* state;
   P* pre;
+  float* part;
   int ldt;  // tile row stride, elements
-  __device__ __forceinline__ Smem(unsigned char* base, int U, int NG, int K, int B, int KC) {
+  __device__ __forceinline__ Smem(unsigned char* base, size_t w_elems, int tile_rows, int KC,
+                                  int B, int U, int NP) {
     size_t off = 0;
     ldt = KC + Vec16<E>::n;
     w = reinterpret_cast<S*>(base + off);
-    off += align16(size_t(U) * NG * (K + 1) * sizeof(S));
+    off += align16(w_elems * sizeof(S));
     tile = reinterpret_cast<E*>(base + off);
-    off += align16(size_t(B) * ldt * sizeof(E));
+    off += align16(size_t(tile_rows) * ldt * sizeof(E));
     state = reinterpret_cast<A*>(base + off);
     off += align16(size_t(B) * U * sizeof(A));
     pre = reinterpret_cast<P*>(base + off);
+    off += align16(size_t(2) * B * NP * U * sizeof(P));
+    part = reinterpret_cast<float*>(base + off);
   }
 };
 
@@ -293,6 +301,111 @@ __device__ __forceinline__ void dot_pass(const S* __restrict__ W, int K, int U, 
     dot_pass_rb<NG, 1, A>(W, K, U, B, src, ld, src_rows, tile, ldt, KC, consume);
 }
 
+// ------------------------------------------------------------------ tensor cores (forward)
+// The forward product of the half types on mma.m16n8k16 (bf16/fp16 operands as stored, fp32
+// sums), when H and KC are multiples of 8 (16-byte rows for ldmatrix; persistent_plan decides):
+//   M: the block's gate rows r = 4u + q (q < NG; the GRU's fourth row is zero), so a 16-row
+//      m-tile holds all gates of 4 units;  W [R16][ldw] in S, R16 = 16*ceil(4U/16),
+//      ldw = K16 + 8 (K16 = 16*ceil(K/16); rows, units and columns beyond the slice are zero,
+//      the 8 extra elements a row keep ldmatrix's 8 row addresses in distinct bank groups);
+//   N: batch rows, 8 an n-tile: the tile [B8][KC+8] in S (rows past the step's n zero);
+//   K: in chunks of KC, k-steps of 16 (a chunk of 8 mod 16 is zero-filled to the next 16).
+// Warps: P = MT*NT tile pairs; kspl = max(1, warps / P) warps split a pair's k-steps, so
+// groups = warps / kspl pairs run at once (rounds over the rest). A round's fragments go to
+// part [kspl][groups][16][8] (fp32); thread i then sums unit 4*mt + (i%32)/8, batch row
+// 8*nt + i%8 of pair i/32 over the k-splits and consumes it (all NG gates of a unit in one
+// thread, as in dot_pass).
+__device__ __forceinline__ int round_up(int n, int m) {
+  return (n + m - 1) / m * m;
+}
+
+template <class S>
+struct MmaLayout {
+  int R16, ldw;
+  __device__ __forceinline__ MmaLayout(int U, int K) : R16(round_up(4 * U, 16)), ldw(round_up(K, 16) + 8) {}
+  __device__ __forceinline__ size_t w_elems() const { return size_t(R16) * ldw; }
+};
+
+template <class S, class F>
+__device__ __forceinline__ void mma_pass(const S* W, int ldw, int K, int U, int B, const S* src,
+                                         int64_t ld, int src_rows, S* tile, int ldt, int KC,
+                                         float* part, F& consume) {
+  const int tid = threadIdx.x, nt = blockDim.x, warps = nt / 32, warp = tid / 32,
+            lane = tid % 32;
+  const int MT = round_up(4 * U, 16) / 16, B8 = round_up(B, 8), NT = B8 / 8, P = MT * NT;
+  const int kspl = P >= warps ? 1 : warps / P, groups = warps / kspl;
+  const int grp = warp % groups, ks = warp / groups;
+  const int rounds = (P + groups - 1) / groups, nchunks = (K + KC - 1) / KC;
+  const bool vec = ld % 8 == 0 && aligned_to(src, 16);
+  for (int r = 0; r < rounds; ++r) {
+    const int p = r * groups + grp;
+    const bool active = p < P && ks < kspl;  // warp-uniform
+    const int mt = active ? p / NT : 0, ntl = active ? p % NT : 0;
+    float acc[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int c = 0; c < nchunks; ++c) {
+      const int k0 = c * KC, kn = min(KC, K - k0), kn16 = round_up(kn, 16);
+      if (nchunks > 1 || r == 0) {  // block-uniform: stage src[:, k0:k0+kn] into the tile
+        __syncthreads();            // every warp finished reading the previous tile
+        if (vec)
+          async_block<16>(tile, ldt, src + k0, ld, B8, src_rows, kn);
+        else
+          copy_block_v<1>(tile, ldt, 1, src + k0, ld, B8, src_rows, kn, kn);
+        for (int i = tid; i < B8 * (kn16 - kn); i += nt)  // k past the chunk: zero
+          tile[(i / (kn16 - kn)) * ldt + kn + i % (kn16 - kn)] = S(0.0f);
+        portable::cp_async_commit();
+        portable::cp_async_wait<0>();  // the tile, and the prefetch committed before it
+        __syncthreads();
+      }
+      if (active) {
+        // ldmatrix rows: A x4, lanes 0-15 rows 0-15 at k, 16-31 the same rows at k+8;
+        // B x2, lanes 0-7 batch rows at k, 8-15 at k+8 (cuda/warp_matrix.h).
+        const S* wa = W + (mt * 16 + (lane & 15)) * ldw + k0 + (lane >> 4) * 8;
+        const S* tb = tile + (ntl * 8 + (lane & 7)) * ldt + ((lane >> 3) & 1) * 8;
+        for (int kb = ks * 16; kb < kn16; kb += kspl * 16) {
+          uint32_t a[4], b[2];
+          portable::ldmatrix_x4(a, wa + kb);
+          portable::ldmatrix_x2(b, tb + kb);
+          kern::mma_half<S>(acc, a, b);
+        }
+      }
+    }
+    __syncthreads();  // the previous round's consumers have read part
+    if (active) {     // c[0], c[1]: row g, cols 2t, 2t+1; c[2], c[3]: row g+8
+      float* pp = part + (ks * groups + grp) * 128 + (lane >> 2) * 8 + 2 * (lane & 3);
+      pp[0] = acc[0], pp[1] = acc[1], pp[64] = acc[2], pp[65] = acc[3];
+    }
+    __syncthreads();
+    for (int i = tid; i < groups * 32; i += nt) {
+      const int gi = i / 32, ul = (i % 32) / 8, bl = i % 8, pr = r * groups + gi;
+      if (pr >= P) continue;
+      const int u = (pr / NT) * 4 + ul, b = (pr % NT) * 8 + bl;
+      if (u >= U || b >= B) continue;
+      float sum[4];
+FRNN_PERS_UNROLL
+      for (int q = 0; q < 4; ++q) {
+        float v = 0.f;
+        for (int k = 0; k < kspl; ++k) v += part[(k * groups + gi) * 128 + (ul * 4 + q) * 8 + bl];
+        sum[q] = v;
+      }
+      consume(b, u, static_cast<const float*>(sum));
+    }
+  }
+}
+
+// W_hh's slice for mma_pass: W[4u + q][k] = w_hh[(q*H + j0+u) * H + k] (q < G), zero elsewhere
+// in [R16][ldw].
+template <class S>
+__device__ __forceinline__ void load_w_mma(S* W, const MmaLayout<S>& L, const S* w_hh, int G,
+                                           int H, int U, int j0) {
+  const int n = L.R16 * L.ldw;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) W[i] = S(0.0f);
+  __syncthreads();  // the zeros before the copies that overwrite some of them
+  const int valid = min(U, H - j0);
+  for (int q = 0; q < G; ++q)
+    copy_block(W + q * L.ldw, int64_t(4) * L.ldw, 1, w_hh + (int64_t(q) * H + j0) * H, H, U,
+               valid, H, H);
+}
+
 // Load this block's slice of W_hh (global, storage dtype) into shared memory (rows padded to
 // K+1 elements; the pad is never read); units j >= H are zero.
 //   rows (forward):   W[u][q][k] = w_hh[(q*H + j0+u) * H + k], NG = G, K = H
@@ -360,6 +473,7 @@ struct LstmFwdParams {
   int T, B, H, U, KC;
   bool reverse;
   S* c_n = nullptr; // [B,H] out, or nullptr: each row's last cell state (when cells is not kept)
+  bool mma = false; // the product on tensor cores (mma_pass; half types, persistent_plan)
 };
 
 template <class S, class A>
@@ -391,6 +505,7 @@ struct GruFwdParams {
   const int* steps; // [2T] packed input, or nullptr (dense)
   int T, B, H, U, KC;
   bool reverse;
+  bool mma = false; // the product on tensor cores (mma_pass; half types, persistent_plan)
 };
 
 template <class S, class A>
@@ -465,6 +580,36 @@ __device__ __forceinline__ bool can_prefetch(int U, int H, Ptr... ptrs) {
   return (aligned_to(ptrs, Word<S>::bytes) && ...);
 }
 
+// The forward's product: mma_pass when the plan chose tensor cores (half types only), else
+// dot_pass (W in the FFMA layout).
+template <int NG, class S, class A, class F>
+__device__ __forceinline__ void fwd_pass(bool mma, const S* W, int H, int U, int B,
+                                         const S* hprev, S* tile, int ldt, int KC, float* part,
+                                         F&& consume) {
+  if constexpr (sizeof(S) == 2) {
+    if (mma) {
+      mma_pass<S>(W, MmaLayout<S>(U, H).ldw, H, U, B, hprev, H, B, tile, ldt, KC, part, consume);
+      return;
+    }
+  }
+  dot_pass<NG, A>(W, H, U, B, hprev, H, B, tile, ldt, KC, consume);
+}
+
+// W's elements and the tile's rows of a forward kernel (the carve persistent_plan sizes).
+template <class S>
+__device__ __forceinline__ size_t fwd_w_elems(bool mma, int NG, int H, int U) {
+  return mma ? MmaLayout<S>(U, H).w_elems() : size_t(U) * NG * (H + 1);
+}
+
+template <class S>
+__device__ __forceinline__ void load_w_fwd(bool mma, S* W, const S* w_hh, int G, int H, int U,
+                                           int j0) {
+  if (mma)
+    load_w_mma(W, MmaLayout<S>(U, H), w_hh, G, H, U, j0);
+  else
+    load_w_rows(W, w_hh, G, H, U, j0);
+}
+
 // ------------------------------------------------------------------ LSTM forward
 template <class S, class A>
 __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(LstmFwdParams<S, A> p) {
@@ -472,8 +617,10 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(LstmFwdParams<
   const int H = p.H, B = p.B, U = p.U, G4 = 4 * H;
   constexpr int NP = Prefetch<4>::fwd;
   const int j0 = blockIdx.x * U;
-  Smem<S, S, A, A> sm(smem_raw, U, 4, H, B, p.KC);
-  load_w_rows(sm.w, p.w_hh, 4, H, U, j0);
+  const bool mma = sizeof(S) == 2 && p.mma;
+  Smem<S, S, A, A> sm(smem_raw, fwd_w_elems<S>(mma, 4, H, U), mma ? round_up(B, 8) : B, p.KC, B,
+                      U, NP);
+  load_w_fwd(mma, sm.w, p.w_hh, 4, H, U, j0);
   for (int i = threadIdx.x; i < B * U; i += blockDim.x) {
     const int b = i / U, j = j0 + i % U;
     sm.state[i] = j < H ? static_cast<A>(p.c0[b * H + j]) : A(0);
@@ -487,8 +634,8 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(LstmFwdParams<
     const S* hprev = p.hbuf + int64_t(s % 2) * B * H;
     S* hnext = p.hbuf + int64_t((s + 1) % 2) * B * H;
     const A* pre = sm.pre + int64_t(s % 2) * B * NP * U;
-    dot_pass<4, A>(sm.w, H, U, n, hprev, H, n, sm.tile, sm.ldt, p.KC,
-                   [&](int b, int u, const A* acc) {
+    fwd_pass<4, S, A>(mma, sm.w, H, U, n, hprev, sm.tile, sm.ldt, p.KC, sm.part,
+                      [&](int b, int u, const A* acc) {
       const int j = j0 + u;
       if (j >= H) return;
       const int64_t row = off + b;
@@ -532,7 +679,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_bwd_kernel(LstmBwdParams<
   const int H = p.H, B = p.B, U = p.U, G4 = 4 * H;
   constexpr int NP = Prefetch<4>::bwd;
   const int j0 = blockIdx.x * U;
-  Smem<S, A, A, S> sm(smem_raw, U, 1, G4, B, p.KC);
+  Smem<S, A, A, S> sm(smem_raw, size_t(U) * (G4 + 1), B, p.KC, B, U, NP);
   load_w_cols(sm.w, p.w_hh, 4, H, U, j0);
   for (int i = threadIdx.x; i < B * U; i += blockDim.x) {
     const int b = i / U, j = j0 + i % U;
@@ -600,8 +747,10 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(GruFwdParams<S,
   const int H = p.H, B = p.B, U = p.U, G3 = 3 * H;
   constexpr int NP = Prefetch<3>::fwd;
   const int j0 = blockIdx.x * U;
-  Smem<S, S, A, A> sm(smem_raw, U, 3, H, B, p.KC);
-  load_w_rows(sm.w, p.w_hh, 3, H, U, j0);
+  const bool mma = sizeof(S) == 2 && p.mma;
+  Smem<S, S, A, A> sm(smem_raw, fwd_w_elems<S>(mma, 3, H, U), mma ? round_up(B, 8) : B, p.KC, B,
+                      U, NP);
+  load_w_fwd(mma, sm.w, p.w_hh, 3, H, U, j0);
   for (int i = threadIdx.x; i < B * U; i += blockDim.x) {  // h_{t-1} of this block's units
     const int b = i / U, j = j0 + i % U;
     sm.state[i] = j < H ? static_cast<A>(p.hbuf[b * H + j]) : A(0);
@@ -614,8 +763,8 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(GruFwdParams<S,
     const S* hprev = p.hbuf + int64_t(s % 2) * B * H;
     S* hnext = p.hbuf + int64_t((s + 1) % 2) * B * H;
     const A* pre = sm.pre + int64_t(s % 2) * B * NP * U;
-    dot_pass<3, A>(sm.w, H, U, n, hprev, H, n, sm.tile, sm.ldt, p.KC,
-                   [&](int b, int u, const A* acc) {
+    fwd_pass<3, S, A>(mma, sm.w, H, U, n, hprev, sm.tile, sm.ldt, p.KC, sm.part,
+                      [&](int b, int u, const A* acc) {
       const int j = j0 + u;
       if (j >= H) return;
       const int64_t row = off + b;
@@ -651,7 +800,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_bwd_kernel(GruBwdParams<S,
   const int H = p.H, B = p.B, U = p.U, G3 = 3 * H;
   constexpr int NP = Prefetch<3>::bwd;
   const int j0 = blockIdx.x * U;
-  Smem<S, A, A, S> sm(smem_raw, U, 1, G3, B, p.KC);
+  Smem<S, A, A, S> sm(smem_raw, size_t(U) * (G3 + 1), B, p.KC, B, U, NP);
   load_w_cols(sm.w, p.w_hh, 3, H, U, j0);
   for (int i = threadIdx.x; i < B * U; i += blockDim.x) sm.state[i] = A(0);
   const bool pf = can_prefetch<S>(U, H, p.gates, p.ghn, p.dy, p.y, p.h0);

@@ -88,8 +88,31 @@ PersistentPlan persistent_plan(RnnKind kind, int64_t B, int64_t H, at::ScalarTyp
     smem_out = fixed + tile(kc, es);
     return true;
   };
-  const bool f = fit_kc(H, wfwd + sbytes + pfwd, sS, p.kc_fwd, p.smem_fwd),
-             b = fit_kc(G * H, wbwd + sbytes + pbwd, sA, p.kc_bwd, p.smem_bwd);
+  // The forward of the half types on tensor cores when its rows allow ldmatrix (H and KC
+  // multiples of 8): W [R16][K16+8] (gate rows 4u+q, padded to whole 16-row tiles), the tile's
+  // rows padded to 8, plus the partial sums (16 bytes a thread).
+  bool f = false;
+  if (sS == 2 && H % 8 == 0) {
+    auto r16 = [](int64_t n) { return (n + 15) / 16 * 16; };
+    const size_t wmma = a16(size_t(r16(4 * U) * (r16(H) + 8)) * sS);
+    const size_t part = a16(size_t(p.threads) * 16);
+    const int64_t B8 = (B + 7) / 8 * 8;
+    auto tile8 = [&](int64_t kc) { return a16(size_t(B8 * (kc + 8)) * sS); };
+    const size_t fixed = wmma + sbytes + pfwd + part;
+    if (fixed < limit) {
+      int64_t kc = std::min<int64_t>(H, int64_t((limit - fixed) / (size_t(B8) * sS)) - 8);
+      if (kc < H) kc = kc / 32 * 32;
+      if (g_max_kc > 0) kc = std::min<int64_t>(kc, g_max_kc);
+      const bool enough = kc >= std::min<int64_t>(H, 32) || (g_max_kc > 0 && kc >= 8);
+      if (enough && kc % 8 == 0 && fixed + tile8(kc) <= limit) {
+        f = p.mma_fwd = true;
+        p.kc_fwd = int(kc);
+        p.smem_fwd = fixed + tile8(kc);
+      }
+    }
+  }
+  if (!f) f = fit_kc(H, wfwd + sbytes + pfwd, sS, p.kc_fwd, p.smem_fwd);
+  const bool b = fit_kc(G * H, wbwd + sbytes + pbwd, sA, p.kc_bwd, p.smem_bwd);
   p.fits = f && b;
   if (!p.fits) {
     std::ostringstream m;
