@@ -141,7 +141,8 @@ def table():
 #   barrier  GRID_BARRIER, an assumption (arrive + poll through L2 by 132 blocks); the
 #            exchanged vector's bytes (v1: fp32; v2: the storage dtype forward) over L2 bandwidth
 #            are below the latency terms at B <= 16.
-#   mma      (bf16 forward, "v2" since the tensor-core pass): the block's gate rows (4 per unit,
+#   mma      (v2's forward: bf16 m16n8k16, fp32 as TF32 m16n8k8, TF32 being cuDNN's default for
+#            fp32 RNNs; IEEE fp32 stays FFMA): the block's gate rows (4 per unit,
 #            16 an m-tile) x batch (8 an n-tile) on mma.m16n8k16; a warp's k-steps accumulate
 #            into one fragment, so they form a dependent chain of MMA_LAT each; kspl warps split
 #            a tile pair's k-steps, then partial sums through shared memory (two block barriers).
@@ -166,8 +167,9 @@ def persistent_config(B, H):
 
 
 def persistent_step(cell, direction, B, H, prec, version="v2"):
-    """Predicted seconds per step of a persistent kernel (prec: "fp32" or "bf16"; the dot
-    products are FFMA in fp32 but for v2's bf16 forward, on tensor cores when H % 8 == 0)."""
+    """Predicted seconds per step of a persistent kernel (prec: "fp32" (TF32) or "bf16"; the dot
+    products are FFMA in fp32 but for v2's forward, on tensor cores when H is a multiple of
+    16 bytes' elements)."""
     G = {"lstm": 4, "gru": 3}[cell]
     NG, K = (G, H) if direction == "fwd" else (1, G * H)
     U, blocks, threads, RB, KS, items = persistent_config(B, H)
@@ -182,12 +184,13 @@ def persistent_step(cell, direction, B, H, prec, version="v2"):
     steps = int(math.log2(KS))
     chains = RB * NG
     red = (chains * steps * SHFL_LAT if version == "v1" else steps * SHFL_LAT + chains * steps) / CLOCK
-    if version == "v2" and prec == "bf16" and direction == "fwd" and H % 8 == 0:
+    kstep = 16 if prec == "bf16" else 8  # mma k: m16n8k16 bf16, m16n8k8 tf32
+    if version == "v2" and direction == "fwd" and H % (kstep // 2) == 0:
         warps = threads // 32
         pairs = math.ceil(4 * U / 16) * math.ceil(B / 8)
         kspl = 1 if pairs >= warps else warps // pairs
         rounds = math.ceil(pairs / (warps // kspl))
-        dot = rounds * (math.ceil(math.ceil(K / 16) / kspl) * MMA_LAT + 2 * 30 + 60) / CLOCK
+        dot = rounds * (math.ceil(math.ceil(K / kstep) / kspl) * MMA_LAT + 2 * 30 + 60) / CLOCK
         red = 0.0
     consume = (L2_LAT if version == "v1" else 0.0) + 60 / CLOCK  # + the cell's arithmetic
     traffic = blocks * B * K * es / L2_BW
@@ -195,8 +198,8 @@ def persistent_step(cell, direction, B, H, prec, version="v2"):
 
 
 def persistent_table():
-    """Times for fp32 and bf16: they differ in the forward (bf16: h exchanged in 2 bytes, the
-    product on tensor cores); the backward is the same FFMA kernel for both."""
+    """Times for fp32 (TF32) and bf16: the forwards differ (tf32 k-steps of 8, bf16 of 16; h in
+    4 or 2 bytes); the backward is the same FFMA kernel for both."""
     rows = ["| cell | H | B | fwd µs/step fp32 v1 → v2 | fwd µs/step bf16 v1 → v2 | bwd µs/step v1 → v2 "
             "| inference ratio fp32 (TF32) v1 → v2 | training ratio fp32 (TF32) v1 → v2 "
             "| inference ratio bf16 v1 → v2 | training ratio bf16 v1 → v2 |",

@@ -13,7 +13,7 @@ import torch
 
 import fusedrnn
 from fusedrnn import reference
-from conftest import TOL, layer_inputs
+from conftest import TOL, layer_inputs, tf32_rnns
 
 pytestmark = pytest.mark.skipif(not fusedrnn.build_info()["simt"], reason="SIMT layer not built")
 
@@ -204,17 +204,46 @@ def test_aligned_load_paths(kind, dtype, tune, reverse):
 
 
 def test_tensor_core_forward_planned():
-    """The half types' forward runs on tensor cores (mma.sync) when H and the chunk are
-    multiples of 8; fp32, fp64 and other H stay FFMA. The plan says which (its last field)."""
+    """The forward can run on tensor cores when H and the chunk are whole 16-byte rows (8 halves,
+    4 floats): the half types always then, fp32 when TF32 is allowed (the launcher's choice);
+    fp64 and other H stay FFMA. The plan says which (its last field)."""
     for kind in ("lstm", "gru"):
         for dtype in DTYPES:
-            for H, tune, want in [(24, {}, True), (40, dict(max_kc=16), True),
-                                  (40, dict(max_kc=8), True), (33, {}, False), (12, {}, False),
-                                  (16, dict(max_kc=4), False), (512, {}, True)]:
+            V = {torch.float16: 8, torch.bfloat16: 8, torch.float32: 4, torch.float64: 0}[dtype]
+            for H, tune, kc in [(24, {}, 24), (40, dict(max_kc=16), 16), (40, dict(max_kc=8), 8),
+                                (33, {}, 33), (12, {}, 12), (16, dict(max_kc=4), 4),
+                                (512, {}, 512)]:
                 with tuning(**tune):
                     p = dict(zip(FIELDS + ["mma_fwd"], P.plan(kind, 5, H, dtype)))
-                half = dtype in (torch.float16, torch.bfloat16)
-                assert p["fits"] and p["mma_fwd"] == (half and want), (kind, dtype, H, tune)
+                want = V > 0 and H % V == 0 and kc % V == 0
+                assert p["fits"] and p["mma_fwd"] == want, (kind, dtype, H, tune)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("T,B,H,tune", [(4, 5, 24, {}), (3, 17, 40, dict(max_blocks=2, threads=64,
+                                                                          max_kc=16)),
+                                        (3, 3, 20, dict(max_blocks=3, max_kc=4))])
+def test_tf32_forward(kind, T, B, H, tune):
+    """fp32 with TF32 allowed (cuDNN's default): the forward's product on mma.m16n8k8 .tf32,
+    within TF32's tolerance (that of fp16) of the fp64 reference, different from the IEEE result
+    (it did run on TF32), and close to the stepwise kernels' TF32 forward."""
+    d = layer_inputs(kind, T, B, 6, H, dtype=torch.float32, seed=11)
+    names = ["x", "h0"] + (["c0"] if kind == "lstm" else []) + ["w_ih", "w_hh", "b_ih", "b_hh"]
+    args = [d[k] for k in names]
+    fwd = P.lstm_forward if kind == "lstm" else P.gru_forward
+    ref_fn = reference.lstm_layer if kind == "lstm" else reference.gru_layer
+    with tuning(**tune):
+        assert P.plan(kind, B, H, torch.float32)[8]
+        ieee = fwd(*args)[0]
+        with tf32_rnns():
+            tf = fwd(*args)[0]
+            step = getattr(torch.ops.fusedrnn, f"{kind}_forward")(
+                *args, False, "simt", *([None, None] if kind == "lstm" else [None]), "stepwise")[0]
+    ref = ref_fn(*(a.double() for a in args))[0]
+    close(tf, ref, torch.float16, what="y (tf32)")
+    close(ieee, ref, torch.float32, what="y (ieee)")
+    assert (tf - ieee).abs().max() > 1e-5, "TF32 allowed, yet the result is IEEE's"
+    close(tf, step, torch.float16, what="persistent vs stepwise (tf32)")
 
 
 def _copies(fn):
@@ -254,7 +283,8 @@ def test_cp_async_copies_counted(kind, case):
                                                     o[3]))
     esize = torch.finfo(dtype).bits // 8
     V = 16 // esize
-    rows_f = -(-B // 8) * 8 if plan["mma_fwd"] else B  # tensor cores: whole n-tiles of 8 rows
+    # on tensor cores (the half types here: TF32 is off in the tests) whole n-tiles of 8 rows
+    rows_f = -(-B // 8) * 8 if plan["mma_fwd"] and esize == 2 else B
     tile_f = T * nb * rows_f * H // V if H % V == 0 else 0
     tile_b = T * nb * B * G * H // (16 // max(esize, 4)) if (G * H) % (16 // max(esize, 4)) == 0 else 0
     words = 2 if esize == 2 else 1

@@ -140,11 +140,11 @@ def test_persistent_kernels_load_paths(rows):
 
 
 def test_persistent_forward_on_tensor_cores(rows):
-    """The half types' persistent forward kernels contain HMMA (mma_pass); the other persistent
-    kernels (fp32, fp64, every backward) are FFMA."""
+    """The persistent forward kernels of the half types and fp32 (TF32) contain HMMA (mma_pass);
+    the fp64 forward and every backward are FFMA."""
     for r in rows:
         k = r["kernel"]
         if not any(f"persistent_detail::{n}<" in k for n in PERSISTENT):
             continue
-        half_fwd = "_fwd_kernel<" in k and ("<Half" in k or "<BFloat16" in k)
-        assert (r["HMMA"] > 0) == half_fwd, f"{r['arch']} {k}: HMMA {r['HMMA']}"
+        mma_fwd = "_fwd_kernel<" in k and "<double" not in k
+        assert (r["HMMA"] > 0) == mma_fwd, f"{r['arch']} {k}: HMMA {r['HMMA']}"

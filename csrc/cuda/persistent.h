@@ -57,8 +57,9 @@ struct PersistentPlan {
   int kc_bwd = 0;        // columns of da_{t+1} staged per pass (backward), <= G*H
   size_t smem_fwd = 0;   // dynamic shared memory bytes per block
   size_t smem_bwd = 0;
-  bool mma_fwd = false;  // the forward's product on tensor cores (half types, H and kc_fwd
-                         // multiples of 8); else FFMA
+  bool mma_fwd = false;  // the forward's product can run on tensor cores (the half types;
+                         // fp32 when TF32 is allowed): H and kc_fwd whole 16-byte rows and the
+                         // layout fits; else FFMA
   std::string why;       // when !fits: which limit failed
 };
 

@@ -167,7 +167,7 @@ T5 lstm_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& c0,
                           save ? cells_.data_ptr<S>() : nullptr, table_ptr(steps), int(T),
                           int(B), int(H), plan.units, plan.kc_fwd, reverse};
     p.c_n = save ? nullptr : c_n.data_ptr<S>();
-    p.mma = plan.mma_fwd;
+    p.mma = plan.mma_fwd && (sizeof(S) == 2 || stepwise::rnn_tf32_allowed());
     launch(&lstm_fwd_kernel<S, A>, plan, plan.smem_fwd, p);
   });
   if (!save)
@@ -279,7 +279,7 @@ T4 gru_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
                          save ? gates.data_ptr<S>() : nullptr, save ? ghn.data_ptr<S>() : nullptr,
                          table_ptr(steps), int(T), int(B), int(H), plan.units, plan.kc_fwd,
                          reverse};
-    p.mma = plan.mma_fwd;
+    p.mma = plan.mma_fwd && (sizeof(S) == 2 || stepwise::rnn_tf32_allowed());
     launch(&gru_fwd_kernel<S, A>, plan, plan.smem_fwd, p);
   });
   if (!save)

@@ -302,70 +302,89 @@ __device__ __forceinline__ void dot_pass(const S* __restrict__ W, int K, int U, 
 }
 
 // ------------------------------------------------------------------ tensor cores (forward)
-// The forward product of the half types on mma.m16n8k16 (bf16/fp16 operands as stored, fp32
-// sums), when H and KC are multiples of 8 (16-byte rows for ldmatrix; persistent_plan decides):
+// The forward product on tensor cores, fp32 sums: the half types on mma.m16n8k16 with their
+// operands as stored, fp32 on mma.m16n8k8 .tf32 when TF32 is allowed (W_hh rounded to tf32
+// once when loaded, h per fragment: cvt.rna, as the stepwise kernels). Used when H and KC are
+// multiples of 16 bytes' elements (8 halves, 4 floats: ldmatrix rows; persistent_plan decides):
 //   M: the block's gate rows r = 4u + q (q < NG; the GRU's fourth row is zero), so a 16-row
-//      m-tile holds all gates of 4 units;  W [R16][ldw] in S, R16 = 16*ceil(4U/16),
-//      ldw = K16 + 8 (K16 = 16*ceil(K/16); rows, units and columns beyond the slice are zero,
-//      the 8 extra elements a row keep ldmatrix's 8 row addresses in distinct bank groups);
-//   N: batch rows, 8 an n-tile: the tile [B8][KC+8] in S (rows past the step's n zero);
-//   K: in chunks of KC, k-steps of 16 (a chunk of 8 mod 16 is zero-filled to the next 16).
+//      m-tile holds all gates of 4 units;  W [R16][ldw], R16 = 16*ceil(4U/16),
+//      ldw = KS*ceil(K/KS) + V (KS the mma's k: 16 halves / 8 floats; V = 16 bytes of elements;
+//      rows, units and columns beyond the slice are zero, and the V extra elements a row keep
+//      ldmatrix's 8 row addresses in distinct bank groups);
+//   N: batch rows, 8 an n-tile: the tile [B8][KC+V] (rows past the step's n zero);
+//   K: in chunks of KC, k-steps of KS (a chunk's tail short of a k-step is zero-filled).
 // Warps: P = MT*NT tile pairs; kspl = max(1, warps / P) warps split a pair's k-steps, so
 // groups = warps / kspl pairs run at once (rounds over the rest). A round's fragments go to
 // part [kspl][groups][16][8] (fp32); thread i then sums unit 4*mt + (i%32)/8, batch row
 // 8*nt + i%8 of pair i/32 over the k-splits and consumes it (all NG gates of a unit in one
-// thread, as in dot_pass).
+// thread, as in dot_pass). For fp32 ldmatrix moves each 32-bit element as two 16-bit halves:
+// a 16-byte row is 4 floats, and PTX's tf32 fragment positions are where those pairs land.
 __device__ __forceinline__ int round_up(int n, int m) {
   return (n + m - 1) / m * m;
 }
 
 template <class S>
 struct MmaLayout {
+  static constexpr int kKStep = sizeof(S) == 2 ? 16 : 8, kHalfK = kKStep / 2;
   int R16, ldw;
-  __device__ __forceinline__ MmaLayout(int U, int K) : R16(round_up(4 * U, 16)), ldw(round_up(K, 16) + 8) {}
+  __device__ __forceinline__ MmaLayout(int U, int K)
+      : R16(round_up(4 * U, 16)), ldw(round_up(K, kKStep) + Vec16<S>::n) {}
   __device__ __forceinline__ size_t w_elems() const { return size_t(R16) * ldw; }
 };
+
+template <class S>
+__device__ __forceinline__ void mma_step(float (&acc)[4], const uint32_t (&a)[4],
+                                         uint32_t (&b)[2]) {
+  if constexpr (sizeof(S) == 2) {
+    kern::mma_half<S>(acc, a, b);
+  } else {  // W was rounded when loaded; round h here
+    b[0] = portable::to_tf32(__uint_as_float(b[0]));
+    b[1] = portable::to_tf32(__uint_as_float(b[1]));
+    portable::mma_tf32_1688(acc, a, b, acc);
+  }
+}
 
 template <class S, class F>
 __device__ __forceinline__ void mma_pass(const S* W, int ldw, int K, int U, int B, const S* src,
                                          int64_t ld, int src_rows, S* tile, int ldt, int KC,
                                          float* part, F& consume) {
+  constexpr int KS = MmaLayout<S>::kKStep, HK = MmaLayout<S>::kHalfK, V = Vec16<S>::n;
   const int tid = threadIdx.x, nt = blockDim.x, warps = nt / 32, warp = tid / 32,
             lane = tid % 32;
   const int MT = round_up(4 * U, 16) / 16, B8 = round_up(B, 8), NT = B8 / 8, P = MT * NT;
   const int kspl = P >= warps ? 1 : warps / P, groups = warps / kspl;
   const int grp = warp % groups, ks = warp / groups;
   const int rounds = (P + groups - 1) / groups, nchunks = (K + KC - 1) / KC;
-  const bool vec = ld % 8 == 0 && aligned_to(src, 16);
+  const bool vec = ld % V == 0 && aligned_to(src, 16);
   for (int r = 0; r < rounds; ++r) {
     const int p = r * groups + grp;
     const bool active = p < P && ks < kspl;  // warp-uniform
     const int mt = active ? p / NT : 0, ntl = active ? p % NT : 0;
     float acc[4] = {0.f, 0.f, 0.f, 0.f};
     for (int c = 0; c < nchunks; ++c) {
-      const int k0 = c * KC, kn = min(KC, K - k0), kn16 = round_up(kn, 16);
+      const int k0 = c * KC, kn = min(KC, K - k0), knk = round_up(kn, KS);
       if (nchunks > 1 || r == 0) {  // block-uniform: stage src[:, k0:k0+kn] into the tile
         __syncthreads();            // every warp finished reading the previous tile
         if (vec)
           async_block<16>(tile, ldt, src + k0, ld, B8, src_rows, kn);
         else
           copy_block_v<1>(tile, ldt, 1, src + k0, ld, B8, src_rows, kn, kn);
-        for (int i = tid; i < B8 * (kn16 - kn); i += nt)  // k past the chunk: zero
-          tile[(i / (kn16 - kn)) * ldt + kn + i % (kn16 - kn)] = S(0.0f);
+        for (int i = tid; i < B8 * (knk - kn); i += nt)  // k past the chunk: zero
+          tile[(i / (knk - kn)) * ldt + kn + i % (knk - kn)] = S(0.0f);
         portable::cp_async_commit();
         portable::cp_async_wait<0>();  // the tile, and the prefetch committed before it
         __syncthreads();
       }
       if (active) {
-        // ldmatrix rows: A x4, lanes 0-15 rows 0-15 at k, 16-31 the same rows at k+8;
-        // B x2, lanes 0-7 batch rows at k, 8-15 at k+8 (cuda/warp_matrix.h).
-        const S* wa = W + (mt * 16 + (lane & 15)) * ldw + k0 + (lane >> 4) * 8;
-        const S* tb = tile + (ntl * 8 + (lane & 7)) * ldt + ((lane >> 3) & 1) * 8;
-        for (int kb = ks * 16; kb < kn16; kb += kspl * 16) {
+        // ldmatrix rows: A x4, lanes 0-15 rows 0-15 at k, 16-31 the same rows at k + KS/2;
+        // B x2, lanes 0-7 batch rows at k, 8-15 at k + KS/2 (cuda/warp_matrix.h).
+        const S* wa = W + (mt * 16 + (lane & 15)) * ldw + k0 + (lane >> 4) * HK;
+        const S* tb = tile + (ntl * 8 + (lane & 7)) * ldt + ((lane >> 3) & 1) * HK;
+        for (int kb = ks * KS; kb < knk; kb += kspl * KS) {
           uint32_t a[4], b[2];
           portable::ldmatrix_x4(a, wa + kb);
           portable::ldmatrix_x2(b, tb + kb);
-          kern::mma_half<S>(acc, a, b);
+          mma_step<S>(acc, a, b);
         }
       }
     }
@@ -393,7 +412,7 @@ FRNN_PERS_UNROLL
 }
 
 // W_hh's slice for mma_pass: W[4u + q][k] = w_hh[(q*H + j0+u) * H + k] (q < G), zero elsewhere
-// in [R16][ldw].
+// in [R16][ldw]; fp32 rounded to tf32 (the operand every step multiplies).
 template <class S>
 __device__ __forceinline__ void load_w_mma(S* W, const MmaLayout<S>& L, const S* w_hh, int G,
                                            int H, int U, int j0) {
@@ -404,6 +423,11 @@ __device__ __forceinline__ void load_w_mma(S* W, const MmaLayout<S>& L, const S*
   for (int q = 0; q < G; ++q)
     copy_block(W + q * L.ldw, int64_t(4) * L.ldw, 1, w_hh + (int64_t(q) * H + j0) * H, H, U,
                valid, H, H);
+  if constexpr (sizeof(S) == 4) {
+    __syncthreads();  // every copy landed before it is rounded (each element by one thread)
+    for (int i = threadIdx.x; i < n; i += blockDim.x)
+      W[i] = __uint_as_float(portable::to_tf32(W[i]));
+  }
 }
 
 // Load this block's slice of W_hh (global, storage dtype) into shared memory (rows padded to
@@ -473,7 +497,7 @@ struct LstmFwdParams {
   int T, B, H, U, KC;
   bool reverse;
   S* c_n = nullptr; // [B,H] out, or nullptr: each row's last cell state (when cells is not kept)
-  bool mma = false; // the product on tensor cores (mma_pass; half types, persistent_plan)
+  bool mma = false; // the product on tensor cores (mma_pass: half types; fp32 as TF32)
 };
 
 template <class S, class A>
@@ -505,7 +529,7 @@ struct GruFwdParams {
   const int* steps; // [2T] packed input, or nullptr (dense)
   int T, B, H, U, KC;
   bool reverse;
-  bool mma = false; // the product on tensor cores (mma_pass; half types, persistent_plan)
+  bool mma = false; // the product on tensor cores (mma_pass: half types; fp32 as TF32)
 };
 
 template <class S, class A>
@@ -580,13 +604,14 @@ __device__ __forceinline__ bool can_prefetch(int U, int H, Ptr... ptrs) {
   return (aligned_to(ptrs, Word<S>::bytes) && ...);
 }
 
-// The forward's product: mma_pass when the plan chose tensor cores (half types only), else
-// dot_pass (W in the FFMA layout).
+// The forward's product: mma_pass when the launcher chose tensor cores (the half types, and
+// fp32 when TF32 is allowed, in the layout the plan sized), else dot_pass (W in the FFMA
+// layout, which fits in the space the plan sized for either).
 template <int NG, class S, class A, class F>
 __device__ __forceinline__ void fwd_pass(bool mma, const S* W, int H, int U, int B,
                                          const S* hprev, S* tile, int ldt, int KC, float* part,
                                          F&& consume) {
-  if constexpr (sizeof(S) == 2) {
+  if constexpr (sizeof(S) == 2 || std::is_same<S, float>::value) {
     if (mma) {
       mma_pass<S>(W, MmaLayout<S>(U, H).ldw, H, U, B, hprev, H, B, tile, ldt, KC, part, consume);
       return;
@@ -617,7 +642,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(LstmFwdParams<
   const int H = p.H, B = p.B, U = p.U, G4 = 4 * H;
   constexpr int NP = Prefetch<4>::fwd;
   const int j0 = blockIdx.x * U;
-  const bool mma = sizeof(S) == 2 && p.mma;
+  const bool mma = sizeof(S) <= 4 && p.mma;
   Smem<S, S, A, A> sm(smem_raw, fwd_w_elems<S>(mma, 4, H, U), mma ? round_up(B, 8) : B, p.KC, B,
                       U, NP);
   load_w_fwd(mma, sm.w, p.w_hh, 4, H, U, j0);
@@ -747,7 +772,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(GruFwdParams<S,
   const int H = p.H, B = p.B, U = p.U, G3 = 3 * H;
   constexpr int NP = Prefetch<3>::fwd;
   const int j0 = blockIdx.x * U;
-  const bool mma = sizeof(S) == 2 && p.mma;
+  const bool mma = sizeof(S) <= 4 && p.mma;
   Smem<S, S, A, A> sm(smem_raw, fwd_w_elems<S>(mma, 3, H, U), mma ? round_up(B, 8) : B, p.KC, B,
                       U, NP);
   load_w_fwd(mma, sm.w, p.w_hh, 3, H, U, j0);

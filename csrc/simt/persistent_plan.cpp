@@ -88,23 +88,27 @@ PersistentPlan persistent_plan(RnnKind kind, int64_t B, int64_t H, at::ScalarTyp
     smem_out = fixed + tile(kc, es);
     return true;
   };
-  // The forward of the half types on tensor cores when its rows allow ldmatrix (H and KC
-  // multiples of 8): W [R16][K16+8] (gate rows 4u+q, padded to whole 16-row tiles), the tile's
-  // rows padded to 8, plus the partial sums (16 bytes a thread).
+  // The forward on tensor cores (the half types; fp32 as TF32 when the launcher allows it) when
+  // its rows allow ldmatrix (H and KC multiples of V = 16 bytes of elements) and the layout
+  // fits: W [R16][KS*ceil(H/KS) + V] (gate rows 4u+q, padded to whole 16-row tiles; KS the mma's
+  // k), the tile's rows padded to 8, plus the partial sums (16 bytes a thread). Else, or for
+  // fp64, the FFMA layout below; it fits in the space sized here too, so fp32 without TF32 runs
+  // FFMA in the same plan.
   bool f = false;
-  if (sS == 2 && H % 8 == 0) {
-    auto r16 = [](int64_t n) { return (n + 15) / 16 * 16; };
-    const size_t wmma = a16(size_t(r16(4 * U) * (r16(H) + 8)) * sS);
+  const int64_t V = int64_t(16 / sS), KS = sS == 2 ? 16 : 8;
+  if (sS <= 4 && H % V == 0) {
+    auto up = [](int64_t n, int64_t m) { return (n + m - 1) / m * m; };
+    const size_t wmma = a16(size_t(up(4 * U, 16) * (up(H, KS) + V)) * sS);
     const size_t part = a16(size_t(p.threads) * 16);
-    const int64_t B8 = (B + 7) / 8 * 8;
-    auto tile8 = [&](int64_t kc) { return a16(size_t(B8 * (kc + 8)) * sS); };
+    const int64_t B8 = up(B, 8);
+    auto tile8 = [&](int64_t kc) { return a16(size_t(B8 * (kc + V)) * sS); };
     const size_t fixed = wmma + sbytes + pfwd + part;
     if (fixed < limit) {
-      int64_t kc = std::min<int64_t>(H, int64_t((limit - fixed) / (size_t(B8) * sS)) - 8);
+      int64_t kc = std::min<int64_t>(H, int64_t((limit - fixed) / (size_t(B8) * sS)) - V);
       if (kc < H) kc = kc / 32 * 32;
       if (g_max_kc > 0) kc = std::min<int64_t>(kc, g_max_kc);
-      const bool enough = kc >= std::min<int64_t>(H, 32) || (g_max_kc > 0 && kc >= 8);
-      if (enough && kc % 8 == 0 && fixed + tile8(kc) <= limit) {
+      const bool enough = kc >= std::min<int64_t>(H, 32) || (g_max_kc > 0 && kc >= V);
+      if (enough && kc % V == 0 && fixed + tile8(kc) <= limit) {
         f = p.mma_fwd = true;
         p.kc_fwd = int(kc);
         p.smem_fwd = fixed + tile8(kc);
