@@ -142,7 +142,8 @@ def table():
 #            exchanged vector's bytes (v1: fp32; v2: the storage dtype forward) over L2 bandwidth
 #            are below the latency terms at B <= 16.
 #   mma      (v2's forward: bf16 m16n8k16, fp32 as TF32 m16n8k8, TF32 being cuDNN's default for
-#            fp32 RNNs; IEEE fp32 stays FFMA): the block's gate rows (4 per unit,
+#            fp32 RNNs; IEEE fp32 stays FFMA; v2's backward: m16n8k8 .tf32, batch x units, in
+#            two accumulator chains): the block's gate rows (4 per unit,
 #            16 an m-tile) x batch (8 an n-tile) on mma.m16n8k16; a warp's k-steps accumulate
 #            into one fragment, so they form a dependent chain of MMA_LAT each; kspl warps split
 #            a tile pair's k-steps, then partial sums through shared memory (two block barriers).
@@ -167,9 +168,9 @@ def persistent_config(B, H):
 
 
 def persistent_step(cell, direction, B, H, prec, version="v2"):
-    """Predicted seconds per step of a persistent kernel (prec: "fp32" (TF32) or "bf16"; the dot
-    products are FFMA in fp32 but for v2's forward, on tensor cores when H is a multiple of
-    16 bytes' elements)."""
+    """Predicted seconds per step of a persistent kernel (prec: "fp32" (TF32) or "bf16"; v1's
+    products are FFMA, v2's on tensor cores: the forward when H is a multiple of 16 bytes'
+    elements, the backward always at these sizes)."""
     G = {"lstm": 4, "gru": 3}[cell]
     NG, K = (G, H) if direction == "fwd" else (1, G * H)
     U, blocks, threads, RB, KS, items = persistent_config(B, H)
@@ -192,6 +193,18 @@ def persistent_step(cell, direction, B, H, prec, version="v2"):
         rounds = math.ceil(pairs / (warps // kspl))
         dot = rounds * (math.ceil(math.ceil(K / kstep) / kspl) * MMA_LAT + 2 * 30 + 60) / CLOCK
         red = 0.0
+    if version == "v2" and direction == "bwd":
+        # tf32 m16n8k8 over batch (16 a tile) x units (8 a tile); bf16: two terms of the fp32
+        # gate gradients in two chains, fp32 (TF32): even and odd k-steps in two chains
+        warps = threads // 32
+        pairs = math.ceil(B / 16) * math.ceil(U / 8)
+        kspl = 1 if pairs >= warps else warps // pairs
+        rounds = math.ceil(pairs / (warps // kspl))
+        chain = math.ceil(math.ceil(K / 8) / kspl)
+        if prec == "fp32":
+            chain = math.ceil(chain / 2)
+        dot = rounds * (chain * MMA_LAT + 2 * 30 + 60) / CLOCK
+        red = 0.0
     consume = (L2_LAT if version == "v1" else 0.0) + 60 / CLOCK  # + the cell's arithmetic
     traffic = blocks * B * K * es / L2_BW
     return max(stage + dot + red + consume, traffic) + GRID_BARRIER
@@ -199,11 +212,12 @@ def persistent_step(cell, direction, B, H, prec, version="v2"):
 
 def persistent_table():
     """Times for fp32 (TF32) and bf16: the forwards differ (tf32 k-steps of 8, bf16 of 16; h in
-    4 or 2 bytes); the backward is the same FFMA kernel for both."""
-    rows = ["| cell | H | B | fwd µs/step fp32 v1 → v2 | fwd µs/step bf16 v1 → v2 | bwd µs/step v1 → v2 "
+    4 or 2 bytes), and so do the backwards (bf16: two tf32 terms a k-step)."""
+    rows = ["| cell | H | B | fwd µs/step fp32 v1 → v2 | fwd µs/step bf16 v1 → v2 "
+            "| bwd µs/step fp32 v1 → v2 | bwd µs/step bf16 v1 → v2 "
             "| inference ratio fp32 (TF32) v1 → v2 | training ratio fp32 (TF32) v1 → v2 "
             "| inference ratio bf16 v1 → v2 | training ratio bf16 v1 → v2 |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     us = lambda t: f"{t * 1e6:.1f}"  # noqa: E731
     for cell in ("lstm", "gru"):
         for H in (256, 512, 1024):
@@ -219,7 +233,7 @@ def persistent_table():
                     if not half:
                         times, bwd = f"| {us(f1)} → {us(f2)} ", f"| {us(b1)} → {us(b2)} "
                     else:
-                        times += f"| {us(f1)} → {us(f2)} " + bwd
+                        times += f"| {us(f1)} → {us(f2)} " + bwd + f"| {us(b1)} → {us(b2)} "
                     cols.append(f"| {ci / (f1 + gf):.2f} → {ci / (f2 + gf):.2f} "
                                 f"| {ct / (f1 + b1 + gt):.2f} → {ct / (f2 + b2 + gt):.2f} ")
                 rows.append(f"| {cell} | {H} | {B} " + times + "".join(cols) + "|")

@@ -205,8 +205,9 @@ def test_aligned_load_paths(kind, dtype, tune, reverse):
 
 def test_tensor_core_forward_planned():
     """The forward can run on tensor cores when H and the chunk are whole 16-byte rows (8 halves,
-    4 floats): the half types always then, fp32 when TF32 is allowed (the launcher's choice);
-    fp64 and other H stay FFMA. The plan says which (its last field)."""
+    4 floats), the backward when its chunk of fp32 gate gradients is (4 floats): the half types
+    always then, fp32 when TF32 is allowed (the launcher's choice); fp64 and other sizes stay
+    FFMA. The plan says which (its last two fields)."""
     for kind in ("lstm", "gru"):
         for dtype in DTYPES:
             V = {torch.float16: 8, torch.bfloat16: 8, torch.float32: 4, torch.float64: 0}[dtype]
@@ -214,9 +215,13 @@ def test_tensor_core_forward_planned():
                                 (33, {}, 33), (12, {}, 12), (16, dict(max_kc=4), 4),
                                 (512, {}, 512)]:
                 with tuning(**tune):
-                    p = dict(zip(FIELDS + ["mma_fwd"], P.plan(kind, 5, H, dtype)))
+                    p = dict(zip(FIELDS + ["mma_fwd", "mma_bwd"], P.plan(kind, 5, H, dtype)))
                 want = V > 0 and H % V == 0 and kc % V == 0
                 assert p["fits"] and p["mma_fwd"] == want, (kind, dtype, H, tune)
+                # backward: K = G*H of fp32 da, whole 16-byte rows of the chunk (4 floats)
+                G = 4 if kind == "lstm" else 3
+                want_b = V > 0 and min(kc if tune else G * H, G * H) % 4 == 0
+                assert p["mma_bwd"] == want_b, (kind, dtype, H, tune, p["kc_bwd"])
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
@@ -246,6 +251,40 @@ def test_tf32_forward(kind, T, B, H, tune):
     close(tf, step, torch.float16, what="persistent vs stepwise (tf32)")
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("T,B,H,tune", [(4, 5, 24, {}), (3, 17, 40, dict(max_blocks=2, threads=64,
+                                                                          max_kc=16))])
+def test_tf32_backward(kind, T, B, H, tune):
+    """fp32 with TF32 allowed: the backward's product on mma.m16n8k8 .tf32 (rounded gate
+    gradients and W_hh), within TF32's tolerance of autograd on the fp64 reference, and
+    different from the IEEE backward on the same saved values (it did run on TF32)."""
+    d = layer_inputs(kind, T, B, 6, H, dtype=torch.float32, seed=12)
+    names = ["x", "h0"] + (["c0"] if kind == "lstm" else []) + ["w_ih", "w_hh", "b_ih", "b_hh"]
+    args = [d[k] for k in names]
+    ref = [a.double().requires_grad_() for a in args]
+    ref_fn = reference.lstm_layer if kind == "lstm" else reference.gru_layer
+    routs = ref_fn(*ref)
+    outs = (P.lstm_forward if kind == "lstm" else P.gru_forward)(*args)
+    ups = [rnd_like(o, 20 + i) for i, o in enumerate(outs[:len(routs)])]
+    grads = torch.autograd.grad(routs, ref, [u.double() for u in ups])
+
+    def bwd():
+        if kind == "lstm":
+            return P.lstm_backward(*ups, *args[:5], outs[0], outs[3], outs[4])
+        return P.gru_backward(*ups, *args[:4], outs[0], outs[2], outs[3])
+
+    with tuning(**tune):
+        assert P.plan(kind, B, H, torch.float32)[9]
+        ieee = bwd()
+        with tf32_rnns():
+            tf = bwd()
+    # dx, dh0 (and dc0): the recurrence's results, compared with the reference
+    for i, n in enumerate(["x", "h0"] + (["c0"] if kind == "lstm" else [])):
+        close(tf[i], grads[i], torch.float16, scale=2.0, what=f"d{n} (tf32)")
+    # dh0 comes from the kernel alone (dx also from the GEMM outside the loop, TF32 too)
+    assert (tf[1] - ieee[1]).abs().max().item() > 1e-6, "TF32 allowed, yet dh0 is IEEE's"
+
+
 def _copies(fn):
     _C.simt_reset_stats()
     out = fn()
@@ -270,7 +309,7 @@ def test_cp_async_copies_counted(kind, case):
     d = layer_inputs(kind, T, B, 4, H, dtype=dtype, seed=7)
     x, h0, w_ih, w_hh, b_ih, b_hh = (d[k] for k in ("x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"))
     with tuning(**knobs):
-        plan = dict(zip(FIELDS + ["mma_fwd"], P.plan(kind, B, H, dtype)))
+        plan = dict(zip(FIELDS + ["mma_fwd", "mma_bwd"], P.plan(kind, B, H, dtype)))
         nb, U = plan["blocks"], plan["units"]
         assert plan["kc_fwd"] == H and plan["kc_bwd"] == G * H  # one chunk: counts are simple
         if kind == "lstm":
@@ -286,7 +325,9 @@ def test_cp_async_copies_counted(kind, case):
     # on tensor cores (the half types here: TF32 is off in the tests) whole n-tiles of 8 rows
     rows_f = -(-B // 8) * 8 if plan["mma_fwd"] and esize == 2 else B
     tile_f = T * nb * rows_f * H // V if H % V == 0 else 0
-    tile_b = T * nb * B * G * H // (16 // max(esize, 4)) if (G * H) % (16 // max(esize, 4)) == 0 else 0
+    rows_b = -(-B // 16) * 16 if plan["mma_bwd"] and esize == 2 else B  # m-tiles of 16 rows
+    tile_b = T * nb * rows_b * G * H // (16 // max(esize, 4)) \
+        if (G * H) % (16 // max(esize, 4)) == 0 else 0
     words = 2 if esize == 2 else 1
     pre_b = T * B * (G + 3) * H // words if (words == 1 or (U % 2 == 0 and H % 2 == 0)) else 0
     assert (fwd, bwd) == (T * B * G * H + tile_f, pre_b + tile_b), (nb, U)

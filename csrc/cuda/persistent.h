@@ -60,6 +60,7 @@ struct PersistentPlan {
   bool mma_fwd = false;  // the forward's product can run on tensor cores (the half types;
                          // fp32 when TF32 is allowed): H and kc_fwd whole 16-byte rows and the
                          // layout fits; else FFMA
+  bool mma_bwd = false;  // the same for the backward's product (kc_bwd whole 16-byte rows)
   std::string why;       // when !fits: which limit failed
 };
 

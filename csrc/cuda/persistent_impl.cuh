@@ -217,6 +217,7 @@ T6 lstm_backward_persistent(const Tensor& dy, const Tensor& dh_n, const Tensor& 
                           cc.data_ptr<S>(), da.data_ptr<A>(), dh0.data_ptr<S>(),
                           dc0.data_ptr<S>(), table_ptr(steps), int(T), int(B), int(H),
                           plan.units, plan.kc_bwd, reverse, dh0_on_host};
+    p.mma = plan.mma_bwd && (sizeof(S) == 2 || stepwise::rnn_tf32_allowed());
     launch(&lstm_bwd_kernel<S, A>, plan, plan.smem_bwd, p);
   });
   // dh0 (when not done in the kernel: the recurrence's precision), dx and the weight gradients
@@ -327,6 +328,7 @@ T6 gru_backward_persistent(const Tensor& dy, const Tensor& dh_n, const Tensor& x
                          nc.data_ptr<S>(), dgx.data_ptr<A>(), dgh.data_ptr<A>(),
                          dh0.data_ptr<S>(), table_ptr(steps), int(T), int(B), int(H),
                          plan.units, plan.kc_bwd, reverse, dh0_on_host};
+    p.mma = plan.mma_bwd && (sizeof(S) == 2 || stepwise::rnn_tf32_allowed());
     launch(&gru_bwd_kernel<S, A>, plan, plan.smem_bwd, p);
   });
   // The GEMMs over all rows in the GEMM policy (cuda/hoisted_gemm.h), as the LSTM's.

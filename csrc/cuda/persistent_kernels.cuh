@@ -411,6 +411,101 @@ FRNN_PERS_UNROLL
   }
 }
 
+// The backward product on tensor cores: dh[b][u] = sum_k da[b][k] W[u][k] (K = G*H, da in
+// fp32), mma.m16n8k8 .tf32 with M = batch rows (the tile [B16][KC+4], ldmatrix A fragments),
+// N = units (W in the FFMA backward layout [U8][K+1], rows past U zero; the B fragments read
+// per lane, b0 = W[g][k+t], b1 = W[g][k+t+4], widened: exact for the half types), K in chunks
+// of KC (a multiple of 4, persistent_plan), k-steps of 8 (a tail zero-filled). Precision, as
+// the stepwise backward (cuda/tile_mma.cuh): the half types split da into two tf32 terms,
+// hi = tf32(a) and lo = tf32(a - hi), against W exact in tf32 (fp32-accurate); fp32 (TF32
+// allowed) rounds da here and W when loaded. The two terms, or even and odd k-steps, go to two
+// accumulators (two dependent chains instead of one). Warps, rounds and partial sums as in
+// mma_pass, with 16 x 8 (batch row, unit) items a tile pair.
+template <class S, class F>
+__device__ __forceinline__ void mma_bwd_pass(const S* W, int K, int U, int B, const float* src,
+                                             int64_t ld, int src_rows, float* tile, int ldt,
+                                             int KC, float* part, F& consume) {
+  constexpr bool kSplit = sizeof(S) == 2;
+  const int tid = threadIdx.x, nt = blockDim.x, warps = nt / 32, warp = tid / 32,
+            lane = tid % 32, g = lane >> 2, t = lane & 3, ldw = K + 1;
+  const int B16 = round_up(B, 16), MT = B16 / 16, NT = round_up(U, 8) / 8, P = MT * NT;
+  const int kspl = P >= warps ? 1 : warps / P, groups = warps / kspl;
+  const int grp = warp % groups, ks = warp / groups;
+  const int rounds = (P + groups - 1) / groups, nchunks = src ? (K + KC - 1) / KC : 0;
+  const bool vec = src && ld % 4 == 0 && aligned_to(src, 16);
+  for (int r = 0; r < rounds; ++r) {
+    const int p = r * groups + grp;
+    const bool active = p < P && ks < kspl;  // warp-uniform
+    const int mt = active ? p / NT : 0, ntl = active ? p % NT : 0;
+    float acc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+    if (nchunks == 0 && r == 0) {  // nothing to stage: still retire the caller's prefetch
+      portable::cp_async_wait<0>();
+      __syncthreads();
+    }
+    for (int c = 0; c < nchunks; ++c) {
+      const int k0 = c * KC, kn = min(KC, K - k0), knk = round_up(kn, 8);
+      if (nchunks > 1 || r == 0) {  // block-uniform: stage src[:, k0:k0+kn] into the tile
+        __syncthreads();
+        if (vec)
+          async_block<16>(tile, ldt, src + k0, ld, B16, src_rows, kn);
+        else
+          copy_block_v<1>(tile, ldt, 1, src + k0, ld, B16, src_rows, kn, kn);
+        for (int i = tid; i < B16 * (knk - kn); i += nt)  // k past the chunk: zero
+          tile[(i / (knk - kn)) * ldt + kn + i % (knk - kn)] = 0.f;
+        portable::cp_async_commit();
+        portable::cp_async_wait<0>();
+        __syncthreads();
+      }
+      if (active) {
+        const float* ta = tile + (mt * 16 + (lane & 15)) * ldt + (lane >> 4) * 4;
+        const S* wb = W + (ntl * 8 + g) * ldw + k0 + t;
+        for (int kb = ks * 8, step = 0; kb < knk; kb += kspl * 8, ++step) {
+          uint32_t a[4], b[2];
+          portable::ldmatrix_x4(a, ta + kb);
+          // W's columns past K are not zero (the row's pad, the next row): the tile's are
+          const float w0 = kb + t < kn ? static_cast<float>(wb[kb]) : 0.f;
+          const float w1 = kb + t + 4 < kn ? static_cast<float>(wb[kb + 4]) : 0.f;
+          b[0] = __float_as_uint(w0), b[1] = __float_as_uint(w1);
+          if constexpr (kSplit) {
+            uint32_t lo[4];
+FRNN_PERS_UNROLL
+            for (int i = 0; i < 4; ++i) {
+              const float x = __uint_as_float(a[i]);
+              a[i] = portable::to_tf32(x);
+              lo[i] = portable::to_tf32(x - __uint_as_float(a[i]));
+            }
+            portable::mma_tf32_1688(acc[0], a, b, acc[0]);
+            portable::mma_tf32_1688(acc[1], lo, b, acc[1]);
+          } else {
+FRNN_PERS_UNROLL
+            for (int i = 0; i < 4; ++i) a[i] = portable::to_tf32(__uint_as_float(a[i]));
+            if (step & 1)  // (constant indices: acc stays in registers)
+              portable::mma_tf32_1688(acc[1], a, b, acc[1]);
+            else
+              portable::mma_tf32_1688(acc[0], a, b, acc[0]);
+          }
+        }
+      }
+    }
+    __syncthreads();  // the previous round's consumers have read part
+    if (active) {     // c[0], c[1]: batch row g, units 2t, 2t+1; c[2], c[3]: batch row g+8
+      float* pp = part + (ks * groups + grp) * 128 + g * 8 + 2 * t;
+      pp[0] = acc[0][0] + acc[1][0], pp[1] = acc[0][1] + acc[1][1];
+      pp[64] = acc[0][2] + acc[1][2], pp[65] = acc[0][3] + acc[1][3];
+    }
+    __syncthreads();
+    for (int i = tid; i < groups * 128; i += nt) {
+      const int gi = i / 128, bl = (i % 128) / 8, ul = i % 8, pr = r * groups + gi;
+      if (pr >= P) continue;
+      const int b = (pr / NT) * 16 + bl, u = (pr % NT) * 8 + ul;
+      if (u >= U || b >= B) continue;
+      float v = 0.f;
+      for (int k = 0; k < kspl; ++k) v += part[(k * groups + gi) * 128 + bl * 8 + ul];
+      consume(b, u, static_cast<const float*>(&v));
+    }
+  }
+}
+
 // W_hh's slice for mma_pass: W[4u + q][k] = w_hh[(q*H + j0+u) * H + k] (q < G), zero elsewhere
 // in [R16][ldw]; fp32 rounded to tf32 (the operand every step multiplies).
 template <class S>
@@ -515,6 +610,7 @@ struct LstmBwdParams {
   const int* steps; // [2T] packed input, or nullptr (dense)
   int T, B, H, U, KC;
   bool reverse, dh0_on_host;  // dh0_on_host: the rows' first steps differ (packed, reverse)
+  bool mma = false; // the product on tensor cores (mma_bwd_pass: half types; fp32 as TF32)
 };
 
 template <class S, class A>
@@ -547,6 +643,7 @@ struct GruBwdParams {
   const int* steps; // [2T] packed input, or nullptr (dense)
   int T, B, H, U, KC;
   bool reverse, dh0_on_host;
+  bool mma = false; // the product on tensor cores (mma_bwd_pass: half types; fp32 as TF32)
 };
 
 // Segments of the prefetched slice per row (the NP of "pre"), forward and backward.
@@ -635,6 +732,42 @@ __device__ __forceinline__ void load_w_fwd(bool mma, S* W, const S* w_hh, int G,
     load_w_rows(W, w_hh, G, H, U, j0);
 }
 
+// The backward's product: mma_bwd_pass when the launcher chose tensor cores (the half types,
+// fp32 with TF32 allowed), else dot_pass; W in [U8][K+1] either way when the plan sized
+// for tensor cores (dot_pass reads rows < U only).
+template <class S, class A, class F>
+__device__ __forceinline__ void bwd_pass(bool mma, const S* W, int K, int U, int B, const A* src,
+                                         int src_rows, A* tile, int ldt, int KC, float* part,
+                                         F&& consume) {
+  if constexpr (sizeof(S) <= 4) {
+    if (mma) {
+      mma_bwd_pass<S>(W, K, U, B, src, K, src_rows, tile, ldt, KC, part, consume);
+      return;
+    }
+  }
+  dot_pass<1, A>(W, K, U, B, src, K, src_rows, tile, ldt, KC, consume);
+}
+
+// W_hh's columns for the backward ([U][K+1], or [U8][K+1] with rows past U zero for tensor
+// cores; fp32 then rounded to tf32, the operand every step multiplies).
+template <class S>
+__device__ __forceinline__ void load_w_bwd(bool mma, S* W, const S* w_hh, int G, int H, int U,
+                                           int j0) {
+  const int K = G * H;
+  if (mma) {
+    for (int i = U * (K + 1) + threadIdx.x; i < round_up(U, 8) * (K + 1); i += blockDim.x)
+      W[i] = S(0.0f);
+  }
+  load_w_cols(W, w_hh, G, H, U, j0);
+  if constexpr (sizeof(S) == 4) {
+    if (mma) {
+      __syncthreads();  // every copy landed before it is rounded (each element by one thread)
+      for (int i = threadIdx.x; i < U * (K + 1); i += blockDim.x)
+        W[i] = __uint_as_float(portable::to_tf32(W[i]));
+    }
+  }
+}
+
 // ------------------------------------------------------------------ LSTM forward
 template <class S, class A>
 __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(LstmFwdParams<S, A> p) {
@@ -704,8 +837,10 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_bwd_kernel(LstmBwdParams<
   const int H = p.H, B = p.B, U = p.U, G4 = 4 * H;
   constexpr int NP = Prefetch<4>::bwd;
   const int j0 = blockIdx.x * U;
-  Smem<S, A, A, S> sm(smem_raw, size_t(U) * (G4 + 1), B, p.KC, B, U, NP);
-  load_w_cols(sm.w, p.w_hh, 4, H, U, j0);
+  const bool mma = sizeof(S) <= 4 && p.mma;
+  Smem<S, A, A, S> sm(smem_raw, size_t(mma ? round_up(U, 8) : U) * (G4 + 1),
+                      mma ? round_up(B, 16) : B, p.KC, B, U, NP);
+  load_w_bwd(mma, sm.w, p.w_hh, 4, H, U, j0);
   for (int i = threadIdx.x; i < B * U; i += blockDim.x) {
     const int b = i / U, j = j0 + i % U;
     sm.state[i] = j < H ? static_cast<A>(p.dc_n[b * H + j]) : A(0);
@@ -726,7 +861,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_bwd_kernel(LstmBwdParams<
     const A* da_next = n_next ? p.da + bs.off_next * G4 : nullptr;
     const S* c_prev = n_prev ? p.cells + bs.off_prev * H : p.c0;
     const S* pre = sm.pre + int64_t(s % 2) * B * NP * U;
-    dot_pass<1, A>(sm.w, G4, U, n, da_next, G4, n_next, sm.tile, sm.ldt, p.KC,
+    bwd_pass<S, A>(mma, sm.w, G4, U, n, da_next, n_next, sm.tile, sm.ldt, p.KC, sm.part,
                    [&](int b, int u, const A* acc) {
       const int j = j0 + u;
       if (j >= H) return;
@@ -756,7 +891,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_bwd_kernel(LstmBwdParams<
   // step time_of(0) (all B rows live) unless packed and reverse: then the host does dh0.
   const int64_t t0 = time_of(0, p.T, p.reverse);
   const A* da0 = p.dh0_on_host ? nullptr : p.da + step_offset(p.steps, t0, p.T, B) * G4;
-  dot_pass<1, A>(sm.w, G4, U, B, da0, G4, B, sm.tile, sm.ldt, p.KC,
+  bwd_pass<S, A>(mma, sm.w, G4, U, B, da0, B, sm.tile, sm.ldt, p.KC, sm.part,
                  [&](int b, int u, const A* acc) {
     const int j = j0 + u;
     if (j >= H) return;
@@ -825,8 +960,10 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_bwd_kernel(GruBwdParams<S,
   const int H = p.H, B = p.B, U = p.U, G3 = 3 * H;
   constexpr int NP = Prefetch<3>::bwd;
   const int j0 = blockIdx.x * U;
-  Smem<S, A, A, S> sm(smem_raw, size_t(U) * (G3 + 1), B, p.KC, B, U, NP);
-  load_w_cols(sm.w, p.w_hh, 3, H, U, j0);
+  const bool mma = sizeof(S) <= 4 && p.mma;
+  Smem<S, A, A, S> sm(smem_raw, size_t(mma ? round_up(U, 8) : U) * (G3 + 1),
+                      mma ? round_up(B, 16) : B, p.KC, B, U, NP);
+  load_w_bwd(mma, sm.w, p.w_hh, 3, H, U, j0);
   for (int i = threadIdx.x; i < B * U; i += blockDim.x) sm.state[i] = A(0);
   const bool pf = can_prefetch<S>(U, H, p.gates, p.ghn, p.dy, p.y, p.h0);
   auto prefetch = [&](int s) {
@@ -842,7 +979,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_bwd_kernel(GruBwdParams<S,
     const A* dgh_next = n_next ? p.dgh + bs.off_next * G3 : nullptr;
     const S* h_prev = n_prev ? p.y + bs.off_prev * H : p.h0;
     const S* pre = sm.pre + int64_t(s % 2) * B * NP * U;
-    dot_pass<1, A>(sm.w, G3, U, n, dgh_next, G3, n_next, sm.tile, sm.ldt, p.KC,
+    bwd_pass<S, A>(mma, sm.w, G3, U, n, dgh_next, n_next, sm.tile, sm.ldt, p.KC, sm.part,
                    [&](int b, int u, const A* acc) {
       const int j = j0 + u;
       if (j >= H) return;
@@ -874,7 +1011,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_bwd_kernel(GruBwdParams<S,
   }
   const int64_t t0 = time_of(0, p.T, p.reverse);
   const A* dgh0 = p.dh0_on_host ? nullptr : p.dgh + step_offset(p.steps, t0, p.T, B) * G3;
-  dot_pass<1, A>(sm.w, G3, U, B, dgh0, G3, B, sm.tile, sm.ldt, p.KC,
+  bwd_pass<S, A>(mma, sm.w, G3, U, B, dgh0, B, sm.tile, sm.ldt, p.KC, sm.part,
                  [&](int b, int u, const A* acc) {
     const int j = j0 + u;
     if (j >= H) return;

@@ -3,7 +3,7 @@
 //   lstm_forward / lstm_backward / gru_forward / gru_backward: same arguments as the
 //       torch.ops.fusedrnn ops of the same name, minus backend and algorithm (no projection)
 //   plan(kind, B, H, dtype) -> [fits, blocks, units, threads, kc_fwd, kc_bwd, smem_fwd, smem_bwd,
-//       mma_fwd]
+//       mma_fwd, mma_bwd]
 //       the sizing decision for the SIMT layer's architecture (fusedrnn._C.simt_set_arch)
 //   plan_for(kind, B, H, dtype, sms, smem_optin, max_threads) -> same, for any device
 //   set_tuning(max_blocks, max_kc, threads)   test-only caps (0 = the rule's choice)
@@ -22,7 +22,7 @@ RnnKind parse_kind(const std::string& k) {
 
 std::vector<int64_t> to_list(const PersistentPlan& p) {
   return {p.fits, p.blocks, p.units, p.threads, p.kc_fwd, p.kc_bwd, int64_t(p.smem_fwd),
-          int64_t(p.smem_bwd), p.mma_fwd};
+          int64_t(p.smem_bwd), p.mma_fwd, p.mma_bwd};
 }
 
 std::vector<int64_t> plan_op(std::string kind, int64_t B, int64_t H, at::ScalarType dtype) {

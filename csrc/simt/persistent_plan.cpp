@@ -116,7 +116,29 @@ PersistentPlan persistent_plan(RnnKind kind, int64_t B, int64_t H, at::ScalarTyp
     }
   }
   if (!f) f = fit_kc(H, wfwd + sbytes + pfwd, sS, p.kc_fwd, p.smem_fwd);
-  const bool b = fit_kc(G * H, wbwd + sbytes + pbwd, sA, p.kc_bwd, p.smem_bwd);
+  // The backward on tensor cores (the half types; fp32 as TF32 when the launcher allows it):
+  // W [U8][G*H+1] (rows past U zero), the fp32 tile's rows padded to 16, a chunk of whole
+  // 16-byte rows, plus the partial sums; else the FFMA layout, which fits in this space too.
+  bool b = false;
+  if (sS <= 4) {
+    const size_t wmma = a16(size_t(((U + 7) / 8 * 8) * (G * H + 1)) * sS);
+    const size_t part = a16(size_t(p.threads) * 16);
+    const int64_t B16 = (B + 15) / 16 * 16, K = G * H;
+    auto tile16 = [&](int64_t kc) { return a16(size_t(B16 * (kc + 4)) * sA); };
+    const size_t fixed = wmma + sbytes + pbwd + part;
+    if (fixed < limit) {
+      int64_t kc = std::min<int64_t>(K, int64_t((limit - fixed) / (size_t(B16) * sA)) - 4);
+      if (kc < K) kc = kc / 32 * 32;
+      if (g_max_kc > 0) kc = std::min<int64_t>(kc, g_max_kc);
+      const bool enough = kc >= std::min<int64_t>(K, 32) || (g_max_kc > 0 && kc >= 4);
+      if (enough && kc % 4 == 0 && fixed + tile16(kc) <= limit) {
+        b = p.mma_bwd = true;
+        p.kc_bwd = int(kc);
+        p.smem_bwd = fixed + tile16(kc);
+      }
+    }
+  }
+  if (!b) b = fit_kc(G * H, wbwd + sbytes + pbwd, sA, p.kc_bwd, p.smem_bwd);
   p.fits = f && b;
   if (!p.fits) {
     std::ostringstream m;
