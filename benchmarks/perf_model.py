@@ -143,7 +143,7 @@ def table():
 #            are below the latency terms at B <= 16.
 #   mma      (v2's forward: bf16 m16n8k16, fp32 as TF32 m16n8k8, TF32 being cuDNN's default for
 #            fp32 RNNs; IEEE fp32 stays FFMA; v2's backward: m16n8k8 .tf32, batch x units, in
-#            two accumulator chains): the block's gate rows (4 per unit,
+#            four accumulator chains): the block's gate rows (4 per unit,
 #            16 an m-tile) x batch (8 an n-tile) on mma.m16n8k16; a warp's k-steps accumulate
 #            into one fragment, so they form a dependent chain of MMA_LAT each; kspl warps split
 #            a tile pair's k-steps, then partial sums through shared memory (two block barriers).
@@ -194,15 +194,14 @@ def persistent_step(cell, direction, B, H, prec, version="v2"):
         dot = rounds * (math.ceil(math.ceil(K / kstep) / kspl) * MMA_LAT + 2 * 30 + 60) / CLOCK
         red = 0.0
     if version == "v2" and direction == "bwd":
-        # tf32 m16n8k8 over batch (16 a tile) x units (8 a tile); bf16: two terms of the fp32
-        # gate gradients in two chains, fp32 (TF32): even and odd k-steps in two chains
+        # tf32 m16n8k8 over batch (16 a tile) x units (8 a tile), a warp's k-steps round-robin
+        # over four accumulator chains (bf16: the low terms of the fp32 gate gradients in four
+        # more, alongside)
         warps = threads // 32
         pairs = math.ceil(B / 16) * math.ceil(U / 8)
         kspl = 1 if pairs >= warps else warps // pairs
         rounds = math.ceil(pairs / (warps // kspl))
-        chain = math.ceil(math.ceil(K / 8) / kspl)
-        if prec == "fp32":
-            chain = math.ceil(chain / 2)
+        chain = math.ceil(math.ceil(K / 8) / kspl / 4)  # four accumulator chains a warp
         dot = rounds * (chain * MMA_LAT + 2 * 30 + 60) / CLOCK
         red = 0.0
     consume = (L2_LAT if version == "v1" else 0.0) + 60 / CLOCK  # + the cell's arithmetic

@@ -418,14 +418,16 @@ FRNN_PERS_UNROLL
 // of KC (a multiple of 4, persistent_plan), k-steps of 8 (a tail zero-filled). Precision, as
 // the stepwise backward (cuda/tile_mma.cuh): the half types split da into two tf32 terms,
 // hi = tf32(a) and lo = tf32(a - hi), against W exact in tf32 (fp32-accurate); fp32 (TF32
-// allowed) rounds da here and W when loaded. The two terms, or even and odd k-steps, go to two
-// accumulators (two dependent chains instead of one). Warps, rounds and partial sums as in
+// allowed) rounds da here and W when loaded. A warp's k-steps go round-robin to four
+// accumulators (four dependent chains instead of one; the low terms to four more). Warps,
+// rounds and partial sums as in
 // mma_pass, with 16 x 8 (batch row, unit) items a tile pair.
 template <class S, class F>
 __device__ __forceinline__ void mma_bwd_pass(const S* W, int K, int U, int B, const float* src,
                                              int64_t ld, int src_rows, float* tile, int ldt,
                                              int KC, float* part, F& consume) {
   constexpr bool kSplit = sizeof(S) == 2;
+  constexpr int kChains = 4;
   const int tid = threadIdx.x, nt = blockDim.x, warps = nt / 32, warp = tid / 32,
             lane = tid % 32, g = lane >> 2, t = lane & 3, ldw = K + 1;
   const int B16 = round_up(B, 16), MT = B16 / 16, NT = round_up(U, 8) / 8, P = MT * NT;
@@ -437,7 +439,9 @@ __device__ __forceinline__ void mma_bwd_pass(const S* W, int K, int U, int B, co
     const int p = r * groups + grp;
     const bool active = p < P && ks < kspl;  // warp-uniform
     const int mt = active ? p / NT : 0, ntl = active ? p % NT : 0;
-    float acc[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+    // kChains accumulators (and as many for the half types' low terms): a warp's k-steps
+    // j, j + kChains, ... go to chain j, so consecutive mmas do not wait for each other.
+    float acc[kChains][4] = {}, lo_acc[kSplit ? kChains : 1][4] = {};
     if (nchunks == 0 && r == 0) {  // nothing to stage: still retire the caller's prefetch
       portable::cp_async_wait<0>();
       __syncthreads();
@@ -459,39 +463,46 @@ __device__ __forceinline__ void mma_bwd_pass(const S* W, int K, int U, int B, co
       if (active) {
         const float* ta = tile + (mt * 16 + (lane & 15)) * ldt + (lane >> 4) * 4;
         const S* wb = W + (ntl * 8 + g) * ldw + k0 + t;
-        for (int kb = ks * 8, step = 0; kb < knk; kb += kspl * 8, ++step) {
-          uint32_t a[4], b[2];
-          portable::ldmatrix_x4(a, ta + kb);
-          // W's columns past K are not zero (the row's pad, the next row): the tile's are
-          const float w0 = kb + t < kn ? static_cast<float>(wb[kb]) : 0.f;
-          const float w1 = kb + t + 4 < kn ? static_cast<float>(wb[kb + 4]) : 0.f;
-          b[0] = __float_as_uint(w0), b[1] = __float_as_uint(w1);
-          if constexpr (kSplit) {
-            uint32_t lo[4];
+        for (int kb0 = ks * 8; kb0 < knk; kb0 += kChains * kspl * 8) {
 FRNN_PERS_UNROLL
-            for (int i = 0; i < 4; ++i) {
-              const float x = __uint_as_float(a[i]);
-              a[i] = portable::to_tf32(x);
-              lo[i] = portable::to_tf32(x - __uint_as_float(a[i]));
+          for (int j = 0; j < kChains; ++j) {
+            const int kb = kb0 + j * kspl * 8;
+            if (kb >= knk) break;  // warp-uniform
+            uint32_t a[4], b[2];
+            portable::ldmatrix_x4(a, ta + kb);
+            // W's columns past the chunk are not zero (the row's pad, the next chunk): the
+            // tile's are, but the pad may hold anything, so they are not read
+            const float w0 = kb + t < kn ? static_cast<float>(wb[kb]) : 0.f;
+            const float w1 = kb + t + 4 < kn ? static_cast<float>(wb[kb + 4]) : 0.f;
+            b[0] = __float_as_uint(w0), b[1] = __float_as_uint(w1);
+            if constexpr (kSplit) {
+              uint32_t lo[4];
+FRNN_PERS_UNROLL
+              for (int i = 0; i < 4; ++i) {
+                const float x = __uint_as_float(a[i]);
+                a[i] = portable::to_tf32(x);
+                lo[i] = portable::to_tf32(x - __uint_as_float(a[i]));
+              }
+              portable::mma_tf32_1688(acc[j], a, b, acc[j]);
+              portable::mma_tf32_1688(lo_acc[j], lo, b, lo_acc[j]);
+            } else {
+FRNN_PERS_UNROLL
+              for (int i = 0; i < 4; ++i) a[i] = portable::to_tf32(__uint_as_float(a[i]));
+              portable::mma_tf32_1688(acc[j], a, b, acc[j]);
             }
-            portable::mma_tf32_1688(acc[0], a, b, acc[0]);
-            portable::mma_tf32_1688(acc[1], lo, b, acc[1]);
-          } else {
-FRNN_PERS_UNROLL
-            for (int i = 0; i < 4; ++i) a[i] = portable::to_tf32(__uint_as_float(a[i]));
-            if (step & 1)  // (constant indices: acc stays in registers)
-              portable::mma_tf32_1688(acc[1], a, b, acc[1]);
-            else
-              portable::mma_tf32_1688(acc[0], a, b, acc[0]);
           }
         }
       }
     }
+    float sum[4] = {0.f, 0.f, 0.f, 0.f};
+FRNN_PERS_UNROLL
+    for (int j = 0; j < kChains; ++j)
+FRNN_PERS_UNROLL
+      for (int i = 0; i < 4; ++i) sum[i] += acc[j][i] + (kSplit ? lo_acc[j][i] : 0.f);
     __syncthreads();  // the previous round's consumers have read part
     if (active) {     // c[0], c[1]: batch row g, units 2t, 2t+1; c[2], c[3]: batch row g+8
       float* pp = part + (ks * groups + grp) * 128 + g * 8 + 2 * t;
-      pp[0] = acc[0][0] + acc[1][0], pp[1] = acc[0][1] + acc[1][1];
-      pp[64] = acc[0][2] + acc[1][2], pp[65] = acc[0][3] + acc[1][3];
+      pp[0] = sum[0], pp[1] = sum[1], pp[64] = sum[2], pp[65] = sum[3];
     }
     __syncthreads();
     for (int i = tid; i < groups * 128; i += nt) {
