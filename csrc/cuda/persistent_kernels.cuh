@@ -202,6 +202,31 @@ __device__ __forceinline__ void async_block(E* dst, int ldd, const E* src, int64
   }
 }
 
+// Stage src[0:rows, 0:kn] into the tile (rows >= src_rows read as zero; columns kn..kz-1 set to
+// zero: a tensor-core k-step's tail) once every thread finished reading the previous tile;
+// returns with this thread's cp.async groups retired (the tile's, and any prefetch committed
+// before it) and the block synchronised. vec: 16-byte cp.async (rows and src 16-byte aligned).
+template <class E>
+__device__ __forceinline__ void stage_chunk(E* tile, int ldt, const E* src, int64_t ld, int rows,
+                                            int src_rows, int kn, int kz, bool vec) {
+  __syncthreads();
+  if (vec)
+    async_block<16>(tile, ldt, src, ld, rows, src_rows, kn);
+  else
+    copy_block_v<1>(tile, ldt, 1, src, ld, rows, src_rows, kn, kn);
+  for (int i = threadIdx.x; i < rows * (kz - kn); i += blockDim.x)
+    tile[(i / (kz - kn)) * ldt + kn + i % (kz - kn)] = E(0.0f);
+  portable::cp_async_commit();
+  portable::cp_async_wait<0>();
+  __syncthreads();
+}
+
+// A pass that stages nothing still retires the caller's prefetch before it consumes.
+__device__ __forceinline__ void retire_copies() {
+  portable::cp_async_wait<0>();
+  __syncthreads();
+}
+
 // One pass: for every (b, u) pair of the block, acc[q] = sum_k src[b][k] * W[u][q][k]
 // (src == nullptr: acc = 0, nothing staged; rows >= src_rows of src read as zero), then
 // consume(b, u, acc) on lane 0 of the pair's group. Called by every thread of the block (contains
@@ -239,22 +264,11 @@ FRNN_PERS_UNROLL
     for (int i = 0; i < RB; ++i)
 FRNN_PERS_UNROLL
       for (int q = 0; q < NG; ++q) acc[i][q] = A(0);
-    if (nchunks == 0 && r == 0) {  // nothing to stage: still retire the caller's prefetch
-      portable::cp_async_wait<0>();
-      __syncthreads();
-    }
+    if (nchunks == 0 && r == 0) retire_copies();
     for (int c = 0; c < nchunks; ++c) {
       const int k0 = c * KC, kn = min(KC, K - k0);
-      if (nchunks > 1 || r == 0) {  // block-uniform: stage src[:, k0:k0+kn] into the tile
-        __syncthreads();            // every thread finished reading the previous tile
-        if (vec)
-          async_block<16>(tile, ldt, src + k0, ld, B, src_rows, kn);
-        else
-          copy_block_v<1>(tile, ldt, 1, src + k0, ld, B, src_rows, kn, kn);
-        portable::cp_async_commit();
-        portable::cp_async_wait<0>();  // the tile, and the prefetch committed before it
-        __syncthreads();
-      }
+      if (nchunks > 1 || r == 0)  // block-uniform
+        stage_chunk(tile, ldt, src + k0, ld, B, src_rows, kn, kn, vec);
       if (active) {
         const S* wr = W + size_t(u) * NG * ldw + k0;
         for (int k = lane; k < kn; k += KS) {
@@ -363,18 +377,8 @@ __device__ __forceinline__ void mma_pass(const S* W, int ldw, int K, int U, int 
     float acc[4] = {0.f, 0.f, 0.f, 0.f};
     for (int c = 0; c < nchunks; ++c) {
       const int k0 = c * KC, kn = min(KC, K - k0), knk = round_up(kn, KS);
-      if (nchunks > 1 || r == 0) {  // block-uniform: stage src[:, k0:k0+kn] into the tile
-        __syncthreads();            // every warp finished reading the previous tile
-        if (vec)
-          async_block<16>(tile, ldt, src + k0, ld, B8, src_rows, kn);
-        else
-          copy_block_v<1>(tile, ldt, 1, src + k0, ld, B8, src_rows, kn, kn);
-        for (int i = tid; i < B8 * (knk - kn); i += nt)  // k past the chunk: zero
-          tile[(i / (knk - kn)) * ldt + kn + i % (knk - kn)] = S(0.0f);
-        portable::cp_async_commit();
-        portable::cp_async_wait<0>();  // the tile, and the prefetch committed before it
-        __syncthreads();
-      }
+      if (nchunks > 1 || r == 0)  // block-uniform
+        stage_chunk(tile, ldt, src + k0, ld, B8, src_rows, kn, knk, vec);
       if (active) {
         // ldmatrix rows: A x4, lanes 0-15 rows 0-15 at k, 16-31 the same rows at k + KS/2;
         // B x2, lanes 0-7 batch rows at k, 8-15 at k + KS/2 (cuda/warp_matrix.h).
@@ -442,24 +446,11 @@ __device__ __forceinline__ void mma_bwd_pass(const S* W, int K, int U, int B, co
     // kChains accumulators (and as many for the half types' low terms): a warp's k-steps
     // j, j + kChains, ... go to chain j, so consecutive mmas do not wait for each other.
     float acc[kChains][4] = {}, lo_acc[kSplit ? kChains : 1][4] = {};
-    if (nchunks == 0 && r == 0) {  // nothing to stage: still retire the caller's prefetch
-      portable::cp_async_wait<0>();
-      __syncthreads();
-    }
+    if (nchunks == 0 && r == 0) retire_copies();
     for (int c = 0; c < nchunks; ++c) {
       const int k0 = c * KC, kn = min(KC, K - k0), knk = round_up(kn, 8);
-      if (nchunks > 1 || r == 0) {  // block-uniform: stage src[:, k0:k0+kn] into the tile
-        __syncthreads();
-        if (vec)
-          async_block<16>(tile, ldt, src + k0, ld, B16, src_rows, kn);
-        else
-          copy_block_v<1>(tile, ldt, 1, src + k0, ld, B16, src_rows, kn, kn);
-        for (int i = tid; i < B16 * (knk - kn); i += nt)  // k past the chunk: zero
-          tile[(i / (knk - kn)) * ldt + kn + i % (knk - kn)] = 0.f;
-        portable::cp_async_commit();
-        portable::cp_async_wait<0>();
-        __syncthreads();
-      }
+      if (nchunks > 1 || r == 0)  // block-uniform
+        stage_chunk(tile, ldt, src + k0, ld, B16, src_rows, kn, knk, vec);
       if (active) {
         const float* ta = tile + (mt * 16 + (lane & 15)) * ldt + (lane >> 4) * 4;
         const S* wb = W + (ntl * 8 + g) * ldw + k0 + t;
