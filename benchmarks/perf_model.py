@@ -167,6 +167,17 @@ def persistent_config(B, H):
     return U, math.ceil(H / U), threads, RB, KS, items
 
 
+def mma_pass_time(pairs, threads, ksteps, chains):
+    """Seconds of a tensor-core pass: kspl warps split a tile pair's k-steps, rounds over the
+    pairs, each warp's k-steps in `chains` dependent chains; two block barriers and the partial
+    sums after each round."""
+    warps = threads // 32
+    kspl = 1 if pairs >= warps else warps // pairs
+    rounds = math.ceil(pairs / (warps // kspl))
+    chain = math.ceil(math.ceil(ksteps) / kspl / chains)
+    return rounds * (chain * MMA_LAT + 2 * 30 + 60) / CLOCK
+
+
 def persistent_step(cell, direction, B, H, prec, version="v2"):
     """Predicted seconds per step of a persistent kernel (prec: "fp32" (TF32) or "bf16"; v1's
     products are FFMA, v2's on tensor cores: the forward when H is a multiple of 16 bytes'
@@ -187,23 +198,13 @@ def persistent_step(cell, direction, B, H, prec, version="v2"):
     red = (chains * steps * SHFL_LAT if version == "v1" else steps * SHFL_LAT + chains * steps) / CLOCK
     kstep = 16 if prec == "bf16" else 8  # mma k: m16n8k16 bf16, m16n8k8 tf32
     if version == "v2" and direction == "fwd" and H % (kstep // 2) == 0:
-        warps = threads // 32
-        pairs = math.ceil(4 * U / 16) * math.ceil(B / 8)
-        kspl = 1 if pairs >= warps else warps // pairs
-        rounds = math.ceil(pairs / (warps // kspl))
-        dot = rounds * (math.ceil(math.ceil(K / kstep) / kspl) * MMA_LAT + 2 * 30 + 60) / CLOCK
-        red = 0.0
+        # gate rows (16 a tile) x batch (8 a tile), one accumulator chain a warp
+        dot, red = mma_pass_time(math.ceil(4 * U / 16) * math.ceil(B / 8), threads, K / kstep, 1), 0.0
     if version == "v2" and direction == "bwd":
         # tf32 m16n8k8 over batch (16 a tile) x units (8 a tile), a warp's k-steps round-robin
         # over four accumulator chains (bf16: the low terms of the fp32 gate gradients in four
         # more, alongside)
-        warps = threads // 32
-        pairs = math.ceil(B / 16) * math.ceil(U / 8)
-        kspl = 1 if pairs >= warps else warps // pairs
-        rounds = math.ceil(pairs / (warps // kspl))
-        chain = math.ceil(math.ceil(K / 8) / kspl / 4)  # four accumulator chains a warp
-        dot = rounds * (chain * MMA_LAT + 2 * 30 + 60) / CLOCK
-        red = 0.0
+        dot, red = mma_pass_time(math.ceil(B / 16) * math.ceil(U / 8), threads, K / 8, 4), 0.0
     consume = (L2_LAT if version == "v1" else 0.0) + 60 / CLOCK  # + the cell's arithmetic
     traffic = blocks * B * K * es / L2_BW
     return max(stage + dot + red + consume, traffic) + GRID_BARRIER

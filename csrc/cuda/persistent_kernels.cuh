@@ -346,6 +346,34 @@ struct MmaLayout {
   __device__ __forceinline__ size_t w_elems() const { return size_t(R16) * ldw; }
 };
 
+// How a tensor-core pass spreads P tile pairs over the block's warps: kspl warps split one
+// pair's k-steps, groups = warps / kspl pairs run at once, rounds over the rest; this warp
+// takes pair slot grp and k-split ks (ks >= kspl: idle).
+struct WarpSplit {
+  int kspl, groups, grp, ks, rounds;
+  __device__ __forceinline__ explicit WarpSplit(int P) {
+    const int warps = blockDim.x / 32, warp = threadIdx.x / 32;
+    kspl = P >= warps ? 1 : warps / P;
+    groups = warps / kspl;
+    grp = warp % groups, ks = warp / groups;
+    rounds = (P + groups - 1) / groups;
+  }
+};
+
+// A round's 16 x 8 fp32 fragment into part [kspl][groups][16][8] (c[0], c[1]: row g, cols 2t,
+// 2t+1; c[2], c[3]: row g+8), between the barriers that keep it from the previous round's
+// readers and make it visible to this round's.
+__device__ __forceinline__ void store_partial(float* part, const WarpSplit& w, bool active,
+                                              const float (&c)[4]) {
+  __syncthreads();
+  if (active) {
+    const int lane = threadIdx.x % 32;
+    float* pp = part + (w.ks * w.groups + w.grp) * 128 + (lane >> 2) * 8 + 2 * (lane & 3);
+    pp[0] = c[0], pp[1] = c[1], pp[64] = c[2], pp[65] = c[3];
+  }
+  __syncthreads();
+}
+
 template <class S>
 __device__ __forceinline__ void mma_step(float (&acc)[4], const uint32_t (&a)[4],
                                          uint32_t (&b)[2]) {
@@ -363,14 +391,13 @@ __device__ __forceinline__ void mma_pass(const S* W, int ldw, int K, int U, int 
                                          int64_t ld, int src_rows, S* tile, int ldt, int KC,
                                          float* part, F& consume) {
   constexpr int KS = MmaLayout<S>::kKStep, HK = MmaLayout<S>::kHalfK, V = Vec16<S>::n;
-  const int tid = threadIdx.x, nt = blockDim.x, warps = nt / 32, warp = tid / 32,
-            lane = tid % 32;
+  const int tid = threadIdx.x, nt = blockDim.x, lane = tid % 32;
   const int MT = round_up(4 * U, 16) / 16, B8 = round_up(B, 8), NT = B8 / 8, P = MT * NT;
-  const int kspl = P >= warps ? 1 : warps / P, groups = warps / kspl;
-  const int grp = warp % groups, ks = warp / groups;
-  const int rounds = (P + groups - 1) / groups, nchunks = (K + KC - 1) / KC;
+  const WarpSplit w(P);
+  const int kspl = w.kspl, groups = w.groups, grp = w.grp, ks = w.ks;
+  const int nchunks = (K + KC - 1) / KC;
   const bool vec = ld % V == 0 && aligned_to(src, 16);
-  for (int r = 0; r < rounds; ++r) {
+  for (int r = 0; r < w.rounds; ++r) {
     const int p = r * groups + grp;
     const bool active = p < P && ks < kspl;  // warp-uniform
     const int mt = active ? p / NT : 0, ntl = active ? p % NT : 0;
@@ -392,12 +419,7 @@ __device__ __forceinline__ void mma_pass(const S* W, int ldw, int K, int U, int 
         }
       }
     }
-    __syncthreads();  // the previous round's consumers have read part
-    if (active) {     // c[0], c[1]: row g, cols 2t, 2t+1; c[2], c[3]: row g+8
-      float* pp = part + (ks * groups + grp) * 128 + (lane >> 2) * 8 + 2 * (lane & 3);
-      pp[0] = acc[0], pp[1] = acc[1], pp[64] = acc[2], pp[65] = acc[3];
-    }
-    __syncthreads();
+    store_partial(part, w, active, acc);
     for (int i = tid; i < groups * 32; i += nt) {
       const int gi = i / 32, ul = (i % 32) / 8, bl = i % 8, pr = r * groups + gi;
       if (pr >= P) continue;
@@ -432,14 +454,14 @@ __device__ __forceinline__ void mma_bwd_pass(const S* W, int K, int U, int B, co
                                              int KC, float* part, F& consume) {
   constexpr bool kSplit = sizeof(S) == 2;
   constexpr int kChains = 4;
-  const int tid = threadIdx.x, nt = blockDim.x, warps = nt / 32, warp = tid / 32,
-            lane = tid % 32, g = lane >> 2, t = lane & 3, ldw = K + 1;
+  const int tid = threadIdx.x, nt = blockDim.x, lane = tid % 32, g = lane >> 2, t = lane & 3,
+            ldw = K + 1;
   const int B16 = round_up(B, 16), MT = B16 / 16, NT = round_up(U, 8) / 8, P = MT * NT;
-  const int kspl = P >= warps ? 1 : warps / P, groups = warps / kspl;
-  const int grp = warp % groups, ks = warp / groups;
-  const int rounds = (P + groups - 1) / groups, nchunks = src ? (K + KC - 1) / KC : 0;
+  const WarpSplit w(P);
+  const int kspl = w.kspl, groups = w.groups, grp = w.grp, ks = w.ks;
+  const int nchunks = src ? (K + KC - 1) / KC : 0;
   const bool vec = src && ld % 4 == 0 && aligned_to(src, 16);
-  for (int r = 0; r < rounds; ++r) {
+  for (int r = 0; r < w.rounds; ++r) {
     const int p = r * groups + grp;
     const bool active = p < P && ks < kspl;  // warp-uniform
     const int mt = active ? p / NT : 0, ntl = active ? p % NT : 0;
@@ -490,12 +512,7 @@ FRNN_PERS_UNROLL
     for (int j = 0; j < kChains; ++j)
 FRNN_PERS_UNROLL
       for (int i = 0; i < 4; ++i) sum[i] += acc[j][i] + (kSplit ? lo_acc[j][i] : 0.f);
-    __syncthreads();  // the previous round's consumers have read part
-    if (active) {     // c[0], c[1]: batch row g, units 2t, 2t+1; c[2], c[3]: batch row g+8
-      float* pp = part + (ks * groups + grp) * 128 + g * 8 + 2 * t;
-      pp[0] = sum[0], pp[1] = sum[1], pp[64] = sum[2], pp[65] = sum[3];
-    }
-    __syncthreads();
+    store_partial(part, w, active, sum);  // rows: batch, columns: units
     for (int i = tid; i < groups * 128; i += nt) {
       const int gi = i / 128, bl = (i % 128) / 8, ul = i % 8, pr = r * groups + gi;
       if (pr >= P) continue;

@@ -76,69 +76,51 @@ PersistentPlan persistent_plan(RnnKind kind, int64_t B, int64_t H, at::ScalarTyp
   const size_t pfwd = a16(size_t(2 * B * G * U) * sA),
                pbwd = a16(size_t(2 * B * (G + 3) * U) * sS);
   const size_t limit = arch.smem_optin;
-  auto tile = [&](int64_t kc, size_t es) { return a16(size_t(B * (kc + int64_t(16 / es))) * es); };
-  auto fit_kc = [&](int64_t K, size_t fixed, size_t es, int& kc_out, size_t& smem_out) {
+  // The chunk of the exchanged vector per pass: the largest kc <= K whose staging tile
+  // [rows][kc + 16 bytes] of es-byte elements fits beside `fixed` bytes; a multiple of 32 when
+  // < K, capped by the tuning; a multiple of `align` (ldmatrix rows); at least min(K, 32)
+  // (tuned: at least align). On success kc_out and smem_out are set.
+  auto tile = [&](int64_t rows, int64_t kc, size_t es) {
+    return a16(size_t(rows * (kc + int64_t(16 / es))) * es);
+  };
+  auto fit = [&](int64_t K, size_t fixed, int64_t rows, size_t es, int64_t align, int& kc_out,
+                 size_t& smem_out) {
     if (fixed >= limit) return false;
-    int64_t kc = std::min<int64_t>(K, int64_t((limit - fixed) / (size_t(B) * es)) - 16 / es);
+    int64_t kc = std::min<int64_t>(K, int64_t((limit - fixed) / (size_t(rows) * es)) -
+                                          int64_t(16 / es));
     if (kc < K) kc = kc / 32 * 32;
     if (g_max_kc > 0) kc = std::min<int64_t>(kc, g_max_kc);
-    while (kc > 0 && fixed + tile(kc, es) > limit) --kc;
-    if (kc < 1 || (kc < std::min<int64_t>(K, 32) && g_max_kc == 0)) return false;
+    while (kc > 0 && fixed + tile(rows, kc, es) > limit) --kc;
+    const bool enough = kc >= std::min<int64_t>(K, 32) || (g_max_kc > 0 && kc >= align);
+    if (kc < 1 || !enough || kc % align) return false;
     kc_out = int(kc);
-    smem_out = fixed + tile(kc, es);
+    smem_out = fixed + tile(rows, kc, es);
     return true;
   };
-  // The forward on tensor cores (the half types; fp32 as TF32 when the launcher allows it) when
-  // its rows allow ldmatrix (H and KC multiples of V = 16 bytes of elements) and the layout
-  // fits: W [R16][KS*ceil(H/KS) + V] (gate rows 4u+q, padded to whole 16-row tiles; KS the mma's
-  // k), the tile's rows padded to 8, plus the partial sums (16 bytes a thread). Else, or for
-  // fp64, the FFMA layout below; it fits in the space sized here too, so fp32 without TF32 runs
-  // FFMA in the same plan.
-  bool f = false;
+  // Tensor cores (the half types; fp32 as TF32 when the launcher allows it), when the layout
+  // fits; else the FFMA layout, which also fits in the space sized for tensor cores, so fp32
+  // without TF32 runs FFMA in the same plan. fp64 is FFMA only.
+  //   forward  W [R16][KS*ceil(H/KS) + V]: gate rows 4u+q padded to whole 16-row tiles, KS the
+  //            mma's k (16 halves, 8 floats), V = 16 bytes of elements; the tile's rows padded
+  //            to 8; H and kc whole 16-byte rows (ldmatrix)
+  //   backward W [U8][G*H+1] (rows past U zero); the fp32 tile's rows padded to 16; kc whole
+  //            16-byte rows of fp32
+  //   both     plus the partial sums, 16 bytes a thread
+  auto up = [](int64_t n, int64_t m) { return (n + m - 1) / m * m; };
   const int64_t V = int64_t(16 / sS), KS = sS == 2 ? 16 : 8;
+  const size_t part = a16(size_t(p.threads) * 16);
+  bool f = false, b = false;
   if (sS <= 4 && H % V == 0) {
-    auto up = [](int64_t n, int64_t m) { return (n + m - 1) / m * m; };
     const size_t wmma = a16(size_t(up(4 * U, 16) * (up(H, KS) + V)) * sS);
-    const size_t part = a16(size_t(p.threads) * 16);
-    const int64_t B8 = up(B, 8);
-    auto tile8 = [&](int64_t kc) { return a16(size_t(B8 * (kc + V)) * sS); };
-    const size_t fixed = wmma + sbytes + pfwd + part;
-    if (fixed < limit) {
-      int64_t kc = std::min<int64_t>(H, int64_t((limit - fixed) / (size_t(B8) * sS)) - V);
-      if (kc < H) kc = kc / 32 * 32;
-      if (g_max_kc > 0) kc = std::min<int64_t>(kc, g_max_kc);
-      const bool enough = kc >= std::min<int64_t>(H, 32) || (g_max_kc > 0 && kc >= V);
-      if (enough && kc % V == 0 && fixed + tile8(kc) <= limit) {
-        f = p.mma_fwd = true;
-        p.kc_fwd = int(kc);
-        p.smem_fwd = fixed + tile8(kc);
-      }
-    }
+    f = p.mma_fwd = fit(H, wmma + sbytes + pfwd + part, up(B, 8), sS, V, p.kc_fwd, p.smem_fwd);
   }
-  if (!f) f = fit_kc(H, wfwd + sbytes + pfwd, sS, p.kc_fwd, p.smem_fwd);
-  // The backward on tensor cores (the half types; fp32 as TF32 when the launcher allows it):
-  // W [U8][G*H+1] (rows past U zero), the fp32 tile's rows padded to 16, a chunk of whole
-  // 16-byte rows, plus the partial sums; else the FFMA layout, which fits in this space too.
-  bool b = false;
+  if (!f) f = fit(H, wfwd + sbytes + pfwd, B, sS, 1, p.kc_fwd, p.smem_fwd);
   if (sS <= 4) {
-    const size_t wmma = a16(size_t(((U + 7) / 8 * 8) * (G * H + 1)) * sS);
-    const size_t part = a16(size_t(p.threads) * 16);
-    const int64_t B16 = (B + 15) / 16 * 16, K = G * H;
-    auto tile16 = [&](int64_t kc) { return a16(size_t(B16 * (kc + 4)) * sA); };
-    const size_t fixed = wmma + sbytes + pbwd + part;
-    if (fixed < limit) {
-      int64_t kc = std::min<int64_t>(K, int64_t((limit - fixed) / (size_t(B16) * sA)) - 4);
-      if (kc < K) kc = kc / 32 * 32;
-      if (g_max_kc > 0) kc = std::min<int64_t>(kc, g_max_kc);
-      const bool enough = kc >= std::min<int64_t>(K, 32) || (g_max_kc > 0 && kc >= 4);
-      if (enough && kc % 4 == 0 && fixed + tile16(kc) <= limit) {
-        b = p.mma_bwd = true;
-        p.kc_bwd = int(kc);
-        p.smem_bwd = fixed + tile16(kc);
-      }
-    }
+    const size_t wmma = a16(size_t(up(U, 8) * (G * H + 1)) * sS);
+    b = p.mma_bwd = fit(G * H, wmma + sbytes + pbwd + part, up(B, 16), sA, 4, p.kc_bwd,
+                        p.smem_bwd);
   }
-  if (!b) b = fit_kc(G * H, wbwd + sbytes + pbwd, sA, p.kc_bwd, p.smem_bwd);
+  if (!b) b = fit(G * H, wbwd + sbytes + pbwd, B, sA, 1, p.kc_bwd, p.smem_bwd);
   p.fits = f && b;
   if (!p.fits) {
     std::ostringstream m;
@@ -147,7 +129,7 @@ PersistentPlan persistent_plan(RnnKind kind, int64_t B, int64_t H, at::ScalarTyp
       << " blocks (at most one per SM, " << arch.sms << " SMs) keeps " << U << " hidden units x "
       << G << " gates x " << H << " = " << std::max(wfwd, wbwd) << " bytes of W_hh, plus "
       << sbytes + std::max(pfwd, pbwd) << " bytes of state and prefetched inputs and at least "
-      << tile(std::min<int64_t>(H, 32), sS) << " bytes of staging, above the " << limit
+      << tile(B, std::min<int64_t>(H, 32), sS) << " bytes of staging, above the " << limit
       << " bytes of shared memory per block; use the stepwise algorithm";
     p.why = m.str();
   }
