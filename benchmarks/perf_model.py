@@ -148,13 +148,15 @@ def table():
 #            into one fragment, so they form a dependent chain of MMA_LAT each; kspl warps split
 #            a tile pair's k-steps, then partial sums through shared memory (two block barriers).
 GRID_BARRIER = 1.0e-6
+PLAN_SMEM = 232448  # the opt-in limit persistent_plan sizes against (227 KB)
 SHFL_LAT = 30  # clocks: a dependent shuffle and add
 MMA_LAT = 33  # clocks: a dependent mma.m16n8k16 (same accumulator)
 
 
-def persistent_config(B, H):
-    """Units per block, blocks, threads, RB and lanes per group, as persistent_plan chooses."""
-    U = math.ceil(H / SMS)
+def persistent_config(B, H, sms=SMS):
+    """Units per block, blocks, threads, RB and lanes per group, as persistent_plan chooses (on
+    `sms` blocks at most: the SMs, or the cluster's 16)."""
+    U = math.ceil(H / sms)
     RB = 4 if B >= 4 else 1
     items = math.ceil(B / RB) * U
     pw = 1
@@ -178,10 +180,79 @@ def mma_pass_time(pairs, threads, ksteps, chains):
     return rounds * (chain * MMA_LAT + 2 * 30 + 60) / CLOCK
 
 
+# The cluster forward ("v3": v2 plus it, sm_90): when W_hh fits in one cluster of CLUSTER_MAX
+# blocks and the plan prefers it, the forward runs there (persistent_plan's `cluster`: on tensor
+# cores, the block's W_hh bytes a step within CLUSTER_WBYTES, the crossover this model
+# predicts within about 15%): thicker slices (U = ceil(H/16)),
+# h_{t-1} already in shared memory (no staging from L2), each block's h_t slice pushed into the
+# 15 peers' shared memory, one cluster barrier a step instead of the grid barrier. The product
+# is bound by the chain of mma k-steps or by the shared-memory bytes of W (read once per n-tile)
+# and of h (once per m-tile). Assumptions, not measured: the barrier's latency (a hardware
+# barrier across the GPC's SMs, against the grid barrier's poll through L2), the remote stores'
+# latency and bandwidth.
+CLUSTER_MAX = 16
+CLUSTER_WBYTES = 112 * 1024  # persistent.h kClusterWBytes
+CLUSTER_BARRIER = 0.35e-6
+DSMEM_LAT = 200 / CLOCK
+DSMEM_BW = 32  # bytes/clk/SM, the SM-to-SM network
+
+
+def cluster_config(cell, B, H, prec):
+    """(U, blocks, threads, fits, mma) of the cluster forward, as persistent_plan sizes it (the
+    tensor-core layout when H is whole 16-byte rows and it fits, else the FFMA one; fp32's
+    tensor-core layout counts only with TF32)."""
+    G = {"lstm": 4, "gru": 3}[cell]
+    U, blocks, threads = persistent_config(B, H, CLUSTER_MAX)[:3]
+    es = 2 if prec == "bf16" else 4
+    V, kstep = 16 // es, (16 if es == 2 else 8)
+    a16 = lambda n: (n + 15) // 16 * 16  # noqa: E731
+    fixed = a16(B * U * 4) + a16(2 * B * G * U * 4)  # state, prefetched xproj
+    tiles = lambda rows: 2 * a16(rows * (H + V) * es)  # noqa: E731
+    if H % V == 0:
+        w = a16(16 * math.ceil(4 * U / 16) * (math.ceil(H / kstep) * kstep + V) * es)
+        need = w + fixed + a16(threads * 16) + tiles(8 * math.ceil(B / 8))
+        if need <= PLAN_SMEM:
+            return U, blocks, threads, True, True
+    need = a16(G * U * (H + 1) * es) + fixed + tiles(B)
+    return U, blocks, threads, need <= PLAN_SMEM, False
+
+
+def cluster_preferred(cell, B, H, prec):
+    """persistent_plan's rule: the tensor-core layout fits, and the block's W_hh slice read once
+    per 8 batch rows is at most CLUSTER_WBYTES a step."""
+    U, _, _, fits, mma = cluster_config(cell, B, H, prec)
+    es = 2 if prec == "bf16" else 4
+    return fits and mma and 16 * math.ceil(4 * U / 16) * H * es * math.ceil(B / 8) <= CLUSTER_WBYTES
+
+
+def cluster_step(cell, B, H, prec):
+    """Seconds per forward step on one cluster (cluster_config must fit)."""
+    G = {"lstm": 4, "gru": 3}[cell]
+    U, blocks, threads, fits, mma = cluster_config(cell, B, H, prec)
+    assert fits
+    es = 2 if prec == "bf16" else 4
+    kstep = 16 if es == 2 else 8
+    if mma:
+        MT, NT = math.ceil(4 * U / 16), math.ceil(B / 8)
+        smem = (16 * MT * H * es) * NT + (8 * H * es) * MT * NT  # W per n-tile, h per m-tile
+        dot = max(mma_pass_time(MT * NT, threads, H / kstep, 1), smem / SMEM_BW / CLOCK)
+    else:
+        RB, KS, items = persistent_config(B, H, CLUSTER_MAX)[3:]
+        dot = max(U * G * B * H / RATE["ffma32"], items * H * (G + RB) / 32) / CLOCK
+        dot += (int(math.log2(KS)) * SHFL_LAT + RB * G * int(math.log2(KS))) / CLOCK
+    push = DSMEM_LAT + B * U * es * (blocks - 1) / DSMEM_BW / CLOCK
+    return 30 / CLOCK + dot + 60 / CLOCK + push + CLUSTER_BARRIER
+
+
 def persistent_step(cell, direction, B, H, prec, version="v2"):
     """Predicted seconds per step of a persistent kernel (prec: "fp32" (TF32) or "bf16"; v1's
     products are FFMA, v2's on tensor cores: the forward when H is a multiple of 16 bytes'
-    elements, the backward always at these sizes)."""
+    elements, the backward always at these sizes; v3: v2 with the cluster forward where it
+    fits)."""
+    if version == "v3":
+        if direction == "fwd" and cluster_preferred(cell, B, H, prec):
+            return cluster_step(cell, B, H, prec)
+        version = "v2"
     G = {"lstm": 4, "gru": 3}[cell]
     NG, K = (G, H) if direction == "fwd" else (1, G * H)
     U, blocks, threads, RB, KS, items = persistent_config(B, H)
@@ -212,31 +283,32 @@ def persistent_step(cell, direction, B, H, prec, version="v2"):
 
 def persistent_table():
     """Times for fp32 (TF32) and bf16: the forwards differ (tf32 k-steps of 8, bf16 of 16; h in
-    4 or 2 bytes), and so do the backwards (bf16: two tf32 terms a k-step)."""
-    rows = ["| cell | H | B | fwd µs/step fp32 v1 → v2 | fwd µs/step bf16 v1 → v2 "
+    4 or 2 bytes), and so do the backwards (bf16: two tf32 terms a k-step). v1 → v2 → v3 (v3:
+    the cluster forward where the plan prefers it; the backward is v2's)."""
+    rows = ["| cell | H | B | fwd µs/step fp32 v1 → v2 → v3 | fwd µs/step bf16 v1 → v2 → v3 "
             "| bwd µs/step fp32 v1 → v2 | bwd µs/step bf16 v1 → v2 "
-            "| inference ratio fp32 (TF32) v1 → v2 | training ratio fp32 (TF32) v1 → v2 "
-            "| inference ratio bf16 v1 → v2 | training ratio bf16 v1 → v2 |",
+            "| inference ratio fp32 (TF32) v1 → v2 → v3 | training ratio fp32 (TF32) v1 → v2 → v3 "
+            "| inference ratio bf16 v1 → v2 → v3 | training ratio bf16 v1 → v2 → v3 |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     us = lambda t: f"{t * 1e6:.1f}"  # noqa: E731
     for cell in ("lstm", "gru"):
         for H in (256, 512, 1024):
             for B in (1, 4, 8, 16):
-                cols = []
+                fwd, bwd, cols = [], [], []
                 for prec in ("fp32", "bf16"):
-                    half = prec == "bf16"
-                    f1, f2 = (persistent_step(cell, "fwd", B, H, prec, v) for v in ("v1", "v2"))
-                    b1, b2 = (persistent_step(cell, "bwd", B, H, prec, v) for v in ("v1", "v2"))
-                    hp = "half" if half else "tf32"
+                    f = [persistent_step(cell, "fwd", B, H, prec, v) for v in ("v1", "v2", "v3")]
+                    b = [persistent_step(cell, "bwd", B, H, prec, v) for v in ("v1", "v2")]
+                    b.append(b[1])
+                    hp = "bf16" == prec and "half" or "tf32"
                     gf, gt = (hoisted_time(cell, B, H, hp, t) for t in (False, True))
-                    ci, ct = (cudnn_time(cell, B, H, half, t) for t in (False, True))
-                    if not half:
-                        times, bwd = f"| {us(f1)} → {us(f2)} ", f"| {us(b1)} → {us(b2)} "
-                    else:
-                        times += f"| {us(f1)} → {us(f2)} " + bwd + f"| {us(b1)} → {us(b2)} "
-                    cols.append(f"| {ci / (f1 + gf):.2f} → {ci / (f2 + gf):.2f} "
-                                f"| {ct / (f1 + b1 + gt):.2f} → {ct / (f2 + b2 + gt):.2f} ")
-                rows.append(f"| {cell} | {H} | {B} " + times + "".join(cols) + "|")
+                    ci, ct = (cudnn_time(cell, B, H, prec == "bf16", t) for t in (False, True))
+                    fwd.append("| " + " → ".join(us(t) for t in f) + " ")
+                    bwd.append("| " + " → ".join(us(t) for t in b[:2]) + " ")
+                    cols.append("| " + " → ".join(f"{ci / (t + gf):.2f}" for t in f) + " "
+                                "| " + " → ".join(f"{ct / (t + u + gt):.2f}"
+                                                  for t, u in zip(f, b)) + " ")
+                rows.append(f"| {cell} | {H} | {B} " + "".join(fwd) + "".join(bwd) +
+                            "".join(cols) + "|")
     return "\n".join(rows)
 
 

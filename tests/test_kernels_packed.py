@@ -219,13 +219,21 @@ def test_gradcheck_packed(kind, reverse, kernel_backend):
     assert torch.autograd.gradcheck(f, args, eps=1e-6, atol=1e-7, rtol=1e-5)
 
 
-@pytest.fixture
-def small_slices():
-    """Persistent plan knobs (test-only): W_hh over several blocks, K staged in chunks of 4."""
+@pytest.fixture(params=["grid", "cluster"])
+def small_slices(request):
+    """Persistent plan knobs (test-only): W_hh over several blocks, and either K staged in chunks
+    of 4 (the grid-barrier forward) or at most 4 blocks of several units (the cluster forward,
+    where the device has clusters: sm_90, the SIMT layer's default)."""
     tune = torch.ops.fusedrnn_persistent.set_tuning
-    tune(0, 4, 64)
+    if request.param == "grid":
+        tune(0, 4, 64)
+    else:
+        tune(4, 0, 64, 1)  # the cluster forward whenever it fits (FFMA too)
+    fusedrnn._ops._C.simt_reset_stats()
     try:
         yield
+        barriers = fusedrnn._ops._C.simt_stats()["cluster_barriers"]
+        assert (barriers > 0) == (request.param == "cluster"), barriers
     finally:
         tune(0, 0, 0)
 

@@ -26,8 +26,10 @@ GRAD_SCALE = {torch.float64: 1.0, torch.float32: 2.0, torch.float16: 4.0, torch.
 
 
 @contextlib.contextmanager
-def tuning(max_blocks=0, max_kc=0, threads=0):
-    P.set_tuning(max_blocks, max_kc, threads)
+def tuning(max_blocks=0, max_kc=0, threads=0, cluster=0):
+    """cluster: 0 the plan's rule, -1 the grid-barrier forward, 1 the cluster one wherever it
+    fits (FFMA too)."""
+    P.set_tuning(max_blocks, max_kc, threads, cluster)
     try:
         yield
     finally:
@@ -165,10 +167,12 @@ def test_grid_barriers_counted():
     T = 4
     d = layer_inputs("lstm", T, 2, 3, 5, dtype=torch.float32)
     _C.simt_reset_stats()
-    y, h_n, c_n, gates, cells = P.lstm_forward(d["x"], d["h0"], d["c0"], d["w_ih"], d["w_hh"],
-                                               d["b_ih"], d["b_hh"], False)
+    with tuning(cluster=-1):
+        y, h_n, c_n, gates, cells = P.lstm_forward(d["x"], d["h0"], d["c0"], d["w_ih"],
+                                                   d["w_hh"], d["b_ih"], d["b_hh"], False)
     s = _C.simt_stats()
     assert s["launches"] == 1 and s["grid_barriers"] == T - 1 and s["blocks"] == 5
+    assert s["cluster_barriers"] == 0
     _C.simt_reset_stats()
     P.lstm_backward(y, h_n, c_n, d["x"], d["h0"], d["c0"], d["w_ih"], d["w_hh"], y, gates, cells,
                     False)
@@ -308,7 +312,7 @@ def test_cp_async_copies_counted(kind, case):
     G = 4 if kind == "lstm" else 3
     d = layer_inputs(kind, T, B, 4, H, dtype=dtype, seed=7)
     x, h0, w_ih, w_hh, b_ih, b_hh = (d[k] for k in ("x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"))
-    with tuning(**knobs):
+    with tuning(**knobs, cluster=-1):
         plan = dict(zip(FIELDS + ["mma_fwd", "mma_bwd"], P.plan(kind, B, H, dtype)))
         nb, U = plan["blocks"], plan["units"]
         assert plan["kc_fwd"] == H and plan["kc_bwd"] == G * H  # one chunk: counts are simple
@@ -338,6 +342,127 @@ def test_cp_async_copies_counted(kind, case):
         assert U % 2 == 1 and pre_b == 0 and plan["mma_fwd"]
     if case == "bf16 even U":
         assert U % 2 == 0 and pre_b > 0
+
+# ------------------------------------------------------------------ the cluster forward
+# On sm_90 (the SIMT layer's default) the forward can run on one thread-block cluster when W_hh
+# fits in at most 16 blocks: h_{t-1} stays in shared memory, pushed to the peers through
+# distributed shared memory, one cluster barrier a step (csrc/cuda/persistent_kernels.cuh). The
+# plan prefers it on tensor cores while the block's W_hh bytes a step stay small (the model's
+# verdict); the tuning forces it here so every dtype and product runs it. Cases: slices of
+# several units with element pushes (odd H, U not whole 16-byte words) and 16-byte pushes
+# (U = 16), the tensor-core forward over several rounds, one warp a block, 16 blocks.
+CLUSTER = {  # case: (T, B, H, tuning, cluster blocks)
+    "odd": (5, 3, 33, dict(), 11),
+    "words": (3, 6, 64, dict(max_blocks=4), 4),
+    "mma_rounds": (3, 17, 40, dict(max_blocks=2, threads=64), 2),
+    "one_warp": (5, 3, 7, dict(max_blocks=3, threads=32), 3),
+    "sixteen": (2, 2, 48, dict(), 16),
+}
+CFIELDS = ["cluster_blocks", "cluster_units", "cluster_threads", "cluster_smem", "cluster_mma",
+           "cluster_preferred"]
+NAMES = {"lstm": ["x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh"],
+         "gru": ["x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"]}
+
+
+def cluster_plan(kind, B, H, dtype):
+    return dict(zip(CFIELDS, P.plan(kind, B, H, dtype)[10:]))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", list(CLUSTER))
+@pytest.mark.parametrize("reverse", [False, True])
+def test_cluster_forward(kind, dtype, case, reverse):
+    T, B, H, knobs, blocks = CLUSTER[case]
+    with tuning(**knobs, cluster=1):
+        assert cluster_plan(kind, B, H, dtype)["cluster_blocks"] == blocks
+        _C.simt_reset_stats()
+        check_layer(kind, T, B, H, dtype, reverse, bias=True, seed=3)
+    # the forward's cluster barriers: one after the tiles' initialisation, one a step boundary
+    assert _C.simt_stats()["cluster_barriers"] == T
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cluster_forward_by_the_rule(kind, dtype):
+    """Without tuning: bf16, and fp32 with TF32 allowed, take the cluster where the plan prefers
+    it (IEEE fp32 stays on the grid: FFMA). The cluster forward's only cp.async copies are the
+    prefetched xproj (T*B*G*H words: nothing of h comes from global memory), no grid barrier;
+    the same outputs as the grid-barrier forward within the dtype's tolerance."""
+    T, B, H = 4, 5, 24
+    G = 4 if kind == "lstm" else 3
+    d = layer_inputs(kind, T, B, 4, H, dtype=dtype, seed=8)
+    args = [d[k] for k in NAMES[kind]]
+    fwd = P.lstm_forward if kind == "lstm" else P.gru_forward
+    cp = cluster_plan(kind, B, H, dtype)
+    assert cp["cluster_blocks"] == 12 and cp["cluster_units"] == 2 and cp["cluster_preferred"]
+    tf32 = tf32_rnns() if dtype == torch.float32 else contextlib.nullcontext()
+    _C.simt_reset_stats()
+    with tf32:
+        on_chip = fwd(*args)
+    s = _C.simt_stats()
+    assert s["async_copies"] == T * B * G * H and s["grid_barriers"] == 0
+    assert s["blocks"] == 12 and s["cluster_barriers"] == T
+    with tuning(cluster=-1), tf32:
+        _C.simt_reset_stats()
+        grid = fwd(*args)
+        assert _C.simt_stats()["cluster_barriers"] == 0
+    tol = torch.float16 if dtype == torch.float32 else dtype  # TF32 like fp16
+    for a, b, n in zip(on_chip, grid, ["y", "h_n", "c_n/gates", "gates/ghn", "cells"]):
+        close(a, b, tol, what=n)
+    if dtype == torch.float32:  # IEEE: FFMA, the grid
+        _C.simt_reset_stats()
+        fwd(*args)
+        assert _C.simt_stats()["cluster_barriers"] == 0
+
+
+def cplan(kind, B, H, dtype, max_cluster=16):
+    return dict(zip(FIELDS + ["mma_fwd", "mma_bwd"] + CFIELDS,
+                    P.plan_for(kind, B, H, dtype, 132, SM90["smem_optin"], 1024, max_cluster)))
+
+
+def test_cluster_plan():
+    """The cluster forward's sizing: at most 16 blocks (max_cluster), the thinnest slices, within
+    the opt-in limit; none without clusters (sm_80, plan_for's default), with chunked staging or
+    the tuning off; preferred on tensor cores while the block's W_hh bytes a step (once per 8
+    batch rows) are at most 112 KB. The largest H it holds grows with the storage dtype (bf16
+    LSTM about 640 at B = 8, as the issue estimated)."""
+    hmax = {}
+    for kind in ("lstm", "gru"):
+        for dtype in DTYPES:
+            es = torch.finfo(dtype).bits // 8
+            for B in (1, 8, 16):
+                h = 0
+                for H in range(8, 1600, 8):
+                    p = cplan(kind, B, H, dtype)
+                    if not p["cluster_blocks"]:
+                        break
+                    h = H
+                    U, nb = p["cluster_units"], p["cluster_blocks"]
+                    assert nb <= 16 and U == -(-H // 16) and U * nb >= H > U * (nb - 1)
+                    assert p["cluster_smem"] <= SM90["smem_optin"]
+                    assert p["fits"]  # the grid plan (the backward's) fits wherever this does
+                    assert not cplan(kind, B, H, dtype, max_cluster=0)["cluster_blocks"]
+                    wbytes = -(-4 * U // 16) * 16 * H * es * -(-B // 8)
+                    assert p["cluster_preferred"] == (p["cluster_mma"] and wbytes <= 112 * 1024)
+                hmax[kind, dtype, B] = h
+                assert h >= 256
+    assert 560 <= hmax["lstm", torch.bfloat16, 8] <= 720, hmax
+    for kind in ("lstm", "gru"):
+        for B in (1, 8):
+            assert hmax[kind, torch.bfloat16, B] > hmax[kind, torch.float32, B] > \
+                hmax[kind, torch.float64, B]
+    assert cluster_plan("lstm", 8, 256, torch.bfloat16)["cluster_blocks"] == 16
+    with tuning(max_kc=64):
+        assert cluster_plan("lstm", 8, 256, torch.bfloat16)["cluster_blocks"] == 0
+    with tuning(cluster=-1):
+        assert cluster_plan("lstm", 8, 256, torch.bfloat16)["cluster_blocks"] == 0
+    with tuning(cluster=1):
+        assert cluster_plan("lstm", 8, 256, torch.float64)["cluster_preferred"]
+    assert not cluster_plan("lstm", 8, 256, torch.float64)["cluster_preferred"]
+    _C.simt_set_arch("sm_80")
+    assert cluster_plan("lstm", 8, 256, torch.bfloat16)["cluster_blocks"] == 0
+
 
 # ------------------------------------------------------------------ sizing
 
@@ -415,6 +540,27 @@ def test_perf_model_follows_the_plan():
                 for d in ("fwd", "bwd"):
                     assert perf_model.persistent_step(kind, d, B, H, "bf16", "v2") <= \
                         perf_model.persistent_step(kind, d, B, H, "bf16", "v1")
+    # The cluster forward: sized as the plan sizes it, and the plan's preference is within 15%
+    # of the model's faster choice wherever the tensor-core layout fits.
+    for kind in ("lstm", "gru"):
+        for prec, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+            for B in (1, 3, 4, 8, 9, 16):
+                for H in range(16, 1100, 48):
+                    p = cplan(kind, B, H, dtype)
+                    U, blocks, threads, fits, mma = perf_model.cluster_config(kind, B, H, prec)
+                    assert fits == (p["cluster_blocks"] > 0), (kind, prec, B, H)
+                    if not fits:
+                        continue
+                    assert (U, blocks, threads, mma) == (p["cluster_units"], p["cluster_blocks"],
+                                                         p["cluster_threads"],
+                                                         bool(p["cluster_mma"])), (B, H)
+                    assert perf_model.cluster_preferred(kind, B, H, prec) == \
+                        bool(p["cluster_preferred"])
+                    if mma:
+                        grid = perf_model.persistent_step(kind, "fwd", B, H, prec, "v2")
+                        cl = perf_model.cluster_step(kind, B, H, prec)
+                        chosen = cl if p["cluster_preferred"] else grid
+                        assert chosen <= 1.15 * min(grid, cl), (kind, prec, B, H, grid, cl)
 
 
 def test_plan_follows_simt_arch():

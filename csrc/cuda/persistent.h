@@ -17,9 +17,12 @@
 // Design (see csrc/cuda/persistent_kernels.cuh for the details):
 //   forward   block k owns hidden units [k*U, k*U+U) (all G gates of them) and keeps the G*U rows
 //             of W_hh [G*U, H] in shared memory; per step it reads h_{t-1} [B,H] (storage dtype,
-//             double-buffered in global memory; its own units' share stays on chip), computes its G*U recurrent dot products for all
-//             B rows, applies the cell (c stays in shared memory) and writes h_t; one grid
-//             barrier per step.
+//             double-buffered in global memory; its own units' share stays on chip), computes
+//             its G*U recurrent dot products for all B rows, applies the cell (c stays in shared
+//             memory) and writes h_t; one grid barrier per step. On sm_90, when the plan prefers
+//             it, the launch is one thread-block cluster instead: h_{t-1} stays in shared memory,
+//             each block pushes its h_t slice into its peers' through distributed shared memory,
+//             one cluster barrier per step.
 //   backward  block k keeps the COLUMNS W_hh[:, k-slice] ([G*H, U]) resident; per step (time
 //             reversed) it computes dh_t[:, slice] = da_{t+1} W_hh[:, slice] from every block's
 //             da_{t+1} (global, acc dtype), applies the cell backward and writes da_t[:, its
@@ -43,6 +46,27 @@ struct PersistentArch {
   int sms;             // streaming multiprocessors (one block per SM)
   size_t smem_optin;   // max dynamic shared memory per block after the opt-in
   int max_threads;     // threads per block
+  int max_cluster = 0; // blocks in a thread-block cluster (sm_90: 16), 0: no clusters
+};
+
+// The forward on one thread-block cluster (sm_90), when W_hh fits in it: the blocks exchange h
+// through distributed shared memory and a cluster barrier instead of global memory and a grid
+// barrier. Its own slicing (fewer, larger slices than the grid's: at most max_cluster blocks);
+// the whole h_{t-1} stays in shared memory (one chunk, kc = H, two tiles: step parity).
+// Thicker slices cost shared-memory bandwidth: the model (benchmarks/perf_model.py) predicts
+// the cluster faster than the grid while the block's W_hh bytes read a step (its tensor-core
+// slice once per 8 batch rows) stay within kClusterWBytes, and slower on FFMA, so `preferred`
+// is that rule and the launcher takes the cluster when preferred and the product runs on
+// tensor cores (the half types; fp32 when TF32 is allowed).
+constexpr size_t kClusterWBytes = 112 * 1024;
+struct PersistentCluster {
+  int blocks = 0;      // the cluster's size and the grid's; 0: the forward does not fit one
+  int units = 0;       // hidden units per block
+  int threads = 0;
+  size_t smem = 0;
+  bool mma = false;    // tensor-core layout (as PersistentPlan::mma_fwd)
+  bool preferred = false;  // the rule above (or the tuning's force: then on FFMA too)
+  bool forced = false;     // test tuning: the cluster whenever it fits, whatever the product
 };
 
 // The sizing decision for one (kind, B, H, dtype) on one device. Both the forward and the
@@ -61,6 +85,7 @@ struct PersistentPlan {
                          // fp32 when TF32 is allowed): H and kc_fwd whole 16-byte rows and the
                          // layout fits; else FFMA
   bool mma_bwd = false;  // the same for the backward's product (kc_bwd whole 16-byte rows)
+  PersistentCluster cluster;  // the forward on one cluster, preferred when it fits
   std::string why;       // when !fits: which limit failed
 };
 
@@ -68,11 +93,12 @@ struct PersistentPlan {
 PersistentPlan persistent_plan(RnnKind kind, int64_t B, int64_t H, at::ScalarType dtype,
                                const PersistentArch& arch);
 
-// Test-only tuning knobs (0 = the rule's choice): cap on blocks, cap on staged columns, and a
-// fixed thread count. Process-wide; used by tests to exercise multi-unit slices, partial last
-// blocks and chunked staging at small H.
+// Test-only tuning knobs (0 = the rule's choice): cap on blocks (the cluster's too), cap on
+// staged columns (below H: no cluster), a fixed thread count, and the cluster forward (-1 off,
+// 1 whenever it fits, FFMA too). Process-wide; used by tests to exercise multi-unit slices,
+// partial last blocks, chunked staging at small H, and either forward where both fit.
 struct PersistentTuning {
-  int max_blocks = 0, max_kc = 0, threads = 0;
+  int max_blocks = 0, max_kc = 0, threads = 0, cluster = 0;
 };
 void persistent_set_tuning(const PersistentTuning& t);
 PersistentTuning persistent_get_tuning();

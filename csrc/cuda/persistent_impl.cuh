@@ -11,6 +11,10 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 
+#include <map>
+#include <mutex>
+#include <tuple>
+
 #include "checks.h"
 #include "cuda/persistent.h"
 #include "cuda/persistent_kernels.cuh"
@@ -82,6 +86,49 @@ void launch(Kernel kernel, const PersistentPlan& plan, size_t smem, const Params
   FRNN_LAUNCH_COOPERATIVE(kernel, plan.blocks, plan.threads, smem, FRNN_CURRENT_STREAM, params);
 }
 
+// Whether the device runs the plan's cluster at once (the occupancy calculator, registers
+// included), asked once per kernel, shape and device.
+template <class Kernel>
+bool cluster_runs(Kernel kernel, const PersistentCluster& c) {
+#if defined(__CUDACC__)
+  int dev = 0;
+  C10_CUDA_CHECK(cudaGetDevice(&dev));
+#else
+  const int dev = 0;
+#endif
+  using Key = std::tuple<const void*, int, int, size_t, int>;
+  static std::mutex mu;
+  static std::map<Key, bool> known;
+  const Key key{(const void*)kernel, c.blocks, c.threads, c.smem, dev};
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = known.find(key);
+  if (it != known.end()) return it->second;
+  if (c.blocks > 8) FRNN_ALLOW_NON_PORTABLE_CLUSTER(kernel);
+  const bool ok = portable::max_active_clusters(kernel, c.blocks, c.threads, c.blocks, c.smem) > 0;
+  known[key] = ok;
+  return ok;
+}
+
+// The forward's launch: on one cluster (its slicing, KC = H) when the plan prefers it, the
+// product runs on tensor cores (mma_ok: the half types; fp32 when TF32 is allowed; or the
+// tuning forces it) and the device runs it; else cooperative on the grid slicing.
+template <class Kernel, class Params>
+void launch_fwd(Kernel kernel, const PersistentPlan& plan, Params p, bool mma_ok) {
+  const PersistentCluster& c = plan.cluster;
+  const bool want = c.blocks > 0 && c.preferred && (c.forced || (c.mma && mma_ok));
+  if (want) FRNN_SET_MAX_DYNAMIC_SMEM(kernel, c.smem);  // before the occupancy query
+  if (want && cluster_runs(kernel, c)) {
+    p.U = c.units;
+    p.KC = p.H;
+    p.mma = c.mma && mma_ok;
+    p.cluster = true;
+    FRNN_LAUNCH_CLUSTER(kernel, c.blocks, c.threads, c.blocks, c.smem, FRNN_CURRENT_STREAM, p);
+    return;
+  }
+  p.mma = plan.mma_fwd && mma_ok;
+  launch(kernel, plan, plan.smem_fwd, p);
+}
+
 }  // namespace persistent_detail
 
 // ====================================================================== common
@@ -90,11 +137,13 @@ void launch(Kernel kernel, const PersistentPlan& plan, size_t smem, const Params
 PersistentArch persistent_arch() {
 #if defined(__CUDACC__)
   const cudaDeviceProp* d = at::cuda::getCurrentDeviceProperties();  // cached by ATen
+  // Clusters from sm_90 on, 16 blocks with the non-portable opt-in (the launcher asks the
+  // occupancy calculator whether the plan's cluster runs).
   return {d->multiProcessorCount, size_t(d->sharedMemPerBlockOptin),
-          std::min(d->maxThreadsPerBlock, persistent_detail::kMaxThreads)};
+          std::min(d->maxThreadsPerBlock, persistent_detail::kMaxThreads), d->major >= 9 ? 16 : 0};
 #else
   const ::simt::Arch& a = ::simt::arch();  // the SIMT layer's configured architecture
-  return {a.sms, a.smem_per_block_optin, 1024};
+  return {a.sms, a.smem_per_block_optin, 1024, ::simt::max_cluster_size()};
 #endif
 }
 
@@ -167,8 +216,7 @@ T5 lstm_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& c0,
                           save ? cells_.data_ptr<S>() : nullptr, table_ptr(steps), int(T),
                           int(B), int(H), plan.units, plan.kc_fwd, reverse};
     p.c_n = save ? nullptr : c_n.data_ptr<S>();
-    p.mma = plan.mma_fwd && (sizeof(S) == 2 || stepwise::rnn_tf32_allowed());
-    launch(&lstm_fwd_kernel<S, A>, plan, plan.smem_fwd, p);
+    launch_fwd(&lstm_fwd_kernel<S, A>, plan, p, sizeof(S) == 2 || stepwise::rnn_tf32_allowed());
   });
   if (!save)
     return {st.shaped(y), stepwise::final_rows(y, st), c_n, x.new_empty({0}), x.new_empty({0})};
@@ -280,8 +328,7 @@ T4 gru_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
                          save ? gates.data_ptr<S>() : nullptr, save ? ghn.data_ptr<S>() : nullptr,
                          table_ptr(steps), int(T), int(B), int(H), plan.units, plan.kc_fwd,
                          reverse};
-    p.mma = plan.mma_fwd && (sizeof(S) == 2 || stepwise::rnn_tf32_allowed());
-    launch(&gru_fwd_kernel<S, A>, plan, plan.smem_fwd, p);
+    launch_fwd(&gru_fwd_kernel<S, A>, plan, p, sizeof(S) == 2 || stepwise::rnn_tf32_allowed());
   });
   if (!save)
     return {st.shaped(y), stepwise::final_rows(y, st), x.new_empty({0}), x.new_empty({0})};

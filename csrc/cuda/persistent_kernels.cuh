@@ -8,7 +8,8 @@
 //                                      backward: NG = 1, K = G*H,   W[u][0][k] = W_hh[k, j0+u]
 //                                      forward on tensor cores (mma_pass): [R16][K16+8], below
 //   tile  [B][KC+V]  exchange dtype E  the chunk of the exchanged vector staged for this pass;
-//                                      V = 16 / sizeof(E) keeps its rows 16-byte aligned
+//                                      V = 16 / sizeof(E) keeps its rows 16-byte aligned (the
+//                                      cluster forward: two tiles, all of h_{t-1}, KC = H)
 //   state [B][U]     accumulation A    per-unit recurrent state kept on chip: LSTM forward c,
 //                                      LSTM backward dc, GRU forward h_{t-1} (as exchanged),
 //                                      GRU backward z*dh (the direct part of dh)
@@ -17,7 +18,7 @@
 //                                      forward NP = G segments of xproj (A), backward the saved
 //                                      gates (G), cells/ghn, dy and the previous c / h (S)
 //   part  [warps][16][8] fp32          mma_pass's partial sums (tensor-core forward only)
-// Exchange through global memory:
+// Exchange through global memory (the cluster forward instead: "the cluster forward" below):
 //   forward:  hbuf [2][B][H] in S, as the stepwise kernels and cuDNN carry h: step s reads slot
 //             s%2 (h_{t-1}) and writes slot (s+1)%2 (h_t). Slot (s+1)%2 was last read in step
 //             s-1, which every block finished before the grid barrier that ended step s-1:
@@ -61,6 +62,7 @@
 #include <cstdint>
 
 #include "cells/cells.h"
+#include "cuda/cluster.h"
 #include "cuda/portable.h"
 #include "cuda/tile_mma.cuh"  // kern::mma_half
 
@@ -97,8 +99,9 @@ __device__ __forceinline__ bool aligned_to(const T* p, int bytes) {
   return reinterpret_cast<uintptr_t>(p) % uintptr_t(bytes) == 0;
 }
 
-// Carve the dynamic shared memory: W (S, w_elems), tile (E, tile_rows x ldt), state (A, B*U),
-// pre (P, 2*B*NP*U), part (fp32, the tensor-core pass's partial sums), each 16-byte aligned.
+// Carve the dynamic shared memory: W (S, w_elems), tiles x tile (E, tile_rows x ldt), state
+// (A, B*U), pre (P, 2*B*NP*U), part (fp32, the tensor-core pass's partial sums), each 16-byte
+// aligned.
 template <class S, class E, class A, class P>
 struct Smem {
   S* w;
@@ -107,14 +110,16 @@ struct Smem {
   P* pre;
   float* part;
   int ldt;  // tile row stride, elements
+  size_t tile_stride;  // elements from one tile to the next (the cluster forward's two)
   __device__ __forceinline__ Smem(unsigned char* base, size_t w_elems, int tile_rows, int KC,
-                                  int B, int U, int NP) {
+                                  int B, int U, int NP, int tiles = 1) {
     size_t off = 0;
     ldt = KC + Vec16<E>::n;
     w = reinterpret_cast<S*>(base + off);
     off += align16(w_elems * sizeof(S));
     tile = reinterpret_cast<E*>(base + off);
-    off += align16(size_t(tile_rows) * ldt * sizeof(E));
+    tile_stride = align16(size_t(tile_rows) * ldt * sizeof(E)) / sizeof(E);
+    off += tiles * tile_stride * sizeof(E);
     state = reinterpret_cast<A*>(base + off);
     off += align16(size_t(B) * U * sizeof(A));
     pre = reinterpret_cast<P*>(base + off);
@@ -241,7 +246,8 @@ __device__ __forceinline__ void retire_copies() {
 template <int NG, int RB, class A, class S, class E, class F>
 __device__ __forceinline__ void dot_pass_rb(const S* __restrict__ W, int K, int U, int B,
                                             const E* src, int64_t ld, int src_rows,
-                                            E* __restrict__ tile, int ldt, int KC, F& consume) {
+                                            E* __restrict__ tile, int ldt, int KC, bool staged,
+                                            F& consume) {
   const int tid = threadIdx.x, nt = blockDim.x;
   const int ldw = K + 1;
   const int nbb = (B + RB - 1) / RB, items = nbb * U;  // item = (batch block, unit)
@@ -267,7 +273,9 @@ FRNN_PERS_UNROLL
     if (nchunks == 0 && r == 0) retire_copies();
     for (int c = 0; c < nchunks; ++c) {
       const int k0 = c * KC, kn = min(KC, K - k0);
-      if (nchunks > 1 || r == 0)  // block-uniform
+      if (staged && r == 0)
+        retire_copies();
+      else if (!staged && (nchunks > 1 || r == 0))  // block-uniform
         stage_chunk(tile, ldt, src + k0, ld, B, src_rows, kn, kn, vec);
       if (active) {
         const S* wr = W + size_t(u) * NG * ldw + k0;
@@ -308,11 +316,12 @@ FRNN_PERS_UNROLL
 template <int NG, class A, class S, class E, class F>
 __device__ __forceinline__ void dot_pass(const S* __restrict__ W, int K, int U, int B,
                                          const E* src, int64_t ld, int src_rows,
-                                         E* __restrict__ tile, int ldt, int KC, F&& consume) {
+                                         E* __restrict__ tile, int ldt, int KC, bool staged,
+                                         F&& consume) {
   if (B >= 4)
-    dot_pass_rb<NG, 4, A>(W, K, U, B, src, ld, src_rows, tile, ldt, KC, consume);
+    dot_pass_rb<NG, 4, A>(W, K, U, B, src, ld, src_rows, tile, ldt, KC, staged, consume);
   else
-    dot_pass_rb<NG, 1, A>(W, K, U, B, src, ld, src_rows, tile, ldt, KC, consume);
+    dot_pass_rb<NG, 1, A>(W, K, U, B, src, ld, src_rows, tile, ldt, KC, staged, consume);
 }
 
 // ------------------------------------------------------------------ tensor cores (forward)
@@ -389,7 +398,7 @@ __device__ __forceinline__ void mma_step(float (&acc)[4], const uint32_t (&a)[4]
 template <class S, class F>
 __device__ __forceinline__ void mma_pass(const S* W, int ldw, int K, int U, int B, const S* src,
                                          int64_t ld, int src_rows, S* tile, int ldt, int KC,
-                                         float* part, F& consume) {
+                                         bool staged, float* part, F& consume) {
   constexpr int KS = MmaLayout<S>::kKStep, HK = MmaLayout<S>::kHalfK, V = Vec16<S>::n;
   const int tid = threadIdx.x, nt = blockDim.x, lane = tid % 32;
   const int MT = round_up(4 * U, 16) / 16, B8 = round_up(B, 8), NT = B8 / 8, P = MT * NT;
@@ -404,7 +413,9 @@ __device__ __forceinline__ void mma_pass(const S* W, int ldw, int K, int U, int 
     float acc[4] = {0.f, 0.f, 0.f, 0.f};
     for (int c = 0; c < nchunks; ++c) {
       const int k0 = c * KC, kn = min(KC, K - k0), knk = round_up(kn, KS);
-      if (nchunks > 1 || r == 0)  // block-uniform
+      if (staged && r == 0)
+        retire_copies();
+      else if (!staged && (nchunks > 1 || r == 0))  // block-uniform
         stage_chunk(tile, ldt, src + k0, ld, B8, src_rows, kn, knk, vec);
       if (active) {
         // ldmatrix rows: A x4, lanes 0-15 rows 0-15 at k, 16-31 the same rows at k + KS/2;
@@ -612,6 +623,7 @@ struct LstmFwdParams {
   bool reverse;
   S* c_n = nullptr; // [B,H] out, or nullptr: each row's last cell state (when cells is not kept)
   bool mma = false; // the product on tensor cores (mma_pass: half types; fp32 as TF32)
+  bool cluster = false;  // launched as one cluster: h through distributed shared memory, KC = H
 };
 
 template <class S, class A>
@@ -645,6 +657,7 @@ struct GruFwdParams {
   int T, B, H, U, KC;
   bool reverse;
   bool mma = false; // the product on tensor cores (mma_pass: half types; fp32 as TF32)
+  bool cluster = false;  // launched as one cluster (as LstmFwdParams)
 };
 
 template <class S, class A>
@@ -723,17 +736,20 @@ __device__ __forceinline__ bool can_prefetch(int U, int H, Ptr... ptrs) {
 // The forward's product: mma_pass when the launcher chose tensor cores (the half types, and
 // fp32 when TF32 is allowed, in the layout the plan sized), else dot_pass (W in the FFMA
 // layout, which fits in the space the plan sized for either).
+// staged: the tile already holds h_{t-1} (the cluster forward, one chunk: KC >= H); hprev is
+// then not read.
 template <int NG, class S, class A, class F>
 __device__ __forceinline__ void fwd_pass(bool mma, const S* W, int H, int U, int B,
-                                         const S* hprev, S* tile, int ldt, int KC, float* part,
-                                         F&& consume) {
+                                         const S* hprev, S* tile, int ldt, int KC, bool staged,
+                                         float* part, F&& consume) {
   if constexpr (sizeof(S) == 2 || std::is_same<S, float>::value) {
     if (mma) {
-      mma_pass<S>(W, MmaLayout<S>(U, H).ldw, H, U, B, hprev, H, B, tile, ldt, KC, part, consume);
+      mma_pass<S>(W, MmaLayout<S>(U, H).ldw, H, U, B, hprev, H, B, tile, ldt, KC, staged, part,
+                  consume);
       return;
     }
   }
-  dot_pass<NG, A>(W, H, U, B, hprev, H, B, tile, ldt, KC, consume);
+  dot_pass<NG, A>(W, H, U, B, hprev, H, B, tile, ldt, KC, staged, consume);
 }
 
 // W's elements and the tile's rows of a forward kernel (the carve persistent_plan sizes).
@@ -764,7 +780,7 @@ __device__ __forceinline__ void bwd_pass(bool mma, const S* W, int K, int U, int
       return;
     }
   }
-  dot_pass<1, A>(W, K, U, B, src, K, src_rows, tile, ldt, KC, consume);
+  dot_pass<1, A>(W, K, U, B, src, K, src_rows, tile, ldt, KC, false, consume);
 }
 
 // W_hh's columns for the backward ([U][K+1], or [U8][K+1] with rows past U zero for tensor
@@ -787,6 +803,66 @@ __device__ __forceinline__ void load_w_bwd(bool mma, S* W, const S* w_hh, int G,
   }
 }
 
+// ------------------------------------------------------------------ the cluster forward
+// Launched as one cluster of gridDim.x blocks (sm_90; block k = rank k), the forward keeps the
+// whole h_{t-1} in shared memory: two tiles [rows][H+V] (step s reads tile s%2). A block writes
+// its h_t slice into its own tile (s+1)%2 in the consume callback, then pushes the slice to the
+// same place in every peer's tile through distributed shared memory, and the cluster barrier
+// (arrive: release, wait: acquire) ends the step, instead of hbuf and the grid barrier.
+// One barrier per step suffices: tile (s+1)%2 of a block was last read in step s-1, which every
+// block finished before it arrived at the barrier that ended step s-1; the pushes of step s
+// come after that barrier. Each block writes only its own columns of a peer's tile. A cluster
+// barrier right after the tiles are initialised keeps a peer's first push from landing before
+// them (and from reaching a block that has not started). After the last step nothing reads or
+// writes a peer's memory, so blocks may exit. The hardware runs a cluster's blocks at once (the
+// launcher asks the occupancy calculator that it can), so the barrier cannot wait on a block
+// that is not resident; the pushes are plain stores to the mapped address (st.shared::cluster)
+// ordered by the barrier's release / acquire.
+
+// Both tiles (stride elements apart): rows < B hold h0 (hbuf slot 0; rows not live at a step
+// keep it, as hbuf's slots do), the rest zero (the tensor-core pass's padding rows and columns).
+template <class S>
+__device__ __forceinline__ void init_cluster_tiles(S* tile, size_t stride, int ldt, const S* h0,
+                                                   int B, int H) {
+  for (size_t i = threadIdx.x; i < 2 * stride; i += blockDim.x) tile[i] = S(0.0f);
+  __syncthreads();  // the zeros before the copies that overwrite some of them
+  for (int k = 0; k < 2; ++k) copy_block(tile + k * stride, ldt, 1, h0, H, B, B, H, H);
+}
+
+// Push rows [0, n) x columns [j0, j0+uv) of this block's tile t to the same place in every
+// other block's (16-byte stores when the slice is whole 16-byte words). Plain stores through
+// the mapped address; the caller's cluster barrier orders them before the peers' reads.
+template <class S>
+__device__ __forceinline__ void push_slice(S* t, int ldt, int n, int j0, int uv) {
+  constexpr int V = Vec16<S>::n;
+  const unsigned me = blockIdx.x, peers = gridDim.x - 1;
+  const bool vec = j0 % V == 0 && uv % V == 0 && ldt % V == 0;  // the tile is 16-byte aligned
+  const int width = vec ? V : 1, wpr = uv / width, per_peer = n * wpr;
+  for (int i = threadIdx.x; i < per_peer * int(peers); i += blockDim.x) {
+    const int pi = i / per_peer, rem = i - pi * per_peer, r = rem / wpr, w = rem - r * wpr;
+    const unsigned peer = unsigned(pi) + (unsigned(pi) >= me);
+    S* src = t + r * ldt + j0 + w * width;
+    S* dst = portable::cluster_map(src, peer);
+    if (vec)
+      *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
+    else
+      *dst = *src;
+  }
+}
+
+// The end of a cluster forward step: this block's h_t slice (written by consume into tile
+// `next`) to every peer, then the barrier; `between` runs after the arrival (the next step's
+// prefetch, issued while the other blocks finish).
+template <class S, class F>
+__device__ __forceinline__ void cluster_exchange(S* next, int ldt, int n, int j0, int uv,
+                                                 F&& between) {
+  __syncthreads();  // every consume of this block wrote its h_t
+  push_slice(next, ldt, n, j0, uv);
+  portable::cluster_arrive();
+  between();
+  portable::cluster_wait();
+}
+
 // ------------------------------------------------------------------ LSTM forward
 template <class S, class A>
 __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(LstmFwdParams<S, A> p) {
@@ -794,24 +870,28 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(LstmFwdParams<
   const int H = p.H, B = p.B, U = p.U, G4 = 4 * H;
   constexpr int NP = Prefetch<4>::fwd;
   const int j0 = blockIdx.x * U;
-  const bool mma = sizeof(S) <= 4 && p.mma;
+  const bool mma = sizeof(S) <= 4 && p.mma, cl = p.cluster;
   Smem<S, S, A, A> sm(smem_raw, fwd_w_elems<S>(mma, 4, H, U), mma ? round_up(B, 8) : B, p.KC, B,
-                      U, NP);
+                      U, NP, cl ? 2 : 1);
   load_w_fwd(mma, sm.w, p.w_hh, 4, H, U, j0);
   for (int i = threadIdx.x; i < B * U; i += blockDim.x) {
     const int b = i / U, j = j0 + i % U;
     sm.state[i] = j < H ? static_cast<A>(p.c0[b * H + j]) : A(0);
   }
+  if (cl) init_cluster_tiles(sm.tile, sm.tile_stride, sm.ldt, p.hbuf, B, H);
   prefetch_xproj<4>(sm.pre, p.xproj, p.steps, 0, p.T, B, H, U, j0, p.reverse);
-  // (dot_pass syncs the block after its first wait: W, state and pre complete before first use)
+  if (cl) portable::cluster_sync();  // every block's tiles hold h0 before any push
+  // (the pass syncs the block after its first wait: W, state and pre complete before first use)
   for (int s = 0; s < p.T; ++s) {
     const int64_t t = time_of(s, p.T, p.reverse);
     const int n = step_rows(p.steps, t, B);
     const int64_t off = step_offset(p.steps, t, p.T, B);
     const S* hprev = p.hbuf + int64_t(s % 2) * B * H;
     S* hnext = p.hbuf + int64_t((s + 1) % 2) * B * H;
+    S* tile = sm.tile + (cl ? (s % 2) * sm.tile_stride : 0);
+    S* tnext = sm.tile + ((s + 1) % 2) * sm.tile_stride;  // cluster only
     const A* pre = sm.pre + int64_t(s % 2) * B * NP * U;
-    fwd_pass<4, S, A>(mma, sm.w, H, U, n, hprev, sm.tile, sm.ldt, p.KC, sm.part,
+    fwd_pass<4, S, A>(mma, sm.w, H, U, n, hprev, tile, sm.ldt, p.KC, cl, sm.part,
                       [&](int b, int u, const A* acc) {
       const int j = j0 + u;
       if (j >= H) return;
@@ -831,12 +911,22 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(LstmFwdParams<
       const S hs = static_cast<S>(h);
       p.y[row * H + j] = hs;
       sm.state[b * U + u] = c;
-      hnext[b * H + j] = hs;
+      if (cl)
+        tnext[b * sm.ldt + j] = hs;
+      else
+        hnext[b * H + j] = hs;
     });
     if (s + 1 < p.T) {
       // The next step's xproj lands while the block waits at the barrier.
-      prefetch_xproj<4>(sm.pre, p.xproj, p.steps, s + 1, p.T, B, H, U, j0, p.reverse);
-      FRNN_GRID_SYNC();  // h_t of every block visible before step s+1 reads it
+      auto prefetch = [&] {
+        prefetch_xproj<4>(sm.pre, p.xproj, p.steps, s + 1, p.T, B, H, U, j0, p.reverse);
+      };
+      if (cl) {
+        cluster_exchange(tnext, sm.ldt, n, j0, min(U, H - j0), prefetch);
+      } else {
+        prefetch();
+        FRNN_GRID_SYNC();  // h_t of every block visible before step s+1 reads it
+      }
     }
   }
   if (p.c_n) {
@@ -926,23 +1016,27 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(GruFwdParams<S,
   const int H = p.H, B = p.B, U = p.U, G3 = 3 * H;
   constexpr int NP = Prefetch<3>::fwd;
   const int j0 = blockIdx.x * U;
-  const bool mma = sizeof(S) <= 4 && p.mma;
+  const bool mma = sizeof(S) <= 4 && p.mma, cl = p.cluster;
   Smem<S, S, A, A> sm(smem_raw, fwd_w_elems<S>(mma, 3, H, U), mma ? round_up(B, 8) : B, p.KC, B,
-                      U, NP);
+                      U, NP, cl ? 2 : 1);
   load_w_fwd(mma, sm.w, p.w_hh, 3, H, U, j0);
   for (int i = threadIdx.x; i < B * U; i += blockDim.x) {  // h_{t-1} of this block's units
     const int b = i / U, j = j0 + i % U;
     sm.state[i] = j < H ? static_cast<A>(p.hbuf[b * H + j]) : A(0);
   }
+  if (cl) init_cluster_tiles(sm.tile, sm.tile_stride, sm.ldt, p.hbuf, B, H);
   prefetch_xproj<3>(sm.pre, p.xproj, p.steps, 0, p.T, B, H, U, j0, p.reverse);
+  if (cl) portable::cluster_sync();  // every block's tiles hold h0 before any push
   for (int s = 0; s < p.T; ++s) {
     const int64_t t = time_of(s, p.T, p.reverse);
     const int n = step_rows(p.steps, t, B);
     const int64_t off = step_offset(p.steps, t, p.T, B);
     const S* hprev = p.hbuf + int64_t(s % 2) * B * H;
     S* hnext = p.hbuf + int64_t((s + 1) % 2) * B * H;
+    S* tile = sm.tile + (cl ? (s % 2) * sm.tile_stride : 0);
+    S* tnext = sm.tile + ((s + 1) % 2) * sm.tile_stride;  // cluster only
     const A* pre = sm.pre + int64_t(s % 2) * B * NP * U;
-    fwd_pass<3, S, A>(mma, sm.w, H, U, n, hprev, sm.tile, sm.ldt, p.KC, sm.part,
+    fwd_pass<3, S, A>(mma, sm.w, H, U, n, hprev, tile, sm.ldt, p.KC, cl, sm.part,
                       [&](int b, int u, const A* acc) {
       const int j = j0 + u;
       if (j >= H) return;
@@ -962,12 +1056,22 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(GruFwdParams<S,
       if (p.ghn) p.ghn[row * H + j] = static_cast<S>(hn);
       const S hs = static_cast<S>(h);
       p.y[row * H + j] = hs;
-      hnext[b * H + j] = hs;
+      if (cl)
+        tnext[b * sm.ldt + j] = hs;
+      else
+        hnext[b * H + j] = hs;
       sm.state[b * U + u] = static_cast<A>(hs);  // as the other blocks read it
     });
     if (s + 1 < p.T) {
-      prefetch_xproj<3>(sm.pre, p.xproj, p.steps, s + 1, p.T, B, H, U, j0, p.reverse);
-      FRNN_GRID_SYNC();
+      auto prefetch = [&] {
+        prefetch_xproj<3>(sm.pre, p.xproj, p.steps, s + 1, p.T, B, H, U, j0, p.reverse);
+      };
+      if (cl) {
+        cluster_exchange(tnext, sm.ldt, n, j0, min(U, H - j0), prefetch);
+      } else {
+        prefetch();
+        FRNN_GRID_SYNC();
+      }
     }
   }
 }

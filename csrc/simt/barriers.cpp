@@ -203,6 +203,7 @@ void on_exit(Fiber* f) {
   b.done++;
   wp.live &= ~(1u << f->lane);
   wp.waiting &= ~(1u << f->lane);
+  if (!w.launch->spec.cooperative) cluster_on_exit(f);
   // Lanes waiting for this one at a warp operation now meet without it (it has exited).
   for (unsigned pending = wp.waiting; pending;) {
     const Fiber& g = b.fibers[f->warp * 32 + __builtin_ctz(pending)];

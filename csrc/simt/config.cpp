@@ -25,7 +25,7 @@ std::atomic<int> g_workers{0};
 
 struct AtomicStats {
   std::atomic<uint64_t> launches{0}, blocks{0}, threads{0}, switches{0}, block_barriers{0},
-      warp_ops{0}, grid_barriers{0}, async_copies{0}, nanoseconds{0};
+      warp_ops{0}, grid_barriers{0}, async_copies{0}, cluster_barriers{0}, nanoseconds{0};
 } g_stats;
 
 }  // namespace
@@ -81,6 +81,7 @@ Stats stats() {
   s.warp_ops = g_stats.warp_ops.load();
   s.grid_barriers = g_stats.grid_barriers.load();
   s.async_copies = g_stats.async_copies.load();
+  s.cluster_barriers = g_stats.cluster_barriers.load();
   s.nanoseconds = g_stats.nanoseconds.load();
   return s;
 }
@@ -89,7 +90,7 @@ void reset_stats() {
   for (std::atomic<uint64_t>* c :
        {&g_stats.launches, &g_stats.blocks, &g_stats.threads, &g_stats.switches,
         &g_stats.block_barriers, &g_stats.warp_ops, &g_stats.grid_barriers,
-        &g_stats.async_copies, &g_stats.nanoseconds})
+        &g_stats.async_copies, &g_stats.cluster_barriers, &g_stats.nanoseconds})
     c->store(0);
 }
 
@@ -103,6 +104,7 @@ void add_stats(const Stats& s) {
   g_stats.warp_ops += s.warp_ops;
   g_stats.grid_barriers += s.grid_barriers;
   g_stats.async_copies += s.async_copies;
+  g_stats.cluster_barriers += s.cluster_barriers;
   g_stats.nanoseconds += s.nanoseconds;
 }
 }  // namespace detail

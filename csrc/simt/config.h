@@ -55,6 +55,7 @@ struct Stats {
   uint64_t warp_ops = 0;       // warp-level rendezvous released (shuffles, votes, __syncwarp)
   uint64_t grid_barriers = 0;  // grid_sync releases (per launch)
   uint64_t async_copies = 0;   // cp.async copies issued (a kernel's shared-memory staging path)
+  uint64_t cluster_barriers = 0;  // cluster barrier phases completed (per cluster)
   uint64_t nanoseconds = 0;    // wall time inside launch()
 };
 Stats stats();

@@ -31,6 +31,7 @@ struct LaunchSpec {
   size_t smem;
   const void* kernel;
   bool cooperative;
+  dim3 cluster;  // thread-block cluster dims (simt/cluster.h); (1,1,1): no clusters
 };
 
 // The kernel call with its bound arguments, type-erased so the scheduler is not a template.
@@ -43,8 +44,8 @@ void check_launch(const LaunchSpec& spec);    // throws simt::Error naming the v
 void run(const LaunchSpec& spec, Body body);  // check_launch + execute
 
 template <class... P, class... A>
-void launch_impl(bool cooperative, void (*kernel)(P...), dim3 grid, dim3 block, size_t smem,
-                 A&&... args) {
+void launch_impl(bool cooperative, dim3 cluster, void (*kernel)(P...), dim3 grid, dim3 block,
+                 size_t smem, A&&... args) {
   static_assert(sizeof...(P) == sizeof...(A), "simt::launch: wrong number of kernel arguments");
   using Params = std::tuple<std::decay_t<P>...>;
   struct Bound {
@@ -55,19 +56,20 @@ void launch_impl(bool cooperative, void (*kernel)(P...), dim3 grid, dim3 block, 
               const Bound& b = *static_cast<const Bound*>(p);
               std::apply(b.fn, b.params);  // by-value parameters: each thread gets copies
             }};
-  run(LaunchSpec{grid, block, smem, reinterpret_cast<const void*>(kernel), cooperative}, body);
+  run(LaunchSpec{grid, block, smem, reinterpret_cast<const void*>(kernel), cooperative, cluster},
+      body);
 }
 
 }  // namespace detail
 
 template <class... P, class... A>
 void launch(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, A&&... args) {
-  detail::launch_impl(false, kernel, grid, block, smem, std::forward<A>(args)...);
+  detail::launch_impl(false, dim3(), kernel, grid, block, smem, std::forward<A>(args)...);
 }
 
 template <class... P, class... A>
 void launch_cooperative(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem, A&&... args) {
-  detail::launch_impl(true, kernel, grid, block, smem, std::forward<A>(args)...);
+  detail::launch_impl(true, dim3(), kernel, grid, block, smem, std::forward<A>(args)...);
 }
 
 void set_max_dynamic_smem(const void* kernel, size_t bytes);

@@ -4,7 +4,9 @@
 #include <mutex>
 #include <sstream>
 #include <unordered_map>
+#include <unordered_set>
 
+#include "simt/cluster.h"
 #include "simt/launch.h"
 
 namespace simt {
@@ -13,6 +15,12 @@ namespace {
 
 std::mutex g_optin_mu;
 std::unordered_map<const void*, size_t> g_optin;  // kernel -> MaxDynamicSharedMemorySize
+std::unordered_set<const void*> g_non_portable;   // kernels allowed clusters above 8 blocks
+
+// Clusters (sm_90): 8 blocks portable, 16 with the non-portable opt-in. (A block fits on an SM
+// whenever the checks above pass, so 16 of them fit on a GPC's SMs: no further residency check.)
+constexpr unsigned kPortableCluster = 8, kMaxCluster = 16;
+bool has_clusters(const Arch& a) { return std::string(a.name) == "sm_90"; }
 
 size_t max_dynamic_smem(const void* kernel) {
   std::lock_guard<std::mutex> lock(g_optin_mu);
@@ -39,6 +47,13 @@ void set_max_dynamic_smem(const void* kernel, size_t bytes) {
   std::lock_guard<std::mutex> lock(g_optin_mu);
   g_optin[kernel] = bytes;
 }
+
+void allow_non_portable_cluster(const void* kernel) {
+  std::lock_guard<std::mutex> lock(g_optin_mu);
+  g_non_portable.insert(kernel);
+}
+
+int max_cluster_size() { return has_clusters(arch()) ? int(kMaxCluster) : 0; }
 
 namespace detail {
 
@@ -71,6 +86,30 @@ void check_launch(const LaunchSpec& s) {
     invalid("dynamic shared memory of " + std::to_string(s.smem) +
             " bytes exceeds the kernel's opted-in maximum of " + std::to_string(limit) +
             " bytes (FRNN_SET_MAX_DYNAMIC_SMEM)");
+  }
+
+  const dim3 c = s.cluster;
+  const uint64_t csize = uint64_t(c.x) * c.y * c.z;
+  if (csize != 1) {
+    if (!c.x || !c.y || !c.z) invalid("cluster dims " + str(c) + " have a zero dimension");
+    if (!has_clusters(a))
+      invalid(std::string("thread-block clusters need sm_90; the configured architecture is ") +
+              a.name);
+    if (s.cooperative) invalid("a cooperative launch with clusters is not supported here");
+    if (g.x % c.x || g.y % c.y || g.z % c.z)
+      invalid("gridDim " + str(g) + " is not a multiple of the cluster dims " + str(c));
+    bool non_portable;
+    {
+      std::lock_guard<std::mutex> lock(g_optin_mu);
+      non_portable = g_non_portable.count(s.kernel) > 0;
+    }
+    if (csize > kMaxCluster)
+      invalid("a cluster of " + std::to_string(csize) + " blocks exceeds the " + a.name +
+              " maximum of 16");
+    if (csize > kPortableCluster && !non_portable)
+      invalid("a cluster of " + std::to_string(csize) +
+              " blocks exceeds the portable size of 8; opt in with "
+              "cudaFuncAttributeNonPortableClusterSizeAllowed (FRNN_ALLOW_NON_PORTABLE_CLUSTER)");
   }
 
   if (s.cooperative) {

@@ -3,10 +3,14 @@
 //   lstm_forward / lstm_backward / gru_forward / gru_backward: same arguments as the
 //       torch.ops.fusedrnn ops of the same name, minus backend and algorithm (no projection)
 //   plan(kind, B, H, dtype) -> [fits, blocks, units, threads, kc_fwd, kc_bwd, smem_fwd, smem_bwd,
-//       mma_fwd, mma_bwd]
+//       mma_fwd, mma_bwd, cluster_blocks, cluster_units, cluster_threads, cluster_smem,
+//       cluster_mma, cluster_preferred]
 //       the sizing decision for the SIMT layer's architecture (fusedrnn._C.simt_set_arch)
-//   plan_for(kind, B, H, dtype, sms, smem_optin, max_threads) -> same, for any device
-//   set_tuning(max_blocks, max_kc, threads)   test-only caps (0 = the rule's choice)
+//   plan_for(kind, B, H, dtype, sms, smem_optin, max_threads, max_cluster=0) -> same, for any
+//       device
+//   set_tuning(max_blocks, max_kc, threads, cluster)   test-only caps (0 = the rule's choice;
+//       cluster -1: the grid-barrier forward even where a cluster fits, 1: the cluster forward
+//       wherever it fits)
 #include <torch/library.h>
 
 #include "cuda/persistent.h"
@@ -21,8 +25,10 @@ RnnKind parse_kind(const std::string& k) {
 }
 
 std::vector<int64_t> to_list(const PersistentPlan& p) {
+  const PersistentCluster& c = p.cluster;
   return {p.fits, p.blocks, p.units, p.threads, p.kc_fwd, p.kc_bwd, int64_t(p.smem_fwd),
-          int64_t(p.smem_bwd), p.mma_fwd, p.mma_bwd};
+          int64_t(p.smem_bwd), p.mma_fwd, p.mma_bwd, c.blocks, c.units, c.threads,
+          int64_t(c.smem), c.mma, c.preferred};
 }
 
 std::vector<int64_t> plan_op(std::string kind, int64_t B, int64_t H, at::ScalarType dtype) {
@@ -30,13 +36,15 @@ std::vector<int64_t> plan_op(std::string kind, int64_t B, int64_t H, at::ScalarT
 }
 
 std::vector<int64_t> plan_for_op(std::string kind, int64_t B, int64_t H, at::ScalarType dtype,
-                                 int64_t sms, int64_t smem_optin, int64_t max_threads) {
-  return to_list(persistent_plan(parse_kind(kind), B, H, dtype,
-                                 PersistentArch{int(sms), size_t(smem_optin), int(max_threads)}));
+                                 int64_t sms, int64_t smem_optin, int64_t max_threads,
+                                 int64_t max_cluster) {
+  return to_list(persistent_plan(
+      parse_kind(kind), B, H, dtype,
+      PersistentArch{int(sms), size_t(smem_optin), int(max_threads), int(max_cluster)}));
 }
 
-void set_tuning_op(int64_t max_blocks, int64_t max_kc, int64_t threads) {
-  persistent_set_tuning({int(max_blocks), int(max_kc), int(threads)});
+void set_tuning_op(int64_t max_blocks, int64_t max_kc, int64_t threads, int64_t cluster) {
+  persistent_set_tuning({int(max_blocks), int(max_kc), int(threads), int(cluster)});
 }
 
 }  // namespace
@@ -63,9 +71,9 @@ TORCH_LIBRARY(fusedrnn_persistent, m) {
   m.def("plan(str kind, int B, int H, ScalarType dtype) -> int[]", &fusedrnn::plan_op);
   m.def(
       "plan_for(str kind, int B, int H, ScalarType dtype, int sms, int smem_optin, "
-      "int max_threads) -> int[]",
+      "int max_threads, int max_cluster=0) -> int[]",
       &fusedrnn::plan_for_op);
-  m.def("set_tuning(int max_blocks=0, int max_kc=0, int threads=0) -> ()",
+  m.def("set_tuning(int max_blocks=0, int max_kc=0, int threads=0, int cluster=0) -> ()",
         &fusedrnn::set_tuning_op);
 }
 

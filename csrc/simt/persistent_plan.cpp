@@ -17,6 +17,9 @@
 //   - threads = clamp(32 * next_pow2(items), 64, 256), items = U * ceil(B / RB) (RB = 4 batch rows
 //     per register-blocked item from B >= 4 on, else 1): one warp per item reducing over K while
 //     items are few, 256 threads (8 warps, 1 block/SM with up to 255 registers) once they fill it.
+//   - the cluster forward (sm_90, PersistentPlan::cluster): the same rule on max_cluster blocks
+//     (U = ceil(H / 16)), the whole h_{t-1} in two tiles (no chunks); preferred where the model
+//     predicts it faster (persistent.h: tensor cores, kClusterWBytes).
 #include <algorithm>
 #include <atomic>
 #include <sstream>
@@ -27,6 +30,7 @@ namespace fusedrnn {
 
 namespace {
 std::atomic<int> g_max_blocks{0}, g_max_kc{0}, g_threads{0};
+std::atomic<int> g_cluster{0};
 size_t a16(size_t n) { return (n + 15) / 16 * 16; }
 }  // namespace
 
@@ -35,12 +39,17 @@ void persistent_set_tuning(const PersistentTuning& t) {
               "persistent tuning values must be >= 0");
   TORCH_CHECK(t.threads == 0 || (t.threads % 32 == 0 && t.threads <= 256),
               "persistent tuning: threads must be a multiple of 32 and <= 256, got ", t.threads);
+  TORCH_CHECK(t.cluster >= -1 && t.cluster <= 1,
+              "persistent tuning: cluster must be -1 (off), 0 (the rule) or 1 (whenever it fits)");
   g_max_blocks = t.max_blocks;
   g_max_kc = t.max_kc;
   g_threads = t.threads;
+  g_cluster = t.cluster;
 }
 
-PersistentTuning persistent_get_tuning() { return {g_max_blocks, g_max_kc, g_threads}; }
+PersistentTuning persistent_get_tuning() {
+  return {g_max_blocks, g_max_kc, g_threads, g_cluster};
+}
 
 PersistentPlan persistent_plan(RnnKind kind, int64_t B, int64_t H, at::ScalarType dtype,
                                const PersistentArch& arch) {
@@ -62,12 +71,15 @@ PersistentPlan persistent_plan(RnnKind kind, int64_t B, int64_t H, at::ScalarTyp
   const int64_t U = (H + sms - 1) / sms;
   p.units = int(U);
   p.blocks = int((H + U - 1) / U);
-  const int64_t items = (B >= 4 ? (B + 3) / 4 : B) * U;  // register blocking of the kernels
-  int64_t pw = 1;
-  while (pw < items && pw < 8) pw *= 2;
-  const int64_t tmax = std::min<int64_t>(256, arch.max_threads);
-  p.threads = int(std::max<int64_t>(std::min<int64_t>(64, tmax), std::min(tmax, 32 * pw)));
-  if (g_threads > 0) p.threads = g_threads;
+  auto threads_for = [&](int64_t units) {
+    const int64_t items = (B >= 4 ? (B + 3) / 4 : B) * units;  // the kernels' register blocking
+    int64_t pw = 1;
+    while (pw < items && pw < 8) pw *= 2;
+    const int64_t tmax = std::min<int64_t>(256, arch.max_threads);
+    const int t = int(std::max<int64_t>(std::min<int64_t>(64, tmax), std::min(tmax, 32 * pw)));
+    return g_threads > 0 ? int(g_threads) : t;
+  };
+  p.threads = threads_for(U);
 
   // Regions as the kernels carve them (each 16-byte aligned): W [U][NG][K+1], tile [B][KC+V],
   // state [B][U], prefetch [2][B][NP][U].
@@ -122,6 +134,36 @@ PersistentPlan persistent_plan(RnnKind kind, int64_t B, int64_t H, at::ScalarTyp
   }
   if (!b) b = fit(G * H, wbwd + sbytes + pbwd, B, sA, 1, p.kc_bwd, p.smem_bwd);
   p.fits = f && b;
+  // The forward on one cluster: W_hh's slices on at most max_cluster blocks, both tiles of the
+  // whole h_{t-1} ([rows][H+V], step parity) beside them; tensor-core layout first, as above.
+  int64_t cs = arch.max_cluster;
+  if (g_max_blocks > 0) cs = std::min<int64_t>(cs, g_max_blocks);
+  const bool chunked = g_max_kc > 0 && g_max_kc < H;  // the tuning asks for chunked staging
+  if (p.fits && cs > 0 && g_cluster >= 0 && !chunked) {
+    PersistentCluster& c = p.cluster;
+    const int64_t Uc = (H + cs - 1) / cs;
+    const int tc = threads_for(Uc);
+    const size_t sc = a16(size_t(B * Uc) * sA), pc = a16(size_t(2 * B * G * Uc) * sA);
+    auto two_tiles = [&](int64_t rows) { return 2 * tile(rows, H, sS); };
+    size_t need = 0;
+    if (sS <= 4 && H % V == 0) {
+      const size_t wmma = a16(size_t(up(4 * Uc, 16) * (up(H, KS) + V)) * sS);
+      need = wmma + sc + pc + a16(size_t(tc) * 16) + two_tiles(up(B, 8));
+      c.mma = need <= limit;
+    }
+    if (!c.mma) need = a16(size_t(G * Uc * (H + 1)) * sS) + sc + pc + two_tiles(B);
+    if (need <= limit) {
+      c.blocks = int((H + Uc - 1) / Uc);
+      c.units = int(Uc);
+      c.threads = tc;
+      c.smem = need;
+      const size_t wbytes = size_t(up(4 * Uc, 16) * H) * sS * size_t(up(B, 8) / 8);
+      c.forced = g_cluster > 0;
+      c.preferred = c.forced || (c.mma && wbytes <= kClusterWBytes);
+    } else {
+      c = PersistentCluster();
+    }
+  }
   if (!p.fits) {
     std::ostringstream m;
     m << "persistent: W_hh of H=" << H << " does not fit on chip for " << name << " "

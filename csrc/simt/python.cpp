@@ -14,6 +14,7 @@ namespace simt {
 
 void bind_selftests(pybind11::module& m);         // selftest.cpp
 void bind_matrix_selftests(pybind11::module& m);  // selftest_matrix.cpp
+void bind_cluster_selftests(pybind11::module& m); // selftest_cluster.cpp
 
 void bind_python(pybind11::module& m) {
   using pybind11::arg;
@@ -46,12 +47,14 @@ void bind_python(pybind11::module& m) {
     d["warp_ops"] = s.warp_ops;
     d["grid_barriers"] = s.grid_barriers;
     d["async_copies"] = s.async_copies;
+    d["cluster_barriers"] = s.cluster_barriers;
     d["seconds"] = double(s.nanoseconds) * 1e-9;
     return d;
   }, "Counters of the SIMT layer since the last simt_reset_stats().");
   m.def("simt_reset_stats", &::simt::reset_stats);
   bind_selftests(m);
   bind_matrix_selftests(m);
+  bind_cluster_selftests(m);
 }
 
 }  // namespace simt

@@ -78,14 +78,15 @@ void Worker::resume(Fiber* f) {
 
 std::string describe_deadlock(Worker& w) {
   for (Block& b : w.blocks) {
-    int sync = 0, grid = 0, warp = 0;
+    int sync = 0, grid = 0, warp = 0, cluster = 0;
     for (int t = 0; t < b.nthreads; ++t) {
       State s = b.fibers[t].state;
       sync += s == State::SyncThreads;
       grid += s == State::GridSync;
       warp += s == State::Warp;
+      cluster += s == State::ClusterWait;
     }
-    if (sync + grid + warp == 0) continue;
+    if (sync + grid + warp + cluster == 0) continue;
     std::ostringstream m;
     m << "simt: barrier disagreement in block (" << b.idx.x << "," << b.idx.y << "," << b.idx.z
       << "): ";
@@ -104,15 +105,21 @@ std::string describe_deadlock(Worker& w) {
         for (unsigned g = missing; g && shown < 4; g &= g - 1, ++shown) {
           State s = b.fibers[wi * 32 + __builtin_ctz(g)].state;
           m << " lane " << __builtin_ctz(g) << " is at "
-            << (s == State::SyncThreads ? "__syncthreads" : s == State::GridSync ? "grid_sync" : "?")
+            << (s == State::SyncThreads   ? "__syncthreads"
+                : s == State::GridSync    ? "grid_sync"
+                : s == State::ClusterWait ? "the cluster barrier"
+                                          : "?")
             << ";";
         }
         if (__builtin_popcount(missing) > 4) m << " ...";
         break;
       }
-    } else
-      m << sync << " threads wait at __syncthreads, " << grid << " at grid_sync, " << b.done
-        << " exited; no barrier can complete";
+    } else if (cluster && !sync && !grid)
+      m << cluster << " threads wait at the cluster barrier for threads of the cluster that "
+        << "never arrive (every thread of every block of the cluster must arrive)";
+    else
+      m << sync << " threads wait at __syncthreads, " << grid << " at grid_sync, " << cluster
+        << " at the cluster barrier, " << b.done << " exited; no barrier can complete";
     return m.str();
   }
   return "simt: no thread can proceed (internal scheduler error)";
@@ -214,6 +221,7 @@ void start_block(Worker& w, size_t slot, uint64_t linear) {
     f.abort = false;
     f.copies.clear();
     f.groups_committed = 0;
+    f.cluster_arrived = Fiber::kNotArrived;
     f.state = State::Ready;
     f.stack_top = w.stacks[slot * L.nthreads + t];
     f.sp = init_context(f.stack_top, &fiber_entry, &f);
@@ -239,7 +247,7 @@ void run_worker(Launch& L, int t, int n) {
       std::lock_guard<std::mutex> lock(L.bar_mu);
       L.bar_workers = n;
     }
-    const size_t slots = coop ? size_t(hi - lo) : 1;
+    const size_t slots = coop ? size_t(hi - lo) : L.cluster_size;
     tls_builtins.block_dim = L.spec.block;
     tls_builtins.grid_dim = L.spec.grid;
     w.fibers.resize(slots * L.nthreads);
@@ -252,11 +260,33 @@ void run_worker(Launch& L, int t, int n) {
       for (size_t s = 0; s < slots; ++s) start_block(w, s, lo + s);
       run_fibers(w);
       grid_finish(L);
+    } else if (L.cluster_size > 1) {
+      // A cluster at a time, all its blocks alive at once: block (rank r) of cluster c has
+      // index c * cluster + r (dims x fastest, per dimension).
+      const dim3 g = L.spec.grid, cl = L.spec.cluster;
+      const dim3 gc(g.x / cl.x, g.y / cl.y, g.z / cl.z);
+      const uint64_t nclusters = L.nblocks / L.cluster_size;
+      for (;;) {
+        if (L.aborted.load(std::memory_order_relaxed)) break;
+        const uint64_t c = L.next_block.fetch_add(1);
+        if (c >= nclusters) break;
+        const uint64_t cx = c % gc.x, cy = c / gc.x % gc.y, cz = c / gc.x / gc.y;
+        w.cluster = Cluster{L.cluster_size, 0, int(L.cluster_size) * L.nthreads,
+                            int(L.cluster_size) * L.nthreads, 0};
+        for (unsigned r = 0; r < L.cluster_size; ++r) {
+          const uint64_t x = cx * cl.x + r % cl.x, y = cy * cl.y + r / cl.x % cl.y,
+                         z = cz * cl.z + r / cl.x / cl.y;
+          start_block(w, r, x + g.x * (y + uint64_t(g.y) * z));
+          w.blocks[r].cluster_rank = r;
+        }
+        run_fibers(w);
+      }
     } else {
       for (;;) {
         if (L.aborted.load(std::memory_order_relaxed)) break;
         uint64_t linear = L.next_block.fetch_add(1);
         if (linear >= L.nblocks) break;
+        w.cluster = Cluster{1, 0, L.nthreads, L.nthreads, 0};  // the implicit cluster of one
         start_block(w, 0, linear);
         run_fibers(w);
       }
@@ -280,8 +310,10 @@ void run(const LaunchSpec& spec, Body body) {
   L.body = body;
   L.nthreads = int(spec.block.x * spec.block.y * spec.block.z);
   L.nblocks = uint64_t(spec.grid.x) * spec.grid.y * spec.grid.z;
+  L.cluster_size = spec.cluster.x * spec.cluster.y * spec.cluster.z;
   L.seed = get_seed();
-  const int team = int(std::min<uint64_t>(uint64_t(get_workers()), L.nblocks));
+  const int team =
+      int(std::min<uint64_t>(uint64_t(get_workers()), L.nblocks / L.cluster_size));
   run_parallel([&L](int index, int count) { run_worker(L, index, count); }, team,
                spec.cooperative);
   Stats s;

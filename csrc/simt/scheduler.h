@@ -28,7 +28,7 @@ namespace detail {
 // Not a std::exception, so a kernel's catch (const std::exception&) cannot swallow it.
 struct AbortFiber {};
 
-enum class State : uint8_t { Ready, Running, SyncThreads, GridSync, Warp, Done };
+enum class State : uint8_t { Ready, Running, SyncThreads, GridSync, ClusterWait, Warp, Done };
 
 struct Worker;
 struct Block;
@@ -60,6 +60,9 @@ struct Fiber {
   // cp.async copies queued by this thread, in issue order, and its commit count.
   std::vector<AsyncCopy> copies;
   uint32_t groups_committed = 0;
+  // The cluster barrier phase this thread arrived in and has not waited for, or kNotArrived.
+  static constexpr uint64_t kNotArrived = ~uint64_t(0);
+  uint64_t cluster_arrived = kNotArrived;
 };
 
 struct Warp {
@@ -75,7 +78,16 @@ struct Block {
   Fiber* fibers = nullptr;
   int nthreads = 0;
   int at_sync = 0, sync_count = 0, done = 0;
+  unsigned cluster_rank = 0;  // rank in its cluster (0 without clusters)
   Warp warps[32];
+};
+
+// The cluster a worker runs (all its blocks are the worker's slots): the barrier's phase and
+// how many non-exited threads have not arrived in it yet.
+struct Cluster {
+  unsigned size = 1;
+  uint64_t phase = 0;
+  int pending = 0, live = 0, waiting = 0;
 };
 
 struct Launch {
@@ -83,6 +95,7 @@ struct Launch {
   Body body;
   int nthreads = 0;  // per block
   uint64_t nblocks = 0;
+  unsigned cluster_size = 1;  // blocks per cluster (1: no clusters)
   std::optional<uint64_t> seed;
   std::atomic<uint64_t> next_block{0};
   std::atomic<bool> aborted{false};
@@ -112,6 +125,7 @@ struct Worker {
   bool seeded = false;
   uint64_t rng = 0;
   int live = 0, at_grid = 0, exited = 0;
+  Cluster cluster;
   Stats stats;
 
   void push(Fiber* f) { runq.push_back(f); }
@@ -124,6 +138,7 @@ extern thread_local Fiber* tls_fiber __attribute__((visibility("hidden")));
 Fiber* current_fiber(const char* what);      // throws when called outside a kernel
 void yield(Fiber* f);                        // back to the scheduler; throws AbortFiber on abort
 void on_exit(Fiber* f);                      // bookkeeping when a kernel thread returns
+void cluster_on_exit(Fiber* f);              // its part in the cluster barrier (cluster.cpp)
 std::string describe_deadlock(Worker& w);    // why nothing is runnable (barrier disagreement)
 const char* op_name(WarpOp op);
 void perform_copies(Fiber* f, uint32_t below_group);  // cp.async groups < below_group (async_copy.cpp)

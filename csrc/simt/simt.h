@@ -8,6 +8,9 @@
 //   built-ins     dim3 uint3 threadIdx blockIdx blockDim gridDim warpSize, small vector types
 //   launches      simt::launch, simt::launch_cooperative, simt::dynamic_smem,
 //                 simt::set_max_dynamic_smem, with the device's launch checks (simt/launch.h)
+//   clusters      simt::launch_cluster, block rank, distributed shared memory, the cluster
+//                 barrier (simt/cluster.h: included by the kernels that use clusters, through
+//                 cuda/cluster.h)
 //   barriers      __syncthreads (+ _count/_and/_or), simt::grid_sync, __syncwarp
 //   warps         __shfl_sync/_up/_down/_xor (with width), __ballot_sync __any_sync __all_sync
 //                 __activemask (simt/warp.h)
@@ -18,7 +21,8 @@
 //   config        simt::set_seed / set_arch / set_workers, simt::stats (simt/config.h)
 //
 // Not implemented (a kernel needing them stays out of the portable subset): other inline PTX, static
-// __shared__, cooperative_groups (use FRNN_GRID_SYNC), dynamic parallelism, textures, warp
+// __shared__, cooperative_groups (use FRNN_GRID_SYNC and cuda/cluster.h), dynamic parallelism,
+// textures, warp
 // match/reduce intrinsics, clock(), and any preemption between barriers: a thread spin-waiting on
 // another thread of its own block never returns (threads of a block only switch at barriers).
 // Device assert() is the host assert (aborts the process); use __trap() to fail a launch.
@@ -35,7 +39,8 @@
 //     threads waiting) and reported as an exception instead of hanging.
 // Blocks of a normal launch run in parallel on a few OS threads (one block at a time each), so
 // atomics on global memory see real contention. A cooperative launch keeps every fiber of every
-// block alive at once (blocks partitioned over the OS threads) so the grid barrier can complete.
+// block alive at once (blocks partitioned over the OS threads) so the grid barrier can complete;
+// a cluster launch keeps the blocks of one cluster alive at once on one OS thread.
 // An exception thrown by a kernel thread is caught inside its fiber, aborts the launch (the other
 // fibers are unwound at their barrier) and is rethrown by launch() on the calling thread.
 #pragma once
