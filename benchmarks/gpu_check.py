@@ -17,6 +17,9 @@ Writes DIR/report.md and DIR/report.json, and prints a short table last. Parts:
              are listed as such.
   kernels    one call of fusedrnn and of torch.nn per representative case under torch.profiler:
              kernel name, count, mean microseconds.
+  cluster    the persistent forward on one thread-block cluster against the grid-barrier one,
+             side by side (µs a step, T=100), with the model's predictions for both
+             (benchmarks/perf_model.py): the check of the plan's choice between them.
 Without a GPU (or --device cpu, which exercises the same code on the CPU with tiny sizes) the
 benchmark runs only where asked; the static part always runs.
 """
@@ -153,6 +156,64 @@ def kernel_table(case, device, seed=0):
     return out
 
 
+CLUSTER_CASES = [("lstm", "bf16", 1, 256), ("lstm", "bf16", 8, 256), ("lstm", "bf16", 8, 448),
+                 ("lstm", "bf16", 8, 512), ("lstm", "bf16", 16, 256), ("gru", "bf16", 8, 256),
+                 ("lstm", "fp32", 8, 256)]
+
+
+def cluster_vs_grid(device, T=100, reps=20):
+    """[{case, plan: cluster blocks / preferred, cluster_us, grid_us, model_*_us}] per step of
+    the persistent forward (fp32 with TF32 allowed), forced onto one cluster and onto the grid
+    (the test-only tuning of persistent_plan, which both backends share). On a CPU the same code
+    runs through the SIMT layer at toy sizes (a smoke run: times not meaningful)."""
+    import perf_model
+
+    cuda = device.type == "cuda"
+    P = torch.ops.fusedrnn_persistent
+    dt = {"bf16": torch.bfloat16, "fp32": torch.float32}
+    out = []
+    cases = CLUSTER_CASES if cuda else [("lstm", "bf16", 2, 16)]
+    for cell, prec, B, H in cases:
+        T_ = T if cuda else 3
+        G = 4 if cell == "lstm" else 3
+        g = torch.Generator(device="cpu").manual_seed(0)
+        mk = lambda *shape: (torch.rand(*shape, generator=g) * 0.2 - 0.1).to(device, dt[prec])  # noqa: E731
+        x, h0, c0 = mk(T_, B, H), mk(B, H), mk(B, H)
+        w_ih, w_hh, b = mk(G * H, H), mk(G * H, H), mk(G * H)
+        plan = P.plan_for(cell, B, H, dt[prec], 132, 232448, 1024, 16) if not cuda else None
+        op = getattr(torch.ops.fusedrnn, f"{cell}_forward")
+        args = (x, h0, c0, w_ih, w_hh, b, b) if cell == "lstm" else (x, h0, w_ih, w_hh, b, b)
+        backend = "cuda" if cuda else "simt"
+        row = {"case": f"{cell} {prec} B={B} H={H}"}
+        old_tf32 = torch.backends.cudnn.allow_tf32
+        try:
+            torch.backends.cudnn.allow_tf32 = True  # fp32 RNNs on TF32, torch's default
+            for name, knob in (("cluster", 1), ("grid", -1)):
+                P.set_tuning(0, 0, 0, knob)
+                run = lambda: op(*args, False, backend, None, None, "persistent")  # noqa: E731
+                run()
+                bench._sync(device)
+                times = []
+                for _ in range(reps if cuda else 1):
+                    t = time.perf_counter()
+                    run()
+                    bench._sync(device)
+                    times.append(time.perf_counter() - t)
+                row[f"{name}_us"] = sorted(times)[len(times) // 2] / T_ * 1e6
+        except Exception as e:  # noqa: BLE001
+            row["error"] = f"{type(e).__name__}: {e}"
+        finally:
+            P.set_tuning(0, 0, 0, 0)
+            torch.backends.cudnn.allow_tf32 = old_tf32
+        if cuda or plan is not None:
+            row["model_cluster_us"] = perf_model.cluster_step(cell, B, H, prec) * 1e6 \
+                if perf_model.cluster_config(cell, B, H, prec)[3] else None
+            row["model_grid_us"] = perf_model.persistent_step(cell, "fwd", B, H, prec) * 1e6
+            row["plan_prefers_cluster"] = perf_model.cluster_preferred(cell, B, H, prec)
+        out.append(row)
+    return out
+
+
 def fmt_ms(s):
     return "-" if s is None else bench._fmt_ms(s)
 
@@ -204,6 +265,16 @@ def markdown(doc):
         for which, rows in tab.items():
             L += ["", f"{which}:", "", "| kernel | count | mean µs |", "|---|---:|---:|"]
             L += [f"| `{k[:90]}` | {n} | {us:.1f} |" for k, n, us in rows]
+        L.append("")
+    if doc.get("cluster"):
+        f = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+        L += ["## Persistent forward: one cluster vs the grid (µs a step; model in brackets)", "",
+              "| case | plan prefers | cluster | grid | error |", "|---|---|---:|---:|---|"]
+        for r in doc["cluster"]:
+            L.append(f"| {r['case']} | {r.get('plan_prefers_cluster')} | "
+                     f"{f(r.get('cluster_us'))} ({f(r.get('model_cluster_us'))}) | "
+                     f"{f(r.get('grid_us'))} ({f(r.get('model_grid_us'))}) | "
+                     f"{r.get('error', '')[:120]} |")
         L.append("")
     s = doc["static"]
     L += ["## Static checks (no GPU needed)", ""]
@@ -287,6 +358,11 @@ def main(argv=None):
                 doc["kernels"][c.name] = kernel_table(c, device)
         except Exception as e:  # noqa: BLE001
             doc["kernels"][c.name] = {"error": f"{type(e).__name__}: {e}"}
+
+    try:
+        doc["cluster"] = cluster_vs_grid(device)
+    except Exception as e:  # noqa: BLE001  (e.g. a build without the SIMT layer's test ops)
+        doc["cluster"] = [{"case": "all", "error": f"{type(e).__name__}: {e}"}]
 
     with open(os.path.join(a.out, "report.json"), "w") as f:
         json.dump(doc, f, indent=1, default=str)

@@ -2,7 +2,8 @@
 
 Runs cuobjdump -sass on fusedrnn._C (the library the tests import) and, per kernel and arch,
 counts: local memory instructions (LDL/STL: spills or stack arrays; must be 0), tensor-core
-instructions (HMMA), global loads by width (LDG 32/64/128 bits, 16-bit and 8-bit), shared-memory
+instructions (HMMA), cluster barrier instructions (UCGABAR_ARV / UCGABAR_WAIT, sm_90), global
+loads by width (LDG 32/64/128 bits, 16-bit and 8-bit), shared-memory
 loads by width (LDS), and the total instruction count.
 
     python benchmarks/sass.py [--so PATH] [--json OUT.json] [--markdown]
@@ -96,8 +97,8 @@ def parse(sass_text):
         m = re.match(r"\s*Function : (\S+)", line)
         if m:
             cur = out.setdefault((arch, m.group(1)), {
-                "instructions": 0, "LDL": 0, "STL": 0, "HMMA": 0, "LDG": {}, "LDS": {},
-                "LDGSTS": {}})
+                "instructions": 0, "LDL": 0, "STL": 0, "HMMA": 0, "UCGABAR_ARV": 0,
+                "UCGABAR_WAIT": 0, "LDG": {}, "LDS": {}, "LDGSTS": {}})
             continue
         if cur is None or not re.match(r"\s*/\*[0-9a-f]{4,}\*/", line):
             continue
@@ -108,7 +109,7 @@ def parse(sass_text):
         opcode = ins.lstrip("@!PT0123456789 ").split(" ")[0] if ins.startswith("@") else \
             ins.split(" ")[0]
         base = opcode.split(".")[0]
-        if base in ("LDL", "STL", "HMMA"):
+        if base in ("LDL", "STL", "HMMA", "UCGABAR_ARV", "UCGABAR_WAIT"):
             cur[base] += 1
         elif base == "LDG":
             w = str(width(opcode))

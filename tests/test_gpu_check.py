@@ -27,6 +27,10 @@ def test_report_on_cpu(tmp_path, capsys):
     assert any(k.startswith("fusedrnn::") for t in tables for k, _, _ in t["fusedrnn"])
     md = (tmp_path / "report.md").read_text()
     assert "## Benchmark" in md and "## Kernels of one call" in md
+    # The persistent forward timed on one cluster and on the grid (through the SIMT layer here).
+    assert "one cluster vs the grid" in md
+    assert doc["cluster"] and all(r["cluster_us"] > 0 and r["grid_us"] > 0 and "error" not in r
+                                  for r in doc["cluster"]), doc["cluster"]
     # The short table comes last on stdout.
     assert out.rstrip().splitlines()[-1].startswith(tuple(r["name"][:20] for r in doc["results"]))
 

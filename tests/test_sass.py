@@ -35,7 +35,9 @@ LISTING = """
         /*0060*/                   HMMA.16816.F32.BF16 R12, R4, R8, R12 ;          /* 0x000000080c0c723c */
         /*0070*/                   LDS.64 R6, [R3] ;                               /* 0x0000000003067984 */
         /*0080*/                   LDGSTS.E.BYPASS.LTC128B.128 [R5], desc[UR6][R2.64] ;  /* 0x0000000002057fae */
-        /*0090*/                   EXIT ;                                          /* 0x000000000000794d */
+        /*0090*/                   UCGABAR_ARV ;                                   /* 0x00000000000079c7 */
+        /*00a0*/                   UCGABAR_WAIT ;                                  /* 0x0000000000007dc7 */
+        /*00b0*/                   EXIT ;                                          /* 0x000000000000794d */
 		..........
 """
 
@@ -44,8 +46,9 @@ def test_parser_counts_a_listing():
     rows = sass.parse(LISTING)
     assert list(rows) == [("sm_90", "_Z6kernelPf")]
     r = rows[("sm_90", "_Z6kernelPf")]
-    assert r["instructions"] == 10
+    assert r["instructions"] == 12
     assert (r["LDL"], r["STL"], r["HMMA"]) == (1, 1, 1)
+    assert (r["UCGABAR_ARV"], r["UCGABAR_WAIT"]) == (1, 1)
     assert r["LDG"] == {"128": 1, "32": 1, "16": 1}
     assert r["LDS"] == {"64": 1}
     assert r["LDGSTS"] == {"128": 1}
@@ -147,3 +150,14 @@ def test_persistent_kernels_on_tensor_cores(rows):
         if not any(f"persistent_detail::{n}<" in k for n in PERSISTENT):
             continue
         assert (r["HMMA"] > 0) == ("<double" not in k), f"{r['arch']} {k}: HMMA {r['HMMA']}"
+
+
+def test_cluster_barrier_only_in_the_sm90_persistent_forwards(rows):
+    """The persistent forwards built for sm_90 contain the cluster barrier (barrier.cluster
+    arrive and wait: the cluster forward's step exchange); nothing else does, and no sm_80
+    kernel (clusters start at sm_90)."""
+    fwd = [f"persistent_detail::{k}<" for k in ("lstm_fwd_kernel", "gru_fwd_kernel")]
+    for r in rows:
+        expect = r["arch"] == "sm_90" and any(f in r["kernel"] for f in fwd)
+        got = (r["UCGABAR_ARV"] > 0, r["UCGABAR_WAIT"] > 0)
+        assert got == (expect, expect), f"{r['arch']} {r['kernel']}: {got}"
