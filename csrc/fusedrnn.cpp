@@ -5,6 +5,7 @@
 
 #include "cpu/big_buffer.h"
 #include "simt/python.h"
+#include "validate.h"
 
 #ifndef FUSEDRNN_TORCH_VERSION
 #define FUSEDRNN_TORCH_VERSION "unknown"
@@ -132,5 +133,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     return d;
   });
   m.def("cpu_reset_peak", []() { fusedrnn::cpu::reset_peak(); });
+  // The CUDA dispatch's choice of algorithm (validate.h use_persistent), for tests without a GPU:
+  // fits = W_hh fits on chip for the call.
+  m.def("_use_persistent", [](const std::string& algorithm, bool fits, int64_t B, bool backward) {
+    return fusedrnn::use_persistent("test", fusedrnn::parse_algorithm(algorithm), fits, B,
+                                    /*simt=*/false, backward);
+  });
   fusedrnn::simt::bind_python(m);
 }

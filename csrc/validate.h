@@ -245,13 +245,15 @@ inline Algorithm parse_algorithm(const std::string& s) {
               "' (expected auto, stepwise or persistent)");
 }
 
-// Largest batch for which "auto" picks the persistent kernels. Why, by the model of DESIGN.md §5
-// (H100, LSTM fp32): a stepwise step costs ~5 µs at any small batch (launch latency and the L2
-// re-read of W_hh), a persistent step ~2 µs at B = 1..8 (one grid barrier, W_hh read from shared
-// memory); but a persistent block computes its gates for every batch row from shared memory, so
-// its step grows with B: ~7 µs forward and ~11 µs backward at B = 64 against 5-7 µs stepwise.
-// The crossing lies between B = 16 and B = 32.
-constexpr int64_t kPersistentMaxBatch = 16;
+// Largest batch for which "auto" picks the persistent kernels, forward and backward, from the
+// models of benchmarks/perf_model.py (sm_90; the stepwise kernels against the persistent ones
+// with the cluster forward where the plan takes it; LSTM and GRU, fp32 as TF32 and bf16,
+// H = 128..1024): a stepwise step pays a launch and L2 round trips at any batch, a persistent
+// one a barrier, but its blocks compute every batch row of their slice, so it grows with B.
+// The persistent forward is predicted no slower up to B = 48 at every such size (1.1-3.6x), the
+// backward up to B = 24 (1.0-5.6x); tests/test_persistent.py checks these against the models.
+// Unmeasured: a GPU run (scripts/gpu_check.sh) is what should move them.
+constexpr int64_t kPersistentMaxBatchForward = 48, kPersistentMaxBatchBackward = 24;
 
 // Whether to run the persistent kernels. `fits`: W_hh fits on chip for this call (the sizing
 // rule of csrc/cuda/persistent.h; packed input is sized by its largest step, B). The persistent
@@ -261,14 +263,14 @@ constexpr int64_t kPersistentMaxBatch = 16;
 // fit, so that the kernels raise their own error naming the limit. Under the SIMT backend "auto"
 // means stepwise, so that a test's choice of kernels does not depend on a heuristic.
 inline bool use_persistent(const char* op, Algorithm a, bool fits, int64_t B, bool simt,
-                           const OptTensor& w_hr = {}) {
+                           bool backward, const OptTensor& w_hr = {}) {
   if (a == Algorithm::Persistent) {
     TORCH_CHECK(!w_hr, op, ": algorithm 'persistent' does not take the LSTM projection (w_hr); "
                 "use algorithm 'stepwise' or 'auto'");
     return true;
   }
   if (a == Algorithm::Stepwise || simt || w_hr) return false;
-  return fits && B <= kPersistentMaxBatch;
+  return fits && B <= (backward ? kPersistentMaxBatchBackward : kPersistentMaxBatchForward);
 }
 
 }  // namespace fusedrnn

@@ -8,8 +8,9 @@ The choice is per thread (a context variable) and is recorded by each forward ca
 backward of a call runs on the backend its forward ran on.
 
 Which algorithm the CUDA kernels use (backends "cuda" and "simt"): `with fusedrnn.algorithm(...)`.
-"auto" (default): on CUDA, persistent when W_hh fits on chip and the batch is small, else
-              stepwise; under the SIMT backend, stepwise (tests pick kernels explicitly).
+"auto" (default): on CUDA, persistent when W_hh fits on chip and the batch is small (forward
+              B <= 48, backward B <= 24: where the performance model predicts it no slower),
+              else stepwise; under the SIMT backend, stepwise (tests pick kernels explicitly).
 "persistent": one cooperative launch per layer and direction for the whole sequence, W_hh kept
               in shared memory (csrc/cuda/persistent.h); raises when W_hh does not fit.
 "stepwise": the hoisted input GEMM, then one fused kernel per time step.

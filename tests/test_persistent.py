@@ -563,6 +563,35 @@ def test_perf_model_follows_the_plan():
                         assert chosen <= 1.15 * min(grid, cl), (kind, prec, B, H, grid, cl)
 
 
+def test_auto_follows_the_models():
+    """algorithm "auto" on CUDA (validate.h use_persistent): persistent when W_hh fits and B is at
+    most the forward's / the backward's bound, which are the largest batches (of 1, 8, ..., 128)
+    at which benchmarks/perf_model.py predicts the persistent kernels no slower (5% margin) than
+    the stepwise ones at every H = 128..1024, LSTM and GRU, fp32 (TF32) and bf16."""
+    import os
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
+    import perf_model as m
+    batches = (1, 8, 16, 24, 32, 48, 64, 96, 128)
+    bound = {}
+    for d in ("fwd", "bwd"):
+        ok = []
+        for B in batches:
+            ratios = [m.step_time(cell, d, B, H, sp) /
+                      m.persistent_step(cell, d, B, H, prec, "v3")
+                      for cell in ("lstm", "gru") for H in (128, 256, 512, 1024)
+                      for prec, sp in (("fp32", "tf32"), ("bf16", "half"))]
+            ok.append(min(ratios) >= 0.95)
+        bound[d] = max(B for B, good in zip(batches, ok) if good and all(ok[:batches.index(B)]))
+    for d, backward in (("fwd", False), ("bwd", True)):
+        chosen = [B for B in range(1, 200) if _C._use_persistent("auto", True, B, backward)]
+        assert chosen == list(range(1, bound[d] + 1)), (d, bound[d], chosen[-1:])
+        assert not _C._use_persistent("auto", False, 1, backward)  # does not fit
+        assert _C._use_persistent("persistent", False, 500, backward)  # explicit: honoured
+        assert not _C._use_persistent("stepwise", True, 1, backward)
+    assert bound["fwd"] > bound["bwd"] >= 16
+
+
 def test_plan_follows_simt_arch():
     p90 = dict(zip(FIELDS, P.plan("lstm", 1, 1000, torch.float32)))
     _C.simt_set_arch("sm_80")

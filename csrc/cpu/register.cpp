@@ -28,7 +28,8 @@ uint64_t call_shape(const Tensor& x, const Tensor& h0, const OptTensor& batch_si
 }
 
 bool persistent(const char* op, const std::string& algorithm, const OptTensor& w_hr = {}) {
-  return use_persistent(op, parse_algorithm(algorithm), false, 0, /*simt=*/true, w_hr);
+  return use_persistent(op, parse_algorithm(algorithm), false, 0, /*simt=*/true,
+                        /*backward=*/false, w_hr);
 }
 
 T5 lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,

@@ -1,6 +1,7 @@
 // CUDA dispatch of the fusedrnn ops: validates the arguments (csrc/validate.h), then runs the
 // CUDA kernels (fusedrnn::cuda): stepwise, or persistent by the algorithm argument ("auto" picks
-// persistent when W_hh fits on chip and the batch is small, see use_persistent). Backends "auto"
+// persistent when W_hh fits on chip and the batch is small: forward and backward each by their
+// own bound, see use_persistent). Backends "auto"
 // and "cuda" are accepted; "cpu" and "simt" run on CPU tensors only. Compiled in every build;
 // registers nothing unless built with CUDA (FUSEDRNN_WITH_CUDA).
 #ifdef FUSEDRNN_WITH_CUDA
@@ -20,12 +21,12 @@ void check_cuda(const std::string& backend, const char* op) {
               "backend 'auto' or 'cuda')");
 }
 
-bool persistent(const char* op, const std::string& algorithm, RnnKind kind, const Sizes& s,
-                const Tensor& x, const OptTensor& w_hr = {}) {
+bool persistent(const char* op, const std::string& algorithm, RnnKind kind, bool backward,
+                const Sizes& s, const Tensor& x, const OptTensor& w_hr = {}) {
   const auto a = parse_algorithm(algorithm);
   const bool fits =
       a == Algorithm::Auto && !w_hr && cuda::persistent_supported(kind, s.B, s.H, x.scalar_type());
-  return use_persistent(op, a, fits, s.B, /*simt=*/false, w_hr);
+  return use_persistent(op, a, fits, s.B, /*simt=*/false, backward, w_hr);
 }
 
 T5 lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
@@ -34,7 +35,7 @@ T5 lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tenso
                 std::string algorithm, bool save) {
   auto s = validate_lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes, w_hr);
   check_cuda(backend, "lstm_forward");
-  if (persistent("lstm_forward", algorithm, RnnKind::Lstm, s, x, w_hr))
+  if (persistent("lstm_forward", algorithm, RnnKind::Lstm, false, s, x, w_hr))
     return cuda::lstm_forward_persistent(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse,
                                          batch_sizes, save);
   return cuda::lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, w_hr,
@@ -49,7 +50,7 @@ T7 lstm_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n, const
   auto s = validate_lstm_backward(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells,
                                   batch_sizes, w_hr);
   check_cuda(backend, "lstm_backward");
-  if (persistent("lstm_backward", algorithm, RnnKind::Lstm, s, x, w_hr)) {
+  if (persistent("lstm_backward", algorithm, RnnKind::Lstm, true, s, x, w_hr)) {
     auto [dx, dh0, dc0, dw_ih, dw_hh, db] = cuda::lstm_backward_persistent(
         dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells, reverse, batch_sizes);
     return {dx, dh0, dc0, dw_ih, dw_hh, db, at::empty({0}, x.options())};  // no projection
@@ -63,7 +64,7 @@ T4 gru_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tens
                const OptTensor& batch_sizes, std::string algorithm, bool save) {
   auto s = validate_gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes);
   check_cuda(backend, "gru_forward");
-  if (persistent("gru_forward", algorithm, RnnKind::Gru, s, x))
+  if (persistent("gru_forward", algorithm, RnnKind::Gru, false, s, x))
     return cuda::gru_forward_persistent(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes,
                                         save);
   return cuda::gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, save);
@@ -75,7 +76,7 @@ T6 gru_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Ten
                 const OptTensor& batch_sizes, std::string algorithm) {
   auto s = validate_gru_backward(dy, dh_n, x, h0, w_ih, w_hh, y, gates, ghn, batch_sizes);
   check_cuda(backend, "gru_backward");
-  if (persistent("gru_backward", algorithm, RnnKind::Gru, s, x))
+  if (persistent("gru_backward", algorithm, RnnKind::Gru, true, s, x))
     return cuda::gru_backward_persistent(dy, dh_n, x, h0, w_ih, w_hh, y, gates, ghn, reverse,
                                          batch_sizes);
   return cuda::gru_backward(dy, dh_n, x, h0, w_ih, w_hh, y, gates, ghn, reverse, batch_sizes);
