@@ -142,11 +142,11 @@ def table():
 #            exchanged vector's bytes (v1: fp32; v2: the storage dtype forward) over L2 bandwidth
 #            are below the latency terms at B <= 16.
 #   mma      (v2's forward: bf16 m16n8k16, fp32 as TF32 m16n8k8, TF32 being cuDNN's default for
-#            fp32 RNNs; IEEE fp32 stays FFMA; v2's backward: m16n8k8 .tf32, batch x units, in
-#            four accumulator chains): the block's gate rows (4 per unit,
-#            16 an m-tile) x batch (8 an n-tile) on mma.m16n8k16; a warp's k-steps accumulate
-#            into one fragment, so they form a dependent chain of MMA_LAT each; kspl warps split
-#            a tile pair's k-steps, then partial sums through shared memory (two block barriers).
+#            fp32 RNNs; IEEE fp32 stays FFMA; v2's backward: m16n8k8 .tf32, batch x units): the
+#            block's gate rows (4 per unit, 16 an m-tile) x batch (8 an n-tile) forward; a warp's
+#            k-steps go round-robin to four accumulators, four dependent chains of MMA_LAT each
+#            (the forward had one chain before 2026-12-03's cluster work); kspl warps split a
+#            tile pair's k-steps, then partial sums through shared memory (two block barriers).
 GRID_BARRIER = 1.0e-6
 PLAN_SMEM = 232448  # the opt-in limit persistent_plan sizes against (227 KB)
 SHFL_LAT = 30  # clocks: a dependent shuffle and add
@@ -191,7 +191,7 @@ def mma_pass_time(pairs, threads, ksteps, chains):
 # barrier across the GPC's SMs, against the grid barrier's poll through L2), the remote stores'
 # latency and bandwidth.
 CLUSTER_MAX = 16
-CLUSTER_WBYTES = 112 * 1024  # persistent.h kClusterWBytes
+CLUSTER_WBYTES = 96 * 1024  # persistent.h kClusterWBytes
 CLUSTER_BARRIER = 0.35e-6
 DSMEM_LAT = 200 / CLOCK
 DSMEM_BW = 32  # bytes/clk/SM, the SM-to-SM network
@@ -235,7 +235,7 @@ def cluster_step(cell, B, H, prec):
     if mma:
         MT, NT = math.ceil(4 * U / 16), math.ceil(B / 8)
         smem = (16 * MT * H * es) * NT + (8 * H * es) * MT * NT  # W per n-tile, h per m-tile
-        dot = max(mma_pass_time(MT * NT, threads, H / kstep, 1), smem / SMEM_BW / CLOCK)
+        dot = max(mma_pass_time(MT * NT, threads, H / kstep, 4), smem / SMEM_BW / CLOCK)
     else:
         RB, KS, items = persistent_config(B, H, CLUSTER_MAX)[3:]
         dot = max(U * G * B * H / RATE["ffma32"], items * H * (G + RB) / 32) / CLOCK
@@ -269,8 +269,8 @@ def persistent_step(cell, direction, B, H, prec, version="v2"):
     red = (chains * steps * SHFL_LAT if version == "v1" else steps * SHFL_LAT + chains * steps) / CLOCK
     kstep = 16 if prec == "bf16" else 8  # mma k: m16n8k16 bf16, m16n8k8 tf32
     if version == "v2" and direction == "fwd" and H % (kstep // 2) == 0:
-        # gate rows (16 a tile) x batch (8 a tile), one accumulator chain a warp
-        dot, red = mma_pass_time(math.ceil(4 * U / 16) * math.ceil(B / 8), threads, K / kstep, 1), 0.0
+        # gate rows (16 a tile) x batch (8 a tile), four accumulator chains a warp
+        dot, red = mma_pass_time(math.ceil(4 * U / 16) * math.ceil(B / 8), threads, K / kstep, 4), 0.0
     if version == "v2" and direction == "bwd":
         # tf32 m16n8k8 over batch (16 a tile) x units (8 a tile), a warp's k-steps round-robin
         # over four accumulator chains (bf16: the low terms of the fp32 gate gradients in four

@@ -250,8 +250,8 @@ inline Algorithm parse_algorithm(const std::string& s) {
 // with the cluster forward where the plan takes it; LSTM and GRU, fp32 as TF32 and bf16,
 // H = 128..1024): a stepwise step pays a launch and L2 round trips at any batch, a persistent
 // one a barrier, but its blocks compute every batch row of their slice, so it grows with B.
-// The persistent forward is predicted no slower up to B = 48 at every such size (1.1-3.6x), the
-// backward up to B = 24 (1.0-5.6x); tests/test_persistent.py checks these against the models.
+// The persistent forward is predicted no slower up to B = 48 at every such size (1.1-4.8x), the
+// backward up to B = 24 (0.96-5.6x); tests/test_persistent.py checks these against the models.
 // Unmeasured: a GPU run (scripts/gpu_check.sh) is what should move them.
 constexpr int64_t kPersistentMaxBatchForward = 48, kPersistentMaxBatchBackward = 24;
 

@@ -58,7 +58,7 @@ struct PersistentArch {
 // slice once per 8 batch rows) stay within kClusterWBytes, and slower on FFMA, so `preferred`
 // is that rule and the launcher takes the cluster when preferred and the product runs on
 // tensor cores (the half types; fp32 when TF32 is allowed).
-constexpr size_t kClusterWBytes = 112 * 1024;
+constexpr size_t kClusterWBytes = 96 * 1024;
 struct PersistentCluster {
   int blocks = 0;      // the cluster's size and the grid's; 0: the forward does not fit one
   int units = 0;       // hidden units per block

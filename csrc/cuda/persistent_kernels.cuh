@@ -337,7 +337,8 @@ __device__ __forceinline__ void dot_pass(const S* __restrict__ W, int K, int U, 
 //   N: batch rows, 8 an n-tile: the tile [B8][KC+V] (rows past the step's n zero);
 //   K: in chunks of KC, k-steps of KS (a chunk's tail short of a k-step is zero-filled).
 // Warps: P = MT*NT tile pairs; kspl = max(1, warps / P) warps split a pair's k-steps, so
-// groups = warps / kspl pairs run at once (rounds over the rest). A round's fragments go to
+// groups = warps / kspl pairs run at once (rounds over the rest); a warp's k-steps go
+// round-robin to four accumulators (four dependent chains instead of one). A round's fragments go to
 // part [kspl][groups][16][8] (fp32); thread i then sums unit 4*mt + (i%32)/8, batch row
 // 8*nt + i%8 of pair i/32 over the k-splits and consumes it (all NG gates of a unit in one
 // thread, as in dot_pass). For fp32 ldmatrix moves each 32-bit element as two 16-bit halves:
@@ -400,6 +401,7 @@ __device__ __forceinline__ void mma_pass(const S* W, int ldw, int K, int U, int 
                                          int64_t ld, int src_rows, S* tile, int ldt, int KC,
                                          bool staged, float* part, F& consume) {
   constexpr int KS = MmaLayout<S>::kKStep, HK = MmaLayout<S>::kHalfK, V = Vec16<S>::n;
+  constexpr int kChains = 4;
   const int tid = threadIdx.x, nt = blockDim.x, lane = tid % 32;
   const int MT = round_up(4 * U, 16) / 16, B8 = round_up(B, 8), NT = B8 / 8, P = MT * NT;
   const WarpSplit w(P);
@@ -410,7 +412,9 @@ __device__ __forceinline__ void mma_pass(const S* W, int ldw, int K, int U, int 
     const int p = r * groups + grp;
     const bool active = p < P && ks < kspl;  // warp-uniform
     const int mt = active ? p / NT : 0, ntl = active ? p % NT : 0;
-    float acc[4] = {0.f, 0.f, 0.f, 0.f};
+    // kChains accumulators: a warp's k-steps j, j + kChains, ... go to chain j, so consecutive
+    // mmas do not wait for each other (as in mma_bwd_pass).
+    float acc[kChains][4] = {};
     for (int c = 0; c < nchunks; ++c) {
       const int k0 = c * KC, kn = min(KC, K - k0), knk = round_up(kn, KS);
       if (staged && r == 0)
@@ -422,15 +426,25 @@ __device__ __forceinline__ void mma_pass(const S* W, int ldw, int K, int U, int 
         // B x2, lanes 0-7 batch rows at k, 8-15 at k + KS/2 (cuda/warp_matrix.h).
         const S* wa = W + (mt * 16 + (lane & 15)) * ldw + k0 + (lane >> 4) * HK;
         const S* tb = tile + (ntl * 8 + (lane & 7)) * ldt + ((lane >> 3) & 1) * HK;
-        for (int kb = ks * KS; kb < knk; kb += kspl * KS) {
-          uint32_t a[4], b[2];
-          portable::ldmatrix_x4(a, wa + kb);
-          portable::ldmatrix_x2(b, tb + kb);
-          mma_step<S>(acc, a, b);
+        for (int kb0 = ks * KS; kb0 < knk; kb0 += kChains * kspl * KS) {
+FRNN_PERS_UNROLL
+          for (int j = 0; j < kChains; ++j) {
+            const int kb = kb0 + j * kspl * KS;
+            if (kb >= knk) break;  // warp-uniform
+            uint32_t a[4], b[2];
+            portable::ldmatrix_x4(a, wa + kb);
+            portable::ldmatrix_x2(b, tb + kb);
+            mma_step<S>(acc[j], a, b);
+          }
         }
       }
     }
-    store_partial(part, w, active, acc);
+    float frag[4] = {0.f, 0.f, 0.f, 0.f};
+FRNN_PERS_UNROLL
+    for (int j = 0; j < kChains; ++j)
+FRNN_PERS_UNROLL
+      for (int i = 0; i < 4; ++i) frag[i] += acc[j][i];
+    store_partial(part, w, active, frag);
     for (int i = tid; i < groups * 32; i += nt) {
       const int gi = i / 32, ul = (i % 32) / 8, bl = i % 8, pr = r * groups + gi;
       if (pr >= P) continue;
