@@ -419,6 +419,28 @@ def test_cluster_forward_by_the_rule(kind, dtype):
         assert _C.simt_stats()["cluster_barriers"] == 0
 
 
+@pytest.mark.parametrize("kind,dtype,B", [("lstm", torch.bfloat16, 8), ("gru", torch.float32, 3)])
+def test_cluster_forward_at_the_largest_fit(kind, dtype, B):
+    """The cluster forward at the largest H its plan fits (every region of the carve at its
+    largest, 16 blocks, the shared memory within a few KB of the limit): y and h_n against the
+    fp64 reference. The tolerance is loose (sums of 500-600 terms in fp32 / bf16 storage): what
+    it guards is the carve, where an overlap of two regions gives garbage."""
+    H = max(h for h in range(8, 1200, 8) if P.plan(kind, B, h, dtype)[10])
+    assert H >= 500 and cluster_plan(kind, B, H, dtype)["cluster_smem"] > 220000
+    d = layer_inputs(kind, 2, B, 3, H, dtype=dtype, seed=4)
+    args = [d[k] for k in NAMES[kind]]
+    fwd = P.lstm_forward if kind == "lstm" else P.gru_forward
+    ref = (reference.lstm_layer if kind == "lstm" else reference.gru_layer)(
+        *(a.double() for a in args))
+    with tuning(cluster=1):
+        _C.simt_reset_stats()
+        out = fwd(*args)
+        assert _C.simt_stats()["cluster_barriers"] == 2
+    atol = 3e-2 if dtype == torch.bfloat16 else 1e-3
+    for a, e, n in zip(out, ref, ["y", "h_n", "c_n"]):
+        torch.testing.assert_close(a.double(), e.detach(), atol=atol, rtol=0, msg=n)
+
+
 def cplan(kind, B, H, dtype, max_cluster=16):
     return dict(zip(FIELDS + ["mma_fwd", "mma_bwd"] + CFIELDS,
                     P.plan_for(kind, B, H, dtype, 132, SM90["smem_optin"], 1024, max_cluster)))
