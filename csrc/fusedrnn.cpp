@@ -21,6 +21,19 @@ TORCH_LIBRARY(fusedrnn, m) {
   // algorithm (LSTM, GRU): the CUDA kernels' "stepwise", "persistent" or "auto".
   // save (LSTM, GRU forward): False returns empty gates / cells / ghn and keeps no per-row
   // buffer but y (inference: nothing will call backward; csrc/ops.h).
+  // Both directions of a bidirectional layer's forward (inference, nothing saved; h0, c0
+  // [2,B,H]; y [T,B,2H], h_n, c_n [2,B,H]): one persistent launch where those kernels run and
+  // fit both, else the two directions one after the other (csrc/bidir_ops.h).
+  m.def(
+      "lstm_forward_bidir(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
+      "Tensor? b_hh, Tensor w_ih_r, Tensor w_hh_r, Tensor? b_ih_r, Tensor? b_hh_r, "
+      "str backend='auto', Tensor? batch_sizes=None, str algorithm='auto') "
+      "-> (Tensor y, Tensor h_n, Tensor c_n)");
+  m.def(
+      "gru_forward_bidir(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
+      "Tensor? b_hh, Tensor w_ih_r, Tensor w_hh_r, Tensor? b_ih_r, Tensor? b_hh_r, "
+      "str backend='auto', Tensor? batch_sizes=None, str algorithm='auto') "
+      "-> (Tensor y, Tensor h_n)");
   m.def(
       "lstm_forward(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
       "Tensor? b_hh, bool reverse=False, str backend='auto', Tensor? batch_sizes=None, "

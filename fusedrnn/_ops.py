@@ -49,6 +49,26 @@ def _lstm_forward_fake(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, backend
     return e(rows(P)), e(h0.shape), e(c0.shape), e(rows(4 * H)), e(rows(H))
 
 
+@torch.library.register_fake("fusedrnn::lstm_forward_bidir")
+def _lstm_forward_bidir_fake(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_ih_r, w_hh_r, b_ih_r, b_hh_r,
+                             backend="auto", batch_sizes=None, algorithm="auto"):
+    packed = batch_sizes is not None
+    rows, H = _layer_sizes(x, w_hh, h0, c0, w_ih, b_ih, b_hh, packed=packed)
+    _layer_sizes(x, w_hh_r, w_ih_r, b_ih_r, b_hh_r, packed=packed)
+    e = x.new_empty
+    return e(rows(2 * H)), e(h0.shape), e(c0.shape)
+
+
+@torch.library.register_fake("fusedrnn::gru_forward_bidir")
+def _gru_forward_bidir_fake(x, h0, w_ih, w_hh, b_ih, b_hh, w_ih_r, w_hh_r, b_ih_r, b_hh_r,
+                            backend="auto", batch_sizes=None, algorithm="auto"):
+    packed = batch_sizes is not None
+    rows, H = _layer_sizes(x, w_hh, h0, w_ih, b_ih, b_hh, packed=packed)
+    _layer_sizes(x, w_hh_r, w_ih_r, b_ih_r, b_hh_r, packed=packed)
+    e = x.new_empty
+    return e(rows(2 * H)), e(h0.shape)
+
+
 @torch.library.register_fake("fusedrnn::lstm_backward")
 def _lstm_backward_fake(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells, reverse=False,
                         backend="auto", batch_sizes=None, w_hr=None, algorithm="auto"):

@@ -420,6 +420,25 @@ def lstm_layer(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False, batch
                               batch_sizes, w_hr, get_algorithm(), save)
 
 
+def bidirectional_forward(kind, x, h0, c0, w, w_r, batch_sizes=None):
+    """Both directions of a bidirectional LSTM or GRU layer in one op, for inference: h0 (and c0)
+    [2,B,H], w and w_r the (w_ih, w_hh, b_ih, b_hh) of each direction. Returns (y [..,2H],
+    h_n [2,B,H], c_n [2,B,H] or None), or None when the layer must run a direction at a time:
+    autograd records it, the kernels are not the CUDA ones (CPU tensors on a backend but
+    "simt"), or the algorithm is "stepwise". The op runs both directions in one persistent
+    launch where those kernels are chosen and fit both (else one after the other)."""
+    if get_algorithm() == "stepwise" or not (x.is_cuda or get_backend() == "simt"):
+        return None
+    if _needs_backward(x, h0, c0, *w, *w_r) or _empty(x, h0[0], w[1]):
+        return None
+    if kind == "lstm":
+        y, h_n, c_n = ops.lstm_forward_bidir(x, h0, c0, *w, *w_r, get_backend(), batch_sizes,
+                                             get_algorithm())
+        return _unview(y), h_n, c_n
+    y, h_n = ops.gru_forward_bidir(x, h0, *w, *w_r, get_backend(), batch_sizes, get_algorithm())
+    return _unview(y), h_n, None
+
+
 def gru_layer(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False, batch_sizes=None,
               reset_after=True):
     """One GRU layer over x: returns (y, h_n). reset_after=True is torch.nn.GRU's cell;

@@ -108,7 +108,27 @@ class _FusedRNNBase:
         x = cast(x)
         h0, c0 = (cast(hx[0]), cast(hx[1])) if lstm else (cast(hx), None)
         h_n, c_n = [], []
+        # Bidirectional LSTM / GRU (torch.nn's cell, no projection) in inference: both
+        # directions of a layer in one op (one persistent launch on the CUDA kernels).
+        both = (D == 2 and self._kind in ("lstm", "gru") and getattr(self, "reset_after", True)
+                and getattr(self, "proj_size", 0) == 0)
         for layer in range(self.num_layers):
+            out = None
+            if both:
+                w = [tuple(cast(t) if t is not None else None
+                           for t in self._layer_weights(layer, d)[:4]) for d in range(2)]
+                k = 2 * layer
+                out = F.bidirectional_forward(self._kind, x, h0[k:k + 2],
+                                              c0[k:k + 2] if lstm else None, w[0], w[1],
+                                              batch_sizes)
+            if out is not None:
+                x, h, c = out
+                h_n += [h[0], h[1]]
+                if lstm:
+                    c_n += [c[0], c[1]]
+                if self.dropout and self.training and layer + 1 < self.num_layers:
+                    x = torch.nn.functional.dropout(x, self.dropout, training=True)
+                continue
             ys = []
             for d in range(D):
                 k = layer * D + d

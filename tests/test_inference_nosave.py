@@ -116,6 +116,15 @@ class SaveSpy:
         self.saves.append(args[10] if len(args) > 10 else True)
         return self.real.gru_forward(*args)
 
+    # Both directions of a layer in one op (inference only): saves nothing.
+    def lstm_forward_bidir(self, *args):
+        self.saves.append(False)
+        return self.real.lstm_forward_bidir(*args)
+
+    def gru_forward_bidir(self, *args):
+        self.saves.append(False)
+        return self.real.gru_forward_bidir(*args)
+
     def __getattr__(self, name):
         return getattr(self.real, name)
 

@@ -1,6 +1,7 @@
 // CPU dispatch of the fusedrnn ops: validates the arguments (csrc/validate.h), then runs the CPU
 // backend (backend "auto" or "cpu") or the CUDA kernels through the SIMT layer (backend "simt",
 // stepwise or persistent by the algorithm argument).
+#include "bidir_ops.h"
 #include "cuda/persistent.h"
 #include "cpu/big_buffer.h"
 #include "cpu/gru_reset_before.h"
@@ -208,9 +209,57 @@ T5 ln_gru_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& h0, const
                               batch_sizes);
 }
 
+// Both directions (bidir_ops.h): one launch through the SIMT layer when it runs the persistent
+// kernels (backend "simt", algorithm "persistent") and the two directions fit side by side.
+std::tuple<Tensor, Tensor, Tensor> lstm_forward_bidir(
+    const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
+    const OptTensor& b_ih, const OptTensor& b_hh, const Tensor& w_ih_r, const Tensor& w_hh_r,
+    const OptTensor& b_ih_r, const OptTensor& b_hh_r, std::string backend,
+    const OptTensor& batch_sizes, std::string algorithm) {
+  check_bidir_state("lstm_forward_bidir", h0, &c0);
+  const Sizes s = validate_lstm_forward(x, h0[0], c0[0], w_ih, w_hh, b_ih, b_hh, batch_sizes, {});
+  validate_lstm_forward(x, h0[1], c0[1], w_ih_r, w_hh_r, b_ih_r, b_hh_r, batch_sizes, {});
+  if (use_simt(backend, "lstm_forward_bidir") && persistent("lstm_forward_bidir", algorithm) &&
+      simt::persistent_plan(RnnKind::Lstm, s.B, s.H, x.scalar_type(), 2).fits)
+    return simt::lstm_forward_persistent_bidir(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_ih_r,
+                                               w_hh_r, b_ih_r, b_hh_r, batch_sizes);
+  return bidir_by_halves<true>(
+      [&](int d, const Tensor& h, const Tensor& c) {
+        return d == 0 ? lstm_forward(x, h, c, w_ih, w_hh, b_ih, b_hh, false, backend,
+                                     batch_sizes, {}, algorithm, false)
+                      : lstm_forward(x, h, c, w_ih_r, w_hh_r, b_ih_r, b_hh_r, true, backend,
+                                     batch_sizes, {}, algorithm, false);
+      },
+      h0, c0);
+}
+
+std::tuple<Tensor, Tensor> gru_forward_bidir(
+    const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+    const OptTensor& b_ih, const OptTensor& b_hh, const Tensor& w_ih_r, const Tensor& w_hh_r,
+    const OptTensor& b_ih_r, const OptTensor& b_hh_r, std::string backend,
+    const OptTensor& batch_sizes, std::string algorithm) {
+  check_bidir_state("gru_forward_bidir", h0, nullptr);
+  const Sizes s = validate_gru_forward(x, h0[0], w_ih, w_hh, b_ih, b_hh, batch_sizes);
+  validate_gru_forward(x, h0[1], w_ih_r, w_hh_r, b_ih_r, b_hh_r, batch_sizes);
+  if (use_simt(backend, "gru_forward_bidir") && persistent("gru_forward_bidir", algorithm) &&
+      simt::persistent_plan(RnnKind::Gru, s.B, s.H, x.scalar_type(), 2).fits)
+    return simt::gru_forward_persistent_bidir(x, h0, w_ih, w_hh, b_ih, b_hh, w_ih_r, w_hh_r,
+                                              b_ih_r, b_hh_r, batch_sizes);
+  return bidir_by_halves<false>(
+      [&](int d, const Tensor& h, const Tensor&) {
+        return d == 0 ? gru_forward(x, h, w_ih, w_hh, b_ih, b_hh, false, backend, batch_sizes,
+                                    algorithm, false)
+                      : gru_forward(x, h, w_ih_r, w_hh_r, b_ih_r, b_hh_r, true, backend,
+                                    batch_sizes, algorithm, false);
+      },
+      h0, Tensor());
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(fusedrnn, CPU, m) {
+  m.impl("lstm_forward_bidir", &lstm_forward_bidir);
+  m.impl("gru_forward_bidir", &gru_forward_bidir);
   m.impl("lstm_forward", &lstm_forward);
   m.impl("lstm_backward", &lstm_backward);
   m.impl("gru_forward", &gru_forward);

@@ -106,7 +106,9 @@ PersistentTuning persistent_get_tuning();
 #define FUSEDRNN_DECLARE_PERSISTENT(ns)                                                       \
   namespace ns {                                                                              \
   PersistentArch persistent_arch();  /* the device the ops would run on */                    \
-  PersistentPlan persistent_plan(RnnKind kind, int64_t B, int64_t H, at::ScalarType dtype);   \
+  /* dirs = 2: both directions of a layer in one launch (half the SMs each) */                \
+  PersistentPlan persistent_plan(RnnKind kind, int64_t B, int64_t H, at::ScalarType dtype,    \
+                                 int dirs = 1);                                               \
   bool persistent_supported(RnnKind kind, int64_t B, int64_t H, at::ScalarType dtype);        \
   T5 lstm_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& c0,             \
                              const Tensor& w_ih, const Tensor& w_hh, const OptTensor& b_ih,   \
@@ -117,6 +119,19 @@ PersistentTuning persistent_get_tuning();
                               const Tensor& w_ih, const Tensor& w_hh, const Tensor& y,        \
                               const Tensor& gates, const Tensor& cells, bool reverse,         \
                               const OptTensor& batch_sizes);                                  \
+  /* Both directions of a bidirectional layer in one launch, inference (nothing saved): */   \
+  /* h0, c0 [2,B,H]; returns y [T,B,2H] (or packed [N,2H]: forward | reverse), h_n, c_n */      \
+  /* [2,B,H]. Raises as the ops above when W_hh does not fit for two directions at once. */   \
+  std::tuple<Tensor, Tensor, Tensor> lstm_forward_persistent_bidir(                           \
+      const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,                \
+      const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh, const Tensor& w_ih_r, \
+      const Tensor& w_hh_r, const OptTensor& b_ih_r, const OptTensor& b_hh_r,                 \
+      const OptTensor& batch_sizes);                                                          \
+  std::tuple<Tensor, Tensor> gru_forward_persistent_bidir(                                    \
+      const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,              \
+      const OptTensor& b_ih, const OptTensor& b_hh, const Tensor& w_ih_r,                     \
+      const Tensor& w_hh_r, const OptTensor& b_ih_r, const OptTensor& b_hh_r,                 \
+      const OptTensor& batch_sizes);                                                          \
   T4 gru_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& w_ih,            \
                             const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh, \
                             bool reverse, const OptTensor& batch_sizes, bool save = true);    \

@@ -14,6 +14,7 @@
 #include <map>
 #include <mutex>
 #include <tuple>
+#include <type_traits>
 
 #include "checks.h"
 #include "cuda/persistent.h"
@@ -70,20 +71,19 @@ inline const int* table_ptr(const Tensor& tab) {
 }
 
 template <class Kernel, class Params>
-void launch(Kernel kernel, const PersistentPlan& plan, size_t smem, const Params& params) {
+void launch(Kernel kernel, int blocks, int threads, size_t smem, const Params& params) {
   FRNN_SET_MAX_DYNAMIC_SMEM(kernel, smem);
 #if defined(__CUDACC__)
   // Co-residency, as cudaLaunchCooperativeKernel will require it: registers too.
   int per_sm = 0;
-  C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, plan.threads,
-                                                               smem));
+  C10_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, smem));
   const int sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-  TORCH_CHECK(per_sm >= 1 && int64_t(per_sm) * sms >= plan.blocks,
-              "persistent: ", plan.blocks, " blocks of ", plan.threads, " threads with ", smem,
+  TORCH_CHECK(per_sm >= 1 && int64_t(per_sm) * sms >= blocks,
+              "persistent: ", blocks, " blocks of ", threads, " threads with ", smem,
               " bytes of shared memory are not co-resident (", per_sm, " per SM x ", sms,
               " SMs)");
 #endif
-  FRNN_LAUNCH_COOPERATIVE(kernel, plan.blocks, plan.threads, smem, FRNN_CURRENT_STREAM, params);
+  FRNN_LAUNCH_COOPERATIVE(kernel, blocks, threads, smem, FRNN_CURRENT_STREAM, params);
 }
 
 // Whether the device runs the plan's cluster at once (the occupancy calculator, registers
@@ -109,24 +109,34 @@ bool cluster_runs(Kernel kernel, const PersistentCluster& c) {
   return ok;
 }
 
-// The forward's launch: on one cluster (its slicing, KC = H) when the plan prefers it, the
-// product runs on tensor cores (mma_ok: the half types; fp32 when TF32 is allowed; or the
-// tuning forces it) and the device runs it; else cooperative on the grid slicing.
+// The forward's launch, of one direction (d1 null) or both side by side (FwdLaunch; the plan
+// then sized for half the SMs each): on one cluster per direction (its slicing, KC = H) when
+// the plan prefers it, the product runs on tensor cores (mma_ok: the half types; fp32 when
+// TF32 is allowed; or the tuning forces it) and the device runs it; else cooperative on the
+// grid slicing.
 template <class Kernel, class Params>
-void launch_fwd(Kernel kernel, const PersistentPlan& plan, Params p, bool mma_ok) {
+void launch_fwd(Kernel kernel, const PersistentPlan& plan, const Params& d0,
+                const std::type_identity_t<Params>* d1, bool mma_ok) {
+  const int dirs = d1 ? 2 : 1;
+  FwdLaunch<Params> L{{d0, d1 ? *d1 : d0}, 0};
   const PersistentCluster& c = plan.cluster;
   const bool want = c.blocks > 0 && c.preferred && (c.forced || (c.mma && mma_ok));
   if (want) FRNN_SET_MAX_DYNAMIC_SMEM(kernel, c.smem);  // before the occupancy query
   if (want && cluster_runs(kernel, c)) {
-    p.U = c.units;
-    p.KC = p.H;
-    p.mma = c.mma && mma_ok;
-    p.cluster = true;
-    FRNN_LAUNCH_CLUSTER(kernel, c.blocks, c.threads, c.blocks, c.smem, FRNN_CURRENT_STREAM, p);
+    for (Params& p : L.d) {
+      p.U = c.units;
+      p.KC = p.H;
+      p.mma = c.mma && mma_ok;
+      p.cluster = true;
+    }
+    L.per_dir = c.blocks;
+    FRNN_LAUNCH_CLUSTER(kernel, dirs * c.blocks, c.threads, c.blocks, c.smem,
+                        FRNN_CURRENT_STREAM, L);
     return;
   }
-  p.mma = plan.mma_fwd && mma_ok;
-  launch(kernel, plan, plan.smem_fwd, p);
+  for (Params& p : L.d) p.mma = plan.mma_fwd && mma_ok;
+  L.per_dir = plan.blocks;
+  launch(kernel, dirs * plan.blocks, plan.threads, plan.smem_fwd, L);
 }
 
 }  // namespace persistent_detail
@@ -147,8 +157,11 @@ PersistentArch persistent_arch() {
 #endif
 }
 
-PersistentPlan persistent_plan(RnnKind kind, int64_t B, int64_t H, at::ScalarType dtype) {
-  return ::fusedrnn::persistent_plan(kind, B, H, dtype, persistent_arch());
+PersistentPlan persistent_plan(RnnKind kind, int64_t B, int64_t H, at::ScalarType dtype,
+                               int dirs) {
+  PersistentArch arch = persistent_arch();
+  arch.sms /= dirs;  // both directions side by side: half the SMs each (one cluster each)
+  return ::fusedrnn::persistent_plan(kind, B, H, dtype, arch);
 }
 
 bool persistent_supported(RnnKind kind, int64_t B, int64_t H, at::ScalarType dtype) {
@@ -159,8 +172,8 @@ bool persistent_supported(RnnKind kind, int64_t B, int64_t H, at::ScalarType dty
 
 namespace persistent_detail {
 inline PersistentPlan plan_or_throw(RnnKind kind, const char* op, int64_t B, int64_t H,
-                                    at::ScalarType dtype) {
-  PersistentPlan plan = persistent_plan(kind, B, H, dtype);
+                                    at::ScalarType dtype, int dirs = 1) {
+  PersistentPlan plan = persistent_plan(kind, B, H, dtype, dirs);
   TORCH_CHECK(plan.fits, op, ": ", plan.why);
   return plan;
 }
@@ -168,6 +181,54 @@ inline PersistentPlan plan_or_throw(RnnKind kind, const char* op, int64_t B, int
 
 // ====================================================================== LSTM
 #if defined(FRNN_PERSISTENT_PART_LSTM)
+
+namespace persistent_detail {
+// One direction's buffers of an LSTM forward: the hoisted input projection of all steps (acc
+// dtype, both biases folded in, in the GEMM policy of cuda/hoisted_gemm.h: the half types'
+// operands as stored), h exchanged in the storage dtype (hbuf), the saved tensors (none without
+// save: then c_n straight from the kernel's final state).
+struct LstmFwdBuffers {
+  Steps st;
+  Tensor steps, xproj, hbuf, whh, c0, gates, cells, c_n;
+};
+inline LstmFwdBuffers lstm_fwd_buffers(const Tensor& x, const Tensor& h0, const Tensor& c0,
+                                       const Tensor& w_ih, const Tensor& w_hh,
+                                       const OptTensor& b_ih, const OptTensor& b_hh,
+                                       bool reverse, const OptTensor& batch_sizes, bool save,
+                                       const Sizes& sz) {
+  const int64_t B = sz.B, H = sz.H, I = sz.I, N = sz.N;
+  LstmFwdBuffers f{stepwise::make_steps(x, batch_sizes, reverse)};
+  f.steps = step_table(f.st, x);
+  const auto acc = acc_type(x.scalar_type());
+  const OptTensor bias = b_ih ? OptTensor(b_ih->to(acc) + b_hh->to(acc)) : OptTensor();
+  f.xproj = stepwise::policy_mm(x.reshape({N, I}), w_ih.t(), x.scalar_type(), acc, bias);
+  f.hbuf = at::empty({2, B, H}, x.options());
+  FRNN_POISON(f.hbuf);
+  f.hbuf[0].copy_(h0);
+  if (f.st.packed) f.hbuf[1].copy_(h0);  // reverse: a row becoming live reads h0 from either slot
+  f.gates = at::empty({save ? N : 0, 4 * H}, x.options());
+  f.cells = at::empty({save ? N : 0, H}, x.options());
+  f.c_n = save ? Tensor() : at::empty({B, H}, x.options());
+  FRNN_POISON(f.gates);
+  FRNN_POISON(f.cells);
+  if (!save) FRNN_POISON(f.c_n);
+  f.whh = w_hh.contiguous();
+  f.c0 = c0.contiguous();
+  return f;
+}
+template <class S, class A>
+LstmFwdParams<S, A> lstm_fwd_params(const LstmFwdBuffers& f, S* y, int64_t ldy,
+                                    const PersistentPlan& plan, const Sizes& sz, bool reverse,
+                                    bool save) {
+  LstmFwdParams<S, A> p{f.xproj.data_ptr<A>(), f.whh.data_ptr<S>(), f.c0.data_ptr<S>(),
+                        f.hbuf.data_ptr<S>(), y, save ? f.gates.data_ptr<S>() : nullptr,
+                        save ? f.cells.data_ptr<S>() : nullptr, table_ptr(f.steps), int(sz.T),
+                        int(sz.B), int(sz.H), plan.units, plan.kc_fwd, reverse};
+  p.c_n = save ? nullptr : f.c_n.data_ptr<S>();
+  p.ldy = ldy;
+  return p;
+}
+}  // namespace persistent_detail
 
 T5 lstm_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& c0,
                            const Tensor& w_ih, const Tensor& w_hh, const OptTensor& b_ih,
@@ -178,50 +239,70 @@ T5 lstm_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& c0,
   const Sizes sz = check_layer_inputs(op, 4, x, h0, &c0, w_ih, w_hh, b_ih, b_hh, batch_sizes);
   check_device(op, x);
   FRNN_PERSISTENT_DEVICE_GUARD(x);
-  const int64_t T = sz.T, B = sz.B, H = sz.H, I = sz.I, N = sz.N;
+  const int64_t B = sz.B, H = sz.H, N = sz.N;
   if (N == 0 && !save)
     return {x.new_empty(sz.rows(H)), h0.contiguous().clone(), c0.contiguous().clone(),
             x.new_empty({0}), x.new_empty({0})};
   if (N == 0)
     return {x.new_empty(sz.rows(H)), h0.contiguous().clone(), c0.contiguous().clone(),
             x.new_empty(sz.rows(4 * H)), x.new_empty(sz.rows(H))};
-  const Steps st = stepwise::make_steps(x, batch_sizes, reverse);
-  const Tensor steps = step_table(st, x);
   const PersistentPlan plan = plan_or_throw(RnnKind::Lstm, op, B, H, x.scalar_type());
-  const auto acc = acc_type(x.scalar_type());
-  // Hoisted input projection of all T steps into the accumulation dtype, both biases folded in,
-  // in the GEMM policy (cuda/hoisted_gemm.h: the half types' operands as stored).
-  const OptTensor bias = b_ih ? OptTensor(b_ih->to(acc) + b_hh->to(acc)) : OptTensor();
-  auto xproj = stepwise::policy_mm(x.reshape({N, I}), w_ih.t(), x.scalar_type(), acc, bias);
-  auto hbuf = at::empty({2, B, H}, x.options());  // h exchanged in the storage dtype
-  FRNN_POISON(hbuf);
-  hbuf[0].copy_(h0);
-  if (st.packed) hbuf[1].copy_(h0);  // reverse: a row becoming live reads h0 from either slot
+  const LstmFwdBuffers f =
+      lstm_fwd_buffers(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, save, sz);
   auto y = at::empty({N, H}, x.options());
-  // Without save: nothing stored for backward, c_n straight from the kernel's final state.
-  auto gates = at::empty({save ? N : 0, 4 * H}, x.options());
-  auto cells_ = at::empty({save ? N : 0, H}, x.options());
-  auto c_n = save ? Tensor() : at::empty({B, H}, x.options());
   FRNN_POISON(y);
-  FRNN_POISON(gates);
-  FRNN_POISON(cells_);
-  if (!save) FRNN_POISON(c_n);
-  auto whh = w_hh.contiguous(), c0c = c0.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "lstm_fwd_pers", [&] {
     using S = scalar_t;
     using A = at::opmath_type<S>;
-    LstmFwdParams<S, A> p{xproj.data_ptr<A>(), whh.data_ptr<S>(), c0c.data_ptr<S>(),
-                          hbuf.data_ptr<S>(), y.data_ptr<S>(),
-                          save ? gates.data_ptr<S>() : nullptr,
-                          save ? cells_.data_ptr<S>() : nullptr, table_ptr(steps), int(T),
-                          int(B), int(H), plan.units, plan.kc_fwd, reverse};
-    p.c_n = save ? nullptr : c_n.data_ptr<S>();
-    launch_fwd(&lstm_fwd_kernel<S, A>, plan, p, sizeof(S) == 2 || stepwise::rnn_tf32_allowed());
+    const auto p = lstm_fwd_params<S, A>(f, y.data_ptr<S>(), H, plan, sz, reverse, save);
+    launch_fwd(&lstm_fwd_kernel<S, A>, plan, p, nullptr,
+               sizeof(S) == 2 || stepwise::rnn_tf32_allowed());
   });
+  const Steps& st = f.st;
   if (!save)
-    return {st.shaped(y), stepwise::final_rows(y, st), c_n, x.new_empty({0}), x.new_empty({0})};
-  return {st.shaped(y), stepwise::final_rows(y, st), stepwise::final_rows(cells_, st),
-          st.shaped(gates), st.shaped(cells_)};
+    return {st.shaped(y), stepwise::final_rows(y, st), f.c_n, x.new_empty({0}), x.new_empty({0})};
+  return {st.shaped(y), stepwise::final_rows(y, st), stepwise::final_rows(f.cells, st),
+          st.shaped(f.gates), st.shaped(f.cells)};
+}
+
+std::tuple<Tensor, Tensor, Tensor> lstm_forward_persistent_bidir(const Tensor& x, const Tensor& h0, const Tensor& c0,
+                                 const Tensor& w_ih, const Tensor& w_hh, const OptTensor& b_ih,
+                                 const OptTensor& b_hh, const Tensor& w_ih_r,
+                                 const Tensor& w_hh_r, const OptTensor& b_ih_r,
+                                 const OptTensor& b_hh_r, const OptTensor& batch_sizes) {
+  using namespace persistent_detail;
+  const char* op = "lstm_forward_persistent_bidir";
+  TORCH_CHECK(h0.dim() == 3 && h0.size(0) == 2 && c0.dim() == 3 && c0.size(0) == 2, op,
+              ": h0 and c0 must be [2, B, H] (both directions), got ", h0.sizes(), " and ",
+              c0.sizes());
+  const Tensor h0f = h0[0], h0r = h0[1], c0f = c0[0], c0r = c0[1];
+  const Sizes sz = check_layer_inputs(op, 4, x, h0f, &c0f, w_ih, w_hh, b_ih, b_hh, batch_sizes);
+  const Sizes sr =
+      check_layer_inputs(op, 4, x, h0r, &c0r, w_ih_r, w_hh_r, b_ih_r, b_hh_r, batch_sizes);
+  TORCH_CHECK(sr.H == sz.H, op, ": both directions need the same hidden size");
+  check_device(op, x);
+  FRNN_PERSISTENT_DEVICE_GUARD(x);
+  const int64_t B = sz.B, H = sz.H, N = sz.N;
+  if (N == 0)
+    return {x.new_empty(sz.rows(2 * H)), h0.contiguous().clone(), c0.contiguous().clone()};
+  const PersistentPlan plan = plan_or_throw(RnnKind::Lstm, op, B, H, x.scalar_type(), 2);
+  const LstmFwdBuffers f =
+      lstm_fwd_buffers(x, h0f, c0f, w_ih, w_hh, b_ih, b_hh, false, batch_sizes, false, sz);
+  const LstmFwdBuffers r =
+      lstm_fwd_buffers(x, h0r, c0r, w_ih_r, w_hh_r, b_ih_r, b_hh_r, true, batch_sizes, false, sr);
+  auto y = at::empty({N, 2 * H}, x.options());  // [forward | reverse], as torch.nn's output
+  FRNN_POISON(y);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "lstm_fwd_pers2", [&] {
+    using S = scalar_t;
+    using A = at::opmath_type<S>;
+    const auto pf = lstm_fwd_params<S, A>(f, y.data_ptr<S>(), 2 * H, plan, sz, false, false);
+    const auto pr = lstm_fwd_params<S, A>(r, y.data_ptr<S>() + H, 2 * H, plan, sr, true, false);
+    launch_fwd(&lstm_fwd_kernel<S, A>, plan, pf, &pr,
+               sizeof(S) == 2 || stepwise::rnn_tf32_allowed());
+  });
+  auto h_n = at::stack({stepwise::final_rows(y.narrow(1, 0, H), f.st),
+                        stepwise::final_rows(y.narrow(1, H, H), r.st)});
+  return {f.st.shaped(y), h_n, at::stack({f.c_n, r.c_n})};
 }
 
 T6 lstm_backward_persistent(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n,
@@ -266,7 +347,7 @@ T6 lstm_backward_persistent(const Tensor& dy, const Tensor& dh_n, const Tensor& 
                           dc0.data_ptr<S>(), table_ptr(steps), int(T), int(B), int(H),
                           plan.units, plan.kc_bwd, reverse, dh0_on_host};
     p.mma = plan.mma_bwd && (sizeof(S) == 2 || stepwise::rnn_tf32_allowed());
-    launch(&lstm_bwd_kernel<S, A>, plan, plan.smem_bwd, p);
+    launch(&lstm_bwd_kernel<S, A>, plan.blocks, plan.threads, plan.smem_bwd, p);
   });
   // dh0 (when not done in the kernel: the recurrence's precision), dx and the weight gradients
   // (the GEMM policy): single GEMMs over all N rows (cuda/hoisted_gemm.h); db a sum.
@@ -286,6 +367,49 @@ T6 lstm_backward_persistent(const Tensor& dy, const Tensor& dh_n, const Tensor& 
 // ====================================================================== GRU
 #if defined(FRNN_PERSISTENT_PART_GRU)
 
+namespace persistent_detail {
+// One direction's buffers of a GRU forward (as LstmFwdBuffers; b_hh stays apart: it is inside
+// the reset gate's product).
+struct GruFwdBuffers {
+  Steps st;
+  Tensor steps, xproj, bhh, hbuf, whh, gates, ghn;
+};
+inline GruFwdBuffers gru_fwd_buffers(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
+                                     const Tensor& w_hh, const OptTensor& b_ih,
+                                     const OptTensor& b_hh, bool reverse,
+                                     const OptTensor& batch_sizes, bool save, const Sizes& sz) {
+  const int64_t B = sz.B, H = sz.H, I = sz.I, N = sz.N;
+  GruFwdBuffers f{stepwise::make_steps(x, batch_sizes, reverse)};
+  f.steps = step_table(f.st, x);
+  const auto acc = acc_type(x.scalar_type());
+  const OptTensor bias = b_ih ? OptTensor(b_ih->to(acc)) : OptTensor();
+  f.xproj = stepwise::policy_mm(x.reshape({N, I}), w_ih.t(), x.scalar_type(), acc, bias);
+  f.bhh = b_hh ? b_hh->to(acc).contiguous() : Tensor();
+  f.hbuf = at::empty({2, B, H}, x.options());
+  FRNN_POISON(f.hbuf);
+  f.hbuf[0].copy_(h0);
+  if (f.st.packed) f.hbuf[1].copy_(h0);  // reverse: a row becoming live reads h0 from either slot
+  f.gates = at::empty({save ? N : 0, 3 * H}, x.options());  // none without save
+  f.ghn = at::empty({save ? N : 0, H}, x.options());
+  FRNN_POISON(f.gates);
+  FRNN_POISON(f.ghn);
+  f.whh = w_hh.contiguous();
+  return f;
+}
+template <class S, class A>
+GruFwdParams<S, A> gru_fwd_params(const GruFwdBuffers& f, S* y, int64_t ldy,
+                                  const PersistentPlan& plan, const Sizes& sz, bool reverse,
+                                  bool save) {
+  GruFwdParams<S, A> p{f.xproj.data_ptr<A>(), f.bhh.defined() ? f.bhh.data_ptr<A>() : nullptr,
+                       f.whh.data_ptr<S>(), f.hbuf.data_ptr<S>(), y,
+                       save ? f.gates.data_ptr<S>() : nullptr,
+                       save ? f.ghn.data_ptr<S>() : nullptr, table_ptr(f.steps), int(sz.T),
+                       int(sz.B), int(sz.H), plan.units, plan.kc_fwd, reverse};
+  p.ldy = ldy;
+  return p;
+}
+}  // namespace persistent_detail
+
 T4 gru_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
                           const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh,
                           bool reverse, const OptTensor& batch_sizes, bool save) {
@@ -294,45 +418,66 @@ T4 gru_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
   const Sizes sz = check_layer_inputs(op, 3, x, h0, nullptr, w_ih, w_hh, b_ih, b_hh, batch_sizes);
   check_device(op, x);
   FRNN_PERSISTENT_DEVICE_GUARD(x);
-  const int64_t T = sz.T, B = sz.B, H = sz.H, I = sz.I, N = sz.N;
+  const int64_t B = sz.B, H = sz.H, N = sz.N;
   if (N == 0 && !save)
     return {x.new_empty(sz.rows(H)), h0.contiguous().clone(), x.new_empty({0}),
             x.new_empty({0})};
   if (N == 0)
     return {x.new_empty(sz.rows(H)), h0.contiguous().clone(), x.new_empty(sz.rows(3 * H)),
             x.new_empty(sz.rows(H))};
-  const Steps st = stepwise::make_steps(x, batch_sizes, reverse);
-  const Tensor steps = step_table(st, x);
   const PersistentPlan plan = plan_or_throw(RnnKind::Gru, op, B, H, x.scalar_type());
-  const auto acc = acc_type(x.scalar_type());
-  // In the GEMM policy (cuda/hoisted_gemm.h), as the LSTM's.
-  const OptTensor bias = b_ih ? OptTensor(b_ih->to(acc)) : OptTensor();
-  auto xproj = stepwise::policy_mm(x.reshape({N, I}), w_ih.t(), x.scalar_type(), acc, bias);
-  Tensor bhh = b_hh ? b_hh->to(acc).contiguous() : Tensor();
-  auto hbuf = at::empty({2, B, H}, x.options());  // h exchanged in the storage dtype
-  FRNN_POISON(hbuf);
-  hbuf[0].copy_(h0);
-  if (st.packed) hbuf[1].copy_(h0);  // reverse: a row becoming live reads h0 from either slot
+  const GruFwdBuffers f =
+      gru_fwd_buffers(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, save, sz);
   auto y = at::empty({N, H}, x.options());
-  auto gates = at::empty({save ? N : 0, 3 * H}, x.options());  // none without save
-  auto ghn = at::empty({save ? N : 0, H}, x.options());
   FRNN_POISON(y);
-  FRNN_POISON(gates);
-  FRNN_POISON(ghn);
-  auto whh = w_hh.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gru_fwd_pers", [&] {
     using S = scalar_t;
     using A = at::opmath_type<S>;
-    GruFwdParams<S, A> p{xproj.data_ptr<A>(), bhh.defined() ? bhh.data_ptr<A>() : nullptr,
-                         whh.data_ptr<S>(), hbuf.data_ptr<S>(), y.data_ptr<S>(),
-                         save ? gates.data_ptr<S>() : nullptr, save ? ghn.data_ptr<S>() : nullptr,
-                         table_ptr(steps), int(T), int(B), int(H), plan.units, plan.kc_fwd,
-                         reverse};
-    launch_fwd(&gru_fwd_kernel<S, A>, plan, p, sizeof(S) == 2 || stepwise::rnn_tf32_allowed());
+    const auto p = gru_fwd_params<S, A>(f, y.data_ptr<S>(), H, plan, sz, reverse, save);
+    launch_fwd(&gru_fwd_kernel<S, A>, plan, p, nullptr,
+               sizeof(S) == 2 || stepwise::rnn_tf32_allowed());
   });
+  const Steps& st = f.st;
   if (!save)
     return {st.shaped(y), stepwise::final_rows(y, st), x.new_empty({0}), x.new_empty({0})};
-  return {st.shaped(y), stepwise::final_rows(y, st), st.shaped(gates), st.shaped(ghn)};
+  return {st.shaped(y), stepwise::final_rows(y, st), st.shaped(f.gates), st.shaped(f.ghn)};
+}
+
+std::tuple<Tensor, Tensor> gru_forward_persistent_bidir(
+    const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+    const OptTensor& b_ih, const OptTensor& b_hh, const Tensor& w_ih_r, const Tensor& w_hh_r,
+    const OptTensor& b_ih_r, const OptTensor& b_hh_r, const OptTensor& batch_sizes) {
+  using namespace persistent_detail;
+  const char* op = "gru_forward_persistent_bidir";
+  TORCH_CHECK(h0.dim() == 3 && h0.size(0) == 2, op,
+              ": h0 must be [2, B, H] (both directions), got ", h0.sizes());
+  const Sizes sz = check_layer_inputs(op, 3, x, h0[0], nullptr, w_ih, w_hh, b_ih, b_hh,
+                                      batch_sizes);
+  const Sizes sr = check_layer_inputs(op, 3, x, h0[1], nullptr, w_ih_r, w_hh_r, b_ih_r, b_hh_r,
+                                      batch_sizes);
+  TORCH_CHECK(sr.H == sz.H, op, ": both directions need the same hidden size");
+  check_device(op, x);
+  FRNN_PERSISTENT_DEVICE_GUARD(x);
+  const int64_t B = sz.B, H = sz.H, N = sz.N;
+  if (N == 0) return {x.new_empty(sz.rows(2 * H)), h0.contiguous().clone()};
+  const PersistentPlan plan = plan_or_throw(RnnKind::Gru, op, B, H, x.scalar_type(), 2);
+  const GruFwdBuffers f =
+      gru_fwd_buffers(x, h0[0], w_ih, w_hh, b_ih, b_hh, false, batch_sizes, false, sz);
+  const GruFwdBuffers r =
+      gru_fwd_buffers(x, h0[1], w_ih_r, w_hh_r, b_ih_r, b_hh_r, true, batch_sizes, false, sr);
+  auto y = at::empty({N, 2 * H}, x.options());  // [forward | reverse], as torch.nn's output
+  FRNN_POISON(y);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gru_fwd_pers2", [&] {
+    using S = scalar_t;
+    using A = at::opmath_type<S>;
+    const auto pf = gru_fwd_params<S, A>(f, y.data_ptr<S>(), 2 * H, plan, sz, false, false);
+    const auto pr = gru_fwd_params<S, A>(r, y.data_ptr<S>() + H, 2 * H, plan, sr, true, false);
+    launch_fwd(&gru_fwd_kernel<S, A>, plan, pf, &pr,
+               sizeof(S) == 2 || stepwise::rnn_tf32_allowed());
+  });
+  auto h_n = at::stack({stepwise::final_rows(y.narrow(1, 0, H), f.st),
+                        stepwise::final_rows(y.narrow(1, H, H), r.st)});
+  return {f.st.shaped(y), h_n};
 }
 
 T6 gru_backward_persistent(const Tensor& dy, const Tensor& dh_n, const Tensor& x,
@@ -376,7 +521,7 @@ T6 gru_backward_persistent(const Tensor& dy, const Tensor& dh_n, const Tensor& x
                          dh0.data_ptr<S>(), table_ptr(steps), int(T), int(B), int(H),
                          plan.units, plan.kc_bwd, reverse, dh0_on_host};
     p.mma = plan.mma_bwd && (sizeof(S) == 2 || stepwise::rnn_tf32_allowed());
-    launch(&gru_bwd_kernel<S, A>, plan, plan.smem_bwd, p);
+    launch(&gru_bwd_kernel<S, A>, plan.blocks, plan.threads, plan.smem_bwd, p);
   });
   // The GEMMs over all rows in the GEMM policy (cuda/hoisted_gemm.h), as the LSTM's.
   using stepwise::policy_mm;

@@ -637,7 +637,8 @@ struct LstmFwdParams {
   bool reverse;
   S* c_n = nullptr; // [B,H] out, or nullptr: each row's last cell state (when cells is not kept)
   bool mma = false; // the product on tensor cores (mma_pass: half types; fp32 as TF32)
-  bool cluster = false;  // launched as one cluster: h through distributed shared memory, KC = H
+  bool cluster = false;  // launched as clusters: h through distributed shared memory, KC = H
+  int64_t ldy = 0;  // y's row stride (H; 2H when both directions write one [N, 2H] output)
 };
 
 template <class S, class A>
@@ -671,7 +672,19 @@ struct GruFwdParams {
   int T, B, H, U, KC;
   bool reverse;
   bool mma = false; // the product on tensor cores (mma_pass: half types; fp32 as TF32)
-  bool cluster = false;  // launched as one cluster (as LstmFwdParams)
+  bool cluster = false;  // launched as clusters (as LstmFwdParams)
+  int64_t ldy = 0;  // y's row stride (as LstmFwdParams)
+};
+
+// A forward launch: one direction, or both of a bidirectional layer side by side (blocks
+// [0, per_dir) run d[0], [per_dir, 2*per_dir) d[1], each with its own slicing of the same
+// plan; the grid barrier is common, which both can share: they run the same number of steps).
+// On clusters, each direction is one cluster of per_dir blocks (clusters never wait on each
+// other).
+template <class P>
+struct FwdLaunch {
+  P d[2];
+  int per_dir;
 };
 
 template <class S, class A>
@@ -818,7 +831,7 @@ __device__ __forceinline__ void load_w_bwd(bool mma, S* W, const S* w_hh, int G,
 }
 
 // ------------------------------------------------------------------ the cluster forward
-// Launched as one cluster of gridDim.x blocks (sm_90; block k = rank k), the forward keeps the
+// Launched as one cluster per direction (per_dir blocks; block k of it = rank k), the forward keeps the
 // whole h_{t-1} in shared memory: two tiles [rows][H+V] (step s reads tile s%2). A block writes
 // its h_t slice into its own tile (s+1)%2 in the consume callback, then pushes the slice to the
 // same place in every peer's tile through distributed shared memory, and the cluster barrier
@@ -844,12 +857,14 @@ __device__ __forceinline__ void init_cluster_tiles(S* tile, size_t stride, int l
 }
 
 // Push rows [0, n) x columns [j0, j0+uv) of this block's tile t to the same place in every
-// other block's (16-byte stores when the slice is whole 16-byte words). Plain stores through
-// the mapped address; the caller's cluster barrier orders them before the peers' reads.
+// other block of its cluster (rank me of size blocks; 16-byte stores when the slice is whole
+// 16-byte words). Plain stores through the mapped address; the caller's cluster barrier orders
+// them before the peers' reads.
 template <class S>
-__device__ __forceinline__ void push_slice(S* t, int ldt, int n, int j0, int uv) {
+__device__ __forceinline__ void push_slice(S* t, int ldt, int n, int j0, int uv, unsigned me,
+                                           unsigned size) {
   constexpr int V = Vec16<S>::n;
-  const unsigned me = blockIdx.x, peers = gridDim.x - 1;
+  const unsigned peers = size - 1;
   const bool vec = j0 % V == 0 && uv % V == 0 && ldt % V == 0;  // the tile is 16-byte aligned
   const int width = vec ? V : 1, wpr = uv / width, per_peer = n * wpr;
   for (int i = threadIdx.x; i < per_peer * int(peers); i += blockDim.x) {
@@ -869,9 +884,9 @@ __device__ __forceinline__ void push_slice(S* t, int ldt, int n, int j0, int uv)
 // prefetch, issued while the other blocks finish).
 template <class S, class F>
 __device__ __forceinline__ void cluster_exchange(S* next, int ldt, int n, int j0, int uv,
-                                                 F&& between) {
+                                                 unsigned rank, unsigned size, F&& between) {
   __syncthreads();  // every consume of this block wrote its h_t
-  push_slice(next, ldt, n, j0, uv);
+  push_slice(next, ldt, n, j0, uv, rank, size);
   portable::cluster_arrive();
   between();
   portable::cluster_wait();
@@ -879,11 +894,13 @@ __device__ __forceinline__ void cluster_exchange(S* next, int ldt, int n, int j0
 
 // ------------------------------------------------------------------ LSTM forward
 template <class S, class A>
-__global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(LstmFwdParams<S, A> p) {
+__global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(FwdLaunch<LstmFwdParams<S, A>> L) {
   FRNN_DYNAMIC_SMEM(unsigned char, smem_raw);
+  const int dir = int(blockIdx.x) / L.per_dir, blk = int(blockIdx.x) - dir * L.per_dir;
+  const LstmFwdParams<S, A>& p = L.d[dir];
   const int H = p.H, B = p.B, U = p.U, G4 = 4 * H;
   constexpr int NP = Prefetch<4>::fwd;
-  const int j0 = blockIdx.x * U;
+  const int j0 = blk * U;
   const bool mma = sizeof(S) <= 4 && p.mma, cl = p.cluster;
   Smem<S, S, A, A> sm(smem_raw, fwd_w_elems<S>(mma, 4, H, U), mma ? round_up(B, 8) : B, p.KC, B,
                       U, NP, cl ? 2 : 1);
@@ -923,7 +940,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(LstmFwdParams<
       }
       if (p.cells) p.cells[row * H + j] = static_cast<S>(c);
       const S hs = static_cast<S>(h);
-      p.y[row * H + j] = hs;
+      p.y[row * p.ldy + j] = hs;
       sm.state[b * U + u] = c;
       if (cl)
         tnext[b * sm.ldt + j] = hs;
@@ -936,7 +953,8 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(LstmFwdParams<
         prefetch_xproj<4>(sm.pre, p.xproj, p.steps, s + 1, p.T, B, H, U, j0, p.reverse);
       };
       if (cl) {
-        cluster_exchange(tnext, sm.ldt, n, j0, min(U, H - j0), prefetch);
+        cluster_exchange(tnext, sm.ldt, n, j0, min(U, H - j0), unsigned(blk),
+                         unsigned(L.per_dir), prefetch);
       } else {
         prefetch();
         FRNN_GRID_SYNC();  // h_t of every block visible before step s+1 reads it
@@ -1025,11 +1043,13 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_bwd_kernel(LstmBwdParams<
 
 // ------------------------------------------------------------------ GRU forward
 template <class S, class A>
-__global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(GruFwdParams<S, A> p) {
+__global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(FwdLaunch<GruFwdParams<S, A>> L) {
   FRNN_DYNAMIC_SMEM(unsigned char, smem_raw);
+  const int dir = int(blockIdx.x) / L.per_dir, blk = int(blockIdx.x) - dir * L.per_dir;
+  const GruFwdParams<S, A>& p = L.d[dir];
   const int H = p.H, B = p.B, U = p.U, G3 = 3 * H;
   constexpr int NP = Prefetch<3>::fwd;
-  const int j0 = blockIdx.x * U;
+  const int j0 = blk * U;
   const bool mma = sizeof(S) <= 4 && p.mma, cl = p.cluster;
   Smem<S, S, A, A> sm(smem_raw, fwd_w_elems<S>(mma, 3, H, U), mma ? round_up(B, 8) : B, p.KC, B,
                       U, NP, cl ? 2 : 1);
@@ -1069,7 +1089,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(GruFwdParams<S,
       }
       if (p.ghn) p.ghn[row * H + j] = static_cast<S>(hn);
       const S hs = static_cast<S>(h);
-      p.y[row * H + j] = hs;
+      p.y[row * p.ldy + j] = hs;
       if (cl)
         tnext[b * sm.ldt + j] = hs;
       else
@@ -1081,7 +1101,8 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(GruFwdParams<S,
         prefetch_xproj<3>(sm.pre, p.xproj, p.steps, s + 1, p.T, B, H, U, j0, p.reverse);
       };
       if (cl) {
-        cluster_exchange(tnext, sm.ldt, n, j0, min(U, H - j0), prefetch);
+        cluster_exchange(tnext, sm.ldt, n, j0, min(U, H - j0), unsigned(blk),
+                         unsigned(L.per_dir), prefetch);
       } else {
         prefetch();
         FRNN_GRID_SYNC();

@@ -6,6 +6,7 @@
 // registers nothing unless built with CUDA (FUSEDRNN_WITH_CUDA).
 #ifdef FUSEDRNN_WITH_CUDA
 
+#include "bidir_ops.h"
 #include "cuda/persistent.h"
 #include "layer_norm_ops.h"
 #include "reset_before_ops.h"
@@ -172,9 +173,59 @@ T5 rnn_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Ten
   return cuda::rnn_backward(dy, dh_n, x, h0, w_ih, w_hh, y, relu, reverse, batch_sizes);
 }
 
+// Both directions (bidir_ops.h): one persistent launch where the forward would run persistent
+// and the two directions fit side by side, else the two ops one after the other.
+std::tuple<Tensor, Tensor, Tensor> lstm_forward_bidir(
+    const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
+    const OptTensor& b_ih, const OptTensor& b_hh, const Tensor& w_ih_r, const Tensor& w_hh_r,
+    const OptTensor& b_ih_r, const OptTensor& b_hh_r, std::string backend,
+    const OptTensor& batch_sizes, std::string algorithm) {
+  check_bidir_state("lstm_forward_bidir", h0, &c0);
+  auto s = validate_lstm_forward(x, h0[0], c0[0], w_ih, w_hh, b_ih, b_hh, batch_sizes, {});
+  validate_lstm_forward(x, h0[1], c0[1], w_ih_r, w_hh_r, b_ih_r, b_hh_r, batch_sizes, {});
+  check_cuda(backend, "lstm_forward_bidir");
+  if (persistent("lstm_forward_bidir", algorithm, RnnKind::Lstm, false, s, x) &&
+      cuda::persistent_plan(RnnKind::Lstm, s.B, s.H, x.scalar_type(), 2).fits)
+    return cuda::lstm_forward_persistent_bidir(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_ih_r,
+                                               w_hh_r, b_ih_r, b_hh_r, batch_sizes);
+  return bidir_by_halves<true>(
+      [&](int d, const Tensor& h, const Tensor& c) {
+        return d == 0 ? lstm_forward(x, h, c, w_ih, w_hh, b_ih, b_hh, false, backend,
+                                     batch_sizes, {}, algorithm, false)
+                      : lstm_forward(x, h, c, w_ih_r, w_hh_r, b_ih_r, b_hh_r, true, backend,
+                                     batch_sizes, {}, algorithm, false);
+      },
+      h0, c0);
+}
+
+std::tuple<Tensor, Tensor> gru_forward_bidir(
+    const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+    const OptTensor& b_ih, const OptTensor& b_hh, const Tensor& w_ih_r, const Tensor& w_hh_r,
+    const OptTensor& b_ih_r, const OptTensor& b_hh_r, std::string backend,
+    const OptTensor& batch_sizes, std::string algorithm) {
+  check_bidir_state("gru_forward_bidir", h0, nullptr);
+  auto s = validate_gru_forward(x, h0[0], w_ih, w_hh, b_ih, b_hh, batch_sizes);
+  validate_gru_forward(x, h0[1], w_ih_r, w_hh_r, b_ih_r, b_hh_r, batch_sizes);
+  check_cuda(backend, "gru_forward_bidir");
+  if (persistent("gru_forward_bidir", algorithm, RnnKind::Gru, false, s, x) &&
+      cuda::persistent_plan(RnnKind::Gru, s.B, s.H, x.scalar_type(), 2).fits)
+    return cuda::gru_forward_persistent_bidir(x, h0, w_ih, w_hh, b_ih, b_hh, w_ih_r, w_hh_r,
+                                              b_ih_r, b_hh_r, batch_sizes);
+  return bidir_by_halves<false>(
+      [&](int d, const Tensor& h, const Tensor&) {
+        return d == 0 ? gru_forward(x, h, w_ih, w_hh, b_ih, b_hh, false, backend, batch_sizes,
+                                    algorithm, false)
+                      : gru_forward(x, h, w_ih_r, w_hh_r, b_ih_r, b_hh_r, true, backend,
+                                    batch_sizes, algorithm, false);
+      },
+      h0, Tensor());
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(fusedrnn, CUDA, m) {
+  m.impl("lstm_forward_bidir", &lstm_forward_bidir);
+  m.impl("gru_forward_bidir", &gru_forward_bidir);
   m.impl("lstm_forward", &lstm_forward);
   m.impl("lstm_backward", &lstm_backward);
   m.impl("gru_forward", &gru_forward);
