@@ -10,7 +10,8 @@ Writes DIR/report.md and DIR/report.json, and prints a short table last. Parts:
   versions   card, SM count, driver, torch, CUDA, cuDNN, and the TF32 switches torch gives cuDNN
              and cuBLAS (fp32 cases run with torch's defaults; the report states them).
   benchmark  cases in priority order until the time budget is spent: fastrnns' T=100 B=64
-             I=H=512, then small-batch inference (B=1,4,16; H=256,512,1024), then the rest of
+             I=H=512, then small-batch inference (B=1,4,16; H=256,512,1024; and a bidirectional
+             layer at B=1,8, H=256), then the rest of
              the default suite; LSTM, GRU, RNN; fp32, bf16, fp16; inference and training; the
              stepwise and persistent algorithms where both apply. Each case is checked against
              torch.nn before it is timed (fusedrnn.bench.run_case); cases left for lack of time
@@ -53,6 +54,8 @@ def case_list(quick, device):
         small = [Size(T=100, B=b, H=h) for b in (1, 4, 16) for h in (256, 512, 1024)]
         if quick:
             small = [Size(T=100, B=b, H=h) for b in (1, 16) for h in (256, 1024)]
+        # a bidirectional layer in inference: both directions in one persistent launch
+        small += [Size(T=100, B=b, H=256, bidirectional=True) for b in (1, 8)]
         rest = [] if quick else [s for s in bench.DEFAULT_SIZES if s != Size(T=100, B=64, H=512)]
         sizes = {"fastrnns": [Size(T=100, B=64, H=512)], "small-batch": small, "default": rest}
         dtypes, algos = ("fp32", "bf16", "fp16"), ("stepwise", "persistent")

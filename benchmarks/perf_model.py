@@ -244,18 +244,19 @@ def cluster_step(cell, B, H, prec):
     return 30 / CLOCK + dot + 60 / CLOCK + push + CLUSTER_BARRIER
 
 
-def persistent_step(cell, direction, B, H, prec, version="v2"):
+def persistent_step(cell, direction, B, H, prec, version="v2", sms=SMS):
     """Predicted seconds per step of a persistent kernel (prec: "fp32" (TF32) or "bf16"; v1's
     products are FFMA, v2's on tensor cores: the forward when H is a multiple of 16 bytes'
     elements, the backward always at these sizes; v3: v2 with the cluster forward where it
-    fits)."""
+    fits). sms: the SMs the launch slices W_hh over (half of them each when both directions of
+    a bidirectional layer share one launch; the cluster forward takes 16 either way)."""
     if version == "v3":
         if direction == "fwd" and cluster_preferred(cell, B, H, prec):
             return cluster_step(cell, B, H, prec)
         version = "v2"
     G = {"lstm": 4, "gru": 3}[cell]
     NG, K = (G, H) if direction == "fwd" else (1, G * H)
-    U, blocks, threads, RB, KS, items = persistent_config(B, H)
+    U, blocks, threads, RB, KS, items = persistent_config(B, H, sms)
     es = 2 if (prec == "bf16" and direction == "fwd" and version == "v2") else 4  # exchanged
     if version == "v1":
         stage = math.ceil(B * K / threads) * L2_LAT
