@@ -50,8 +50,11 @@ HEADERS = ["cuda/lstm_kernels.cuh", "cuda/gru_kernels.cuh", "cuda/rnn_kernels.cu
 # The persistent kernels (csrc/cuda/persistent_kernels.cuh): kernel<S, A>(Params<S, A>), A the
 # accumulation type. Their shared memory is sized at run time by the plan (persistent.h), so the
 # table shows it as "plan".
-PERSISTENT = [("lstm_fwd_kernel", "LstmFwdParams"), ("lstm_bwd_kernel", "LstmBwdParams"),
-              ("gru_fwd_kernel", "GruFwdParams"), ("gru_bwd_kernel", "GruBwdParams")]
+# (kernel, its parameter type as a format of the template arguments)
+PERSISTENT = [("lstm_fwd_kernel", "FwdLaunch<LstmFwdParams<{}>>"),
+              ("lstm_bwd_kernel", "LstmBwdParams<{}>"),
+              ("gru_fwd_kernel", "FwdLaunch<GruFwdParams<{}>>"),
+              ("gru_bwd_kernel", "GruBwdParams<{}>")]
 ACC = {"float": "float", "double": "double", "c10::Half": "float", "c10::BFloat16": "float"}
 
 
@@ -125,7 +128,7 @@ def source():
     for kname, params in PERSISTENT:
         for ctype in DTYPES.values():
             targs = f"{ctype}, {ACC[ctype]}"
-            lines.append(f"template __global__ void {kname}<{targs}>({params}<{targs}>);")
+            lines.append(f"template __global__ void {kname}<{targs}>({params.format(targs)});")
     lines.append("} } }")
     return "\n".join(lines) + "\n", probes
 
