@@ -62,10 +62,12 @@ def test_broken_exchange_is_caught_by_a_seed(mode):
 
 
 @pytest.mark.parametrize("grid,cluster", [([8], [4]), ([4, 2], [2, 2]), ([2, 2, 4], [1, 2, 2]),
-                                          ([6, 1, 1], [6, 1, 1])])
+                                          ([6, 1, 1], [6, 1, 1]), ([3], [1])])
 def test_ranks_and_block_indices(grid, cluster):
     """rank = the block's position in its cluster, x fastest; every block index appears once;
-    a peer's shared memory (read through the mapping) holds the peer's rank."""
+    a peer's shared memory (read through the mapping) holds the peer's rank. Cluster dims
+    (1,1,1): every block is a cluster of one (as a launch without clusters on the device), its
+    barrier the block's."""
     out = C._simt_test_cluster_ranks(grid, cluster)
     g = (grid + [1, 1])[:3]
     c = (cluster + [1, 1])[:3]
