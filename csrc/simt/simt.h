@@ -22,9 +22,9 @@
 //
 // Not implemented (a kernel needing them stays out of the portable subset): other inline PTX, static
 // __shared__, cooperative_groups (use FRNN_GRID_SYNC and cuda/cluster.h), dynamic parallelism,
-// textures, warp
-// match/reduce intrinsics, clock(), and any preemption between barriers: a thread spin-waiting on
-// another thread of its own block never returns (threads of a block only switch at barriers).
+// textures, warp match/reduce intrinsics, clock(), and any preemption between barriers: a thread
+// spin-waiting on another thread of its own block never returns (threads of a block only switch
+// at barriers).
 // Device assert() is the host assert (aborts the process); use __trap() to fail a launch.
 //
 // Execution model and why fibers, not OS threads: every CUDA thread is a fiber (a user-level
