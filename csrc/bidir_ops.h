@@ -9,12 +9,14 @@
 // [2, B, H]. The values are those of the two single-direction ops with save = false, y
 // concatenated: the persistent kernels run both in one launch where they are chosen (a
 // direction per half of the SMs, or a thread-block cluster each), else the ops run one after
-// the other (bidir_by_halves).
+// the other (lstm_bidir / gru_bidir: the body both dispatches share).
 #pragma once
 
 #include <tuple>
 
 #include <ATen/ATen.h>
+
+#include "validate.h"
 
 namespace fusedrnn {
 
@@ -26,19 +28,42 @@ inline void check_bidir_state(const char* op, const at::Tensor& h0, const at::Te
               ": c0 must be [2, B, H] (both directions), got ", c0->sizes());
 }
 
-// The two directions one after the other: fwd(dir, h0[dir], c0[dir]) -> the single-direction
-// op's (y, h_n, c_n...) tuple (save = false). y [.., H] of each along the features; the states
-// stacked. With_cell: LSTM (c_n as well).
-template <bool WithCell, class F>
-auto bidir_by_halves(F fwd, const at::Tensor& h0, const at::Tensor& c0) {
-  auto f = fwd(0, h0[0], WithCell ? c0[0] : at::Tensor());
-  auto r = fwd(1, h0[1], WithCell ? c0[1] : at::Tensor());
-  auto y = at::cat({std::get<0>(f), std::get<0>(r)}, -1);
-  auto h_n = at::stack({std::get<1>(f), std::get<1>(r)});
-  if constexpr (WithCell)
-    return std::make_tuple(y, h_n, at::stack({std::get<2>(f), std::get<2>(r)}));
-  else
-    return std::make_tuple(y, h_n);
+// The body of both dispatches (CPU, CUDA): check and validate both directions, then
+//   one_launch(sizes) ? pair() : the two directions through single(...) one after the other,
+// single(reverse, h0, c0, w_ih, w_hh, b_ih, b_hh) -> the single-direction op's tuple (save =
+// false; GRU: c0 undefined). y of each along the features, the states stacked.
+template <class OneLaunch, class Pair, class Single>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> lstm_bidir(
+    const at::Tensor& x, const at::Tensor& h0, const at::Tensor& c0, const at::Tensor& w_ih,
+    const at::Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh,
+    const at::Tensor& w_ih_r, const at::Tensor& w_hh_r, const OptTensor& b_ih_r,
+    const OptTensor& b_hh_r, const OptTensor& batch_sizes, OneLaunch one_launch, Pair pair,
+    Single single) {
+  check_bidir_state("lstm_forward_bidir", h0, &c0);
+  const Sizes s = validate_lstm_forward(x, h0[0], c0[0], w_ih, w_hh, b_ih, b_hh, batch_sizes, {});
+  validate_lstm_forward(x, h0[1], c0[1], w_ih_r, w_hh_r, b_ih_r, b_hh_r, batch_sizes, {});
+  if (one_launch(s)) return pair();
+  auto f = single(false, h0[0], c0[0], w_ih, w_hh, b_ih, b_hh);
+  auto r = single(true, h0[1], c0[1], w_ih_r, w_hh_r, b_ih_r, b_hh_r);
+  return {at::cat({std::get<0>(f), std::get<0>(r)}, -1),
+          at::stack({std::get<1>(f), std::get<1>(r)}),
+          at::stack({std::get<2>(f), std::get<2>(r)})};
+}
+
+template <class OneLaunch, class Pair, class Single>
+std::tuple<at::Tensor, at::Tensor> gru_bidir(
+    const at::Tensor& x, const at::Tensor& h0, const at::Tensor& w_ih, const at::Tensor& w_hh,
+    const OptTensor& b_ih, const OptTensor& b_hh, const at::Tensor& w_ih_r,
+    const at::Tensor& w_hh_r, const OptTensor& b_ih_r, const OptTensor& b_hh_r,
+    const OptTensor& batch_sizes, OneLaunch one_launch, Pair pair, Single single) {
+  check_bidir_state("gru_forward_bidir", h0, nullptr);
+  const Sizes s = validate_gru_forward(x, h0[0], w_ih, w_hh, b_ih, b_hh, batch_sizes);
+  validate_gru_forward(x, h0[1], w_ih_r, w_hh_r, b_ih_r, b_hh_r, batch_sizes);
+  if (one_launch(s)) return pair();
+  auto f = single(false, h0[0], at::Tensor(), w_ih, w_hh, b_ih, b_hh);
+  auto r = single(true, h0[1], at::Tensor(), w_ih_r, w_hh_r, b_ih_r, b_hh_r);
+  return {at::cat({std::get<0>(f), std::get<0>(r)}, -1),
+          at::stack({std::get<1>(f), std::get<1>(r)})};
 }
 
 }  // namespace fusedrnn

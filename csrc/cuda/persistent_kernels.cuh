@@ -892,6 +892,20 @@ __device__ __forceinline__ void cluster_exchange(S* next, int ldt, int n, int j0
   portable::cluster_wait();
 }
 
+// The end of forward step s (s + 1 < T): on a cluster the exchange above; on the grid the
+// prefetch of step s+1's xproj, then the grid barrier (every block's h_t in hbuf visible before
+// step s+1 reads it). Either way the prefetch lands while the block waits.
+template <class S, class F>
+__device__ __forceinline__ void end_fwd_step(bool cluster, S* next, int ldt, int n, int j0, int uv,
+                                             unsigned rank, unsigned size, F&& prefetch) {
+  if (cluster) {
+    cluster_exchange(next, ldt, n, j0, uv, rank, size, prefetch);
+  } else {
+    prefetch();
+    FRNN_GRID_SYNC();
+  }
+}
+
 // ------------------------------------------------------------------ LSTM forward
 template <class S, class A>
 __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(FwdLaunch<LstmFwdParams<S, A>> L) {
@@ -947,19 +961,12 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(FwdLaunch<Lstm
       else
         hnext[b * H + j] = hs;
     });
-    if (s + 1 < p.T) {
-      // The next step's xproj lands while the block waits at the barrier.
-      auto prefetch = [&] {
-        prefetch_xproj<4>(sm.pre, p.xproj, p.steps, s + 1, p.T, B, H, U, j0, p.reverse);
-      };
-      if (cl) {
-        cluster_exchange(tnext, sm.ldt, n, j0, min(U, H - j0), unsigned(blk),
-                         unsigned(L.per_dir), prefetch);
-      } else {
-        prefetch();
-        FRNN_GRID_SYNC();  // h_t of every block visible before step s+1 reads it
-      }
-    }
+    if (s + 1 < p.T)
+      end_fwd_step(cl, tnext, sm.ldt, n, j0, min(U, H - j0), unsigned(blk), unsigned(L.per_dir),
+                   [&] {
+                     prefetch_xproj<4>(sm.pre, p.xproj, p.steps, s + 1, p.T, B, H, U, j0,
+                                       p.reverse);
+                   });
   }
   if (p.c_n) {
     // A row's state stops changing after its last step (packed), so the final state is c_n.
@@ -1096,18 +1103,12 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(FwdLaunch<GruFw
         hnext[b * H + j] = hs;
       sm.state[b * U + u] = static_cast<A>(hs);  // as the other blocks read it
     });
-    if (s + 1 < p.T) {
-      auto prefetch = [&] {
-        prefetch_xproj<3>(sm.pre, p.xproj, p.steps, s + 1, p.T, B, H, U, j0, p.reverse);
-      };
-      if (cl) {
-        cluster_exchange(tnext, sm.ldt, n, j0, min(U, H - j0), unsigned(blk),
-                         unsigned(L.per_dir), prefetch);
-      } else {
-        prefetch();
-        FRNN_GRID_SYNC();
-      }
-    }
+    if (s + 1 < p.T)
+      end_fwd_step(cl, tnext, sm.ldt, n, j0, min(U, H - j0), unsigned(blk), unsigned(L.per_dir),
+                   [&] {
+                     prefetch_xproj<3>(sm.pre, p.xproj, p.steps, s + 1, p.T, B, H, U, j0,
+                                       p.reverse);
+                   });
   }
 }
 

@@ -180,22 +180,22 @@ std::tuple<Tensor, Tensor, Tensor> lstm_forward_bidir(
     const OptTensor& b_ih, const OptTensor& b_hh, const Tensor& w_ih_r, const Tensor& w_hh_r,
     const OptTensor& b_ih_r, const OptTensor& b_hh_r, std::string backend,
     const OptTensor& batch_sizes, std::string algorithm) {
-  check_bidir_state("lstm_forward_bidir", h0, &c0);
-  auto s = validate_lstm_forward(x, h0[0], c0[0], w_ih, w_hh, b_ih, b_hh, batch_sizes, {});
-  validate_lstm_forward(x, h0[1], c0[1], w_ih_r, w_hh_r, b_ih_r, b_hh_r, batch_sizes, {});
-  check_cuda(backend, "lstm_forward_bidir");
-  if (persistent("lstm_forward_bidir", algorithm, RnnKind::Lstm, false, s, x) &&
-      cuda::persistent_plan(RnnKind::Lstm, s.B, s.H, x.scalar_type(), 2).fits)
-    return cuda::lstm_forward_persistent_bidir(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_ih_r,
-                                               w_hh_r, b_ih_r, b_hh_r, batch_sizes);
-  return bidir_by_halves<true>(
-      [&](int d, const Tensor& h, const Tensor& c) {
-        return d == 0 ? lstm_forward(x, h, c, w_ih, w_hh, b_ih, b_hh, false, backend,
-                                     batch_sizes, {}, algorithm, false)
-                      : lstm_forward(x, h, c, w_ih_r, w_hh_r, b_ih_r, b_hh_r, true, backend,
-                                     batch_sizes, {}, algorithm, false);
+  return lstm_bidir(
+      x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_ih_r, w_hh_r, b_ih_r, b_hh_r, batch_sizes,
+      [&](const Sizes& s) {
+        check_cuda(backend, "lstm_forward_bidir");
+        return persistent("lstm_forward_bidir", algorithm, RnnKind::Lstm, false, s, x) &&
+               cuda::persistent_plan(RnnKind::Lstm, s.B, s.H, x.scalar_type(), 2).fits;
       },
-      h0, c0);
+      [&] {
+        return cuda::lstm_forward_persistent_bidir(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_ih_r,
+                                                 w_hh_r, b_ih_r, b_hh_r, batch_sizes);
+      },
+      [&](bool rev, const Tensor& h, const Tensor& c, const Tensor& wi, const Tensor& wh,
+          const OptTensor& bi, const OptTensor& bh) {
+        return lstm_forward(x, h, c, wi, wh, bi, bh, rev, backend, batch_sizes, {}, algorithm,
+                            false);
+      });
 }
 
 std::tuple<Tensor, Tensor> gru_forward_bidir(
@@ -203,22 +203,21 @@ std::tuple<Tensor, Tensor> gru_forward_bidir(
     const OptTensor& b_ih, const OptTensor& b_hh, const Tensor& w_ih_r, const Tensor& w_hh_r,
     const OptTensor& b_ih_r, const OptTensor& b_hh_r, std::string backend,
     const OptTensor& batch_sizes, std::string algorithm) {
-  check_bidir_state("gru_forward_bidir", h0, nullptr);
-  auto s = validate_gru_forward(x, h0[0], w_ih, w_hh, b_ih, b_hh, batch_sizes);
-  validate_gru_forward(x, h0[1], w_ih_r, w_hh_r, b_ih_r, b_hh_r, batch_sizes);
-  check_cuda(backend, "gru_forward_bidir");
-  if (persistent("gru_forward_bidir", algorithm, RnnKind::Gru, false, s, x) &&
-      cuda::persistent_plan(RnnKind::Gru, s.B, s.H, x.scalar_type(), 2).fits)
-    return cuda::gru_forward_persistent_bidir(x, h0, w_ih, w_hh, b_ih, b_hh, w_ih_r, w_hh_r,
-                                              b_ih_r, b_hh_r, batch_sizes);
-  return bidir_by_halves<false>(
-      [&](int d, const Tensor& h, const Tensor&) {
-        return d == 0 ? gru_forward(x, h, w_ih, w_hh, b_ih, b_hh, false, backend, batch_sizes,
-                                    algorithm, false)
-                      : gru_forward(x, h, w_ih_r, w_hh_r, b_ih_r, b_hh_r, true, backend,
-                                    batch_sizes, algorithm, false);
+  return gru_bidir(
+      x, h0, w_ih, w_hh, b_ih, b_hh, w_ih_r, w_hh_r, b_ih_r, b_hh_r, batch_sizes,
+      [&](const Sizes& s) {
+        check_cuda(backend, "gru_forward_bidir");
+        return persistent("gru_forward_bidir", algorithm, RnnKind::Gru, false, s, x) &&
+               cuda::persistent_plan(RnnKind::Gru, s.B, s.H, x.scalar_type(), 2).fits;
       },
-      h0, Tensor());
+      [&] {
+        return cuda::gru_forward_persistent_bidir(x, h0, w_ih, w_hh, b_ih, b_hh, w_ih_r, w_hh_r,
+                                                b_ih_r, b_hh_r, batch_sizes);
+      },
+      [&](bool rev, const Tensor& h, const Tensor&, const Tensor& wi, const Tensor& wh,
+          const OptTensor& bi, const OptTensor& bh) {
+        return gru_forward(x, h, wi, wh, bi, bh, rev, backend, batch_sizes, algorithm, false);
+      });
 }
 
 }  // namespace
