@@ -34,6 +34,18 @@ TORCH_LIBRARY(fusedrnn, m) {
       "Tensor? b_hh, Tensor w_ih_r, Tensor w_hh_r, Tensor? b_ih_r, Tensor? b_hh_r, "
       "str backend='auto', Tensor? batch_sizes=None, str algorithm='auto') "
       "-> (Tensor y, Tensor h_n)");
+  // The layers of a unidirectional stack's forward (inference, nothing saved; weights torch.nn's
+  // flat list, (w_ih, w_hh[, b_ih, b_hh]) a layer; h0, c0 [L,B,H]; the last layer's y, h_n,
+  // c_n [L,B,H]): persistent wavefront launches of up to 4 layers where those kernels run and
+  // fit, else a layer at a time (csrc/stack_ops.h).
+  m.def(
+      "lstm_forward_stack(Tensor x, Tensor h0, Tensor c0, Tensor[] weights, bool has_biases, "
+      "str backend='auto', Tensor? batch_sizes=None, str algorithm='auto') "
+      "-> (Tensor y, Tensor h_n, Tensor c_n)");
+  m.def(
+      "gru_forward_stack(Tensor x, Tensor h0, Tensor[] weights, bool has_biases, "
+      "str backend='auto', Tensor? batch_sizes=None, str algorithm='auto') "
+      "-> (Tensor y, Tensor h_n)");
   m.def(
       "lstm_forward(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
       "Tensor? b_hh, bool reverse=False, str backend='auto', Tensor? batch_sizes=None, "

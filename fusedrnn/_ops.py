@@ -69,6 +69,32 @@ def _gru_forward_bidir_fake(x, h0, w_ih, w_hh, b_ih, b_hh, w_ih_r, w_hh_r, b_ih_
     return e(rows(2 * H)), e(h0.shape)
 
 
+def _stack_layers(x, h0, weights, has_biases, packed):
+    per = 4 if has_biases else 2
+    torch._check(len(weights) > 0 and len(weights) % per == 0,
+                 lambda: f"fusedrnn: weights must be whole layers of {per} tensors")
+    L = len(weights) // per
+    torch._check(h0.dim() == 3 and h0.shape[0] == L,
+                 lambda: f"fusedrnn: h0 must be [{L}, B, H], got {tuple(h0.shape)}")
+    rows, H = _layer_sizes(x, weights[1], h0, *weights, packed=packed)
+    return rows, H
+
+
+@torch.library.register_fake("fusedrnn::lstm_forward_stack")
+def _lstm_forward_stack_fake(x, h0, c0, weights, has_biases, backend="auto", batch_sizes=None,
+                             algorithm="auto"):
+    rows, H = _stack_layers(x, h0, weights, has_biases, batch_sizes is not None)
+    e = x.new_empty
+    return e(rows(H)), e(h0.shape), e(c0.shape)
+
+
+@torch.library.register_fake("fusedrnn::gru_forward_stack")
+def _gru_forward_stack_fake(x, h0, weights, has_biases, backend="auto", batch_sizes=None,
+                            algorithm="auto"):
+    rows, H = _stack_layers(x, h0, weights, has_biases, batch_sizes is not None)
+    return x.new_empty(rows(H)), x.new_empty(h0.shape)
+
+
 @torch.library.register_fake("fusedrnn::lstm_backward")
 def _lstm_backward_fake(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, y, gates, cells, reverse=False,
                         backend="auto", batch_sizes=None, w_hr=None, algorithm="auto"):

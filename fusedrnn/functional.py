@@ -439,6 +439,30 @@ def bidirectional_forward(kind, x, h0, c0, w, w_r, batch_sizes=None):
     return _unview(y), h_n, None
 
 
+def stacked_forward(kind, x, h0, c0, weights, batch_sizes=None):
+    """The layers of a unidirectional LSTM or GRU stack in one op, for inference: h0 (and c0)
+    [L,B,H], weights a (w_ih, w_hh, b_ih, b_hh) tuple a layer (biases None without them).
+    Returns (y, h_n [L,B,H], c_n [L,B,H] or None), or None when the layers must run one at a
+    time (as bidirectional_forward). The op runs the layers as persistent wavefronts (up to 4
+    layers a launch, each one step behind the layer below) where those kernels are chosen and
+    fit, else a layer at a time."""
+    if get_algorithm() == "stepwise" or not (x.is_cuda or get_backend() == "simt"):
+        return None
+    flat = [t for w in weights for t in w[:2]]
+    has_biases = weights[0][2] is not None
+    if has_biases:
+        flat = [t for w in weights for t in (w[0], w[1], w[2], w[3])]
+    if _needs_backward(x, h0, c0, *flat) or _empty(x, h0[0], weights[0][1]):
+        return None
+    if kind == "lstm":
+        y, h_n, c_n = ops.lstm_forward_stack(x, h0, c0, flat, has_biases, get_backend(),
+                                             batch_sizes, get_algorithm())
+        return _unview(y), h_n, c_n
+    y, h_n = ops.gru_forward_stack(x, h0, flat, has_biases, get_backend(), batch_sizes,
+                                   get_algorithm())
+    return _unview(y), h_n, None
+
+
 def gru_layer(x, h0, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False, batch_sizes=None,
               reset_after=True):
     """One GRU layer over x: returns (y, h_n). reset_after=True is torch.nn.GRU's cell;

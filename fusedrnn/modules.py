@@ -112,7 +112,21 @@ class _FusedRNNBase:
         # directions of a layer in one op (one persistent launch on the CUDA kernels).
         both = (D == 2 and self._kind in ("lstm", "gru") and getattr(self, "reset_after", True)
                 and getattr(self, "proj_size", 0) == 0)
-        for layer in range(self.num_layers):
+        # Unidirectional stacks of them in inference: the layers in one op (persistent
+        # wavefronts of up to 4 layers on the CUDA kernels), when no dropout runs between them.
+        stack = None
+        if (D == 1 and self.num_layers > 1 and self._kind in ("lstm", "gru")
+                and getattr(self, "reset_after", True) and getattr(self, "proj_size", 0) == 0
+                and not (self.dropout and self.training)):
+            w = [tuple(cast(t) if t is not None else None
+                       for t in self._layer_weights(layer, 0)[:4])
+                 for layer in range(self.num_layers)]
+            stack = F.stacked_forward(self._kind, x, h0, c0 if lstm else None, w, batch_sizes)
+        if stack is not None:
+            x, h, c = stack
+            h_n = list(h.unbind(0))
+            c_n = list(c.unbind(0)) if lstm else []
+        for layer in range(self.num_layers if stack is None else 0):
             out = None
             if both:
                 w = [tuple(cast(t) if t is not None else None

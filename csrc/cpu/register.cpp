@@ -2,6 +2,7 @@
 // backend (backend "auto" or "cpu") or the CUDA kernels through the SIMT layer (backend "simt",
 // stepwise or persistent by the algorithm argument).
 #include "bidir_ops.h"
+#include "stack_ops.h"
 #include "cuda/persistent.h"
 #include "cpu/big_buffer.h"
 #include "cpu/gru_reset_before.h"
@@ -256,9 +257,59 @@ std::tuple<Tensor, Tensor> gru_forward_bidir(
       });
 }
 
+// A stack's layers (stack_ops.h): as many as fit as one wavefront launch (2..4) through the
+// SIMT layer when it runs the persistent kernels; else a layer at a time.
+int wave_layers(const char* op, const std::string& backend, const std::string& algorithm,
+                RnnKind kind, const Sizes& s, const Tensor& x, int remaining) {
+  if (!use_simt(backend, op) || !persistent(op, algorithm)) return 1;
+  for (int n = std::min(kMaxWaveLayers, remaining); n >= 2; --n)
+    if (simt::persistent_plan(kind, s.B, s.H, x.scalar_type(), n, true).fits) return n;
+  return 1;
+}
+
+std::tuple<Tensor, Tensor, Tensor> lstm_forward_stack(
+    const Tensor& x, const Tensor& h0, const Tensor& c0, at::TensorList weights, bool has_biases,
+    std::string backend, const OptTensor& batch_sizes, std::string algorithm) {
+  return lstm_stack(
+      x, h0, c0, weights, has_biases, batch_sizes,
+      [&](const Sizes& s, int remaining) {
+        return wave_layers("lstm_forward_stack", backend, algorithm, RnnKind::Lstm, s, x,
+                           remaining);
+      },
+      [&](const Tensor& xl, const Tensor& h, const Tensor& c, at::TensorList w) {
+        return simt::lstm_forward_persistent_stack(xl, h, c, w, has_biases, batch_sizes);
+      },
+      [&](const Tensor& xl, const Tensor& h, const Tensor& c, const Tensor& wi, const Tensor& wh,
+          const OptTensor& bi, const OptTensor& bh) {
+        return lstm_forward(xl, h, c, wi, wh, bi, bh, false, backend, batch_sizes, {}, algorithm,
+                            false);
+      });
+}
+
+std::tuple<Tensor, Tensor> gru_forward_stack(const Tensor& x, const Tensor& h0,
+                                             at::TensorList weights, bool has_biases,
+                                             std::string backend, const OptTensor& batch_sizes,
+                                             std::string algorithm) {
+  return gru_stack(
+      x, h0, weights, has_biases, batch_sizes,
+      [&](const Sizes& s, int remaining) {
+        return wave_layers("gru_forward_stack", backend, algorithm, RnnKind::Gru, s, x,
+                           remaining);
+      },
+      [&](const Tensor& xl, const Tensor& h, at::TensorList w) {
+        return simt::gru_forward_persistent_stack(xl, h, w, has_biases, batch_sizes);
+      },
+      [&](const Tensor& xl, const Tensor& h, const Tensor& wi, const Tensor& wh,
+          const OptTensor& bi, const OptTensor& bh) {
+        return gru_forward(xl, h, wi, wh, bi, bh, false, backend, batch_sizes, algorithm, false);
+      });
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(fusedrnn, CPU, m) {
+  m.impl("lstm_forward_stack", &lstm_forward_stack);
+  m.impl("gru_forward_stack", &gru_forward_stack);
   m.impl("lstm_forward_bidir", &lstm_forward_bidir);
   m.impl("gru_forward_bidir", &gru_forward_bidir);
   m.impl("lstm_forward", &lstm_forward);

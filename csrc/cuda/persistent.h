@@ -29,6 +29,10 @@
 //             gates]; one grid barrier per step. The weight gradients, dx and the biases are
 //             ATen GEMMs over all T*B rows afterwards; the input projection is one ATen GEMM
 //             before the forward launch.
+//   stack     (lstm/gru_forward_persistent_stack) the layers of a unidirectional stack as a
+//             wavefront: a group of blocks a layer, layer l one launch step behind layer l-1;
+//             layers above the first also hold W_ih's slice and compute their input projection
+//             from the h_t the layer below wrote in the previous launch step.
 #pragma once
 
 #include <cstddef>
@@ -90,8 +94,10 @@ struct PersistentPlan {
 };
 
 // The sizing rule: a function of its arguments and the test-only tuning below (no device query).
+// wave: for a layer of a wavefront (persistent_kernels.cuh, FwdLaunch): the forward only, with
+// W_ih beside W_hh, never on a cluster (arch.sms: the group's share).
 PersistentPlan persistent_plan(RnnKind kind, int64_t B, int64_t H, at::ScalarType dtype,
-                               const PersistentArch& arch);
+                               const PersistentArch& arch, bool wave = false);
 
 // Test-only tuning knobs (0 = the rule's choice): cap on blocks (the cluster's too), cap on
 // staged columns (below H: no cluster), a fixed thread count, and the cluster forward (-1 off,
@@ -106,9 +112,10 @@ PersistentTuning persistent_get_tuning();
 #define FUSEDRNN_DECLARE_PERSISTENT(ns)                                                       \
   namespace ns {                                                                              \
   PersistentArch persistent_arch();  /* the device the ops would run on */                    \
-  /* dirs = 2: both directions of a layer in one launch (half the SMs each) */                \
+  /* groups = 2: both directions of a layer in one launch (half the SMs each); wave: a */    \
+  /* wavefront of `groups` layers (a share of the SMs each, W_ih beside W_hh) */             \
   PersistentPlan persistent_plan(RnnKind kind, int64_t B, int64_t H, at::ScalarType dtype,    \
-                                 int dirs = 1);                                               \
+                                 int groups = 1, bool wave = false);                          \
   bool persistent_supported(RnnKind kind, int64_t B, int64_t H, at::ScalarType dtype);        \
   T5 lstm_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& c0,             \
                              const Tensor& w_ih, const Tensor& w_hh, const OptTensor& b_ih,   \
@@ -131,6 +138,16 @@ PersistentTuning persistent_get_tuning();
       const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,              \
       const OptTensor& b_ih, const OptTensor& b_hh, const Tensor& w_ih_r,                     \
       const Tensor& w_hh_r, const OptTensor& b_ih_r, const OptTensor& b_hh_r,                 \
+      const OptTensor& batch_sizes);                                                          \
+  /* The layers of a unidirectional stack (1..4, no projection; those above the first */    \
+  /* have I = H) as a wavefront in one launch, inference: weights as torch.nn's flat list */ \
+  /* (w_ih, w_hh[, b_ih, b_hh]) a layer; h0, c0 [L,B,H]; returns the last layer's y, h_n */  \
+  /* and c_n [L,B,H]. Raises as the ops above when the wavefront does not fit. */            \
+  std::tuple<Tensor, Tensor, Tensor> lstm_forward_persistent_stack(                           \
+      const Tensor& x, const Tensor& h0, const Tensor& c0, at::TensorList weights,            \
+      bool has_biases, const OptTensor& batch_sizes);                                         \
+  std::tuple<Tensor, Tensor> gru_forward_persistent_stack(                                    \
+      const Tensor& x, const Tensor& h0, at::TensorList weights, bool has_biases,             \
       const OptTensor& batch_sizes);                                                          \
   T4 gru_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& w_ih,            \
                             const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh, \

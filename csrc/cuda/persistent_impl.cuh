@@ -2,8 +2,8 @@
 // GEMM and the weight-gradient GEMMs (ATen), buffers, the sizing decision and the cooperative
 // launch. Included by exactly one translation unit per part and backend:
 //   FRNN_PERSISTENT_PART_COMMON  persistent_arch / persistent_plan / persistent_supported
-//   FRNN_PERSISTENT_PART_LSTM    lstm_forward_persistent / lstm_backward_persistent
-//   FRNN_PERSISTENT_PART_GRU     gru_forward_persistent / gru_backward_persistent
+//   FRNN_PERSISTENT_PART_LSTM    lstm_forward_persistent(_bidir, _stack) / lstm_backward_persistent
+//   FRNN_PERSISTENT_PART_GRU     gru_forward_persistent(_bidir, _stack) / gru_backward_persistent
 // under nvcc (csrc/cuda/persistent_*.cu -> fusedrnn::cuda) and g++ (csrc/simt/persistent_*.cpp
 // -> fusedrnn::simt).
 #pragma once
@@ -15,6 +15,7 @@
 #include <mutex>
 #include <tuple>
 #include <type_traits>
+#include <vector>
 
 #include "checks.h"
 #include "cuda/persistent.h"
@@ -109,18 +110,24 @@ bool cluster_runs(Kernel kernel, const PersistentCluster& c) {
   return ok;
 }
 
-// The forward's launch, of one direction (d1 null) or both side by side (FwdLaunch; the plan
-// then sized for half the SMs each): on one cluster per direction (its slicing, KC = H) when
-// the plan prefers it, the product runs on tensor cores (mma_ok: the half types; fp32 when
-// TF32 is allowed; or the tuning forces it) and the device runs it; else cooperative on the
-// grid slicing.
+// The forward's launch of `groups` param sets (FwdLaunch: one direction; both side by side, the
+// plan then sized for half the SMs each; or a wavefront's layers, the plan sized with `wave`):
+// on one cluster per group (its slicing, KC = H) when the plan prefers it, the product runs on
+// tensor cores (mma_ok: the half types; fp32 when TF32 is allowed; or the tuning forces it) and
+// the device runs it; else cooperative on the grid slicing.
 template <class Kernel, class Params>
-void launch_fwd(Kernel kernel, const PersistentPlan& plan, const Params& d0,
-                const std::type_identity_t<Params>* d1, bool mma_ok) {
-  const int dirs = d1 ? 2 : 1;
-  FwdLaunch<Params> L{{d0, d1 ? *d1 : d0}, 0};
+void launch_fwd(Kernel kernel, const PersistentPlan& plan, const Params* d, int groups,
+                bool mma_ok, bool wave = false) {
+  TORCH_CHECK(groups >= 1 && groups <= kMaxGroups, "persistent: ", groups, " groups in a launch");
+  FwdLaunch<Params> L{};
+  L.steps = 0;
+  for (int g = 0; g < kMaxGroups; ++g) {
+    L.d[g] = d[std::min(g, groups - 1)];
+    if (g < groups) L.steps = std::max(L.steps, d[g].T + d[g].lag);
+  }
+  L.wave = wave;
   const PersistentCluster& c = plan.cluster;
-  const bool want = c.blocks > 0 && c.preferred && (c.forced || (c.mma && mma_ok));
+  const bool want = !wave && c.blocks > 0 && c.preferred && (c.forced || (c.mma && mma_ok));
   if (want) FRNN_SET_MAX_DYNAMIC_SMEM(kernel, c.smem);  // before the occupancy query
   if (want && cluster_runs(kernel, c)) {
     for (Params& p : L.d) {
@@ -130,14 +137,33 @@ void launch_fwd(Kernel kernel, const PersistentPlan& plan, const Params& d0,
       p.cluster = true;
     }
     L.per_dir = c.blocks;
-    FRNN_LAUNCH_CLUSTER(kernel, dirs * c.blocks, c.threads, c.blocks, c.smem,
+    FRNN_LAUNCH_CLUSTER(kernel, groups * c.blocks, c.threads, c.blocks, c.smem,
                         FRNN_CURRENT_STREAM, L);
     return;
   }
   for (Params& p : L.d) p.mma = plan.mma_fwd && mma_ok;
   L.per_dir = plan.blocks;
-  launch(kernel, dirs * plan.blocks, plan.threads, plan.smem_fwd, L);
+  launch(kernel, groups * plan.blocks, plan.threads, plan.smem_fwd, L);
 }
+
+// A stack of layers (the wavefront ops): weights as torch.nn's flat list, `per` tensors a layer.
+struct StackWeights {
+  at::TensorList w;
+  int per, layers;
+  StackWeights(const char* op, at::TensorList weights, bool has_biases, const Tensor& h0)
+      : w(weights), per(has_biases ? 4 : 2), layers(int(weights.size()) / per) {
+    TORCH_CHECK(weights.size() % per == 0 && layers >= 1 && layers <= kMaxGroups, op,
+                ": weights must hold 1..", kMaxGroups, " layers of ", per,
+                " tensors (w_ih, w_hh", per == 4 ? ", b_ih, b_hh" : "", "), got ",
+                weights.size());
+    TORCH_CHECK(h0.dim() == 3 && h0.size(0) == layers, op, ": h0 must be [", layers,
+                ", B, H] (one row a layer), got ", h0.sizes());
+  }
+  const Tensor& w_ih(int l) const { return w[l * per]; }
+  const Tensor& w_hh(int l) const { return w[l * per + 1]; }
+  OptTensor b_ih(int l) const { return per == 4 ? OptTensor(w[l * per + 2]) : OptTensor(); }
+  OptTensor b_hh(int l) const { return per == 4 ? OptTensor(w[l * per + 3]) : OptTensor(); }
+};
 
 }  // namespace persistent_detail
 
@@ -158,10 +184,10 @@ PersistentArch persistent_arch() {
 }
 
 PersistentPlan persistent_plan(RnnKind kind, int64_t B, int64_t H, at::ScalarType dtype,
-                               int dirs) {
+                               int groups, bool wave) {
   PersistentArch arch = persistent_arch();
-  arch.sms /= dirs;  // both directions side by side: half the SMs each (one cluster each)
-  return ::fusedrnn::persistent_plan(kind, B, H, dtype, arch);
+  arch.sms /= groups;  // groups side by side: a share of the SMs each (one cluster each)
+  return ::fusedrnn::persistent_plan(kind, B, H, dtype, arch, wave);
 }
 
 bool persistent_supported(RnnKind kind, int64_t B, int64_t H, at::ScalarType dtype) {
@@ -172,8 +198,8 @@ bool persistent_supported(RnnKind kind, int64_t B, int64_t H, at::ScalarType dty
 
 namespace persistent_detail {
 inline PersistentPlan plan_or_throw(RnnKind kind, const char* op, int64_t B, int64_t H,
-                                    at::ScalarType dtype, int dirs = 1) {
-  PersistentPlan plan = persistent_plan(kind, B, H, dtype, dirs);
+                                    at::ScalarType dtype, int groups = 1, bool wave = false) {
+  PersistentPlan plan = persistent_plan(kind, B, H, dtype, groups, wave);
   TORCH_CHECK(plan.fits, op, ": ", plan.why);
   return plan;
 }
@@ -190,18 +216,24 @@ namespace persistent_detail {
 struct LstmFwdBuffers {
   Steps st;
   Tensor steps, xproj, hbuf, whh, c0, gates, cells, c_n;
+  Tensor wih, bias;  // without project: W_ih and b_ih + b_hh (acc) for the kernel
 };
+// project = false (a wavefront's layers above the first): no xproj, the kernel computes it.
 inline LstmFwdBuffers lstm_fwd_buffers(const Tensor& x, const Tensor& h0, const Tensor& c0,
                                        const Tensor& w_ih, const Tensor& w_hh,
                                        const OptTensor& b_ih, const OptTensor& b_hh,
                                        bool reverse, const OptTensor& batch_sizes, bool save,
-                                       const Sizes& sz) {
+                                       const Sizes& sz, bool project = true) {
   const int64_t B = sz.B, H = sz.H, I = sz.I, N = sz.N;
   LstmFwdBuffers f{stepwise::make_steps(x, batch_sizes, reverse)};
   f.steps = step_table(f.st, x);
   const auto acc = acc_type(x.scalar_type());
   const OptTensor bias = b_ih ? OptTensor(b_ih->to(acc) + b_hh->to(acc)) : OptTensor();
-  f.xproj = stepwise::policy_mm(x.reshape({N, I}), w_ih.t(), x.scalar_type(), acc, bias);
+  if (project)
+    f.xproj = stepwise::policy_mm(x.reshape({N, I}), w_ih.t(), x.scalar_type(), acc, bias);
+  else if (bias)
+    f.bias = bias->contiguous();
+  f.wih = project ? Tensor() : w_ih.contiguous();
   f.hbuf = at::empty({2, B, H}, x.options());
   FRNN_POISON(f.hbuf);
   f.hbuf[0].copy_(h0);
@@ -220,12 +252,15 @@ template <class S, class A>
 LstmFwdParams<S, A> lstm_fwd_params(const LstmFwdBuffers& f, S* y, int64_t ldy,
                                     const PersistentPlan& plan, const Sizes& sz, bool reverse,
                                     bool save) {
-  LstmFwdParams<S, A> p{f.xproj.data_ptr<A>(), f.whh.data_ptr<S>(), f.c0.data_ptr<S>(),
+  LstmFwdParams<S, A> p{f.xproj.defined() ? f.xproj.data_ptr<A>() : nullptr,
+                        f.whh.data_ptr<S>(), f.c0.data_ptr<S>(),
                         f.hbuf.data_ptr<S>(), y, save ? f.gates.data_ptr<S>() : nullptr,
                         save ? f.cells.data_ptr<S>() : nullptr, table_ptr(f.steps), int(sz.T),
                         int(sz.B), int(sz.H), plan.units, plan.kc_fwd, reverse};
   p.c_n = save ? nullptr : f.c_n.data_ptr<S>();
   p.ldy = ldy;
+  if (f.wih.defined()) p.w_ih = f.wih.data_ptr<S>();
+  if (f.bias.defined()) p.bias = f.bias.data_ptr<A>();
   return p;
 }
 }  // namespace persistent_detail
@@ -255,7 +290,7 @@ T5 lstm_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& c0,
     using S = scalar_t;
     using A = at::opmath_type<S>;
     const auto p = lstm_fwd_params<S, A>(f, y.data_ptr<S>(), H, plan, sz, reverse, save);
-    launch_fwd(&lstm_fwd_kernel<S, A>, plan, p, nullptr,
+    launch_fwd(&lstm_fwd_kernel<S, A>, plan, &p, 1,
                sizeof(S) == 2 || stepwise::rnn_tf32_allowed());
   });
   const Steps& st = f.st;
@@ -297,12 +332,70 @@ std::tuple<Tensor, Tensor, Tensor> lstm_forward_persistent_bidir(const Tensor& x
     using A = at::opmath_type<S>;
     const auto pf = lstm_fwd_params<S, A>(f, y.data_ptr<S>(), 2 * H, plan, sz, false, false);
     const auto pr = lstm_fwd_params<S, A>(r, y.data_ptr<S>() + H, 2 * H, plan, sr, true, false);
-    launch_fwd(&lstm_fwd_kernel<S, A>, plan, pf, &pr,
+    const LstmFwdParams<S, A> both[2] = {pf, pr};
+    launch_fwd(&lstm_fwd_kernel<S, A>, plan, both, 2,
                sizeof(S) == 2 || stepwise::rnn_tf32_allowed());
   });
   auto h_n = at::stack({stepwise::final_rows(y.narrow(1, 0, H), f.st),
                         stepwise::final_rows(y.narrow(1, H, H), r.st)});
   return {f.st.shaped(y), h_n, at::stack({f.c_n, r.c_n})};
+}
+
+std::tuple<Tensor, Tensor, Tensor> lstm_forward_persistent_stack(
+    const Tensor& x, const Tensor& h0, const Tensor& c0, at::TensorList weights, bool has_biases,
+    const OptTensor& batch_sizes) {
+  using namespace persistent_detail;
+  const char* op = "lstm_forward_persistent_stack";
+  const StackWeights w(op, weights, has_biases, h0);
+  const int nl = w.layers;
+  TORCH_CHECK(c0.dim() == 3 && c0.size(0) == nl, op, ": c0 must be [", nl,
+              ", B, H] (one row a layer), got ", c0.sizes());
+  const Tensor c00 = c0[0];
+  const Sizes sz =
+      check_layer_inputs(op, 4, x, h0[0], &c00, w.w_ih(0), w.w_hh(0), w.b_ih(0), w.b_hh(0),
+                         batch_sizes);
+  check_device(op, x);
+  FRNN_PERSISTENT_DEVICE_GUARD(x);
+  const int64_t B = sz.B, H = sz.H, N = sz.N;
+  // Each layer's y [N,H]: the input of the layer above (read by the kernel), the last one the
+  // output.
+  std::vector<Tensor> ys;
+  for (int l = 0; l < nl; ++l) ys.push_back(at::empty({N, H}, x.options()));
+  std::vector<LstmFwdBuffers> f;
+  std::vector<Sizes> sl;
+  const Steps st = stepwise::make_steps(x, batch_sizes, false);
+  for (int l = 0; l < nl; ++l) {
+    const Tensor xin = l == 0 ? x : st.shaped(ys[l - 1]), cl = c0[l];
+    sl.push_back(check_layer_inputs(op, 4, xin, h0[l], &cl, w.w_ih(l), w.w_hh(l), w.b_ih(l),
+                                    w.b_hh(l), batch_sizes));
+    TORCH_CHECK(sl.back().H == H, op, ": every layer needs the same hidden size");
+  }
+  if (N == 0) return {x.new_empty(sz.rows(H)), h0.contiguous().clone(), c0.contiguous().clone()};
+  const PersistentPlan plan = plan_or_throw(RnnKind::Lstm, op, B, H, x.scalar_type(), nl, true);
+  for (int l = 0; l < nl; ++l) {
+    FRNN_POISON(ys[l]);
+    const Tensor xin = l == 0 ? x : st.shaped(ys[l - 1]);
+    f.push_back(lstm_fwd_buffers(xin, h0[l], c0[l], w.w_ih(l), w.w_hh(l), w.b_ih(l), w.b_hh(l),
+                                 false, batch_sizes, false, sl[l], l == 0));
+  }
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "lstm_fwd_wave", [&] {
+    using S = scalar_t;
+    using A = at::opmath_type<S>;
+    LstmFwdParams<S, A> ps[kMaxGroups];
+    for (int l = 0; l < nl; ++l) {
+      ps[l] = lstm_fwd_params<S, A>(f[l], ys[l].data_ptr<S>(), H, plan, sl[l], false, false);
+      ps[l].lag = l;
+      if (l > 0) ps[l].x_in = ys[l - 1].data_ptr<S>();
+    }
+    launch_fwd(&lstm_fwd_kernel<S, A>, plan, ps, nl,
+               sizeof(S) == 2 || stepwise::rnn_tf32_allowed(), true);
+  });
+  std::vector<Tensor> h_n, c_n;
+  for (int l = 0; l < nl; ++l) {
+    h_n.push_back(stepwise::final_rows(ys[l], st));
+    c_n.push_back(f[l].c_n);
+  }
+  return {st.shaped(ys[nl - 1]), at::stack(h_n), at::stack(c_n)};
 }
 
 T6 lstm_backward_persistent(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n,
@@ -373,17 +466,23 @@ namespace persistent_detail {
 struct GruFwdBuffers {
   Steps st;
   Tensor steps, xproj, bhh, hbuf, whh, gates, ghn;
+  Tensor wih, bias;  // without project (as LstmFwdBuffers): W_ih and b_ih (acc)
 };
 inline GruFwdBuffers gru_fwd_buffers(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
                                      const Tensor& w_hh, const OptTensor& b_ih,
                                      const OptTensor& b_hh, bool reverse,
-                                     const OptTensor& batch_sizes, bool save, const Sizes& sz) {
+                                     const OptTensor& batch_sizes, bool save, const Sizes& sz,
+                                     bool project = true) {
   const int64_t B = sz.B, H = sz.H, I = sz.I, N = sz.N;
   GruFwdBuffers f{stepwise::make_steps(x, batch_sizes, reverse)};
   f.steps = step_table(f.st, x);
   const auto acc = acc_type(x.scalar_type());
   const OptTensor bias = b_ih ? OptTensor(b_ih->to(acc)) : OptTensor();
-  f.xproj = stepwise::policy_mm(x.reshape({N, I}), w_ih.t(), x.scalar_type(), acc, bias);
+  if (project)
+    f.xproj = stepwise::policy_mm(x.reshape({N, I}), w_ih.t(), x.scalar_type(), acc, bias);
+  else if (bias)
+    f.bias = bias->contiguous();
+  f.wih = project ? Tensor() : w_ih.contiguous();
   f.bhh = b_hh ? b_hh->to(acc).contiguous() : Tensor();
   f.hbuf = at::empty({2, B, H}, x.options());
   FRNN_POISON(f.hbuf);
@@ -400,12 +499,15 @@ template <class S, class A>
 GruFwdParams<S, A> gru_fwd_params(const GruFwdBuffers& f, S* y, int64_t ldy,
                                   const PersistentPlan& plan, const Sizes& sz, bool reverse,
                                   bool save) {
-  GruFwdParams<S, A> p{f.xproj.data_ptr<A>(), f.bhh.defined() ? f.bhh.data_ptr<A>() : nullptr,
+  GruFwdParams<S, A> p{f.xproj.defined() ? f.xproj.data_ptr<A>() : nullptr,
+                       f.bhh.defined() ? f.bhh.data_ptr<A>() : nullptr,
                        f.whh.data_ptr<S>(), f.hbuf.data_ptr<S>(), y,
                        save ? f.gates.data_ptr<S>() : nullptr,
                        save ? f.ghn.data_ptr<S>() : nullptr, table_ptr(f.steps), int(sz.T),
                        int(sz.B), int(sz.H), plan.units, plan.kc_fwd, reverse};
   p.ldy = ldy;
+  if (f.wih.defined()) p.w_ih = f.wih.data_ptr<S>();
+  if (f.bias.defined()) p.bias = f.bias.data_ptr<A>();
   return p;
 }
 }  // namespace persistent_detail
@@ -434,7 +536,7 @@ T4 gru_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
     using S = scalar_t;
     using A = at::opmath_type<S>;
     const auto p = gru_fwd_params<S, A>(f, y.data_ptr<S>(), H, plan, sz, reverse, save);
-    launch_fwd(&gru_fwd_kernel<S, A>, plan, p, nullptr,
+    launch_fwd(&gru_fwd_kernel<S, A>, plan, &p, 1,
                sizeof(S) == 2 || stepwise::rnn_tf32_allowed());
   });
   const Steps& st = f.st;
@@ -472,12 +574,61 @@ std::tuple<Tensor, Tensor> gru_forward_persistent_bidir(
     using A = at::opmath_type<S>;
     const auto pf = gru_fwd_params<S, A>(f, y.data_ptr<S>(), 2 * H, plan, sz, false, false);
     const auto pr = gru_fwd_params<S, A>(r, y.data_ptr<S>() + H, 2 * H, plan, sr, true, false);
-    launch_fwd(&gru_fwd_kernel<S, A>, plan, pf, &pr,
+    const GruFwdParams<S, A> both[2] = {pf, pr};
+    launch_fwd(&gru_fwd_kernel<S, A>, plan, both, 2,
                sizeof(S) == 2 || stepwise::rnn_tf32_allowed());
   });
   auto h_n = at::stack({stepwise::final_rows(y.narrow(1, 0, H), f.st),
                         stepwise::final_rows(y.narrow(1, H, H), r.st)});
   return {f.st.shaped(y), h_n};
+}
+
+std::tuple<Tensor, Tensor> gru_forward_persistent_stack(const Tensor& x, const Tensor& h0,
+                                                        at::TensorList weights, bool has_biases,
+                                                        const OptTensor& batch_sizes) {
+  using namespace persistent_detail;
+  const char* op = "gru_forward_persistent_stack";
+  const StackWeights w(op, weights, has_biases, h0);
+  const int nl = w.layers;
+  const Sizes sz = check_layer_inputs(op, 3, x, h0[0], nullptr, w.w_ih(0), w.w_hh(0), w.b_ih(0),
+                                      w.b_hh(0), batch_sizes);
+  check_device(op, x);
+  FRNN_PERSISTENT_DEVICE_GUARD(x);
+  const int64_t B = sz.B, H = sz.H, N = sz.N;
+  std::vector<Tensor> ys;  // as the LSTM's
+  for (int l = 0; l < nl; ++l) ys.push_back(at::empty({N, H}, x.options()));
+  std::vector<GruFwdBuffers> f;
+  std::vector<Sizes> sl;
+  const Steps st = stepwise::make_steps(x, batch_sizes, false);
+  for (int l = 0; l < nl; ++l) {
+    const Tensor xin = l == 0 ? x : st.shaped(ys[l - 1]);
+    sl.push_back(check_layer_inputs(op, 3, xin, h0[l], nullptr, w.w_ih(l), w.w_hh(l), w.b_ih(l),
+                                    w.b_hh(l), batch_sizes));
+    TORCH_CHECK(sl.back().H == H, op, ": every layer needs the same hidden size");
+  }
+  if (N == 0) return {x.new_empty(sz.rows(H)), h0.contiguous().clone()};
+  const PersistentPlan plan = plan_or_throw(RnnKind::Gru, op, B, H, x.scalar_type(), nl, true);
+  for (int l = 0; l < nl; ++l) {
+    FRNN_POISON(ys[l]);
+    const Tensor xin = l == 0 ? x : st.shaped(ys[l - 1]);
+    f.push_back(gru_fwd_buffers(xin, h0[l], w.w_ih(l), w.w_hh(l), w.b_ih(l), w.b_hh(l), false,
+                                batch_sizes, false, sl[l], l == 0));
+  }
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gru_fwd_wave", [&] {
+    using S = scalar_t;
+    using A = at::opmath_type<S>;
+    GruFwdParams<S, A> ps[kMaxGroups];
+    for (int l = 0; l < nl; ++l) {
+      ps[l] = gru_fwd_params<S, A>(f[l], ys[l].data_ptr<S>(), H, plan, sl[l], false, false);
+      ps[l].lag = l;
+      if (l > 0) ps[l].x_in = ys[l - 1].data_ptr<S>();
+    }
+    launch_fwd(&gru_fwd_kernel<S, A>, plan, ps, nl,
+               sizeof(S) == 2 || stepwise::rnn_tf32_allowed(), true);
+  });
+  std::vector<Tensor> h_n;
+  for (int l = 0; l < nl; ++l) h_n.push_back(stepwise::final_rows(ys[l], st));
+  return {st.shaped(ys[nl - 1]), at::stack(h_n)};
 }
 
 T6 gru_backward_persistent(const Tensor& dy, const Tensor& dh_n, const Tensor& x,

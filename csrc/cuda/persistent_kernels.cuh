@@ -639,6 +639,13 @@ struct LstmFwdParams {
   bool mma = false; // the product on tensor cores (mma_pass: half types; fp32 as TF32)
   bool cluster = false;  // launched as clusters: h through distributed shared memory, KC = H
   int64_t ldy = 0;  // y's row stride (H; 2H when both directions write one [N, 2H] output)
+  // A layer above the first of a layer wavefront (FwdLaunch::wave): xproj is null and each step
+  // computes its own input projection from the layer below's h_t (x_in, written in the launch's
+  // previous step) on W_ih held beside W_hh.
+  const S* w_ih = nullptr;  // [4H,H], or nullptr: xproj precomputed
+  const S* x_in = nullptr;  // [N,H] the layer below's y
+  const A* bias = nullptr;  // [4H] b_ih + b_hh, or nullptr
+  int lag = 0;              // the launch step that runs this layer's step 0 (its index)
 };
 
 template <class S, class A>
@@ -674,17 +681,27 @@ struct GruFwdParams {
   bool mma = false; // the product on tensor cores (mma_pass: half types; fp32 as TF32)
   bool cluster = false;  // launched as clusters (as LstmFwdParams)
   int64_t ldy = 0;  // y's row stride (as LstmFwdParams)
+  const S* w_ih = nullptr;  // [3H,H] as LstmFwdParams (the wavefront)
+  const S* x_in = nullptr;  // [N,H]
+  const A* bias = nullptr;  // [3H] b_ih, or nullptr (b_hh stays apart, as above)
+  int lag = 0;
 };
 
-// A forward launch: one direction, or both of a bidirectional layer side by side (blocks
-// [0, per_dir) run d[0], [per_dir, 2*per_dir) d[1], each with its own slicing of the same
-// plan; the grid barrier is common, which both can share: they run the same number of steps).
-// On clusters, each direction is one cluster of per_dir blocks (clusters never wait on each
+// A forward launch of up to kMaxGroups groups of per_dir blocks each (blocks [g*per_dir,
+// (g+1)*per_dir) run d[g], each with its own slicing of the same plan): one direction; both of
+// a bidirectional layer side by side; or the layers of a stack as a wavefront (wave: group l
+// runs layer l, lag l, so layer l's step s is the launch's step s + l, one step after the layer
+// below wrote the h_t it reads; every block carves room for W_ih). The grid barrier is common:
+// every block runs `steps` launch steps (max of T + lag; groups idle before and after their
+// own). On clusters (never a wavefront), each group is one cluster (clusters never wait on each
 // other).
+constexpr int kMaxGroups = 4;
 template <class P>
 struct FwdLaunch {
-  P d[2];
+  P d[kMaxGroups];
   int per_dir;
+  int steps;
+  bool wave;
 };
 
 template <class S, class A>
@@ -830,12 +847,38 @@ __device__ __forceinline__ void load_w_bwd(bool mma, S* W, const S* w_hh, int G,
   }
 }
 
+// The wavefront's carve: W_hh's region, then W_ih's (same layout) at this many elements from it.
+template <class S>
+__device__ __forceinline__ size_t wx_offset(bool mma, int NG, int H, int U) {
+  return align16(fwd_w_elems<S>(mma, NG, H, U) * sizeof(S)) / sizeof(S);
+}
+
+// A wavefront layer's input projection of step s: pre slot s%2 ([n][NP][U], the layout
+// prefetch_xproj writes) = x_in rows [off, off+n) x W_ih's slice + bias, on the same pass as the
+// recurrent product (x_in: the layer below's h_t, written before the last grid barrier). Ends
+// with the block synchronised, so the recurrent pass's consume reads every slot written here.
+template <int NG, int NP, class S, class A>
+__device__ __forceinline__ void input_pass(bool mma, const S* Wx, const S* x_in, const A* bias,
+                                           int64_t off, int n, int H, int U, int j0,
+                                           A* pre, S* tile, int ldt, int KC, float* part) {
+  fwd_pass<NG, S, A>(mma, Wx, H, U, n, x_in + off * H, tile, ldt, KC, false, part,
+                     [&](int b, int u, const A* acc) {
+    const int j = j0 + u;
+    if (j >= H) return;
+    A* xp = pre + b * NP * U + u;
+FRNN_PERS_UNROLL
+    for (int q = 0; q < NG; ++q) xp[q * U] = acc[q] + (bias ? bias[q * H + j] : A(0));
+  });
+  __syncthreads();
+}
+
 // ------------------------------------------------------------------ the cluster forward
-// Launched as one cluster per direction (per_dir blocks; block k of it = rank k), the forward keeps the
-// whole h_{t-1} in shared memory: two tiles [rows][H+V] (step s reads tile s%2). A block writes
-// its h_t slice into its own tile (s+1)%2 in the consume callback, then pushes the slice to the
-// same place in every peer's tile through distributed shared memory, and the cluster barrier
-// (arrive: release, wait: acquire) ends the step, instead of hbuf and the grid barrier.
+// Launched as one cluster per direction (per_dir blocks; block k of it = rank k), the forward
+// keeps the whole h_{t-1} in shared memory: two tiles [rows][H+V] (step s reads tile s%2). A
+// block writes its h_t slice into its own tile (s+1)%2 in the consume callback, then pushes the
+// slice to the same place in every peer's tile through distributed shared memory, and the
+// cluster barrier (arrive: release, wait: acquire) ends the step, instead of hbuf and the grid
+// barrier.
 // One barrier per step suffices: tile (s+1)%2 of a block was last read in step s-1, which every
 // block finished before it arrived at the barrier that ended step s-1; the pushes of step s
 // come after that barrier. Each block writes only its own columns of a peer's tile. A cluster
@@ -916,56 +959,66 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(FwdLaunch<Lstm
   constexpr int NP = Prefetch<4>::fwd;
   const int j0 = blk * U;
   const bool mma = sizeof(S) <= 4 && p.mma, cl = p.cluster;
-  Smem<S, S, A, A> sm(smem_raw, fwd_w_elems<S>(mma, 4, H, U), mma ? round_up(B, 8) : B, p.KC, B,
-                      U, NP, cl ? 2 : 1);
+  const size_t wxo = wx_offset<S>(mma, 4, H, U);
+  Smem<S, S, A, A> sm(smem_raw, L.wave ? 2 * wxo : wxo, mma ? round_up(B, 8) : B, p.KC, B, U, NP,
+                      cl ? 2 : 1);
   load_w_fwd(mma, sm.w, p.w_hh, 4, H, U, j0);
+  if (p.w_ih) load_w_fwd(mma, sm.w + wxo, p.w_ih, 4, H, U, j0);
   for (int i = threadIdx.x; i < B * U; i += blockDim.x) {
     const int b = i / U, j = j0 + i % U;
     sm.state[i] = j < H ? static_cast<A>(p.c0[b * H + j]) : A(0);
   }
   if (cl) init_cluster_tiles(sm.tile, sm.tile_stride, sm.ldt, p.hbuf, B, H);
-  prefetch_xproj<4>(sm.pre, p.xproj, p.steps, 0, p.T, B, H, U, j0, p.reverse);
+  if (!p.w_ih) prefetch_xproj<4>(sm.pre, p.xproj, p.steps, 0, p.T, B, H, U, j0, p.reverse);
   if (cl) portable::cluster_sync();  // every block's tiles hold h0 before any push
   // (the pass syncs the block after its first wait: W, state and pre complete before first use)
-  for (int s = 0; s < p.T; ++s) {
-    const int64_t t = time_of(s, p.T, p.reverse);
-    const int n = step_rows(p.steps, t, B);
-    const int64_t off = step_offset(p.steps, t, p.T, B);
-    const S* hprev = p.hbuf + int64_t(s % 2) * B * H;
-    S* hnext = p.hbuf + int64_t((s + 1) % 2) * B * H;
-    S* tile = sm.tile + (cl ? (s % 2) * sm.tile_stride : 0);
-    S* tnext = sm.tile + ((s + 1) % 2) * sm.tile_stride;  // cluster only
-    const A* pre = sm.pre + int64_t(s % 2) * B * NP * U;
-    fwd_pass<4, S, A>(mma, sm.w, H, U, n, hprev, tile, sm.ldt, p.KC, cl, sm.part,
-                      [&](int b, int u, const A* acc) {
-      const int j = j0 + u;
-      if (j >= H) return;
-      const int64_t row = off + b;
-      const A* xp = pre + b * NP * U + u;
-      A i, f, g, o, c, h;
-      cells::lstm_forward<A>(acc[0] + xp[0], acc[1] + xp[U], acc[2] + xp[2 * U],
-                             acc[3] + xp[3 * U], sm.state[b * U + u], i, f, g, o, c, h);
-      if (p.gates) {
-        S* gt = p.gates + row * G4;
-        gt[j] = static_cast<S>(i);
-        gt[H + j] = static_cast<S>(f);
-        gt[2 * H + j] = static_cast<S>(g);
-        gt[3 * H + j] = static_cast<S>(o);
-      }
-      if (p.cells) p.cells[row * H + j] = static_cast<S>(c);
-      const S hs = static_cast<S>(h);
-      p.y[row * p.ldy + j] = hs;
-      sm.state[b * U + u] = c;
-      if (cl)
-        tnext[b * sm.ldt + j] = hs;
-      else
-        hnext[b * H + j] = hs;
-    });
-    if (s + 1 < p.T)
+  for (int ls = 0; ls < L.steps; ++ls) {
+    const int s = ls - p.lag;  // this layer's step (a wavefront's groups start one apart)
+    S* tnext = sm.tile + ((s + 1) & 1) * sm.tile_stride;  // cluster only (no lag there)
+    int n = 0;
+    if (s >= 0 && s < p.T) {  // block-uniform
+      const int64_t t = time_of(s, p.T, p.reverse);
+      n = step_rows(p.steps, t, B);
+      const int64_t off = step_offset(p.steps, t, p.T, B);
+      const S* hprev = p.hbuf + int64_t(s % 2) * B * H;
+      S* hnext = p.hbuf + int64_t((s + 1) % 2) * B * H;
+      S* tile = sm.tile + (cl ? (s % 2) * sm.tile_stride : 0);
+      A* pre = sm.pre + int64_t(s % 2) * B * NP * U;
+      if (p.w_ih)
+        input_pass<4, NP>(mma, sm.w + wxo, p.x_in, p.bias, off, n, H, U, j0, pre, sm.tile,
+                          sm.ldt, p.KC, sm.part);
+      fwd_pass<4, S, A>(mma, sm.w, H, U, n, hprev, tile, sm.ldt, p.KC, cl, sm.part,
+                        [&](int b, int u, const A* acc) {
+        const int j = j0 + u;
+        if (j >= H) return;
+        const int64_t row = off + b;
+        const A* xp = pre + b * NP * U + u;
+        A i, f, g, o, c, h;
+        cells::lstm_forward<A>(acc[0] + xp[0], acc[1] + xp[U], acc[2] + xp[2 * U],
+                               acc[3] + xp[3 * U], sm.state[b * U + u], i, f, g, o, c, h);
+        if (p.gates) {
+          S* gt = p.gates + row * G4;
+          gt[j] = static_cast<S>(i);
+          gt[H + j] = static_cast<S>(f);
+          gt[2 * H + j] = static_cast<S>(g);
+          gt[3 * H + j] = static_cast<S>(o);
+        }
+        if (p.cells) p.cells[row * H + j] = static_cast<S>(c);
+        const S hs = static_cast<S>(h);
+        p.y[row * p.ldy + j] = hs;
+        sm.state[b * U + u] = c;
+        if (cl)
+          tnext[b * sm.ldt + j] = hs;
+        else
+          hnext[b * H + j] = hs;
+      });
+    }
+    if (ls + 1 < L.steps)
       end_fwd_step(cl, tnext, sm.ldt, n, j0, min(U, H - j0), unsigned(blk), unsigned(L.per_dir),
                    [&] {
-                     prefetch_xproj<4>(sm.pre, p.xproj, p.steps, s + 1, p.T, B, H, U, j0,
-                                       p.reverse);
+                     if (!p.w_ih && s + 1 >= 0 && s + 1 < p.T)
+                       prefetch_xproj<4>(sm.pre, p.xproj, p.steps, s + 1, p.T, B, H, U, j0,
+                                         p.reverse);
                    });
   }
   if (p.c_n) {
@@ -1058,56 +1111,66 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(FwdLaunch<GruFw
   constexpr int NP = Prefetch<3>::fwd;
   const int j0 = blk * U;
   const bool mma = sizeof(S) <= 4 && p.mma, cl = p.cluster;
-  Smem<S, S, A, A> sm(smem_raw, fwd_w_elems<S>(mma, 3, H, U), mma ? round_up(B, 8) : B, p.KC, B,
-                      U, NP, cl ? 2 : 1);
+  const size_t wxo = wx_offset<S>(mma, 3, H, U);
+  Smem<S, S, A, A> sm(smem_raw, L.wave ? 2 * wxo : wxo, mma ? round_up(B, 8) : B, p.KC, B, U, NP,
+                      cl ? 2 : 1);
   load_w_fwd(mma, sm.w, p.w_hh, 3, H, U, j0);
+  if (p.w_ih) load_w_fwd(mma, sm.w + wxo, p.w_ih, 3, H, U, j0);
   for (int i = threadIdx.x; i < B * U; i += blockDim.x) {  // h_{t-1} of this block's units
     const int b = i / U, j = j0 + i % U;
     sm.state[i] = j < H ? static_cast<A>(p.hbuf[b * H + j]) : A(0);
   }
   if (cl) init_cluster_tiles(sm.tile, sm.tile_stride, sm.ldt, p.hbuf, B, H);
-  prefetch_xproj<3>(sm.pre, p.xproj, p.steps, 0, p.T, B, H, U, j0, p.reverse);
+  if (!p.w_ih) prefetch_xproj<3>(sm.pre, p.xproj, p.steps, 0, p.T, B, H, U, j0, p.reverse);
   if (cl) portable::cluster_sync();  // every block's tiles hold h0 before any push
-  for (int s = 0; s < p.T; ++s) {
-    const int64_t t = time_of(s, p.T, p.reverse);
-    const int n = step_rows(p.steps, t, B);
-    const int64_t off = step_offset(p.steps, t, p.T, B);
-    const S* hprev = p.hbuf + int64_t(s % 2) * B * H;
-    S* hnext = p.hbuf + int64_t((s + 1) % 2) * B * H;
-    S* tile = sm.tile + (cl ? (s % 2) * sm.tile_stride : 0);
-    S* tnext = sm.tile + ((s + 1) % 2) * sm.tile_stride;  // cluster only
-    const A* pre = sm.pre + int64_t(s % 2) * B * NP * U;
-    fwd_pass<3, S, A>(mma, sm.w, H, U, n, hprev, tile, sm.ldt, p.KC, cl, sm.part,
-                      [&](int b, int u, const A* acc) {
-      const int j = j0 + u;
-      if (j >= H) return;
-      const int64_t row = off + b;
-      const A* xp = pre + b * NP * U + u;
-      A hr = acc[0], hz = acc[1], hn = acc[2];
-      if (p.b_hh) hr += p.b_hh[j], hz += p.b_hh[H + j], hn += p.b_hh[2 * H + j];
-      A r, z, n, h;
-      cells::gru_forward<A>(xp[0], xp[U], xp[2 * U], hr, hz, hn, sm.state[b * U + u], r, z, n,
-                            h);
-      if (p.gates) {
-        S* gt = p.gates + row * G3;
-        gt[j] = static_cast<S>(r);
-        gt[H + j] = static_cast<S>(z);
-        gt[2 * H + j] = static_cast<S>(n);
-      }
-      if (p.ghn) p.ghn[row * H + j] = static_cast<S>(hn);
-      const S hs = static_cast<S>(h);
-      p.y[row * p.ldy + j] = hs;
-      if (cl)
-        tnext[b * sm.ldt + j] = hs;
-      else
-        hnext[b * H + j] = hs;
-      sm.state[b * U + u] = static_cast<A>(hs);  // as the other blocks read it
-    });
-    if (s + 1 < p.T)
+  for (int ls = 0; ls < L.steps; ++ls) {
+    const int s = ls - p.lag;  // as the LSTM's
+    S* tnext = sm.tile + ((s + 1) & 1) * sm.tile_stride;  // cluster only
+    int n = 0;
+    if (s >= 0 && s < p.T) {  // block-uniform
+      const int64_t t = time_of(s, p.T, p.reverse);
+      n = step_rows(p.steps, t, B);
+      const int64_t off = step_offset(p.steps, t, p.T, B);
+      const S* hprev = p.hbuf + int64_t(s % 2) * B * H;
+      S* hnext = p.hbuf + int64_t((s + 1) % 2) * B * H;
+      S* tile = sm.tile + (cl ? (s % 2) * sm.tile_stride : 0);
+      A* pre = sm.pre + int64_t(s % 2) * B * NP * U;
+      if (p.w_ih)
+        input_pass<3, NP>(mma, sm.w + wxo, p.x_in, p.bias, off, n, H, U, j0, pre, sm.tile,
+                          sm.ldt, p.KC, sm.part);
+      fwd_pass<3, S, A>(mma, sm.w, H, U, n, hprev, tile, sm.ldt, p.KC, cl, sm.part,
+                        [&](int b, int u, const A* acc) {
+        const int j = j0 + u;
+        if (j >= H) return;
+        const int64_t row = off + b;
+        const A* xp = pre + b * NP * U + u;
+        A hr = acc[0], hz = acc[1], hn = acc[2];
+        if (p.b_hh) hr += p.b_hh[j], hz += p.b_hh[H + j], hn += p.b_hh[2 * H + j];
+        A r, z, n, h;
+        cells::gru_forward<A>(xp[0], xp[U], xp[2 * U], hr, hz, hn, sm.state[b * U + u], r, z, n,
+                              h);
+        if (p.gates) {
+          S* gt = p.gates + row * G3;
+          gt[j] = static_cast<S>(r);
+          gt[H + j] = static_cast<S>(z);
+          gt[2 * H + j] = static_cast<S>(n);
+        }
+        if (p.ghn) p.ghn[row * H + j] = static_cast<S>(hn);
+        const S hs = static_cast<S>(h);
+        p.y[row * p.ldy + j] = hs;
+        if (cl)
+          tnext[b * sm.ldt + j] = hs;
+        else
+          hnext[b * H + j] = hs;
+        sm.state[b * U + u] = static_cast<A>(hs);  // as the other blocks read it
+      });
+    }
+    if (ls + 1 < L.steps)
       end_fwd_step(cl, tnext, sm.ldt, n, j0, min(U, H - j0), unsigned(blk), unsigned(L.per_dir),
                    [&] {
-                     prefetch_xproj<3>(sm.pre, p.xproj, p.steps, s + 1, p.T, B, H, U, j0,
-                                       p.reverse);
+                     if (!p.w_ih && s + 1 >= 0 && s + 1 < p.T)
+                       prefetch_xproj<3>(sm.pre, p.xproj, p.steps, s + 1, p.T, B, H, U, j0,
+                                         p.reverse);
                    });
   }
 }

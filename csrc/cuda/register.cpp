@@ -7,6 +7,7 @@
 #ifdef FUSEDRNN_WITH_CUDA
 
 #include "bidir_ops.h"
+#include "stack_ops.h"
 #include "cuda/persistent.h"
 #include "layer_norm_ops.h"
 #include "reset_before_ops.h"
@@ -220,9 +221,59 @@ std::tuple<Tensor, Tensor> gru_forward_bidir(
       });
 }
 
+// A stack's layers (stack_ops.h): as many as fit as one persistent wavefront (2..4), where the
+// single-layer forward would run persistent; else a layer at a time.
+int wave_layers(const char* op, const std::string& algorithm, RnnKind kind, const Sizes& s,
+                const Tensor& x, int remaining) {
+  if (!persistent(op, algorithm, kind, false, s, x)) return 1;
+  for (int n = std::min(kMaxWaveLayers, remaining); n >= 2; --n)
+    if (cuda::persistent_plan(kind, s.B, s.H, x.scalar_type(), n, true).fits) return n;
+  return 1;
+}
+
+std::tuple<Tensor, Tensor, Tensor> lstm_forward_stack(
+    const Tensor& x, const Tensor& h0, const Tensor& c0, at::TensorList weights, bool has_biases,
+    std::string backend, const OptTensor& batch_sizes, std::string algorithm) {
+  check_cuda(backend, "lstm_forward_stack");
+  return lstm_stack(
+      x, h0, c0, weights, has_biases, batch_sizes,
+      [&](const Sizes& s, int remaining) {
+        return wave_layers("lstm_forward_stack", algorithm, RnnKind::Lstm, s, x, remaining);
+      },
+      [&](const Tensor& xl, const Tensor& h, const Tensor& c, at::TensorList w) {
+        return cuda::lstm_forward_persistent_stack(xl, h, c, w, has_biases, batch_sizes);
+      },
+      [&](const Tensor& xl, const Tensor& h, const Tensor& c, const Tensor& wi, const Tensor& wh,
+          const OptTensor& bi, const OptTensor& bh) {
+        return lstm_forward(xl, h, c, wi, wh, bi, bh, false, backend, batch_sizes, {}, algorithm,
+                            false);
+      });
+}
+
+std::tuple<Tensor, Tensor> gru_forward_stack(const Tensor& x, const Tensor& h0,
+                                             at::TensorList weights, bool has_biases,
+                                             std::string backend, const OptTensor& batch_sizes,
+                                             std::string algorithm) {
+  check_cuda(backend, "gru_forward_stack");
+  return gru_stack(
+      x, h0, weights, has_biases, batch_sizes,
+      [&](const Sizes& s, int remaining) {
+        return wave_layers("gru_forward_stack", algorithm, RnnKind::Gru, s, x, remaining);
+      },
+      [&](const Tensor& xl, const Tensor& h, at::TensorList w) {
+        return cuda::gru_forward_persistent_stack(xl, h, w, has_biases, batch_sizes);
+      },
+      [&](const Tensor& xl, const Tensor& h, const Tensor& wi, const Tensor& wh,
+          const OptTensor& bi, const OptTensor& bh) {
+        return gru_forward(xl, h, wi, wh, bi, bh, false, backend, batch_sizes, algorithm, false);
+      });
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(fusedrnn, CUDA, m) {
+  m.impl("lstm_forward_stack", &lstm_forward_stack);
+  m.impl("gru_forward_stack", &gru_forward_stack);
   m.impl("lstm_forward_bidir", &lstm_forward_bidir);
   m.impl("gru_forward_bidir", &gru_forward_bidir);
   m.impl("lstm_forward", &lstm_forward);

@@ -5,7 +5,9 @@
 //   plan(kind, B, H, dtype) -> [fits, blocks, units, threads, kc_fwd, kc_bwd, smem_fwd, smem_bwd,
 //       mma_fwd, mma_bwd, cluster_blocks, cluster_units, cluster_threads, cluster_smem,
 //       cluster_mma, cluster_preferred]
-//       the sizing decision for the SIMT layer's architecture (fusedrnn._C.simt_set_arch)
+//       the sizing decision for the SIMT layer's architecture (fusedrnn._C.simt_set_arch);
+//       groups (of blocks side by side: 2 for both directions) and wave (a layer wavefront of
+//       `groups` layers) as persistent.h's persistent_plan
 //   plan_for(kind, B, H, dtype, sms, smem_optin, max_threads, max_cluster=0) -> same, for any
 //       device
 //   set_tuning(max_blocks, max_kc, threads, cluster)   test-only caps (0 = the rule's choice;
@@ -31,8 +33,10 @@ std::vector<int64_t> to_list(const PersistentPlan& p) {
           int64_t(c.smem), c.mma, c.preferred};
 }
 
-std::vector<int64_t> plan_op(std::string kind, int64_t B, int64_t H, at::ScalarType dtype) {
-  return to_list(simt::persistent_plan(parse_kind(kind), B, H, dtype));
+std::vector<int64_t> plan_op(std::string kind, int64_t B, int64_t H, at::ScalarType dtype,
+                             int64_t groups, bool wave) {
+  TORCH_CHECK(groups >= 1, "persistent plan: groups must be >= 1, got ", groups);
+  return to_list(simt::persistent_plan(parse_kind(kind), B, H, dtype, int(groups), wave));
 }
 
 std::vector<int64_t> plan_for_op(std::string kind, int64_t B, int64_t H, at::ScalarType dtype,
@@ -68,7 +72,8 @@ TORCH_LIBRARY(fusedrnn_persistent, m) {
       "gru_backward(Tensor dy, Tensor dh_n, Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, "
       "Tensor y, Tensor gates, Tensor ghn, bool reverse=False, Tensor? batch_sizes=None) "
       "-> (Tensor dx, Tensor dh0, Tensor dw_ih, Tensor dw_hh, Tensor db_ih, Tensor db_hh)");
-  m.def("plan(str kind, int B, int H, ScalarType dtype) -> int[]", &fusedrnn::plan_op);
+  m.def("plan(str kind, int B, int H, ScalarType dtype, int groups=1, bool wave=False) -> int[]",
+        &fusedrnn::plan_op);
   m.def(
       "plan_for(str kind, int B, int H, ScalarType dtype, int sms, int smem_optin, "
       "int max_threads, int max_cluster=0) -> int[]",

@@ -17,6 +17,9 @@
 //   - threads = clamp(32 * next_pow2(items), 64, 256), items = U * ceil(B / RB) (RB = 4 batch rows
 //     per register-blocked item from B >= 4 on, else 1): one warp per item reducing over K while
 //     items are few, 256 threads (8 warps, 1 block/SM with up to 255 registers) once they fill it.
+//   - a layer wavefront (wave: the layers of a stack in one launch, a group of blocks each,
+//     inference): the forward's W region twice (W_hh and W_ih of the same slice), no cluster,
+//     and only the forward need fit.
 //   - the cluster forward (sm_90, PersistentPlan::cluster): the same rule on max_cluster blocks
 //     (U = ceil(H / 16)), the whole h_{t-1} in two tiles (no chunks); preferred where the model
 //     predicts it faster (persistent.h: tensor cores, kClusterWBytes).
@@ -52,7 +55,7 @@ PersistentTuning persistent_get_tuning() {
 }
 
 PersistentPlan persistent_plan(RnnKind kind, int64_t B, int64_t H, at::ScalarType dtype,
-                               const PersistentArch& arch) {
+                               const PersistentArch& arch, bool wave) {
   PersistentPlan p;
   const int64_t G = kind == RnnKind::Lstm ? 4 : 3;
   const char* name = kind == RnnKind::Lstm ? "LSTM" : "GRU";
@@ -122,24 +125,26 @@ PersistentPlan persistent_plan(RnnKind kind, int64_t B, int64_t H, at::ScalarTyp
   const int64_t V = int64_t(16 / sS), KS = sS == 2 ? 16 : 8;
   const size_t part = a16(size_t(p.threads) * 16);
   bool f = false, b = false;
+  const size_t nw = wave ? 2 : 1;  // a wavefront's blocks hold W_ih beside W_hh
   if (sS <= 4 && H % V == 0) {
     const size_t wmma = a16(size_t(up(4 * U, 16) * (up(H, KS) + V)) * sS);
-    f = p.mma_fwd = fit(H, wmma + sbytes + pfwd + part, up(B, 8), sS, V, p.kc_fwd, p.smem_fwd);
+    f = p.mma_fwd =
+        fit(H, nw * wmma + sbytes + pfwd + part, up(B, 8), sS, V, p.kc_fwd, p.smem_fwd);
   }
-  if (!f) f = fit(H, wfwd + sbytes + pfwd, B, sS, 1, p.kc_fwd, p.smem_fwd);
+  if (!f) f = fit(H, nw * wfwd + sbytes + pfwd, B, sS, 1, p.kc_fwd, p.smem_fwd);
   if (sS <= 4) {
     const size_t wmma = a16(size_t(up(U, 8) * (G * H + 1)) * sS);
     b = p.mma_bwd = fit(G * H, wmma + sbytes + pbwd + part, up(B, 16), sA, 4, p.kc_bwd,
                         p.smem_bwd);
   }
   if (!b) b = fit(G * H, wbwd + sbytes + pbwd, B, sA, 1, p.kc_bwd, p.smem_bwd);
-  p.fits = f && b;
+  p.fits = f && (b || wave);  // a wavefront is inference: its backward is never launched
   // The forward on one cluster: W_hh's slices on at most max_cluster blocks, both tiles of the
   // whole h_{t-1} ([rows][H+V], step parity) beside them; tensor-core layout first, as above.
   int64_t cs = arch.max_cluster;
   if (g_max_blocks > 0) cs = std::min<int64_t>(cs, g_max_blocks);
   const bool chunked = g_max_kc > 0 && g_max_kc < H;  // the tuning asks for chunked staging
-  if (p.fits && cs > 0 && g_cluster >= 0 && !chunked) {
+  if (p.fits && cs > 0 && g_cluster >= 0 && !chunked && !wave) {
     PersistentCluster& c = p.cluster;
     const int64_t Uc = (H + cs - 1) / cs;
     const int tc = threads_for(Uc);
