@@ -10,8 +10,8 @@ Writes DIR/report.md and DIR/report.json, and prints a short table last. Parts:
   versions   card, SM count, driver, torch, CUDA, cuDNN, and the TF32 switches torch gives cuDNN
              and cuBLAS (fp32 cases run with torch's defaults; the report states them).
   benchmark  cases in priority order until the time budget is spent: fastrnns' T=100 B=64
-             I=H=512, then small-batch inference (B=1,4,16; H=256,512,1024; and a bidirectional
-             layer at B=1,8, H=256), then the rest of
+             I=H=512, then small-batch inference (B=1,4,16; H=256,512,1024; a bidirectional
+             layer at B=1,8, H=256; two stacked layers at B=1,8, H=512), then the rest of
              the default suite; LSTM, GRU, RNN; fp32, bf16, fp16; inference and training; the
              stepwise and persistent algorithms where both apply. Each case is checked against
              torch.nn before it is timed (fusedrnn.bench.run_case); cases left for lack of time
@@ -21,6 +21,9 @@ Writes DIR/report.md and DIR/report.json, and prints a short table last. Parts:
   cluster    the persistent forward on one thread-block cluster against the grid-barrier one,
              side by side (µs a step, T=100), with the model's predictions for both
              (benchmarks/perf_model.py): the check of the plan's choice between them.
+  wavefront  the layers of a stack in one launch (fusedrnn::lstm_forward_stack) against the
+             same layers one at a time (the single-layer op, persistent), side by side (µs for
+             the stack, T=100), with the model's predictions for both.
 Without a GPU (or --device cpu, which exercises the same code on the CPU with tiny sizes) the
 benchmark runs only where asked; the static part always runs.
 """
@@ -56,6 +59,8 @@ def case_list(quick, device):
             small = [Size(T=100, B=b, H=h) for b in (1, 16) for h in (256, 1024)]
         # a bidirectional layer in inference: both directions in one persistent launch
         small += [Size(T=100, B=b, H=256, bidirectional=True) for b in (1, 8)]
+        # stacked layers in inference: one wavefront launch
+        small += [Size(T=100, B=b, H=512, layers=2) for b in (1, 8)]
         rest = [] if quick else [s for s in bench.DEFAULT_SIZES if s != Size(T=100, B=64, H=512)]
         sizes = {"fastrnns": [Size(T=100, B=64, H=512)], "small-batch": small, "default": rest}
         dtypes, algos = ("fp32", "bf16", "fp16"), ("stepwise", "persistent")
@@ -217,6 +222,72 @@ def cluster_vs_grid(device, T=100, reps=20):
     return out
 
 
+WAVE_CASES = [("lstm", "bf16", 8, 256, 4), ("lstm", "bf16", 1, 512, 2), ("lstm", "bf16", 8, 512, 2),
+              ("lstm", "bf16", 8, 512, 4), ("gru", "bf16", 8, 512, 4), ("lstm", "fp32", 8, 512, 2)]
+
+
+def wavefront_vs_layers(device, T=100, reps=20):
+    """[{case, chunks, wave_us, layers_us, model_*_us}]: a stack's inference through the stack
+    op (wavefront launches where the dispatch takes them) and its layers one at a time (the
+    single-layer op), persistent, fp32 with TF32 allowed. On a CPU the same code runs through
+    the SIMT layer at toy sizes (a smoke run: times not meaningful)."""
+    import perf_model
+
+    cuda = device.type == "cuda"
+    dt = {"bf16": torch.bfloat16, "fp32": torch.float32}
+    ops = torch.ops.fusedrnn
+    backend = "cuda" if cuda else "simt"
+    out = []
+    for cell, prec, B, H, L in (WAVE_CASES if cuda else [("lstm", "fp32", 2, 16, 2)]):
+        T_ = T if cuda else 3
+        G = 4 if cell == "lstm" else 3
+        g = torch.Generator(device="cpu").manual_seed(0)
+        mk = lambda *shape: (torch.rand(*shape, generator=g) * 0.2 - 0.1).to(device, dt[prec])  # noqa: E731
+        x, h0, c0 = mk(T_, B, H), mk(L, B, H), mk(L, B, H)
+        w = [mk(*shape) for _ in range(L) for shape in ((G * H, H), (G * H, H), (G * H,), (G * H,))]
+
+        def wave():
+            if cell == "lstm":
+                return ops.lstm_forward_stack(x, h0, c0, w, True, backend, None, "persistent")
+            return ops.gru_forward_stack(x, h0, w, True, backend, None, "persistent")
+
+        def layers():
+            y = x
+            for l in range(L):
+                wl = w[4 * l:4 * l + 4]
+                if cell == "lstm":
+                    y = ops.lstm_forward(y, h0[l], c0[l], *wl, False, backend, None, None,
+                                         "persistent", False)[0]
+                else:
+                    y = ops.gru_forward(y, h0[l], *wl, False, backend, None, "persistent",
+                                        False)[0]
+            return y
+
+        row = {"case": f"{cell} {prec} B={B} H={H} layers={L}",
+               "chunks": "+".join(map(str, perf_model.stack_chunks(cell, B, H, prec, L)))}
+        old_tf32 = torch.backends.cudnn.allow_tf32
+        try:
+            torch.backends.cudnn.allow_tf32 = True  # fp32 RNNs on TF32, torch's default
+            for name, fn in (("wave", wave), ("layers", layers)):
+                fn()
+                bench._sync(device)
+                times = []
+                for _ in range(reps if cuda else 1):
+                    t = time.perf_counter()
+                    fn()
+                    bench._sync(device)
+                    times.append(time.perf_counter() - t)
+                row[f"{name}_us"] = sorted(times)[len(times) // 2] * 1e6
+        except Exception as e:  # noqa: BLE001
+            row["error"] = f"{type(e).__name__}: {e}"
+        finally:
+            torch.backends.cudnn.allow_tf32 = old_tf32
+        row["model_wave_us"] = perf_model.stack_time(cell, B, H, prec, L, T_) * 1e6
+        row["model_layers_us"] = perf_model.stack_time(cell, B, H, prec, L, T_, wave=False) * 1e6
+        out.append(row)
+    return out
+
+
 def fmt_ms(s):
     return "-" if s is None else bench._fmt_ms(s)
 
@@ -278,6 +349,17 @@ def markdown(doc):
                      f"{f(r.get('cluster_us'))} ({f(r.get('model_cluster_us'))}) | "
                      f"{f(r.get('grid_us'))} ({f(r.get('model_grid_us'))}) | "
                      f"{r.get('error', '')[:120]} |")
+        L.append("")
+    if doc.get("wavefront"):
+        f = lambda v: "-" if v is None else f"{v:.0f}"  # noqa: E731
+        L += ["## Stacked layers: wavefront launches vs one layer at a time (µs for the stack, "
+              "T=100; model in brackets)", "",
+              "| case | layers a launch (model) | wavefront | one at a time | error |",
+              "|---|---|---:|---:|---|"]
+        for r in doc["wavefront"]:
+            L.append(f"| {r['case']} | {r.get('chunks')} | {f(r.get('wave_us'))} "
+                     f"({f(r.get('model_wave_us'))}) | {f(r.get('layers_us'))} "
+                     f"({f(r.get('model_layers_us'))}) | {r.get('error', '')[:120]} |")
         L.append("")
     s = doc["static"]
     L += ["## Static checks (no GPU needed)", ""]
@@ -366,6 +448,10 @@ def main(argv=None):
         doc["cluster"] = cluster_vs_grid(device)
     except Exception as e:  # noqa: BLE001  (e.g. a build without the SIMT layer's test ops)
         doc["cluster"] = [{"case": "all", "error": f"{type(e).__name__}: {e}"}]
+    try:
+        doc["wavefront"] = wavefront_vs_layers(device)
+    except Exception as e:  # noqa: BLE001
+        doc["wavefront"] = [{"case": "all", "error": f"{type(e).__name__}: {e}"}]
 
     with open(os.path.join(a.out, "report.json"), "w") as f:
         json.dump(doc, f, indent=1, default=str)

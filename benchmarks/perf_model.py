@@ -4,6 +4,7 @@ microseconds per time step and the predicted ratio to cuDNN, written down so tha
 
     python benchmarks/perf_model.py               # the stepwise table (markdown)
     python benchmarks/perf_model.py --persistent  # the persistent kernels' table
+    python benchmarks/perf_model.py --wavefront   # stacked layers: one at a time or one launch
 
 Per step kernel, forward and backward (tile shapes from csrc/cuda/*_kernels.cuh):
   blocks   = ceil(B / BT) * ceil(H / HT); an SM holds `occ` blocks (threads, shared memory,
@@ -313,6 +314,96 @@ def persistent_table():
     return "\n".join(rows)
 
 
+# The layer wavefront (fusedrnn::lstm_forward_stack / gru_forward_stack, inference): the layers
+# of a unidirectional stack in one launch, a group of SMS // L blocks a layer, layer l one launch
+# step behind layer l-1. A launch step is the grid forward's step on the group's share of the
+# SMs, and a layer above the first runs its input pass first (the layer below's h_t staged from
+# L2 like h_{t-1}, the product on W_ih held beside W_hh, the sums into the prefetch slots): two
+# passes, one grid barrier. T + L - 1 launch steps instead of L * T steps, and one input GEMM
+# (the first layer's) instead of L. The wavefront never runs on a cluster; a launch takes the
+# most layers (<= 4) whose W_ih and W_hh fit (persistent_plan with `wave`), the rest go on in
+# further launches (a single layer as the single-layer forward, cluster or grid).
+WAVE_MAX = 4  # persistent_kernels.cuh kMaxGroups
+
+
+def wavefront_fits(cell, B, H, prec, layers):
+    """Whether `layers` layers fit as one wavefront (persistent_plan's `wave` carve: W twice, the
+    tensor-core layout first, a staging chunk of at least min(H, 32) columns)."""
+    G = {"lstm": 4, "gru": 3}[cell]
+    U, _, threads = persistent_config(B, H, SMS // layers)[:3]
+    es = 2 if prec == "bf16" else 4
+    V, KS = 16 // es, (16 if es == 2 else 8)
+    a16 = lambda n: (n + 15) // 16 * 16  # noqa: E731
+    fixed = a16(B * U * 4) + a16(2 * B * G * U * 4)  # state, prefetched xproj
+    kc = min(H, 32)
+    if H % V == 0:
+        w = a16(16 * math.ceil(4 * U / 16) * (math.ceil(H / KS) * KS + V) * es)
+        if 2 * w + fixed + a16(threads * 16) + a16(8 * math.ceil(B / 8) * (kc + V) * es) \
+                <= PLAN_SMEM:
+            return True
+    return 2 * a16(G * U * (H + 1) * es) + fixed + a16(B * (kc + V) * es) <= PLAN_SMEM
+
+
+def wavefront_step(cell, B, H, prec, layers):
+    """Seconds per launch step of a wavefront of `layers` layers (which must fit)."""
+    one = persistent_step(cell, "fwd", B, H, prec, "v2", sms=SMS // layers)
+    return 2 * one - GRID_BARRIER  # input pass + recurrent pass, one barrier
+
+
+def stack_chunks(cell, B, H, prec, layers):
+    """The layers each launch takes, as the dispatch chooses them (register.cpp wave_layers:
+    the most that fit, and at least 3 where a layer alone runs on a cluster, persistent.h
+    wave_min_layers, the rule this model gives)."""
+    out, left = [], layers
+    least = 3 if cluster_preferred(cell, B, H, prec) else 2
+    while left:
+        n = next((k for k in range(min(WAVE_MAX, left), least - 1, -1)
+                  if wavefront_fits(cell, B, H, prec, k)), 1)
+        out.append(n)
+        left -= n
+    return out
+
+
+def stack_time(cell, B, H, prec, layers, T, wave=True):
+    """Seconds of a stack's inference over T steps: the layers one at a time (each its input
+    GEMM, its launch and T steps of the v3 forward), or as the dispatch's wavefront launches."""
+    hp = "half" if prec == "bf16" else "tf32"
+    one = T * (persistent_step(cell, "fwd", B, H, prec, "v3") + hoisted_time(cell, B, H, hp, False))
+    if not wave:
+        return layers * (one + 2 * GAP_GPU)
+    t = 0.0
+    for n in stack_chunks(cell, B, H, prec, layers):
+        if n == 1:
+            t += one + 2 * GAP_GPU
+        else:
+            t += (T + n - 1) * wavefront_step(cell, B, H, prec, n) + \
+                T * hoisted_time(cell, B, H, hp, False) + 2 * GAP_GPU
+    return t
+
+
+def wavefront_table(T=100):
+    rows = ["| cell | H | B | layers | layers a launch fp32 / bf16 "
+            "| fp32 (TF32): one at a time → wavefront µs | speedup "
+            "| bf16: one at a time → wavefront µs | speedup |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for cell in ("lstm", "gru"):
+        for H in (256, 512, 1024):
+            for B in (1, 8, 16):
+                for L in (2, 4):
+                    cols = []
+                    for prec in ("fp32", "bf16"):
+                        a = stack_time(cell, B, H, prec, L, T, wave=False)
+                        b = stack_time(cell, B, H, prec, L, T)
+                        cols.append(f"| {a * 1e6:.0f} → {b * 1e6:.0f} | {a / b:.2f} ")
+                    chunks = " / ".join("+".join(str(n) for n in stack_chunks(cell, B, H, p, L))
+                                        for p in ("fp32", "bf16"))
+                    rows.append(f"| {cell} | {H} | {B} | {L} | {chunks} " + "".join(cols) + "|")
+    return "\n".join(rows)
+
+
 if __name__ == "__main__":
     import sys
-    print(persistent_table() if "--persistent" in sys.argv else table())
+    if "--wavefront" in sys.argv:
+        print(wavefront_table())
+    else:
+        print(persistent_table() if "--persistent" in sys.argv else table())

@@ -31,6 +31,10 @@ def test_report_on_cpu(tmp_path, capsys):
     assert "one cluster vs the grid" in md
     assert doc["cluster"] and all(r["cluster_us"] > 0 and r["grid_us"] > 0 and "error" not in r
                                   for r in doc["cluster"]), doc["cluster"]
+    # A stack's layers as wavefront launches against one at a time (SIMT here).
+    assert "wavefront launches vs one layer at a time" in md
+    assert doc["wavefront"] and all(r["wave_us"] > 0 and r["layers_us"] > 0 and "error" not in r
+                                    for r in doc["wavefront"]), doc["wavefront"]
     # The short table comes last on stdout.
     assert out.rstrip().splitlines()[-1].startswith(tuple(r["name"][:20] for r in doc["results"]))
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import fusedrnn
-from conftest import TOL, layer_inputs
+from conftest import TOL, layer_inputs, tf32_rnns
 
 pytestmark = pytest.mark.skipif(not fusedrnn.build_info()["simt"], reason="SIMT layer not built")
 
@@ -28,8 +28,8 @@ def _seeded():
 
 
 @contextlib.contextmanager
-def tuning(max_blocks=0, max_kc=0):
-    P.set_tuning(max_blocks, max_kc, 0, 0)
+def tuning(max_blocks=0, max_kc=0, cluster=-1):
+    P.set_tuning(max_blocks, max_kc, 0, cluster)
     try:
         yield
     finally:
@@ -82,10 +82,11 @@ def run(fn):
     return s["launches"], s["grid_barriers"], out
 
 
-def close(got, want, dtype, what):
+def close(got, want, dtype, what, tol=None):
+    """tol: the dtype whose tolerance applies (TF32 like fp16); default dtype's."""
     for a, b, n in zip(got, want, ["y", "h_n", "c_n"]):
         assert a.shape == b.shape and a.dtype == dtype, (what, n)
-        torch.testing.assert_close(a, b, **TOL[dtype], msg=lambda m: f"{what} {n}: {m}")
+        torch.testing.assert_close(a, b, **TOL[tol or dtype], msg=lambda m: f"{what} {n}: {m}")
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
@@ -97,7 +98,8 @@ def test_wavefront_matches_the_layers(kind, dtype, L, H, packed):
     """One launch for L layers, T + L - 1 launch steps (T + L - 2 grid barriers); layer 0
     exactly the single op's (same slicing: two blocks a layer, several units each), every
     layer's state and the last y within the dtype's tolerance of the layers run one by one.
-    H = 16: the half types on tensor cores; H = 13: FFMA, a partial last block."""
+    H = 16: the half types on tensor cores; H = 13: FFMA, a partial last block. (Clusters off:
+    the single layers on the grid, as the wavefront.)"""
     T, B, I = 5, 3, 7
     x, bs, h0, c0, w, bias = inputs(kind, T, B, I, H, L, dtype, packed, seed=3)
     with tuning(max_blocks=2):
@@ -154,6 +156,28 @@ def test_a_launch_takes_the_layers_that_fit(kind):
     n, _, got = run(lambda: stack(kind, x, bs, h0, c0, w, bias))
     assert n == 2
     close(got, layers(kind, x, bs, h0, c0, w, bias), dtype, f"H={H}")
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_where_a_layer_runs_on_a_cluster_a_wavefront_takes_three(kind):
+    """Where a layer alone runs on a cluster (the plan prefers it and the product is on tensor
+    cores: bf16; fp32 with TF32 allowed), two layers run as two cluster launches and three as
+    one wavefront (persistent.h wave_min_layers, the model's rule); with the cluster off, or
+    fp32 without TF32 (FFMA: no cluster), two layers are one wavefront."""
+    H, B = 16, 2
+    for dtype in (torch.bfloat16, torch.float32):
+        assert P.plan(kind, B, H, dtype)[15]  # the cluster is preferred
+    cases = [(torch.bfloat16, False, 0, 2, 2), (torch.bfloat16, False, 0, 3, 1),
+             (torch.bfloat16, False, 0, 5, 2),  # 4 + 1 (the last one on a cluster)
+             (torch.bfloat16, False, -1, 2, 1), (torch.float32, True, 0, 2, 2),
+             (torch.float32, True, 0, 3, 1), (torch.float32, False, 0, 2, 1)]
+    for dtype, tf32, cluster, L, want in cases:
+        x, bs, h0, c0, w, bias = inputs(kind, 4, B, 3, H, L, dtype, seed=12)
+        with tuning(cluster=cluster), (tf32_rnns() if tf32 else contextlib.nullcontext()):
+            n, _, got = run(lambda: stack(kind, x, bs, h0, c0, w, bias))
+            ref = layers(kind, x, bs, h0, c0, w, bias)
+        assert n == want, (dtype, tf32, cluster, L)
+        close(got, ref, dtype, f"{dtype} tf32={tf32} L={L}", torch.float16 if tf32 else None)
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
@@ -222,7 +246,28 @@ def test_module_inference_in_one_launch(cls, packed, num_layers):
         with torch.no_grad():
             n_dropout, _, _ = run(lambda: m(x))
     assert (n, n_train, n_dropout) == (1, num_layers, num_layers)
-    flat = lambda o: [o[0].data if packed else o[0]] + (list(o[1]) if isinstance(o[1], tuple)  # noqa: E731
-                                                       else [o[1]])
+    def flat(o):
+        return [o[0].data if packed else o[0]] + (list(o[1]) if isinstance(o[1], tuple)
+                                                  else [o[1]])
+
     for a, b in zip(flat(got), flat(want)):
         torch.testing.assert_close(a, b, atol=2e-5, rtol=2e-4)
+
+
+def test_perf_model_follows_the_plan():
+    """benchmarks/perf_model.py's wavefront fits where persistent_plan's does (sm_90: 132 SMs,
+    227 KB), and takes the launches the dispatch takes (the README's table and fit limits come
+    from it)."""
+    import os
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
+    import perf_model
+    for kind in ("lstm", "gru"):
+        for prec, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+            for B in (1, 5, 8, 16):
+                for H in list(range(16, 1300, 16)) + [13, 250, 999]:
+                    for L in (2, 3, 4):
+                        plan = P.plan_for(kind, B, H, dtype, 132, 232448, 1024, 16, L, True)
+                        assert perf_model.wavefront_fits(kind, B, H, prec, L) == bool(plan[0]), \
+                            (kind, prec, B, H, L)
+                        assert plan[10] == 0  # no cluster

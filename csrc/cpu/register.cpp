@@ -257,13 +257,16 @@ std::tuple<Tensor, Tensor> gru_forward_bidir(
       });
 }
 
-// A stack's layers (stack_ops.h): as many as fit as one wavefront launch (2..4) through the
-// SIMT layer when it runs the persistent kernels; else a layer at a time.
+// A stack's layers (stack_ops.h): as many as fit as one wavefront launch (2..4; 3..4 where a
+// layer alone runs on a cluster: wave_min_layers) through the SIMT layer when it runs the
+// persistent kernels; else a layer at a time.
 int wave_layers(const char* op, const std::string& backend, const std::string& algorithm,
                 RnnKind kind, const Sizes& s, const Tensor& x, int remaining) {
   if (!use_simt(backend, op) || !persistent(op, algorithm)) return 1;
-  for (int n = std::min(kMaxWaveLayers, remaining); n >= 2; --n)
-    if (simt::persistent_plan(kind, s.B, s.H, x.scalar_type(), n, true).fits) return n;
+  const auto dtype = x.scalar_type();
+  const int least = wave_min_layers(simt::persistent_plan(kind, s.B, s.H, dtype), dtype);
+  for (int n = std::min(kMaxWaveLayers, remaining); n >= least; --n)
+    if (simt::persistent_plan(kind, s.B, s.H, dtype, n, true).fits) return n;
   return 1;
 }
 

@@ -93,6 +93,19 @@ struct PersistentPlan {
   std::string why;       // when !fits: which limit failed
 };
 
+// The fewest layers worth a wavefront launch (persistent_kernels.cuh, FwdLaunch), given the
+// plan of one layer alone: where that layer runs on a cluster (preferred, and its product on
+// tensor cores: the half types, fp32 when TF32 is allowed), the model
+// (benchmarks/perf_model.py --wavefront) predicts two layers as a wavefront on the grid no
+// faster than two cluster launches (0.92-1.00x at H = 256, B <= 8, bf16) and three or more
+// faster (1.8x and up at four): 3 there, else 2.
+inline int wave_min_layers(const PersistentPlan& one, at::ScalarType dtype) {
+  const bool tf32 = at::globalContext().allowTF32CuDNN(at::Float32Op::RNN);
+  const bool mma_ok = dtype == at::kHalf || dtype == at::kBFloat16 || (dtype == at::kFloat && tf32);
+  const PersistentCluster& c = one.cluster;
+  return c.blocks > 0 && c.preferred && (c.forced || (c.mma && mma_ok)) ? 3 : 2;
+}
+
 // The sizing rule: a function of its arguments and the test-only tuning below (no device query).
 // wave: for a layer of a wavefront (persistent_kernels.cuh, FwdLaunch): the forward only, with
 // W_ih beside W_hh, never on a cluster (arch.sms: the group's share).

@@ -221,13 +221,16 @@ std::tuple<Tensor, Tensor> gru_forward_bidir(
       });
 }
 
-// A stack's layers (stack_ops.h): as many as fit as one persistent wavefront (2..4), where the
-// single-layer forward would run persistent; else a layer at a time.
+// A stack's layers (stack_ops.h): as many as fit as one persistent wavefront (2..4; 3..4 where
+// a layer alone runs on a cluster: wave_min_layers), where the single-layer forward would run
+// persistent; else a layer at a time.
 int wave_layers(const char* op, const std::string& algorithm, RnnKind kind, const Sizes& s,
                 const Tensor& x, int remaining) {
   if (!persistent(op, algorithm, kind, false, s, x)) return 1;
-  for (int n = std::min(kMaxWaveLayers, remaining); n >= 2; --n)
-    if (cuda::persistent_plan(kind, s.B, s.H, x.scalar_type(), n, true).fits) return n;
+  const auto dtype = x.scalar_type();
+  const int least = wave_min_layers(cuda::persistent_plan(kind, s.B, s.H, dtype), dtype);
+  for (int n = std::min(kMaxWaveLayers, remaining); n >= least; --n)
+    if (cuda::persistent_plan(kind, s.B, s.H, dtype, n, true).fits) return n;
   return 1;
 }
 

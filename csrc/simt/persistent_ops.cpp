@@ -8,8 +8,8 @@
 //       the sizing decision for the SIMT layer's architecture (fusedrnn._C.simt_set_arch);
 //       groups (of blocks side by side: 2 for both directions) and wave (a layer wavefront of
 //       `groups` layers) as persistent.h's persistent_plan
-//   plan_for(kind, B, H, dtype, sms, smem_optin, max_threads, max_cluster=0) -> same, for any
-//       device
+//   plan_for(kind, B, H, dtype, sms, smem_optin, max_threads, max_cluster=0, groups=1,
+//       wave=False) -> same, for any device
 //   set_tuning(max_blocks, max_kc, threads, cluster)   test-only caps (0 = the rule's choice;
 //       cluster -1: the grid-barrier forward even where a cluster fits, 1: the cluster forward
 //       wherever it fits)
@@ -41,10 +41,12 @@ std::vector<int64_t> plan_op(std::string kind, int64_t B, int64_t H, at::ScalarT
 
 std::vector<int64_t> plan_for_op(std::string kind, int64_t B, int64_t H, at::ScalarType dtype,
                                  int64_t sms, int64_t smem_optin, int64_t max_threads,
-                                 int64_t max_cluster) {
+                                 int64_t max_cluster, int64_t groups, bool wave) {
+  TORCH_CHECK(groups >= 1, "persistent plan: groups must be >= 1, got ", groups);
   return to_list(persistent_plan(
       parse_kind(kind), B, H, dtype,
-      PersistentArch{int(sms), size_t(smem_optin), int(max_threads), int(max_cluster)}));
+      PersistentArch{int(sms / groups), size_t(smem_optin), int(max_threads), int(max_cluster)},
+      wave));
 }
 
 void set_tuning_op(int64_t max_blocks, int64_t max_kc, int64_t threads, int64_t cluster) {
@@ -76,7 +78,7 @@ TORCH_LIBRARY(fusedrnn_persistent, m) {
         &fusedrnn::plan_op);
   m.def(
       "plan_for(str kind, int B, int H, ScalarType dtype, int sms, int smem_optin, "
-      "int max_threads, int max_cluster=0) -> int[]",
+      "int max_threads, int max_cluster=0, int groups=1, bool wave=False) -> int[]",
       &fusedrnn::plan_for_op);
   m.def("set_tuning(int max_blocks=0, int max_kc=0, int threads=0, int cluster=0) -> ()",
         &fusedrnn::set_tuning_op);
