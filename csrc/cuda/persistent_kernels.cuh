@@ -7,6 +7,8 @@
 //   W     [U][NG][K+1] storage dtype S forward: NG = G gates, K = H, W[u][q][:] = W_hh[q*H+j0+u, :]
 //                                      backward: NG = 1, K = G*H,   W[u][0][k] = W_hh[k, j0+u]
 //                                      forward on tensor cores (mma_pass): [R16][K16+8], below
+//                                      a wavefront's layers: W_ih's slice after it, in the same
+//                                      layout (FwdLaunch::wave; the first layer leaves it unused)
 //   tile  [B][KC+V]  exchange dtype E  the chunk of the exchanged vector staged for this pass;
 //                                      V = 16 / sizeof(E) keeps its rows 16-byte aligned (the
 //                                      cluster forward: two tiles, all of h_{t-1}, KC = H)
@@ -855,8 +857,10 @@ __device__ __forceinline__ size_t wx_offset(bool mma, int NG, int H, int U) {
 
 // A wavefront layer's input projection of step s: pre slot s%2 ([n][NP][U], the layout
 // prefetch_xproj writes) = x_in rows [off, off+n) x W_ih's slice + bias, on the same pass as the
-// recurrent product (x_in: the layer below's h_t, written before the last grid barrier). Ends
-// with the block synchronised, so the recurrent pass's consume reads every slot written here.
+// recurrent product (x_in: the layer below's h_t, written before the last grid barrier). The
+// recurrent pass that follows synchronises the block before its first consume (fwd_pass's
+// contract), so its consume reads every slot written here, and it stages its tile only after
+// every thread of this pass finished reading the tile.
 template <int NG, int NP, class S, class A>
 __device__ __forceinline__ void input_pass(bool mma, const S* Wx, const S* x_in, const A* bias,
                                            int64_t off, int n, int H, int U, int j0,
@@ -869,7 +873,6 @@ __device__ __forceinline__ void input_pass(bool mma, const S* Wx, const S* x_in,
 FRNN_PERS_UNROLL
     for (int q = 0; q < NG; ++q) xp[q * U] = acc[q] + (bias ? bias[q * H + j] : A(0));
   });
-  __syncthreads();
 }
 
 // ------------------------------------------------------------------ the cluster forward
