@@ -271,3 +271,19 @@ def test_perf_model_follows_the_plan():
                         assert perf_model.wavefront_fits(kind, B, H, prec, L) == bool(plan[0]), \
                             (kind, prec, B, H, L)
                         assert plan[10] == 0  # no cluster
+
+
+def test_compiled_module_takes_the_stack_op():
+    """torch.compile(fullgraph=True) of a stacked module in inference traces the stack op (its
+    fake kernel) and runs one launch, with the eager outputs."""
+    torch.manual_seed(0)
+    m = fusedrnn.LSTM(5, 12, num_layers=3).eval()
+    x = torch.randn(6, 3, 5)
+    with fusedrnn.backend("simt"), fusedrnn.algorithm("persistent"), torch.no_grad():
+        want = m(x)
+        compiled = torch.compile(m, fullgraph=True)
+        compiled(x)
+        n, _, got = run(lambda: compiled(x))
+    assert n == 1
+    for a, b in zip([got[0], *got[1]], [want[0], *want[1]]):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
