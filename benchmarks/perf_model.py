@@ -192,7 +192,7 @@ def mma_pass_time(pairs, threads, ksteps, chains):
 # barrier across the GPC's SMs, against the grid barrier's poll through L2), the remote stores'
 # latency and bandwidth.
 CLUSTER_MAX = 16
-CLUSTER_WBYTES = 96 * 1024  # persistent.h kClusterWBytes
+CLUSTER_WBYTES = 112 * 1024  # persistent.h kClusterWBytes
 CLUSTER_BARRIER = 0.35e-6
 DSMEM_LAT = 200 / CLOCK
 DSMEM_BW = 32  # bytes/clk/SM, the SM-to-SM network
@@ -226,8 +226,23 @@ def cluster_preferred(cell, B, H, prec):
     return fits and mma and 16 * math.ceil(4 * U / 16) * H * es * math.ceil(B / 8) <= CLUSTER_WBYTES
 
 
-def cluster_step(cell, B, H, prec):
-    """Seconds per forward step on one cluster (cluster_config must fit)."""
+REG_STEPS = 8  # persistent_kernels.cuh kRegSteps: a warp's first k-steps of W in registers
+
+
+def wregs_fraction(U, B, H, threads, kstep):
+    """The share of a warp's W fragments the cluster forward holds in registers (WRegs): its
+    first REG_STEPS k-steps, where every tile pair has its own warps (one round)."""
+    P, warps = math.ceil(4 * U / 16) * math.ceil(B / 8), threads // 32
+    if P > warps:
+        return 0.0
+    per_warp = math.ceil(math.ceil(H / kstep) / (warps // P))
+    return min(1.0, REG_STEPS / per_warp)
+
+
+def cluster_step(cell, B, H, prec, regs=True):
+    """Seconds per forward step on one cluster (cluster_config must fit). regs: W's first
+    fragments in registers (the kernel since 2026-12-03's late commits), whose shared-memory
+    bytes then drop out; regs=False: all of W from shared memory, as before."""
     G = {"lstm": 4, "gru": 3}[cell]
     U, blocks, threads, fits, mma = cluster_config(cell, B, H, prec)
     assert fits
@@ -235,7 +250,9 @@ def cluster_step(cell, B, H, prec):
     kstep = 16 if es == 2 else 8
     if mma:
         MT, NT = math.ceil(4 * U / 16), math.ceil(B / 8)
-        smem = (16 * MT * H * es) * NT + (8 * H * es) * MT * NT  # W per n-tile, h per m-tile
+        in_regs = wregs_fraction(U, B, H, threads, kstep) if regs else 0.0
+        # W per n-tile (less its share in registers), h per m-tile
+        smem = (16 * MT * H * es) * NT * (1 - in_regs) + (8 * H * es) * MT * NT
         dot = max(mma_pass_time(MT * NT, threads, H / kstep, 4), smem / SMEM_BW / CLOCK)
     else:
         RB, KS, items = persistent_config(B, H, CLUSTER_MAX)[3:]

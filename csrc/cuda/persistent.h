@@ -62,7 +62,7 @@ struct PersistentArch {
 // slice once per 8 batch rows) stay within kClusterWBytes, and slower on FFMA, so `preferred`
 // is that rule and the launcher takes the cluster when preferred and the product runs on
 // tensor cores (the half types; fp32 when TF32 is allowed).
-constexpr size_t kClusterWBytes = 96 * 1024;
+constexpr size_t kClusterWBytes = 112 * 1024;
 struct PersistentCluster {
   int blocks = 0;      // the cluster's size and the grid's; 0: the forward does not fit one
   int units = 0;       // hidden units per block
@@ -96,9 +96,9 @@ struct PersistentPlan {
 // The fewest layers worth a wavefront launch (persistent_kernels.cuh, FwdLaunch), given the
 // plan of one layer alone: where that layer runs on a cluster (preferred, and its product on
 // tensor cores: the half types, fp32 when TF32 is allowed), the model
-// (benchmarks/perf_model.py --wavefront) predicts two layers as a wavefront on the grid no
-// faster than two cluster launches (0.92-1.00x at H = 256, B <= 8, bf16) and three or more
-// faster (1.8x and up at four): 3 there, else 2.
+// (benchmarks/perf_model.py --wavefront) predicts two layers as a wavefront on the grid at
+// 0.78-1.17x two cluster launches (bf16 slower, at H = 256, B <= 8) and three or more faster
+// (1.16-1.7x at three, 1.7-2.3x at four): 3 there, else 2.
 inline int wave_min_layers(const PersistentPlan& one, at::ScalarType dtype) {
   const bool tf32 = at::globalContext().allowTF32CuDNN(at::Float32Op::RNN);
   const bool mma_ok = dtype == at::kHalf || dtype == at::kBFloat16 || (dtype == at::kFloat && tf32);

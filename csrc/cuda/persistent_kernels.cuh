@@ -398,14 +398,53 @@ __device__ __forceinline__ void mma_step(float (&acc)[4], const uint32_t (&a)[4]
   }
 }
 
+// W_hh's tensor-core fragments held in registers (the cluster forward): a warp's first
+// kRegSteps k-steps of its m-tile and k-split, loaded once per launch, so each step reads only
+// the rest of W from shared memory. The warp split is fixed by the full batch (rows past a
+// step's count are computed and not consumed), so it is the same at every step; it needs one
+// round (every tile pair on its own warps) and one chunk (KC >= K). All indices compile-time
+// (unrolled): the fragments stay in registers.
+constexpr int kRegSteps = 8;
+struct WRegs {
+  uint32_t a[kRegSteps][4];
+};
+
+template <class S>
+__device__ __forceinline__ bool wregs_fit(int U, int B, int K, int KC) {
+  const int MT = round_up(4 * U, 16) / 16, NT = round_up(B, 8) / 8;
+  return KC >= K && WarpSplit(MT * NT).rounds == 1;  // block-uniform
+}
+
+// Loads this warp's fragments (W in the layout mma_pass reads; the block synchronised since W
+// was written). Call only where wregs_fit.
+template <class S>
+__device__ __forceinline__ void load_wregs(WRegs& wr, const S* W, int ldw, int K, int U, int B) {
+  constexpr int KS = MmaLayout<S>::kKStep, HK = MmaLayout<S>::kHalfK;
+  const int MT = round_up(4 * U, 16) / 16, NT = round_up(B, 8) / 8, P = MT * NT;
+  const WarpSplit w(P);
+  const int lane = threadIdx.x % 32, knk = round_up(K, KS);
+  const bool active = w.grp < P && w.ks < w.kspl;
+  const S* wa = W + ((active ? w.grp / NT : 0) * 16 + (lane & 15)) * ldw + (lane >> 4) * HK;
+FRNN_PERS_UNROLL
+  for (int i = 0; i < kRegSteps; ++i) {
+    const int kb = w.ks * KS + i * w.kspl * KS;
+    if (active && kb < knk) portable::ldmatrix_x4(wr.a[i], wa + kb);
+  }
+}
+
 template <class S, class F>
 __device__ __forceinline__ void mma_pass(const S* W, int ldw, int K, int U, int B, const S* src,
                                          int64_t ld, int src_rows, S* tile, int ldt, int KC,
-                                         bool staged, float* part, F& consume) {
+                                         bool staged, float* part, F& consume,
+                                         bool use_wr = false, const WRegs& wr = WRegs{},
+                                         int Bsplit = 0) {
   constexpr int KS = MmaLayout<S>::kKStep, HK = MmaLayout<S>::kHalfK, V = Vec16<S>::n;
   constexpr int kChains = 4;
   const int tid = threadIdx.x, nt = blockDim.x, lane = tid % 32;
-  const int MT = round_up(4 * U, 16) / 16, B8 = round_up(B, 8), NT = B8 / 8, P = MT * NT;
+  // use_wr: the first kRegSteps k-steps from wr's registers (load_wregs; by reference, never
+  // through a pointer, which would put them in local memory), the split then by Bsplit rows
+  const int MT = round_up(4 * U, 16) / 16, B8 = round_up(use_wr ? Bsplit : B, 8), NT = B8 / 8,
+            P = MT * NT;
   const WarpSplit w(P);
   const int kspl = w.kspl, groups = w.groups, grp = w.grp, ks = w.ks;
   const int nchunks = (K + KC - 1) / KC;
@@ -428,7 +467,20 @@ __device__ __forceinline__ void mma_pass(const S* W, int ldw, int K, int U, int 
         // B x2, lanes 0-7 batch rows at k, 8-15 at k + KS/2 (cuda/warp_matrix.h).
         const S* wa = W + (mt * 16 + (lane & 15)) * ldw + k0 + (lane >> 4) * HK;
         const S* tb = tile + (ntl * 8 + (lane & 7)) * ldt + ((lane >> 3) & 1) * HK;
-        for (int kb0 = ks * KS; kb0 < knk; kb0 += kChains * kspl * KS) {
+        int kfrom = ks * KS;
+        if (use_wr) {  // one chunk (k0 = 0): k-steps i < kRegSteps of this warp from registers
+FRNN_PERS_UNROLL
+          for (int i = 0; i < kRegSteps; ++i) {
+            const int kb = ks * KS + i * kspl * KS;
+            if (kb < knk) {
+              uint32_t b[2];
+              portable::ldmatrix_x2(b, tb + kb);
+              mma_step<S>(acc[i % kChains], wr.a[i], b);
+            }
+          }
+          kfrom += kRegSteps * kspl * KS;
+        }
+        for (int kb0 = kfrom; kb0 < knk; kb0 += kChains * kspl * KS) {
 FRNN_PERS_UNROLL
           for (int j = 0; j < kChains; ++j) {
             const int kb = kb0 + j * kspl * KS;
@@ -784,14 +836,16 @@ __device__ __forceinline__ bool can_prefetch(int U, int H, Ptr... ptrs) {
 // layout, which fits in the space the plan sized for either).
 // staged: the tile already holds h_{t-1} (the cluster forward, one chunk: KC >= H); hprev is
 // then not read.
+// use_wr, wr, Bsplit: W's first fragments in registers (mma only; see WRegs).
 template <int NG, class S, class A, class F>
 __device__ __forceinline__ void fwd_pass(bool mma, const S* W, int H, int U, int B,
                                          const S* hprev, S* tile, int ldt, int KC, bool staged,
-                                         float* part, F&& consume) {
+                                         float* part, F&& consume, bool use_wr = false,
+                                         const WRegs& wr = WRegs{}, int Bsplit = 0) {
   if constexpr (sizeof(S) == 2 || std::is_same<S, float>::value) {
     if (mma) {
       mma_pass<S>(W, MmaLayout<S>(U, H).ldw, H, U, B, hprev, H, B, tile, ldt, KC, staged, part,
-                  consume);
+                  consume, use_wr, wr, Bsplit);
       return;
     }
   }
@@ -967,6 +1021,16 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(FwdLaunch<Lstm
                       cl ? 2 : 1);
   load_w_fwd(mma, sm.w, p.w_hh, 4, H, U, j0);
   if (p.w_ih) load_w_fwd(mma, sm.w + wxo, p.w_ih, 4, H, U, j0);
+  // The cluster forward keeps W_hh's first fragments in registers (WRegs), where they fit.
+  WRegs wr;
+  bool use_wr = false;
+  if constexpr (sizeof(S) <= 4) {
+    use_wr = cl && mma && wregs_fit<S>(U, B, H, p.KC);
+    if (use_wr) {
+      __syncthreads();  // W complete
+      load_wregs<S>(wr, sm.w, MmaLayout<S>(U, H).ldw, H, U, B);
+    }
+  }
   for (int i = threadIdx.x; i < B * U; i += blockDim.x) {
     const int b = i / U, j = j0 + i % U;
     sm.state[i] = j < H ? static_cast<A>(p.c0[b * H + j]) : A(0);
@@ -1014,7 +1078,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(FwdLaunch<Lstm
           tnext[b * sm.ldt + j] = hs;
         else
           hnext[b * H + j] = hs;
-      });
+      }, use_wr, wr, B);
     }
     if (ls + 1 < L.steps)
       end_fwd_step(cl, tnext, sm.ldt, n, j0, min(U, H - j0), unsigned(blk), unsigned(L.per_dir),
@@ -1119,6 +1183,16 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(FwdLaunch<GruFw
                       cl ? 2 : 1);
   load_w_fwd(mma, sm.w, p.w_hh, 3, H, U, j0);
   if (p.w_ih) load_w_fwd(mma, sm.w + wxo, p.w_ih, 3, H, U, j0);
+  // The cluster forward keeps W_hh's first fragments in registers (WRegs), where they fit.
+  WRegs wr;
+  bool use_wr = false;
+  if constexpr (sizeof(S) <= 4) {
+    use_wr = cl && mma && wregs_fit<S>(U, B, H, p.KC);
+    if (use_wr) {
+      __syncthreads();  // W complete
+      load_wregs<S>(wr, sm.w, MmaLayout<S>(U, H).ldw, H, U, B);
+    }
+  }
   for (int i = threadIdx.x; i < B * U; i += blockDim.x) {  // h_{t-1} of this block's units
     const int b = i / U, j = j0 + i % U;
     sm.state[i] = j < H ? static_cast<A>(p.hbuf[b * H + j]) : A(0);
@@ -1166,7 +1240,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(FwdLaunch<GruFw
         else
           hnext[b * H + j] = hs;
         sm.state[b * U + u] = static_cast<A>(hs);  // as the other blocks read it
-      });
+      }, use_wr, wr, B);
     }
     if (ls + 1 < L.steps)
       end_fwd_step(cl, tnext, sm.ldt, n, j0, min(U, H - j0), unsigned(blk), unsigned(L.per_dir),
