@@ -41,6 +41,15 @@ inline int stack_layers(const char* op, at::TensorList weights, bool has_biases,
   return int(L);
 }
 
+// The layers one wavefront launch takes, of `remaining` (< 2: none): the most (at most
+// kMaxWaveLayers) for which plan(n) fits, and at least `least` (wave_min_layers).
+template <class Plan>
+int most_wave_layers(int remaining, int least, Plan plan) {
+  for (int n = std::min(kMaxWaveLayers, remaining); n >= least; --n)
+    if (plan(n).fits) return n;
+  return 1;
+}
+
 // The body of both dispatches: layer l0 on, `layers(sizes, remaining)` says how many one
 // wavefront launch takes (< 2: none), `wave(x, h0, c0, weights)` runs them (c0 undefined for the
 // GRU) -> (y, h_n, c_n); else `single(x, l)` runs layer l alone -> (y, h_n [B,H], c_n [B,H]).

@@ -264,10 +264,9 @@ int wave_layers(const char* op, const std::string& backend, const std::string& a
                 RnnKind kind, const Sizes& s, const Tensor& x, int remaining) {
   if (!use_simt(backend, op) || !persistent(op, algorithm)) return 1;
   const auto dtype = x.scalar_type();
-  const int least = wave_min_layers(simt::persistent_plan(kind, s.B, s.H, dtype), dtype);
-  for (int n = std::min(kMaxWaveLayers, remaining); n >= least; --n)
-    if (simt::persistent_plan(kind, s.B, s.H, dtype, n, true).fits) return n;
-  return 1;
+  return most_wave_layers(
+      remaining, wave_min_layers(simt::persistent_plan(kind, s.B, s.H, dtype), dtype),
+      [&](int n) { return simt::persistent_plan(kind, s.B, s.H, dtype, n, true); });
 }
 
 std::tuple<Tensor, Tensor, Tensor> lstm_forward_stack(

@@ -929,6 +929,25 @@ FRNN_PERS_UNROLL
   });
 }
 
+// A forward kernel's weights: W_hh's slice, W_ih's beside it (a wavefront's layers above the
+// first: w_ih non-null, at wxo elements on), and on the cluster W_hh's first fragments in
+// registers (WRegs) where they fit. Returns whether wr holds them.
+template <class S>
+__device__ __forceinline__ bool load_fwd_w(bool mma, bool cluster, S* W, size_t wxo,
+                                           const S* w_hh, const S* w_ih, int G, int H, int U,
+                                           int B, int KC, int j0, WRegs& wr) {
+  load_w_fwd(mma, W, w_hh, G, H, U, j0);
+  if (w_ih) load_w_fwd(mma, W + wxo, w_ih, G, H, U, j0);
+  if constexpr (sizeof(S) <= 4) {
+    if (cluster && mma && wregs_fit<S>(U, B, H, KC)) {
+      __syncthreads();  // W complete
+      load_wregs<S>(wr, W, MmaLayout<S>(U, H).ldw, H, U, B);
+      return true;
+    }
+  }
+  return false;
+}
+
 // ------------------------------------------------------------------ the cluster forward
 // Launched as one cluster per direction (per_dir blocks; block k of it = rank k), the forward
 // keeps the whole h_{t-1} in shared memory: two tiles [rows][H+V] (step s reads tile s%2). A
@@ -1019,18 +1038,8 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(FwdLaunch<Lstm
   const size_t wxo = wx_offset<S>(mma, 4, H, U);
   Smem<S, S, A, A> sm(smem_raw, L.wave ? 2 * wxo : wxo, mma ? round_up(B, 8) : B, p.KC, B, U, NP,
                       cl ? 2 : 1);
-  load_w_fwd(mma, sm.w, p.w_hh, 4, H, U, j0);
-  if (p.w_ih) load_w_fwd(mma, sm.w + wxo, p.w_ih, 4, H, U, j0);
-  // The cluster forward keeps W_hh's first fragments in registers (WRegs), where they fit.
   WRegs wr;
-  bool use_wr = false;
-  if constexpr (sizeof(S) <= 4) {
-    use_wr = cl && mma && wregs_fit<S>(U, B, H, p.KC);
-    if (use_wr) {
-      __syncthreads();  // W complete
-      load_wregs<S>(wr, sm.w, MmaLayout<S>(U, H).ldw, H, U, B);
-    }
-  }
+  const bool use_wr = load_fwd_w(mma, cl, sm.w, wxo, p.w_hh, p.w_ih, 4, H, U, B, p.KC, j0, wr);
   for (int i = threadIdx.x; i < B * U; i += blockDim.x) {
     const int b = i / U, j = j0 + i % U;
     sm.state[i] = j < H ? static_cast<A>(p.c0[b * H + j]) : A(0);
@@ -1181,18 +1190,8 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(FwdLaunch<GruFw
   const size_t wxo = wx_offset<S>(mma, 3, H, U);
   Smem<S, S, A, A> sm(smem_raw, L.wave ? 2 * wxo : wxo, mma ? round_up(B, 8) : B, p.KC, B, U, NP,
                       cl ? 2 : 1);
-  load_w_fwd(mma, sm.w, p.w_hh, 3, H, U, j0);
-  if (p.w_ih) load_w_fwd(mma, sm.w + wxo, p.w_ih, 3, H, U, j0);
-  // The cluster forward keeps W_hh's first fragments in registers (WRegs), where they fit.
   WRegs wr;
-  bool use_wr = false;
-  if constexpr (sizeof(S) <= 4) {
-    use_wr = cl && mma && wregs_fit<S>(U, B, H, p.KC);
-    if (use_wr) {
-      __syncthreads();  // W complete
-      load_wregs<S>(wr, sm.w, MmaLayout<S>(U, H).ldw, H, U, B);
-    }
-  }
+  const bool use_wr = load_fwd_w(mma, cl, sm.w, wxo, p.w_hh, p.w_ih, 3, H, U, B, p.KC, j0, wr);
   for (int i = threadIdx.x; i < B * U; i += blockDim.x) {  // h_{t-1} of this block's units
     const int b = i / U, j = j0 + i % U;
     sm.state[i] = j < H ? static_cast<A>(p.hbuf[b * H + j]) : A(0);

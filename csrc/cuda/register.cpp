@@ -228,10 +228,9 @@ int wave_layers(const char* op, const std::string& algorithm, RnnKind kind, cons
                 const Tensor& x, int remaining) {
   if (!persistent(op, algorithm, kind, false, s, x)) return 1;
   const auto dtype = x.scalar_type();
-  const int least = wave_min_layers(cuda::persistent_plan(kind, s.B, s.H, dtype), dtype);
-  for (int n = std::min(kMaxWaveLayers, remaining); n >= least; --n)
-    if (cuda::persistent_plan(kind, s.B, s.H, dtype, n, true).fits) return n;
-  return 1;
+  return most_wave_layers(
+      remaining, wave_min_layers(cuda::persistent_plan(kind, s.B, s.H, dtype), dtype),
+      [&](int n) { return cuda::persistent_plan(kind, s.B, s.H, dtype, n, true); });
 }
 
 std::tuple<Tensor, Tensor, Tensor> lstm_forward_stack(
