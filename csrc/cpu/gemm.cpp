@@ -133,41 +133,53 @@ bool force_gemm_isa(int isa) {
   return true;
 }
 
-PackedB::PackedB(bool tb_, int64_t K_, int64_t N_, const float* B, int64_t ldb_, bool packed)
+PackedB::PackedB(bool tb_, int64_t K_, int64_t N_, const float* B, int64_t ldb_, bool packed,
+                 bool lazy)
     : isa(packed ? gemm_isa() : GemmIsa::Blas), K(K_), N(N_), tb(tb_), raw(B), ldb(ldb_) {
   if (isa == GemmIsa::Blas || K == 0 || N == 0) return;
-  const GemmArch& ar = arch_of(isa);
-  nr = ar.nr;
+  nr = arch_of(isa).nr;
   const int64_t panels = (N + nr - 1) / nr;
   data.reset(static_cast<float*>(alloc_big(size_t(panels * K * nr) * sizeof(float))));
   TORCH_CHECK(data, "fusedrnn: out of memory packing a GEMM operand");
+  pending_ = true;
+  if (!lazy) ensure_packed();
+}
+
+void PackedB::pack_panels(int64_t p0, int64_t p1) const {
+  const GemmArch& ar = arch_of(isa);
   float* d0 = data.get();
-  auto pack = [&](int64_t p0, int64_t p1) {
-    for (int64_t p = p0; p < p1; ++p) {
-      float* d = d0 + p * K * nr;
-      const int64_t n0 = p * nr, w = std::min(nr, N - n0);
-      if (!tb) {
-        for (int64_t k = 0; k < K; ++k) {
-          std::memcpy(d + k * nr, B + k * ldb + n0, w * sizeof(float));
-          std::fill(d + k * nr + w, d + (k + 1) * nr, 0.f);
+  const float* B = raw;
+  for (int64_t p = p0; p < p1; ++p) {
+    float* d = d0 + p * K * nr;
+    const int64_t n0 = p * nr, w = std::min(nr, N - n0);
+    if (!tb) {
+      for (int64_t k = 0; k < K; ++k) {
+        std::memcpy(d + k * nr, B + k * ldb + n0, w * sizeof(float));
+        std::fill(d + k * nr + w, d + (k + 1) * nr, 0.f);
+      }
+    } else if (ar.pack_t) {
+      ar.pack_t(B, ldb, K, n0, w, d);
+    } else {
+      // Column n0+c of op(B) is row n0+c of B; 16 k at a time so that the 16 x nr block
+      // being written stays in L1 while whole cache lines of B are read.
+      for (int64_t k0 = 0; k0 < K; k0 += 16) {
+        const int64_t kn = std::min<int64_t>(16, K - k0);
+        for (int64_t c = 0; c < w; ++c) {
+          const float* src = B + (n0 + c) * ldb + k0;
+          for (int64_t k = 0; k < kn; ++k) d[(k0 + k) * nr + c] = src[k];
         }
-      } else if (ar.pack_t) {
-        ar.pack_t(B, ldb, K, n0, w, d);
-      } else {
-        // Column n0+c of op(B) is row n0+c of B; 16 k at a time so that the 16 x nr block
-        // being written stays in L1 while whole cache lines of B are read.
-        for (int64_t k0 = 0; k0 < K; k0 += 16) {
-          const int64_t kn = std::min<int64_t>(16, K - k0);
-          for (int64_t c = 0; c < w; ++c) {
-            const float* src = B + (n0 + c) * ldb + k0;
-            for (int64_t k = 0; k < kn; ++k) d[(k0 + k) * nr + c] = src[k];
-          }
-          for (int64_t k = k0; k < k0 + kn; ++k) std::fill(d + k * nr + w, d + (k + 1) * nr, 0.f);
-        }
+        for (int64_t k = k0; k < k0 + kn; ++k) std::fill(d + k * nr + w, d + (k + 1) * nr, 0.f);
       }
     }
-  };
-  at::parallel_for(0, panels, std::max<int64_t>(1, 262144 / std::max<int64_t>(1, K * nr)), pack);
+  }
+}
+
+void PackedB::ensure_packed() const {
+  if (!pending_) return;
+  const int64_t panels = (N + nr - 1) / nr;
+  at::parallel_for(0, panels, std::max<int64_t>(1, 262144 / std::max<int64_t>(1, K * nr)),
+                   [&](int64_t p0, int64_t p1) { pack_panels(p0, p1); });
+  pending_ = false;
 }
 
 void gemm_packed(int64_t M, float alpha, bool ta, const float* A, int64_t lda, const PackedB& B,
@@ -210,6 +222,11 @@ void gemm_packed(int64_t M, float alpha, bool ta, const float* A, int64_t lda, c
   const bool stream =
       stream_ok && KS == K && double(M) * double(N) * sizeof(float) >= kStreamBytes;
   const bool reverse = B.calls.fetch_add(1, std::memory_order_relaxed) & 1;
+  // A lazy B (one-shot products) is packed here: where the slots split the panels, each packs
+  // its own inside the region (in parallel, into the cache of the core that reads them; the
+  // hoisted input projection of LSTM T=20 B=8 H=128 packed W_ih on the calling thread while the
+  // other waited); every other path needs all of B first.
+  if (ta) B.ensure_packed();
   thread_local std::vector<float> abuf;  // grows to the largest block, then no more allocation
   for (int64_t ps = 0; ps < K; ps += KS) {
     const int64_t ks = std::min(KS, K - ps);
@@ -269,6 +286,7 @@ void gemm_packed(int64_t M, float alpha, bool ta, const float* A, int64_t lda, c
       const double flops = 2.0 * double(mc) * double(N) * double(ks);
       const double bytes = double(panels) * double(NR) * double(ks) * sizeof(float);
       if (run_on_caller(flops, bytes)) {
+        B.ensure_packed();
         if (ta) pack(0, ks, 0, blocks);
         run(0, panels, 0, blocks);
       } else if (ta) {
@@ -288,9 +306,12 @@ void gemm_packed(int64_t M, float alpha, bool ta, const float* A, int64_t lda, c
       } else {
         // A as stored: the slots take an even share of the panels each.
         const int64_t slots = std::min<int64_t>(at::get_num_threads(), panels);
+        const bool pack_b = B.pending();
         run_slots(slots, [&](int64_t w0, int64_t w1) {
+          if (pack_b) B.pack_panels(panels * w0 / slots, panels * w1 / slots);
           run(panels * w0 / slots, panels * w1 / slots, 0, blocks);
         });
+        B.mark_packed();
       }
     }
   }
@@ -300,7 +321,8 @@ void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const
            int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,
            const float* bias, bool stream) {
   if (M == 0 || N == 0) return;
-  gemm_packed(M, alpha, ta, A, lda, PackedB(tb, K, N, B, ldb), beta, C, ldc, bias, stream);
+  gemm_packed(M, alpha, ta, A, lda, PackedB(tb, K, N, B, ldb, true, /*lazy=*/true), beta, C,
+              ldc, bias, stream);
 }
 
 }  // namespace cpu

@@ -55,7 +55,21 @@ struct PackedB {
   // packed = false: B read as stored, for a B used by too few rows to repay packing: products of
   // fewer than 32 rows (not transposed A) on the thin kernels (gemm_thin.h) where the CPU has
   // AVX2, else the BLAS path.
-  PackedB(bool tb, int64_t K, int64_t N, const float* B, int64_t ldb, bool packed = true);
+  // lazy: allocate now, pack in the first gemm_packed (B must still be valid then), which packs
+  // each thread's panels inside its parallel region where the threads split the panels. For
+  // one-shot products; a PackedB shared by concurrent gemm_packed calls must not be lazy.
+  PackedB(bool tb, int64_t K, int64_t N, const float* B, int64_t ldb, bool packed = true,
+          bool lazy = false);
+  // Whether panels still wait to be packed; pack_panels(p0, p1) packs panels p0 .. p1-1;
+  // ensure_packed() packs all of them (across threads) unless done; mark_packed() records that
+  // every panel was packed by pack_panels.
+  bool pending() const { return pending_; }
+  void pack_panels(int64_t p0, int64_t p1) const;
+  void ensure_packed() const;
+  void mark_packed() const { pending_ = false; }
+
+ private:
+  mutable bool pending_ = false;
 };
 
 // C[M,N] = alpha * op(A) B + beta * C (+ bias[j] on every row when bias, [N], is not null)

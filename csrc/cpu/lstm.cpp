@@ -58,7 +58,7 @@ void forward_steps(const Steps& all, const std::vector<StepChunk>& chunks, const
   std::optional<LstmStepWeights> wf;
   std::optional<Weight<S>> whh, whr;
   if (fused) {
-    wf.emplace(*fused, reinterpret_cast<const float*>(w_hh.data_ptr<S>()), H);
+    wf.emplace(*fused, reinterpret_cast<const float*>(w_hh.data_ptr<S>()), H, /*lazy=*/true);
   } else {
     whh.emplace(true, P, G, w_hh.data_ptr<S>(), P, all.N);
   }

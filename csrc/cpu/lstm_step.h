@@ -56,21 +56,37 @@ struct LstmStepWeights {
   // inference ~7%, training ~12% faster).
   mutable std::atomic<uint32_t> steps{0};
 
-  LstmStepWeights(const LstmStepKernel& k, const float* w_hh, int64_t H_)
+  // lazy: allocate only and pack on first use (w_hh must outlive this object until then): the
+  // step packs everything before its first panel (ensure_packed), the thin forward sweep packs
+  // each slot's own panels inside its parallel region (pack_panels, then set_packed).
+  LstmStepWeights(const LstmStepKernel& k, const float* w_hh, int64_t H_, bool lazy = false)
       : kernel(&k), H(H_), units(k.units), cols(4 * k.units),
-        panels((H_ + k.units - 1) / k.units) {
+        panels((H_ + k.units - 1) / k.units), src_(w_hh), packed_(false) {
     const size_t floats = size_t(panels * H * cols);
     {
       const WeightBuffers sized_by_weights;  // the cache's rule (big_buffer.h)
       data.reset(static_cast<float*>(alloc_big(floats * sizeof(float))));
     }
     TORCH_CHECK(data, "fusedrnn: out of memory packing W_hh");
-    float* d0 = data.get();
-    at::parallel_for(0, panels, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, H * cols)),
-                     [&](int64_t p0, int64_t p1) {
-      for (int64_t p = p0; p < p1; ++p) k.pack_panel(w_hh, H, p, d0 + p * H * cols);
-    });
+    if (!lazy) ensure_packed();
   }
+  bool is_packed() const { return packed_; }
+  void set_packed() const { packed_ = true; }
+  // Panels p0 .. p1-1 (not thread-safe against other calls on the same panels).
+  void pack_panels(int64_t p0, int64_t p1) const {
+    for (int64_t p = p0; p < p1; ++p) kernel->pack_panel(src_, H, p, data.get() + p * H * cols);
+  }
+  // Packs every panel unless done (call from one thread, outside the panels' readers).
+  void ensure_packed() const {
+    if (packed_) return;
+    at::parallel_for(0, panels, std::max<int64_t>(1, 65536 / std::max<int64_t>(1, H * cols)),
+                     [&](int64_t p0, int64_t p1) { pack_panels(p0, p1); });
+    packed_ = true;
+  }
+
+ private:
+  const float* src_;
+  mutable bool packed_;
 };
 
 // The fused step for this CPU, or null where it does not run: CPUs without AVX2+FMA, the GEMM or

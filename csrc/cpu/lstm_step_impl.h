@@ -161,6 +161,7 @@ static void lstm_step(const LstmStepWeights& w, int64_t n, const float* h, float
   const int64_t H = w.H;
   TORCH_CHECK(w.units == Isa::L, "fusedrnn: W_hh packed for another instruction set");
   if (n == 0 || H == 0) return;
+  w.ensure_packed();
   const bool reverse = w.steps.fetch_add(1, std::memory_order_relaxed) & 1;
   auto run = [&](int64_t p0, int64_t p1) {
     panels<Isa>(w, n, h, g, cs, c_out, m_out, p0, p1, reverse);

@@ -132,12 +132,21 @@ static void lstm_forward_thin(const LstmStepWeights& w, int64_t S, const int64_t
   const int64_t slots = sweep_slots(bytes, P);
   SlotBarrier barrier(slots);
   auto lo = [&](int64_t k) { return k * P / slots; };  // slot k's first panel
+  // W_hh packed lazily (lstm_step.h): each slot packs the panels it alone reads, in parallel
+  // and into its own core's cache.
+  const bool pack = !w.is_packed();
   auto body = [&](int64_t w0, int64_t w1) {
+    if (pack) w.pack_panels(lo(w0), lo(w1));
     for (int64_t s = 0; s < S; ++s) {
       const int64_t n = cnt[s], o = off[s];
       const float* src = hbuf + (s & 1) * B * H;
       float* dst = hbuf + ((s + 1) & 1) * B * H;
       float* yt = y + o * H;
+      // Half of h_{t-1} was written by the other slots: ask for all of its lines at once
+      // instead of missing on them one after another in the first panel's loop (T=20 B=8
+      // H=128 AVX2, two threads: the forward ~2% faster).
+      for (int64_t e = 0; e < n * H; e += 64 / int64_t(sizeof(float)))
+        _mm_prefetch(reinterpret_cast<const char*>(src + e), _MM_HINT_T0);
       for (int64_t k = w0; k < w1; ++k) {
         step::panels<Isa>(w, n, src, gates + o * G, c, cells + o * H, yt, lo(k), lo(k + 1),
                           s & 1);
@@ -149,6 +158,7 @@ static void lstm_forward_thin(const LstmStepWeights& w, int64_t S, const int64_t
     }
   };
   run_slots(slots, body);
+  w.set_packed();
   // Final states: each row's h from its last active step (c was updated in place).
   for (int64_t b = 0, s = S - 1; b < B; ++b) {
     while (cnt[s] <= b) --s;  // counts differ only for packed input; cnt[.] > b for some s

@@ -79,7 +79,7 @@ inline void matmul(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const S* A
                    bool stream = false) {
   if (M == 0 || N == 0) return;
   if constexpr (std::is_same_v<S, float>) {
-    const PackedB pb(tb, K, N, B, ldb, ta || M >= kPackMinRows);
+    const PackedB pb(tb, K, N, B, ldb, ta || M >= kPackMinRows, /*lazy=*/true);
     gemm_packed(M, 1.f, ta, A, lda, pb, beta, C, ldc, bias, stream);
   } else {
     detail::pre_bias(M, N, bias, beta, C, ldc);
