@@ -192,6 +192,10 @@ static void lstm_backward_thin(int64_t H, const float* w_hh, int64_t S, const in
           for (int64_t j = lo(k); j < lo(k + 1); j += kW)
             lstm_backward_units<float>(b, j, std::min(kW, H - j), H, g, c, cp, dh, dyt, dc, dat);
       barrier.arrive_and_wait(w1 - w0, s + 1);
+      // Every slot reads all of da_t, half of it written by the others: ask for its lines at
+      // once (as the forward does with h; the backward at T=20 B=8 H=128 AVX2 ~3% faster).
+      for (int64_t e = 0; e < n * G; e += 64 / int64_t(sizeof(float)))
+        _mm_prefetch(reinterpret_cast<const char*>(dat + e), _MM_HINT_T0);
       // The next step's first half reads only this slot's units of dh, which only this slot
       // writes, and writes another step's rows of da: no second barrier.
       for (int64_t k = w0; k < w1; ++k)
