@@ -6,8 +6,8 @@
 //   buffer of the same (2 MB-rounded) size is there, and free_big returns it to the cache if
 //   its size recurs: requested by the same op in two calls at most 8 op calls apart (a loop
 //   over the same shapes); other buffers are unmapped at once, and cached ones not taken
-//   within 4 op calls too; buffers over 64 MB are never cached. At most FUSEDRNN_CPU_CACHE_MB
-//   megabytes are cached (default 256; 0 disables the cache). Thread-safe.
+//   within 4 op calls too. At most FUSEDRNN_CPU_CACHE_MB megabytes are cached (default 512;
+//   0 disables the cache), buffers of any size. Thread-safe.
 //   "The same op" means the same op kind and, for buffers sized by the activations, the same
 //   call shape (BufferScope's shape): sizes that only coincide between different shapes (the
 //   gates of T=20 and the output of T=80 at equal B) do not make a buffer recur, so a loop whose
