@@ -237,7 +237,12 @@ void gemm_packed(int64_t M, float alpha, bool ta, const float* A, int64_t lda, c
       // op(A) = A is read in place (the kernel broadcasts from its rows); A^T is packed: row
       // block r holds, for every k of the slice, the MR values A[k, ic + r*MR + i] together.
       const float* ap = A + ic * lda + ps;
-      const int64_t ald = ta ? 0 : lda, rstride = ta ? MR * ks : MR * lda, kstride = ta ? MR : 1;
+      // A read in place is cut into tiles of equal height (at most MR) rather than MR rows and a
+      // remainder: M = 8 on AVX2 (MR = 6) runs two tiles of 4 instead of 6 + 2, whose 2-row
+      // tile keeps only 4 FMA chains in flight for as many loads of B as a full one (the
+      // per-step products of a batch of 8). Packed A keeps MR-row blocks (its layout).
+      const int64_t TH = ta ? MR : (mc + blocks - 1) / blocks;
+      const int64_t ald = ta ? 0 : lda, rstride = ta ? MR * ks : TH * lda, kstride = ta ? MR : 1;
       float* dst0 = nullptr;
       if (ta) {
         if (abuf.size() < size_t(blocks * MR * ks)) abuf.resize(blocks * MR * ks);
@@ -277,8 +282,8 @@ void gemm_packed(int64_t M, float alpha, bool ta, const float* A, int64_t lda, c
             const float* bb = pc == 0 && bias_s ? bias_s + n0 : nullptr;
             const bool nt = stream && pc + kc == ks;
             for (int64_t r = r0; r < r1; ++r)
-              ar.kernel(std::min(MR, mc - r * MR), nv, kc, ap + r * rstride + pc * kstride, ald,
-                        bp + pc * NR, alpha, be, bb, C + (ic + r * MR) * ldc + n0, ldc, nt);
+              ar.kernel(std::min(TH, mc - r * TH), nv, kc, ap + r * rstride + pc * kstride, ald,
+                        bp + pc * NR, alpha, be, bb, C + (ic + r * TH) * ldc + n0, ldc, nt);
           }
         }
         if (stream) store_fence();
