@@ -102,19 +102,19 @@ inline void matmul_weight(Args&&... args) {
 }
 
 // The input projection out = x W_ih^T + bias of a layer call (x [N,I], w_ih [G,I], out [N,G]
-// with row stride ldo, bias [G] nullable). Hoisted (one GEMM over all rows before the time
-// loop) for B < 4, where T thin products would be matrix-vector products, and for B >= 32, where
-// the tall GEMM keeps each W_ih panel in L1 across many rows (measured ~10% faster than per step
-// at T=100 B=64 H=512), and for per-step products under kStepFlops, whose time is mostly waking
-// the thread pool (T=20 B=8 H=128, two threads: LSTM ~10% faster hoisted, GRU 3-10%). Per step
-// in between (step(off, n): rows off .. off+n-1, just before the recurrent product adds to
-// them): the gates make no extra round trip through memory (~6% faster at B=8 H=512).
-// FUSEDRNN_CPU_HOIST=0/1 forces either (for measurements). stream: the hoisted
-// product may bypass the cache (gemm.h), for a reader that prefetches its rows.
+// with row stride ldo, bias [G] nullable). Hoisted: one GEMM over all rows before the time loop,
+// W_ih read once per call (an LSTM of B <= 8 then runs its loop as a thin sweep, lstm_sweep.h). Per
+// step (step(off, n): rows off .. off+n-1, just before the recurrent product adds to them) only
+// with FUSEDRNN_CPU_HOIST=0, for measurements: it was the rule for 4 <= B < 32 (gates without a
+// round trip through memory, ~6% faster at B=8 H=512 on a Zen 4 with 1 MB of L2), but reading
+// W_ih every step beside W_hh pushes both out of cache once they pass L2. On the 2-core Xeon
+// (2 MB L2 a core), T=100 forward, hoisted against per step: LSTM B=4 H=512 AVX2 17.6 -> 10.0 ms,
+// AVX-512 15.1 -> 6.4, B=8 H=512 26.3 -> 18.4 / 17.7 -> 11.3, B=16 H=1024 164.6 -> 153.1 /
+// 108.1 -> 98.2; GRU B=4 H=512 AVX-512 10.1 -> 4.9, RNN B=8 H=1024 15.9 -> 10.8; no size
+// slower. stream: the hoisted product may bypass the cache (gemm.h), for a reader that
+// prefetches its rows.
 template <class S>
 struct InputProjection {
-  static constexpr int64_t kHoistBelowBatch = 4, kHoistFromBatch = 32;
-  static constexpr double kStepFlops = 4e6;
   const S* x;
   int64_t I;
   const S* bias;
@@ -127,9 +127,7 @@ struct InputProjection {
                   const S* bias_, S* out_, int64_t ldo_, bool stream = false)
       : x(x_), I(I_), bias(bias_), out(out_), ldo(ldo_) {
     const char* env = std::getenv("FUSEDRNN_CPU_HOIST");
-    const double step_flops = 2.0 * double(st.B) * double(G) * double(I);
-    hoisted = env ? env[0] == '1'
-                  : (st.B < kHoistBelowBatch || st.B >= kHoistFromBatch || step_flops < kStepFlops);
+    hoisted = !(env && env[0] == '0');
     if (hoisted) {
       matmul_weight<S>(false, true, st.N, G, I, x, I, w_ih, I, S(0), out, ldo, bias, stream);
     } else {

@@ -47,11 +47,12 @@ static inline FastF operator-(const FastF& a) { return FastF(a.v.neg()); }
 // LSTM forward at T=20 B=8 H=128 spent ~10% of its time there, five exps per unit and step).
 // Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, then e^r by Cephes' degree-6 polynomial
 // (relative error < 2 ulp) and 2^n put into the exponent bits. x is clamped to
-// [-87.34, 88.72] first, so 2^n stays a normal float except at the top (x > 88.37), where n = 128 makes
-// the exponent field all ones: the result is then +inf, which the cells read as SLEEF's
-// overflow (sigmoid 0 or 1, tanh +-1); below the range it is ~1.2e-38 instead of a denormal or
-// 0, the same to the cells. NaN passes through: MINPS/MAXPS return their second operand when
-// one is NaN, and x is that operand. Forced inline: GCC kept it (and tanh_) a call on AVX-512.
+// [-87.34, 88.72] first, so 2^n stays a normal float except at the top (x > 88.37), where
+// n = 128 makes the exponent field all ones: the result is then +inf, which the cells read as
+// SLEEF's overflow (sigmoid 0 or 1, tanh +-1); below the range it is ~1.2e-38 instead of a
+// denormal or 0, the same to the cells. NaN passes through: MINPS/MAXPS return their second
+// operand when one is NaN, and x is that operand. Forced inline: GCC kept it (and tanh_) a call
+// on AVX-512.
 __attribute__((always_inline)) static inline V<float> fast_exp(const V<float>& xv) {
 #if defined(CPU_CAPABILITY_AVX512)
   using R = __m512;
