@@ -58,7 +58,8 @@ struct LstmStepWeights {
 
   // lazy: allocate only and pack on first use (w_hh must outlive this object until then): the
   // step packs everything before its first panel (ensure_packed), the thin forward sweep packs
-  // each slot's own panels inside its parallel region (pack_panels, then set_packed).
+  // each slot's own panels inside its parallel region (pack_panels, then mark_packed), as
+  // PackedB's lazy mode (gemm.h).
   LstmStepWeights(const LstmStepKernel& k, const float* w_hh, int64_t H_, bool lazy = false)
       : kernel(&k), H(H_), units(k.units), cols(4 * k.units),
         panels((H_ + k.units - 1) / k.units), src_(w_hh), packed_(false) {
@@ -70,8 +71,8 @@ struct LstmStepWeights {
     TORCH_CHECK(data, "fusedrnn: out of memory packing W_hh");
     if (!lazy) ensure_packed();
   }
-  bool is_packed() const { return packed_; }
-  void set_packed() const { packed_ = true; }
+  bool pending() const { return !packed_; }
+  void mark_packed() const { packed_ = true; }
   // Panels p0 .. p1-1 (not thread-safe against other calls on the same panels).
   void pack_panels(int64_t p0, int64_t p1) const {
     for (int64_t p = p0; p < p1; ++p) kernel->pack_panel(src_, H, p, data.get() + p * H * cols);

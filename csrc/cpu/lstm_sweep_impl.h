@@ -134,7 +134,7 @@ static void lstm_forward_thin(const LstmStepWeights& w, int64_t S, const int64_t
   auto lo = [&](int64_t k) { return k * P / slots; };  // slot k's first panel
   // W_hh packed lazily (lstm_step.h): each slot packs the panels it alone reads, in parallel
   // and into its own core's cache.
-  const bool pack = !w.is_packed();
+  const bool pack = w.pending();
   auto body = [&](int64_t w0, int64_t w1) {
     if (pack) w.pack_panels(lo(w0), lo(w1));
     for (int64_t s = 0; s < S; ++s) {
@@ -158,7 +158,7 @@ static void lstm_forward_thin(const LstmStepWeights& w, int64_t S, const int64_t
     }
   };
   run_slots(slots, body);
-  w.set_packed();
+  w.mark_packed();
   // Final states: each row's h from its last active step (c was updated in place).
   for (int64_t b = 0, s = S - 1; b < B; ++b) {
     while (cnt[s] <= b) --s;  // counts differ only for packed input; cnt[.] > b for some s

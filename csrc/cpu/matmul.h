@@ -110,8 +110,8 @@ inline void matmul_weight(Args&&... args) {
 // W_ih every step beside W_hh pushes both out of cache once they pass L2. On the 2-core Xeon
 // (2 MB L2 a core), T=100 forward, hoisted against per step: LSTM B=4 H=512 AVX2 17.6 -> 10.0 ms,
 // AVX-512 15.1 -> 6.4, B=8 H=512 26.3 -> 18.4 / 17.7 -> 11.3, B=16 H=1024 164.6 -> 153.1 /
-// 108.1 -> 98.2; GRU B=4 H=512 AVX-512 10.1 -> 4.9, RNN B=8 H=1024 15.9 -> 10.8; no size
-// slower. stream: the hoisted product may bypass the cache (gemm.h), for a reader that
+// 108.1 -> 98.2; GRU B=4 H=512 AVX-512 10.1 -> 4.9, RNN B=8 H=1024 15.9 -> 10.8; none slower
+// beyond noise. stream: the hoisted product may bypass the cache (gemm.h), for a reader that
 // prefetches its rows.
 template <class S>
 struct InputProjection {

@@ -54,44 +54,29 @@ static inline FastF operator-(const FastF& a) { return FastF(a.v.neg()); }
 // operand when one is NaN, and x is that operand. Forced inline: GCC kept it (and tanh_) a call
 // on AVX-512.
 __attribute__((always_inline)) static inline V<float> fast_exp(const V<float>& xv) {
+#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
+  using at::vec::fmadd;
+  // clamp is MINPS(hi, MAXPS(lo, x)) on both instruction sets: x second, so NaN passes.
+  const V<float> x = at::vec::clamp(xv, V<float>(-87.3365478515625f), V<float>(88.7228391116729f));
+  const V<float> n = (x * V<float>(1.44269504088896341f)).round();  // to nearest
+  V<float> r = fmadd(n, V<float>(-0.693359375f), x);
+  r = fmadd(n, V<float>(2.12194440e-4f), r);
+  V<float> p(1.9875691500e-4f);
+  p = fmadd(p, r, V<float>(1.3981999507e-3f));
+  p = fmadd(p, r, V<float>(8.3334519073e-3f));
+  p = fmadd(p, r, V<float>(4.1665795894e-2f));
+  p = fmadd(p, r, V<float>(1.6666665459e-1f));
+  p = fmadd(p, r, V<float>(5.0000001201e-1f));
+  const V<float> y = fmadd(p, r * r, r) + V<float>(1.f);
+  // 2^n: the float whose exponent field is n + 127.
 #if defined(CPU_CAPABILITY_AVX512)
-  using R = __m512;
-  R x = xv;
-  x = _mm512_min_ps(_mm512_set1_ps(88.7228391116729f),
-                    _mm512_max_ps(_mm512_set1_ps(-87.3365478515625f), x));
-  const R n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  R r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  R p = _mm512_set1_ps(1.9875691500e-4f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-  const R y = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.f));
-  const __m512i e = _mm512_slli_epi32(
-      _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-  return V<float>(_mm512_mul_ps(y, _mm512_castsi512_ps(e)));
-#elif defined(CPU_CAPABILITY_AVX2)
-  using R = __m256;
-  R x = xv;
-  x = _mm256_min_ps(_mm256_set1_ps(88.7228391116729f),
-                    _mm256_max_ps(_mm256_set1_ps(-87.3365478515625f), x));
-  const R n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  R r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  R p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-  const R y = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.f));
-  const __m256i e = _mm256_slli_epi32(
-      _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return V<float>(_mm256_mul_ps(y, _mm256_castsi256_ps(e)));
+  const __m512 two_n = _mm512_castsi512_ps(_mm512_slli_epi32(
+      _mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23));
+#else
+  const __m256 two_n = _mm256_castsi256_ps(_mm256_slli_epi32(
+      _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23));
+#endif
+  return y * V<float>(two_n);
 #else
   return xv.exp();
 #endif
