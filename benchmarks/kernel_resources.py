@@ -52,9 +52,9 @@ HEADERS = ["cuda/lstm_kernels.cuh", "cuda/gru_kernels.cuh", "cuda/rnn_kernels.cu
 # table shows it as "plan".
 # (kernel, its parameter type as a format of the template arguments)
 PERSISTENT = [("lstm_fwd_kernel", "FwdLaunch<LstmFwdParams<{}>>"),
-              ("lstm_bwd_kernel", "LstmBwdParams<{}>"),
+              ("lstm_bwd_kernel", "BwdLaunch<LstmBwdParams<{}>>"),
               ("gru_fwd_kernel", "FwdLaunch<GruFwdParams<{}>>"),
-              ("gru_bwd_kernel", "GruBwdParams<{}>")]
+              ("gru_bwd_kernel", "BwdLaunch<GruBwdParams<{}>>")]
 ACC = {"float": "float", "double": "double", "c10::Half": "float", "c10::BFloat16": "float"}
 
 

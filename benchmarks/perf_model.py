@@ -5,6 +5,8 @@ microseconds per time step and the predicted ratio to cuDNN, written down so tha
     python benchmarks/perf_model.py               # the stepwise table (markdown)
     python benchmarks/perf_model.py --persistent  # the persistent kernels' table
     python benchmarks/perf_model.py --wavefront   # stacked layers: one at a time or one launch
+    python benchmarks/perf_model.py --bidir       # a bidirectional layer's training: two
+                                                  # launches a pass or one
 
 Per step kernel, forward and backward (tile shapes from csrc/cuda/*_kernels.cuh):
   blocks   = ceil(B / BT) * ceil(H / HT); an SM holds `occ` blocks (threads, shared memory,
@@ -418,9 +420,40 @@ def wavefront_table(T=100):
     return "\n".join(rows)
 
 
+# A bidirectional layer in one launch (fusedrnn::lstm_forward_bidir / lstm_backward_bidir, GRU
+# alike): both directions side by side, each sliced over half the SMs (the forward: or one
+# cluster each, where a single direction would take one), one grid barrier common to both.
+# Against the two directions one after the other, each on all the SMs. Training: forward and
+# backward; the GEMMs outside the loop are the same either way and left out.
+def bidir_step(cell, B, H, prec, one_launch):
+    """Predicted seconds per time step of a bidirectional layer's recurrent part, training."""
+    if one_launch:
+        return (persistent_step(cell, "fwd", B, H, prec, "v3", sms=SMS // 2)
+                + persistent_step(cell, "bwd", B, H, prec, "v2", sms=SMS // 2))
+    return 2 * (persistent_step(cell, "fwd", B, H, prec, "v3")
+                + persistent_step(cell, "bwd", B, H, prec, "v2"))
+
+
+def bidir_table():
+    rows = ["| cell | H | B | fp32 (TF32): two launches → one µs/step | speedup "
+            "| bf16: two launches → one µs/step | speedup |",
+            "|---|---|---|---|---|---|---|"]
+    for cell in ("lstm", "gru"):
+        for H in (256, 512):
+            for B in (1, 4, 8, 16):
+                cols = []
+                for prec in ("fp32", "bf16"):
+                    a, b = (bidir_step(cell, B, H, prec, o) for o in (False, True))
+                    cols.append(f"| {a * 1e6:.1f} → {b * 1e6:.1f} | {a / b:.2f} ")
+                rows.append(f"| {cell} | {H} | {B} " + "".join(cols) + "|")
+    return "\n".join(rows)
+
+
 if __name__ == "__main__":
     import sys
-    if "--wavefront" in sys.argv:
+    if "--bidir" in sys.argv:
+        print(bidir_table())
+    elif "--wavefront" in sys.argv:
         print(wavefront_table())
     else:
         print(persistent_table() if "--persistent" in sys.argv else table())

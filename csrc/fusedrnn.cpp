@@ -21,19 +21,34 @@ TORCH_LIBRARY(fusedrnn, m) {
   // algorithm (LSTM, GRU): the CUDA kernels' "stepwise", "persistent" or "auto".
   // save (LSTM, GRU forward): False returns empty gates / cells / ghn and keeps no per-row
   // buffer but y (inference: nothing will call backward; csrc/ops.h).
-  // Both directions of a bidirectional layer's forward (inference, nothing saved; h0, c0
-  // [2,B,H]; y [T,B,2H], h_n, c_n [2,B,H]): one persistent launch where those kernels run and
-  // fit both, else the two directions one after the other (csrc/bidir_ops.h).
+  // Both directions of a bidirectional layer (csrc/bidir_ops.h): h0, c0 [2,B,H]; y [T,B,2H],
+  // h_n, c_n [2,B,H]; with save, gates and cells (ghn) of both directions [2,T,B,..] (packed
+  // [2,N,..]) for the backward op, else empty. Backward: dy [..,2H], dh_n, dc_n [2,B,H]; dx
+  // summed over the directions, dh0, dc0 [2,B,H], each direction's weight and bias gradients.
+  // One persistent launch each where those kernels run and fit both directions, else the two
+  // single-direction ops one after the other.
   m.def(
       "lstm_forward_bidir(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
       "Tensor? b_hh, Tensor w_ih_r, Tensor w_hh_r, Tensor? b_ih_r, Tensor? b_hh_r, "
-      "str backend='auto', Tensor? batch_sizes=None, str algorithm='auto') "
-      "-> (Tensor y, Tensor h_n, Tensor c_n)");
+      "str backend='auto', Tensor? batch_sizes=None, str algorithm='auto', bool save=False) "
+      "-> (Tensor y, Tensor h_n, Tensor c_n, Tensor gates, Tensor cells)");
   m.def(
       "gru_forward_bidir(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
       "Tensor? b_hh, Tensor w_ih_r, Tensor w_hh_r, Tensor? b_ih_r, Tensor? b_hh_r, "
-      "str backend='auto', Tensor? batch_sizes=None, str algorithm='auto') "
-      "-> (Tensor y, Tensor h_n)");
+      "str backend='auto', Tensor? batch_sizes=None, str algorithm='auto', bool save=False) "
+      "-> (Tensor y, Tensor h_n, Tensor gates, Tensor ghn)");
+  m.def(
+      "lstm_backward_bidir(Tensor dy, Tensor dh_n, Tensor dc_n, Tensor x, Tensor h0, Tensor c0, "
+      "Tensor w_ih, Tensor w_hh, Tensor w_ih_r, Tensor w_hh_r, Tensor y, Tensor gates, "
+      "Tensor cells, str backend='auto', Tensor? batch_sizes=None, str algorithm='auto') "
+      "-> (Tensor dx, Tensor dh0, Tensor dc0, Tensor dw_ih, Tensor dw_hh, Tensor db, "
+      "Tensor dw_ih_r, Tensor dw_hh_r, Tensor db_r)");
+  m.def(
+      "gru_backward_bidir(Tensor dy, Tensor dh_n, Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, "
+      "Tensor w_ih_r, Tensor w_hh_r, Tensor y, Tensor gates, Tensor ghn, str backend='auto', "
+      "Tensor? batch_sizes=None, str algorithm='auto') "
+      "-> (Tensor dx, Tensor dh0, Tensor dw_ih, Tensor dw_hh, Tensor db_ih, Tensor db_hh, "
+      "Tensor dw_ih_r, Tensor dw_hh_r, Tensor db_ih_r, Tensor db_hh_r)");
   // The layers of a unidirectional stack's forward (inference, nothing saved; weights torch.nn's
   // flat list, (w_ih, w_hh[, b_ih, b_hh]) a layer; h0, c0 [L,B,H]; the last layer's y, h_n,
   // c_n [L,B,H]): persistent wavefront launches of up to 4 layers where those kernels run and

@@ -51,22 +51,50 @@ def _lstm_forward_fake(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse=False, backend
 
 @torch.library.register_fake("fusedrnn::lstm_forward_bidir")
 def _lstm_forward_bidir_fake(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_ih_r, w_hh_r, b_ih_r, b_hh_r,
-                             backend="auto", batch_sizes=None, algorithm="auto"):
+                             backend="auto", batch_sizes=None, algorithm="auto", save=False):
     packed = batch_sizes is not None
     rows, H = _layer_sizes(x, w_hh, h0, c0, w_ih, b_ih, b_hh, packed=packed)
     _layer_sizes(x, w_hh_r, w_ih_r, b_ih_r, b_hh_r, packed=packed)
     e = x.new_empty
-    return e(rows(2 * H)), e(h0.shape), e(c0.shape)
+    if not save:
+        return e(rows(2 * H)), e(h0.shape), e(c0.shape), e((0,)), e((0,))
+    return e(rows(2 * H)), e(h0.shape), e(c0.shape), e((2,) + rows(4 * H)), e((2,) + rows(H))
 
 
 @torch.library.register_fake("fusedrnn::gru_forward_bidir")
 def _gru_forward_bidir_fake(x, h0, w_ih, w_hh, b_ih, b_hh, w_ih_r, w_hh_r, b_ih_r, b_hh_r,
-                            backend="auto", batch_sizes=None, algorithm="auto"):
+                            backend="auto", batch_sizes=None, algorithm="auto", save=False):
     packed = batch_sizes is not None
     rows, H = _layer_sizes(x, w_hh, h0, w_ih, b_ih, b_hh, packed=packed)
     _layer_sizes(x, w_hh_r, w_ih_r, b_ih_r, b_hh_r, packed=packed)
     e = x.new_empty
-    return e(rows(2 * H)), e(h0.shape)
+    if not save:
+        return e(rows(2 * H)), e(h0.shape), e((0,)), e((0,))
+    return e(rows(2 * H)), e(h0.shape), e((2,) + rows(3 * H)), e((2,) + rows(H))
+
+
+@torch.library.register_fake("fusedrnn::lstm_backward_bidir")
+def _lstm_backward_bidir_fake(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, w_ih_r, w_hh_r, y, gates,
+                              cells, backend="auto", batch_sizes=None, algorithm="auto"):
+    packed = batch_sizes is not None
+    _layer_sizes(x, w_hh, dy, dh_n, dc_n, h0, c0, w_ih, y, gates, cells, packed=packed)
+    _layer_sizes(x, w_hh_r, w_ih_r, packed=packed)
+    H = w_hh.shape[1]
+    e = x.new_empty
+    return (e(x.shape), e(h0.shape), e(c0.shape), e(w_ih.shape), e(w_hh.shape), e(4 * H),
+            e(w_ih_r.shape), e(w_hh_r.shape), e(4 * H))
+
+
+@torch.library.register_fake("fusedrnn::gru_backward_bidir")
+def _gru_backward_bidir_fake(dy, dh_n, x, h0, w_ih, w_hh, w_ih_r, w_hh_r, y, gates, ghn,
+                             backend="auto", batch_sizes=None, algorithm="auto"):
+    packed = batch_sizes is not None
+    _layer_sizes(x, w_hh, dy, dh_n, h0, w_ih, y, gates, ghn, packed=packed)
+    _layer_sizes(x, w_hh_r, w_ih_r, packed=packed)
+    H = w_hh.shape[1]
+    e = x.new_empty
+    return (e(x.shape), e(h0.shape), e(w_ih.shape), e(w_hh.shape), e(3 * H), e(3 * H),
+            e(w_ih_r.shape), e(w_hh_r.shape), e(3 * H), e(3 * H))
 
 
 def _stack_layers(x, h0, weights, has_biases, packed):

@@ -41,7 +41,8 @@ from fusedrnn._ops import ops
 
 __all__ = ["lstm_layer", "gru_layer", "rnn_layer", "mut_layer", "layer_norm_lstm_layer",
            "layer_norm_gru_layer", "LSTMFunction", "GRUFunction", "RNNFunction", "MUTFunction",
-           "LayerNormLSTMFunction", "LayerNormGRUFunction"]
+           "LayerNormLSTMFunction", "LayerNormGRUFunction", "BidirLSTMFunction",
+           "BidirGRUFunction"]
 
 
 def _needs_backward(*tensors):
@@ -420,22 +421,117 @@ def lstm_layer(x, h0, c0, w_ih, w_hh, b_ih=None, b_hh=None, reverse=False, batch
                               batch_sizes, w_hr, get_algorithm(), save)
 
 
+def _reference_bidir(kind, x, h0, c0, w, w_r, batch_sizes):
+    """Both directions with fusedrnn.reference's plain ops (the double backward's graph)."""
+    if kind == "lstm":
+        f = reference.lstm_layer(x, h0[0], c0[0], *w, False, batch_sizes)
+        r = reference.lstm_layer(x, h0[1], c0[1], *w_r, True, batch_sizes)
+    else:
+        f = reference.gru_layer(x, h0[0], *w, False, batch_sizes)
+        r = reference.gru_layer(x, h0[1], *w_r, True, batch_sizes)
+    return (torch.cat([f[0], r[0]], -1),) + tuple(torch.stack([a, b]) for a, b in zip(f[1:], r[1:]))
+
+
+class BidirLSTMFunction(torch.autograd.Function):
+    """Both directions of a bidirectional LSTM layer: lstm_forward_bidir (save=True) and
+    lstm_backward_bidir, each one persistent launch where those kernels are chosen. h0, c0
+    [2,B,H]; returns y [..,2H], h_n, c_n [2,B,H]. As LSTMFunction otherwise (y kept without a
+    copy and recomputed when modified in place; create_graph through fusedrnn.reference)."""
+
+    @staticmethod
+    def forward(ctx, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_ih_r, w_hh_r, b_ih_r, b_hh_r, backend,
+                batch_sizes, algorithm):
+        y, h_n, c_n, gates, cells = ops.lstm_forward_bidir(
+            x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_ih_r, w_hh_r, b_ih_r, b_hh_r, backend,
+            batch_sizes, algorithm, True)
+        y = _unview(y)
+        ctx.save_for_backward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_ih_r, w_hh_r, b_ih_r, b_hh_r,
+                              gates, cells, _keep_output(ctx, y))
+        ctx.has_bias, ctx.backend, ctx.algorithm = b_ih is not None, backend, algorithm
+        ctx.batch_sizes = batch_sizes
+        return y, h_n, c_n
+
+    @staticmethod
+    def backward(ctx, dy, dh_n, dc_n):
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_ih_r, w_hh_r, b_ih_r, b_hh_r, gates, cells, y = (
+            ctx.saved_tensors)
+        w, w_r = (w_ih, w_hh, b_ih, b_hh), (w_ih_r, w_hh_r, b_ih_r, b_hh_r)
+        if torch.is_grad_enabled():  # create_graph=True: see _recompute_grads
+            return _recompute_grads(
+                ctx, dict(enumerate((x, h0, c0, *w, *w_r))),
+                lambda: _reference_bidir("lstm", x, h0, c0, w, w_r, ctx.batch_sizes),
+                (dy, dh_n, dc_n))
+        y = _kept_output(ctx, y)
+        if y is None:  # modified in place: recompute (gates and cells too, for consistency)
+            y, _, _, gates, cells = ops.lstm_forward_bidir(
+                x, h0, c0, *w, *w_r, ctx.backend, ctx.batch_sizes, ctx.algorithm, True)
+        dx, dh0, dc0, dw_ih, dw_hh, db, dw_ih_r, dw_hh_r, db_r = ops.lstm_backward_bidir(
+            dy.contiguous(), dh_n.contiguous(), dc_n.contiguous(), x, h0, c0, w_ih, w_hh,
+            w_ih_r, w_hh_r, y, gates, cells, ctx.backend, ctx.batch_sizes, ctx.algorithm)
+        return (dx, dh0, dc0, dw_ih, dw_hh, *_bias_grads(ctx.has_bias, db, db), dw_ih_r, dw_hh_r,
+                *_bias_grads(ctx.has_bias, db_r, db_r), None, None, None)
+
+
+class BidirGRUFunction(torch.autograd.Function):
+    """Both directions of a bidirectional GRU layer (torch.nn's cell), as BidirLSTMFunction:
+    gru_forward_bidir (save=True) and gru_backward_bidir. h0 [2,B,H]; returns y, h_n."""
+
+    @staticmethod
+    def forward(ctx, x, h0, w_ih, w_hh, b_ih, b_hh, w_ih_r, w_hh_r, b_ih_r, b_hh_r, backend,
+                batch_sizes, algorithm):
+        y, h_n, gates, ghn = ops.gru_forward_bidir(x, h0, w_ih, w_hh, b_ih, b_hh, w_ih_r, w_hh_r,
+                                                   b_ih_r, b_hh_r, backend, batch_sizes,
+                                                   algorithm, True)
+        y = _unview(y)
+        ctx.save_for_backward(x, h0, w_ih, w_hh, b_ih, b_hh, w_ih_r, w_hh_r, b_ih_r, b_hh_r,
+                              gates, ghn, _keep_output(ctx, y))
+        ctx.has_bias, ctx.backend, ctx.algorithm = b_ih is not None, backend, algorithm
+        ctx.batch_sizes = batch_sizes
+        return y, h_n
+
+    @staticmethod
+    def backward(ctx, dy, dh_n):
+        x, h0, w_ih, w_hh, b_ih, b_hh, w_ih_r, w_hh_r, b_ih_r, b_hh_r, gates, ghn, y = (
+            ctx.saved_tensors)
+        w, w_r = (w_ih, w_hh, b_ih, b_hh), (w_ih_r, w_hh_r, b_ih_r, b_hh_r)
+        if torch.is_grad_enabled():  # create_graph=True: see _recompute_grads
+            return _recompute_grads(
+                ctx, dict(enumerate((x, h0, *w, *w_r))),
+                lambda: _reference_bidir("gru", x, h0, None, w, w_r, ctx.batch_sizes),
+                (dy, dh_n))
+        y = _kept_output(ctx, y)
+        if y is None:  # modified in place: recompute
+            y, _, gates, ghn = ops.gru_forward_bidir(x, h0, *w, *w_r, ctx.backend,
+                                                     ctx.batch_sizes, ctx.algorithm, True)
+        (dx, dh0, dw_ih, dw_hh, db_ih, db_hh, dw_ih_r, dw_hh_r, db_ih_r,
+         db_hh_r) = ops.gru_backward_bidir(dy.contiguous(), dh_n.contiguous(), x, h0, w_ih, w_hh,
+                                           w_ih_r, w_hh_r, y, gates, ghn, ctx.backend,
+                                           ctx.batch_sizes, ctx.algorithm)
+        return (dx, dh0, dw_ih, dw_hh, *_bias_grads(ctx.has_bias, db_ih, db_hh), dw_ih_r,
+                dw_hh_r, *_bias_grads(ctx.has_bias, db_ih_r, db_hh_r), None, None, None)
+
+
 def bidirectional_forward(kind, x, h0, c0, w, w_r, batch_sizes=None):
-    """Both directions of a bidirectional LSTM or GRU layer in one op, for inference: h0 (and c0)
-    [2,B,H], w and w_r the (w_ih, w_hh, b_ih, b_hh) of each direction. Returns (y [..,2H],
-    h_n [2,B,H], c_n [2,B,H] or None), or None when the layer must run a direction at a time:
-    autograd records it, the kernels are not the CUDA ones (CPU tensors on a backend but
-    "simt"), or the algorithm is "stepwise". The op runs both directions in one persistent
-    launch where those kernels are chosen and fit both (else one after the other)."""
+    """Both directions of a bidirectional LSTM or GRU layer in one op: h0 (and c0) [2,B,H], w and
+    w_r the (w_ih, w_hh, b_ih, b_hh) of each direction. Returns (y [..,2H], h_n [2,B,H], c_n
+    [2,B,H] or None), or None when the layer must run a direction at a time: the kernels are
+    not the CUDA ones (CPU tensors on a backend but "simt"), or the algorithm is "stepwise".
+    In inference the op runs both directions in one persistent launch where those kernels are
+    chosen and fit both (else one after the other); when autograd records, BidirLSTMFunction /
+    BidirGRUFunction run the forward and the backward that way."""
     if get_algorithm() == "stepwise" or not (x.is_cuda or get_backend() == "simt"):
         return None
-    if _needs_backward(x, h0, c0, *w, *w_r) or _empty(x, h0[0], w[1]):
+    if _empty(x, h0[0], w[1]):
         return None
+    args = (get_backend(), batch_sizes, get_algorithm())
+    if _needs_backward(x, h0, c0, *w, *w_r):
+        if kind == "lstm":
+            return BidirLSTMFunction.apply(x, h0, c0, *w, *w_r, *args)
+        return (*BidirGRUFunction.apply(x, h0, *w, *w_r, *args), None)
     if kind == "lstm":
-        y, h_n, c_n = ops.lstm_forward_bidir(x, h0, c0, *w, *w_r, get_backend(), batch_sizes,
-                                             get_algorithm())
+        y, h_n, c_n, _, _ = ops.lstm_forward_bidir(x, h0, c0, *w, *w_r, *args)
         return _unview(y), h_n, c_n
-    y, h_n = ops.gru_forward_bidir(x, h0, *w, *w_r, get_backend(), batch_sizes, get_algorithm())
+    y, h_n, _, _ = ops.gru_forward_bidir(x, h0, *w, *w_r, *args)
     return _unview(y), h_n, None
 
 

@@ -1,8 +1,9 @@
 """Both directions of a bidirectional LSTM / GRU layer in one op (fusedrnn::lstm_forward_bidir,
-gru_forward_bidir; csrc/bidir_ops.h) and, through the SIMT layer, in one persistent launch:
-blocks [0, n) run the forward direction and [n, 2n) the reverse one, on the grid barrier or as
-one thread-block cluster each. Oracle: the single-direction ops (save = False) run one after the
-other, which the pair must reproduce exactly where the two use the same slicing."""
+gru_forward_bidir, lstm_backward_bidir, gru_backward_bidir; csrc/bidir_ops.h) and, through the
+SIMT layer, in one persistent launch: blocks [0, n) run the forward direction and [n, 2n) the
+reverse one, on the grid barrier or (forward) as one thread-block cluster each. Oracle: the
+single-direction ops run one after the other, which the pair must reproduce exactly where the
+two use the same slicing; the modules' training through it against torch.nn."""
 import contextlib
 
 import pytest
@@ -51,10 +52,13 @@ def inputs(kind, T, B, I, H, dtype, packed, seed):
     return x, bs, h0, c0, w
 
 
-def pair(kind, x, bs, h0, c0, w, backend="simt", algorithm="persistent"):
+def pair(kind, x, bs, h0, c0, w, backend="simt", algorithm="persistent", save=False):
+    """The pair op's outputs: y, h_n (c_n), and with save the saved tensors."""
     if kind == "lstm":
-        return ops.lstm_forward_bidir(x, h0, c0, *w[0], *w[1], backend, bs, algorithm)
-    return ops.gru_forward_bidir(x, h0, *w[0], *w[1], backend, bs, algorithm)
+        out = ops.lstm_forward_bidir(x, h0, c0, *w[0], *w[1], backend, bs, algorithm, save)
+        return out if save else out[:3]
+    out = ops.gru_forward_bidir(x, h0, *w[0], *w[1], backend, bs, algorithm, save)
+    return out if save else out[:2]
 
 
 def halves(kind, x, bs, h0, c0, w, backend="simt", algorithm="persistent"):
@@ -70,6 +74,62 @@ def halves(kind, x, bs, h0, c0, w, backend="simt", algorithm="persistent"):
     if kind == "lstm":
         res.append(torch.stack([outs[0][2], outs[1][2]]))
     return res
+
+
+def halves_saved(kind, x, bs, h0, c0, w, backend="simt", algorithm="persistent"):
+    """The single-direction forward ops with save: (outputs as pair(save=True), each direction's
+    full tuple)."""
+    outs = []
+    for d in range(2):
+        if kind == "lstm":
+            outs.append(ops.lstm_forward(x, h0[d], c0[d], *w[d], d == 1, backend, bs, None,
+                                         algorithm, True))
+        else:
+            outs.append(ops.gru_forward(x, h0[d], *w[d], d == 1, backend, bs, algorithm, True))
+    k = 3 if kind == "lstm" else 2  # y, h_n (c_n), then the saved tensors
+    res = [torch.cat([outs[0][0], outs[1][0]], -1)]
+    res += [torch.stack([outs[0][i], outs[1][i]]) for i in range(1, len(outs[0]))]
+    assert len(res) == k + 2
+    return res, outs
+
+
+def grads_in(kind, x, h0, c0, w, seed):
+    """Fresh random dy [..,2H], dh_n (dc_n) [2,B,H] for the backward ops."""
+    g = torch.Generator().manual_seed(seed)
+    H = w[0][1].shape[1]
+    rnd = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64).to(x.dtype)  # noqa: E731
+    dy = rnd(*x.shape[:-1], 2 * H)
+    return dy, rnd(*h0.shape), (rnd(*c0.shape) if kind == "lstm" else None)
+
+
+def pair_backward(kind, dy, dh, dc, x, h0, c0, w, y, saved, bs, backend="simt",
+                  algorithm="persistent"):
+    W = (w[0][0], w[0][1], w[1][0], w[1][1])
+    if kind == "lstm":
+        return ops.lstm_backward_bidir(dy, dh, dc, x, h0, c0, *W, y, *saved, backend, bs,
+                                       algorithm)
+    return ops.gru_backward_bidir(dy, dh, x, h0, *W, y, *saved, backend, bs, algorithm)
+
+
+def halves_backward(kind, dy, dh, dc, x, h0, c0, w, y, saved, bs, backend="simt",
+                    algorithm="persistent"):
+    """The single-direction backward ops, in the pair's output order (dx summed)."""
+    H = w[0][1].shape[1]
+    outs = []
+    for d in range(2):
+        yd, dyd = y[..., d * H:(d + 1) * H], dy[..., d * H:(d + 1) * H]
+        if kind == "lstm":
+            o = ops.lstm_backward(dyd, dh[d], dc[d], x, h0[d], c0[d], w[d][0], w[d][1], yd,
+                                  saved[0][d], saved[1][d], d == 1, backend, bs, None,
+                                  algorithm)[:6]
+        else:
+            o = ops.gru_backward(dyd, dh[d], x, h0[d], w[d][0], w[d][1], yd, saved[0][d],
+                                 saved[1][d], d == 1, backend, bs, algorithm)
+        outs.append(o)
+    n_state = 3 if kind == "lstm" else 2  # dx, dh0 (dc0)
+    return ([outs[0][0] + outs[1][0]] + [torch.stack([outs[0][i], outs[1][i]])
+                                         for i in range(1, n_state)]
+            + list(outs[0][n_state:]) + list(outs[1][n_state:]))
 
 
 def launches(fn):
@@ -98,6 +158,103 @@ def test_one_launch_equals_two(kind, dtype, path, packed):
     for a, b, n in zip(one, two, ["y", "h_n", "c_n"]):
         assert a.shape == b.shape and a.dtype == dtype, n
         assert torch.equal(a, b), f"{n}: {(a.double() - b.double()).abs().max()}"
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("packed", [False, True], ids=["dense", "packed"])
+def test_one_launch_saves_what_two_save(kind, dtype, path, packed):
+    """save=True: the gates and cells (ghn) of both directions in one [2, ...] tensor each, those
+    of the single-direction ops exactly; save=False: empty."""
+    T, B, I, H = 5, 4, 3, 16
+    x, bs, h0, c0, w = inputs(kind, T, B, I, H, dtype, packed, seed=13)
+    with tuning(**PATHS[path]):
+        two, _ = halves_saved(kind, x, bs, h0, c0, w)
+        n1, _, one = launches(lambda: pair(kind, x, bs, h0, c0, w, save=True))
+        lean = pair(kind, x, bs, h0, c0, w, save=False)
+    assert n1 == 1
+    names = ["y", "h_n"] + (["c_n", "gates", "cells"] if kind == "lstm" else ["gates", "ghn"])
+    for a, b, n in zip(one, two, names):
+        assert a.shape == b.shape and a.dtype == dtype, n
+        assert torch.equal(a, b), f"{n}: {(a.double() - b.double()).abs().max()}"
+    assert len(lean) == len(names) - 2
+    full = (ops.lstm_forward_bidir(x, h0, c0, *w[0], *w[1], "simt", bs, "persistent", False)
+            if kind == "lstm" else
+            ops.gru_forward_bidir(x, h0, *w[0], *w[1], "simt", bs, "persistent", False))
+    assert all(t.shape == (0,) for t in full[-2:])
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("packed", [False, True], ids=["dense", "packed"])
+@pytest.mark.parametrize("H", [16, 13])
+def test_backward_one_launch_equals_two(kind, dtype, packed, H):
+    """Both directions' backward in one launch (blocks [0, n) the forward direction, [n, 2n) the
+    reverse one, reading their halves of dy and y [.., 2H]) against the single-direction backward
+    ops, exactly: dx (summed), dh0 (dc0) and each direction's weight and bias gradients. Odd H
+    too (the half types then read their inputs without the word prefetch)."""
+    T, B, I = 5, 4, 3
+    x, bs, h0, c0, w = inputs(kind, T, B, I, H, dtype, packed, seed=21)
+    with tuning(max_blocks=3, cluster=-1):
+        fwd = pair(kind, x, bs, h0, c0, w, save=True)
+        y, saved = fwd[0], fwd[-2:]
+        dy, dh, dc = grads_in(kind, x, h0, c0, w, seed=22)
+        n2, _, two = launches(lambda: halves_backward(kind, dy, dh, dc, x, h0, c0, w, y, saved,
+                                                      bs))
+        n1, _, one = launches(lambda: pair_backward(kind, dy, dh, dc, x, h0, c0, w, y, saved,
+                                                    bs))
+    assert (n1, n2) == (1, 2)
+    assert len(one) == len(two) == (9 if kind == "lstm" else 10)
+    for i, (a, b) in enumerate(zip(one, two)):
+        assert a.shape == b.shape and a.dtype == dtype, i
+        assert torch.equal(a, b), f"output {i}: {(a.double() - b.double()).abs().max()}"
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_backward_default_plan_and_fallbacks(kind):
+    """The backward pair without tuning (half the SMs each) is within tolerance of the single
+    ops; on the cpu backend and with the stepwise algorithm it is the single ops exactly."""
+    x, bs, h0, c0, w = inputs(kind, 6, 3, 4, 24, torch.float32, False, seed=25)
+    dy, dh, dc = grads_in(kind, x, h0, c0, w, seed=26)
+    for backend, algorithm, n_want in (("simt", "persistent", 1), ("cpu", "auto", 0),
+                                       ("simt", "stepwise", None)):
+        fwd = pair(kind, x, bs, h0, c0, w, backend, algorithm, save=True)
+        y, saved = fwd[0], fwd[-2:]
+        n, _, one = launches(lambda: pair_backward(kind, dy, dh, dc, x, h0, c0, w, y, saved, bs,
+                                                   backend, algorithm))
+        two = halves_backward(kind, dy, dh, dc, x, h0, c0, w, y, saved, bs, backend, algorithm)
+        if n_want is not None:
+            assert n == n_want
+        else:
+            assert n > 2  # stepwise: launches a step
+        for a, b in zip(one, two):
+            if backend == "simt" and algorithm == "persistent":
+                tol = TOL[torch.float32]
+                torch.testing.assert_close(a, b, atol=tol["atol"], rtol=tol["rtol"])
+            else:
+                assert torch.equal(a, b)
+
+
+def test_backward_bad_input_is_a_clear_error():
+    x, bs, h0, c0, w = inputs("lstm", 3, 2, 3, 8, torch.float32, False, seed=1)
+    fwd = pair("lstm", x, bs, h0, c0, w, save=True)
+    y, saved = fwd[0], fwd[-2:]
+    dy, dh, dc = grads_in("lstm", x, h0, c0, w, seed=2)
+    for backend in ("cpu", "simt"):
+        call = lambda **kw: pair_backward(  # noqa: E731
+            "lstm", kw.get("dy", dy), kw.get("dh", dh), dc, x, h0, c0, w, kw.get("y", y),
+            kw.get("saved", saved), bs, backend)
+        with pytest.raises(RuntimeError, match=r"dy must have 2H features"):
+            call(dy=dy[..., :8])
+        with pytest.raises(RuntimeError, match=r"y must have 2H features"):
+            call(y=y[..., :12])
+        with pytest.raises(RuntimeError, match=r"dh_n must be \[2, B, H\]"):
+            call(dh=dh[0])
+        with pytest.raises(RuntimeError, match=r"gates must hold both directions"):
+            call(saved=(saved[0][0], saved[1]))
+        with pytest.raises(RuntimeError, match=r"gates"):
+            call(saved=(saved[0][:, :2], saved[1]))  # a direction's gates of other rows
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
@@ -130,12 +287,22 @@ def test_bad_state_is_a_clear_error():
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
-def test_opcheck(kind):
-    x, bs, h0, c0, w = inputs(kind, 3, 2, 3, 8, torch.float64, False, seed=2)
+@pytest.mark.parametrize("packed", [False, True], ids=["dense", "packed"])
+def test_opcheck(kind, packed):
+    x, bs, h0, c0, w = inputs(kind, 3, 2, 3, 8, torch.float64, packed, seed=2)
     op = ops.lstm_forward_bidir if kind == "lstm" else ops.gru_forward_bidir
+    bop = ops.lstm_backward_bidir if kind == "lstm" else ops.gru_backward_bidir
     state = (h0, c0) if kind == "lstm" else (h0,)
+    dy, dh, dc = grads_in(kind, x, h0, c0, w, seed=3)
+    W = (w[0][0], w[0][1], w[1][0], w[1][1])
     for backend in ("cpu", "simt"):
-        torch.library.opcheck(op, (x, *state, *w[0], *w[1], backend, None, "persistent"))
+        for save in (False, True):
+            torch.library.opcheck(op, (x, *state, *w[0], *w[1], backend, bs, "persistent",
+                                       save))
+        fwd = pair(kind, x, bs, h0, c0, w, backend, save=True)
+        dstate = (dh, dc) if kind == "lstm" else (dh,)
+        torch.library.opcheck(bop, (dy, *dstate, x, *state, *W, fwd[0], *fwd[-2:], backend, bs,
+                                    "persistent"))
 
 
 @pytest.mark.parametrize("cls", [fusedrnn.LSTM, fusedrnn.GRU])
@@ -143,7 +310,7 @@ def test_opcheck(kind):
 def test_module_inference_one_launch_a_layer(cls, packed):
     """A 2-layer bidirectional module in inference on the persistent kernels (simt): one launch
     a layer, the same outputs as the stepwise kernels (and torch.nn) within tolerance; with
-    autograd recording, a direction at a time as before."""
+    autograd recording also one forward launch a layer (saving for backward)."""
     torch.manual_seed(0)
     m = cls(5, 12, num_layers=2, bidirectional=True)
     ref = getattr(torch.nn, cls.__name__)(5, 12, num_layers=2, bidirectional=True)
@@ -158,8 +325,52 @@ def test_module_inference_one_launch_a_layer(cls, packed):
             n, _, got = launches(lambda: m(x))
         with fusedrnn.algorithm("persistent"):
             n_train, _, _ = launches(lambda: m(x))
-    assert n == 2 and n_train == 4
+    assert n == 2 and n_train == 2  # training too: both directions in one launch a layer
     flat = lambda o: [o[0].data if packed else o[0]] + (list(o[1]) if isinstance(o[1], tuple)  # noqa: E731
                                                        else [o[1]])
     for a, b in zip(flat(got), flat(want)):
         torch.testing.assert_close(a, b, atol=2e-5, rtol=2e-4)
+
+
+@pytest.mark.parametrize("cls", [fusedrnn.LSTM, fusedrnn.GRU])
+@pytest.mark.parametrize("packed", [False, True], ids=["dense", "packed"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_module_training_one_launch_a_layer(cls, packed, dtype):
+    """Training a 2-layer bidirectional module on the persistent kernels (simt): one forward and
+    one backward launch a layer (BidirLSTMFunction / BidirGRUFunction), and torch.nn's outputs
+    and gradients (x, h0 (c0), every parameter) within tolerance."""
+    torch.manual_seed(0)
+    m = cls(5, 12, num_layers=2, bidirectional=True).to(dtype)
+    ref = getattr(torch.nn, cls.__name__)(5, 12, num_layers=2, bidirectional=True).to(dtype)
+    ref.load_state_dict(m.state_dict())
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(6, 3, 5, generator=g, dtype=dtype)
+    h0 = torch.randn(4, 3, 12, generator=g, dtype=dtype)
+    c0 = torch.randn(4, 3, 12, generator=g, dtype=dtype)
+    lengths = torch.tensor([6, 4, 2])
+
+    def run(mod, count=False):
+        xs, hs, cs = (t.clone().requires_grad_() for t in (x, h0, c0))
+        inp = torch.nn.utils.rnn.pack_padded_sequence(xs, lengths) if packed else xs
+        state = (hs, cs) if cls is fusedrnn.LSTM else hs
+        _C.simt_reset_stats()
+        out, hn = mod(inp, state)
+        n_fwd = _C.simt_stats()["launches"]
+        y = out.data if packed else out
+        finals = list(hn) if isinstance(hn, tuple) else [hn]
+        loss = (y * torch.linspace(-1, 1, y.numel(), dtype=dtype).view_as(y)).sum() + sum(
+            (f * f).sum() for f in finals)
+        _C.simt_reset_stats()
+        loss.backward()
+        n_bwd = _C.simt_stats()["launches"]
+        grads = [xs.grad, hs.grad] + ([cs.grad] if cls is fusedrnn.LSTM else [])
+        grads += [p.grad for p in mod.parameters()]
+        return [y] + finals + grads, (n_fwd, n_bwd)
+
+    with fusedrnn.backend("simt"), fusedrnn.algorithm("persistent"):
+        got, counts = run(m)
+    want, _ = run(ref)
+    assert counts == (2, 2)
+    tol = dict(atol=1e-9, rtol=1e-9) if dtype == torch.float64 else dict(atol=2e-5, rtol=2e-4)
+    for i, (a, b) in enumerate(zip(got, want)):
+        torch.testing.assert_close(a, b, **tol, msg=lambda m: f"output {i}: {m}")

@@ -116,13 +116,13 @@ class SaveSpy:
         self.saves.append(args[10] if len(args) > 10 else True)
         return self.real.gru_forward(*args)
 
-    # Both directions of a layer in one op (inference only): saves nothing.
+    # Both directions of a layer in one op (save defaults to False there).
     def lstm_forward_bidir(self, *args):
-        self.saves.append(False)
+        self.saves.append(args[14] if len(args) > 14 else False)
         return self.real.lstm_forward_bidir(*args)
 
     def gru_forward_bidir(self, *args):
-        self.saves.append(False)
+        self.saves.append(args[13] if len(args) > 13 else False)
         return self.real.gru_forward_bidir(*args)
 
     def __getattr__(self, name):

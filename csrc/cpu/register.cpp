@@ -212,13 +212,13 @@ T5 ln_gru_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& h0, const
 
 // Both directions (bidir_ops.h): one launch through the SIMT layer when it runs the persistent
 // kernels (backend "simt", algorithm "persistent") and the two directions fit side by side.
-std::tuple<Tensor, Tensor, Tensor> lstm_forward_bidir(
-    const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
-    const OptTensor& b_ih, const OptTensor& b_hh, const Tensor& w_ih_r, const Tensor& w_hh_r,
-    const OptTensor& b_ih_r, const OptTensor& b_hh_r, std::string backend,
-    const OptTensor& batch_sizes, std::string algorithm) {
+T5 lstm_forward_bidir(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
+                      const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh,
+                      const Tensor& w_ih_r, const Tensor& w_hh_r, const OptTensor& b_ih_r,
+                      const OptTensor& b_hh_r, std::string backend, const OptTensor& batch_sizes,
+                      std::string algorithm, bool save) {
   return lstm_bidir(
-      x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_ih_r, w_hh_r, b_ih_r, b_hh_r, batch_sizes,
+      x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_ih_r, w_hh_r, b_ih_r, b_hh_r, batch_sizes, save,
       [&](const Sizes& s) {
         return use_simt(backend, "lstm_forward_bidir") &&
                persistent("lstm_forward_bidir", algorithm) &&
@@ -226,22 +226,22 @@ std::tuple<Tensor, Tensor, Tensor> lstm_forward_bidir(
       },
       [&] {
         return simt::lstm_forward_persistent_bidir(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_ih_r,
-                                                 w_hh_r, b_ih_r, b_hh_r, batch_sizes);
+                                                 w_hh_r, b_ih_r, b_hh_r, batch_sizes, save);
       },
       [&](bool rev, const Tensor& h, const Tensor& c, const Tensor& wi, const Tensor& wh,
           const OptTensor& bi, const OptTensor& bh) {
         return lstm_forward(x, h, c, wi, wh, bi, bh, rev, backend, batch_sizes, {}, algorithm,
-                            false);
+                            save);
       });
 }
 
-std::tuple<Tensor, Tensor> gru_forward_bidir(
-    const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
-    const OptTensor& b_ih, const OptTensor& b_hh, const Tensor& w_ih_r, const Tensor& w_hh_r,
-    const OptTensor& b_ih_r, const OptTensor& b_hh_r, std::string backend,
-    const OptTensor& batch_sizes, std::string algorithm) {
+T4 gru_forward_bidir(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+                     const OptTensor& b_ih, const OptTensor& b_hh, const Tensor& w_ih_r,
+                     const Tensor& w_hh_r, const OptTensor& b_ih_r, const OptTensor& b_hh_r,
+                     std::string backend, const OptTensor& batch_sizes, std::string algorithm,
+                     bool save) {
   return gru_bidir(
-      x, h0, w_ih, w_hh, b_ih, b_hh, w_ih_r, w_hh_r, b_ih_r, b_hh_r, batch_sizes,
+      x, h0, w_ih, w_hh, b_ih, b_hh, w_ih_r, w_hh_r, b_ih_r, b_hh_r, batch_sizes, save,
       [&](const Sizes& s) {
         return use_simt(backend, "gru_forward_bidir") &&
                persistent("gru_forward_bidir", algorithm) &&
@@ -249,11 +249,61 @@ std::tuple<Tensor, Tensor> gru_forward_bidir(
       },
       [&] {
         return simt::gru_forward_persistent_bidir(x, h0, w_ih, w_hh, b_ih, b_hh, w_ih_r, w_hh_r,
-                                                b_ih_r, b_hh_r, batch_sizes);
+                                                b_ih_r, b_hh_r, batch_sizes, save);
       },
       [&](bool rev, const Tensor& h, const Tensor&, const Tensor& wi, const Tensor& wh,
           const OptTensor& bi, const OptTensor& bh) {
-        return gru_forward(x, h, wi, wh, bi, bh, rev, backend, batch_sizes, algorithm, false);
+        return gru_forward(x, h, wi, wh, bi, bh, rev, backend, batch_sizes, algorithm, save);
+      });
+}
+
+// Both directions' backward (bidir_ops.h): one launch through the SIMT layer as the forward's.
+T9 lstm_backward_bidir(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n, const Tensor& x,
+                       const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
+                       const Tensor& w_hh, const Tensor& w_ih_r, const Tensor& w_hh_r,
+                       const Tensor& y, const Tensor& gates, const Tensor& cells,
+                       std::string backend, const OptTensor& batch_sizes,
+                       std::string algorithm) {
+  return lstm_bidir_backward(
+      dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, w_ih_r, w_hh_r, y, gates, cells, batch_sizes,
+      [&](const Sizes& s) {
+        return use_simt(backend, "lstm_backward_bidir") &&
+               persistent("lstm_backward_bidir", algorithm) &&
+               simt::persistent_plan(RnnKind::Lstm, s.B, s.H, x.scalar_type(), 2).fits;
+      },
+      [&] {
+        return simt::lstm_backward_persistent_bidir(dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh,
+                                                    w_ih_r, w_hh_r, y, gates, cells,
+                                                    batch_sizes);
+      },
+      [&](bool rev, const Tensor& d, const Tensor& dh, const Tensor& dc, const Tensor& h,
+          const Tensor& c, const Tensor& wi, const Tensor& wh, const Tensor& yd,
+          const Tensor& g, const Tensor& cl) {
+        return lstm_backward(d, dh, dc, x, h, c, wi, wh, yd, g, cl, rev, backend, batch_sizes,
+                             {}, algorithm);
+      });
+}
+
+T10 gru_backward_bidir(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Tensor& h0,
+                       const Tensor& w_ih, const Tensor& w_hh, const Tensor& w_ih_r,
+                       const Tensor& w_hh_r, const Tensor& y, const Tensor& gates,
+                       const Tensor& ghn, std::string backend, const OptTensor& batch_sizes,
+                       std::string algorithm) {
+  return gru_bidir_backward(
+      dy, dh_n, x, h0, w_ih, w_hh, w_ih_r, w_hh_r, y, gates, ghn, batch_sizes,
+      [&](const Sizes& s) {
+        return use_simt(backend, "gru_backward_bidir") &&
+               persistent("gru_backward_bidir", algorithm) &&
+               simt::persistent_plan(RnnKind::Gru, s.B, s.H, x.scalar_type(), 2).fits;
+      },
+      [&] {
+        return simt::gru_backward_persistent_bidir(dy, dh_n, x, h0, w_ih, w_hh, w_ih_r, w_hh_r,
+                                                   y, gates, ghn, batch_sizes);
+      },
+      [&](bool rev, const Tensor& d, const Tensor& dh, const Tensor& h, const Tensor& wi,
+          const Tensor& wh, const Tensor& yd, const Tensor& g, const Tensor& n) {
+        return gru_backward(d, dh, x, h, wi, wh, yd, g, n, rev, backend, batch_sizes,
+                            algorithm);
       });
 }
 
@@ -314,6 +364,8 @@ TORCH_LIBRARY_IMPL(fusedrnn, CPU, m) {
   m.impl("gru_forward_stack", &gru_forward_stack);
   m.impl("lstm_forward_bidir", &lstm_forward_bidir);
   m.impl("gru_forward_bidir", &gru_forward_bidir);
+  m.impl("lstm_backward_bidir", &lstm_backward_bidir);
+  m.impl("gru_backward_bidir", &gru_backward_bidir);
   m.impl("lstm_forward", &lstm_forward);
   m.impl("lstm_backward", &lstm_backward);
   m.impl("gru_forward", &gru_forward);

@@ -29,6 +29,10 @@
 //             gates]; one grid barrier per step. The weight gradients, dx and the biases are
 //             ATen GEMMs over all T*B rows afterwards; the input projection is one ATen GEMM
 //             before the forward launch.
+//   bidir     (*_persistent_bidir) both directions of a layer in one launch, forward or
+//             backward: blocks [0, n) run the forward direction, [n, 2n) the reverse one (the
+//             plan sized for half the SMs each), one grid barrier common to both (the forward:
+//             or one thread-block cluster each).
 //   stack     (lstm/gru_forward_persistent_stack) the layers of a unidirectional stack as a
 //             wavefront: a group of blocks a layer, layer l one launch step behind layer l-1;
 //             layers above the first also hold W_ih's slice and compute their input projection
@@ -39,6 +43,7 @@
 #include <cstdint>
 #include <string>
 
+#include "bidir_ops.h"
 #include "ops.h"
 
 namespace fusedrnn {
@@ -139,19 +144,31 @@ PersistentTuning persistent_get_tuning();
                               const Tensor& w_ih, const Tensor& w_hh, const Tensor& y,        \
                               const Tensor& gates, const Tensor& cells, bool reverse,         \
                               const OptTensor& batch_sizes);                                  \
-  /* Both directions of a bidirectional layer in one launch, inference (nothing saved): */   \
+  /* Both directions of a bidirectional layer in one launch (csrc/bidir_ops.h's contract): */ \
   /* h0, c0 [2,B,H]; returns y [T,B,2H] (or packed [N,2H]: forward | reverse), h_n, c_n */      \
-  /* [2,B,H]. Raises as the ops above when W_hh does not fit for two directions at once. */   \
-  std::tuple<Tensor, Tensor, Tensor> lstm_forward_persistent_bidir(                           \
+  /* [2,B,H], with save gates, cells [2,T,B,..] (packed [2,N,..]; else empty). The backward */ \
+  /* of both directions in one launch: dy [..,2H], dh_n, dc_n [2,B,H]; returns dx (summed), */ \
+  /* dh0, dc0 [2,B,H], each direction's weight and bias gradients. Raise as the ops above */   \
+  /* when W_hh does not fit for two directions at once. */                                    \
+  T5 lstm_forward_persistent_bidir(                                                           \
       const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,                \
       const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh, const Tensor& w_ih_r, \
       const Tensor& w_hh_r, const OptTensor& b_ih_r, const OptTensor& b_hh_r,                 \
-      const OptTensor& batch_sizes);                                                          \
-  std::tuple<Tensor, Tensor> gru_forward_persistent_bidir(                                    \
+      const OptTensor& batch_sizes, bool save = false);                                       \
+  T4 gru_forward_persistent_bidir(                                                            \
       const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,              \
       const OptTensor& b_ih, const OptTensor& b_hh, const Tensor& w_ih_r,                     \
       const Tensor& w_hh_r, const OptTensor& b_ih_r, const OptTensor& b_hh_r,                 \
-      const OptTensor& batch_sizes);                                                          \
+      const OptTensor& batch_sizes, bool save = false);                                       \
+  T9 lstm_backward_persistent_bidir(                                                          \
+      const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n, const Tensor& x,              \
+      const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,             \
+      const Tensor& w_ih_r, const Tensor& w_hh_r, const Tensor& y, const Tensor& gates,       \
+      const Tensor& cells, const OptTensor& batch_sizes);                                     \
+  T10 gru_backward_persistent_bidir(                                                          \
+      const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Tensor& h0,                \
+      const Tensor& w_ih, const Tensor& w_hh, const Tensor& w_ih_r, const Tensor& w_hh_r,     \
+      const Tensor& y, const Tensor& gates, const Tensor& ghn, const OptTensor& batch_sizes); \
   /* The layers of a unidirectional stack (1..4, no projection; those above the first */    \
   /* have I = H) as a wavefront in one launch, inference: weights as torch.nn's flat list */ \
   /* (w_ih, w_hh[, b_ih, b_hh]) a layer; h0, c0 [L,B,H]; returns the last layer's y, h_n */  \

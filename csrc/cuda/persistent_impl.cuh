@@ -300,11 +300,12 @@ T5 lstm_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& c0,
           st.shaped(f.gates), st.shaped(f.cells)};
 }
 
-std::tuple<Tensor, Tensor, Tensor> lstm_forward_persistent_bidir(const Tensor& x, const Tensor& h0, const Tensor& c0,
+T5 lstm_forward_persistent_bidir(const Tensor& x, const Tensor& h0, const Tensor& c0,
                                  const Tensor& w_ih, const Tensor& w_hh, const OptTensor& b_ih,
                                  const OptTensor& b_hh, const Tensor& w_ih_r,
                                  const Tensor& w_hh_r, const OptTensor& b_ih_r,
-                                 const OptTensor& b_hh_r, const OptTensor& batch_sizes) {
+                                 const OptTensor& b_hh_r, const OptTensor& batch_sizes,
+                                 bool save) {
   using namespace persistent_detail;
   const char* op = "lstm_forward_persistent_bidir";
   TORCH_CHECK(h0.dim() == 3 && h0.size(0) == 2 && c0.dim() == 3 && c0.size(0) == 2, op,
@@ -318,27 +319,41 @@ std::tuple<Tensor, Tensor, Tensor> lstm_forward_persistent_bidir(const Tensor& x
   check_device(op, x);
   FRNN_PERSISTENT_DEVICE_GUARD(x);
   const int64_t B = sz.B, H = sz.H, N = sz.N;
+  // save: both directions' gates and cells in one tensor each, [2, N, ...] (direction-major).
+  auto gates = at::empty({save ? 2 : 0, N, 4 * H}, x.options());
+  auto cells = at::empty({save ? 2 : 0, N, H}, x.options());
+  auto saved = [&](const Tensor& t) {  // [2, T, B, K] dense, [2, N, K] packed; none: [0]
+    if (!save) return x.new_empty({0});
+    return batch_sizes ? t : t.view({2, sz.T, B, t.size(-1)});
+  };
   if (N == 0)
-    return {x.new_empty(sz.rows(2 * H)), h0.contiguous().clone(), c0.contiguous().clone()};
+    return {x.new_empty(sz.rows(2 * H)), h0.contiguous().clone(), c0.contiguous().clone(),
+            saved(gates), saved(cells)};
+  FRNN_POISON(gates);
+  FRNN_POISON(cells);
   const PersistentPlan plan = plan_or_throw(RnnKind::Lstm, op, B, H, x.scalar_type(), 2);
-  const LstmFwdBuffers f =
-      lstm_fwd_buffers(x, h0f, c0f, w_ih, w_hh, b_ih, b_hh, false, batch_sizes, false, sz);
-  const LstmFwdBuffers r =
-      lstm_fwd_buffers(x, h0r, c0r, w_ih_r, w_hh_r, b_ih_r, b_hh_r, true, batch_sizes, false, sr);
+  LstmFwdBuffers d[2] = {
+      lstm_fwd_buffers(x, h0f, c0f, w_ih, w_hh, b_ih, b_hh, false, batch_sizes, save, sz),
+      lstm_fwd_buffers(x, h0r, c0r, w_ih_r, w_hh_r, b_ih_r, b_hh_r, true, batch_sizes, save, sr)};
+  if (save)
+    for (int k = 0; k < 2; ++k) d[k].gates = gates[k], d[k].cells = cells[k];
   auto y = at::empty({N, 2 * H}, x.options());  // [forward | reverse], as torch.nn's output
   FRNN_POISON(y);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "lstm_fwd_pers2", [&] {
     using S = scalar_t;
     using A = at::opmath_type<S>;
-    const auto pf = lstm_fwd_params<S, A>(f, y.data_ptr<S>(), 2 * H, plan, sz, false, false);
-    const auto pr = lstm_fwd_params<S, A>(r, y.data_ptr<S>() + H, 2 * H, plan, sr, true, false);
-    const LstmFwdParams<S, A> both[2] = {pf, pr};
+    const LstmFwdParams<S, A> both[2] = {
+        lstm_fwd_params<S, A>(d[0], y.data_ptr<S>(), 2 * H, plan, sz, false, save),
+        lstm_fwd_params<S, A>(d[1], y.data_ptr<S>() + H, 2 * H, plan, sr, true, save)};
     launch_fwd(&lstm_fwd_kernel<S, A>, plan, both, 2,
                sizeof(S) == 2 || stepwise::rnn_tf32_allowed());
   });
-  auto h_n = at::stack({stepwise::final_rows(y.narrow(1, 0, H), f.st),
-                        stepwise::final_rows(y.narrow(1, H, H), r.st)});
-  return {f.st.shaped(y), h_n, at::stack({f.c_n, r.c_n})};
+  auto h_n = at::stack({stepwise::final_rows(y.narrow(1, 0, H), d[0].st),
+                        stepwise::final_rows(y.narrow(1, H, H), d[1].st)});
+  auto c_n = save ? at::stack({stepwise::final_rows(cells[0], d[0].st),
+                               stepwise::final_rows(cells[1], d[1].st)})
+                  : at::stack({d[0].c_n, d[1].c_n});
+  return {d[0].st.shaped(y), h_n, c_n, saved(gates), saved(cells)};
 }
 
 std::tuple<Tensor, Tensor, Tensor> lstm_forward_persistent_stack(
@@ -398,6 +413,67 @@ std::tuple<Tensor, Tensor, Tensor> lstm_forward_persistent_stack(
   return {st.shaped(ys[nl - 1]), at::stack(h_n), at::stack(c_n)};
 }
 
+namespace persistent_detail {
+// One direction's backward: its inputs as the kernel reads them and its outputs. dy may be one
+// direction's half of a bidirectional layer's [N, 2H] (dy_all, from column col: rows
+// dy_all.size(-1) apart).
+struct LstmBwdDir {
+  Steps st;
+  Tensor steps, dy_all, dhn, dcn, c0, whh, gates, cells, da, dh0, dc0;
+  int64_t col;
+  bool dh0_on_host;  // the rows' first steps differ (packed, reverse): dh0 by the host
+};
+inline LstmBwdDir lstm_bwd_dir(const Tensor& dy_all, int64_t col, const Tensor& dh_n,
+                               const Tensor& dc_n, const Tensor& x, const Tensor& c0,
+                               const Tensor& w_hh, const Tensor& gates, const Tensor& cells,
+                               bool reverse, const OptTensor& batch_sizes, const Sizes& sz) {
+  LstmBwdDir d{stepwise::make_steps(x, batch_sizes, reverse)};
+  d.steps = step_table(d.st, x);
+  d.dh0_on_host = d.st.packed && reverse;
+  d.dy_all = dy_all.contiguous();
+  d.col = col;
+  d.dhn = dh_n.contiguous(), d.dcn = dc_n.contiguous(), d.c0 = c0.contiguous();
+  d.whh = w_hh.contiguous(), d.gates = gates.contiguous(), d.cells = cells.contiguous();
+  d.da = at::empty({sz.N, 4 * sz.H}, x.options().dtype(acc_type(x.scalar_type())));
+  d.dh0 = at::empty({sz.B, sz.H}, x.options());
+  d.dc0 = at::empty({sz.B, sz.H}, x.options());
+  FRNN_POISON(d.da);
+  FRNN_POISON(d.dh0);
+  FRNN_POISON(d.dc0);
+  return d;
+}
+template <class S, class A>
+LstmBwdParams<S, A> lstm_bwd_params(const LstmBwdDir& d, const PersistentPlan& plan,
+                                    const Sizes& sz, bool reverse) {
+  LstmBwdParams<S, A> p{d.dy_all.data_ptr<S>() + d.col, d.dhn.data_ptr<S>(), d.dcn.data_ptr<S>(),
+                        d.c0.data_ptr<S>(), d.whh.data_ptr<S>(), d.gates.data_ptr<S>(),
+                        d.cells.data_ptr<S>(), d.da.data_ptr<A>(), d.dh0.data_ptr<S>(),
+                        d.dc0.data_ptr<S>(), table_ptr(d.steps), int(sz.T), int(sz.B),
+                        int(sz.H), plan.units, plan.kc_bwd, reverse, d.dh0_on_host};
+  p.mma = plan.mma_bwd && (sizeof(S) == 2 || stepwise::rnn_tf32_allowed());
+  p.ldy = d.dy_all.size(-1);
+  return p;
+}
+// After the launch: dh0 (when not done in the kernel: the recurrence's precision), dx and the
+// weight gradients (the GEMM policy), single GEMMs over all N rows (cuda/hoisted_gemm.h); db a
+// sum. y: this direction's output (any strides). Returns (dx, dh0, dc0, dw_ih, dw_hh, db).
+inline T6 lstm_bwd_gemms(const LstmBwdDir& d, const Tensor& x, const Tensor& h0,
+                         const Tensor& w_ih, const Tensor& w_hh, const Tensor& y,
+                         const Sizes& sz) {
+  using stepwise::policy_mm;
+  const auto dtype = x.scalar_type();
+  const Steps& st = d.st;
+  Tensor dh0 = d.dh0;
+  if (d.dh0_on_host)
+    dh0 = stepwise::recurrent_mm(stepwise::initial_rows(d.da, st), w_hh, dtype, dtype);
+  auto dx = st.shaped(policy_mm(d.da, w_ih, dtype, dtype));
+  auto dw_ih = policy_mm(d.da.t(), x.reshape({sz.N, sz.I}), dtype, dtype);
+  auto hp = stepwise::previous_rows(stepwise::flat(y, st), h0.contiguous(), st);
+  auto dw_hh = policy_mm(d.da.t(), hp, dtype, dtype);
+  return {dx, dh0, d.dc0, dw_ih, dw_hh, d.da.sum(0).to(dtype)};
+}
+}  // namespace persistent_detail
+
 T6 lstm_backward_persistent(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n,
                             const Tensor& x, const Tensor& h0, const Tensor& c0,
                             const Tensor& w_ih, const Tensor& w_hh, const Tensor& y,
@@ -408,7 +484,7 @@ T6 lstm_backward_persistent(const Tensor& dy, const Tensor& dh_n, const Tensor& 
   const Sizes sz = check_layer_inputs(op, 4, x, h0, &c0, w_ih, w_hh, {}, {}, batch_sizes);
   check_device(op, x);
   FRNN_PERSISTENT_DEVICE_GUARD(x);
-  const int64_t T = sz.T, B = sz.B, H = sz.H, I = sz.I, N = sz.N;
+  const int64_t B = sz.B, H = sz.H, N = sz.N;
   check_grad(op, dy, sz.rows(H), x, "dy");
   check_grad(op, dh_n, {B, H}, x, "dh_n");
   check_grad(op, dc_n, {B, H}, x, "dc_n");
@@ -419,40 +495,68 @@ T6 lstm_backward_persistent(const Tensor& dy, const Tensor& dh_n, const Tensor& 
     return {at::zeros_like(x), dh_n.contiguous().clone(), dc_n.contiguous().clone(),
             at::zeros_like(w_ih), at::zeros_like(w_hh), x.new_zeros({4 * H})};
   const PersistentPlan plan = plan_or_throw(RnnKind::Lstm, op, B, H, x.scalar_type());
-  const auto dtype = x.scalar_type(), acc = acc_type(dtype);
-  const Steps st = stepwise::make_steps(x, batch_sizes, reverse);
-  const Tensor steps = step_table(st, x);
-  const bool dh0_on_host = st.packed && reverse;  // the rows' first steps differ
-  auto da = at::empty({N, 4 * H}, x.options().dtype(acc));
-  auto dh0 = at::empty({B, H}, x.options()), dc0 = at::empty({B, H}, x.options());
-  FRNN_POISON(da);
-  FRNN_POISON(dh0);
-  FRNN_POISON(dc0);
-  auto dyc = dy.contiguous(), dhn = dh_n.contiguous(), dcn = dc_n.contiguous();
-  auto c0c = c0.contiguous(), whh = w_hh.contiguous(), gc = gates.contiguous(),
-       cc = cells_.contiguous();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "lstm_bwd_pers", [&] {
+  const LstmBwdDir d =
+      lstm_bwd_dir(dy, 0, dh_n, dc_n, x, c0, w_hh, gates, cells_, reverse, batch_sizes, sz);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "lstm_bwd_pers", [&] {
     using S = scalar_t;
     using A = at::opmath_type<S>;
-    LstmBwdParams<S, A> p{dyc.data_ptr<S>(), dhn.data_ptr<S>(), dcn.data_ptr<S>(),
-                          c0c.data_ptr<S>(), whh.data_ptr<S>(), gc.data_ptr<S>(),
-                          cc.data_ptr<S>(), da.data_ptr<A>(), dh0.data_ptr<S>(),
-                          dc0.data_ptr<S>(), table_ptr(steps), int(T), int(B), int(H),
-                          plan.units, plan.kc_bwd, reverse, dh0_on_host};
-    p.mma = plan.mma_bwd && (sizeof(S) == 2 || stepwise::rnn_tf32_allowed());
-    launch(&lstm_bwd_kernel<S, A>, plan.blocks, plan.threads, plan.smem_bwd, p);
+    const auto p = lstm_bwd_params<S, A>(d, plan, sz, reverse);
+    launch(&lstm_bwd_kernel<S, A>, plan.blocks, plan.threads, plan.smem_bwd,
+           BwdLaunch<LstmBwdParams<S, A>>{{p, p}, plan.blocks});
   });
-  // dh0 (when not done in the kernel: the recurrence's precision), dx and the weight gradients
-  // (the GEMM policy): single GEMMs over all N rows (cuda/hoisted_gemm.h); db a sum.
-  using stepwise::policy_mm;
-  if (dh0_on_host)
-    dh0 = stepwise::recurrent_mm(stepwise::initial_rows(da, st), w_hh, dtype, dtype);
-  auto dx = st.shaped(policy_mm(da, w_ih, dtype, dtype));
-  auto dw_ih = policy_mm(da.t(), x.reshape({N, I}), dtype, dtype);
-  auto hp = stepwise::previous_rows(stepwise::flat(y, st), h0.contiguous(), st);
-  auto dw_hh = policy_mm(da.t(), hp, dtype, dtype);
-  auto db = da.sum(0).to(dtype);
-  return {dx, dh0, dc0, dw_ih, dw_hh, db};
+  return lstm_bwd_gemms(d, x, h0, w_ih, w_hh, y, sz);
+}
+
+T9 lstm_backward_persistent_bidir(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n,
+                                  const Tensor& x, const Tensor& h0, const Tensor& c0,
+                                  const Tensor& w_ih, const Tensor& w_hh, const Tensor& w_ih_r,
+                                  const Tensor& w_hh_r, const Tensor& y, const Tensor& gates,
+                                  const Tensor& cells, const OptTensor& batch_sizes) {
+  using namespace persistent_detail;
+  const char* op = "lstm_backward_persistent_bidir";
+  check_bidir_state(op, h0, &c0);
+  check_bidir_saved(op, gates, "gates", cells, "cells");
+  const Tensor h0f = h0[0], h0r = h0[1], c0f = c0[0], c0r = c0[1];
+  const Sizes sz = check_layer_inputs(op, 4, x, h0f, &c0f, w_ih, w_hh, {}, {}, batch_sizes);
+  const Sizes sr = check_layer_inputs(op, 4, x, h0r, &c0r, w_ih_r, w_hh_r, {}, {}, batch_sizes);
+  TORCH_CHECK(sr.H == sz.H, op, ": both directions need the same hidden size");
+  check_device(op, x);
+  FRNN_PERSISTENT_DEVICE_GUARD(x);
+  const int64_t B = sz.B, H = sz.H, N = sz.N;
+  check_grad(op, dy, sz.rows(2 * H), x, "dy");
+  check_grad(op, dh_n, {2, B, H}, x, "dh_n");
+  check_grad(op, dc_n, {2, B, H}, x, "dc_n");
+  check_grad(op, y, sz.rows(2 * H), x, "y");
+  for (int k = 0; k < 2; ++k) {
+    check_grad(op, gates[k], sz.rows(4 * H), x, "gates[k]");
+    check_grad(op, cells[k], sz.rows(H), x, "cells[k]");
+  }
+  if (N == 0)
+    return {at::zeros_like(x),     dh_n.contiguous().clone(), dc_n.contiguous().clone(),
+            at::zeros_like(w_ih),  at::zeros_like(w_hh),      x.new_zeros({4 * H}),
+            at::zeros_like(w_ih_r), at::zeros_like(w_hh_r),   x.new_zeros({4 * H})};
+  const PersistentPlan plan = plan_or_throw(RnnKind::Lstm, op, B, H, x.scalar_type(), 2);
+  const Tensor g = gates.reshape({2, N, 4 * H}), c = cells.reshape({2, N, H});
+  const LstmBwdDir d[2] = {
+      lstm_bwd_dir(dy, 0, dh_n[0], dc_n[0], x, c0f, w_hh, g[0], c[0], false, batch_sizes, sz),
+      lstm_bwd_dir(dy, H, dh_n[1], dc_n[1], x, c0r, w_hh_r, g[1], c[1], true, batch_sizes, sr)};
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "lstm_bwd_pers2", [&] {
+    using S = scalar_t;
+    using A = at::opmath_type<S>;
+    launch(&lstm_bwd_kernel<S, A>, 2 * plan.blocks, plan.threads, plan.smem_bwd,
+           BwdLaunch<LstmBwdParams<S, A>>{
+               {lstm_bwd_params<S, A>(d[0], plan, sz, false),
+                lstm_bwd_params<S, A>(d[1], plan, sr, true)},
+               plan.blocks});
+  });
+  const Tensor yc = y.reshape({N, 2 * H});
+  auto f = lstm_bwd_gemms(d[0], x, h0f, w_ih, w_hh, yc.narrow(1, 0, H), sz);
+  auto r = lstm_bwd_gemms(d[1], x, h0r, w_ih_r, w_hh_r, yc.narrow(1, H, H), sr);
+  return {std::get<0>(f).add_(std::get<0>(r)),
+          at::stack({std::get<1>(f), std::get<1>(r)}),
+          at::stack({std::get<2>(f), std::get<2>(r)}),
+          std::get<3>(f), std::get<4>(f), std::get<5>(f),
+          std::get<3>(r), std::get<4>(r), std::get<5>(r)};
 }
 
 #endif  // FRNN_PERSISTENT_PART_LSTM
@@ -545,10 +649,10 @@ T4 gru_forward_persistent(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
   return {st.shaped(y), stepwise::final_rows(y, st), st.shaped(f.gates), st.shaped(f.ghn)};
 }
 
-std::tuple<Tensor, Tensor> gru_forward_persistent_bidir(
+T4 gru_forward_persistent_bidir(
     const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
     const OptTensor& b_ih, const OptTensor& b_hh, const Tensor& w_ih_r, const Tensor& w_hh_r,
-    const OptTensor& b_ih_r, const OptTensor& b_hh_r, const OptTensor& batch_sizes) {
+    const OptTensor& b_ih_r, const OptTensor& b_hh_r, const OptTensor& batch_sizes, bool save) {
   using namespace persistent_detail;
   const char* op = "gru_forward_persistent_bidir";
   TORCH_CHECK(h0.dim() == 3 && h0.size(0) == 2, op,
@@ -561,26 +665,37 @@ std::tuple<Tensor, Tensor> gru_forward_persistent_bidir(
   check_device(op, x);
   FRNN_PERSISTENT_DEVICE_GUARD(x);
   const int64_t B = sz.B, H = sz.H, N = sz.N;
-  if (N == 0) return {x.new_empty(sz.rows(2 * H)), h0.contiguous().clone()};
+  // save: as the LSTM's, gates [2, N, 3H] and ghn [2, N, H].
+  auto gates = at::empty({save ? 2 : 0, N, 3 * H}, x.options());
+  auto ghn = at::empty({save ? 2 : 0, N, H}, x.options());
+  auto saved = [&](const Tensor& t) {
+    if (!save) return x.new_empty({0});
+    return batch_sizes ? t : t.view({2, sz.T, B, t.size(-1)});
+  };
+  if (N == 0)
+    return {x.new_empty(sz.rows(2 * H)), h0.contiguous().clone(), saved(gates), saved(ghn)};
+  FRNN_POISON(gates);
+  FRNN_POISON(ghn);
   const PersistentPlan plan = plan_or_throw(RnnKind::Gru, op, B, H, x.scalar_type(), 2);
-  const GruFwdBuffers f =
-      gru_fwd_buffers(x, h0[0], w_ih, w_hh, b_ih, b_hh, false, batch_sizes, false, sz);
-  const GruFwdBuffers r =
-      gru_fwd_buffers(x, h0[1], w_ih_r, w_hh_r, b_ih_r, b_hh_r, true, batch_sizes, false, sr);
+  GruFwdBuffers d[2] = {
+      gru_fwd_buffers(x, h0[0], w_ih, w_hh, b_ih, b_hh, false, batch_sizes, save, sz),
+      gru_fwd_buffers(x, h0[1], w_ih_r, w_hh_r, b_ih_r, b_hh_r, true, batch_sizes, save, sr)};
+  if (save)
+    for (int k = 0; k < 2; ++k) d[k].gates = gates[k], d[k].ghn = ghn[k];
   auto y = at::empty({N, 2 * H}, x.options());  // [forward | reverse], as torch.nn's output
   FRNN_POISON(y);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gru_fwd_pers2", [&] {
     using S = scalar_t;
     using A = at::opmath_type<S>;
-    const auto pf = gru_fwd_params<S, A>(f, y.data_ptr<S>(), 2 * H, plan, sz, false, false);
-    const auto pr = gru_fwd_params<S, A>(r, y.data_ptr<S>() + H, 2 * H, plan, sr, true, false);
-    const GruFwdParams<S, A> both[2] = {pf, pr};
+    const GruFwdParams<S, A> both[2] = {
+        gru_fwd_params<S, A>(d[0], y.data_ptr<S>(), 2 * H, plan, sz, false, save),
+        gru_fwd_params<S, A>(d[1], y.data_ptr<S>() + H, 2 * H, plan, sr, true, save)};
     launch_fwd(&gru_fwd_kernel<S, A>, plan, both, 2,
                sizeof(S) == 2 || stepwise::rnn_tf32_allowed());
   });
-  auto h_n = at::stack({stepwise::final_rows(y.narrow(1, 0, H), f.st),
-                        stepwise::final_rows(y.narrow(1, H, H), r.st)});
-  return {f.st.shaped(y), h_n};
+  auto h_n = at::stack({stepwise::final_rows(y.narrow(1, 0, H), d[0].st),
+                        stepwise::final_rows(y.narrow(1, H, H), d[1].st)});
+  return {d[0].st.shaped(y), h_n, saved(gates), saved(ghn)};
 }
 
 std::tuple<Tensor, Tensor> gru_forward_persistent_stack(const Tensor& x, const Tensor& h0,
@@ -631,6 +746,68 @@ std::tuple<Tensor, Tensor> gru_forward_persistent_stack(const Tensor& x, const T
   return {st.shaped(ys[nl - 1]), at::stack(h_n)};
 }
 
+namespace persistent_detail {
+// One direction's backward (as LstmBwdDir): dy and y may be one direction's half of a
+// bidirectional layer's [N, 2H] (dy_all, y_all from column col, rows size(-1) apart).
+struct GruBwdDir {
+  Steps st;
+  Tensor steps, dy_all, y_all, dhn, h0, whh, gates, ghn, dgx, dgh, dh0;
+  int64_t col;
+  bool dh0_on_host;
+};
+inline GruBwdDir gru_bwd_dir(const Tensor& dy_all, const Tensor& y_all, int64_t col,
+                             const Tensor& dh_n, const Tensor& x, const Tensor& h0,
+                             const Tensor& w_hh, const Tensor& gates, const Tensor& ghn,
+                             bool reverse, const OptTensor& batch_sizes, const Sizes& sz) {
+  GruBwdDir d{stepwise::make_steps(x, batch_sizes, reverse)};
+  d.steps = step_table(d.st, x);
+  d.dh0_on_host = d.st.packed && reverse;
+  d.dy_all = dy_all.contiguous(), d.y_all = y_all.contiguous();
+  d.col = col;
+  d.dhn = dh_n.contiguous(), d.h0 = h0.contiguous(), d.whh = w_hh.contiguous();
+  d.gates = gates.contiguous(), d.ghn = ghn.contiguous();
+  const auto acc = x.options().dtype(acc_type(x.scalar_type()));
+  d.dgx = at::empty({sz.N, 3 * sz.H}, acc);
+  d.dgh = at::empty({sz.N, 3 * sz.H}, acc);
+  d.dh0 = at::empty({sz.B, sz.H}, x.options());
+  FRNN_POISON(d.dgx);
+  FRNN_POISON(d.dgh);
+  FRNN_POISON(d.dh0);
+  return d;
+}
+template <class S, class A>
+GruBwdParams<S, A> gru_bwd_params(const GruBwdDir& d, const PersistentPlan& plan,
+                                  const Sizes& sz, bool reverse) {
+  GruBwdParams<S, A> p{d.dy_all.data_ptr<S>() + d.col, d.dhn.data_ptr<S>(), d.h0.data_ptr<S>(),
+                       d.y_all.data_ptr<S>() + d.col, d.whh.data_ptr<S>(),
+                       d.gates.data_ptr<S>(), d.ghn.data_ptr<S>(), d.dgx.data_ptr<A>(),
+                       d.dgh.data_ptr<A>(), d.dh0.data_ptr<S>(), table_ptr(d.steps), int(sz.T),
+                       int(sz.B), int(sz.H), plan.units, plan.kc_bwd, reverse, d.dh0_on_host};
+  p.mma = plan.mma_bwd && (sizeof(S) == 2 || stepwise::rnn_tf32_allowed());
+  TORCH_CHECK(d.dy_all.size(-1) == d.y_all.size(-1), "persistent: dy and y of different widths");
+  p.ldy = d.dy_all.size(-1);
+  return p;
+}
+// After the launch, as lstm_bwd_gemms: (dx, dh0, dw_ih, dw_hh, db_ih, db_hh).
+inline T6 gru_bwd_gemms(const GruBwdDir& d, const Tensor& x, const Tensor& w_ih,
+                        const Tensor& w_hh, const Sizes& sz) {
+  using stepwise::policy_mm;
+  const auto dtype = x.scalar_type(), acc = acc_type(dtype);
+  const Steps& st = d.st;
+  Tensor dh0 = d.dh0;
+  if (d.dh0_on_host)  // the kernel wrote the direct part z * dh; add dgh(first steps) W_hh
+    dh0 = stepwise::recurrent_mm(stepwise::initial_rows(d.dgh, st), w_hh, dtype, acc)
+              .add_(d.dh0.to(acc))
+              .to(dtype);
+  auto dx = st.shaped(policy_mm(d.dgx, w_ih, dtype, dtype));
+  auto dw_ih = policy_mm(d.dgx.t(), x.reshape({sz.N, sz.I}), dtype, dtype);
+  const Tensor y = d.y_all.view({sz.N, d.y_all.size(-1)}).narrow(1, d.col, sz.H);
+  auto hp = stepwise::previous_rows(stepwise::flat(y, st), d.h0, st);
+  auto dw_hh = policy_mm(d.dgh.t(), hp, dtype, dtype);
+  return {dx, dh0, dw_ih, dw_hh, d.dgx.sum(0).to(dtype), d.dgh.sum(0).to(dtype)};
+}
+}  // namespace persistent_detail
+
 T6 gru_backward_persistent(const Tensor& dy, const Tensor& dh_n, const Tensor& x,
                            const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
                            const Tensor& y, const Tensor& gates, const Tensor& ghn,
@@ -640,7 +817,7 @@ T6 gru_backward_persistent(const Tensor& dy, const Tensor& dh_n, const Tensor& x
   const Sizes sz = check_layer_inputs(op, 3, x, h0, nullptr, w_ih, w_hh, {}, {}, batch_sizes);
   check_device(op, x);
   FRNN_PERSISTENT_DEVICE_GUARD(x);
-  const int64_t T = sz.T, B = sz.B, H = sz.H, I = sz.I, N = sz.N;
+  const int64_t B = sz.B, H = sz.H, N = sz.N;
   check_grad(op, dy, sz.rows(H), x, "dy");
   check_grad(op, dh_n, {B, H}, x, "dh_n");
   check_grad(op, y, sz.rows(H), x, "y");
@@ -650,43 +827,66 @@ T6 gru_backward_persistent(const Tensor& dy, const Tensor& dh_n, const Tensor& x
     return {at::zeros_like(x), dh_n.contiguous().clone(), at::zeros_like(w_ih),
             at::zeros_like(w_hh), x.new_zeros({3 * H}), x.new_zeros({3 * H})};
   const PersistentPlan plan = plan_or_throw(RnnKind::Gru, op, B, H, x.scalar_type());
-  const auto dtype = x.scalar_type(), acc = acc_type(dtype);
-  const Steps st = stepwise::make_steps(x, batch_sizes, reverse);
-  const Tensor steps = step_table(st, x);
-  const bool dh0_on_host = st.packed && reverse;  // the rows' first steps differ
-  auto dgx = at::empty({N, 3 * H}, x.options().dtype(acc));
-  auto dgh = at::empty({N, 3 * H}, x.options().dtype(acc));
-  auto dh0 = at::empty({B, H}, x.options());
-  FRNN_POISON(dgx);
-  FRNN_POISON(dgh);
-  FRNN_POISON(dh0);
-  auto dyc = dy.contiguous(), dhn = dh_n.contiguous(), h0c = h0.contiguous(),
-       yc = y.contiguous(), whh = w_hh.contiguous(), gc = gates.contiguous(),
-       nc = ghn.contiguous();
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, dtype, "gru_bwd_pers", [&] {
+  const GruBwdDir d =
+      gru_bwd_dir(dy, y, 0, dh_n, x, h0, w_hh, gates, ghn, reverse, batch_sizes, sz);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gru_bwd_pers", [&] {
     using S = scalar_t;
     using A = at::opmath_type<S>;
-    GruBwdParams<S, A> p{dyc.data_ptr<S>(), dhn.data_ptr<S>(), h0c.data_ptr<S>(),
-                         yc.data_ptr<S>(), whh.data_ptr<S>(), gc.data_ptr<S>(),
-                         nc.data_ptr<S>(), dgx.data_ptr<A>(), dgh.data_ptr<A>(),
-                         dh0.data_ptr<S>(), table_ptr(steps), int(T), int(B), int(H),
-                         plan.units, plan.kc_bwd, reverse, dh0_on_host};
-    p.mma = plan.mma_bwd && (sizeof(S) == 2 || stepwise::rnn_tf32_allowed());
-    launch(&gru_bwd_kernel<S, A>, plan.blocks, plan.threads, plan.smem_bwd, p);
+    const auto p = gru_bwd_params<S, A>(d, plan, sz, reverse);
+    launch(&gru_bwd_kernel<S, A>, plan.blocks, plan.threads, plan.smem_bwd,
+           BwdLaunch<GruBwdParams<S, A>>{{p, p}, plan.blocks});
   });
-  // The GEMMs over all rows in the GEMM policy (cuda/hoisted_gemm.h), as the LSTM's.
-  using stepwise::policy_mm;
-  if (dh0_on_host)  // the kernel wrote the direct part z * dh; add dgh(first steps) W_hh
-    dh0 = stepwise::recurrent_mm(stepwise::initial_rows(dgh, st), w_hh, dtype, acc)
-              .add_(dh0.to(acc))
-              .to(dtype);
-  const auto& gx = dgx;
-  const auto& gh = dgh;
-  auto dx = st.shaped(policy_mm(gx, w_ih, dtype, dtype));
-  auto dw_ih = policy_mm(gx.t(), x.reshape({N, I}), dtype, dtype);
-  auto hp = stepwise::previous_rows(stepwise::flat(y, st), h0.contiguous(), st);
-  auto dw_hh = policy_mm(gh.t(), hp, dtype, dtype);
-  return {dx, dh0, dw_ih, dw_hh, gx.sum(0).to(dtype), gh.sum(0).to(dtype)};
+  return gru_bwd_gemms(d, x, w_ih, w_hh, sz);
+}
+
+T10 gru_backward_persistent_bidir(const Tensor& dy, const Tensor& dh_n, const Tensor& x,
+                                  const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+                                  const Tensor& w_ih_r, const Tensor& w_hh_r, const Tensor& y,
+                                  const Tensor& gates, const Tensor& ghn,
+                                  const OptTensor& batch_sizes) {
+  using namespace persistent_detail;
+  const char* op = "gru_backward_persistent_bidir";
+  check_bidir_state(op, h0, nullptr);
+  check_bidir_saved(op, gates, "gates", ghn, "ghn");
+  const Sizes sz = check_layer_inputs(op, 3, x, h0[0], nullptr, w_ih, w_hh, {}, {}, batch_sizes);
+  const Sizes sr =
+      check_layer_inputs(op, 3, x, h0[1], nullptr, w_ih_r, w_hh_r, {}, {}, batch_sizes);
+  TORCH_CHECK(sr.H == sz.H, op, ": both directions need the same hidden size");
+  check_device(op, x);
+  FRNN_PERSISTENT_DEVICE_GUARD(x);
+  const int64_t B = sz.B, H = sz.H, N = sz.N;
+  check_grad(op, dy, sz.rows(2 * H), x, "dy");
+  check_grad(op, dh_n, {2, B, H}, x, "dh_n");
+  check_grad(op, y, sz.rows(2 * H), x, "y");
+  for (int k = 0; k < 2; ++k) {
+    check_grad(op, gates[k], sz.rows(3 * H), x, "gates[k]");
+    check_grad(op, ghn[k], sz.rows(H), x, "ghn[k]");
+  }
+  if (N == 0) {
+    auto z = [&](const Tensor& t) { return at::zeros_like(t); };
+    return {z(x), dh_n.contiguous().clone(), z(w_ih), z(w_hh), x.new_zeros({3 * H}),
+            x.new_zeros({3 * H}), z(w_ih_r), z(w_hh_r), x.new_zeros({3 * H}),
+            x.new_zeros({3 * H})};
+  }
+  const PersistentPlan plan = plan_or_throw(RnnKind::Gru, op, B, H, x.scalar_type(), 2);
+  const Tensor g = gates.reshape({2, N, 3 * H}), n = ghn.reshape({2, N, H});
+  const GruBwdDir d[2] = {
+      gru_bwd_dir(dy, y, 0, dh_n[0], x, h0[0], w_hh, g[0], n[0], false, batch_sizes, sz),
+      gru_bwd_dir(dy, y, H, dh_n[1], x, h0[1], w_hh_r, g[1], n[1], true, batch_sizes, sr)};
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gru_bwd_pers2", [&] {
+    using S = scalar_t;
+    using A = at::opmath_type<S>;
+    launch(&gru_bwd_kernel<S, A>, 2 * plan.blocks, plan.threads, plan.smem_bwd,
+           BwdLaunch<GruBwdParams<S, A>>{
+               {gru_bwd_params<S, A>(d[0], plan, sz, false),
+                gru_bwd_params<S, A>(d[1], plan, sr, true)},
+               plan.blocks});
+  });
+  auto f = gru_bwd_gemms(d[0], x, w_ih, w_hh, sz);
+  auto r = gru_bwd_gemms(d[1], x, w_ih_r, w_hh_r, sr);
+  return {std::get<0>(f).add_(std::get<0>(r)), at::stack({std::get<1>(f), std::get<1>(r)}),
+          std::get<2>(f), std::get<3>(f), std::get<4>(f), std::get<5>(f),
+          std::get<2>(r), std::get<3>(r), std::get<4>(r), std::get<5>(r)};
 }
 
 #endif  // FRNN_PERSISTENT_PART_GRU

@@ -704,7 +704,7 @@ struct LstmFwdParams {
 
 template <class S, class A>
 struct LstmBwdParams {
-  const S* dy;      // [T,B,H]
+  const S* dy;      // [T,B,H], rows ldy apart
   const S* dh_n;    // [B,H]
   const S* dc_n;    // [B,H]
   const S* c0;      // [B,H]
@@ -718,6 +718,7 @@ struct LstmBwdParams {
   int T, B, H, U, KC;
   bool reverse, dh0_on_host;  // dh0_on_host: the rows' first steps differ (packed, reverse)
   bool mma = false; // the product on tensor cores (mma_bwd_pass: half types; fp32 as TF32)
+  int64_t ldy = 0;  // dy's row stride (H; 2H when both directions read one [N, 2H] dy)
 };
 
 template <class S, class A>
@@ -760,10 +761,10 @@ struct FwdLaunch {
 
 template <class S, class A>
 struct GruBwdParams {
-  const S* dy;      // [T,B,H]
+  const S* dy;      // [T,B,H], rows ldy apart
   const S* dh_n;    // [B,H]
   const S* h0;      // [B,H]
-  const S* y;       // [T,B,H]
+  const S* y;       // [T,B,H], rows ldy apart
   const S* w_hh;    // [3H,H]
   const S* gates;   // [T,B,3H]
   const S* ghn;     // [T,B,H]
@@ -774,6 +775,17 @@ struct GruBwdParams {
   int T, B, H, U, KC;
   bool reverse, dh0_on_host;
   bool mma = false; // the product on tensor cores (mma_bwd_pass: half types; fp32 as TF32)
+  int64_t ldy = 0;  // the row stride of dy and y (H; 2H for both directions' [N, 2H])
+};
+
+// A backward launch of one direction, or both of a bidirectional layer side by side: blocks
+// [g*per_dir, (g+1)*per_dir) run d[g] (each direction its own slicing of the same plan; one
+// direction: d[1] unused). Both directions have the same T, so the grid barrier is common and
+// every block runs T steps.
+template <class P>
+struct BwdLaunch {
+  P d[2];
+  int per_dir;
 };
 
 // Segments of the prefetched slice per row (the NP of "pre"), forward and backward.
@@ -797,13 +809,14 @@ __device__ __forceinline__ void prefetch_xproj(A* pre, const A* xproj, const int
 }
 
 // Prefetch the backward's inputs of step s into pre slot s%2 ([n][G+3][U], S): the saved gates
-// (G segments), `one` (cells / ghn), dy, and the previous state: rows < n_prev from `prev` at
-// the previous step's rows, the others from `first` (c0 / h0). Committed.
+// (G segments), `one` (cells / ghn), dy (rows ld_dy apart), and the previous state: rows <
+// n_prev from `prev` (rows ld_prev apart) at the previous step's rows, the others from `first`
+// (c0 / h0). Committed.
 template <int G, class S>
 __device__ __forceinline__ void prefetch_bwd(S* pre, const S* gates, const S* one, const S* dy,
                                              const S* prev, const S* first, const int* steps,
                                              int s, int T, int B, int H, int U, int j0,
-                                             bool reverse) {
+                                             bool reverse, int64_t ld_dy, int64_t ld_prev) {
   constexpr int W = Word<S>::bytes, NP = Prefetch<G>::bwd;
   const BwdStep bs = bwd_step(steps, s, T, reverse, B);
   const int n = bs.n, uv = min(U, H - j0), np = min(n, bs.n_prev), ld = NP * U;
@@ -812,9 +825,10 @@ __device__ __forceinline__ void prefetch_bwd(S* pre, const S* gates, const S* on
     async_block<W>(dst + q * U, ld, gates + bs.off * (G * H) + q * H + j0, int64_t(G) * H, n, n,
                    uv);
   async_block<W>(dst + G * U, ld, one + bs.off * H + j0, H, n, n, uv);
-  async_block<W>(dst + (G + 1) * U, ld, dy + bs.off * H + j0, H, n, n, uv);
+  async_block<W>(dst + (G + 1) * U, ld, dy + bs.off * ld_dy + j0, ld_dy, n, n, uv);
   if (np > 0)
-    async_block<W>(dst + (G + 2) * U, ld, prev + bs.off_prev * H + j0, H, np, np, uv);
+    async_block<W>(dst + (G + 2) * U, ld, prev + bs.off_prev * ld_prev + j0, ld_prev, np, np,
+                   uv);
   if (n > np)
     async_block<W>(dst + np * ld + (G + 2) * U, ld, first + int64_t(np) * H + j0, H, n - np,
                    n - np, uv);
@@ -1109,11 +1123,13 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(FwdLaunch<Lstm
 
 // ------------------------------------------------------------------ LSTM backward
 template <class S, class A>
-__global__ void __launch_bounds__(kMaxThreads, 1) lstm_bwd_kernel(LstmBwdParams<S, A> p) {
+__global__ void __launch_bounds__(kMaxThreads, 1) lstm_bwd_kernel(BwdLaunch<LstmBwdParams<S, A>> L) {
   FRNN_DYNAMIC_SMEM(unsigned char, smem_raw);
+  const int dir = int(blockIdx.x) / L.per_dir;
+  const LstmBwdParams<S, A>& p = L.d[dir];
   const int H = p.H, B = p.B, U = p.U, G4 = 4 * H;
   constexpr int NP = Prefetch<4>::bwd;
-  const int j0 = blockIdx.x * U;
+  const int j0 = (int(blockIdx.x) - dir * L.per_dir) * U;
   const bool mma = sizeof(S) <= 4 && p.mma;
   Smem<S, A, A, S> sm(smem_raw, size_t(mma ? round_up(U, 8) : U) * (G4 + 1),
                       mma ? round_up(B, 16) : B, p.KC, B, U, NP);
@@ -1125,7 +1141,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_bwd_kernel(LstmBwdParams<
   const bool pf = can_prefetch<S>(U, H, p.gates, p.cells, p.dy, p.c0);
   auto prefetch = [&](int s) {
     prefetch_bwd<4>(sm.pre, p.gates, p.cells, p.dy, p.cells, p.c0, p.steps, s, p.T, B, H, U, j0,
-                    p.reverse);
+                    p.reverse, p.ldy, H);
   };
   if (pf) prefetch(p.T - 1);
   __syncthreads();  // state complete even when the first pass stages nothing
@@ -1147,7 +1163,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_bwd_kernel(LstmBwdParams<
       const S* pr = pre + b * NP * U + u;
       const S* gt = p.gates + row * G4;
       auto in = [&](int seg, const S* g) { return static_cast<A>(pf ? pr[seg * U] : *g); };
-      A dh = acc[0] + in(5, p.dy + row * H + j);
+      A dh = acc[0] + in(5, p.dy + row * p.ldy + j);
       if (b >= n_next) dh += static_cast<A>(p.dh_n[b * H + j]);
       A dai, daf, dag, dao, dcp;
       cells::lstm_backward<A>(in(0, gt + j), in(1, gt + H + j), in(2, gt + 2 * H + j),
@@ -1253,11 +1269,13 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(FwdLaunch<GruFw
 
 // ------------------------------------------------------------------ GRU backward
 template <class S, class A>
-__global__ void __launch_bounds__(kMaxThreads, 1) gru_bwd_kernel(GruBwdParams<S, A> p) {
+__global__ void __launch_bounds__(kMaxThreads, 1) gru_bwd_kernel(BwdLaunch<GruBwdParams<S, A>> L) {
   FRNN_DYNAMIC_SMEM(unsigned char, smem_raw);
+  const int dir = int(blockIdx.x) / L.per_dir;  // as the LSTM's
+  const GruBwdParams<S, A>& p = L.d[dir];
   const int H = p.H, B = p.B, U = p.U, G3 = 3 * H;
   constexpr int NP = Prefetch<3>::bwd;
-  const int j0 = blockIdx.x * U;
+  const int j0 = (int(blockIdx.x) - dir * L.per_dir) * U;
   const bool mma = sizeof(S) <= 4 && p.mma;
   Smem<S, A, A, S> sm(smem_raw, size_t(mma ? round_up(U, 8) : U) * (G3 + 1),
                       mma ? round_up(B, 16) : B, p.KC, B, U, NP);
@@ -1266,7 +1284,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_bwd_kernel(GruBwdParams<S,
   const bool pf = can_prefetch<S>(U, H, p.gates, p.ghn, p.dy, p.y, p.h0);
   auto prefetch = [&](int s) {
     prefetch_bwd<3>(sm.pre, p.gates, p.ghn, p.dy, p.y, p.h0, p.steps, s, p.T, B, H, U, j0,
-                    p.reverse);
+                    p.reverse, p.ldy, p.ldy);
   };
   if (pf) prefetch(p.T - 1);
   __syncthreads();
@@ -1275,7 +1293,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_bwd_kernel(GruBwdParams<S,
     const int n = bs.n, n_next = bs.n_next, n_prev = bs.n_prev;
     const int64_t off = bs.off;
     const A* dgh_next = n_next ? p.dgh + bs.off_next * G3 : nullptr;
-    const S* h_prev = n_prev ? p.y + bs.off_prev * H : p.h0;
+    const S* h_prev = n_prev ? p.y + bs.off_prev * p.ldy : p.h0;
     const S* pre = sm.pre + int64_t(s % 2) * B * NP * U;
     bwd_pass<S, A>(mma, sm.w, G3, U, n, dgh_next, n_next, sm.tile, sm.ldt, p.KC, sm.part,
                    [&](int b, int u, const A* acc) {
@@ -1287,12 +1305,12 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_bwd_kernel(GruBwdParams<S,
       auto in = [&](int seg, const S* g) { return static_cast<A>(pf ? pr[seg * U] : *g); };
       // dh_t = dy_t + z_{t+1} dh_{t+1} (state) + dgh_{t+1} W_hh[:, j] (acc), or + dh_n at the
       // row's last step (b >= n_next)
-      A dh = acc[0] + sm.state[b * U + u] + in(4, p.dy + row * H + j);
+      A dh = acc[0] + sm.state[b * U + u] + in(4, p.dy + row * p.ldy + j);
       if (b >= n_next) dh += static_cast<A>(p.dh_n[b * H + j]);
       A dxr, dxz, dxn, dhn, dhd;
       cells::gru_backward<A>(in(0, gt + j), in(1, gt + H + j), in(2, gt + 2 * H + j),
                              in(3, p.ghn + row * H + j),
-                             in(5, b < n_prev ? h_prev + b * H + j : p.h0 + b * H + j), dh, dxr,
+                             in(5, b < n_prev ? h_prev + b * p.ldy + j : p.h0 + b * H + j), dh, dxr,
                              dxz, dxn, dhn, dhd);
       A* gx = p.dgx + row * G3;
       A* gh = p.dgh + row * G3;
