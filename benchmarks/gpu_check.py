@@ -11,8 +11,9 @@ Writes DIR/report.md and DIR/report.json, and prints a short table last. Parts:
              and cuBLAS (fp32 cases run with torch's defaults; the report states them).
   benchmark  cases in priority order until the time budget is spent: fastrnns' T=100 B=64
              I=H=512, then small-batch inference (B=1,4,16; H=256,512,1024; a bidirectional
-             layer at B=1,8, H=256; two stacked layers at B=1,8, H=512), then the rest of
-             the default suite; LSTM, GRU, RNN; fp32, bf16, fp16; inference and training; the
+             layer at B=1,8, H=256, training too; two stacked layers at B=1,8, H=512), then
+             the rest of the default suite; LSTM, GRU, RNN; fp32, bf16, fp16; inference and
+             training; the
              stepwise and persistent algorithms where both apply. Each case is checked against
              torch.nn before it is timed (fusedrnn.bench.run_case); cases left for lack of time
              are listed as such.
@@ -57,7 +58,8 @@ def case_list(quick, device):
         small = [Size(T=100, B=b, H=h) for b in (1, 4, 16) for h in (256, 512, 1024)]
         if quick:
             small = [Size(T=100, B=b, H=h) for b in (1, 16) for h in (256, 1024)]
-        # a bidirectional layer in inference: both directions in one persistent launch
+        # a bidirectional layer, inference and training: both directions in one persistent
+        # launch a pass
         small += [Size(T=100, B=b, H=256, bidirectional=True) for b in (1, 8)]
         # stacked layers in inference: one wavefront launch
         small += [Size(T=100, B=b, H=512, layers=2) for b in (1, 8)]
@@ -66,9 +68,10 @@ def case_list(quick, device):
         dtypes, algos = ("fp32", "bf16", "fp16"), ("stepwise", "persistent")
     out = []
     for group, group_sizes in sizes.items():
-        modes = ("inference",) if group == "small-batch" else bench.MODES
         group_dtypes = dtypes if group != "default" else dtypes[:2]
         for s in group_sizes:
+            modes = ("inference",) if group == "small-batch" and not s.bidirectional \
+                else bench.MODES
             for cell in bench.CELLS:
                 for dt in group_dtypes:
                     for algo in algos:
