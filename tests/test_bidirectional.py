@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import fusedrnn
-from conftest import TOL, layer_inputs
+from conftest import TOL, backend_available, layer_inputs
 
 pytestmark = pytest.mark.skipif(not fusedrnn.build_info()["simt"], reason="SIMT layer not built")
 
@@ -374,3 +374,68 @@ def test_module_training_one_launch_a_layer(cls, packed, dtype):
     tol = dict(atol=1e-9, rtol=1e-9) if dtype == torch.float64 else dict(atol=2e-5, rtol=2e-4)
     for i, (a, b) in enumerate(zip(got, want)):
         torch.testing.assert_close(a, b, **tol, msg=lambda m: f"output {i}: {m}")
+
+
+# ------------------------------------------------------------------ on a GPU (skipped without one)
+cuda_only = pytest.mark.skipif(not backend_available("cuda")[0],
+                               reason=backend_available("cuda")[1])
+
+
+def _to_cuda(x, h0, c0, w):
+    cu = lambda t: None if t is None else t.cuda()  # noqa: E731
+    return cu(x), cu(h0), cu(c0), [tuple(cu(t) for t in d) for d in w]
+
+
+@cuda_only
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("packed", [False, True], ids=["dense", "packed"])
+def test_cuda_pairs_equal_single_ops(kind, dtype, packed):
+    """The CUDA kernels: both directions' forward (save) and backward in one launch each against
+    the single-direction ops on the same slicing, exactly (the SIMT tests' oracle, on the GPU)."""
+    x, bs, h0, c0, w = inputs(kind, 7, 5, 3, 16, dtype, packed, seed=31)
+    dy, dh, dc = grads_in(kind, x, h0, c0, w, seed=32)
+    x, h0, c0, w = _to_cuda(x, h0, c0, w)
+    dy, dh, dc = _to_cuda(dy, dh, dc, [])[:3]
+    with tuning(max_blocks=3, cluster=-1):
+        one = pair(kind, x, bs, h0, c0, w, "cuda", save=True)
+        two, _ = halves_saved(kind, x, bs, h0, c0, w, "cuda")
+        y, saved = one[0], one[-2:]
+        b1 = pair_backward(kind, dy, dh, dc, x, h0, c0, w, y, saved, bs, "cuda")
+        b2 = halves_backward(kind, dy, dh, dc, x, h0, c0, w, y, saved, bs, "cuda")
+    for i, (a, b) in enumerate(zip(list(one) + list(b1), list(two) + list(b2))):
+        assert a.shape == b.shape and a.dtype == dtype, i
+        assert torch.equal(a, b), f"output {i}: {(a.double() - b.double()).abs().max()}"
+
+
+@cuda_only
+@pytest.mark.parametrize("cls", [fusedrnn.LSTM, fusedrnn.GRU])
+@pytest.mark.parametrize("packed", [False, True], ids=["dense", "packed"])
+def test_cuda_module_training_matches_cudnn(cls, packed):
+    """A 2-layer bidirectional module trained on the persistent kernels (fp64: FFMA) against
+    torch.nn (cuDNN): outputs and every gradient."""
+    torch.manual_seed(0)
+    m = cls(5, 12, num_layers=2, bidirectional=True).double().cuda()
+    ref = getattr(torch.nn, cls.__name__)(5, 12, num_layers=2,
+                                         bidirectional=True).double().cuda()
+    ref.load_state_dict(m.state_dict())
+    g = torch.Generator().manual_seed(6)
+    x0 = torch.randn(6, 3, 5, generator=g, dtype=torch.float64).cuda()
+    lengths = torch.tensor([6, 4, 2])
+
+    def run(mod):
+        x = x0.clone().requires_grad_()
+        inp = torch.nn.utils.rnn.pack_padded_sequence(x, lengths) if packed else x
+        out, hn = mod(inp)
+        y = out.data if packed else out
+        finals = list(hn) if isinstance(hn, tuple) else [hn]
+        loss = (y * torch.linspace(-1, 1, y.numel(), dtype=y.dtype, device=y.device)
+                .view_as(y)).sum() + sum((f * f).sum() for f in finals)
+        loss.backward()
+        return [y] + finals + [x.grad] + [p.grad for p in mod.parameters()]
+
+    with fusedrnn.algorithm("persistent"):
+        got = run(m)
+    want = run(ref)
+    for i, (a, b) in enumerate(zip(got, want)):
+        torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-9, msg=lambda m: f"output {i}: {m}")
