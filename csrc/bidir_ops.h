@@ -19,9 +19,13 @@
 // the bodies both dispatches share).
 #pragma once
 
+#include <array>
 #include <tuple>
+#include <vector>
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/ThreadLocalState.h>
 
 #include "validate.h"
 
@@ -57,13 +61,43 @@ inline at::Tensor bidir_half(const char* op, const char* name, const at::Tensor&
   return t.narrow(-1, k * H, H);
 }
 // Both directions' saved tensors in one, as the persistent pair writes them; none without save.
+// Where the two already lie one after the other in one buffer (the CPU backend's side-by-side
+// path writes them so), a view of it, else a copy.
 inline at::Tensor stack_saved(bool save, const at::Tensor& f, const at::Tensor& r,
                               const at::Tensor& like) {
-  return save ? at::stack({f, r}) : like.new_empty({0});
+  if (!save) return like.new_empty({0});
+  if (f.is_contiguous() && r.is_contiguous() && f.sizes() == r.sizes() &&
+      f.scalar_type() == r.scalar_type() && f.storage().is_alias_of(r.storage()) &&
+      r.storage_offset() == f.storage_offset() + f.numel()) {
+    std::vector<int64_t> sizes{2};
+    sizes.insert(sizes.end(), f.sizes().begin(), f.sizes().end());
+    return f.as_strided(sizes, c10::contiguous_strides(sizes), f.storage_offset());
+  }
+  return at::stack({f, r});
+}
+
+// dir(reverse) for both directions: one after the other, or (concurrent: the CPU backend's
+// choice, cpu/bidir_concurrent.h) side by side on two threads of ATen's pool, each call then
+// inside a parallel region, where the CPU backend's products and sweeps run on their calling
+// thread. The caller's thread-local state (grad mode, dispatch guards) goes with it.
+template <class F>
+auto run_directions(bool concurrent, const F& dir) -> std::array<decltype(dir(false)), 2> {
+  std::array<decltype(dir(false)), 2> out;
+  if (!concurrent || at::in_parallel_region() || at::get_num_threads() < 2) {
+    out[0] = dir(false);
+    out[1] = dir(true);
+    return out;
+  }
+  const at::ThreadLocalState state;
+  at::parallel_for(0, 2, 1, [&](int64_t k0, int64_t k1) {
+    const at::ThreadLocalStateGuard guard(state);
+    for (int64_t k = k0; k < k1; ++k) out[k] = dir(k == 1);
+  });
+  return out;
 }
 
 // The bodies of both dispatches (CPU, CUDA): check and validate both directions, then
-//   one_launch(sizes) ? pair() : the two directions through single(...) one after the other,
+//   one_launch(sizes) ? pair() : the two directions through single(...) (run_directions),
 // forward: single(reverse, h0, c0, w_ih, w_hh, b_ih, b_hh) -> the single-direction op's tuple
 // (with the same save; GRU: c0 undefined); y of each along the features, the states and saved
 // tensors stacked.
@@ -72,13 +106,15 @@ T5 lstm_bidir(const at::Tensor& x, const at::Tensor& h0, const at::Tensor& c0,
               const at::Tensor& w_ih, const at::Tensor& w_hh, const OptTensor& b_ih,
               const OptTensor& b_hh, const at::Tensor& w_ih_r, const at::Tensor& w_hh_r,
               const OptTensor& b_ih_r, const OptTensor& b_hh_r, const OptTensor& batch_sizes,
-              bool save, OneLaunch one_launch, Pair pair, Single single) {
+              bool save, bool concurrent, OneLaunch one_launch, Pair pair, Single single) {
   check_bidir_state("lstm_forward_bidir", h0, &c0);
   const Sizes s = validate_lstm_forward(x, h0[0], c0[0], w_ih, w_hh, b_ih, b_hh, batch_sizes, {});
   validate_lstm_forward(x, h0[1], c0[1], w_ih_r, w_hh_r, b_ih_r, b_hh_r, batch_sizes, {});
   if (one_launch(s)) return pair();
-  auto f = single(false, h0[0], c0[0], w_ih, w_hh, b_ih, b_hh);
-  auto r = single(true, h0[1], c0[1], w_ih_r, w_hh_r, b_ih_r, b_hh_r);
+  auto [f, r] = run_directions(concurrent, [&](bool rev) {
+    return rev ? single(true, h0[1], c0[1], w_ih_r, w_hh_r, b_ih_r, b_hh_r)
+               : single(false, h0[0], c0[0], w_ih, w_hh, b_ih, b_hh);
+  });
   return {at::cat({std::get<0>(f), std::get<0>(r)}, -1),
           at::stack({std::get<1>(f), std::get<1>(r)}),
           at::stack({std::get<2>(f), std::get<2>(r)}),
@@ -90,14 +126,16 @@ template <class OneLaunch, class Pair, class Single>
 T4 gru_bidir(const at::Tensor& x, const at::Tensor& h0, const at::Tensor& w_ih,
              const at::Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh,
              const at::Tensor& w_ih_r, const at::Tensor& w_hh_r, const OptTensor& b_ih_r,
-             const OptTensor& b_hh_r, const OptTensor& batch_sizes, bool save,
+             const OptTensor& b_hh_r, const OptTensor& batch_sizes, bool save, bool concurrent,
              OneLaunch one_launch, Pair pair, Single single) {
   check_bidir_state("gru_forward_bidir", h0, nullptr);
   const Sizes s = validate_gru_forward(x, h0[0], w_ih, w_hh, b_ih, b_hh, batch_sizes);
   validate_gru_forward(x, h0[1], w_ih_r, w_hh_r, b_ih_r, b_hh_r, batch_sizes);
   if (one_launch(s)) return pair();
-  auto f = single(false, h0[0], at::Tensor(), w_ih, w_hh, b_ih, b_hh);
-  auto r = single(true, h0[1], at::Tensor(), w_ih_r, w_hh_r, b_ih_r, b_hh_r);
+  auto [f, r] = run_directions(concurrent, [&](bool rev) {
+    return rev ? single(true, h0[1], at::Tensor(), w_ih_r, w_hh_r, b_ih_r, b_hh_r)
+               : single(false, h0[0], at::Tensor(), w_ih, w_hh, b_ih, b_hh);
+  });
   return {at::cat({std::get<0>(f), std::get<0>(r)}, -1),
           at::stack({std::get<1>(f), std::get<1>(r)}),
           stack_saved(save, std::get<2>(f), std::get<2>(r), x),
@@ -111,7 +149,7 @@ T9 lstm_bidir_backward(const at::Tensor& dy, const at::Tensor& dh_n, const at::T
                        const at::Tensor& x, const at::Tensor& h0, const at::Tensor& c0,
                        const at::Tensor& w_ih, const at::Tensor& w_hh, const at::Tensor& w_ih_r,
                        const at::Tensor& w_hh_r, const at::Tensor& y, const at::Tensor& gates,
-                       const at::Tensor& cells, const OptTensor& batch_sizes,
+                       const at::Tensor& cells, const OptTensor& batch_sizes, bool concurrent,
                        OneLaunch one_launch, Pair pair, Single single) {
   const char* op = "lstm_backward_bidir";
   check_bidir_state(op, h0, &c0);
@@ -125,10 +163,12 @@ T9 lstm_bidir_backward(const at::Tensor& dy, const at::Tensor& dh_n, const at::T
                                bidir_half(op, "y", y, w_hh, k), gates[k], cells[k], batch_sizes,
                                {});
   if (one_launch(s)) return pair();
-  auto f = single(false, bidir_half(op, "dy", dy, w_hh, 0), dh_n[0], dc_n[0], h0[0], c0[0],
-                  w_ih, w_hh, bidir_half(op, "y", y, w_hh, 0), gates[0], cells[0]);
-  auto r = single(true, bidir_half(op, "dy", dy, w_hh, 1), dh_n[1], dc_n[1], h0[1], c0[1],
-                  w_ih_r, w_hh_r, bidir_half(op, "y", y, w_hh, 1), gates[1], cells[1]);
+  auto [f, r] = run_directions(concurrent, [&](bool rev) {
+    const int k = rev ? 1 : 0;
+    return single(rev, bidir_half(op, "dy", dy, w_hh, k), dh_n[k], dc_n[k], h0[k], c0[k],
+                  rev ? w_ih_r : w_ih, rev ? w_hh_r : w_hh, bidir_half(op, "y", y, w_hh, k),
+                  gates[k], cells[k]);
+  });
   return {std::get<0>(f).add_(std::get<0>(r)),
           at::stack({std::get<1>(f), std::get<1>(r)}),
           at::stack({std::get<2>(f), std::get<2>(r)}),
@@ -141,8 +181,8 @@ T10 gru_bidir_backward(const at::Tensor& dy, const at::Tensor& dh_n, const at::T
                        const at::Tensor& h0, const at::Tensor& w_ih, const at::Tensor& w_hh,
                        const at::Tensor& w_ih_r, const at::Tensor& w_hh_r, const at::Tensor& y,
                        const at::Tensor& gates, const at::Tensor& ghn,
-                       const OptTensor& batch_sizes, OneLaunch one_launch, Pair pair,
-                       Single single) {
+                       const OptTensor& batch_sizes, bool concurrent, OneLaunch one_launch,
+                       Pair pair, Single single) {
   const char* op = "gru_backward_bidir";
   check_bidir_state(op, h0, nullptr);
   check_bidir_rows(op, "dh_n", dh_n);
@@ -153,10 +193,11 @@ T10 gru_bidir_backward(const at::Tensor& dy, const at::Tensor& dh_n, const at::T
                               k ? w_ih_r : w_ih, k ? w_hh_r : w_hh,
                               bidir_half(op, "y", y, w_hh, k), gates[k], ghn[k], batch_sizes, op);
   if (one_launch(s)) return pair();
-  auto f = single(false, bidir_half(op, "dy", dy, w_hh, 0), dh_n[0], h0[0], w_ih, w_hh,
-                  bidir_half(op, "y", y, w_hh, 0), gates[0], ghn[0]);
-  auto r = single(true, bidir_half(op, "dy", dy, w_hh, 1), dh_n[1], h0[1], w_ih_r, w_hh_r,
-                  bidir_half(op, "y", y, w_hh, 1), gates[1], ghn[1]);
+  auto [f, r] = run_directions(concurrent, [&](bool rev) {
+    const int k = rev ? 1 : 0;
+    return single(rev, bidir_half(op, "dy", dy, w_hh, k), dh_n[k], h0[k], rev ? w_ih_r : w_ih,
+                  rev ? w_hh_r : w_hh, bidir_half(op, "y", y, w_hh, k), gates[k], ghn[k]);
+  });
   return {std::get<0>(f).add_(std::get<0>(r)), at::stack({std::get<1>(f), std::get<1>(r)}),
           std::get<2>(f), std::get<3>(f), std::get<4>(f), std::get<5>(f),
           std::get<2>(r), std::get<3>(r), std::get<4>(r), std::get<5>(r)};

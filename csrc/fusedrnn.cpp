@@ -4,6 +4,7 @@
 #include <pybind11/stl.h>
 
 #include "cpu/big_buffer.h"
+#include "cpu/bidir_concurrent.h"
 #include "simt/python.h"
 #include "validate.h"
 
@@ -178,6 +179,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("_use_persistent", [](const std::string& algorithm, bool fits, int64_t B, bool backward) {
     return fusedrnn::use_persistent("test", fusedrnn::parse_algorithm(algorithm), fits, B,
                                     /*simt=*/false, backward);
+  });
+  // The CPU backend's choice for a bidirectional layer (cpu/bidir_concurrent.h) on this pool
+  // (tests).
+  m.def("_cpu_bidir_concurrent", [](int64_t G, int64_t B, int64_t H, int64_t elem_bytes) {
+    return fusedrnn::cpu::bidir_concurrent(G, B, H, elem_bytes, at::get_num_threads());
   });
   fusedrnn::simt::bind_python(m);
 }

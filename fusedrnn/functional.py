@@ -514,17 +514,22 @@ class BidirGRUFunction(torch.autograd.Function):
 def bidirectional_forward(kind, x, h0, c0, w, w_r, batch_sizes=None):
     """Both directions of a bidirectional LSTM or GRU layer in one op: h0 (and c0) [2,B,H], w and
     w_r the (w_ih, w_hh, b_ih, b_hh) of each direction. Returns (y [..,2H], h_n [2,B,H], c_n
-    [2,B,H] or None), or None when the layer must run a direction at a time: the kernels are
-    not the CUDA ones (CPU tensors on a backend but "simt"), or the algorithm is "stepwise".
-    In inference the op runs both directions in one persistent launch where those kernels are
-    chosen and fit both (else one after the other); when autograd records, BidirLSTMFunction /
-    BidirGRUFunction run the forward and the backward that way."""
-    if get_algorithm() == "stepwise" or not (x.is_cuda or get_backend() == "simt"):
-        return None
+    [2,B,H] or None), or None when the layer must run a direction at a time: the CUDA kernels
+    (CUDA tensors, or backend "simt") with the algorithm "stepwise".
+    The CUDA kernels run both directions in one persistent launch where they are chosen and fit
+    both (else one after the other); the CPU backend runs them side by side, a thread each,
+    where a direction is small (cpu/bidir_concurrent.h), else one after the other. When
+    autograd records, BidirLSTMFunction / BidirGRUFunction run the forward and the backward
+    that way."""
     if _empty(x, h0[0], w[1]):
         return None
+    training = _needs_backward(x, h0, c0, *w, *w_r)
+    if (x.is_cuda or get_backend() == "simt") and get_algorithm() == "stepwise":
+        return None
+    if not x.is_cuda and get_backend() == "cuda":
+        return None  # the single-direction ops give the error
     args = (get_backend(), batch_sizes, get_algorithm())
-    if _needs_backward(x, h0, c0, *w, *w_r):
+    if training:
         if kind == "lstm":
             return BidirLSTMFunction.apply(x, h0, c0, *w, *w_r, *args)
         return (*BidirGRUFunction.apply(x, h0, *w, *w_r, *args), None)

@@ -108,8 +108,9 @@ class _FusedRNNBase:
         x = cast(x)
         h0, c0 = (cast(hx[0]), cast(hx[1])) if lstm else (cast(hx), None)
         h_n, c_n = [], []
-        # Bidirectional LSTM / GRU (torch.nn's cell, no projection) in inference: both
-        # directions of a layer in one op (one persistent launch on the CUDA kernels).
+        # Bidirectional LSTM / GRU (torch.nn's cell, no projection): both directions of a layer
+        # in one op where F.bidirectional_forward takes it (one persistent launch a pass on the
+        # CUDA kernels; side by side on two threads on the CPU for small layers).
         both = (D == 2 and self._kind in ("lstm", "gru") and getattr(self, "reset_after", True)
                 and getattr(self, "proj_size", 0) == 0)
         # Unidirectional stacks of them in inference: the layers in one op (persistent

@@ -6,6 +6,7 @@
 // gate) and computes every weight gradient as one GEMM over all rows. Dense and packed input
 // share one implementation (Steps). Without save (inference) the steps run in chunks whose
 // gates and ghn go to a bounded scratch (chunks.h). Shapes: csrc/ops.h.
+#include "cpu/bidir_concurrent.h"
 #include "cpu/chunks.h"
 #include "cpu/common.h"
 #include "cpu/matmul.h"
@@ -83,9 +84,10 @@ void backward_steps(const Steps& st, const Tensor& dy, const Tensor& gates, cons
   }
 }
 
+// gates_into, ghn_into: as lstm.cpp's forward (bidir_concurrent.h gru_forward_into).
 T4 forward(const Steps& st, const Tensor& x_, const Tensor& h0, const Tensor& w_ih_,
            const Tensor& w_hh_, const OptTensor& b_ih, const OptTensor& b_hh_, bool reverse,
-           bool save) {
+           bool save, const Tensor& gates_into = {}, const Tensor& ghn_into = {}) {
   auto x = x_.contiguous().view({st.N, x_.size(-1)});
   auto w_hh = w_hh_.contiguous(), w_ih = w_ih_.contiguous();
   OptTensor b_hh = b_hh_ ? OptTensor(b_hh_->contiguous()) : OptTensor();
@@ -94,8 +96,9 @@ T4 forward(const Steps& st, const Tensor& x_, const Tensor& h0, const Tensor& w_
   // Without save, gates and ghn are the scratch of the largest chunk (and come back empty).
   const auto chunks = chunks_of(st, reverse, save, 4 * H * int64_t(x.element_size()));
   const int64_t rows = max_rows(chunks);
-  auto gates = empty_big({rows, 3 * H}, x.options());
-  auto ghn = empty_big({rows, H}, x.options());
+  const bool into = save && gates_into.defined();
+  auto gates = into ? gates_into.view({rows, 3 * H}) : empty_big({rows, 3 * H}, x.options());
+  auto ghn = into ? ghn_into.view({rows, H}) : empty_big({rows, H}, x.options());
   auto h = h0.contiguous().clone();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "gru_forward_cpu", [&] {
     forward_steps<scalar_t>(st, chunks, x, w_ih, w_hh, b_ih, b_hh, reverse, save, y, gates, ghn,
@@ -139,6 +142,22 @@ T6 backward(const Steps& st, const Tensor& dy_, const Tensor& dh_n, const Tensor
 
 }  // namespace
 
+namespace {
+T4 forward_shaped(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+                  const OptTensor& b_ih, const OptTensor& b_hh, bool reverse,
+                  const OptTensor& batch_sizes, bool save, const Tensor& gates_into,
+                  const Tensor& ghn_into) {
+  if (batch_sizes)
+    return forward(Steps::packed(*batch_sizes), x, h0, w_ih, w_hh, b_ih, b_hh, reverse, save,
+                   gates_into, ghn_into);
+  const int64_t T = x.size(0), B = x.size(1);
+  auto [y, h, gates, ghn] = forward(Steps::dense(T, B), x, h0, w_ih, w_hh, b_ih, b_hh, reverse,
+                                    save, gates_into, ghn_into);
+  if (!save) return {as_steps(y, T, B), h, gates, ghn};
+  return {as_steps(y, T, B), h, as_steps(gates, T, B), as_steps(ghn, T, B)};
+}
+}  // namespace
+
 T4 gru_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
                const OptTensor& b_ih, const OptTensor& b_hh, bool reverse,
                const OptTensor& batch_sizes, bool save) {
@@ -146,13 +165,17 @@ T4 gru_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tens
     return down(gru_forward(up(x), up(h0), up(w_ih), up(w_hh), up(b_ih), up(b_hh), reverse,
                             batch_sizes, save),
                 x.scalar_type());
-  if (batch_sizes)
-    return forward(Steps::packed(*batch_sizes), x, h0, w_ih, w_hh, b_ih, b_hh, reverse, save);
-  const int64_t T = x.size(0), B = x.size(1);
-  auto [y, h, gates, ghn] =
-      forward(Steps::dense(T, B), x, h0, w_ih, w_hh, b_ih, b_hh, reverse, save);
-  if (!save) return {as_steps(y, T, B), h, gates, ghn};
-  return {as_steps(y, T, B), h, as_steps(gates, T, B), as_steps(ghn, T, B)};
+  return forward_shaped(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, save, {}, {});
+}
+
+T4 gru_forward_into(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+                    const OptTensor& b_ih, const OptTensor& b_hh, bool reverse,
+                    const OptTensor& batch_sizes, const Tensor& gates_into,
+                    const Tensor& ghn_into) {
+  TORCH_CHECK(!is_half(x) && gates_into.is_contiguous() && ghn_into.is_contiguous(),
+              "gru_forward_into: fp32/fp64 and contiguous targets only");
+  return forward_shaped(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, true, gates_into,
+                        ghn_into);
 }
 
 T6 gru_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& x, const Tensor& h0,

@@ -8,6 +8,7 @@
 // torch.nn's proj_size = P) each step adds the GEMM h = m W_hr^T, m = o * tanh(c), and the
 // recurrence runs on h [B,P]. Without save (inference) the steps run in chunks whose gates and
 // cells go to a bounded scratch (chunks.h). Shapes and saved tensors: csrc/ops.h.
+#include "cpu/bidir_concurrent.h"
 #include "cpu/chunks.h"
 #include "cpu/common.h"
 #include "cpu/lstm_step.h"
@@ -169,9 +170,12 @@ void backward_steps(const Steps& st, const Tensor& dy, const Tensor& gates, cons
   }
 }
 
+// gates_into, cells_into (save only, else undefined): where to write the saved tensors
+// (bidir_concurrent.h lstm_forward_into) instead of new buffers.
 T5 forward(const Steps& st, const Tensor& x_, const Tensor& h0, const Tensor& c0,
            const Tensor& w_ih_, const Tensor& w_hh_, const OptTensor& b_ih, const OptTensor& b_hh,
-           const Tensor& w_hr, bool reverse, bool save) {
+           const Tensor& w_hr, bool reverse, bool save, const Tensor& gates_into = {},
+           const Tensor& cells_into = {}) {
   auto x = x_.contiguous().view({st.N, x_.size(-1)});
   auto w_hh = w_hh_.contiguous(), w_ih = w_ih_.contiguous();
   const int64_t P = w_hh.size(1), H = w_hh.size(0) / 4;
@@ -179,8 +183,9 @@ T5 forward(const Steps& st, const Tensor& x_, const Tensor& h0, const Tensor& c0
   // Without save, gates and cells are the scratch of the largest chunk (and come back empty).
   const auto chunks = chunks_of(st, reverse, save, 5 * H * int64_t(x.element_size()));
   const int64_t rows = max_rows(chunks);
-  auto gates = empty_big({rows, 4 * H}, x.options());
-  auto cells_ = empty_big({rows, H}, x.options());
+  const bool into = save && gates_into.defined();
+  auto gates = into ? gates_into.view({rows, 4 * H}) : empty_big({rows, 4 * H}, x.options());
+  auto cells_ = into ? cells_into.view({rows, H}) : empty_big({rows, H}, x.options());
   auto h = h0.contiguous().clone(), c = c0.contiguous().clone();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "lstm_forward_cpu", [&] {
     forward_steps<scalar_t>(st, chunks, x, w_ih, w_hh, b_ih, b_hh, w_hr, reverse, save, y, gates,
@@ -235,6 +240,22 @@ T7 backward(const Steps& st, const Tensor& dy_, const Tensor& dh_n, const Tensor
 
 }  // namespace
 
+namespace {
+T5 forward_shaped(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
+                  const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh, bool reverse,
+                  const OptTensor& batch_sizes, const Tensor& whr, bool save,
+                  const Tensor& gates_into, const Tensor& cells_into) {
+  if (batch_sizes)
+    return forward(Steps::packed(*batch_sizes), x, h0, c0, w_ih, w_hh, b_ih, b_hh, whr, reverse,
+                   save, gates_into, cells_into);
+  const int64_t T = x.size(0), B = x.size(1);
+  auto [y, h, c, gates, cells_] = forward(Steps::dense(T, B), x, h0, c0, w_ih, w_hh, b_ih, b_hh,
+                                          whr, reverse, save, gates_into, cells_into);
+  if (!save) return {as_steps(y, T, B), h, c, gates, cells_};
+  return {as_steps(y, T, B), h, c, as_steps(gates, T, B), as_steps(cells_, T, B)};
+}
+}  // namespace
+
 T5 lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
                 const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh, bool reverse,
                 const OptTensor& batch_sizes, const OptTensor& w_hr, bool save) {
@@ -243,14 +264,18 @@ T5 lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tenso
                              reverse, batch_sizes, up(w_hr), save),
                 x.scalar_type());
   auto whr = w_hr ? w_hr->contiguous() : Tensor();
-  if (batch_sizes)
-    return forward(Steps::packed(*batch_sizes), x, h0, c0, w_ih, w_hh, b_ih, b_hh, whr, reverse,
-                   save);
-  const int64_t T = x.size(0), B = x.size(1);
-  auto [y, h, c, gates, cells_] =
-      forward(Steps::dense(T, B), x, h0, c0, w_ih, w_hh, b_ih, b_hh, whr, reverse, save);
-  if (!save) return {as_steps(y, T, B), h, c, gates, cells_};
-  return {as_steps(y, T, B), h, c, as_steps(gates, T, B), as_steps(cells_, T, B)};
+  return forward_shaped(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, whr, save, {},
+                        {});
+}
+
+T5 lstm_forward_into(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
+                     const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh,
+                     bool reverse, const OptTensor& batch_sizes, const Tensor& gates_into,
+                     const Tensor& cells_into) {
+  TORCH_CHECK(!is_half(x) && gates_into.is_contiguous() && cells_into.is_contiguous(),
+              "lstm_forward_into: fp32/fp64 and contiguous targets only");
+  return forward_shaped(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, Tensor(), true,
+                        gates_into, cells_into);
 }
 
 T7 lstm_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n, const Tensor& x,

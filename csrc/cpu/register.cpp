@@ -1,10 +1,13 @@
 // CPU dispatch of the fusedrnn ops: validates the arguments (csrc/validate.h), then runs the CPU
 // backend (backend "auto" or "cpu") or the CUDA kernels through the SIMT layer (backend "simt",
 // stepwise or persistent by the algorithm argument).
+#include <optional>
+
 #include "bidir_ops.h"
 #include "stack_ops.h"
 #include "cuda/persistent.h"
 #include "cpu/big_buffer.h"
+#include "cpu/bidir_concurrent.h"
 #include "cpu/gru_reset_before.h"
 #include "cpu/mut.h"
 #include "layer_norm_ops.h"
@@ -210,6 +213,34 @@ T5 ln_gru_backward(const Tensor& dy, const Tensor& dh_n, const Tensor& h0, const
                               batch_sizes);
 }
 
+// The CPU backend's bidirectional ops on fp32 / fp64 ("direct"): the op is one call of the
+// buffer cache (one BufferScope on the calling thread, whose call state is process-wide) and
+// each direction calls the cpu:: function without a scope of its own (two scopes at once on
+// two threads would interleave that state and no buffer would recur; the op's validation
+// covered both directions); with save, the directions write their saved tensors into the
+// halves of one [2, N, ...] buffer each (saved_pair), which the op returns without a copy. The
+// directions run side by side where cpu/bidir_concurrent.h says so. Elsewhere (the SIMT layer,
+// whose kernels run on its own threads; the half types) each direction is its own op call.
+bool direct(const std::string& backend, const Tensor& h0) {
+  return parse_backend(backend) != Backend::Simt &&
+         (h0.scalar_type() == at::kFloat || h0.scalar_type() == at::kDouble);
+}
+// (h0 [2, B, H]; shapes are validated before the choice is used.)
+bool concurrent(bool direct, int64_t G, const Tensor& h0, const Tensor& w_hh) {
+  if (!direct || w_hh.dim() != 2 || h0.dim() != 3) return false;
+  return cpu::bidir_concurrent(G, h0.size(1), w_hh.size(1), w_hh.element_size(),
+                               at::get_num_threads());
+}
+struct SavedPair {
+  Tensor a, b;  // [2, N, G*H] and [2, N, H], or undefined
+};
+SavedPair saved_pair(bool into, int64_t G, const Tensor& x, const Tensor& w_hh,
+                     const OptTensor& batch_sizes) {
+  if (!into || w_hh.dim() != 2 || x.dim() < 2) return {};
+  const int64_t H = w_hh.size(1), N = batch_sizes ? x.size(0) : x.size(0) * x.size(1);
+  return {cpu::empty_big({2, N, G * H}, x.options()), cpu::empty_big({2, N, H}, x.options())};
+}
+
 // Both directions (bidir_ops.h): one launch through the SIMT layer when it runs the persistent
 // kernels (backend "simt", algorithm "persistent") and the two directions fit side by side.
 T5 lstm_forward_bidir(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
@@ -217,8 +248,12 @@ T5 lstm_forward_bidir(const Tensor& x, const Tensor& h0, const Tensor& c0, const
                       const Tensor& w_ih_r, const Tensor& w_hh_r, const OptTensor& b_ih_r,
                       const OptTensor& b_hh_r, std::string backend, const OptTensor& batch_sizes,
                       std::string algorithm, bool save) {
+  const bool dir = direct(backend, h0), conc = concurrent(dir, 4, h0, w_hh);
+  std::optional<cpu::BufferScope> buffers;  // direct only (see direct)
+  if (dir) buffers.emplace(15, call_shape(x, h0, batch_sizes));
+  const SavedPair into = saved_pair(dir && save, 4, x, w_hh, batch_sizes);
   return lstm_bidir(
-      x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_ih_r, w_hh_r, b_ih_r, b_hh_r, batch_sizes, save,
+      x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_ih_r, w_hh_r, b_ih_r, b_hh_r, batch_sizes, save, conc,
       [&](const Sizes& s) {
         return use_simt(backend, "lstm_forward_bidir") &&
                persistent("lstm_forward_bidir", algorithm) &&
@@ -230,6 +265,10 @@ T5 lstm_forward_bidir(const Tensor& x, const Tensor& h0, const Tensor& c0, const
       },
       [&](bool rev, const Tensor& h, const Tensor& c, const Tensor& wi, const Tensor& wh,
           const OptTensor& bi, const OptTensor& bh) {
+        if (dir && save)
+          return cpu::lstm_forward_into(x, h, c, wi, wh, bi, bh, rev, batch_sizes, into.a[rev],
+                                        into.b[rev]);
+        if (dir) return cpu::lstm_forward(x, h, c, wi, wh, bi, bh, rev, batch_sizes, {}, save);
         return lstm_forward(x, h, c, wi, wh, bi, bh, rev, backend, batch_sizes, {}, algorithm,
                             save);
       });
@@ -240,8 +279,12 @@ T4 gru_forward_bidir(const Tensor& x, const Tensor& h0, const Tensor& w_ih, cons
                      const Tensor& w_hh_r, const OptTensor& b_ih_r, const OptTensor& b_hh_r,
                      std::string backend, const OptTensor& batch_sizes, std::string algorithm,
                      bool save) {
+  const bool dir = direct(backend, h0), conc = concurrent(dir, 3, h0, w_hh);
+  std::optional<cpu::BufferScope> buffers;  // direct only (see direct)
+  if (dir) buffers.emplace(16, call_shape(x, h0, batch_sizes));
+  const SavedPair into = saved_pair(dir && save, 3, x, w_hh, batch_sizes);
   return gru_bidir(
-      x, h0, w_ih, w_hh, b_ih, b_hh, w_ih_r, w_hh_r, b_ih_r, b_hh_r, batch_sizes, save,
+      x, h0, w_ih, w_hh, b_ih, b_hh, w_ih_r, w_hh_r, b_ih_r, b_hh_r, batch_sizes, save, conc,
       [&](const Sizes& s) {
         return use_simt(backend, "gru_forward_bidir") &&
                persistent("gru_forward_bidir", algorithm) &&
@@ -253,6 +296,10 @@ T4 gru_forward_bidir(const Tensor& x, const Tensor& h0, const Tensor& w_ih, cons
       },
       [&](bool rev, const Tensor& h, const Tensor&, const Tensor& wi, const Tensor& wh,
           const OptTensor& bi, const OptTensor& bh) {
+        if (dir && save)
+          return cpu::gru_forward_into(x, h, wi, wh, bi, bh, rev, batch_sizes, into.a[rev],
+                                       into.b[rev]);
+        if (dir) return cpu::gru_forward(x, h, wi, wh, bi, bh, rev, batch_sizes, save);
         return gru_forward(x, h, wi, wh, bi, bh, rev, backend, batch_sizes, algorithm, save);
       });
 }
@@ -264,8 +311,11 @@ T9 lstm_backward_bidir(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n,
                        const Tensor& y, const Tensor& gates, const Tensor& cells,
                        std::string backend, const OptTensor& batch_sizes,
                        std::string algorithm) {
+  const bool dir = direct(backend, h0), conc = concurrent(dir, 4, h0, w_hh);
+  std::optional<cpu::BufferScope> buffers;  // direct only (see direct)
+  if (dir) buffers.emplace(17, call_shape(x, h0, batch_sizes));
   return lstm_bidir_backward(
-      dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, w_ih_r, w_hh_r, y, gates, cells, batch_sizes,
+      dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, w_ih_r, w_hh_r, y, gates, cells, batch_sizes, conc,
       [&](const Sizes& s) {
         return use_simt(backend, "lstm_backward_bidir") &&
                persistent("lstm_backward_bidir", algorithm) &&
@@ -279,6 +329,8 @@ T9 lstm_backward_bidir(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n,
       [&](bool rev, const Tensor& d, const Tensor& dh, const Tensor& dc, const Tensor& h,
           const Tensor& c, const Tensor& wi, const Tensor& wh, const Tensor& yd,
           const Tensor& g, const Tensor& cl) {
+        if (dir)
+          return cpu::lstm_backward(d, dh, dc, x, h, c, wi, wh, yd, g, cl, rev, batch_sizes, {});
         return lstm_backward(d, dh, dc, x, h, c, wi, wh, yd, g, cl, rev, backend, batch_sizes,
                              {}, algorithm);
       });
@@ -289,8 +341,11 @@ T10 gru_backward_bidir(const Tensor& dy, const Tensor& dh_n, const Tensor& x, co
                        const Tensor& w_hh_r, const Tensor& y, const Tensor& gates,
                        const Tensor& ghn, std::string backend, const OptTensor& batch_sizes,
                        std::string algorithm) {
+  const bool dir = direct(backend, h0), conc = concurrent(dir, 3, h0, w_hh);
+  std::optional<cpu::BufferScope> buffers;  // direct only (see direct)
+  if (dir) buffers.emplace(18, call_shape(x, h0, batch_sizes));
   return gru_bidir_backward(
-      dy, dh_n, x, h0, w_ih, w_hh, w_ih_r, w_hh_r, y, gates, ghn, batch_sizes,
+      dy, dh_n, x, h0, w_ih, w_hh, w_ih_r, w_hh_r, y, gates, ghn, batch_sizes, conc,
       [&](const Sizes& s) {
         return use_simt(backend, "gru_backward_bidir") &&
                persistent("gru_backward_bidir", algorithm) &&
@@ -302,6 +357,7 @@ T10 gru_backward_bidir(const Tensor& dy, const Tensor& dh_n, const Tensor& x, co
       },
       [&](bool rev, const Tensor& d, const Tensor& dh, const Tensor& h, const Tensor& wi,
           const Tensor& wh, const Tensor& yd, const Tensor& g, const Tensor& n) {
+        if (dir) return cpu::gru_backward(d, dh, x, h, wi, wh, yd, g, n, rev, batch_sizes);
         return gru_backward(d, dh, x, h, wi, wh, yd, g, n, rev, backend, batch_sizes,
                             algorithm);
       });

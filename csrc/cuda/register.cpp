@@ -182,7 +182,7 @@ T5 lstm_forward_bidir(const Tensor& x, const Tensor& h0, const Tensor& c0, const
                       const OptTensor& b_hh_r, std::string backend, const OptTensor& batch_sizes,
                       std::string algorithm, bool save) {
   return lstm_bidir(
-      x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_ih_r, w_hh_r, b_ih_r, b_hh_r, batch_sizes, save,
+      x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_ih_r, w_hh_r, b_ih_r, b_hh_r, batch_sizes, save, false,
       [&](const Sizes& s) {
         check_cuda(backend, "lstm_forward_bidir");
         return persistent("lstm_forward_bidir", algorithm, RnnKind::Lstm, false, s, x) &&
@@ -205,7 +205,7 @@ T4 gru_forward_bidir(const Tensor& x, const Tensor& h0, const Tensor& w_ih, cons
                      std::string backend, const OptTensor& batch_sizes, std::string algorithm,
                      bool save) {
   return gru_bidir(
-      x, h0, w_ih, w_hh, b_ih, b_hh, w_ih_r, w_hh_r, b_ih_r, b_hh_r, batch_sizes, save,
+      x, h0, w_ih, w_hh, b_ih, b_hh, w_ih_r, w_hh_r, b_ih_r, b_hh_r, batch_sizes, save, false,
       [&](const Sizes& s) {
         check_cuda(backend, "gru_forward_bidir");
         return persistent("gru_forward_bidir", algorithm, RnnKind::Gru, false, s, x) &&
@@ -230,7 +230,7 @@ T9 lstm_backward_bidir(const Tensor& dy, const Tensor& dh_n, const Tensor& dc_n,
                        std::string backend, const OptTensor& batch_sizes,
                        std::string algorithm) {
   return lstm_bidir_backward(
-      dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, w_ih_r, w_hh_r, y, gates, cells, batch_sizes,
+      dy, dh_n, dc_n, x, h0, c0, w_ih, w_hh, w_ih_r, w_hh_r, y, gates, cells, batch_sizes, false,
       [&](const Sizes& s) {
         check_cuda(backend, "lstm_backward_bidir");
         return persistent("lstm_backward_bidir", algorithm, RnnKind::Lstm, true, s, x) &&
@@ -255,7 +255,7 @@ T10 gru_backward_bidir(const Tensor& dy, const Tensor& dh_n, const Tensor& x, co
                        const Tensor& ghn, std::string backend, const OptTensor& batch_sizes,
                        std::string algorithm) {
   return gru_bidir_backward(
-      dy, dh_n, x, h0, w_ih, w_hh, w_ih_r, w_hh_r, y, gates, ghn, batch_sizes,
+      dy, dh_n, x, h0, w_ih, w_hh, w_ih_r, w_hh_r, y, gates, ghn, batch_sizes, false,
       [&](const Sizes& s) {
         check_cuda(backend, "gru_backward_bidir");
         return persistent("gru_backward_bidir", algorithm, RnnKind::Gru, true, s, x) &&
