@@ -15,8 +15,9 @@
 // The values are those of the single-direction ops (the same saved tensors, dx summed in the
 // storage dtype): the persistent kernels run both directions in one launch where they are
 // chosen (a direction per half of the SMs; the forward also on a thread-block cluster each),
-// else the single-direction ops run one after the other (lstm_bidir ... gru_bidir_backward:
-// the bodies both dispatches share).
+// else the single-direction ops run one after the other, or on the CPU backend side by side
+// where a direction is small (cpu/bidir_concurrent.h) (lstm_bidir ... gru_bidir_backward: the
+// bodies both dispatches share).
 #pragma once
 
 #include <array>
