@@ -114,6 +114,24 @@ def layer_inputs(kind, T, B, I, H, dtype=torch.float64, bias=True, device="cpu",
     return d
 
 
+def bidir_inputs(kind, T, B, I, H, dtype, packed, seed, seed_r=100):
+    """A bidirectional LSTM / GRU layer's inputs: x (dense [T,B,I], or packed [N,I] with
+    lengths T, T-1, ... (at least 1) and its batch_sizes), h0 (c0) [2,B,H], each direction's
+    (w_ih, w_hh, b_ih, b_hh); the reverse direction's drawn with seed + seed_r.
+    Returns (x, batch_sizes or None, h0, c0 or None, [w, w_r])."""
+    f = layer_inputs(kind, T, B, I, H, dtype=dtype, seed=seed)
+    r = layer_inputs(kind, T, B, I, H, dtype=dtype, seed=seed + seed_r)
+    x, bs = f["x"], None
+    if packed:
+        lengths = torch.tensor(sorted(range(T, T - B, -1), reverse=True)).clamp(min=1)
+        seq = torch.nn.utils.rnn.pack_padded_sequence(x, lengths)
+        x, bs = seq.data, seq.batch_sizes
+    h0 = torch.stack([f["h0"], r["h0"]])
+    c0 = torch.stack([f["c0"], r["c0"]]) if kind == "lstm" else None
+    w = [tuple(d[k] for k in ("w_ih", "w_hh", "b_ih", "b_hh")) for d in (f, r)]
+    return x, bs, h0, c0, w
+
+
 @contextlib.contextmanager
 def chunk_bytes_env(value, monkeypatch):
     """FUSEDRNN_NOSAVE_CHUNK_BYTES set to value (None: unset) inside the block."""

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import fusedrnn
-from conftest import TOL, backend_available, layer_inputs
+from conftest import TOL, backend_available, bidir_inputs
 
 pytestmark = pytest.mark.skipif(not fusedrnn.build_info()["simt"], reason="SIMT layer not built")
 
@@ -36,20 +36,7 @@ def tuning(max_blocks=0, cluster=0):
         P.set_tuning(0, 0, 0, 0)
 
 
-def inputs(kind, T, B, I, H, dtype, packed, seed):
-    """x (dense [T,B,I] or packed [N,I] with batch_sizes), h0 (c0) [2,B,H], each direction's
-    (w_ih, w_hh, b_ih, b_hh)."""
-    f = layer_inputs(kind, T, B, I, H, dtype=dtype, seed=seed)
-    r = layer_inputs(kind, T, B, I, H, dtype=dtype, seed=seed + 100)
-    x, bs = f["x"], None
-    if packed:
-        lengths = torch.tensor(sorted(range(T, T - B, -1), reverse=True)).clamp(min=1)
-        seq = torch.nn.utils.rnn.pack_padded_sequence(x, lengths)
-        x, bs = seq.data, seq.batch_sizes
-    h0 = torch.stack([f["h0"], r["h0"]])
-    c0 = torch.stack([f["c0"], r["c0"]]) if kind == "lstm" else None
-    w = [tuple(d[k] for k in ("w_ih", "w_hh", "b_ih", "b_hh")) for d in (f, r)]
-    return x, bs, h0, c0, w
+inputs = bidir_inputs  # x, batch_sizes, h0, c0, [w, w_r]
 
 
 def pair(kind, x, bs, h0, c0, w, backend="simt", algorithm="persistent", save=False):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import fusedrnn
-from conftest import layer_inputs
+from conftest import bidir_inputs
 
 ops = torch.ops.fusedrnn
 _C = fusedrnn._ops._C
@@ -36,27 +36,13 @@ def test_rule(two_threads):
     assert not _C._cpu_bidir_concurrent(4, 64, 128, 4)  # 8.4 MFLOP a step
 
 
-def _inputs(kind, T, B, H, dtype, packed, seed):
-    f = layer_inputs(kind, T, B, H, H, dtype=dtype, seed=seed)
-    r = layer_inputs(kind, T, B, H, H, dtype=dtype, seed=seed + 50)
-    x, bs = f["x"], None
-    if packed:
-        lengths = torch.tensor(sorted(range(T, T - B, -1), reverse=True)).clamp(min=1)
-        seq = torch.nn.utils.rnn.pack_padded_sequence(x, lengths)
-        x, bs = seq.data, seq.batch_sizes
-    h0 = torch.stack([f["h0"], r["h0"]])
-    c0 = torch.stack([f["c0"], r["c0"]]) if kind == "lstm" else None
-    w = [tuple(d[k] for k in ("w_ih", "w_hh", "b_ih", "b_hh")) for d in (f, r)]
-    return x, bs, h0, c0, w
-
-
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("packed", [False, True], ids=["dense", "packed"])
 @pytest.mark.parametrize("H", [37, 128, 300])  # odd; side by side; one after the other (fp32)
 def test_pair_equals_single_ops(two_threads, kind, dtype, packed, H):
     T, B = 6, 5
-    x, bs, h0, c0, w = _inputs(kind, T, B, H, dtype, packed, seed=H)
+    x, bs, h0, c0, w = bidir_inputs(kind, T, B, H, H, dtype, packed, seed=H, seed_r=50)
     side = _C._cpu_bidir_concurrent(4 if kind == "lstm" else 3, B, H, x.element_size())
     assert side == (H != 300 and not (dtype == torch.float64 and H > 256))
     g = torch.Generator().manual_seed(9)

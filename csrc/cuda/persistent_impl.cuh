@@ -537,9 +537,10 @@ T9 lstm_backward_persistent_bidir(const Tensor& dy, const Tensor& dh_n, const Te
             at::zeros_like(w_ih_r), at::zeros_like(w_hh_r),   x.new_zeros({4 * H})};
   const PersistentPlan plan = plan_or_throw(RnnKind::Lstm, op, B, H, x.scalar_type(), 2);
   const Tensor g = gates.reshape({2, N, 4 * H}), c = cells.reshape({2, N, H});
+  const Tensor dyc = dy.contiguous();  // once: both directions read their half of it
   const LstmBwdDir d[2] = {
-      lstm_bwd_dir(dy, 0, dh_n[0], dc_n[0], x, c0f, w_hh, g[0], c[0], false, batch_sizes, sz),
-      lstm_bwd_dir(dy, H, dh_n[1], dc_n[1], x, c0r, w_hh_r, g[1], c[1], true, batch_sizes, sr)};
+      lstm_bwd_dir(dyc, 0, dh_n[0], dc_n[0], x, c0f, w_hh, g[0], c[0], false, batch_sizes, sz),
+      lstm_bwd_dir(dyc, H, dh_n[1], dc_n[1], x, c0r, w_hh_r, g[1], c[1], true, batch_sizes, sr)};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "lstm_bwd_pers2", [&] {
     using S = scalar_t;
     using A = at::opmath_type<S>;
@@ -870,9 +871,10 @@ T10 gru_backward_persistent_bidir(const Tensor& dy, const Tensor& dh_n, const Te
   }
   const PersistentPlan plan = plan_or_throw(RnnKind::Gru, op, B, H, x.scalar_type(), 2);
   const Tensor g = gates.reshape({2, N, 3 * H}), n = ghn.reshape({2, N, H});
+  const Tensor dyc = dy.contiguous(), yc = y.contiguous();  // once: each direction reads a half
   const GruBwdDir d[2] = {
-      gru_bwd_dir(dy, y, 0, dh_n[0], x, h0[0], w_hh, g[0], n[0], false, batch_sizes, sz),
-      gru_bwd_dir(dy, y, H, dh_n[1], x, h0[1], w_hh_r, g[1], n[1], true, batch_sizes, sr)};
+      gru_bwd_dir(dyc, yc, 0, dh_n[0], x, h0[0], w_hh, g[0], n[0], false, batch_sizes, sz),
+      gru_bwd_dir(dyc, yc, H, dh_n[1], x, h0[1], w_hh_r, g[1], n[1], true, batch_sizes, sr)};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gru_bwd_pers2", [&] {
     using S = scalar_t;
     using A = at::opmath_type<S>;
