@@ -400,8 +400,14 @@ def main(argv=None):
     ap.add_argument("--ptxas-json", default=None,
                     help="benchmarks/kernel_resources.py --json output (else it is run here)")
     ap.add_argument("--no-static", action="store_true", help="skip ptxas and SASS")
+    ap.add_argument("--table-only", action="store_true",
+                    help="print the short table of OUT/report.json (a run stopped at its limit)")
     a = ap.parse_args(argv)
     os.makedirs(a.out, exist_ok=True)
+    if a.table_only:
+        with open(os.path.join(a.out, "report.json")) as f:
+            print(short_table(json.load(f)["results"]))
+        return 0
     device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     t0 = time.perf_counter()
 
@@ -412,7 +418,14 @@ def main(argv=None):
         with open(a.tests_log, errors="replace") as f:
             tail = [l.strip() for l in f.read().splitlines() if l.strip()]
         doc["tests"] = tail[-1] if tail else "no output"
-    doc["static"] = {} if a.no_static else static_part(a.ptxas_json)
+    doc["static"] = {}
+
+    def save():
+        # After every case: a run killed at its limit (a hung kernel) still leaves its report.
+        with open(os.path.join(a.out, "report.json"), "w") as f:
+            json.dump(doc, f, indent=1, default=str)
+        with open(os.path.join(a.out, "report.md"), "w") as f:
+            f.write(markdown(doc))
 
     cuda = device.type == "cuda"
     repeat = a.repeat or (10 if a.quick else 20)
@@ -432,6 +445,7 @@ def main(argv=None):
         for k in ("torch_times", "fusedrnn_times"):
             r.pop(k, None)
         doc["results"].append(r)
+        save()
         print(f"[{i + 1}/{len(cases)}] {r['name']}: {r['status']}"
               + (f" {r['ratio']:.2f}x" if "ratio" in r else f" {r.get('error') or ''}"),
               flush=True)
@@ -447,6 +461,7 @@ def main(argv=None):
         except Exception as e:  # noqa: BLE001
             doc["kernels"][c.name] = {"error": f"{type(e).__name__}: {e}"}
 
+    save()
     try:
         doc["cluster"] = cluster_vs_grid(device)
     except Exception as e:  # noqa: BLE001  (e.g. a build without the SIMT layer's test ops)
@@ -456,10 +471,10 @@ def main(argv=None):
     except Exception as e:  # noqa: BLE001
         doc["wavefront"] = [{"case": "all", "error": f"{type(e).__name__}: {e}"}]
 
-    with open(os.path.join(a.out, "report.json"), "w") as f:
-        json.dump(doc, f, indent=1, default=str)
-    with open(os.path.join(a.out, "report.md"), "w") as f:
-        f.write(markdown(doc))
+    save()
+    # Static facts last: they need no GPU, so the device's time goes to measuring first.
+    doc["static"] = {} if a.no_static else static_part(a.ptxas_json)
+    save()
     bad = [r for r in doc["results"] if r["status"] not in ("ok", "n/a")]
     sass_rows = doc["static"].get("sass")
     local = [r for r in sass_rows if r["LDL"] or r["STL"]] if isinstance(sass_rows, list) else []

@@ -275,7 +275,8 @@ def main(argv=None):
             print(f"SPILL: {r['kernel']} {r['dtype']} {r['arch']}: {r['spill_stores']} B stores, "
                   f"{r['spill_loads']} B loads", file=sys.stderr)
         return 1
-    print(f"{len(rows)} kernels, no spills")
+    # stderr under --json: stdout must stay one JSON document (gpu_check.py reads it).
+    print(f"{len(rows)} kernels, no spills", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 

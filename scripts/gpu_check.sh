@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
 # Proves fusedrnn on the NVIDIA GPU of this machine, against torch.nn (cuDNN), in one command:
 #
-#   bash scripts/gpu_check.sh [--quick] [OUT_DIR]      (default OUT_DIR: benchmarks/results/gpu-<date>)
+#   bash scripts/gpu_check.sh [--quick] [--seconds N] [--ptxas-json F] [OUT_DIR]
+#                                  (default OUT_DIR: benchmarks/results/gpu-<date>)
+#
+#   --seconds N     the whole check must end within N seconds (a lease's command limit): after the
+#                   build, what is left (less a reserve for the report) is split between the tests
+#                   (40%) and the benchmark, and each is killed at its share, a hung kernel too;
+#                   the report is written after every case, so what was measured comes back
+#   --ptxas-json F  a ptxas report made elsewhere (benchmarks/kernel_resources.py --json, same
+#                   nvcc: no GPU needed) instead of compiling it here alongside the tests
 #
 # Uses the Python that has torch (PYTHON, else .venv/bin/python when it exists, else python3) and
 # installs nothing (works offline; torch >= 2.4, Python >= 3.10, pytest). Steps:
@@ -18,12 +26,17 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 quick=""
 out=""
-for arg in "$@"; do
-  case "$arg" in
+seconds=""
+ptxas_in=""
+while [ $# -gt 0 ]; do
+  case "$1" in
     --quick) quick="--quick" ;;
-    -h|--help) sed -n 2,17p "$0"; exit 0 ;;
-    *) out="$arg" ;;
+    --seconds) seconds=$2; shift ;;
+    --ptxas-json) ptxas_in=$(cd "$(dirname "$2")" && pwd)/$(basename "$2"); shift ;;
+    -h|--help) sed -n 2,25p "$0"; exit 0 ;;
+    *) out="$1" ;;
   esac
+  shift
 done
 if [ -n "${PYTHON:-}" ]; then PY=$PYTHON
 elif [ -x .venv/bin/python ]; then PY=.venv/bin/python
@@ -53,6 +66,12 @@ if [ -z "$gpu" ]; then
 fi
 
 arch=${gpu%%|*}
+# torch compiles in parallel only with a ninja on PATH (else one file at a time): the one of the
+# Python's own bin folder or of its ninja package goes first.
+pybin=$("$PY" -c 'import os, sys; print(os.path.dirname(sys.executable))')
+nbin=$("$PY" -c 'import ninja; print(ninja.BIN_DIR)' 2>/dev/null)
+export PATH="${nbin:+$nbin:}$pybin:$PATH"
+command -v ninja > /dev/null || echo "gpu_check: WARNING: no ninja, the build compiles one file at a time"
 echo "gpu_check: ${gpu#*|} (sm_${arch/./}); building for it with $(nproc) jobs" \
   "(log: $out/build.log)"
 bstart=$(date +%s)
@@ -68,25 +87,50 @@ fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 echo "gpu_check: built in ${bsecs} s: $("$PY" -c 'import fusedrnn; print(fusedrnn.build_info())')"
 
-# ptxas report alongside the tests (nvcc on one core while the tests keep the GPU busy).
-"$PY" benchmarks/kernel_resources.py --arch "sm_${arch/./}" --json > "$out/ptxas.json" \
-  2> "$out/ptxas.err" &
-ptxas_pid=$!
+if [ -n "$seconds" ]; then
+  # 75 s reserve: the kernel tables, cluster and wavefront comparisons, SASS and the report.
+  left=$(( seconds - $(elapsed) - 75 ))
+  [ $left -lt 60 ] && left=60
+  test_budget=$(( left * 2 / 5 ))
+  bench_budget=$(( left - test_budget ))
+fi
+
+# ptxas report alongside the tests (nvcc on one core while the tests keep the GPU busy), unless
+# one made elsewhere was given.
+if [ -n "$ptxas_in" ]; then
+  cp "$ptxas_in" "$out/ptxas.json"
+  ptxas_pid=""
+else
+  "$PY" benchmarks/kernel_resources.py --arch "sm_${arch/./}" --json > "$out/ptxas.json" \
+    2> "$out/ptxas.err" &
+  ptxas_pid=$!
+fi
 
 echo "gpu_check: CUDA tests (budget ${test_budget} s; log: $out/tests.log)"
 timeout_opt=""
 "$PY" -c "import pytest_timeout" 2>/dev/null && timeout_opt="--timeout=120"
-timeout --signal=INT "$test_budget" "$PY" -m pytest tests -q -k cuda -p no:cacheprovider \
+# Four test processes where pytest-xdist is there: the references (fp64, CPU) and the SIMT cases
+# keep a core each busy while the GPU mostly waits. GPU_CHECK_WORKERS=0 runs them in one.
+workers=${GPU_CHECK_WORKERS:-4}
+[ "$workers" != 0 ] && "$PY" -c "import xdist" 2>/dev/null && timeout_opt="$timeout_opt -n $workers"
+timeout --signal=INT -k 15 "$test_budget" "$PY" -m pytest tests -q -k cuda -p no:cacheprovider --continue-on-collection-errors \
   $timeout_opt --junitxml="$out/tests.xml" > "$out/tests.log" 2>&1
 trc=$?
-[ $trc -eq 124 ] || [ $trc -eq 130 ] && echo "stopped at the time budget (${test_budget} s)" >> "$out/tests.log"
+[ $trc -eq 124 ] || [ $trc -eq 130 ] || [ $trc -eq 137 ] && echo "stopped at the time budget (${test_budget} s)" >> "$out/tests.log"
 tail -n 3 "$out/tests.log"
-wait $ptxas_pid
+[ -n "$ptxas_pid" ] && wait $ptxas_pid
 
 echo "gpu_check: benchmark (budget ${bench_budget} s) at $(elapsed) s"
-PYTHONUNBUFFERED=1 "$PY" benchmarks/gpu_check.py --out "$out" --budget "$bench_budget" $quick \
+# The cases stop at the budget; the tables and comparisons after them get the reserve; a hung
+# kernel is killed at the end of both (the report on disk then holds the cases measured).
+PYTHONUNBUFFERED=1 timeout -k 10 $(( bench_budget + 65 )) \
+  "$PY" benchmarks/gpu_check.py --out "$out" --budget "$bench_budget" $quick \
   --build-seconds "$bsecs" --build-log "$out/build.log" --tests-log "$out/tests.log" \
   --ptxas-json "$out/ptxas.json" 2>&1 | tee "$out/bench.log"
 prc=${PIPESTATUS[0]}
+if [ $prc -eq 124 ] || [ $prc -eq 137 ]; then
+  echo "gpu_check: the benchmark was stopped at its limit; the cases measured until then:"
+  "$PY" benchmarks/gpu_check.py --out "$out" --table-only
+fi
 echo "gpu_check: done in $(elapsed) s (tests exit $trc, benchmark exit $prc); report: $out/report.md"
 [ $trc -eq 0 ] && [ $prc -eq 0 ]

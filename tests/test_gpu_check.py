@@ -37,6 +37,11 @@ def test_report_on_cpu(tmp_path, capsys):
                                     for r in doc["wavefront"]), doc["wavefront"]
     # The short table comes last on stdout.
     assert out.rstrip().splitlines()[-1].startswith(tuple(r["name"][:20] for r in doc["results"]))
+    # --table-only prints it again from report.json (what gpu_check.sh shows of a run stopped at
+    # its limit: the report is saved after every case).
+    assert gpu_check.main(["--out", str(tmp_path), "--table-only"]) == 0
+    again = capsys.readouterr().out.rstrip().splitlines()
+    assert again == out.rstrip().splitlines()[-len(again):] and len(again) == len(doc["results"]) + 2
 
 
 def test_budget_lists_what_did_not_run(tmp_path, capsys):
