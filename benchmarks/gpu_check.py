@@ -11,7 +11,8 @@ Writes DIR/report.md and DIR/report.json, and prints a short table last. Parts:
              and cuBLAS (fp32 cases run with torch's defaults; the report states them).
   benchmark  cases in priority order until the time budget is spent: fastrnns' T=100 B=64
              I=H=512, then small-batch inference (B=1,4,16; H=256,512,1024; a bidirectional
-             layer at B=1,8, H=256, training too; two stacked layers at B=1,8, H=512), then
+             layer at B=1,8, H=256, training too; two stacked layers at B=1,8, H=512), after
+             training at B=8 H=512 and B=16 H=256, then
              the rest of the default suite; LSTM, GRU, RNN; fp32, bf16, fp16; inference and
              training; the
              stepwise and persistent algorithms where both apply. Each case is checked against
@@ -64,14 +65,17 @@ def case_list(quick, device):
         # stacked layers in inference: one wavefront launch
         small += [Size(T=100, B=b, H=512, layers=2) for b in (1, 8)]
         rest = [] if quick else [s for s in bench.DEFAULT_SIZES if s != Size(T=100, B=64, H=512)]
-        sizes = {"fastrnns": [Size(T=100, B=64, H=512)], "small-batch": small, "default": rest}
+        # training at small batch (the persistent backward), before the long inference list
+        train = [Size(T=100, B=8, H=512), Size(T=100, B=16, H=256)][:1 if quick else 2]
+        sizes = {"fastrnns": [Size(T=100, B=64, H=512)], "small-train": train,
+                 "small-batch": small, "default": rest}
         dtypes, algos = ("fp32", "bf16", "fp16"), ("stepwise", "persistent")
     out = []
     for group, group_sizes in sizes.items():
         group_dtypes = dtypes if group != "default" else dtypes[:2]
         for s in group_sizes:
             modes = ("inference",) if group == "small-batch" and not s.bidirectional \
-                else bench.MODES
+                else ("training",) if group == "small-train" else bench.MODES
             for cell in bench.CELLS:
                 for dt in group_dtypes:
                     for algo in algos:
