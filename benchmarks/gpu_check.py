@@ -30,6 +30,7 @@ Without a GPU (or --device cpu, which exercises the same code on the CPU with ti
 benchmark runs only where asked; the static part always runs.
 """
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -87,6 +88,22 @@ def case_list(quick, device):
                             out.append((group, Case(cell=cell, size=s, dtype=dt, mode=mode,
                                                     algorithm=algo)))
     return out
+
+
+def persistent_fits(case, device):
+    """Whether the persistent plan fits (one direction, all SMs), asked before running: an
+    explicit persistent case that does not fit is reported n/a without a call."""
+    if device.type != "cuda":
+        return True
+    p = torch.cuda.get_device_properties(device)
+    try:
+        plan = torch.ops.fusedrnn_persistent.plan_for(
+            case.cell, case.size.B, case.size.H, bench.DTYPES[case.dtype], p.multi_processor_count,
+            getattr(p, "shared_memory_per_block_optin", 232448 if p.major >= 9 else 166912), 1024,
+            16 if p.major >= 9 else 0)
+    except Exception:  # noqa: BLE001 - no plan query: let the op decide
+        return True
+    return bool(plan[0])
 
 
 def versions(device):
@@ -295,6 +312,75 @@ def wavefront_vs_layers(device, T=100, reps=20):
     return out
 
 
+STEP_CASES = [(cell, prec, B, H) for cell in ("lstm", "gru") for prec in ("bf16", "fp32")
+              for B in (1, 8, 16) for H in (256, 512, 1024)]
+
+
+def per_step(device, T0=50, T1=550, reps=10):
+    """[{case, mode, fused_us, torch_us, fused_fixed_us, ...}]: the time of one more step of a
+    layer (fusedrnn persistent, torch.nn on cuDNN), from two sequence lengths timed side by side,
+    (t(T1) - t(T0)) / (T1 - T0), so launches, the input GEMMs' fixed part and host work drop out;
+    the fixed part is t(T0) - T0 * step. Inference (no_grad) and training (forward + backward).
+    fp32 with torch's TF32 default. The model's predictions (benchmarks/perf_model.py) beside.
+    On a CPU: a smoke run at toy sizes through the SIMT layer (times not meaningful)."""
+    import perf_model
+
+    cuda = device.type == "cuda"
+    out = []
+    cases = STEP_CASES if cuda else [("lstm", "fp32", 2, 16)]
+    if not cuda:
+        T0, T1, reps = 2, 4, 1
+    for cell, prec, B, H in cases:
+        dt = bench.DTYPES[prec]
+        torch.manual_seed(0)
+        mods = {"fused": (fusedrnn.LSTM if cell == "lstm" else fusedrnn.GRU)(H, H),
+                "torch": (torch.nn.LSTM if cell == "lstm" else torch.nn.GRU)(H, H)}
+        mods["torch"].load_state_dict(mods["fused"].state_dict())
+        for m in mods.values():
+            m.to(device, dt)
+        xs = {T: torch.randn(T, B, H, device=device, dtype=dt) for T in (T0, T1)}
+        ctx = (lambda: fusedrnn.algorithm("persistent")) if cuda else \
+            (lambda: fusedrnn.backend("simt"))
+        for mode in ("inference", "training"):
+            row = {"case": f"{cell} {prec} B={B} H={H}", "mode": mode}
+            try:
+                for which, m in mods.items():
+                    def call(x, m=m, which=which):
+                        with (ctx() if which == "fused" else contextlib.nullcontext()):
+                            if mode == "inference":
+                                with torch.no_grad():
+                                    m(x)
+                            else:
+                                m(x)[0].sum().backward()
+                    t = {}
+                    for T, x in xs.items():
+                        call(x)
+                        bench._sync(device)
+                        times = []
+                        for _ in range(reps):
+                            t0 = time.perf_counter()
+                            call(x)
+                            bench._sync(device)
+                            times.append(time.perf_counter() - t0)
+                        t[T] = sorted(times)[len(times) // 2]
+                    step = (t[T1] - t[T0]) / (T1 - T0)
+                    row[f"{which}_us"] = step * 1e6
+                    row[f"{which}_fixed_us"] = (t[T0] - T0 * step) * 1e6
+                row["ratio"] = row["torch_us"] / row["fused_us"] if row["fused_us"] > 0 else None
+            except Exception as e:  # noqa: BLE001
+                row["error"] = f"{type(e).__name__}: {e}"[:300]
+            try:
+                if mode == "inference":
+                    row["model_us"] = perf_model.persistent_step(cell, "fwd", B, H, prec, "v3") * 1e6
+                else:
+                    row["model_us"] = (perf_model.persistent_step(cell, "fwd", B, H, prec, "v3")
+                                       + perf_model.persistent_step(cell, "bwd", B, H, prec)) * 1e6
+            except Exception as e:  # noqa: BLE001
+                row["model_error"] = f"{type(e).__name__}: {e}"[:200]
+            out.append(row)
+    return out
+
+
 def fmt_ms(s):
     return "-" if s is None else bench._fmt_ms(s)
 
@@ -368,6 +454,18 @@ def markdown(doc):
                      f"({f(r.get('model_wave_us'))}) | {f(r.get('layers_us'))} "
                      f"({f(r.get('model_layers_us'))}) | {r.get('error', '')[:120]} |")
         L.append("")
+    if doc.get("per_step"):
+        f = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+        L += ["## One more step (µs): the slope between two sequence lengths, fusedrnn "
+              "persistent vs torch.nn (model in brackets)", "",
+              "| case | mode | fusedrnn | torch.nn | torch/fused | fixed part fused / torch | "
+              "error |", "|---|---|---:|---:|---:|---|---|"]
+        for r in doc["per_step"]:
+            L.append(f"| {r['case']} | {r['mode']} | {f(r.get('fused_us'))} "
+                     f"({f(r.get('model_us'))}) | {f(r.get('torch_us'))} | {f(r.get('ratio'))} | "
+                     f"{f(r.get('fused_fixed_us'))} / {f(r.get('torch_fixed_us'))} | "
+                     f"{r.get('error', '')[:120]} |")
+        L.append("")
     s = doc["static"]
     L += ["## Static checks (no GPU needed)", ""]
     if isinstance(s.get("sass"), list):
@@ -404,6 +502,8 @@ def main(argv=None):
     ap.add_argument("--ptxas-json", default=None,
                     help="benchmarks/kernel_resources.py --json output (else it is run here)")
     ap.add_argument("--no-static", action="store_true", help="skip ptxas and SASS")
+    ap.add_argument("--resume", default=None,
+                    help="an earlier report.json: its measured cases are taken over, not rerun")
     ap.add_argument("--table-only", action="store_true",
                     help="print the short table of OUT/report.json (a run stopped at its limit)")
     a = ap.parse_args(argv)
@@ -435,10 +535,51 @@ def main(argv=None):
     repeat = a.repeat or (10 if a.quick else 20)
     cases = case_list(a.quick, device)
     deadline = t0 + a.budget
+
+    def sections():
+        reps = [c for g, c in cases if g == "fastrnns" and c.cell == "lstm" and c.dtype in
+                ("fp32", "bf16") and c.algorithm in (None, "stepwise")]
+        reps += [c for g, c in cases if g == "small-batch" and c.cell == "lstm" and c.size.B == 1
+                 and c.dtype == "bf16" and c.algorithm == "persistent"][:1]
+        for c in reps:
+            try:
+                with bench._algorithm_ctx(c):
+                    doc["kernels"][c.name] = kernel_table(c, device)
+            except Exception as e:  # noqa: BLE001
+                doc["kernels"][c.name] = {"error": f"{type(e).__name__}: {e}"}
+        save()
+        for key, fn in (("per_step", per_step), ("cluster", cluster_vs_grid),
+                        ("wavefront", wavefront_vs_layers)):
+            try:
+                doc[key] = fn(device)
+            except Exception as e:  # noqa: BLE001  (e.g. a build without the SIMT test ops)
+                doc[key] = [{"case": "all", "mode": "-", "error": f"{type(e).__name__}: {e}"}]
+            save()
+            print(f"{key}: done at {time.perf_counter() - t0:.0f} s", flush=True)
+
+    if a.resume:  # a follow-up run: the comparisons first, then the cases left over
+        sections()
+
+    prev = {}
+    if a.resume:  # cases measured by an earlier run (ok, n/a, mismatch) are taken over
+        with open(a.resume) as f:
+            prev = {r["name"]: r for r in json.load(f)["results"]
+                    if r["status"] in ("ok", "n/a", "MISMATCH")}
+        doc["resumed_from"] = f"{a.resume} ({len(prev)} cases)"
     for i, (group, case) in enumerate(cases):
+        if case.name in prev:
+            r = dict(prev[case.name], group=group, run="earlier")
+            doc["results"].append(r)
+            continue
         if time.perf_counter() > deadline:
-            doc["not_run"] = [c.name for _, c in cases[i:]]
+            doc["not_run"] = [c.name for _, c in cases[i:] if c.name not in prev]
             break
+        if case.algorithm == "persistent" and not persistent_fits(case, device):
+            r = {"name": case.name, "cell": case.cell, "dtype": case.dtype, "mode": case.mode,
+                 "group": group, "status": "n/a", "check": None,
+                 "error": "persistent: W_hh does not fit on chip (the plan, not run)"}
+            doc["results"].append(r)
+            continue
         r = bench.run_case(case, device, repeat=repeat, warmup=3 if cuda else 1,
                            max_time=5.0, cuda_graphs="auto")
         r["group"] = group
@@ -454,27 +595,8 @@ def main(argv=None):
               + (f" {r['ratio']:.2f}x" if "ratio" in r else f" {r.get('error') or ''}"),
               flush=True)
 
-    reps = [c for g, c in cases if g == "fastrnns" and c.cell == "lstm" and c.dtype in
-            ("fp32", "bf16") and c.algorithm in (None, "stepwise")]
-    reps += [c for g, c in cases if g == "small-batch" and c.cell == "lstm" and c.size.B == 1
-             and c.dtype == "bf16" and c.algorithm == "persistent"][:1]
-    for c in reps:
-        try:
-            with bench._algorithm_ctx(c):
-                doc["kernels"][c.name] = kernel_table(c, device)
-        except Exception as e:  # noqa: BLE001
-            doc["kernels"][c.name] = {"error": f"{type(e).__name__}: {e}"}
-
-    save()
-    try:
-        doc["cluster"] = cluster_vs_grid(device)
-    except Exception as e:  # noqa: BLE001  (e.g. a build without the SIMT layer's test ops)
-        doc["cluster"] = [{"case": "all", "error": f"{type(e).__name__}: {e}"}]
-    try:
-        doc["wavefront"] = wavefront_vs_layers(device)
-    except Exception as e:  # noqa: BLE001
-        doc["wavefront"] = [{"case": "all", "error": f"{type(e).__name__}: {e}"}]
-
+    if not a.resume:
+        sections()
     save()
     # Static facts last: they need no GPU, so the device's time goes to measuring first.
     doc["static"] = {} if a.no_static else static_part(a.ptxas_json)

@@ -9,6 +9,13 @@ import fusedrnn
 from conftest import device_of
 
 
+# torch 2.11's dynamo cannot trace ContextVar.get (fusedrnn.backend / algorithm): a graph break
+# there, seen on a GPU machine with torch 2.11; torch 2.14 (the version setup installs) traces it.
+OLD_DYNAMO = tuple(int(v) for v in torch.__version__.split("+")[0].split(".")[:2]) < (2, 14)
+
+
+@pytest.mark.xfail(OLD_DYNAMO, reason="torch < 2.14: dynamo breaks the graph at ContextVar.get",
+                   strict=False)
 @pytest.mark.parametrize("name", ["LSTM", "GRU", "RNN"])
 def test_compile_fullgraph_no_graph_breaks(backend, name):
     device = device_of(backend)

@@ -35,6 +35,11 @@ def test_report_on_cpu(tmp_path, capsys):
     assert "wavefront launches vs one layer at a time" in md
     assert doc["wavefront"] and all(r["wave_us"] > 0 and r["layers_us"] > 0 and "error" not in r
                                     for r in doc["wavefront"]), doc["wavefront"]
+    # One more step's time from two sequence lengths (SIMT here), with the model beside.
+    assert doc["per_step"] and all("error" not in r and r["model_us"] > 0 for r in doc["per_step"]), \
+        doc["per_step"]
+    assert {r["mode"] for r in doc["per_step"]} == {"inference", "training"}
+    assert "One more step" in md
     # The short table comes last on stdout.
     assert out.rstrip().splitlines()[-1].startswith(tuple(r["name"][:20] for r in doc["results"]))
     # --table-only prints it again from report.json (what gpu_check.sh shows of a run stopped at
@@ -42,6 +47,22 @@ def test_report_on_cpu(tmp_path, capsys):
     assert gpu_check.main(["--out", str(tmp_path), "--table-only"]) == 0
     again = capsys.readouterr().out.rstrip().splitlines()
     assert again == out.rstrip().splitlines()[-len(again):] and len(again) == len(doc["results"]) + 2
+
+
+def test_resume_takes_over_measured_cases(tmp_path, capsys):
+    first, second = tmp_path / "a", tmp_path / "b"
+    gpu_check.main(["--out", str(first), "--device", "cpu", "--budget", "60", "--no-static",
+                    "--repeat", "2"])
+    doc1 = json.loads((first / "report.json").read_text())
+    # one case of the earlier run failed: it is run again, the others are taken over
+    doc1["results"][0]["status"] = "ERROR"
+    (first / "report.json").write_text(json.dumps(doc1))
+    gpu_check.main(["--out", str(second), "--device", "cpu", "--budget", "60", "--no-static",
+                    "--repeat", "2", "--resume", str(first / "report.json")])
+    doc2 = json.loads((second / "report.json").read_text())
+    assert [r["name"] for r in doc2["results"]] == [r["name"] for r in doc1["results"]]
+    assert "run" not in doc2["results"][0] and doc2["results"][0]["status"] == "ok"
+    assert all(r.get("run") == "earlier" for r in doc2["results"][1:])
 
 
 def test_budget_lists_what_did_not_run(tmp_path, capsys):

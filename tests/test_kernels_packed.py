@@ -232,8 +232,10 @@ def small_slices(request):
     fusedrnn._ops._C.simt_reset_stats()
     try:
         yield
-        barriers = fusedrnn._ops._C.simt_stats()["cluster_barriers"]
-        assert (barriers > 0) == (request.param == "cluster"), barriers
+        # The SIMT layer counts its cluster barriers; a GPU's are not counted.
+        if request.getfixturevalue("kernel_backend") == "simt":
+            barriers = fusedrnn._ops._C.simt_stats()["cluster_barriers"]
+            assert (barriers > 0) == (request.param == "cluster"), barriers
     finally:
         tune(0, 0, 0)
 

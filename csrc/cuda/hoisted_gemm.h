@@ -24,7 +24,8 @@
 //   policy_mm(a, b, storage, out_dtype, bias): a fresh contiguous [M,N] of out_dtype = a b (+ the
 //     row bias [N], any floating dtype, broadcast over rows).
 //   policy_mm_out(out, a, b, storage, accumulate): out [M,N] contiguous = a b (+ out), one
-//     rounding to out's dtype. out must not alias a or b.
+//     rounding to out's dtype (through an fp32 temporary where cuBLAS cannot write out's dtype
+//     from the compute's operands). out must not alias a or b.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -99,12 +100,25 @@ inline at::Tensor from_col_major(const ColMajor& d, int64_t rows, int64_t cols) 
 }
 #endif
 
+// Whether cublasGemmEx takes these types (cuBLAS's table of cublasGemmEx): operands of one
+// type, the output in that type or, for 16-bit operands, fp32. fp32 operands into a bf16/fp16
+// output are refused (CUBLAS_STATUS_NOT_SUPPORTED); policy_mm_out goes through fp32 for them.
+inline bool cublas_takes(at::ScalarType operands, at::ScalarType out) {
+  if (out == operands) return true;
+  return (operands == at::kHalf || operands == at::kBFloat16) && out == at::kFloat;
+}
+
 // out [M,N] contiguous = a [M,K] b [K,N] (+ out), operands already in the compute's type.
 inline void gemm_ex(const at::Tensor& out, const at::Tensor& a, const at::Tensor& b,
                     GemmCompute comp, bool accumulate) {
   const int64_t M = out.size(0), N = out.size(1), K = a.size(1);
   TORCH_CHECK(out.is_contiguous() && a.size(0) == M && b.size(0) == K && b.size(1) == N,
               "fusedrnn: internal GEMM shape mismatch");
+  // Checked on every backend, so the SIMT layer refuses what cuBLAS would.
+  TORCH_CHECK(a.scalar_type() == b.scalar_type() &&
+                  cublas_takes(a.scalar_type(), out.scalar_type()),
+              "fusedrnn: internal GEMM types cuBLAS does not take: ", a.scalar_type(), " x ",
+              b.scalar_type(), " -> ", out.scalar_type());
   if (M == 0 || N == 0) return;
   if (K == 0) {
     if (!accumulate) out.zero_();
@@ -153,6 +167,12 @@ inline void policy_mm_out(const at::Tensor& out, const at::Tensor& a, const at::
                           bool recurrent = false) {
   const GemmCompute comp = gemm_compute(storage, recurrent);
   const auto op = gemm_operand_type(comp, storage);
+  if (!cublas_takes(op, out.scalar_type())) {  // fp32 sums into a half output: one rounding
+    auto wide = accumulate ? out.to(op) : at::empty(out.sizes(), out.options().dtype(op));
+    gemm_ex(wide, a.to(op), b.to(op), comp, accumulate);
+    out.copy_(wide);
+    return;
+  }
   gemm_ex(out, a.to(op), b.to(op), comp, accumulate);
 }
 
