@@ -115,10 +115,11 @@ echo "gpu_check: CUDA tests (budget ${test_budget} s; log: $out/tests.log)"
 timeout_opt=""
 "$PY" -c "import pytest_timeout" 2>/dev/null && timeout_opt="--timeout=120"
 # Four test processes where pytest-xdist is there: the references (fp64, CPU) and the SIMT cases
-# keep a core each busy while the GPU mostly waits. GPU_CHECK_WORKERS=0 runs them in one.
+# keep a core each busy while the GPU mostly waits. GPU_CHECK_WORKERS=0 runs them in one;
+# GPU_CHECK_K narrows the selection (a pytest -k expression; default "cuda").
 workers=${GPU_CHECK_WORKERS:-4}
 [ "$workers" != 0 ] && "$PY" -c "import xdist" 2>/dev/null && timeout_opt="$timeout_opt -n $workers"
-timeout --signal=INT -k 15 "$test_budget" "$PY" -m pytest tests -q -k cuda -p no:cacheprovider --continue-on-collection-errors \
+timeout --signal=INT -k 15 "$test_budget" "$PY" -m pytest tests -q -k "${GPU_CHECK_K:-cuda}" -p no:cacheprovider --continue-on-collection-errors \
   $timeout_opt --junitxml="$out/tests.xml" > "$out/tests.log" 2>&1
 trc=$?
 [ $trc -eq 124 ] || [ $trc -eq 130 ] || [ $trc -eq 137 ] && echo "stopped at the time budget (${test_budget} s)" >> "$out/tests.log"
