@@ -178,7 +178,12 @@ def main():
         define.append("-DFUSEDRNN_WITH_CUDA=1")
     cxx = ["-O3", "-std=c++20", "-fopenmp"] + define
     include_dirs = [csrc]
-    kwargs = dict(extra_link_args=["-fopenmp"])
+    # --exclude-libs,ALL: where the compiler links libstdc++ statically (a GCC built to, as on
+    # one H200 machine's image), keep that copy wholly private. Python's -Bsymbolic-functions
+    # otherwise binds our calls to our copy while its data (the locale's facet ids) resolve to
+    # the process's libstdc++.so: every number formatted into an error message then crashed.
+    # With the usual shared libstdc++ it changes nothing.
+    kwargs = dict(extra_link_args=["-fopenmp", "-Wl,--exclude-libs,ALL"])
     if with_cuda:
         include_dirs.append(wheel_cuda_includes(cuda_home))
         nvcc = ["-O3", "-std=c++20", "--expt-relaxed-constexpr", "-lineinfo"] + define
