@@ -204,7 +204,7 @@ def cluster_vs_grid(device, T=100, reps=20):
     P = torch.ops.fusedrnn_persistent
     dt = {"bf16": torch.bfloat16, "fp32": torch.float32}
     out = []
-    cases = CLUSTER_CASES if cuda else [("lstm", "bf16", 2, 16)]
+    cases = CLUSTER_CASES if cuda else [("lstm", "bf16", 2, 16), ("gru", "bf16", 2, 16)]
     for cell, prec, B, H in cases:
         T_ = T if cuda else 3
         G = 4 if cell == "lstm" else 3
@@ -222,7 +222,9 @@ def cluster_vs_grid(device, T=100, reps=20):
             torch.backends.cudnn.allow_tf32 = True  # fp32 RNNs on TF32, torch's default
             for name, knob in (("cluster", 1), ("grid", -1)):
                 P.set_tuning(0, 0, 0, knob)
-                run = lambda: op(*args, False, backend, None, None, "persistent")  # noqa: E731
+                # lstm_forward takes w_hr before the algorithm, gru_forward does not
+                extra = (None, None) if cell == "lstm" else (None,)
+                run = lambda: op(*args, False, backend, *extra, "persistent")  # noqa: E731
                 run()
                 bench._sync(device)
                 times = []

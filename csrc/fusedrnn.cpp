@@ -6,6 +6,7 @@
 #include "cpu/big_buffer.h"
 #include "cpu/bidir_concurrent.h"
 #include "simt/python.h"
+#include "auto_measured.h"
 #include "validate.h"
 
 #ifndef FUSEDRNN_TORCH_VERSION
@@ -179,6 +180,12 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("_use_persistent", [](const std::string& algorithm, bool fits, int64_t B, bool backward) {
     return fusedrnn::use_persistent("test", fusedrnn::parse_algorithm(algorithm), fits, B,
                                     /*simt=*/false, backward);
+  });
+  // "auto"'s measured rule for one direction's inference forward on a GPU (auto_measured.h).
+  m.def("_auto_inference_persistent", [](const std::string& kind, int64_t B, int64_t H, bool half) {
+    TORCH_CHECK(kind == "lstm" || kind == "gru", "kind must be lstm or gru, got ", kind);
+    return fusedrnn::persistent_inference_measured(
+        kind == "lstm" ? fusedrnn::RnnKind::Lstm : fusedrnn::RnnKind::Gru, B, H, half);
   });
   // The CPU backend's choice for a bidirectional layer (cpu/bidir_concurrent.h) on this pool
   // (tests).

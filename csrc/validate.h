@@ -252,7 +252,9 @@ inline Algorithm parse_algorithm(const std::string& s) {
 // one a barrier, but its blocks compute every batch row of their slice, so it grows with B.
 // The persistent forward is predicted no slower up to B = 48 at every such size (1.1-4.8x), the
 // backward up to B = 24 (0.96-5.6x); tests/test_persistent.py checks these against the models.
-// Unmeasured: a GPU run (scripts/gpu_check.sh) is what should move them.
+// Measured on an H200 (2026-12-04): training at B <= 16 ran 1.2-1.7x faster persistent, at
+// B = 64 0.6x, so these stay; one direction's inference forward follows the measurement instead
+// (auto_measured.h), since the model was 3-6x optimistic about the persistent step.
 constexpr int64_t kPersistentMaxBatchForward = 48, kPersistentMaxBatchBackward = 24;
 
 // Whether to run the persistent kernels. `fits`: W_hh fits on chip for this call (the sizing

@@ -617,6 +617,34 @@ def test_auto_follows_the_models():
     assert bound["fwd"] > bound["bwd"] >= 16
 
 
+def test_auto_inference_follows_the_h200_measurement():
+    """"auto" for one direction's inference forward on a GPU (csrc/auto_measured.h) picks the
+    faster of the two kernels wherever the H200 run of benchmarks/results/gpu-2026-12-04 measured
+    them more than 12% apart (single layers, T = 100, B <= 48; closer pairs are within the spread
+    of one run: bf16 and fp16 of one shape differed by up to 5%)."""
+    import json
+    import os
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks", "results",
+                        "gpu-2026-12-04", "report.json")
+    with open(path) as f:
+        rows = {r["name"]: r for r in json.load(f)["results"] if r["status"] in ("ok", "MISMATCH")}
+    checked = []
+    for name, r in rows.items():
+        if not name.endswith(" infer persistent") or r["bidirectional"] or r["layers"] != 1:
+            continue
+        s = rows.get(name.replace(" persistent", " stepwise"))
+        if s is None or r["B"] > 48:
+            continue
+        ratio = s["fusedrnn_s"] / r["fusedrnn_s"]  # > 1: the persistent kernel was faster
+        if abs(ratio - 1) <= 0.12:
+            continue
+        half = r["dtype"] in ("bf16", "fp16")
+        got = _C._auto_inference_persistent(r["cell"], r["B"], r["H"], half)
+        assert got == (ratio > 1), (name, round(ratio, 2), got)
+        checked.append(name)
+    assert len(checked) >= 30, checked
+
+
 def test_plan_follows_simt_arch():
     p90 = dict(zip(FIELDS, P.plan("lstm", 1, 1000, torch.float32)))
     _C.simt_set_arch("sm_80")

@@ -9,6 +9,7 @@
 #include "bidir_ops.h"
 #include "stack_ops.h"
 #include "cuda/persistent.h"
+#include "auto_measured.h"
 #include "layer_norm_ops.h"
 #include "reset_before_ops.h"
 #include "validate.h"
@@ -31,13 +32,23 @@ bool persistent(const char* op, const std::string& algorithm, RnnKind kind, bool
   return use_persistent(op, a, fits, s.B, /*simt=*/false, backward, w_hr);
 }
 
+// A single direction's forward: as persistent() but, under "auto" without save (inference),
+// the rule an H200 measured (auto_measured.h).
+bool persistent_forward(const char* op, const std::string& algorithm, RnnKind kind,
+                        const Sizes& s, const Tensor& x, bool save, const OptTensor& w_hr = {}) {
+  if (!persistent(op, algorithm, kind, false, s, x, w_hr)) return false;
+  if (save || parse_algorithm(algorithm) != Algorithm::Auto) return true;
+  const auto t = x.scalar_type();
+  return persistent_inference_measured(kind, s.B, s.H, t == at::kHalf || t == at::kBFloat16);
+}
+
 T5 lstm_forward(const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih,
                 const Tensor& w_hh, const OptTensor& b_ih, const OptTensor& b_hh, bool reverse,
                 std::string backend, const OptTensor& batch_sizes, const OptTensor& w_hr,
                 std::string algorithm, bool save) {
   auto s = validate_lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes, w_hr);
   check_cuda(backend, "lstm_forward");
-  if (persistent("lstm_forward", algorithm, RnnKind::Lstm, false, s, x, w_hr))
+  if (persistent_forward("lstm_forward", algorithm, RnnKind::Lstm, s, x, save, w_hr))
     return cuda::lstm_forward_persistent(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse,
                                          batch_sizes, save);
   return cuda::lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, w_hr,
@@ -66,7 +77,7 @@ T4 gru_forward(const Tensor& x, const Tensor& h0, const Tensor& w_ih, const Tens
                const OptTensor& batch_sizes, std::string algorithm, bool save) {
   auto s = validate_gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes);
   check_cuda(backend, "gru_forward");
-  if (persistent("gru_forward", algorithm, RnnKind::Gru, false, s, x))
+  if (persistent_forward("gru_forward", algorithm, RnnKind::Gru, s, x, save))
     return cuda::gru_forward_persistent(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes,
                                         save);
   return cuda::gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, reverse, batch_sizes, save);
