@@ -319,8 +319,9 @@ STEP_CASES = [(cell, prec, B, H) for cell in ("lstm", "gru") for prec in ("bf16"
 
 
 def per_step(device, T0=50, T1=550, reps=10):
-    """[{case, mode, fused_us, torch_us, fused_fixed_us, ...}]: the time of one more step of a
-    layer (fusedrnn persistent, torch.nn on cuDNN), from two sequence lengths timed side by side,
+    """[{case, mode, fused_us, stepwise_us, torch_us, fused_fixed_us, ...}]: the time of one more
+    step of a layer (fusedrnn persistent and stepwise, torch.nn on cuDNN), from two sequence
+    lengths timed side by side,
     (t(T1) - t(T0)) / (T1 - T0), so launches, the input GEMMs' fixed part and host work drop out;
     the fixed part is t(T0) - T0 * step. Inference (no_grad) and training (forward + backward).
     fp32 with torch's TF32 default. The model's predictions (benchmarks/perf_model.py) beside.
@@ -340,15 +341,24 @@ def per_step(device, T0=50, T1=550, reps=10):
         mods["torch"].load_state_dict(mods["fused"].state_dict())
         for m in mods.values():
             m.to(device, dt)
+        mods["stepwise"] = mods["fused"]  # the same module on the stepwise kernels
         xs = {T: torch.randn(T, B, H, device=device, dtype=dt) for T in (T0, T1)}
-        ctx = (lambda: fusedrnn.algorithm("persistent")) if cuda else \
-            (lambda: fusedrnn.backend("simt"))
+
+        def ctx(which):
+            stack = contextlib.ExitStack()
+            if which != "torch":
+                if not cuda:
+                    stack.enter_context(fusedrnn.backend("simt"))
+                stack.enter_context(fusedrnn.algorithm(
+                    "persistent" if which == "fused" else "stepwise"))
+            return stack
+
         for mode in ("inference", "training"):
             row = {"case": f"{cell} {prec} B={B} H={H}", "mode": mode}
             try:
                 for which, m in mods.items():
                     def call(x, m=m, which=which):
-                        with (ctx() if which == "fused" else contextlib.nullcontext()):
+                        with ctx(which):
                             if mode == "inference":
                                 with torch.no_grad():
                                     m(x)
@@ -460,11 +470,12 @@ def markdown(doc):
         f = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
         L += ["## One more step (µs): the slope between two sequence lengths, fusedrnn "
               "persistent vs torch.nn (model in brackets)", "",
-              "| case | mode | fusedrnn | torch.nn | torch/fused | fixed part fused / torch | "
-              "error |", "|---|---|---:|---:|---:|---|---|"]
+              "| case | mode | fusedrnn | fusedrnn stepwise | torch.nn | torch/fused | "
+              "fixed part fused / torch | error |", "|---|---|---:|---:|---:|---:|---|---|"]
         for r in doc["per_step"]:
             L.append(f"| {r['case']} | {r['mode']} | {f(r.get('fused_us'))} "
-                     f"({f(r.get('model_us'))}) | {f(r.get('torch_us'))} | {f(r.get('ratio'))} | "
+                     f"({f(r.get('model_us'))}) | {f(r.get('stepwise_us'))} | "
+                     f"{f(r.get('torch_us'))} | {f(r.get('ratio'))} | "
                      f"{f(r.get('fused_fixed_us'))} / {f(r.get('torch_fixed_us'))} | "
                      f"{r.get('error', '')[:120]} |")
         L.append("")

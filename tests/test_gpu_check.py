@@ -36,7 +36,8 @@ def test_report_on_cpu(tmp_path, capsys):
     assert doc["wavefront"] and all(r["wave_us"] > 0 and r["layers_us"] > 0 and "error" not in r
                                     for r in doc["wavefront"]), doc["wavefront"]
     # One more step's time from two sequence lengths (SIMT here), with the model beside.
-    assert doc["per_step"] and all("error" not in r and r["model_us"] > 0 for r in doc["per_step"]), \
+    assert doc["per_step"] and all("error" not in r and r["model_us"] > 0 and r["fused_us"] != 0
+                                   and r["stepwise_us"] != 0 for r in doc["per_step"]), \
         doc["per_step"]
     assert {r["mode"] for r in doc["per_step"]} == {"inference", "training"}
     assert "One more step" in md
