@@ -9,7 +9,9 @@ backward of a call runs on the backend its forward ran on.
 
 Which algorithm the CUDA kernels use (backends "cuda" and "simt"): `with fusedrnn.algorithm(...)`.
 "auto" (default): on CUDA, persistent when W_hh fits on chip and the batch is small (forward
-              B <= 48, backward B <= 24: where the performance model predicts it no slower),
+              B <= 48, backward B <= 24: where the performance model predicts it no slower);
+              one direction's inference forward as an H200 measured (csrc/auto_measured.h:
+              H >= 1024 up to B = 16, GRU up to B = 8, fp32/fp64 LSTM at H >= 512 up to B = 8);
               else stepwise; under the SIMT backend, stepwise (tests pick kernels explicitly).
 "persistent": one cooperative launch per layer and direction for the whole sequence, W_hh kept
               in shared memory (csrc/cuda/persistent.h); raises when W_hh does not fit.
