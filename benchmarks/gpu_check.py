@@ -90,22 +90,6 @@ def case_list(quick, device):
     return out
 
 
-def persistent_fits(case, device):
-    """Whether the persistent plan fits (one direction, all SMs), asked before running: an
-    explicit persistent case that does not fit is reported n/a without a call."""
-    if device.type != "cuda":
-        return True
-    p = torch.cuda.get_device_properties(device)
-    try:
-        plan = torch.ops.fusedrnn_persistent.plan_for(
-            case.cell, case.size.B, case.size.H, bench.DTYPES[case.dtype], p.multi_processor_count,
-            getattr(p, "shared_memory_per_block_optin", 232448 if p.major >= 9 else 166912), 1024,
-            16 if p.major >= 9 else 0)
-    except Exception:  # noqa: BLE001 - no plan query: let the op decide
-        return True
-    return bool(plan[0])
-
-
 def versions(device):
     info = bench.machine_info(device)
     info["tf32"] = {
@@ -188,6 +172,19 @@ def kernel_table(case, device, seed=0):
     return out
 
 
+def median_seconds(fn, device, reps):
+    """Median wall time of fn() over reps calls after one warm call, synchronised each call."""
+    fn()
+    bench._sync(device)
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        bench._sync(device)
+        times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2]
+
+
 CLUSTER_CASES = [("lstm", "bf16", 1, 256), ("lstm", "bf16", 8, 256), ("lstm", "bf16", 8, 448),
                  ("lstm", "bf16", 8, 512), ("lstm", "bf16", 16, 256), ("gru", "bf16", 8, 256),
                  ("lstm", "fp32", 8, 256)]
@@ -225,15 +222,7 @@ def cluster_vs_grid(device, T=100, reps=20):
                 # lstm_forward takes w_hr before the algorithm, gru_forward does not
                 extra = (None, None) if cell == "lstm" else (None,)
                 run = lambda: op(*args, False, backend, *extra, "persistent")  # noqa: E731
-                run()
-                bench._sync(device)
-                times = []
-                for _ in range(reps if cuda else 1):
-                    t = time.perf_counter()
-                    run()
-                    bench._sync(device)
-                    times.append(time.perf_counter() - t)
-                row[f"{name}_us"] = sorted(times)[len(times) // 2] / T_ * 1e6
+                row[f"{name}_us"] = median_seconds(run, device, reps if cuda else 1) / T_ * 1e6
         except Exception as e:  # noqa: BLE001
             row["error"] = f"{type(e).__name__}: {e}"
         finally:
@@ -295,15 +284,7 @@ def wavefront_vs_layers(device, T=100, reps=20):
         try:
             torch.backends.cudnn.allow_tf32 = True  # fp32 RNNs on TF32, torch's default
             for name, fn in (("wave", wave), ("layers", layers)):
-                fn()
-                bench._sync(device)
-                times = []
-                for _ in range(reps if cuda else 1):
-                    t = time.perf_counter()
-                    fn()
-                    bench._sync(device)
-                    times.append(time.perf_counter() - t)
-                row[f"{name}_us"] = sorted(times)[len(times) // 2] * 1e6
+                row[f"{name}_us"] = median_seconds(fn, device, reps if cuda else 1) * 1e6
         except Exception as e:  # noqa: BLE001
             row["error"] = f"{type(e).__name__}: {e}"
         finally:
@@ -364,17 +345,8 @@ def per_step(device, T0=50, T1=550, reps=10):
                                     m(x)
                             else:
                                 m(x)[0].sum().backward()
-                    t = {}
-                    for T, x in xs.items():
-                        call(x)
-                        bench._sync(device)
-                        times = []
-                        for _ in range(reps):
-                            t0 = time.perf_counter()
-                            call(x)
-                            bench._sync(device)
-                            times.append(time.perf_counter() - t0)
-                        t[T] = sorted(times)[len(times) // 2]
+                    t = {T: median_seconds(lambda x=x: call(x), device, reps)
+                         for T, x in xs.items()}
                     step = (t[T1] - t[T0]) / (T1 - T0)
                     row[f"{which}_us"] = step * 1e6
                     row[f"{which}_fixed_us"] = (t[T0] - T0 * step) * 1e6
@@ -570,15 +542,13 @@ def main(argv=None):
             save()
             print(f"{key}: done at {time.perf_counter() - t0:.0f} s", flush=True)
 
-    if a.resume:  # a follow-up run: the comparisons first, then the cases left over
-        sections()
-
     prev = {}
-    if a.resume:  # cases measured by an earlier run (ok, n/a, mismatch) are taken over
-        with open(a.resume) as f:
+    if a.resume:  # a follow-up run: the comparisons first, then the cases the earlier run left
+        with open(a.resume) as f:  # measured ones (ok, n/a, mismatch) are taken over
             prev = {r["name"]: r for r in json.load(f)["results"]
                     if r["status"] in ("ok", "n/a", "MISMATCH")}
         doc["resumed_from"] = f"{a.resume} ({len(prev)} cases)"
+        sections()
     for i, (group, case) in enumerate(cases):
         if case.name in prev:
             r = dict(prev[case.name], group=group, run="earlier")
@@ -587,12 +557,6 @@ def main(argv=None):
         if time.perf_counter() > deadline:
             doc["not_run"] = [c.name for _, c in cases[i:] if c.name not in prev]
             break
-        if case.algorithm == "persistent" and not persistent_fits(case, device):
-            r = {"name": case.name, "cell": case.cell, "dtype": case.dtype, "mode": case.mode,
-                 "group": group, "status": "n/a", "check": None,
-                 "error": "persistent: W_hh does not fit on chip (the plan, not run)"}
-            doc["results"].append(r)
-            continue
         r = bench.run_case(case, device, repeat=repeat, warmup=3 if cuda else 1,
                            max_time=5.0, cuda_graphs="auto")
         r["group"] = group
