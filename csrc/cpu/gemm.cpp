@@ -78,10 +78,25 @@ constexpr double kParallelBytes = 512 << 10;
 // product of LSTM T=100 B=64 H=512 (52 MB): 190-200 -> ~240 GFLOP/s on one core, the whole
 // forward ~8% faster.
 constexpr double kStreamBytes = 16 << 20;
+// A B of this size and more (the packed slice, all panels) is prefetched into L2 a chunk ahead:
+// only the first row tile of a chunk reads it from beyond L2, one line per k, faster than the
+// hardware prefetchers fetch it. On AVX2 (2-core Xeon): one thread 80 -> 92 GFLOP/s at M = 1536,
+// N = 4096, K = 1024 (B 16 MB; MKL 103), two threads 155 -> 176 at M = 800 (the LSTM's hoisted
+// product at H = 1024) and 83 -> 95 at M = 64, N = 8192, K = 2048 (a step at H = 2048); with
+// B of 2-3.2 MB (the dW products at H = 512-1024) no change beyond the noise, hence the bound.
+constexpr double kPrefetchBytes = 4 << 20;
 // Products of fewer rows than this on an unpacked B (PackedB's packed = false: matmul.h leaves B
 // unpacked below kPackMinRows rows) run on the thin kernels (gemm_thin.h) instead of the BLAS of
 // torch.
 constexpr int64_t kThinBelowRows = 32;
+
+inline void prefetch_l2(const char* p) {
+#if defined(__GNUC__)
+  __builtin_prefetch(p, 0, 2);  // prefetcht1 on x86
+#else
+  (void)p;
+#endif
+}
 
 void store_fence() {
 #if defined(__x86_64__)
@@ -217,7 +232,13 @@ void gemm_packed(int64_t M, float alpha, bool ta, const float* A, int64_t lda, c
   // A read in place keeps the whole K: slicing it measured ~7% slower on dx = da W (K = 4H),
   // from the extra passes over C. Later slices accumulate onto C with beta = 1.
   const int64_t KS = !ta || K <= kKSlice ? K : kKSlice;
-  const int64_t MC = std::max<int64_t>(kMinRows, kABudget / KS) / MR * MR;
+  // Row blocks of equal height, a multiple of MR, at least kMinRows: rounding kMinRows down to
+  // MR's multiple (60 rows on AVX2) cut a step's 64 rows at H = 2048 into 60 + 4 and streamed
+  // its 64 MB of W_hh twice (the step product ran at 83 GFLOP/s on two threads, MKL at 151); an
+  // unbalanced last block does the same for a few rows (M = 800 at K = 1024: 6 x 126 + 44).
+  const int64_t MC0 = (std::max<int64_t>(kMinRows, kABudget / KS) + MR - 1) / MR * MR;
+  const int64_t row_blocks = (M + MC0 - 1) / MC0;
+  const int64_t MC = ((M + row_blocks - 1) / row_blocks + MR - 1) / MR * MR;
   const int64_t panels = (N + NR - 1) / NR;
   const bool stream =
       stream_ok && KS == K && double(M) * double(N) * sizeof(float) >= kStreamBytes;
@@ -270,26 +291,40 @@ void gemm_packed(int64_t M, float alpha, bool ta, const float* A, int64_t lda, c
         }
       };
       const float* bp0 = B.data.get();
+      const double bytes = double(panels) * double(NR) * double(ks) * sizeof(float);
+      const bool prefetch = bytes >= kPrefetchBytes;
       auto run = [&](int64_t p0, int64_t p1, int64_t r0, int64_t r1) {
         for (int64_t q = p0; q < p1; ++q) {
           const int64_t p = reverse ? p0 + p1 - 1 - q : q;
           const int64_t n0 = p * NR, nv = std::min(NR, N - n0);
           const float* bp = bp0 + p * K * NR + ps * NR;
+          // the first chunk of the panel this slot takes next (null after its last)
+          const float* bnext =
+              q + 1 < p1 ? bp0 + (reverse ? p - 1 : p + 1) * K * NR + ps * NR : nullptr;
           for (int64_t pc = 0; pc < ks; pc += KC) {
             const int64_t kc = std::min(KC, ks - pc);
             // later chunks accumulate onto the first, which applies beta and the bias
             const float be = pc == 0 ? beta_s : 1.f;
             const float* bb = pc == 0 && bias_s ? bias_s + n0 : nullptr;
             const bool nt = stream && pc + kc == ks;
-            for (int64_t r = r0; r < r1; ++r)
+            // The next chunk of B into L2 while this one is multiplied, a share per row tile
+            // (kPrefetchBytes).
+            const float* nx = pc + kc < ks ? bp + (pc + kc) * NR : bnext;
+            const int64_t nk = pc + kc < ks ? std::min(KC, ks - pc - kc) : std::min(KC, ks);
+            const int64_t lines = nx && prefetch ? nk * NR * int64_t(sizeof(float)) / 64 : 0;
+            for (int64_t r = r0; r < r1; ++r) {
+              const char* pf = reinterpret_cast<const char*>(nx);
+              for (int64_t l = lines * (r - r0) / (r1 - r0), le = lines * (r - r0 + 1) / (r1 - r0);
+                   l < le; ++l)
+                prefetch_l2(pf + l * 64);
               ar.kernel(std::min(TH, mc - r * TH), nv, kc, ap + r * rstride + pc * kstride, ald,
                         bp + pc * NR, alpha, be, bb, C + (ic + r * TH) * ldc + n0, ldc, nt);
+            }
           }
         }
         if (stream) store_fence();
       };
       const double flops = 2.0 * double(mc) * double(N) * double(ks);
-      const double bytes = double(panels) * double(NR) * double(ks) * sizeof(float);
       if (run_on_caller(flops, bytes)) {
         B.ensure_packed();
         if (ta) pack(0, ks, 0, blocks);
