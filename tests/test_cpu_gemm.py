@@ -81,6 +81,9 @@ def test_large_blocked(isa, threads):
     # K over several slices (beta and bias applied once, by the first) with M over a row block
     _check(isa, 300, 70, 1100, True, False, -0.5, -0.5, 2, gen, True)
     _check(isa, 300, 70, 1100, False, False, 1.5, 1.0, 0, gen, True)
+    # A in place with K over kKSliceDirect (2048): three slices, over two row blocks
+    _check(isa, 70, 40, 4200, False, True, 0.5, -0.5, 1, gen, True)
+    _check(isa, 9, 33, 2049, False, False, 1.0, 1.0, 0, gen)
 
 
 def test_streamed_output(isa, threads):

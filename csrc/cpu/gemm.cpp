@@ -1,9 +1,9 @@
 // The fp32 GEMM driver (contract: gemm.h): instruction-set choice, packing of B and A, cache
 // blocking and threading around the microkernels of gemm_kernel_*.cpp.
 //
-// Blocking: a transposed A has K cut into slices of at most kKSlice; per slice (the whole K for A
-// in place), A is taken in row blocks of MC rows (MC*slice floats sized for L2; packed only when
-// transposed);
+// Blocking: K is cut into slices of at most kKSlice (a transposed A) or kKSliceDirect (A in
+// place); per slice, A is taken in row blocks of equal height (MC*slice floats sized for L2;
+// packed only when transposed);
 // threads split the column panels; within a panel the K dimension runs in chunks of kc (per
 // instruction set, gemm_kernel_*.cpp) that every row tile of the block reuses from cache.
 #include "cpu/gemm.h"
@@ -63,6 +63,12 @@ constexpr int64_t kMinRows = 64;
 // 512 (C = dW is 4-64 MB at H = 512-2048): dW products at T*B = 6400 measured 5-10% faster on
 // two threads (H = 512: ~330 -> ~350 GFLOP/s, H = 2048: ~365 -> ~405).
 constexpr int64_t kKSlice = 1024;
+constexpr int64_t kKSliceDirect = 2048;
+// Packing a transposed A (da^T in dW = da^T x) reads a few lines of each of ks rows lda = 4H
+// floats apart: pages apart, where the hardware prefetchers stop, so each row was a wait on
+// memory. Prefetched this many rows ahead, dW at T*B = 6400 on AVX2 (2-core Xeon, two threads)
+// went 121 -> 137-167 GFLOP/s at H = 512 and 141-154 -> 150-168 at H = 1024.
+constexpr int64_t kPackAhead = 16;
 // A product runs on the calling thread below both this many flops (waking the pool costs more;
 // measured: 4 MFLOP left the per-step products of T=20 B=8 H=128 on one thread, and LSTM there
 // at ~0.8x of torch.nn on two threads, ~1.0x with 1 MFLOP) and this many bytes of packed B (thin
@@ -229,9 +235,12 @@ void gemm_packed(int64_t M, float alpha, bool ta, const float* A, int64_t lda, c
   // most kKSlice (BLIS order: K slice outside the row blocks), so that the packed row block is
   // MC x slice (L2) instead of MC x K (> L2) and each panel's slice of B is streamed once per
   // MC >= 128 rows instead of once per 64 (dW at T=100 B=64 H=512: ~150 -> ~180 GFLOP/s).
-  // A read in place keeps the whole K: slicing it measured ~7% slower on dx = da W (K = 4H),
-  // from the extra passes over C. Later slices accumulate onto C with beta = 1.
-  const int64_t KS = !ta || K <= kKSlice ? K : kKSlice;
+  // A read in place keeps K up to kKSliceDirect whole: slicing it measured ~7% slower on
+  // dx = da W at K = 4H = 2048, from the extra passes over C; beyond, the row block (64 rows
+  // x K) outgrows L2 and was read from L3 for every panel (dx at H = 2048, K = 8192: 155-159 ->
+  // 174-178 GFLOP/s on AVX2 in slices of 2048). Later slices accumulate onto C with beta = 1.
+  const int64_t slice = ta ? kKSlice : kKSliceDirect;
+  const int64_t KS = K <= slice ? K : slice;
   // Row blocks of equal height, a multiple of MR, at least kMinRows: rounding kMinRows down to
   // MR's multiple (60 rows on AVX2) cut a step's 64 rows at H = 2048 into 60 + 4 and streamed
   // its 64 MB of W_hh twice (the step product ran at 83 GFLOP/s on two threads, MKL at 151); an
@@ -275,8 +284,16 @@ void gemm_packed(int64_t M, float alpha, bool ta, const float* A, int64_t lda, c
       // row blocks (8% of the dW product's time with r outer, which read one 32-byte piece per
       // row of A and came back to the line later).
       auto pack = [&](int64_t k0, int64_t k1, int64_t r0, int64_t r1) {
+        // The rows kPackAhead further on into L2 first (see there).
+        const int64_t c0 = ic + r0 * MR, c1 = std::min(ic + mc, ic + r1 * MR);
         for (int64_t k = k0; k < k1; ++k) {
           const float* src = A + (ps + k) * lda + ic;
+          if (k + kPackAhead < k1) {
+            const char* ahead = reinterpret_cast<const char*>(A + (ps + k + kPackAhead) * lda);
+            for (int64_t b = (c0 * int64_t(sizeof(float))) & ~int64_t(63);
+                 b < c1 * int64_t(sizeof(float)); b += 64)
+              prefetch_l2(ahead + b);
+          }
           for (int64_t r = r0; r < r1; ++r) {
             const int64_t i0 = r * MR, rows = std::min(MR, mc - i0);
             float* dst = dst0 + r * MR * ks + k * MR;
