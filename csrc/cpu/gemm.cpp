@@ -91,6 +91,12 @@ constexpr double kStreamBytes = 16 << 20;
 // product at H = 1024) and 83 -> 95 at M = 64, N = 8192, K = 2048 (a step at H = 2048); with
 // B of 2-3.2 MB (the dW products at H = 512-1024) no change beyond the noise, hence the bound.
 constexpr double kPrefetchBytes = 4 << 20;
+// ... and only for a slot running this many row tiles and more per chunk: below, the prefetch
+// is as much work as the product and a burst of it stalled the step (AVX-512, M = 8,
+// N = 4096, K = 1024: 129 -> 102 GFLOP/s). On AVX-512 it measured +10% at M = 64, N = 8192,
+// K = 2048 (201-221 -> 223-237), +3% at M = 800 and -3% at M = 6400 (the hoisted product at
+// T = 100 B = 64 H = 1024: 272-284 -> 267-272): kept for both instruction sets.
+constexpr int64_t kPrefetchTiles = 4;
 // Products of fewer rows than this on an unpacked B (PackedB's packed = false: matmul.h leaves B
 // unpacked below kPackMinRows rows) run on the thin kernels (gemm_thin.h) instead of the BLAS of
 // torch.
@@ -328,7 +334,8 @@ void gemm_packed(int64_t M, float alpha, bool ta, const float* A, int64_t lda, c
             // (kPrefetchBytes).
             const float* nx = pc + kc < ks ? bp + (pc + kc) * NR : bnext;
             const int64_t nk = pc + kc < ks ? std::min(KC, ks - pc - kc) : std::min(KC, ks);
-            const int64_t lines = nx && prefetch ? nk * NR * int64_t(sizeof(float)) / 64 : 0;
+            const bool ahead = nx && prefetch && r1 - r0 >= kPrefetchTiles;
+            const int64_t lines = ahead ? nk * NR * int64_t(sizeof(float)) / 64 : 0;
             for (int64_t r = r0; r < r1; ++r) {
               const char* pf = reinterpret_cast<const char*>(nx);
               for (int64_t l = lines * (r - r0) / (r1 - r0), le = lines * (r - r0 + 1) / (r1 - r0);
