@@ -16,6 +16,10 @@
 #include <string>
 #include <vector>
 
+#if __has_include(<unistd.h>)
+#include <unistd.h>  // sysconf: the L2 size
+#endif
+
 #if defined(__x86_64__)
 #include <xmmintrin.h>
 #endif
@@ -54,14 +58,27 @@ const GemmArch& arch_of(GemmIsa isa) {
   TORCH_CHECK(false, "fusedrnn: no GEMM microkernel for this instruction set");
 }
 
-// Floats of A per row block: sized so the block stays in the 1 MB L2 next to B's stream; at least
+// Floats of A per row block: sized so the block stays in L2 next to B's stream; at least
 // kMinRows rows, so that the per-step products (M = batch <= 64) read B from memory only once.
+// kABudget (512 KB, half of a 1 MB L2) where the system does not say how large L2 is.
 constexpr int64_t kABudget = 128 * 1024;
 constexpr int64_t kMinRows = 64;
+// Half of a core's L2 where sysconf knows it (within 64K-1M floats). A 2 MB L2 (the 2-core Xeon)
+// then takes 1 MB blocks: each block streams all of B, and with B of 64 MB (the hoisted product
+// at H = 2048, M = 6400) 64-row blocks read 6.4 GB of it per call: AVX-512 196-234 -> 224-244
+// GFLOP/s there, dx (K = 2048, 8192) +5-10%; on AVX2 within the noise or better.
+int64_t a_block_floats() {
+#if defined(_SC_LEVEL2_CACHE_SIZE)
+  const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+  if (l2 > 0)
+    return std::clamp<int64_t>(int64_t(l2) / 2 / int64_t(sizeof(float)), 64 << 10, 1 << 20);
+#endif
+  return kABudget;
+}
 // Longest K slice of a packed (transposed) A per pass over its row blocks (see gemm_packed). 1024:
-// MC = 128 rows, packed block 512 KB in L2, each panel's slice 128 KB; half the passes over C of
-// 512 (C = dW is 4-64 MB at H = 512-2048): dW products at T*B = 6400 measured 5-10% faster on
-// two threads (H = 512: ~330 -> ~350 GFLOP/s, H = 2048: ~365 -> ~405).
+// MC = 128 rows (with kABudget), packed block 512 KB in L2, each panel's slice 128 KB; half the
+// passes over C of 512 (C = dW is 4-64 MB at H = 512-2048): dW products at T*B = 6400 measured
+// 5-10% faster on two threads (H = 512: ~330 -> ~350 GFLOP/s, H = 2048: ~365 -> ~405).
 constexpr int64_t kKSlice = 1024;
 constexpr int64_t kKSliceDirect = 2048;
 // Packing a transposed A (da^T in dW = da^T x) reads a few lines of each of ks rows lda = 4H
@@ -251,7 +268,8 @@ void gemm_packed(int64_t M, float alpha, bool ta, const float* A, int64_t lda, c
   // MR's multiple (60 rows on AVX2) cut a step's 64 rows at H = 2048 into 60 + 4 and streamed
   // its 64 MB of W_hh twice (the step product ran at 83 GFLOP/s on two threads, MKL at 151); an
   // unbalanced last block does the same for a few rows (M = 800 at K = 1024: 6 x 126 + 44).
-  const int64_t MC0 = (std::max<int64_t>(kMinRows, kABudget / KS) + MR - 1) / MR * MR;
+  static const int64_t a_budget = a_block_floats();
+  const int64_t MC0 = (std::max<int64_t>(kMinRows, a_budget / KS) + MR - 1) / MR * MR;
   const int64_t row_blocks = (M + MC0 - 1) / MC0;
   const int64_t MC = ((M + row_blocks - 1) / row_blocks + MR - 1) / MR * MR;
   const int64_t panels = (N + NR - 1) / NR;
