@@ -65,7 +65,7 @@ constexpr int64_t kABudget = 128 * 1024;
 constexpr int64_t kMinRows = 64;
 // Half of a core's L2 where sysconf knows it (within 64K-1M floats). A 2 MB L2 (the 2-core Xeon)
 // then takes 1 MB blocks: each block streams all of B, and with B of 64 MB (the hoisted product
-// at H = 2048, M = 6400) 64-row blocks read 6.4 GB of it per call: AVX-512 196-234 -> 224-244
+// at H = 2048, M = 6400) 64-row blocks read 6.4 GB of it per call: AVX-512 196-234 -> 219-244
 // GFLOP/s there, dx (K = 2048, 8192) +5-10%; on AVX2 within the noise or better.
 int64_t a_block_floats() {
 #if defined(_SC_LEVEL2_CACHE_SIZE)
@@ -354,8 +354,8 @@ void gemm_packed(int64_t M, float alpha, bool ta, const float* A, int64_t lda, c
             const int64_t nk = pc + kc < ks ? std::min(KC, ks - pc - kc) : std::min(KC, ks);
             const bool ahead = nx && prefetch && r1 - r0 >= kPrefetchTiles;
             const int64_t lines = ahead ? nk * NR * int64_t(sizeof(float)) / 64 : 0;
+            const char* pf = reinterpret_cast<const char*>(nx);
             for (int64_t r = r0; r < r1; ++r) {
-              const char* pf = reinterpret_cast<const char*>(nx);
               for (int64_t l = lines * (r - r0) / (r1 - r0), le = lines * (r - r0 + 1) / (r1 - r0);
                    l < le; ++l)
                 prefetch_l2(pf + l * 64);
