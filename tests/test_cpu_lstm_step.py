@@ -1,7 +1,7 @@
 """The CPU backend's fused LSTM step (csrc/cpu/lstm_step.h: the recurrent GEMM with the cell
 update in its epilogue, W_hh packed L units x 4 gates per panel), on every instruction set it is
 compiled for that this CPU has (the cpu_isa fixture: AVX-512, L = 16, tiles of 4 rows; AVX2 + FMA,
-L = 8, tiles of 2 rows). Against the fp64 reference and against the unfused path
+L = 8, tiles of 3 rows). Against the fp64 reference and against the unfused path
 (FUSEDRNN_CPU_FUSED=0: GEMM, then the pointwise pass, same instruction set) on the same inputs:
 hidden sizes that do and do not fill an 8- or 16-unit panel, batches that do and do not fill a
 row tile, packed input in both directions, 1 and 2 threads, the input projection hoisted and per
@@ -127,6 +127,8 @@ def test_fused_large_streamed_projection(reverse, cpu_isa, monkeypatch):
     projection with non-temporal stores, and the fused step prefetches them: same results as the
     unfused path (ordinary stores) and the fp64 reference."""
     T, B, I, H = 40, 33, 37, 801  # 40*33*3204*4 bytes = 16.9 MB of gates
+    # a layer this wide takes the GEMM + pointwise pass by default (lstm_step_for): force the step
+    monkeypatch.setenv("FUSEDRNN_CPU_FUSED", "1")
     x, h0, c0, w = _inputs(T, B, I, H, seed=5)
     # weights ~ 1/sqrt(fan-in), as torch.nn initialises them: at std 0.5 a recurrence of 801 units
     # saturates and is chaotic over 40 steps, so fp32 and fp64 drift apart whatever the code
@@ -156,3 +158,30 @@ def test_fused_other_dtypes(dtype, H, cpu_isa):
     for k, (a, b) in enumerate(zip(got, want)):
         assert a.dtype == dtype, k
         torch.testing.assert_close(a.double(), b, **TOL[dtype], msg=f"item {k}")
+
+
+def _bits_equal(a, b):
+    return all(torch.equal(u, v) for u, v in zip(a, b))
+
+
+@pytest.mark.parametrize("H,fused", [(200, True), (600, False)])
+def test_fused_only_where_it_pays(H, fused, cpu_isa, monkeypatch):
+    """Beyond the thin batches the fused step runs only up to the kernel's max_step_h (384 on
+    AVX2, 512 on AVX-512; lstm_step.h: lstm_step_for): at H = 200 the layer's results are those
+    of the fused step bit for bit, at H = 600 those of the GEMM + pointwise pass;
+    FUSEDRNN_CPU_FUSED=1 forces the step. Thin batches keep it at any H (their sweeps)."""
+    T, B, I = 3, 17, 9
+    assert testing.cpu_lstm_fused_isa() == cpu_isa
+    assert testing.cpu_lstm_fused_for(B, H) == fused
+    assert testing.cpu_lstm_fused_for(8, 4096) and testing.cpu_lstm_fused_for(B, 100)
+    x, h0, c0, w = _inputs(T, B, I, H, seed=H)
+    default = _run(x, h0, c0, w, False)
+    with monkeypatch.context() as m:
+        m.setenv("FUSEDRNN_CPU_FUSED", "1")
+        assert testing.cpu_lstm_fused_for(B, H)
+        forced = _run(x, h0, c0, w, False)
+    unfused = _unfused(monkeypatch, x, h0, c0, w, False)
+    # the two paths round differently (sums in another order), so bitwise equality names the path
+    assert not _bits_equal(forced[:3], unfused[:3])
+    assert _bits_equal(default[:3], forced[:3] if fused else unfused[:3])
+    _close(default, unfused, 5e-5)

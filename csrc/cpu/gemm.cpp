@@ -101,31 +101,10 @@ constexpr double kParallelBytes = 512 << 10;
 // product of LSTM T=100 B=64 H=512 (52 MB): 190-200 -> ~240 GFLOP/s on one core, the whole
 // forward ~8% faster.
 constexpr double kStreamBytes = 16 << 20;
-// A B of this size and more (the packed slice, all panels) is prefetched into L2 a chunk ahead:
-// only the first row tile of a chunk reads it from beyond L2, one line per k, faster than the
-// hardware prefetchers fetch it. On AVX2 (2-core Xeon): one thread 80 -> 92 GFLOP/s at M = 1536,
-// N = 4096, K = 1024 (B 16 MB; MKL 103), two threads 155 -> 176 at M = 800 (the LSTM's hoisted
-// product at H = 1024) and 83 -> 95 at M = 64, N = 8192, K = 2048 (a step at H = 2048); with
-// B of 2-3.2 MB (the dW products at H = 512-1024) no change beyond the noise, hence the bound.
-constexpr double kPrefetchBytes = 4 << 20;
-// ... and only for a slot running this many row tiles and more per chunk: below, the prefetch
-// is as much work as the product and a burst of it stalled the step (AVX-512, M = 8,
-// N = 4096, K = 1024: 129 -> 102 GFLOP/s). On AVX-512 it measured +10% at M = 64, N = 8192,
-// K = 2048 (201-221 -> 223-237), +3% at M = 800 and -3% at M = 6400 (the hoisted product at
-// T = 100 B = 64 H = 1024: 272-284 -> 267-272): kept for both instruction sets.
-constexpr int64_t kPrefetchTiles = 4;
 // Products of fewer rows than this on an unpacked B (PackedB's packed = false: matmul.h leaves B
 // unpacked below kPackMinRows rows) run on the thin kernels (gemm_thin.h) instead of the BLAS of
 // torch.
 constexpr int64_t kThinBelowRows = 32;
-
-inline void prefetch_l2(const char* p) {
-#if defined(__GNUC__)
-  __builtin_prefetch(p, 0, 2);  // prefetcht1 on x86
-#else
-  (void)p;
-#endif
-}
 
 void store_fence() {
 #if defined(__x86_64__)

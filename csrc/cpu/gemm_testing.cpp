@@ -77,6 +77,8 @@ std::string cpu_lstm_fused_isa() {
   const LstmStepKernel* k = lstm_step_fn();
   return k ? k->isa : "";
 }
+// Whether an LSTM layer of B rows a step and H units runs the fused step (lstm_step_for).
+bool cpu_lstm_fused_for(int64_t B, int64_t H) { return lstm_step_for(B, H) != nullptr; }
 bool cpu_force_isa(int64_t level) { return force_cpu_isa(int(level)); }
 bool cpu_lstm_thin() { return lstm_forward_thin_fn() != nullptr; }
 int64_t cpu_lstm_thin_rows() { return kThinRows; }
@@ -91,6 +93,7 @@ TORCH_LIBRARY(fusedrnn_testing, m) {
   m.impl("cpu_gemm_repeat", c10::DispatchKey::CPU, TORCH_FN(cpu_gemm_repeat));
   m.def("cpu_lstm_fused() -> bool", TORCH_FN(cpu_lstm_fused));
   m.def("cpu_lstm_fused_isa() -> str", TORCH_FN(cpu_lstm_fused_isa));
+  m.def("cpu_lstm_fused_for(int B, int H) -> bool", TORCH_FN(cpu_lstm_fused_for));
   m.def("cpu_force_isa(int level) -> bool", TORCH_FN(cpu_force_isa));
   m.def("cpu_lstm_thin() -> bool", TORCH_FN(cpu_lstm_thin));
   m.def("cpu_lstm_thin_rows() -> int", TORCH_FN(cpu_lstm_thin_rows));

@@ -46,14 +46,15 @@ void forward_steps(const Steps& all, const std::vector<StepChunk>& chunks, const
   const int64_t P = w_hh.size(1), G = w_hh.size(0), H = G / 4, I = w_ih.size(1);
   const bool proj = w_hr.defined();
   if (all.N == 0) return;
-  // Without a projection, fp32 steps run fused where the CPU allows (lstm_step.h: the recurrent
-  // GEMM with the cell update in its epilogue), else as a GEMM plus a pointwise pass; W_hh is
+  // Without a projection, fp32 steps run fused where the CPU allows and it pays (lstm_step.h:
+  // lstm_step_for; the recurrent GEMM with the cell update in its epilogue), else as a GEMM plus
+  // a pointwise pass; W_hh is
   // packed (if at all) once for all steps. Fewer rows than kPackMinRows in all (a single step at
   // B <= 16) do not repay packing W_hh into the fused step's panels: the GEMM reads it as stored
   // there (matmul.h).
   const LstmStepKernel* fused = nullptr;
   if constexpr (std::is_same_v<S, float>)
-    fused = proj || all.N < kPackMinRows ? nullptr : lstm_step_fn();
+    fused = proj || all.N < kPackMinRows ? nullptr : lstm_step_for(all.B, H);
   auto bias = b_ih ? (*b_ih + *b_hh).contiguous() : Tensor();
   auto m = proj ? at::empty({all.B, H}, x.options()) : Tensor();  // o * tanh(c) before W_hr
   std::optional<LstmStepWeights> wf;

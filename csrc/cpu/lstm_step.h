@@ -6,7 +6,7 @@
 // pointwise_avx512.cpp (16 floats per vector), AVX2+FMA in pointwise_avx2.cpp (8). The panel
 // width L is the vector width: W_hh [4H, H] is packed once per call into panels of L hidden units:
 // panel p holds, for every k < H, the 4L floats W_hh[q*H + Lp + u, k] (gate q = i,f,g,o, unit
-// u < L; zero beyond H). A tile of a few batch rows (4 with AVX-512's 32 registers, 2 with AVX2's
+// u < L; zero beyond H). A tile of a few batch rows (4 with AVX-512's 32 registers, 3 with AVX2's
 // 16) x one panel therefore ends with all four gates of L units in registers, and the cell math
 // (csrc/cells, as in the pointwise pass) runs before the store. The packing depends on L, so the
 // weights remember the kernel that packed them and only that kernel's step may read them.
@@ -42,6 +42,8 @@ using LstmStepFn = void (*)(const LstmStepWeights& w, int64_t n, const float* h,
 struct LstmStepKernel {
   const char* isa;  // "avx512" or "avx2"
   int64_t units;    // L, hidden units per panel
+  // The largest H at which a step at a time beats the GEMM + pointwise pass (lstm_step_for).
+  int64_t max_step_h;
   // Writes panel p of the layout above (H * 4L floats at d, 64-byte aligned) from w_hh [4H, H].
   void (*pack_panel)(const float* w_hh, int64_t H, int64_t p, float* d);
   LstmStepFn step;
@@ -96,6 +98,13 @@ struct LstmStepWeights {
 // pointwise passes run AVX-512, else AVX2 (FUSEDRNN_CPU_NO_AVX512=1 or FUSEDRNN_CPU_GEMM=avx2
 // select it on an AVX-512 CPU; pointwise.h: force_cpu_isa for tests).
 const LstmStepKernel* lstm_step_fn();
+
+// The fused step for the steps of a layer of B rows and H units, or null where the separate GEMM
+// + pointwise pass is faster: batches of at most kThinRows (lstm_sweep.h) always take it (the
+// thin sweeps run on it); wider ones only up to the kernel's max_step_h, as measured (the step's
+// tile keeps fewer accumulators than the GEMM's, which at large H costs more than the gates'
+// round trip through the cache it saves). FUSEDRNN_CPU_FUSED=1 takes it at every size (tests).
+const LstmStepKernel* lstm_step_for(int64_t B, int64_t H);
 
 }  // namespace cpu
 }  // namespace fusedrnn

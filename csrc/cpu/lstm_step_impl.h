@@ -5,8 +5,9 @@
 //
 // Isa provides: L (floats per vector = units per panel; the cell math's V<float> must have the
 // same width), MR (rows per tile: MR * 4 accumulators and the panel's 4 vectors of one k fit the
-// register file), KC (K chunk), kPinPanel (keep the panel's vectors in registers rather than
-// as FMA memory operands), vector type V and mask type Mask, and static functions zero(),
+// register file), KC (K chunk), kPinPanel (how many of the panel's 4 vectors of one k to keep in
+// registers, 0, 2 or 4, rather than as FMA memory operands), kMaxStepH (lstm_step.h:
+// lstm_step_for), vector type V and mask type Mask, and static functions zero(),
 // load(p) (aligned to the vector), loadu(p), storeu(p, v), set1(x), fma(a, b, c) = a*b + c,
 // add(a, b), mask(n) (lanes < n; any n), maskload(m, p) (masked-off lanes read as 0, never
 // touched), maskstore(p, m, v), and transpose(src, lds, rows, cols, dst, ldd): an L x L block
@@ -60,7 +61,8 @@ static void tile(int64_t H, int64_t k0, int64_t kc, bool last, const float* h, c
           b3 = Isa::load(b + 3 * L);
       // Left to itself GCC folds these loads into every row's FMAs (R + 1 loads per FMA pair
       // where 1 + R/4 would do); with two loads a cycle that starves the FMA pipes at R = 2.
-      if constexpr (Isa::kPinPanel) asm("" : "+x"(b0), "+x"(b1), "+x"(b2), "+x"(b3));
+      if constexpr (Isa::kPinPanel == 4) asm("" : "+x"(b0), "+x"(b1), "+x"(b2), "+x"(b3));
+      if constexpr (Isa::kPinPanel == 2) asm("" : "+x"(b0), "+x"(b1));
 #pragma GCC unroll 4
       for (int i = 0; i < R; ++i) {
         const Vec ai = Isa::set1(a[i * H + k + s]);
@@ -128,14 +130,27 @@ static void panels(const LstmStepWeights& w, int64_t n, const float* h, float* g
                    float* c_out, float* m_out, int64_t p0, int64_t p1, bool rev) {
   constexpr int64_t kU = Isa::L, NC = kCols<Isa>, MR = Isa::MR;
   const int64_t H = w.H;
+  const int64_t tiles = (n + MR - 1) / MR;
+  const bool prefetch = double(w.panels) * double(H) * NC * sizeof(float) >= kPrefetchBytes &&
+                        tiles >= kPrefetchTiles;
   for (int64_t q = p0; q < p1; ++q) {
     const int64_t p = rev ? p0 + p1 - 1 - q : q;
     const int64_t u0 = p * kU, nu = std::min(kU, H - u0);
     const float* bp = w.data.get() + p * H * NC;
+    // the first chunk of the panel this slot takes next (null after its last)
+    const float* bnext = q + 1 < p1 ? w.data.get() + (rev ? p - 1 : p + 1) * H * NC : nullptr;
     for (int64_t k0 = 0; k0 < H; k0 += Isa::KC) {
       const int64_t kc = std::min<int64_t>(Isa::KC, H - k0);
       const bool last = k0 + kc == H;
-      for (int64_t r0 = 0; r0 < n; r0 += MR) {
+      // The next chunk of W_hh into L2 while this one is multiplied, a share per row tile (as
+      // the GEMM's driver, gemm.h: kPrefetchBytes).
+      const float* nx = last ? bnext : bp + (k0 + kc) * NC;
+      const int64_t nk = last ? std::min<int64_t>(Isa::KC, H) : std::min<int64_t>(Isa::KC, H - k0 - kc);
+      const int64_t lines = nx && prefetch ? nk * NC * int64_t(sizeof(float)) / 64 : 0;
+      const char* pf = reinterpret_cast<const char*>(nx);
+      for (int64_t r0 = 0, t = 0; r0 < n; r0 += MR, ++t) {
+        for (int64_t l = lines * t / tiles, le = lines * (t + 1) / tiles; l < le; ++l)
+          prefetch_l2(pf + l * 64);
         // The next tile's first loads (input pre-activations at k0 = 0, the cell state in the
         // last chunk) miss the cache: their rows are 8 KB apart. Asking for them one tile
         // ahead hides that latency (it was ~13% of the step's time).
@@ -189,7 +204,7 @@ static void pack_panel(const float* w_hh, int64_t H, int64_t p, float* d) {
 
 template <class Isa>
 const LstmStepKernel& kernel(const char* name) {
-  static const LstmStepKernel k{name, Isa::L, &pack_panel<Isa>, &lstm_step<Isa>};
+  static const LstmStepKernel k{name, Isa::L, Isa::kMaxStepH, &pack_panel<Isa>, &lstm_step<Isa>};
   return k;
 }
 

@@ -111,6 +111,13 @@ const LstmStepKernel* lstm_step_fn() {
   return nullptr;
 }
 
+const LstmStepKernel* lstm_step_for(int64_t B, int64_t H) {
+  const LstmStepKernel* k = lstm_step_fn();
+  if (!k || B <= kThinRows || H <= k->max_step_h) return k;
+  const char* env = std::getenv("FUSEDRNN_CPU_FUSED");
+  return env && env[0] == '1' ? k : nullptr;
+}
+
 LstmForwardThinFn lstm_forward_thin_fn() {
 #if defined(__x86_64__) && defined(__GNUC__)
   switch (thin_level()) {

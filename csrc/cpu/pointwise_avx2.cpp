@@ -32,12 +32,20 @@ namespace cpu {
 namespace FRNN_PW_NS {
 
 // Traits of the fused step and sweeps (lstm_step_impl.h, lstm_sweep_impl.h) for 16 ymm
-// registers: panels of 8 units, tiles of 2 rows (8 accumulators + the panel's 4 vectors + one
-// broadcast), the backward product with up to 12 accumulators. kc = 256 keeps a panel chunk at
-// 32 KB, as AVX-512's 128.
+// registers: panels of 8 units, tiles of 3 rows (12 accumulators, two of the panel's 4 vectors
+// pinned, one broadcast; the other two are FMA memory operands), the backward product with up to
+// 12 accumulators. kc = 256 keeps a panel chunk at 32 KB, as AVX-512's 128.
+// Tiles of 2 rows with all 4 vectors pinned kept 8 FMA chains (exactly the 2 pipes x 4 cycles of
+// latency) and 17 uops per 8 FMAs, at the front end's limit; measured on the 2-core Xeon (AVX2,
+// two threads, T=100): LSTM inference B=8 H=256 8.4 -> 5.9 ms, H=512 24.8 -> 22.8, B=64 H=1024
+// 660 -> 617, H=2048 3030 -> 2820; B=1, B=4 and training within the noise.
+// kMaxStepH (lstm_step_for): above it GEMM + pointwise pass is faster at B >= 16, as measured
+// there (fused / unfused, inference): H = 128-384 1.01-1.18x, H = 512 0.94-0.97x, H = 1024
+// 0.97-0.98x, H = 2048 0.92x (training, whose forward is a third of it, within +-3%).
 struct LstmAvx2 {
-  static constexpr int L = 8, MR = 2, kAcc = 12, kMinVectors = 2;
-  static constexpr bool kPinPanel = true;
+  static constexpr int L = 8, MR = 3, kAcc = 12, kMinVectors = 2;
+  static constexpr int kPinPanel = 2;
+  static constexpr int64_t kMaxStepH = 384;
   static constexpr int64_t KC = 256;
   using V = __m256;
   using Mask = __m256i;

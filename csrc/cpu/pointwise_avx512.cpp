@@ -45,9 +45,14 @@ namespace FRNN_PW_NS {
 // Traits of the fused step and sweeps (lstm_step_impl.h, lstm_sweep_impl.h) for 32 zmm
 // registers: panels of 16 units, tiles of 4 rows (16 accumulators), the backward product with up
 // to 16 accumulators. kc = 128: a panel chunk of 32 KB stays in L1.
+// kMaxStepH (lstm_step_for): above it GEMM + pointwise pass is faster at B >= 16, as measured on
+// the 2-core Xeon (two threads, T=100, fused / unfused, inference): H = 128-256 1.05-1.12x,
+// H = 512 1.03-1.08x at B = 64 but 0.94-0.97x at B = 128-256, H = 768 1.00x, H = 1024
+// 0.91-0.99x, H = 2048 0.97x.
 struct LstmAvx512 {
   static constexpr int L = 16, MR = 4, kAcc = 16, kMinVectors = 4;
-  static constexpr bool kPinPanel = false;
+  static constexpr int kPinPanel = 0;
+  static constexpr int64_t kMaxStepH = 512;
   static constexpr int64_t KC = 128;
   using V = __m512;
   using Mask = __mmask16;
