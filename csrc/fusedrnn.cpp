@@ -172,6 +172,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     d["live"] = st.live;
     d["sizes"] = st.sizes;
     d["peak"] = st.peak;
+    d["limit"] = st.limit;
     return d;
   });
   m.def("cpu_reset_peak", []() { fusedrnn::cpu::reset_peak(); });

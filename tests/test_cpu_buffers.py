@@ -1,6 +1,10 @@
 """The CPU backend's cache of large buffers (csrc/cpu/big_buffer.h): outputs and saved tensors of
 1 MB and more come from buffers freed by earlier calls. A buffer still referenced must never be
 handed out again, and reused memory must not leak old values into new results."""
+import os
+import subprocess
+import sys
+
 import torch
 
 import fusedrnn
@@ -113,7 +117,7 @@ def test_cache_returns_memory_when_shapes_keep_changing():
         _train_call(T, B)
     # Neighbouring shapes may share a 2 MB size class (legitimately reused); what no later call
     # takes is unmapped within 4 op calls: after three small training calls nothing is left.
-    assert _stats()["cached"] <= 512 << 20  # FUSEDRNN_CPU_CACHE_MB's default
+    assert _stats()["cached"] <= _stats()["limit"]
     for _ in range(3):
         _train_call(3, 1)  # no buffer of 1 MB or more
     s = _stats()
@@ -151,3 +155,23 @@ def test_weight_sized_buffers_stay_cached_when_shapes_vary():
     s = _stats()
     assert s["live"] == 0
     assert len([b for b in s["sizes"] if b >= 4 << 20]) >= 2, s
+
+
+def _limit_in_fresh_process(env_mb):
+    env = {k: v for k, v in os.environ.items() if k != "FUSEDRNN_CPU_CACHE_MB"}
+    if env_mb is not None:
+        env["FUSEDRNN_CPU_CACHE_MB"] = env_mb
+    code = "import fusedrnn; print(fusedrnn._ops._C.cpu_cache_stats()['limit'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    return int(out.stdout.split()[-1])
+
+
+def test_cache_limit_default_and_override():
+    """The limit is an eighth of the physical memory, at least 512 MB (a fixed 512 MB was too
+    little for the loops the cache exists for: LSTM training at H = 2048 cycles ~1.5 GB of
+    buffers); FUSEDRNN_CPU_CACHE_MB overrides it, 0 turns the cache off."""
+    eighth = os.sysconf("SC_PHYS_PAGES") // 8 * os.sysconf("SC_PAGE_SIZE")
+    assert _limit_in_fresh_process(None) == max(512 << 20, eighth)
+    assert _limit_in_fresh_process("100") == 100 << 20
+    assert _limit_in_fresh_process("0") == 0

@@ -6,8 +6,9 @@
 //   buffer of the same (2 MB-rounded) size is there, and free_big returns it to the cache if
 //   its size recurs: requested by the same op in two calls at most 8 op calls apart (a loop
 //   over the same shapes); other buffers are unmapped at once, and cached ones not taken
-//   within 4 op calls too. At most FUSEDRNN_CPU_CACHE_MB megabytes are cached (default 512;
-//   0 disables the cache), buffers of any size. Thread-safe.
+//   within 4 op calls too. At most FUSEDRNN_CPU_CACHE_MB megabytes are cached (default an
+//   eighth of the physical memory, at least 512; 0 disables the cache), buffers of any size.
+//   Thread-safe.
 //   "The same op" means the same op kind and, for buffers sized by the activations, the same
 //   call shape (BufferScope's shape): sizes that only coincide between different shapes (the
 //   gates of T=20 and the output of T=80 at equal B) do not make a buffer recur, so a loop whose
@@ -20,7 +21,8 @@
 //   across calls of any shape.
 // shape_key(tensors): a key of the sizes of the given tensors (undefined ones count too).
 // cache_stats(): {cached bytes, sizes now recurring, bytes handed out and not freed, the size of
-//   every cached buffer, the most bytes handed out and not freed at once since reset_peak()}
+//   every cached buffer, the most bytes handed out and not freed at once since reset_peak(),
+//   the limit}
 //   (tests, benchmarks; sizes as mapped, from 1 MB up, rounded to 2 MB).
 // BigBuffer: a unique_ptr that releases with free_big.
 // empty_big(sizes, options): an uninitialised tensor like at::empty; from 1 MB up on the CPU its
@@ -76,6 +78,7 @@ struct CacheStats {
   size_t cached, recurring, live;
   std::vector<size_t> sizes;
   size_t peak;
+  size_t limit;  // the most bytes the cache may hold
 };
 CacheStats cache_stats();
 void reset_peak();
