@@ -48,10 +48,9 @@ void forward_steps(const Steps& all, const std::vector<StepChunk>& chunks, const
   if (all.N == 0) return;
   // Without a projection, fp32 steps run fused where the CPU allows and it pays (lstm_step.h:
   // lstm_step_for; the recurrent GEMM with the cell update in its epilogue), else as a GEMM plus
-  // a pointwise pass; W_hh is
-  // packed (if at all) once for all steps. Fewer rows than kPackMinRows in all (a single step at
-  // B <= 16) do not repay packing W_hh into the fused step's panels: the GEMM reads it as stored
-  // there (matmul.h).
+  // a pointwise pass; W_hh is packed (if at all) once for all steps. Fewer rows than
+  // kPackMinRows in all (a single step at B <= 16) do not repay packing W_hh into the fused
+  // step's panels: the GEMM reads it as stored there (matmul.h).
   const LstmStepKernel* fused = nullptr;
   if constexpr (std::is_same_v<S, float>)
     fused = proj || all.N < kPackMinRows ? nullptr : lstm_step_for(all.B, H);

@@ -145,7 +145,7 @@ static void panels(const LstmStepWeights& w, int64_t n, const float* h, float* g
       // The next chunk of W_hh into L2 while this one is multiplied, a share per row tile (as
       // the GEMM's driver, gemm.h: kPrefetchBytes).
       const float* nx = last ? bnext : bp + (k0 + kc) * NC;
-      const int64_t nk = last ? std::min<int64_t>(Isa::KC, H) : std::min<int64_t>(Isa::KC, H - k0 - kc);
+      const int64_t nk = std::min<int64_t>(Isa::KC, last ? H : H - k0 - kc);
       const int64_t lines = nx && prefetch ? nk * NC * int64_t(sizeof(float)) / 64 : 0;
       const char* pf = reinterpret_cast<const char*>(nx);
       for (int64_t r0 = 0, t = 0; r0 < n; r0 += MR, ++t) {
