@@ -333,11 +333,8 @@ void gemm_packed(int64_t M, float alpha, bool ta, const float* A, int64_t lda, c
             const int64_t nk = pc + kc < ks ? std::min(KC, ks - pc - kc) : std::min(KC, ks);
             const bool ahead = nx && prefetch && r1 - r0 >= kPrefetchTiles;
             const int64_t lines = ahead ? nk * NR * int64_t(sizeof(float)) / 64 : 0;
-            const char* pf = reinterpret_cast<const char*>(nx);
             for (int64_t r = r0; r < r1; ++r) {
-              for (int64_t l = lines * (r - r0) / (r1 - r0), le = lines * (r - r0 + 1) / (r1 - r0);
-                   l < le; ++l)
-                prefetch_l2(pf + l * 64);
+              prefetch_share_l2(nx, lines, r - r0, r1 - r0);
               ar.kernel(std::min(TH, mc - r * TH), nv, kc, ap + r * rstride + pc * kstride, ald,
                         bp + pc * NR, alpha, be, bb, C + (ic + r * TH) * ldc + n0, ldc, nt);
             }

@@ -49,6 +49,14 @@ inline void prefetch_l2(const void* p) {
 #endif
 }
 
+// Row tile t of `tiles` asks for its share of the `lines` 64-byte lines at next (the chunk of
+// packed weights read after this one; lines = 0: nothing).
+inline void prefetch_share_l2(const void* next, int64_t lines, int64_t t, int64_t tiles) {
+  const char* p = static_cast<const char*>(next);
+  for (int64_t l = lines * t / tiles, le = lines * (t + 1) / tiles; l < le; ++l)
+    prefetch_l2(p + l * 64);
+}
+
 // Whether a product of this many flops, reading this many bytes of packed weights, should run on
 // the calling thread (too small to pay for waking the pool, one thread, or already inside a
 // parallel region) rather than split across threads. Shared by the GEMM and the fused LSTM step.

@@ -147,10 +147,8 @@ static void panels(const LstmStepWeights& w, int64_t n, const float* h, float* g
       const float* nx = last ? bnext : bp + (k0 + kc) * NC;
       const int64_t nk = std::min<int64_t>(Isa::KC, last ? H : H - k0 - kc);
       const int64_t lines = nx && prefetch ? nk * NC * int64_t(sizeof(float)) / 64 : 0;
-      const char* pf = reinterpret_cast<const char*>(nx);
       for (int64_t r0 = 0, t = 0; r0 < n; r0 += MR, ++t) {
-        for (int64_t l = lines * t / tiles, le = lines * (t + 1) / tiles; l < le; ++l)
-          prefetch_l2(pf + l * 64);
+        prefetch_share_l2(nx, lines, t, tiles);
         // The next tile's first loads (input pre-activations at k0 = 0, the cell state in the
         // last chunk) miss the cache: their rows are 8 KB apart. Asking for them one tile
         // ahead hides that latency (it was ~13% of the step's time).
