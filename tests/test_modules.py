@@ -169,3 +169,64 @@ def test_attributes_common_code_reads(name, kw):
     x = torch.randn(5, 2, 3, dtype=torch.float64)
     out, _ = ours(x)
     assert out.dtype == torch.float64
+
+
+@pytest.mark.parametrize("name,extra", CLASSES + [("GRU", {"reset_after": False})],
+                         ids=["lstm", "gru", "rnn_tanh", "rnn_relu", "gru_reset_before"])
+def test_one_layer_path_is_the_general_path(backend, monkeypatch, name, extra):
+    """A single unidirectional layer takes a lean path (_one_layer_forward); it must give what
+    the general path gives, bit for bit, outputs and gradients, and step aside for everything
+    it does not handle."""
+    device = device_of(backend)
+    I, H, T, B = 6, 9, 5, 3
+    base = fusedrnn.modules._FusedRNNBase
+    lean = base._one_layer_forward
+    taken = []
+
+    def spy(self, input, hx):
+        out = lean(self, input, hx)
+        taken.append(out is not None)
+        return out
+
+    monkeypatch.setattr(base, "_one_layer_forward", spy)
+    for batch_first, given, dtype in itertools.product([False, True], [False, True],
+                                                       [torch.float32, torch.float64]):
+        torch.manual_seed(1)
+        ours = getattr(fusedrnn, name)(I, H, batch_first=batch_first, **extra).to(
+            device=device, dtype=dtype)
+        x = torch.randn((B, T, I) if batch_first else (T, B, I), dtype=dtype, device=device)
+        hx = None
+        if given:
+            h = torch.randn(1, B, H, dtype=dtype, device=device)
+            hx = (h, torch.randn_like(h)) if name == "LSTM" else h
+        taken.clear()
+        fast = outputs_and_grads(ours, x, hx)
+        assert taken == [True]
+        monkeypatch.setattr(base, "_one_layer_forward", lambda *a: None)
+        general = outputs_and_grads(ours, x, hx)
+        monkeypatch.setattr(base, "_one_layer_forward", spy)
+        for a, b in zip(fast[0] + list(fast[1]), general[0] + list(general[1])):
+            assert a.shape == b.shape and a.dtype == b.dtype
+            assert torch.equal(a, b)
+        with torch.inference_mode():  # the serving call: no autograd at all
+            out_f = ours(x, hx)
+            monkeypatch.setattr(base, "_one_layer_forward", lambda *a: None)
+            out_g = ours(x, hx)
+            monkeypatch.setattr(base, "_one_layer_forward", spy)
+        for a, b in zip(torch.utils._pytree.tree_leaves(out_f), torch.utils._pytree.tree_leaves(out_g)):
+            assert torch.equal(a, b)
+
+    # What it leaves to the general path: two layers, both directions, unbatched input, a
+    # wrong-sized state (which the general path then rejects with torch.nn's message).
+    m = getattr(fusedrnn, name)(I, H, **extra).to(device)
+    x = torch.randn(T, B, I, device=device)
+    taken.clear()
+    for other in (getattr(fusedrnn, name)(I, H, num_layers=2, **extra).to(device),
+                  getattr(fusedrnn, name)(I, H, bidirectional=True, **extra).to(device)):
+        other(x)
+    m(x[:, 0])
+    assert taken == [False, False, False]
+    h = torch.randn(1, B + 1, H, device=device)
+    with pytest.raises(RuntimeError, match=r"Expected hidden(\[0\])? size \(1, 3, 9\)"):
+        m(x, (h, h) if name == "LSTM" else h)
+    assert taken[-1] is False
