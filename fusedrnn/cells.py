@@ -7,8 +7,13 @@ import torch
 from torch import nn
 
 from fusedrnn import functional as F
+from fusedrnn.modules import own_attrs
 
 __all__ = ["LSTMCell", "GRUCell", "RNNCell"]
+
+
+_CELL_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+_CELL_WEIGHTS_NO_BIAS = ("weight_ih", "weight_hh", None, None)
 
 
 class _FusedCellBase:
@@ -27,7 +32,7 @@ class _FusedCellBase:
         if hx is not None:
             if lstm:
                 if not (isinstance(hx, (tuple, list)) and len(hx) == 2
-                        and all(isinstance(t, torch.Tensor) for t in hx)):
+                        and isinstance(hx[0], torch.Tensor) and isinstance(hx[1], torch.Tensor)):
                     raise TypeError(f"fusedrnn.{name}: hx must be a tuple (h, c) of two tensors")
             elif not isinstance(hx, torch.Tensor):
                 raise TypeError(f"fusedrnn.{name}: hx must be a tensor")
@@ -65,9 +70,7 @@ class _FusedCellBase:
         return x.unsqueeze(0), parts, self._weights(), batched
 
     def _weights(self):
-        if self.bias:
-            return self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh
-        return self.weight_ih, self.weight_hh, None, None
+        return own_attrs(self, _CELL_WEIGHTS if self.bias else _CELL_WEIGHTS_NO_BIAS)
 
     def forward(self, input, hx=None):
         if torch.onnx.is_in_onnx_export():  # torch.nn's ops, which ONNX exporters translate

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from fusedrnn.cells import _FusedCellBase
-from fusedrnn.modules import _OwnParamsRNNBase
+from fusedrnn.modules import _OwnParamsRNNBase, own_attrs
 
 __all__ = ["LayerNormLSTM", "LayerNormLSTMCell", "LayerNormGRU", "LayerNormGRUCell"]
 
@@ -104,7 +104,7 @@ class _LayerNormCellBase(_FusedCellBase, nn.Module):
         _init(self, [""])
 
     def _weights(self):
-        return tuple(getattr(self, n) for n, *_ in _SPECS[self._kind])
+        return own_attrs(self, [n for n, *_ in _SPECS[self._kind]])
 
     def extra_repr(self):
         s = f"{self.input_size}, {self.hidden_size}"

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from fusedrnn.cells import _FusedCellBase
-from fusedrnn.modules import _OwnParamsRNNBase
+from fusedrnn.modules import _OwnParamsRNNBase, own_attrs
 
 __all__ = ["MUT1", "MUT2", "MUT3", "MUT1Cell", "MUT2Cell", "MUT3Cell"]
 
@@ -123,7 +123,7 @@ class _MUTCellBase(_FusedCellBase, nn.Module):
         _reset(self, self.hidden_size)
 
     def _weights(self):
-        return self.weight_ih, self.weight_hh, self.bias
+        return own_attrs(self, ("weight_ih", "weight_hh", "bias"))
 
     def extra_repr(self):
         s = f"{self.input_size}, {self.hidden_size}"

@@ -179,12 +179,15 @@ class WeightDrop(torch.nn.Module):
 
 
 @pytest.mark.parametrize("masked", [False, True], ids=["p0", "fixed_mask"])
-@pytest.mark.parametrize("name", MODULES + ["LSTMCell", "GRUCell"])
+@pytest.mark.parametrize("name", MODULES + ["LSTMCell", "GRUCell"] + [m + "-1" for m in MODULES])
 def test_weight_drop_matches_torch_nn(name, masked):
+    # "-1": one unidirectional layer (the modules' lean path, _one_layer_forward)
+    name, one = name.removesuffix("-1"), name.endswith("-1")
     cell = name.endswith("Cell")
-    kw = {} if cell else dict(num_layers=2, bidirectional=True)
+    kw = {} if cell or one else dict(num_layers=2, bidirectional=True)
     ref, ours = _pair(name, 3, 4, **kw)
-    names = ["weight_hh"] if cell else ["weight_hh_l0", "weight_hh_l1_reverse"]
+    names = ["weight_hh"] if cell else ["weight_hh_l0"] if one else ["weight_hh_l0",
+                                                                      "weight_hh_l1_reverse"]
     g = torch.Generator().manual_seed(5)
     masks = None
     if masked:
