@@ -112,6 +112,10 @@ def test_thin_unpacked(isa, threads, tb):
         pad = int(torch.randint(0, 5, (1,), generator=gen))
         _check(isa, M, N, K, False, tb, alpha, beta, pad, gen, bias=True, packed=False)
     _check(isa, 13, 1031, 700, False, tb, 1.0, 1.0, 3, gen, bias=True, packed=False)
+    # More than 4 rows go column block by column block (kThinBlockFloats): several blocks and a
+    # partial last one, at 64 columns (K = 1500) and at 640 (K = 100).
+    _check(isa, 21, 333, 1500, False, tb, 1.0, 0.0, 1, gen, bias=True, packed=False)
+    _check(isa, 9, 700, 100, False, tb, -0.5, 1.0, 0, gen, packed=False)
 
 
 def test_zero_k(isa):
