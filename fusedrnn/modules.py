@@ -292,6 +292,7 @@ class _OwnParamsRNNBase(_FusedRNNBase, nn.Module):
             s += ", bidirectional=True"
         return s
 
+
 def own_attrs(module, names):
     """The attributes `names` of module (None for a name that is None): parameters straight from
     its _parameters (getattr goes through nn.Module.__getattr__, ~1 µs a lookup, a measurable

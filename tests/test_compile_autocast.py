@@ -16,11 +16,14 @@ OLD_DYNAMO = tuple(int(v) for v in torch.__version__.split("+")[0].split(".")[:2
 
 @pytest.mark.xfail(OLD_DYNAMO, reason="torch < 2.14: dynamo breaks the graph at ContextVar.get",
                    strict=False)
+@pytest.mark.parametrize("layers,bidir", [(2, True), (1, False)], ids=["2bidir", "1layer"])
 @pytest.mark.parametrize("name", ["LSTM", "GRU", "RNN"])
-def test_compile_fullgraph_no_graph_breaks(backend, name):
+def test_compile_fullgraph_no_graph_breaks(backend, name, layers, bidir):
+    # 1layer: the modules' lean path (_one_layer_forward) must trace as well
     device = device_of(backend)
     torch.manual_seed(0)
-    kw = dict(input_size=4, hidden_size=6, num_layers=2, bidirectional=True, batch_first=True)
+    kw = dict(input_size=4, hidden_size=6, num_layers=layers, bidirectional=bidir,
+              batch_first=True)
     ours = getattr(fusedrnn, name)(**kw).to(device)
     ref = getattr(torch.nn, name)(**kw).to(device)
     ref.load_state_dict(ours.state_dict())

@@ -66,6 +66,9 @@ void dot_rows(int64_t n0, int64_t n1, int64_t K, const float* A, int64_t lda, co
   }
 }
 
+// The [K,N] kernel's rows of B are ldb apart (pages apart from N = 1024 on), where the hardware
+// prefetchers stop: it asks for its part of the row this many rows ahead (M = 16, N = 4096,
+// K = 1024 on AVX-512: 1950 -> 1250-1340 µs; 24 ahead measured slower than 4-12).
 constexpr int64_t kThinAhead = 8;
 
 // !tb: R rows of C, NV vectors of columns at a time, one broadcast of A per row and k.
@@ -87,9 +90,7 @@ void axpy_rows(int64_t n0, int64_t n1, int64_t K, const float* A, int64_t lda, c
     const bool full = n + NV * L <= n1;
     for (int64_t k = 0; k < K; ++k) {
       const float* bk = B + k * ldb + n;
-      // Rows of B are ldb apart (pages apart at N >= 1024), where the hardware prefetchers stop:
-      // ask for the block's part of a row kThinAhead rows ahead.
-      if (k + kThinAhead < K) {
+      if (k + kThinAhead < K) {  // kThinAhead
 #pragma GCC unroll 8
         for (int v = 0; v < NV * L * int(sizeof(float)) / 64; ++v)
           __builtin_prefetch(bk + kThinAhead * ldb + v * 16, 0, 3);
