@@ -68,12 +68,7 @@ void dot_rows(int64_t n0, int64_t n1, int64_t K, const float* A, int64_t lda, co
     // sum at a time was ~25% of a 16-row product's time at K = 256.
     float sum[R * NJ];
     if constexpr (Isa::L == 8 && R * NJ == 8) {
-      V flat[8];
-#pragma GCC unroll 8
-      for (int i = 0; i < R; ++i)
-#pragma GCC unroll 8
-        for (int j = 0; j < NJ; ++j) flat[i * NJ + j] = acc[i][j];
-      Isa::hsum8(flat, sum);
+      Isa::hsum8(&acc[0][0], sum);  // acc is R * NJ vectors in that order
     } else {
 #pragma GCC unroll 8
       for (int i = 0; i < R; ++i)
@@ -114,7 +109,7 @@ void axpy_rows(int64_t n0, int64_t n1, int64_t K, const float* A, int64_t lda, c
     const bool full = n + NV * L <= n1;
     for (int64_t k = 0; k < K; ++k) {
       const float* bk = B + k * ldb + n;
-      if (k + kThinAhead < K) {  // kThinAhead
+      if (k + kThinAhead < K) {
 #pragma GCC unroll 8
         for (int v = 0; v < NV * L * int(sizeof(float)) / 64; ++v)
           __builtin_prefetch(bk + kThinAhead * ldb + v * 16, 0, 3);
