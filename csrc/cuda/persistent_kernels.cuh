@@ -33,7 +33,11 @@
 //     else register copies; both keep every load of a thread in flight at once and walk their
 //     indices by increments (no divide per element);
 //   - the prefetch: cp.async of 4- or 8-byte words issued before the grid barrier that ends the
-//     previous step, so they land while the block waits; the first tile's wait retires them.
+//     previous step, so they land while the block waits; the first tile's wait retires them
+//     (the cluster forward: issued at the previous step's start, a whole step ahead);
+//   - the index math a step repeats (the copies' walks, the warp split, the push's targets) is
+//     made once per launch: a divide is ~20 dependent instructions, and a step's chain is what
+//     bounds it at small batches.
 //     Half types need whole 4-byte words (U and H even, pointers aligned), else the consume
 //     step reads those inputs from global memory itself (block-uniform choice);
 //   - W (once per launch): register copies, 128-bit when aligned, several in flight per thread.
@@ -186,27 +190,45 @@ __device__ __forceinline__ void copy_block(D* dst, int64_t ddr, int64_t ddc, con
     copy_block_v<1>(dst, ddr, ddc, src, lds, rows, valid_rows, cols, valid_cols);
 }
 
+// A thread's walk over a block of rows x wc words in row-major order, blockDim.x words a turn:
+// its first (r, c) and the turn's stride (sr rows, sc words), from two divides; the copies then
+// advance by increments. Depends only on wc, so a kernel makes the walks of its per-step copies
+// once per launch (what a step repeats stays free of divides, each ~20 dependent instructions).
+struct Walk {
+  int wc = 0, r = 0, c = 0, sr = 0, sc = 0;
+  Walk() = default;
+  __device__ __forceinline__ explicit Walk(int words) : wc(words) {
+    if (wc <= 0) return;
+    const int nt = blockDim.x, tid = threadIdx.x;
+    sr = nt / wc, sc = nt - sr * wc, r = tid / wc, c = tid - r * wc;
+  }
+};
+
 // Block-wide cp.async of a rows x cols block in W-byte words (W / sizeof(E) elements each):
 //   dst[r*ldd + c] = r < valid_rows ? src[r*lds + c] : 0
-// cols, ldd, lds and both pointers must be whole words (the caller checks). Issued, not
-// committed: the caller commits and a later wait retires the copies.
+// cols, ldd, lds and both pointers must be whole words (the caller checks); walk: Walk(cols /
+// (W / sizeof(E))). Issued, not committed: the caller commits and a later wait retires the
+// copies.
 template <int W, class E>
 __device__ __forceinline__ void async_block(E* dst, int ldd, const E* src, int64_t lds, int rows,
-                                            int valid_rows, int cols) {
+                                            int valid_rows, const Walk& walk) {
   constexpr int EPW = W / int(sizeof(E));
   static_assert(EPW >= 1 && EPW * int(sizeof(E)) == W, "a word holds whole elements");
-  const int nt = blockDim.x, tid = threadIdx.x;
-  const int wc = cols / EPW, n = rows * wc;
-  if (n <= 0) return;
-  const int sr = nt / wc, sc = nt - sr * wc;
-  int r = tid / wc, c = tid - r * wc;
-  for (int i = tid; i < n; i += nt) {
+  const int nt = blockDim.x, wc = walk.wc, n = rows * wc;
+  int r = walk.r, c = walk.c;
+  for (int i = threadIdx.x; i < n; i += nt) {
     const bool ok = r < valid_rows;  // else zero-filled; the source address is row 0's
     portable::cp_async<W>(dst + r * ldd + c * EPW, src + (ok ? int64_t(r) * lds : 0) + c * EPW,
                           ok);
-    c += sc, r += sr;
+    c += walk.sc, r += walk.sr;
     if (c >= wc) c -= wc, ++r;
   }
+}
+
+template <int W, class E>
+__device__ __forceinline__ void async_block(E* dst, int ldd, const E* src, int64_t lds, int rows,
+                                            int valid_rows, int cols) {
+  async_block<W>(dst, ldd, src, lds, rows, valid_rows, Walk(cols / (W / int(sizeof(E)))));
 }
 
 // Stage src[0:rows, 0:kn] into the tile (rows >= src_rows read as zero; columns kn..kz-1 set to
@@ -239,6 +261,8 @@ __device__ __forceinline__ void retire_copies() {
 // consume(b, u, acc) on lane 0 of the pair's group. Called by every thread of the block (contains
 // __syncthreads and warp shuffles). Before the first consume, every cp.async this thread
 // committed has landed and the block has synchronised: the caller's prefetch is readable.
+// staged: the tile already holds src (one chunk, KC >= K) and the caller retired its copies and
+// synchronised the block (retire_copies): the pass then stages and waits for nothing.
 // src rows have stride ld (ld == K); src is global memory written by other blocks before the
 // last grid barrier. W rows are padded by one element so lanes reading the same k of different
 // rows hit different banks.
@@ -275,9 +299,7 @@ FRNN_PERS_UNROLL
     if (nchunks == 0 && r == 0) retire_copies();
     for (int c = 0; c < nchunks; ++c) {
       const int k0 = c * KC, kn = min(KC, K - k0);
-      if (staged && r == 0)
-        retire_copies();
-      else if (!staged && (nchunks > 1 || r == 0))  // block-uniform
+      if (!staged && (nchunks > 1 || r == 0))  // block-uniform
         stage_chunk(tile, ldt, src + k0, ld, B, src_rows, kn, kn, vec);
       if (active) {
         const S* wr = W + size_t(u) * NG * ldw + k0;
@@ -362,7 +384,8 @@ struct MmaLayout {
 // pair's k-steps, groups = warps / kspl pairs run at once, rounds over the rest; this warp
 // takes pair slot grp and k-split ks (ks >= kspl: idle).
 struct WarpSplit {
-  int kspl, groups, grp, ks, rounds;
+  int kspl = 1, groups = 1, grp = 0, ks = 0, rounds = 0;
+  WarpSplit() = default;
   __device__ __forceinline__ explicit WarpSplit(int P) {
     const int warps = blockDim.x / 32, warp = threadIdx.x / 32;
     kspl = P >= warps ? 1 : warps / P;
@@ -407,7 +430,14 @@ __device__ __forceinline__ void mma_step(float (&acc)[4], const uint32_t (&a)[4]
 constexpr int kRegSteps = 8;
 struct WRegs {
   uint32_t a[kRegSteps][4];
+  WarpSplit split;  // the split they were loaded for (the full batch), made once per launch
 };
+
+// a / b for the small divisors of a step's index math; b == 1 (a batch within one n-tile) skips
+// the divide's ~20 dependent instructions.
+__device__ __forceinline__ int quo(int a, int b) {
+  return b == 1 ? a : a / b;
+}
 
 template <class S>
 __device__ __forceinline__ bool wregs_fit(int U, int B, int K, int KC) {
@@ -422,6 +452,7 @@ __device__ __forceinline__ void load_wregs(WRegs& wr, const S* W, int ldw, int K
   constexpr int KS = MmaLayout<S>::kKStep, HK = MmaLayout<S>::kHalfK;
   const int MT = round_up(4 * U, 16) / 16, NT = round_up(B, 8) / 8, P = MT * NT;
   const WarpSplit w(P);
+  wr.split = w;
   const int lane = threadIdx.x % 32, knk = round_up(K, KS);
   const bool active = w.grp < P && w.ks < w.kspl;
   const S* wa = W + ((active ? w.grp / NT : 0) * 16 + (lane & 15)) * ldw + (lane >> 4) * HK;
@@ -445,22 +476,20 @@ __device__ __forceinline__ void mma_pass(const S* W, int ldw, int K, int U, int 
   // through a pointer, which would put them in local memory), the split then by Bsplit rows
   const int MT = round_up(4 * U, 16) / 16, B8 = round_up(use_wr ? Bsplit : B, 8), NT = B8 / 8,
             P = MT * NT;
-  const WarpSplit w(P);
+  const WarpSplit w = use_wr ? wr.split : WarpSplit(P);
   const int kspl = w.kspl, groups = w.groups, grp = w.grp, ks = w.ks;
-  const int nchunks = (K + KC - 1) / KC;
+  const int nchunks = KC >= K ? 1 : (K + KC - 1) / KC;
   const bool vec = ld % V == 0 && aligned_to(src, 16);
   for (int r = 0; r < w.rounds; ++r) {
     const int p = r * groups + grp;
     const bool active = p < P && ks < kspl;  // warp-uniform
-    const int mt = active ? p / NT : 0, ntl = active ? p % NT : 0;
+    const int mt = active ? quo(p, NT) : 0, ntl = active ? p - mt * NT : 0;
     // kChains accumulators: a warp's k-steps j, j + kChains, ... go to chain j, so consecutive
     // mmas do not wait for each other (as in mma_bwd_pass).
     float acc[kChains][4] = {};
     for (int c = 0; c < nchunks; ++c) {
       const int k0 = c * KC, kn = min(KC, K - k0), knk = round_up(kn, KS);
-      if (staged && r == 0)
-        retire_copies();
-      else if (!staged && (nchunks > 1 || r == 0))  // block-uniform
+      if (!staged && (nchunks > 1 || r == 0))  // block-uniform
         stage_chunk(tile, ldt, src + k0, ld, B8, src_rows, kn, knk, vec);
       if (active) {
         // ldmatrix rows: A x4, lanes 0-15 rows 0-15 at k, 16-31 the same rows at k + KS/2;
@@ -502,7 +531,7 @@ FRNN_PERS_UNROLL
     for (int i = tid; i < groups * 32; i += nt) {
       const int gi = i / 32, ul = (i % 32) / 8, bl = i % 8, pr = r * groups + gi;
       if (pr >= P) continue;
-      const int u = (pr / NT) * 4 + ul, b = (pr % NT) * 8 + bl;
+      const int pm = quo(pr, NT), u = pm * 4 + ul, b = (pr - pm * NT) * 8 + bl;
       if (u >= U || b >= B) continue;
       float sum[4];
 FRNN_PERS_UNROLL
@@ -543,7 +572,7 @@ __device__ __forceinline__ void mma_bwd_pass(const S* W, int K, int U, int B, co
   for (int r = 0; r < w.rounds; ++r) {
     const int p = r * groups + grp;
     const bool active = p < P && ks < kspl;  // warp-uniform
-    const int mt = active ? p / NT : 0, ntl = active ? p % NT : 0;
+    const int mt = active ? quo(p, NT) : 0, ntl = active ? p - mt * NT : 0;
     // kChains accumulators (and as many for the half types' low terms): a warp's k-steps
     // j, j + kChains, ... go to chain j, so consecutive mmas do not wait for each other.
     float acc[kChains][4] = {}, lo_acc[kSplit ? kChains : 1][4] = {};
@@ -796,16 +825,24 @@ struct Prefetch {
 };
 
 // Prefetch the forward's xproj slice of step s ([n][G][U], A) into pre slot s%2; committed.
+// walk: xproj_walk (made once per launch).
 template <int G, class A>
 __device__ __forceinline__ void prefetch_xproj(A* pre, const A* xproj, const int* steps, int s,
-                                               int T, int B, int H, int U, int j0, bool reverse) {
+                                               int T, int B, int H, int U, int j0, bool reverse,
+                                               const Walk& walk) {
   const int64_t t = time_of(s, T, reverse);
-  const int n = step_rows(steps, t, B), uv = min(U, H - j0);
+  const int n = step_rows(steps, t, B);
   const A* xp = xproj + step_offset(steps, t, T, B) * (G * H) + j0;
   A* dst = pre + int64_t(s % 2) * B * G * U;
   for (int q = 0; q < G; ++q)
-    async_block<Word<A>::bytes>(dst + q * U, G * U, xp + q * H, int64_t(G) * H, n, n, uv);
+    async_block<Word<A>::bytes>(dst + q * U, G * U, xp + q * H, int64_t(G) * H, n, n, walk);
   portable::cp_async_commit();
+}
+
+// The walk of prefetch_xproj's copies: a row is the block's min(U, H - j0) units in words.
+template <class A>
+__device__ __forceinline__ Walk xproj_walk(int H, int U, int j0) {
+  return Walk(min(U, H - j0) / Word<A>::elems);
 }
 
 // Prefetch the backward's inputs of step s into pre slot s%2 ([n][G+3][U], S): the saved gates
@@ -848,8 +885,8 @@ __device__ __forceinline__ bool can_prefetch(int U, int H, Ptr... ptrs) {
 // The forward's product: mma_pass when the launcher chose tensor cores (the half types, and
 // fp32 when TF32 is allowed, in the layout the plan sized), else dot_pass (W in the FFMA
 // layout, which fits in the space the plan sized for either).
-// staged: the tile already holds h_{t-1} (the cluster forward, one chunk: KC >= H); hprev is
-// then not read.
+// staged: the tile already holds h_{t-1} (the cluster forward, one chunk: KC >= H) and the
+// caller retired its copies and synchronised the block; hprev is then not read.
 // use_wr, wr, Bsplit: W's first fragments in registers (mma only; see WRegs).
 template <int NG, class S, class A, class F>
 __device__ __forceinline__ void fwd_pass(bool mma, const S* W, int H, int U, int B,
@@ -989,54 +1026,131 @@ __device__ __forceinline__ void init_cluster_tiles(S* tile, size_t stride, int l
   for (int k = 0; k < 2; ++k) copy_block(tile + k * stride, ldt, 1, h0, H, B, B, H, H);
 }
 
-// Push rows [0, n) x columns [j0, j0+uv) of this block's tile t to the same place in every
-// other block of its cluster (rank me of size blocks; 16-byte stores when the slice is whole
-// 16-byte words). Plain stores through the mapped address; the caller's cluster barrier orders
-// them before the peers' reads.
+// What push_slice sends, in (peer, row, word) order, blockDim.x triples a turn: this thread's
+// first triple and the turn's stride in the same digits, made once per launch (the step's push
+// is then free of divides). Rows run over the full batch B; a step skips rows >= its count.
+// Words are 16 bytes when the slice is whole 16-byte words (the tile is 16-byte aligned), else
+// single elements.
+struct PushWalk {
+  int peers = 0, rows = 0, wpr = 0, width = 1;
+  int pi = 0, r = 0, w = 0;     // this thread's first triple
+  int dpi = 0, dr = 0, dw = 0;  // blockDim.x in the same digits
+  bool vec = false;
+};
+
 template <class S>
-__device__ __forceinline__ void push_slice(S* t, int ldt, int n, int j0, int uv, unsigned me,
-                                           unsigned size) {
+__device__ __forceinline__ PushWalk push_walk(int B, int ldt, int j0, int uv, unsigned size) {
   constexpr int V = Vec16<S>::n;
-  const unsigned peers = size - 1;
-  const bool vec = j0 % V == 0 && uv % V == 0 && ldt % V == 0;  // the tile is 16-byte aligned
-  const int width = vec ? V : 1, wpr = uv / width, per_peer = n * wpr;
-  for (int i = threadIdx.x; i < per_peer * int(peers); i += blockDim.x) {
-    const int pi = i / per_peer, rem = i - pi * per_peer, r = rem / wpr, w = rem - r * wpr;
-    const unsigned peer = unsigned(pi) + (unsigned(pi) >= me);
-    S* src = t + r * ldt + j0 + w * width;
-    S* dst = portable::cluster_map(src, peer);
-    if (vec)
+  PushWalk pw;
+  pw.vec = j0 % V == 0 && uv % V == 0 && ldt % V == 0;
+  pw.width = pw.vec ? V : 1;
+  pw.peers = int(size) - 1, pw.rows = B, pw.wpr = uv / pw.width;
+  if (pw.wpr <= 0 || pw.peers <= 0) {
+    pw.peers = 0;
+    return pw;
+  }
+  auto digits = [&](int x, int& pi, int& r, int& w) {
+    const int row = x / pw.wpr;
+    w = x - row * pw.wpr, pi = row / B, r = row - pi * B;
+  };
+  digits(int(threadIdx.x), pw.pi, pw.r, pw.w);
+  digits(int(blockDim.x), pw.dpi, pw.dr, pw.dw);
+  return pw;
+}
+
+// Push rows [0, n) x columns [j0, j0+uv) of this block's tile t (the walk's words) to the same
+// place in every other block of its cluster (rank me). Plain stores through the mapped address;
+// the caller's cluster barrier orders them before the peers' reads.
+template <class S>
+__device__ __forceinline__ void push_slice(S* t, int ldt, int n, int j0, const PushWalk& pw,
+                                           unsigned me) {
+  int pi = pw.pi, r = pw.r, w = pw.w;
+  while (pi < pw.peers) {
+    if (r < n) {
+      const unsigned peer = unsigned(pi) + (unsigned(pi) >= me);
+      S* src = t + r * ldt + j0 + w * pw.width;
+      S* dst = portable::cluster_map(src, peer);
+      if (pw.vec)
+        *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
+      else
+        *dst = *src;
+    }
+    w += pw.dw, r += pw.dr, pi += pw.dpi;
+    if (w >= pw.wpr) w -= pw.wpr, ++r;
+    if (r >= pw.rows) r -= pw.rows, ++pi;
+  }
+}
+
+// The cluster forward's y_t: rows [0, n) of this block's columns [j0, j0+uv) of tile `next`
+// (consume wrote h_t there) to y at row `off` (rows ldy apart), 16-byte words where y_walk's
+// width allows, after the arrival: the arrival's release (a device-scope fence on sm_90) then
+// waits for the pushes only, not for these global stores, which the next step's fence finds
+// landed. Only this block writes its columns of `next` until the next barrier.
+struct YWalk {
+  Walk walk;
+  int width = 1;
+};
+
+template <class S>
+__device__ __forceinline__ YWalk y_walk(const S* y, int64_t ldy, int j0, int uv) {
+  constexpr int V = Vec16<S>::n;
+  YWalk yw;
+  const bool vec = j0 % V == 0 && uv % V == 0 && ldy % V == 0 && aligned_to(y, 16);
+  yw.width = vec ? V : 1;
+  yw.walk = Walk(uv / yw.width);
+  return yw;
+}
+
+template <class S>
+__device__ __forceinline__ void store_y(S* y, int64_t ldy, int64_t off, const S* next, int ldt,
+                                        int n, int j0, const YWalk& yw) {
+  const int nt = blockDim.x, wc = yw.walk.wc, total = n * wc;
+  int r = yw.walk.r, c = yw.walk.c;
+  for (int i = threadIdx.x; i < total; i += nt) {
+    const S* src = next + r * ldt + j0 + c * yw.width;
+    S* dst = y + (off + r) * ldy + j0 + c * yw.width;
+    if (yw.width > 1)
       *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(src);
     else
       *dst = *src;
+    c += yw.walk.sc, r += yw.walk.sr;
+    if (c >= wc) c -= wc, ++r;
   }
 }
 
-// The end of a cluster forward step: this block's h_t slice (written by consume into tile
-// `next`) to every peer, then the barrier; `between` runs after the arrival (the next step's
-// prefetch, issued while the other blocks finish).
+// The end of forward step s. On a cluster: this block's h_t slice (written by consume into tile
+// `next`) to every peer, the cluster barrier's arrival, y_t (store_y), the wait; after the last
+// step (last) y_t only. The next step's xproj was prefetched at this step's start, a step
+// ahead. On the grid (not after the last step): the prefetch of step s+1's xproj, then the grid
+// barrier (every block's h_t in hbuf visible before step s+1 reads it); the prefetch lands while
+// the block waits. live: this layer ran a step (a wavefront's groups idle before and after).
 template <class S, class F>
-__device__ __forceinline__ void cluster_exchange(S* next, int ldt, int n, int j0, int uv,
-                                                 unsigned rank, unsigned size, F&& between) {
-  __syncthreads();  // every consume of this block wrote its h_t
-  push_slice(next, ldt, n, j0, uv, rank, size);
-  portable::cluster_arrive();
-  between();
-  portable::cluster_wait();
-}
-
-// The end of forward step s (s + 1 < T): on a cluster the exchange above; on the grid the
-// prefetch of step s+1's xproj, then the grid barrier (every block's h_t in hbuf visible before
-// step s+1 reads it). Either way the prefetch lands while the block waits.
-template <class S, class F>
-__device__ __forceinline__ void end_fwd_step(bool cluster, S* next, int ldt, int n, int j0, int uv,
-                                             unsigned rank, unsigned size, F&& prefetch) {
+__device__ __forceinline__ void end_fwd_step(bool cluster, bool last, bool live, S* next, int ldt,
+                                             int n, int j0, const PushWalk& pw, unsigned rank,
+                                             S* y, int64_t ldy, int64_t off, const YWalk& yw,
+                                             F&& prefetch) {
   if (cluster) {
-    cluster_exchange(next, ldt, n, j0, uv, rank, size, prefetch);
-  } else {
+    __syncthreads();  // every consume of this block wrote its h_t
+    if (!last) {
+      push_slice(next, ldt, n, j0, pw, rank);
+      portable::cluster_arrive();
+    }
+    if (live) store_y(y, ldy, off, next, ldt, n, j0, yw);
+    if (!last) portable::cluster_wait();
+  } else if (!last) {
     prefetch();
     FRNN_GRID_SYNC();
   }
+}
+
+// The start of a cluster forward step: the tile holds h_{t-1} (pushed before the barrier);
+// retire this step's prefetch and issue the next step's into the other slot (last read by the
+// previous step's consume, which every thread finished before that step's exchange), so it has
+// a whole step to land instead of the barrier's wait.
+template <class F>
+__device__ __forceinline__ void start_cluster_step(F&& prefetch_next) {
+  retire_copies();
+  prefetch_next();
 }
 
 // ------------------------------------------------------------------ LSTM forward
@@ -1059,21 +1173,32 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(FwdLaunch<Lstm
     sm.state[i] = j < H ? static_cast<A>(p.c0[b * H + j]) : A(0);
   }
   if (cl) init_cluster_tiles(sm.tile, sm.tile_stride, sm.ldt, p.hbuf, B, H);
-  if (!p.w_ih) prefetch_xproj<4>(sm.pre, p.xproj, p.steps, 0, p.T, B, H, U, j0, p.reverse);
+  // what every step repeats, made once: the prefetch's and the push's walks
+  const Walk xw = xproj_walk<A>(H, U, j0);
+  const PushWalk pw = cl ? push_walk<S>(B, sm.ldt, j0, min(U, H - j0), unsigned(L.per_dir))
+                         : PushWalk{};
+  const YWalk yw = cl ? y_walk<S>(p.y, p.ldy, j0, min(U, H - j0)) : YWalk{};
+  auto prefetch = [&](int s) {  // step s's xproj, when this layer has one and s is a step
+    if (!p.w_ih && s >= 0 && s < p.T)
+      prefetch_xproj<4>(sm.pre, p.xproj, p.steps, s, p.T, B, H, U, j0, p.reverse, xw);
+  };
+  prefetch(0);
   if (cl) portable::cluster_sync();  // every block's tiles hold h0 before any push
   // (the pass syncs the block after its first wait: W, state and pre complete before first use)
   for (int ls = 0; ls < L.steps; ++ls) {
     const int s = ls - p.lag;  // this layer's step (a wavefront's groups start one apart)
     S* tnext = sm.tile + ((s + 1) & 1) * sm.tile_stride;  // cluster only (no lag there)
     int n = 0;
+    int64_t off = 0;
     if (s >= 0 && s < p.T) {  // block-uniform
       const int64_t t = time_of(s, p.T, p.reverse);
       n = step_rows(p.steps, t, B);
-      const int64_t off = step_offset(p.steps, t, p.T, B);
+      off = step_offset(p.steps, t, p.T, B);
       const S* hprev = p.hbuf + int64_t(s % 2) * B * H;
       S* hnext = p.hbuf + int64_t((s + 1) % 2) * B * H;
       S* tile = sm.tile + (cl ? (s % 2) * sm.tile_stride : 0);
       A* pre = sm.pre + int64_t(s % 2) * B * NP * U;
+      if (cl) start_cluster_step([&] { prefetch(s + 1); });
       if (p.w_ih)
         input_pass<4, NP>(mma, sm.w + wxo, p.x_in, p.bias, off, n, H, U, j0, pre, sm.tile,
                           sm.ldt, p.KC, sm.part);
@@ -1095,7 +1220,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(FwdLaunch<Lstm
         }
         if (p.cells) p.cells[row * H + j] = static_cast<S>(c);
         const S hs = static_cast<S>(h);
-        p.y[row * p.ldy + j] = hs;
+        if (!cl) p.y[row * p.ldy + j] = hs;  // the cluster's: end_fwd_step (store_y)
         sm.state[b * U + u] = c;
         if (cl)
           tnext[b * sm.ldt + j] = hs;
@@ -1103,13 +1228,8 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(FwdLaunch<Lstm
           hnext[b * H + j] = hs;
       }, use_wr, wr, B);
     }
-    if (ls + 1 < L.steps)
-      end_fwd_step(cl, tnext, sm.ldt, n, j0, min(U, H - j0), unsigned(blk), unsigned(L.per_dir),
-                   [&] {
-                     if (!p.w_ih && s + 1 >= 0 && s + 1 < p.T)
-                       prefetch_xproj<4>(sm.pre, p.xproj, p.steps, s + 1, p.T, B, H, U, j0,
-                                         p.reverse);
-                   });
+    end_fwd_step(cl, ls + 1 == L.steps, s >= 0 && s < p.T, tnext, sm.ldt, n, j0, pw,
+                 unsigned(blk), p.y, p.ldy, off, yw, [&] { prefetch(s + 1); });
   }
   if (p.c_n) {
     // A row's state stops changing after its last step (packed), so the final state is c_n.
@@ -1213,20 +1333,31 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(FwdLaunch<GruFw
     sm.state[i] = j < H ? static_cast<A>(p.hbuf[b * H + j]) : A(0);
   }
   if (cl) init_cluster_tiles(sm.tile, sm.tile_stride, sm.ldt, p.hbuf, B, H);
-  if (!p.w_ih) prefetch_xproj<3>(sm.pre, p.xproj, p.steps, 0, p.T, B, H, U, j0, p.reverse);
+  // what every step repeats, made once: the prefetch's and the push's walks
+  const Walk xw = xproj_walk<A>(H, U, j0);
+  const PushWalk pw = cl ? push_walk<S>(B, sm.ldt, j0, min(U, H - j0), unsigned(L.per_dir))
+                         : PushWalk{};
+  const YWalk yw = cl ? y_walk<S>(p.y, p.ldy, j0, min(U, H - j0)) : YWalk{};
+  auto prefetch = [&](int s) {  // step s's xproj, when this layer has one and s is a step
+    if (!p.w_ih && s >= 0 && s < p.T)
+      prefetch_xproj<3>(sm.pre, p.xproj, p.steps, s, p.T, B, H, U, j0, p.reverse, xw);
+  };
+  prefetch(0);
   if (cl) portable::cluster_sync();  // every block's tiles hold h0 before any push
   for (int ls = 0; ls < L.steps; ++ls) {
     const int s = ls - p.lag;  // as the LSTM's
     S* tnext = sm.tile + ((s + 1) & 1) * sm.tile_stride;  // cluster only
     int n = 0;
+    int64_t off = 0;
     if (s >= 0 && s < p.T) {  // block-uniform
       const int64_t t = time_of(s, p.T, p.reverse);
       n = step_rows(p.steps, t, B);
-      const int64_t off = step_offset(p.steps, t, p.T, B);
+      off = step_offset(p.steps, t, p.T, B);
       const S* hprev = p.hbuf + int64_t(s % 2) * B * H;
       S* hnext = p.hbuf + int64_t((s + 1) % 2) * B * H;
       S* tile = sm.tile + (cl ? (s % 2) * sm.tile_stride : 0);
       A* pre = sm.pre + int64_t(s % 2) * B * NP * U;
+      if (cl) start_cluster_step([&] { prefetch(s + 1); });
       if (p.w_ih)
         input_pass<3, NP>(mma, sm.w + wxo, p.x_in, p.bias, off, n, H, U, j0, pre, sm.tile,
                           sm.ldt, p.KC, sm.part);
@@ -1249,7 +1380,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(FwdLaunch<GruFw
         }
         if (p.ghn) p.ghn[row * H + j] = static_cast<S>(hn);
         const S hs = static_cast<S>(h);
-        p.y[row * p.ldy + j] = hs;
+        if (!cl) p.y[row * p.ldy + j] = hs;  // the cluster's: end_fwd_step (store_y)
         if (cl)
           tnext[b * sm.ldt + j] = hs;
         else
@@ -1257,13 +1388,8 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(FwdLaunch<GruFw
         sm.state[b * U + u] = static_cast<A>(hs);  // as the other blocks read it
       }, use_wr, wr, B);
     }
-    if (ls + 1 < L.steps)
-      end_fwd_step(cl, tnext, sm.ldt, n, j0, min(U, H - j0), unsigned(blk), unsigned(L.per_dir),
-                   [&] {
-                     if (!p.w_ih && s + 1 >= 0 && s + 1 < p.T)
-                       prefetch_xproj<3>(sm.pre, p.xproj, p.steps, s + 1, p.T, B, H, U, j0,
-                                         p.reverse);
-                   });
+    end_fwd_step(cl, ls + 1 == L.steps, s >= 0 && s < p.T, tnext, sm.ldt, n, j0, pw,
+                 unsigned(blk), p.y, p.ldy, off, yw, [&] { prefetch(s + 1); });
   }
 }
 
