@@ -26,6 +26,9 @@ Writes DIR/report.md and DIR/report.json, and prints a short table last. Parts:
   wavefront  the layers of a stack in one launch (fusedrnn::lstm_forward_stack) against the
              same layers one at a time (the single-layer op, persistent), side by side (µs for
              the stack, T=100), with the model's predictions for both.
+  phases     where a persistent forward step's time goes: one traced launch
+             (fusedrnn_persistent.set_trace: clock64 marks per block and step) per case, the
+             median cycles of each phase over blocks and steps, beside the untraced µs a step.
 Without a GPU (or --device cpu, which exercises the same code on the CPU with tiny sizes) the
 benchmark runs only where asked; the static part always runs.
 """
@@ -233,6 +236,65 @@ def cluster_vs_grid(device, T=100, reps=20):
                 if perf_model.cluster_config(cell, B, H, prec)[3] else None
             row["model_grid_us"] = perf_model.persistent_step(cell, "fwd", B, H, prec) * 1e6
             row["plan_prefers_cluster"] = perf_model.cluster_preferred(cell, B, H, prec)
+        out.append(row)
+    return out
+
+
+PHASE_CASES = [("lstm", "bf16", 1, 256), ("lstm", "bf16", 8, 256), ("lstm", "bf16", 8, 512),
+               ("lstm", "fp32", 8, 512), ("gru", "bf16", 8, 512), ("lstm", "bf16", 16, 1024)]
+# The gaps between persistent_kernels.cuh's six marks (FwdMark), in order.
+PHASES = ["tile", "product", "consume", "arrive", "barrier"]
+
+
+def phases(device, T=100, reps=10):
+    """[{case, blocks, prefers_cluster, us_step, step_cycles, cycles: {phase: median}}]: the
+    persistent forward (the plan's own path; fp32 with TF32 allowed) once untraced for its µs a
+    step, once traced (marks per block and step: SM cycles on a GPU, nanoseconds through the
+    SIMT layer). Phases: tile (h_{t-1} staged or there, prefetch retired), product (the warps'
+    products and their partial sums' barrier), consume (the cell updates), arrive (cluster: the
+    push and the arrival; grid: the next prefetch issued), barrier (the wait). Medians over blocks
+    and the steady steps 1..T-2; step_cycles: start to start."""
+    import perf_model
+
+    cuda = device.type == "cuda"
+    P = torch.ops.fusedrnn_persistent
+    dt = {"bf16": torch.bfloat16, "fp32": torch.float32}
+    out = []
+    cases = PHASE_CASES if cuda else [("lstm", "bf16", 2, 16), ("gru", "fp32", 3, 16)]
+    for cell, prec, B, H in cases:
+        T_ = T if cuda else 6
+        G = 4 if cell == "lstm" else 3
+        g = torch.Generator(device="cpu").manual_seed(0)
+        mk = lambda *shape: (torch.rand(*shape, generator=g) * 0.2 - 0.1).to(device, dt[prec])  # noqa: E731
+        x, h0, c0 = mk(T_, B, H), mk(B, H), mk(B, H)
+        w_ih, w_hh, b = mk(G * H, H), mk(G * H, H), mk(G * H)
+        op = getattr(torch.ops.fusedrnn, f"{cell}_forward")
+        args = (x, h0, c0, w_ih, w_hh, b, b) if cell == "lstm" else (x, h0, w_ih, w_hh, b, b)
+        extra = (None, None) if cell == "lstm" else (None,)
+        backend = "cuda" if cuda else "simt"
+        run = lambda: op(*args, False, backend, *extra, "persistent")  # noqa: E731
+        row = {"case": f"{cell} {prec} B={B} H={H}",
+               "prefers_cluster": perf_model.cluster_preferred(cell, B, H, prec)}
+        old_tf32 = torch.backends.cudnn.allow_tf32
+        try:
+            torch.backends.cudnn.allow_tf32 = True
+            row["us_step"] = median_seconds(run, device, reps if cuda else 1) / T_ * 1e6
+            P.set_trace(True)
+            try:
+                run()
+                bench._sync(device)
+            finally:
+                P.set_trace(False)
+            m = P.last_trace().cpu().double()
+            steady = m[:, 1:T_ - 1]
+            gaps = steady.diff(dim=2)
+            row["blocks"] = int(m.shape[0])
+            row["cycles"] = {n: gaps[..., i].median().item() for i, n in enumerate(PHASES)}
+            row["step_cycles"] = (m[:, 2:T_ - 1, 0] - m[:, 1:T_ - 2, 0]).median().item()
+        except Exception as e:  # noqa: BLE001
+            row["error"] = f"{type(e).__name__}: {e}"
+        finally:
+            torch.backends.cudnn.allow_tf32 = old_tf32
         out.append(row)
     return out
 
@@ -451,6 +513,19 @@ def markdown(doc):
                      f"{f(r.get('fused_fixed_us'))} / {f(r.get('torch_fixed_us'))} | "
                      f"{r.get('error', '')[:120]} |")
         L.append("")
+    if doc.get("phases"):
+        f = lambda v: "-" if v is None else f"{v:.0f}"  # noqa: E731
+        L += ["## Where a persistent forward step goes (clock marks: median cycles a phase over "
+              "blocks and steps 1..T-2; SIMT: ns)", "",
+              "| case | blocks | plan prefers cluster | µs a step (untraced) | step | " +
+              " | ".join(PHASES) + " | error |", "|---|---:|---|---:|---:|" +
+              "---:|" * len(PHASES) + "---|"]
+        for r in doc["phases"]:
+            c = r.get("cycles") or {}
+            L.append(f"| {r['case']} | {r.get('blocks', '-')} | {r.get('prefers_cluster')} | "
+                     f"{r.get('us_step', 0):.2f} | {f(r.get('step_cycles'))} | " +
+                     " | ".join(f(c.get(n)) for n in PHASES) + f" | {r.get('error', '')[:120]} |")
+        L.append("")
     s = doc["static"]
     L += ["## Static checks (no GPU needed)", ""]
     if isinstance(s.get("sass"), list):
@@ -533,7 +608,7 @@ def main(argv=None):
             except Exception as e:  # noqa: BLE001
                 doc["kernels"][c.name] = {"error": f"{type(e).__name__}: {e}"}
         save()
-        for key, fn in (("per_step", per_step), ("cluster", cluster_vs_grid),
+        for key, fn in (("per_step", per_step), ("phases", phases), ("cluster", cluster_vs_grid),
                         ("wavefront", wavefront_vs_layers)):
             try:
                 doc[key] = fn(device)

@@ -41,6 +41,12 @@ def test_report_on_cpu(tmp_path, capsys):
         doc["per_step"]
     assert {r["mode"] for r in doc["per_step"]} == {"inference", "training"}
     assert "One more step" in md
+    # Where a persistent step's time goes: every phase of every case measured (SIMT: ns).
+    assert doc["phases"] and all("error" not in r and r["blocks"] > 1 and r["step_cycles"] > 0
+                                 and set(r["cycles"]) == set(gpu_check.PHASES)
+                                 and all(v >= 0 for v in r["cycles"].values())
+                                 for r in doc["phases"]), doc["phases"]
+    assert "Where a persistent forward step goes" in md
     # The short table comes last on stdout.
     assert out.rstrip().splitlines()[-1].startswith(tuple(r["name"][:20] for r in doc["results"]))
     # --table-only prints it again from report.json (what gpu_check.sh shows of a run stopped at

@@ -441,6 +441,44 @@ def test_cluster_forward_at_the_largest_fit(kind, dtype, B):
         torch.testing.assert_close(a.double(), e.detach(), atol=atol, rtol=0, msg=n)
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("path", ["cluster", "cluster ffma", "grid", "grid ffma"])
+def test_phase_marks(kind, path):
+    """set_trace: each forward launch records six clock marks per block and step
+    (persistent_kernels.cuh FwdMark), in order within a step and from one step to the next, for
+    every block of the launch; the outputs are those of the untraced launch, bit for bit; with
+    the trace off a launch records nothing (last_trace keeps the last traced one)."""
+    T, B, H = 5, 9, 40
+    dtype = torch.float32 if path.endswith("ffma") else torch.bfloat16
+    d = layer_inputs(kind, T, B, 4, H, dtype=dtype, seed=6)
+    args = [d[k] for k in NAMES[kind]]
+    fwd = P.lstm_forward if kind == "lstm" else P.gru_forward
+    knob = 1 if path.startswith("cluster") else -1
+    with tuning(cluster=knob):
+        plain = fwd(*args)
+        P.set_trace(True)
+        try:
+            _C.simt_reset_stats()
+            traced = fwd(*args)
+            stats = _C.simt_stats()
+            marks = P.last_trace()
+            P.set_trace(False)
+            fwd(*args)
+            assert P.last_trace().data_ptr() == marks.data_ptr()
+        finally:
+            P.set_trace(False)
+    for a, b in zip(plain, traced):
+        assert torch.equal(a, b)
+    plan = dict(zip(FIELDS, P.plan(kind, B, H, dtype)))
+    cp = cluster_plan(kind, B, H, dtype)
+    blocks = cp["cluster_blocks"] if path.startswith("cluster") else plan["blocks"]
+    assert blocks > 1 and stats["blocks"] == blocks
+    assert marks.shape == (blocks, T, 6) and marks.dtype == torch.int64
+    assert (marks > 0).all(), marks
+    assert (marks.diff(dim=2) >= 0).all(), "marks out of order within a step"
+    assert (marks[:, 1:, 0] >= marks[:, :-1, 5]).all(), "a step began before the last one ended"
+
+
 def cplan(kind, B, H, dtype, max_cluster=16):
     return dict(zip(FIELDS + ["mma_fwd", "mma_bwd"] + CFIELDS,
                     P.plan_for(kind, B, H, dtype, 132, SM90["smem_optin"], 1024, max_cluster)))

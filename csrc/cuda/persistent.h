@@ -127,6 +127,16 @@ struct PersistentTuning {
 void persistent_set_tuning(const PersistentTuning& t);
 PersistentTuning persistent_get_tuning();
 
+// Phase marks of the forward kernels (benchmarks and tests; persistent_kernels.cuh FwdMark):
+// while on, every forward launch of either backend records int64 clock ticks [blocks, steps, 6]
+// (CUDA: SM cycles; SIMT: nanoseconds; zeros where a block ran no step of its layer) and keeps
+// the last launch's, which persistent_last_trace returns (undefined before the first).
+// Process-wide, off by default.
+void persistent_set_trace(bool on);
+bool persistent_trace_on();
+void persistent_keep_trace(const at::Tensor& t);
+at::Tensor persistent_last_trace();
+
 #define FUSEDRNN_DECLARE_PERSISTENT(ns)                                                       \
   namespace ns {                                                                              \
   PersistentArch persistent_arch();  /* the device the ops would run on */                    \

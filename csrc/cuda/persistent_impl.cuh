@@ -126,6 +126,18 @@ void launch_fwd(Kernel kernel, const PersistentPlan& plan, const Params* d, int 
     if (g < groups) L.steps = std::max(L.steps, d[g].T + d[g].lag);
   }
   L.wave = wave;
+  // the phase marks (persistent_set_trace): a fresh [blocks, steps, kMarks] buffer a launch
+  auto trace = [&](int blocks) {
+    if (!persistent_trace_on()) return;
+#if defined(__CUDACC__)
+    const at::Device dev(at::kCUDA, c10::cuda::current_device());
+#else
+    const at::Device dev(at::kCPU);
+#endif
+    at::Tensor t = at::zeros({blocks, L.steps, kMarks}, at::TensorOptions(at::kLong).device(dev));
+    L.trace = reinterpret_cast<long long*>(t.data_ptr<int64_t>());
+    persistent_keep_trace(t);
+  };
   const PersistentCluster& c = plan.cluster;
   const bool want = !wave && c.blocks > 0 && c.preferred && (c.forced || (c.mma && mma_ok));
   if (want) FRNN_SET_MAX_DYNAMIC_SMEM(kernel, c.smem);  // before the occupancy query
@@ -137,12 +149,14 @@ void launch_fwd(Kernel kernel, const PersistentPlan& plan, const Params* d, int 
       p.cluster = true;
     }
     L.per_dir = c.blocks;
+    trace(groups * c.blocks);
     FRNN_LAUNCH_CLUSTER(kernel, groups * c.blocks, c.threads, c.blocks, c.smem,
                         FRNN_CURRENT_STREAM, L);
     return;
   }
   for (Params& p : L.d) p.mma = plan.mma_fwd && mma_ok;
   L.per_dir = plan.blocks;
+  trace(groups * plan.blocks);
   launch(kernel, groups * plan.blocks, plan.threads, plan.smem_fwd, L);
 }
 

@@ -105,6 +105,26 @@ __device__ __forceinline__ bool aligned_to(const T* p, int bytes) {
   return reinterpret_cast<uintptr_t>(p) % uintptr_t(bytes) == 0;
 }
 
+// Phase marks of a forward step (FwdLaunch::trace; set by fusedrnn_persistent.set_trace for
+// benchmarks and tests, null otherwise): thread 0 of a block writes portable::clock_ticks() at
+// each mark of a launch step it runs, so the gaps say where a step's time goes. With the trace
+// off a mark is one block-uniform test.
+//   kStepStart    the step begins (the previous step's barrier passed)
+//   kTileReady    h_{t-1} staged (or, on a cluster, already there) and the prefetch retired (a
+//                 wavefront layer's input pass comes before it)
+//   kProductDone  every warp's product of the first round done (after its partial sums' barrier;
+//                 FFMA: thread 0's own group reduced)
+//   kConsumed     the pass returned: every cell update of the block applied
+//   kArrived      cluster: h_t pushed and the barrier's arrival; grid: the next prefetch issued
+//   kStepEnd      the barrier passed (after the last step: y_t stored)
+enum FwdMark { kStepStart, kTileReady, kProductDone, kConsumed, kArrived, kStepEnd, kMarks };
+struct Marks {
+  long long* at = nullptr;  // this block's marks of this step, or null
+  __device__ __forceinline__ void operator()(int m) const {
+    if (at && threadIdx.x == 0) at[m] = portable::clock_ticks();
+  }
+};
+
 // Carve the dynamic shared memory: W (S, w_elems), tiles x tile (E, tile_rows x ldt), state
 // (A, B*U), pre (P, 2*B*NP*U), part (fp32, the tensor-core pass's partial sums), each 16-byte
 // aligned.
@@ -273,7 +293,7 @@ template <int NG, int RB, class A, class S, class E, class F>
 __device__ __forceinline__ void dot_pass_rb(const S* __restrict__ W, int K, int U, int B,
                                             const E* src, int64_t ld, int src_rows,
                                             E* __restrict__ tile, int ldt, int KC, bool staged,
-                                            F& consume) {
+                                            F& consume, const Marks& mk) {
   const int tid = threadIdx.x, nt = blockDim.x;
   const int ldw = K + 1;
   const int nbb = (B + RB - 1) / RB, items = nbb * U;  // item = (batch block, unit)
@@ -301,6 +321,7 @@ FRNN_PERS_UNROLL
       const int k0 = c * KC, kn = min(KC, K - k0);
       if (!staged && (nchunks > 1 || r == 0))  // block-uniform
         stage_chunk(tile, ldt, src + k0, ld, B, src_rows, kn, kn, vec);
+      if (r == 0 && c == 0) mk(kTileReady);
       if (active) {
         const S* wr = W + size_t(u) * NG * ldw + k0;
         for (int k = lane; k < kn; k += KS) {
@@ -328,6 +349,7 @@ FRNN_PERS_UNROLL
             acc[i][q] += __shfl_xor_sync(0xffffffffu, acc[i][q], off);
       }
     }
+    if (r == 0) mk(kProductDone);
     if (active && lane == 0) {
 FRNN_PERS_UNROLL
       for (int i = 0; i < RB; ++i)
@@ -341,11 +363,11 @@ template <int NG, class A, class S, class E, class F>
 __device__ __forceinline__ void dot_pass(const S* __restrict__ W, int K, int U, int B,
                                          const E* src, int64_t ld, int src_rows,
                                          E* __restrict__ tile, int ldt, int KC, bool staged,
-                                         F&& consume) {
+                                         F&& consume, const Marks& mk = Marks{}) {
   if (B >= 4)
-    dot_pass_rb<NG, 4, A>(W, K, U, B, src, ld, src_rows, tile, ldt, KC, staged, consume);
+    dot_pass_rb<NG, 4, A>(W, K, U, B, src, ld, src_rows, tile, ldt, KC, staged, consume, mk);
   else
-    dot_pass_rb<NG, 1, A>(W, K, U, B, src, ld, src_rows, tile, ldt, KC, staged, consume);
+    dot_pass_rb<NG, 1, A>(W, K, U, B, src, ld, src_rows, tile, ldt, KC, staged, consume, mk);
 }
 
 // ------------------------------------------------------------------ tensor cores (forward)
@@ -468,7 +490,7 @@ __device__ __forceinline__ void mma_pass(const S* W, int ldw, int K, int U, int 
                                          int64_t ld, int src_rows, S* tile, int ldt, int KC,
                                          bool staged, float* part, F& consume,
                                          bool use_wr = false, const WRegs& wr = WRegs{},
-                                         int Bsplit = 0) {
+                                         int Bsplit = 0, const Marks& mk = Marks{}) {
   constexpr int KS = MmaLayout<S>::kKStep, HK = MmaLayout<S>::kHalfK, V = Vec16<S>::n;
   constexpr int kChains = 4;
   const int tid = threadIdx.x, nt = blockDim.x, lane = tid % 32;
@@ -491,6 +513,7 @@ __device__ __forceinline__ void mma_pass(const S* W, int ldw, int K, int U, int 
       const int k0 = c * KC, kn = min(KC, K - k0), knk = round_up(kn, KS);
       if (!staged && (nchunks > 1 || r == 0))  // block-uniform
         stage_chunk(tile, ldt, src + k0, ld, B8, src_rows, kn, knk, vec);
+      if (r == 0 && c == 0) mk(kTileReady);
       if (active) {
         // ldmatrix rows: A x4, lanes 0-15 rows 0-15 at k, 16-31 the same rows at k + KS/2;
         // B x2, lanes 0-7 batch rows at k, 8-15 at k + KS/2 (cuda/warp_matrix.h).
@@ -528,6 +551,7 @@ FRNN_PERS_UNROLL
 FRNN_PERS_UNROLL
       for (int i = 0; i < 4; ++i) frag[i] += acc[j][i];
     store_partial(part, w, active, frag);
+    if (r == 0) mk(kProductDone);
     for (int i = tid; i < groups * 32; i += nt) {
       const int gi = i / 32, ul = (i % 32) / 8, bl = i % 8, pr = r * groups + gi;
       if (pr >= P) continue;
@@ -786,6 +810,10 @@ struct FwdLaunch {
   int per_dir;
   int steps;
   bool wave;
+  long long* trace = nullptr;  // [blocks][steps][kMarks] (Marks), or null
+  __device__ __forceinline__ Marks marks(int ls) const {
+    return Marks{trace ? trace + (int64_t(blockIdx.x) * steps + ls) * kMarks : nullptr};
+  }
 };
 
 template <class S, class A>
@@ -887,20 +915,24 @@ __device__ __forceinline__ bool can_prefetch(int U, int H, Ptr... ptrs) {
 // layout, which fits in the space the plan sized for either).
 // staged: the tile already holds h_{t-1} (the cluster forward, one chunk: KC >= H) and the
 // caller retired its copies and synchronised the block; hprev is then not read.
-// use_wr, wr, Bsplit: W's first fragments in registers (mma only; see WRegs).
+// use_wr, wr, Bsplit: W's first fragments in registers (mma only; see WRegs). mk: the step's
+// phase marks (kTileReady, kProductDone, kConsumed).
 template <int NG, class S, class A, class F>
 __device__ __forceinline__ void fwd_pass(bool mma, const S* W, int H, int U, int B,
                                          const S* hprev, S* tile, int ldt, int KC, bool staged,
                                          float* part, F&& consume, bool use_wr = false,
-                                         const WRegs& wr = WRegs{}, int Bsplit = 0) {
+                                         const WRegs& wr = WRegs{}, int Bsplit = 0,
+                                         const Marks& mk = Marks{}) {
   if constexpr (sizeof(S) == 2 || std::is_same<S, float>::value) {
     if (mma) {
       mma_pass<S>(W, MmaLayout<S>(U, H).ldw, H, U, B, hprev, H, B, tile, ldt, KC, staged, part,
-                  consume, use_wr, wr, Bsplit);
+                  consume, use_wr, wr, Bsplit, mk);
+      mk(kConsumed);
       return;
     }
   }
-  dot_pass<NG, A>(W, H, U, B, hprev, H, B, tile, ldt, KC, staged, consume);
+  dot_pass<NG, A>(W, H, U, B, hprev, H, B, tile, ldt, KC, staged, consume, mk);
+  mk(kConsumed);
 }
 
 // W's elements and the tile's rows of a forward kernel (the carve persistent_plan sizes).
@@ -1128,19 +1160,22 @@ template <class S, class F>
 __device__ __forceinline__ void end_fwd_step(bool cluster, bool last, bool live, S* next, int ldt,
                                              int n, int j0, const PushWalk& pw, unsigned rank,
                                              S* y, int64_t ldy, int64_t off, const YWalk& yw,
-                                             F&& prefetch) {
+                                             F&& prefetch, const Marks& mk) {
   if (cluster) {
     __syncthreads();  // every consume of this block wrote its h_t
     if (!last) {
       push_slice(next, ldt, n, j0, pw, rank);
       portable::cluster_arrive();
     }
+    mk(kArrived);
     if (live) store_y(y, ldy, off, next, ldt, n, j0, yw);
     if (!last) portable::cluster_wait();
-  } else if (!last) {
-    prefetch();
-    FRNN_GRID_SYNC();
+  } else {
+    if (!last) prefetch();
+    mk(kArrived);
+    if (!last) FRNN_GRID_SYNC();
   }
+  mk(kStepEnd);
 }
 
 // The start of a cluster forward step: the tile holds h_{t-1} (pushed before the barrier);
@@ -1187,6 +1222,8 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(FwdLaunch<Lstm
   // (the pass syncs the block after its first wait: W, state and pre complete before first use)
   for (int ls = 0; ls < L.steps; ++ls) {
     const int s = ls - p.lag;  // this layer's step (a wavefront's groups start one apart)
+    const Marks mk = s >= 0 && s < p.T ? L.marks(ls) : Marks{};
+    mk(kStepStart);
     S* tnext = sm.tile + ((s + 1) & 1) * sm.tile_stride;  // cluster only (no lag there)
     int n = 0;
     int64_t off = 0;
@@ -1226,10 +1263,10 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(FwdLaunch<Lstm
           tnext[b * sm.ldt + j] = hs;
         else
           hnext[b * H + j] = hs;
-      }, use_wr, wr, B);
+      }, use_wr, wr, B, mk);
     }
     end_fwd_step(cl, ls + 1 == L.steps, s >= 0 && s < p.T, tnext, sm.ldt, n, j0, pw,
-                 unsigned(blk), p.y, p.ldy, off, yw, [&] { prefetch(s + 1); });
+                 unsigned(blk), p.y, p.ldy, off, yw, [&] { prefetch(s + 1); }, mk);
   }
   if (p.c_n) {
     // A row's state stops changing after its last step (packed), so the final state is c_n.
@@ -1346,6 +1383,8 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(FwdLaunch<GruFw
   if (cl) portable::cluster_sync();  // every block's tiles hold h0 before any push
   for (int ls = 0; ls < L.steps; ++ls) {
     const int s = ls - p.lag;  // as the LSTM's
+    const Marks mk = s >= 0 && s < p.T ? L.marks(ls) : Marks{};
+    mk(kStepStart);
     S* tnext = sm.tile + ((s + 1) & 1) * sm.tile_stride;  // cluster only
     int n = 0;
     int64_t off = 0;
@@ -1386,10 +1425,10 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(FwdLaunch<GruFw
         else
           hnext[b * H + j] = hs;
         sm.state[b * U + u] = static_cast<A>(hs);  // as the other blocks read it
-      }, use_wr, wr, B);
+      }, use_wr, wr, B, mk);
     }
     end_fwd_step(cl, ls + 1 == L.steps, s >= 0 && s < p.T, tnext, sm.ldt, n, j0, pw,
-                 unsigned(blk), p.y, p.ldy, off, yw, [&] { prefetch(s + 1); });
+                 unsigned(blk), p.y, p.ldy, off, yw, [&] { prefetch(s + 1); }, mk);
   }
 }
 

@@ -18,6 +18,9 @@
 //                                              (inside fusedrnn) of the launchers compiled here
 //   FRNN_POISON(tensor)                        SIMT: fill a fresh output with NaN so an element a
 //                                              kernel forgets to write fails the tests; CUDA: no-op
+//   portable::clock_ticks()                    a thread's clock for phase marks: CUDA the SM's cycle
+//                                              counter (clock64), SIMT steady_clock nanoseconds;
+//                                              monotonic within a block, not comparable across SMs
 // stream is a cudaStream_t under nvcc and ignored by the SIMT layer (pass FRNN_CURRENT_STREAM).
 // Tensor-core and asynchronous-copy instructions (mma.sync, ldmatrix, cvt.rna.tf32, cp.async) are
 // in the subset as functions in fusedrnn::portable: cuda/warp_matrix.h, cuda/async_copy.h.
@@ -59,6 +62,12 @@
 
 #define FRNN_GRID_SYNC() cooperative_groups::this_grid().sync()
 #define FRNN_POISON(t) ((void)0)
+
+namespace fusedrnn {
+namespace portable {
+__device__ __forceinline__ long long clock_ticks() { return clock64(); }
+}  // namespace portable
+}  // namespace fusedrnn
 
 #include <mutex>
 #include <set>
@@ -119,10 +128,16 @@ template <class... A> CoopArgs(A...) -> CoopArgs<A...>;
 #define FRNN_POISON(t) ::fusedrnn::portable::poison(t)
 
 #include <ATen/ATen.h>
+#include <chrono>
 #include <limits>
 
 namespace fusedrnn {
 namespace portable {
+inline long long clock_ticks() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 inline void poison(const at::Tensor& t) {
   if (at::isFloatingType(t.scalar_type())) t.fill_(std::numeric_limits<double>::quiet_NaN());
 }

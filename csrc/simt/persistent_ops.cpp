@@ -13,6 +13,9 @@
 //   set_tuning(max_blocks, max_kc, threads, cluster)   test-only caps (0 = the rule's choice;
 //       cluster -1: the grid-barrier forward even where a cluster fits, 1: the cluster forward
 //       wherever it fits)
+//   set_trace(on) / last_trace() -> Tensor   the forward kernels' phase marks (persistent.h
+//       persistent_set_trace): [blocks, steps, 6] int64 clock ticks of the last forward launch,
+//       either backend; undefined before the first traced launch
 #include <torch/library.h>
 
 #include "cuda/persistent.h"
@@ -53,6 +56,11 @@ void set_tuning_op(int64_t max_blocks, int64_t max_kc, int64_t threads, int64_t 
   persistent_set_tuning({int(max_blocks), int(max_kc), int(threads), int(cluster)});
 }
 
+std::optional<Tensor> trace_op() {
+  Tensor t = persistent_last_trace();
+  return t.defined() ? std::optional<Tensor>(t) : std::nullopt;
+}
+
 }  // namespace
 }  // namespace fusedrnn
 
@@ -82,6 +90,8 @@ TORCH_LIBRARY(fusedrnn_persistent, m) {
       &fusedrnn::plan_for_op);
   m.def("set_tuning(int max_blocks=0, int max_kc=0, int threads=0, int cluster=0) -> ()",
         &fusedrnn::set_tuning_op);
+  m.def("set_trace(bool on) -> ()", &fusedrnn::persistent_set_trace);
+  m.def("last_trace() -> Tensor?", &fusedrnn::trace_op);
 }
 
 TORCH_LIBRARY_IMPL(fusedrnn_persistent, CPU, m) {

@@ -25,6 +25,7 @@
 //     predicts it faster (persistent.h: tensor cores, kClusterWBytes).
 #include <algorithm>
 #include <atomic>
+#include <mutex>
 #include <sstream>
 
 #include "cuda/persistent.h"
@@ -52,6 +53,30 @@ void persistent_set_tuning(const PersistentTuning& t) {
 
 PersistentTuning persistent_get_tuning() {
   return {g_max_blocks, g_max_kc, g_threads, g_cluster};
+}
+
+namespace {
+std::atomic<bool> g_trace{false};
+std::mutex g_trace_mu;
+at::Tensor& last_trace() {
+  static at::Tensor t;
+  return t;
+}
+}  // namespace
+
+void persistent_set_trace(bool on) {
+  g_trace = on;
+}
+bool persistent_trace_on() {
+  return g_trace;
+}
+void persistent_keep_trace(const at::Tensor& t) {
+  std::lock_guard<std::mutex> lock(g_trace_mu);
+  last_trace() = t;
+}
+at::Tensor persistent_last_trace() {
+  std::lock_guard<std::mutex> lock(g_trace_mu);
+  return last_trace();
 }
 
 PersistentPlan persistent_plan(RnnKind kind, int64_t B, int64_t H, at::ScalarType dtype,
