@@ -125,3 +125,51 @@ def test_no_clusters_before_sm90():
         C._simt_test_cluster_launch([4], [2], True)
     C.simt_set_arch("sm_90")
     assert C._simt_max_cluster_size() == 16
+
+
+# ---------------------------------------------------------------- mbarriers and st.async
+@pytest.mark.parametrize("blocks,threads", [(2, 32), (5, 64), (16, 128)])
+@pytest.mark.parametrize("seed", [None, 1, 2, 3])
+def test_mbarrier_exchange(blocks, threads, seed):
+    """The exchange on mbarriers with transaction counts and st.async instead of the cluster
+    barrier (simt/mbarrier.h, the PTX ISA's semantics): a block arms its barrier for the n words
+    of a phase, every block st.asyncs its value into every block's buffer with a complete-tx, and
+    the readers wait for the phase's parity. Exact under any schedule; no cluster barrier but the
+    two around the loop."""
+    C.simt_set_seed(seed)
+    C.simt_reset_stats()
+    out = C._simt_test_mbar_exchange(blocks, threads, 7)
+    torch.testing.assert_close(out, exchange_expected(blocks, 7), rtol=1e-6, atol=1e-6)
+    assert C.simt_stats()["cluster_barriers"] == 2
+
+
+@pytest.mark.parametrize("seed", [None, 1, 2])
+@pytest.mark.parametrize("phases", [2, 5])
+def test_mbarrier_wrong_parity_is_caught(seed, phases):
+    """Broken on purpose, the wait's parity flipped: it returns before the peers' bytes (fresh
+    buffers read as NaN), or sleeps on a phase that already completed until one that never
+    comes (reported as a deadlock), or the block re-arms a barrier whose phase never completed
+    (an arrival the PTX ISA leaves undefined: an error). Never the right result."""
+    C.simt_set_seed(seed)
+    try:
+        out = C._simt_test_mbar_exchange(4, 32, phases, 1)
+        right = torch.allclose(out, exchange_expected(4, phases), rtol=1e-6, atol=1e-6)
+    except RuntimeError as e:
+        assert "mbarrier" in str(e) or "barrier disagreement" in str(e), e
+        right = False
+    assert not right
+
+
+def test_mbarrier_phase_that_never_completes_is_reported():
+    """Broken on purpose: armed for one word more than arrives, no phase completes; the wait is
+    reported like a barrier disagreement, not a hang."""
+    with pytest.raises(RuntimeError, match="mbarrier phase that can never complete"):
+        C._simt_test_mbar_exchange(3, 32, 2, 2)
+
+
+@pytest.mark.parametrize("kind,message", [
+    (0, "never initialised"), (1, "count 0"), (2, "no pending arrival"),
+    (3, "outside shared memory"), (4, "never initialised")])
+def test_mbarrier_misuse(kind, message):
+    with pytest.raises(RuntimeError, match=message):
+        C._simt_test_mbar_misuse(kind)

@@ -16,6 +16,20 @@
 //   portable::cluster_wait()            barrier.cluster.wait.acquire: after every non-exited
 //                                       thread of the cluster arrived; arrive/wait alternate
 //   portable::cluster_sync()            both
+// mbarrier objects with transaction counts, and st.async (sm_90; simt/mbarrier.h has the
+// semantics; bar: an 8-byte aligned uint64_t in the block's dynamic shared memory):
+//   portable::mbar_init(bar, count)     mbarrier.init (count arrivals a phase), then
+//                                       fence.mbarrier_init.release.cluster: a cluster barrier
+//                                       after it lets peers' complete-tx reach it
+//   portable::mbar_arrive_expect_tx(bar, bytes)   mbarrier.arrive.expect_tx: expect `bytes`
+//                                       more of this phase, and one arrival
+//   portable::mbar_wait(bar, parity)    mbarrier.try_wait.parity until the phase of that parity
+//                                       completed (acquire: the bytes that completed it are seen)
+//   portable::st_async(dst, v, bar, rank)   st.async.shared::cluster.mbarrier::complete_tx::bytes
+//                                       of v (4, 8 or 16 bytes) to dst and a complete-tx on bar,
+//                                       both in block `rank` (given as this block's addresses:
+//                                       mapa maps them); no fence orders it against other
+//                                       stores, and the receiver learns of it only through bar
 // A block must not exit while a peer may still read or write its shared memory.
 #pragma once
 
@@ -77,6 +91,11 @@ template <class T>
 __device__ __forceinline__ T* cluster_map(T* p, unsigned) { __trap(); return p; }
 __device__ __forceinline__ void cluster_arrive() { __trap(); }
 __device__ __forceinline__ void cluster_wait() { __trap(); }
+__device__ __forceinline__ void mbar_init(uint64_t*, unsigned) { __trap(); }
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t*, unsigned) { __trap(); }
+__device__ __forceinline__ void mbar_wait(uint64_t*, unsigned) { __trap(); }
+template <class T>
+__device__ __forceinline__ void st_async(T*, const T&, uint64_t*, unsigned) { __trap(); }
 #else
 __device__ __forceinline__ unsigned cluster_rank() {
   return cooperative_groups::this_cluster().block_rank();
@@ -91,6 +110,56 @@ __device__ __forceinline__ void cluster_arrive() {
 __device__ __forceinline__ void cluster_wait() {
   asm volatile("barrier.cluster.wait.acquire;\n" ::: "memory");
 }
+// (smem_addr: cuda/warp_matrix.h, through cuda/portable.h)
+__device__ __forceinline__ unsigned cluster_addr(const void* p, unsigned rank) {
+  unsigned r;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(r) : "r"(smem_addr(p)), "r"(rank));
+  return r;
+}
+__device__ __forceinline__ void mbar_init(uint64_t* bar, unsigned count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_addr(bar)), "r"(count)
+               : "memory");
+  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+}
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, unsigned bytes) {
+  asm volatile("{ .reg .b64 st; mbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1; }"
+               ::"r"(smem_addr(bar)), "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, unsigned parity) {
+  unsigned done = 0;
+  do {
+    asm volatile(
+        "{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; "
+        "selp.u32 %0, 1, 0, p; }"
+        : "=r"(done)
+        : "r"(smem_addr(bar)), "r"(parity & 1u)
+        : "memory");
+  } while (!done);
+}
+template <class T>
+__device__ __forceinline__ void st_async(T* dst, const T& v, uint64_t* bar, unsigned rank) {
+  static_assert(sizeof(T) == 4 || sizeof(T) == 8 || sizeof(T) == 16,
+                "st.async stores 4, 8 or 16 bytes");
+  const unsigned d = cluster_addr(dst, rank), b = cluster_addr(bar, rank);
+  unsigned w[sizeof(T) / 4];
+  memcpy(w, &v, sizeof(T));
+  if constexpr (sizeof(T) == 4) {
+    asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.b32 [%0], %1, [%2];"
+                 ::"r"(d), "r"(w[0]), "r"(b)
+                 : "memory");
+  } else if constexpr (sizeof(T) == 8) {
+    asm volatile(
+        "st.async.shared::cluster.mbarrier::complete_tx::bytes.v2.b32 [%0], {%1, %2}, [%3];"
+        ::"r"(d), "r"(w[0]), "r"(w[1]), "r"(b)
+        : "memory");
+  } else {
+    asm volatile(
+        "st.async.shared::cluster.mbarrier::complete_tx::bytes.v4.b32 [%0], {%1, %2, %3, %4}, "
+        "[%5];" ::"r"(d), "r"(w[0]), "r"(w[1]), "r"(w[2]), "r"(w[3]), "r"(b)
+        : "memory");
+  }
+}
 #endif
 
 }  // namespace portable
@@ -99,6 +168,7 @@ __device__ __forceinline__ void cluster_wait() {
 #else  // host compile: the SIMT layer
 
 #include "simt/cluster.h"
+#include "simt/mbarrier.h"
 
 #define FRNN_LAUNCH_CLUSTER(kernel, grid, block, cluster, smem, stream, ...)               \
   ::simt::launch_cluster((kernel), dim3(grid), dim3(block), (size_t)(smem), dim3(cluster), \
@@ -122,6 +192,15 @@ inline T* cluster_map(T* p, unsigned rank) {
 }
 inline void cluster_arrive() { ::simt::cluster_arrive(); }
 inline void cluster_wait() { ::simt::cluster_wait(); }
+inline void mbar_init(uint64_t* bar, unsigned count) { ::simt::mbar_init(bar, count); }
+inline void mbar_arrive_expect_tx(uint64_t* bar, unsigned bytes) {
+  ::simt::mbar_arrive_expect_tx(bar, bytes);
+}
+inline void mbar_wait(uint64_t* bar, unsigned parity) { ::simt::mbar_wait(bar, parity); }
+template <class T>
+inline void st_async(T* dst, const T& v, uint64_t* bar, unsigned rank) {
+  ::simt::st_async(dst, v, bar, rank);
+}
 
 }  // namespace portable
 }  // namespace fusedrnn

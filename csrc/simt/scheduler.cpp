@@ -78,15 +78,16 @@ void Worker::resume(Fiber* f) {
 
 std::string describe_deadlock(Worker& w) {
   for (Block& b : w.blocks) {
-    int sync = 0, grid = 0, warp = 0, cluster = 0;
+    int sync = 0, grid = 0, warp = 0, cluster = 0, mbar = 0;
     for (int t = 0; t < b.nthreads; ++t) {
       State s = b.fibers[t].state;
       sync += s == State::SyncThreads;
       grid += s == State::GridSync;
       warp += s == State::Warp;
       cluster += s == State::ClusterWait;
+      mbar += s == State::MbarWait;
     }
-    if (sync + grid + warp + cluster == 0) continue;
+    if (sync + grid + warp + cluster + mbar == 0) continue;
     std::ostringstream m;
     m << "simt: barrier disagreement in block (" << b.idx.x << "," << b.idx.y << "," << b.idx.z
       << "): ";
@@ -108,18 +109,23 @@ std::string describe_deadlock(Worker& w) {
             << (s == State::SyncThreads   ? "__syncthreads"
                 : s == State::GridSync    ? "grid_sync"
                 : s == State::ClusterWait ? "the cluster barrier"
+                : s == State::MbarWait    ? "an mbarrier wait"
                                           : "?")
             << ";";
         }
         if (__builtin_popcount(missing) > 4) m << " ...";
         break;
       }
-    } else if (cluster && !sync && !grid)
+    } else if (mbar && !sync && !grid && !cluster)
+      m << mbar << " threads wait on an mbarrier phase that can never complete (arrivals or "
+        << "transaction bytes it expects never come)";
+    else if (cluster && !sync && !grid)
       m << cluster << " threads wait at the cluster barrier for threads of the cluster that "
         << "never arrive (every thread of every block of the cluster must arrive)";
     else
       m << sync << " threads wait at __syncthreads, " << grid << " at grid_sync, " << cluster
-        << " at the cluster barrier, " << b.done << " exited; no barrier can complete";
+        << " at the cluster barrier, " << mbar << " on an mbarrier, " << b.done
+        << " exited; no barrier can complete";
     return m.str();
   }
   return "simt: no thread can proceed (internal scheduler error)";

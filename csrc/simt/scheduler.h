@@ -28,7 +28,7 @@ namespace detail {
 // Not a std::exception, so a kernel's catch (const std::exception&) cannot swallow it.
 struct AbortFiber {};
 
-enum class State : uint8_t { Ready, Running, SyncThreads, GridSync, ClusterWait, Warp, Done };
+enum class State : uint8_t { Ready, Running, SyncThreads, GridSync, ClusterWait, MbarWait, Warp, Done };
 
 struct Worker;
 struct Block;
@@ -63,6 +63,10 @@ struct Fiber {
   // The cluster barrier phase this thread arrived in and has not waited for, or kNotArrived.
   static constexpr uint64_t kNotArrived = ~uint64_t(0);
   uint64_t cluster_arrived = kNotArrived;
+  // The mbarrier (simt/mbarrier.h) this thread sleeps on until its phase of parity mbar_parity
+  // completes.
+  const void* mbar = nullptr;
+  unsigned mbar_parity = 0;
 };
 
 struct Warp {

@@ -52,6 +52,84 @@ Tensor exchange(int64_t blocks, int64_t threads, int64_t phases, int64_t mode) {
   return out;
 }
 
+// The same exchange on mbarriers and st.async (no cluster barrier a phase): buffer and barrier
+// p%2; thread 0 arms the barrier for the n words of the phase (mbar_arrive_expect_tx), the first
+// n threads st.async the block's value into slot [rank] of every block, and every thread waits
+// for the phase (parity p/2 of barrier p%2), then reads. A block reuses buffer k two phases
+// later only after every peer's push of the phase between, which each peer issues after its own
+// reads of buffer k: the data carry the ordering. out as k_exchange's.
+//   mode 0: as described; 1: the wait's parity flipped (returns at once: stale reads);
+//   2: the barrier armed for one word too many (a phase that never completes: a deadlock).
+__global__ void k_mbar_exchange(float* out, int n, int phases, int mode) {
+  FRNN_DYNAMIC_SMEM(unsigned char, smem);
+  uint64_t* bar = reinterpret_cast<uint64_t*>(smem);  // [2]
+  float* buf = reinterpret_cast<float*>(smem + 16);     // [2][n]
+  const unsigned rank = fusedrnn::portable::cluster_rank();
+  if (threadIdx.x == 0) {
+    fusedrnn::portable::mbar_init(bar, 1);
+    fusedrnn::portable::mbar_init(bar + 1, 1);
+  }
+  fusedrnn::portable::cluster_sync();  // every barrier initialised before any complete-tx
+  float v = float(rank + 1);
+  for (int p = 0; p < phases; ++p) {
+    const int k = p % 2;
+    if (threadIdx.x == 0)
+      fusedrnn::portable::mbar_arrive_expect_tx(bar + k, unsigned(4 * (n + (mode == 2))));
+    if (int(threadIdx.x) < n)
+      fusedrnn::portable::st_async(buf + k * n + rank, v, bar + k, unsigned(threadIdx.x));
+    fusedrnn::portable::mbar_wait(bar + k, unsigned((p / 2) & 1) ^ unsigned(mode == 1));
+    float s = 0.f;
+    for (int r = 0; r < n; ++r) s += buf[k * n + r];
+    v = float(rank) + s / float(n);
+    if (threadIdx.x == 0) out[p * gridDim.x + blockIdx.x] = v;
+    __syncthreads();
+  }
+  fusedrnn::portable::cluster_sync();  // no block exits while a peer may still push to it
+}
+
+Tensor mbar_exchange(int64_t blocks, int64_t threads, int64_t phases, int64_t mode) {
+  Tensor out = at::full({phases, blocks}, -1.0f);
+  FRNN_POISON(out);
+  if (blocks > 8) FRNN_ALLOW_NON_PORTABLE_CLUSTER(k_mbar_exchange);
+  FRNN_LAUNCH_CLUSTER(k_mbar_exchange, blocks, threads, blocks, 16 + 2 * blocks * sizeof(float),
+                      FRNN_CURRENT_STREAM, out.data_ptr<float>(), int(blocks), int(phases),
+                      int(mode));
+  return out;
+}
+
+// mbarrier misuse (simt::Error, undefined in PTX): 0 a wait on a barrier never initialised,
+// 1 init with count 0, 2 an arrival in a phase with none pending (count 1, 4 bytes expected,
+// two arrivals), 3 a barrier outside shared memory, 4 st.async to a peer without a barrier
+// there (its barrier never initialised).
+__global__ void k_mbar_misuse(int kind) {
+  FRNN_DYNAMIC_SMEM(unsigned char, smem);
+  uint64_t* bar = reinterpret_cast<uint64_t*>(smem);
+  uint64_t local = 0;
+  switch (kind) {
+    case 0: fusedrnn::portable::mbar_wait(bar, 0); break;
+    case 1: fusedrnn::portable::mbar_init(bar, 0); break;
+    case 2:
+      fusedrnn::portable::mbar_init(bar, 1);
+      fusedrnn::portable::mbar_arrive_expect_tx(bar, 4);
+      fusedrnn::portable::mbar_arrive_expect_tx(bar, 4);
+      break;
+    case 3: fusedrnn::portable::mbar_init(&local, 1); break;
+    case 4: {
+      const unsigned rank = fusedrnn::portable::cluster_rank();
+      if (rank == 0) fusedrnn::portable::mbar_init(bar, 1);
+      fusedrnn::portable::cluster_sync();
+      if (rank == 0) fusedrnn::portable::st_async(reinterpret_cast<float*>(smem + 16), 1.f, bar, 1u);
+      fusedrnn::portable::cluster_sync();
+      break;
+    }
+  }
+}
+
+void mbar_misuse(int64_t kind) {
+  FRNN_LAUNCH_CLUSTER(k_mbar_misuse, kind == 4 ? 2 : 1, 1, kind == 4 ? 2 : 1, 64,
+                      FRNN_CURRENT_STREAM, int(kind));
+}
+
 // Rank, size and block index of every block of a launch with cluster dims `cl`:
 // out[block linear] = [rank, cluster blocks, blockIdx.x, blockIdx.y, blockIdx.z, the rank
 // seen through a peer: the value block (rank+1)%n wrote into its own shared memory].
@@ -151,6 +229,9 @@ void bind_cluster_selftests(pybind11::module& m) {
         arg("phases"), arg("mode") = 0);
   m.def("_simt_test_cluster_ranks", &t::ranks, arg("grid"), arg("cluster"), arg("threads") = 32);
   m.def("_simt_test_cluster_misuse", &t::misuse, arg("kind"));
+  m.def("_simt_test_mbar_exchange", &t::mbar_exchange, arg("blocks"), arg("threads"),
+        arg("phases"), arg("mode") = 0);
+  m.def("_simt_test_mbar_misuse", &t::mbar_misuse, arg("kind"));
   m.def("_simt_test_cluster_launch", &t::launch, arg("grid"), arg("cluster"),
         arg("non_portable") = true);
   m.def("_simt_max_cluster_size", [] { return ::simt::max_cluster_size(); });
