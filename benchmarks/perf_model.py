@@ -209,7 +209,7 @@ def cluster_config(cell, B, H, prec):
     es = 2 if prec == "bf16" else 4
     V, kstep = 16 // es, (16 if es == 2 else 8)
     a16 = lambda n: (n + 15) // 16 * 16  # noqa: E731
-    fixed = a16(B * U * 4) + a16(2 * B * G * U * 4)  # state, prefetched xproj
+    fixed = a16(B * U * 4) + a16(2 * B * G * U * 4) + 16  # state, prefetched xproj, 2 mbarriers
     tiles = lambda rows: 2 * a16(rows * (H + V) * es)  # noqa: E731
     if H % V == 0:
         w = a16(16 * math.ceil(4 * U / 16) * (math.ceil(H / kstep) * kstep + V) * es)

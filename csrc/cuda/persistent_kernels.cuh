@@ -126,8 +126,8 @@ struct Marks {
 };
 
 // Carve the dynamic shared memory: W (S, w_elems), tiles x tile (E, tile_rows x ldt), state
-// (A, B*U), pre (P, 2*B*NP*U), part (fp32, the tensor-core pass's partial sums), each 16-byte
-// aligned.
+// (A, B*U), pre (P, 2*B*NP*U), with two tiles (the cluster forward) bars (two mbarriers, 16
+// bytes), part (fp32, the tensor-core pass's partial sums), each 16-byte aligned.
 template <class S, class E, class A, class P>
 struct Smem {
   S* w;
@@ -135,6 +135,7 @@ struct Smem {
   A* state;
   P* pre;
   float* part;
+  uint64_t* bars;  // the cluster forward's two mbarriers (tiles == 2), else null
   int ldt;  // tile row stride, elements
   size_t tile_stride;  // elements from one tile to the next (the cluster forward's two)
   __device__ __forceinline__ Smem(unsigned char* base, size_t w_elems, int tile_rows, int KC,
@@ -150,6 +151,11 @@ struct Smem {
     off += align16(size_t(B) * U * sizeof(A));
     pre = reinterpret_cast<P*>(base + off);
     off += align16(size_t(2) * B * NP * U * sizeof(P));
+    bars = nullptr;
+    if (tiles == 2) {
+      bars = reinterpret_cast<uint64_t*>(base + off);
+      off += 16;
+    }
     part = reinterpret_cast<float*>(base + off);
   }
 };
@@ -1047,6 +1053,19 @@ __device__ __forceinline__ bool load_fwd_w(bool mma, bool cluster, S* W, size_t 
 // launcher asks the occupancy calculator that it can), so the barrier cannot wait on a block
 // that is not resident; the pushes are plain stores to the mapped address (st.shared::cluster)
 // ordered by the barrier's release / acquire.
+// The mbarrier exchange (where every slice is whole 4-byte words: mbar_exchange): instead of the
+// cluster barrier, whose release is a device-scope fence on sm_90 (MEMBAR.ALL.GPU, waiting for
+// every store of the thread), each block has an mbarrier per tile (bars[k]), and the pushes are
+// st.async with a complete-tx on the receiver's bars[(s+1)%2]. At step s thread 0 arms its
+// bars[(s+1)%2] for the bytes the peers send it (n rows x the H - uv columns it does not own),
+// and every thread waits for bars[s%2]'s phase before reading tile s%2. Tile (s+1)%2 of a block
+// was last read in its step s-1; a peer pushes step s's slice only after it received the
+// block's own h_{s-1} slice, which the block sends after that read: the data order the reuse,
+// so no barrier is needed. bars[k] carries the pushes of the steps s with (s+1)%2 == k, the
+// j-th of them in its phase of parity j&1; a block re-arms it only after it waited for the
+// previous phase. The cluster barrier after the
+// initialisation makes the barriers' init visible before any complete-tx; one at the end keeps
+// every block resident until the last pushes landed.
 
 // Both tiles (stride elements apart): rows < B hold h0 (hbuf slot 0; rows not live at a step
 // keep it, as hbuf's slots do), the rest zero (the tensor-core pass's padding rows and columns).
@@ -1070,12 +1089,22 @@ struct PushWalk {
   bool vec = false;
 };
 
+// Whether the cluster forward exchanges h through mbarriers and st.async (4-, 8- or 16-byte
+// words): every block's slice whole 4-byte words (the half types: U and H even). Uniform
+// across the cluster (H, U and the type only).
 template <class S>
-__device__ __forceinline__ PushWalk push_walk(int B, int ldt, int j0, int uv, unsigned size) {
+__device__ __forceinline__ bool mbar_exchange(int H, int U) {
+  return sizeof(S) >= 4 || (U % 2 == 0 && H % 2 == 0);
+}
+
+// mb: the mbarrier exchange (words of 2 halves where not 16 bytes).
+template <class S>
+__device__ __forceinline__ PushWalk push_walk(int B, int ldt, int j0, int uv, unsigned size,
+                                              bool mb) {
   constexpr int V = Vec16<S>::n;
   PushWalk pw;
   pw.vec = j0 % V == 0 && uv % V == 0 && ldt % V == 0;
-  pw.width = pw.vec ? V : 1;
+  pw.width = pw.vec ? V : (mb && sizeof(S) == 2 ? 2 : 1);
   pw.peers = int(size) - 1, pw.rows = B, pw.wpr = uv / pw.width;
   if (pw.wpr <= 0 || pw.peers <= 0) {
     pw.peers = 0;
@@ -1111,6 +1140,46 @@ __device__ __forceinline__ void push_slice(S* t, int ldt, int n, int j0, const P
     if (w >= pw.wpr) w -= pw.wpr, ++r;
     if (r >= pw.rows) r -= pw.rows, ++pi;
   }
+}
+
+// push_slice through st.async (the mbarrier exchange): each word with a complete-tx of its
+// bytes on the receiver's bar (this block's address of it: the receiver's is at the same
+// offset).
+template <class S>
+__device__ __forceinline__ void push_slice_async(S* t, int ldt, int n, int j0, const PushWalk& pw,
+                                                 unsigned me, uint64_t* bar) {
+  int pi = pw.pi, r = pw.r, w = pw.w;
+  const int bytes = pw.width * int(sizeof(S));
+  while (pi < pw.peers) {
+    if (r < n) {
+      const unsigned peer = unsigned(pi) + (unsigned(pi) >= me);
+      S* src = t + r * ldt + j0 + w * pw.width;
+      if (bytes == 16)
+        portable::st_async(reinterpret_cast<uint4*>(src), *reinterpret_cast<const uint4*>(src), bar,
+                           peer);
+      else if (bytes == 8)
+        portable::st_async(reinterpret_cast<uint2*>(src), *reinterpret_cast<const uint2*>(src), bar,
+                           peer);
+      else
+        portable::st_async(reinterpret_cast<uint32_t*>(src),
+                           *reinterpret_cast<const uint32_t*>(src), bar, peer);
+    }
+    w += pw.dw, r += pw.dr, pi += pw.dpi;
+    if (w >= pw.wpr) w -= pw.wpr, ++r;
+    if (r >= pw.rows) r -= pw.rows, ++pi;
+  }
+}
+
+// The start of an mbarrier-exchange step s: thread 0 arms bars[(s+1)%2] for the peers' step-s
+// slices (n rows of the H - uv columns this block does not own; none after the last step),
+// then every thread waits until bars[s%2] holds the step-(s-1) slices (phase parity
+// ((s-1)/2)&1; step 0 reads h0).
+template <class S>
+__device__ __forceinline__ void mbar_step_start(uint64_t* bars, int s, int T, int n, int H,
+                                                int uv) {
+  if (threadIdx.x == 0 && s + 1 < T)
+    portable::mbar_arrive_expect_tx(bars + ((s + 1) & 1), unsigned(n * (H - uv)) * sizeof(S));
+  if (s > 0) portable::mbar_wait(bars + (s & 1), unsigned((s - 1) >> 1) & 1u);
 }
 
 // The cluster forward's y_t: rows [0, n) of this block's columns [j0, j0+uv) of tile `next`
@@ -1152,7 +1221,8 @@ __device__ __forceinline__ void store_y(S* y, int64_t ldy, int64_t off, const S*
 
 // The end of forward step s. On a cluster: this block's h_t slice (written by consume into tile
 // `next`) to every peer, the cluster barrier's arrival, y_t (store_y), the wait; after the last
-// step (last) y_t only. The next step's xproj was prefetched at this step's start, a step
+// step (last) y_t only. With the mbarrier exchange (mb) the slice goes by st.async and the
+// step ends without a barrier (the next step's mbar_step_start waits for the peers' slices). The next step's xproj was prefetched at this step's start, a step
 // ahead. On the grid (not after the last step): the prefetch of step s+1's xproj, then the grid
 // barrier (every block's h_t in hbuf visible before step s+1 reads it); the prefetch lands while
 // the block waits. live: this layer ran a step (a wavefront's groups idle before and after).
@@ -1160,8 +1230,14 @@ template <class S, class F>
 __device__ __forceinline__ void end_fwd_step(bool cluster, bool last, bool live, S* next, int ldt,
                                              int n, int j0, const PushWalk& pw, unsigned rank,
                                              S* y, int64_t ldy, int64_t off, const YWalk& yw,
-                                             F&& prefetch, const Marks& mk) {
-  if (cluster) {
+                                             F&& prefetch, const Marks& mk, uint64_t* bars,
+                                             bool mb, int s) {
+  if (cluster && mb) {
+    __syncthreads();  // every consume of this block wrote its h_t
+    if (!last) push_slice_async(next, ldt, n, j0, pw, rank, bars + ((s + 1) & 1));
+    mk(kArrived);
+    if (live) store_y(y, ldy, off, next, ldt, n, j0, yw);
+  } else if (cluster) {
     __syncthreads();  // every consume of this block wrote its h_t
     if (!last) {
       push_slice(next, ldt, n, j0, pw, rank);
@@ -1210,7 +1286,8 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(FwdLaunch<Lstm
   if (cl) init_cluster_tiles(sm.tile, sm.tile_stride, sm.ldt, p.hbuf, B, H);
   // what every step repeats, made once: the prefetch's and the push's walks
   const Walk xw = xproj_walk<A>(H, U, j0);
-  const PushWalk pw = cl ? push_walk<S>(B, sm.ldt, j0, min(U, H - j0), unsigned(L.per_dir))
+  const bool mb = cl && mbar_exchange<S>(H, U);
+  const PushWalk pw = cl ? push_walk<S>(B, sm.ldt, j0, min(U, H - j0), unsigned(L.per_dir), mb)
                          : PushWalk{};
   const YWalk yw = cl ? y_walk<S>(p.y, p.ldy, j0, min(U, H - j0)) : YWalk{};
   auto prefetch = [&](int s) {  // step s's xproj, when this layer has one and s is a step
@@ -1218,6 +1295,10 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(FwdLaunch<Lstm
       prefetch_xproj<4>(sm.pre, p.xproj, p.steps, s, p.T, B, H, U, j0, p.reverse, xw);
   };
   prefetch(0);
+  if (mb && threadIdx.x == 0) {
+    portable::mbar_init(sm.bars, 1);
+    portable::mbar_init(sm.bars + 1, 1);
+  }
   if (cl) portable::cluster_sync();  // every block's tiles hold h0 before any push
   // (the pass syncs the block after its first wait: W, state and pre complete before first use)
   for (int ls = 0; ls < L.steps; ++ls) {
@@ -1235,6 +1316,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(FwdLaunch<Lstm
       S* hnext = p.hbuf + int64_t((s + 1) % 2) * B * H;
       S* tile = sm.tile + (cl ? (s % 2) * sm.tile_stride : 0);
       A* pre = sm.pre + int64_t(s % 2) * B * NP * U;
+      if (mb) mbar_step_start<S>(sm.bars, s, p.T, n, H, min(U, H - j0));
       if (cl) start_cluster_step([&] { prefetch(s + 1); });
       if (p.w_ih)
         input_pass<4, NP>(mma, sm.w + wxo, p.x_in, p.bias, off, n, H, U, j0, pre, sm.tile,
@@ -1266,8 +1348,10 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(FwdLaunch<Lstm
       }, use_wr, wr, B, mk);
     }
     end_fwd_step(cl, ls + 1 == L.steps, s >= 0 && s < p.T, tnext, sm.ldt, n, j0, pw,
-                 unsigned(blk), p.y, p.ldy, off, yw, [&] { prefetch(s + 1); }, mk);
+                 unsigned(blk), p.y, p.ldy, off, yw, [&] { prefetch(s + 1); }, mk, sm.bars, mb,
+                 s);
   }
+  if (mb) portable::cluster_sync();  // every block resident until the last st.async landed
   if (p.c_n) {
     // A row's state stops changing after its last step (packed), so the final state is c_n.
     __syncthreads();  // the consume callbacks of other threads wrote sm.state
@@ -1372,7 +1456,8 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(FwdLaunch<GruFw
   if (cl) init_cluster_tiles(sm.tile, sm.tile_stride, sm.ldt, p.hbuf, B, H);
   // what every step repeats, made once: the prefetch's and the push's walks
   const Walk xw = xproj_walk<A>(H, U, j0);
-  const PushWalk pw = cl ? push_walk<S>(B, sm.ldt, j0, min(U, H - j0), unsigned(L.per_dir))
+  const bool mb = cl && mbar_exchange<S>(H, U);
+  const PushWalk pw = cl ? push_walk<S>(B, sm.ldt, j0, min(U, H - j0), unsigned(L.per_dir), mb)
                          : PushWalk{};
   const YWalk yw = cl ? y_walk<S>(p.y, p.ldy, j0, min(U, H - j0)) : YWalk{};
   auto prefetch = [&](int s) {  // step s's xproj, when this layer has one and s is a step
@@ -1380,6 +1465,10 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(FwdLaunch<GruFw
       prefetch_xproj<3>(sm.pre, p.xproj, p.steps, s, p.T, B, H, U, j0, p.reverse, xw);
   };
   prefetch(0);
+  if (mb && threadIdx.x == 0) {
+    portable::mbar_init(sm.bars, 1);
+    portable::mbar_init(sm.bars + 1, 1);
+  }
   if (cl) portable::cluster_sync();  // every block's tiles hold h0 before any push
   for (int ls = 0; ls < L.steps; ++ls) {
     const int s = ls - p.lag;  // as the LSTM's
@@ -1396,6 +1485,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(FwdLaunch<GruFw
       S* hnext = p.hbuf + int64_t((s + 1) % 2) * B * H;
       S* tile = sm.tile + (cl ? (s % 2) * sm.tile_stride : 0);
       A* pre = sm.pre + int64_t(s % 2) * B * NP * U;
+      if (mb) mbar_step_start<S>(sm.bars, s, p.T, n, H, min(U, H - j0));
       if (cl) start_cluster_step([&] { prefetch(s + 1); });
       if (p.w_ih)
         input_pass<3, NP>(mma, sm.w + wxo, p.x_in, p.bias, off, n, H, U, j0, pre, sm.tile,
@@ -1428,8 +1518,10 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(FwdLaunch<GruFw
       }, use_wr, wr, B, mk);
     }
     end_fwd_step(cl, ls + 1 == L.steps, s >= 0 && s < p.T, tnext, sm.ldt, n, j0, pw,
-                 unsigned(blk), p.y, p.ldy, off, yw, [&] { prefetch(s + 1); }, mk);
+                 unsigned(blk), p.y, p.ldy, off, yw, [&] { prefetch(s + 1); }, mk, sm.bars, mb,
+                 s);
   }
+  if (mb) portable::cluster_sync();  // every block resident until the last st.async landed
 }
 
 // ------------------------------------------------------------------ GRU backward

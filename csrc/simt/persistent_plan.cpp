@@ -165,7 +165,8 @@ PersistentPlan persistent_plan(RnnKind kind, int64_t B, int64_t H, at::ScalarTyp
   if (!b) b = fit(G * H, wbwd + sbytes + pbwd, B, sA, 1, p.kc_bwd, p.smem_bwd);
   p.fits = f && (b || wave);  // a wavefront is inference: its backward is never launched
   // The forward on one cluster: W_hh's slices on at most max_cluster blocks, both tiles of the
-  // whole h_{t-1} ([rows][H+V], step parity) beside them; tensor-core layout first, as above.
+  // whole h_{t-1} ([rows][H+V], step parity) and two mbarriers (16 bytes) beside them;
+  // tensor-core layout first, as above.
   int64_t cs = arch.max_cluster;
   if (g_max_blocks > 0) cs = std::min<int64_t>(cs, g_max_blocks);
   const bool chunked = g_max_kc > 0 && g_max_kc < H;  // the tuning asks for chunked staging
@@ -178,10 +179,10 @@ PersistentPlan persistent_plan(RnnKind kind, int64_t B, int64_t H, at::ScalarTyp
     size_t need = 0;
     if (sS <= 4 && H % V == 0) {
       const size_t wmma = a16(size_t(up(4 * Uc, 16) * (up(H, KS) + V)) * sS);
-      need = wmma + sc + pc + a16(size_t(tc) * 16) + two_tiles(up(B, 8));
+      need = wmma + sc + pc + 16 + a16(size_t(tc) * 16) + two_tiles(up(B, 8));
       c.mma = need <= limit;
     }
-    if (!c.mma) need = a16(size_t(G * Uc * (H + 1)) * sS) + sc + pc + two_tiles(B);
+    if (!c.mma) need = a16(size_t(G * Uc * (H + 1)) * sS) + sc + pc + 16 + two_tiles(B);
     if (need <= limit) {
       c.blocks = int((H + Uc - 1) / Uc);
       c.units = int(Uc);
