@@ -115,7 +115,8 @@ __device__ __forceinline__ bool aligned_to(const T* p, int bytes) {
 //   kProductDone  every warp's product of the first round done (after its partial sums' barrier;
 //                 FFMA: thread 0's own group reduced)
 //   kConsumed     the pass returned: every cell update of the block applied
-//   kArrived      cluster: h_t pushed and the barrier's arrival; grid: the next prefetch issued
+//   kArrived      cluster: h_t pushed (and the barrier's arrival, where there is one); grid: the
+//                 next prefetch issued
 //   kStepEnd      the barrier passed (after the last step: y_t stored)
 enum FwdMark { kStepStart, kTileReady, kProductDone, kConsumed, kArrived, kStepEnd, kMarks };
 struct Marks {
@@ -1063,9 +1064,9 @@ __device__ __forceinline__ bool load_fwd_w(bool mma, bool cluster, S* W, size_t 
 // block's own h_{s-1} slice, which the block sends after that read: the data order the reuse,
 // so no barrier is needed. bars[k] carries the pushes of the steps s with (s+1)%2 == k, the
 // j-th of them in its phase of parity j&1; a block re-arms it only after it waited for the
-// previous phase. The cluster barrier after the
-// initialisation makes the barriers' init visible before any complete-tx; one at the end keeps
-// every block resident until the last pushes landed.
+// previous phase. The cluster barrier after the initialisation makes the barriers' init visible
+// before any complete-tx; one at the end keeps every block resident until the last pushes
+// landed.
 
 // Both tiles (stride elements apart): rows < B hold h0 (hbuf slot 0; rows not live at a step
 // keep it, as hbuf's slots do), the rest zero (the tensor-core pass's padding rows and columns).
@@ -1081,7 +1082,7 @@ __device__ __forceinline__ void init_cluster_tiles(S* tile, size_t stride, int l
 // first triple and the turn's stride in the same digits, made once per launch (the step's push
 // is then free of divides). Rows run over the full batch B; a step skips rows >= its count.
 // Words are 16 bytes when the slice is whole 16-byte words (the tile is 16-byte aligned), else
-// single elements.
+// single elements (the mbarrier exchange: pairs of halves, st.async's 4-byte minimum).
 struct PushWalk {
   int peers = 0, rows = 0, wpr = 0, width = 1;
   int pi = 0, r = 0, w = 0;     // this thread's first triple
@@ -1184,9 +1185,10 @@ __device__ __forceinline__ void mbar_step_start(uint64_t* bars, int s, int T, in
 
 // The cluster forward's y_t: rows [0, n) of this block's columns [j0, j0+uv) of tile `next`
 // (consume wrote h_t there) to y at row `off` (rows ldy apart), 16-byte words where y_walk's
-// width allows, after the arrival: the arrival's release (a device-scope fence on sm_90) then
-// waits for the pushes only, not for these global stores, which the next step's fence finds
-// landed. Only this block writes its columns of `next` until the next barrier.
+// width allows, after the pushes: on the cluster-barrier exchange the arrival's release (a
+// device-scope fence on sm_90) then waits for the pushes only, not for these global stores,
+// which the next step's fence finds landed. Only this block writes its columns of `next` until
+// the next step's consume.
 struct YWalk {
   Walk walk;
   int width = 1;
@@ -1222,8 +1224,8 @@ __device__ __forceinline__ void store_y(S* y, int64_t ldy, int64_t off, const S*
 // The end of forward step s. On a cluster: this block's h_t slice (written by consume into tile
 // `next`) to every peer, the cluster barrier's arrival, y_t (store_y), the wait; after the last
 // step (last) y_t only. With the mbarrier exchange (mb) the slice goes by st.async and the
-// step ends without a barrier (the next step's mbar_step_start waits for the peers' slices). The next step's xproj was prefetched at this step's start, a step
-// ahead. On the grid (not after the last step): the prefetch of step s+1's xproj, then the grid
+// step ends without a barrier (the next step's mbar_step_start waits for the peers' slices).
+// The next step's xproj was prefetched at this step's start, a step ahead. On the grid (not after the last step): the prefetch of step s+1's xproj, then the grid
 // barrier (every block's h_t in hbuf visible before step s+1 reads it); the prefetch lands while
 // the block waits. live: this layer ran a step (a wavefront's groups idle before and after).
 template <class S, class F>
@@ -1252,6 +1254,15 @@ __device__ __forceinline__ void end_fwd_step(bool cluster, bool last, bool live,
     if (!last) FRNN_GRID_SYNC();
   }
   mk(kStepEnd);
+}
+
+// Thread 0 initialises the mbarrier exchange's two barriers (one arrival a phase); the cluster
+// barrier after it makes them visible to the peers.
+__device__ __forceinline__ void init_mbars(uint64_t* bars) {
+  if (threadIdx.x == 0) {
+    portable::mbar_init(bars, 1);
+    portable::mbar_init(bars + 1, 1);
+  }
 }
 
 // The start of a cluster forward step: the tile holds h_{t-1} (pushed before the barrier);
@@ -1295,11 +1306,8 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(FwdLaunch<Lstm
       prefetch_xproj<4>(sm.pre, p.xproj, p.steps, s, p.T, B, H, U, j0, p.reverse, xw);
   };
   prefetch(0);
-  if (mb && threadIdx.x == 0) {
-    portable::mbar_init(sm.bars, 1);
-    portable::mbar_init(sm.bars + 1, 1);
-  }
-  if (cl) portable::cluster_sync();  // every block's tiles hold h0 before any push
+  if (mb) init_mbars(sm.bars);
+  if (cl) portable::cluster_sync();  // every block's tiles hold h0 (and barriers) before a push
   // (the pass syncs the block after its first wait: W, state and pre complete before first use)
   for (int ls = 0; ls < L.steps; ++ls) {
     const int s = ls - p.lag;  // this layer's step (a wavefront's groups start one apart)
@@ -1465,11 +1473,8 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(FwdLaunch<GruFw
       prefetch_xproj<3>(sm.pre, p.xproj, p.steps, s, p.T, B, H, U, j0, p.reverse, xw);
   };
   prefetch(0);
-  if (mb && threadIdx.x == 0) {
-    portable::mbar_init(sm.bars, 1);
-    portable::mbar_init(sm.bars + 1, 1);
-  }
-  if (cl) portable::cluster_sync();  // every block's tiles hold h0 before any push
+  if (mb) init_mbars(sm.bars);
+  if (cl) portable::cluster_sync();  // every block's tiles hold h0 (and barriers) before a push
   for (int ls = 0; ls < L.steps; ++ls) {
     const int s = ls - p.lag;  // as the LSTM's
     const Marks mk = s >= 0 && s < p.T ? L.marks(ls) : Marks{};
