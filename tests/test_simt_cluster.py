@@ -169,7 +169,7 @@ def test_mbarrier_phase_that_never_completes_is_reported():
 
 @pytest.mark.parametrize("kind,message", [
     (0, "never initialised"), (1, "count 0"), (2, "no pending arrival"),
-    (3, "outside shared memory"), (4, "never initialised")])
+    (3, "outside shared memory"), (4, "never initialised"), (5, "peer block's mbarrier")])
 def test_mbarrier_misuse(kind, message):
     with pytest.raises(RuntimeError, match=message):
         C._simt_test_mbar_misuse(kind)

@@ -49,6 +49,13 @@ Block& owner(Fiber* f, const void* p, const char* what) {
   throw Error(std::string("simt: ") + what + " of an mbarrier outside shared memory");
 }
 
+// The .shared::cta operations (init, arrive, wait) take the caller's own barrier.
+void check_own(Fiber* f, const void* p, const char* what) {
+  if (&owner(f, p, what) != f->block)
+    throw Error(std::string("simt: ") + what + " of a peer block's mbarrier (.shared::cta: the "
+                "calling block's own)");
+}
+
 void check_aligned(const void* p, const char* what) {
   if (reinterpret_cast<uintptr_t>(p) % 8)
     throw Error(std::string("simt: ") + what + " of an mbarrier not 8-byte aligned");
@@ -80,7 +87,7 @@ void update(Fiber* f, uint64_t* bar, State64 s) {
 void mbar_init(uint64_t* bar, unsigned count) {
   detail::Fiber* f = detail::current_fiber("mbar_init");
   detail::check_aligned(bar, "mbarrier.init");
-  detail::owner(f, bar, "mbarrier.init");
+  detail::check_own(f, bar, "mbarrier.init");
   if (count < 1 || count > detail::kMaxCount)
     throw Error("simt: mbarrier.init with count " + std::to_string(count) +
                 " (expected 1 .. 2^20-1)");
@@ -92,7 +99,7 @@ void mbar_init(uint64_t* bar, unsigned count) {
 void mbar_arrive_expect_tx(uint64_t* bar, unsigned bytes) {
   detail::Fiber* f = detail::current_fiber("mbar_arrive_expect_tx");
   detail::check_aligned(bar, "mbarrier.arrive");
-  detail::owner(f, bar, "mbarrier.arrive");
+  detail::check_own(f, bar, "mbarrier.arrive");
   detail::State64 s = detail::decode(*bar, "mbarrier.arrive");
   if (s.pending == 0)
     throw Error("simt: mbarrier.arrive in a phase with no pending arrival (undefined in PTX)");
@@ -113,12 +120,11 @@ void mbar_complete_tx(uint64_t* bar, unsigned bytes) {
 void mbar_wait(uint64_t* bar, unsigned parity) {
   detail::Fiber* f = detail::current_fiber("mbar_wait");
   detail::check_aligned(bar, "mbarrier.try_wait");
-  detail::owner(f, bar, "mbarrier.try_wait");
+  detail::check_own(f, bar, "mbarrier.try_wait");
   // The phase of this parity completed once the current phase's parity differs.
   if (detail::decode(*bar, "mbarrier.try_wait").phase != (parity & 1)) return;
   f->state = detail::State::MbarWait;
-  f->mbar = bar;
-  f->mbar_parity = parity & 1;
+  f->mbar = bar;  // woken by the completion of this phase (update)
   detail::yield(f);
 }
 

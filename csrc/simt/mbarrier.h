@@ -3,7 +3,8 @@
 // st.async). Not part of simt/simt.h: kernels reach it through csrc/cuda/cluster.h, which maps
 // the same calls to PTX under nvcc.
 //
-// Contract (bar: an 8-byte aligned uint64_t in the calling block's dynamic shared memory):
+// Contract (bar: an 8-byte aligned uint64_t in the calling block's dynamic shared memory; a
+// peer's barrier, mapped, only through st_async: simt::Error otherwise):
 //   mbar_init(bar, count)   mbarrier.init: phase 0, count (1 .. 2^20-1) pending arrivals,
 //       tx-count 0. simt::Error for a count out of range or bar outside shared memory.
 //   mbar_arrive_expect_tx(bar, bytes)   mbarrier.arrive.expect_tx: tx-count += bytes (the

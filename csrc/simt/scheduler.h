@@ -63,10 +63,8 @@ struct Fiber {
   // The cluster barrier phase this thread arrived in and has not waited for, or kNotArrived.
   static constexpr uint64_t kNotArrived = ~uint64_t(0);
   uint64_t cluster_arrived = kNotArrived;
-  // The mbarrier (simt/mbarrier.h) this thread sleeps on until its phase of parity mbar_parity
-  // completes.
+  // The mbarrier (simt/mbarrier.h) this thread sleeps on until its current phase completes.
   const void* mbar = nullptr;
-  unsigned mbar_parity = 0;
 };
 
 struct Warp {

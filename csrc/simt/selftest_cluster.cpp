@@ -100,7 +100,7 @@ Tensor mbar_exchange(int64_t blocks, int64_t threads, int64_t phases, int64_t mo
 // mbarrier misuse (simt::Error, undefined in PTX): 0 a wait on a barrier never initialised,
 // 1 init with count 0, 2 an arrival in a phase with none pending (count 1, 4 bytes expected,
 // two arrivals), 3 a barrier outside shared memory, 4 st.async to a peer without a barrier
-// there (its barrier never initialised).
+// there (its barrier never initialised), 5 mbarrier.init of a peer's barrier (mapped).
 __global__ void k_mbar_misuse(int kind) {
   FRNN_DYNAMIC_SMEM(unsigned char, smem);
   uint64_t* bar = reinterpret_cast<uint64_t*>(smem);
@@ -122,11 +122,17 @@ __global__ void k_mbar_misuse(int kind) {
       fusedrnn::portable::cluster_sync();
       break;
     }
+    case 5:
+      if (fusedrnn::portable::cluster_rank() == 0)
+        fusedrnn::portable::mbar_init(fusedrnn::portable::cluster_map(bar, 1u), 1);
+      fusedrnn::portable::cluster_sync();
+      break;
   }
 }
 
 void mbar_misuse(int64_t kind) {
-  FRNN_LAUNCH_CLUSTER(k_mbar_misuse, kind == 4 ? 2 : 1, 1, kind == 4 ? 2 : 1, 64,
+  const int blocks = kind >= 4 ? 2 : 1;
+  FRNN_LAUNCH_CLUSTER(k_mbar_misuse, blocks, 1, blocks, 64,
                       FRNN_CURRENT_STREAM, int(kind));
 }
 
