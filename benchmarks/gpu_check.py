@@ -193,6 +193,25 @@ CLUSTER_CASES = [("lstm", "bf16", 1, 256), ("lstm", "bf16", 8, 256), ("lstm", "b
                  ("lstm", "fp32", 8, 256)]
 
 
+PREC = {"bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+def persistent_forward(cell, prec, B, H, T, device):
+    """A call of fusedrnn's one-layer forward (inference, algorithm "persistent") on fresh
+    inputs uniform in [-0.1, 0.1) (seed 0): T steps, B rows, I = H."""
+    G = 4 if cell == "lstm" else 3
+    g = torch.Generator(device="cpu").manual_seed(0)
+    mk = lambda *shape: (torch.rand(*shape, generator=g) * 0.2 - 0.1).to(device, PREC[prec])  # noqa: E731
+    x, h0, c0 = mk(T, B, H), mk(B, H), mk(B, H)
+    w_ih, w_hh, b = mk(G * H, H), mk(G * H, H), mk(G * H)
+    op = getattr(torch.ops.fusedrnn, f"{cell}_forward")
+    args = (x, h0, c0, w_ih, w_hh, b, b) if cell == "lstm" else (x, h0, w_ih, w_hh, b, b)
+    # lstm_forward takes w_hr before the algorithm, gru_forward does not
+    extra = (None, None) if cell == "lstm" else (None,)
+    backend = "cuda" if device.type == "cuda" else "simt"
+    return lambda: op(*args, False, backend, *extra, "persistent")
+
+
 def cluster_vs_grid(device, T=100, reps=20):
     """[{case, plan: cluster blocks / preferred, cluster_us, grid_us, model_*_us}] per step of
     the persistent forward (fp32 with TF32 allowed), forced onto one cluster and onto the grid
@@ -202,29 +221,18 @@ def cluster_vs_grid(device, T=100, reps=20):
 
     cuda = device.type == "cuda"
     P = torch.ops.fusedrnn_persistent
-    dt = {"bf16": torch.bfloat16, "fp32": torch.float32}
     out = []
     cases = CLUSTER_CASES if cuda else [("lstm", "bf16", 2, 16), ("gru", "bf16", 2, 16)]
     for cell, prec, B, H in cases:
         T_ = T if cuda else 3
-        G = 4 if cell == "lstm" else 3
-        g = torch.Generator(device="cpu").manual_seed(0)
-        mk = lambda *shape: (torch.rand(*shape, generator=g) * 0.2 - 0.1).to(device, dt[prec])  # noqa: E731
-        x, h0, c0 = mk(T_, B, H), mk(B, H), mk(B, H)
-        w_ih, w_hh, b = mk(G * H, H), mk(G * H, H), mk(G * H)
-        plan = P.plan_for(cell, B, H, dt[prec], 132, 232448, 1024, 16) if not cuda else None
-        op = getattr(torch.ops.fusedrnn, f"{cell}_forward")
-        args = (x, h0, c0, w_ih, w_hh, b, b) if cell == "lstm" else (x, h0, w_ih, w_hh, b, b)
-        backend = "cuda" if cuda else "simt"
+        plan = P.plan_for(cell, B, H, PREC[prec], 132, 232448, 1024, 16) if not cuda else None
+        run = persistent_forward(cell, prec, B, H, T_, device)
         row = {"case": f"{cell} {prec} B={B} H={H}"}
         old_tf32 = torch.backends.cudnn.allow_tf32
         try:
             torch.backends.cudnn.allow_tf32 = True  # fp32 RNNs on TF32, torch's default
             for name, knob in (("cluster", 1), ("grid", -1)):
                 P.set_tuning(0, 0, 0, knob)
-                # lstm_forward takes w_hr before the algorithm, gru_forward does not
-                extra = (None, None) if cell == "lstm" else (None,)
-                run = lambda: op(*args, False, backend, *extra, "persistent")  # noqa: E731
                 row[f"{name}_us"] = median_seconds(run, device, reps if cuda else 1) / T_ * 1e6
         except Exception as e:  # noqa: BLE001
             row["error"] = f"{type(e).__name__}: {e}"
@@ -258,21 +266,11 @@ def phases(device, T=100, reps=10):
 
     cuda = device.type == "cuda"
     P = torch.ops.fusedrnn_persistent
-    dt = {"bf16": torch.bfloat16, "fp32": torch.float32}
     out = []
     cases = PHASE_CASES if cuda else [("lstm", "bf16", 2, 16), ("gru", "fp32", 3, 16)]
     for cell, prec, B, H in cases:
         T_ = T if cuda else 6
-        G = 4 if cell == "lstm" else 3
-        g = torch.Generator(device="cpu").manual_seed(0)
-        mk = lambda *shape: (torch.rand(*shape, generator=g) * 0.2 - 0.1).to(device, dt[prec])  # noqa: E731
-        x, h0, c0 = mk(T_, B, H), mk(B, H), mk(B, H)
-        w_ih, w_hh, b = mk(G * H, H), mk(G * H, H), mk(G * H)
-        op = getattr(torch.ops.fusedrnn, f"{cell}_forward")
-        args = (x, h0, c0, w_ih, w_hh, b, b) if cell == "lstm" else (x, h0, w_ih, w_hh, b, b)
-        extra = (None, None) if cell == "lstm" else (None,)
-        backend = "cuda" if cuda else "simt"
-        run = lambda: op(*args, False, backend, *extra, "persistent")  # noqa: E731
+        run = persistent_forward(cell, prec, B, H, T_, device)
         row = {"case": f"{cell} {prec} B={B} H={H}",
                "prefers_cluster": perf_model.cluster_preferred(cell, B, H, prec)}
         old_tf32 = torch.backends.cudnn.allow_tf32

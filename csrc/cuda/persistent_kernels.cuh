@@ -1265,6 +1265,29 @@ __device__ __forceinline__ void init_mbars(uint64_t* bars) {
   }
 }
 
+// What a forward step repeats, made once per launch: the prefetch's walk and, on a cluster, the
+// exchange (mb: mbarriers and st.async) with its push's and y's walks.
+struct StepWalks {
+  Walk xw;
+  bool mb = false;
+  PushWalk pw;
+  YWalk yw;
+};
+
+template <class S, class A>
+__device__ __forceinline__ StepWalks step_walks(bool cluster, int H, int U, int B, int j0,
+                                                int ldt, int per_dir, const S* y, int64_t ldy) {
+  StepWalks w;
+  const int uv = min(U, H - j0);
+  w.xw = xproj_walk<A>(H, U, j0);
+  if (cluster) {
+    w.mb = mbar_exchange<S>(H, U);
+    w.pw = push_walk<S>(B, ldt, j0, uv, unsigned(per_dir), w.mb);
+    w.yw = y_walk<S>(y, ldy, j0, uv);
+  }
+  return w;
+}
+
 // The start of a cluster forward step: the tile holds h_{t-1} (pushed before the barrier);
 // retire this step's prefetch and issue the next step's into the other slot (last read by the
 // previous step's consume, which every thread finished before that step's exchange), so it has
@@ -1295,15 +1318,11 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(FwdLaunch<Lstm
     sm.state[i] = j < H ? static_cast<A>(p.c0[b * H + j]) : A(0);
   }
   if (cl) init_cluster_tiles(sm.tile, sm.tile_stride, sm.ldt, p.hbuf, B, H);
-  // what every step repeats, made once: the prefetch's and the push's walks
-  const Walk xw = xproj_walk<A>(H, U, j0);
-  const bool mb = cl && mbar_exchange<S>(H, U);
-  const PushWalk pw = cl ? push_walk<S>(B, sm.ldt, j0, min(U, H - j0), unsigned(L.per_dir), mb)
-                         : PushWalk{};
-  const YWalk yw = cl ? y_walk<S>(p.y, p.ldy, j0, min(U, H - j0)) : YWalk{};
+  const StepWalks sw = step_walks<S, A>(cl, H, U, B, j0, sm.ldt, L.per_dir, p.y, p.ldy);
+  const bool mb = sw.mb;
   auto prefetch = [&](int s) {  // step s's xproj, when this layer has one and s is a step
     if (!p.w_ih && s >= 0 && s < p.T)
-      prefetch_xproj<4>(sm.pre, p.xproj, p.steps, s, p.T, B, H, U, j0, p.reverse, xw);
+      prefetch_xproj<4>(sm.pre, p.xproj, p.steps, s, p.T, B, H, U, j0, p.reverse, sw.xw);
   };
   prefetch(0);
   if (mb) init_mbars(sm.bars);
@@ -1355,9 +1374,9 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(FwdLaunch<Lstm
           hnext[b * H + j] = hs;
       }, use_wr, wr, B, mk);
     }
-    end_fwd_step(cl, ls + 1 == L.steps, s >= 0 && s < p.T, tnext, sm.ldt, n, j0, pw,
-                 unsigned(blk), p.y, p.ldy, off, yw, [&] { prefetch(s + 1); }, mk, sm.bars, mb,
-                 s);
+    end_fwd_step(cl, ls + 1 == L.steps, s >= 0 && s < p.T, tnext, sm.ldt, n, j0, sw.pw,
+                 unsigned(blk), p.y, p.ldy, off, sw.yw, [&] { prefetch(s + 1); }, mk, sm.bars,
+                 mb, s);
   }
   if (mb) portable::cluster_sync();  // every block resident until the last st.async landed
   if (p.c_n) {
@@ -1462,15 +1481,11 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(FwdLaunch<GruFw
     sm.state[i] = j < H ? static_cast<A>(p.hbuf[b * H + j]) : A(0);
   }
   if (cl) init_cluster_tiles(sm.tile, sm.tile_stride, sm.ldt, p.hbuf, B, H);
-  // what every step repeats, made once: the prefetch's and the push's walks
-  const Walk xw = xproj_walk<A>(H, U, j0);
-  const bool mb = cl && mbar_exchange<S>(H, U);
-  const PushWalk pw = cl ? push_walk<S>(B, sm.ldt, j0, min(U, H - j0), unsigned(L.per_dir), mb)
-                         : PushWalk{};
-  const YWalk yw = cl ? y_walk<S>(p.y, p.ldy, j0, min(U, H - j0)) : YWalk{};
+  const StepWalks sw = step_walks<S, A>(cl, H, U, B, j0, sm.ldt, L.per_dir, p.y, p.ldy);
+  const bool mb = sw.mb;
   auto prefetch = [&](int s) {  // step s's xproj, when this layer has one and s is a step
     if (!p.w_ih && s >= 0 && s < p.T)
-      prefetch_xproj<3>(sm.pre, p.xproj, p.steps, s, p.T, B, H, U, j0, p.reverse, xw);
+      prefetch_xproj<3>(sm.pre, p.xproj, p.steps, s, p.T, B, H, U, j0, p.reverse, sw.xw);
   };
   prefetch(0);
   if (mb) init_mbars(sm.bars);
@@ -1522,9 +1537,9 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(FwdLaunch<GruFw
         sm.state[b * U + u] = static_cast<A>(hs);  // as the other blocks read it
       }, use_wr, wr, B, mk);
     }
-    end_fwd_step(cl, ls + 1 == L.steps, s >= 0 && s < p.T, tnext, sm.ldt, n, j0, pw,
-                 unsigned(blk), p.y, p.ldy, off, yw, [&] { prefetch(s + 1); }, mk, sm.bars, mb,
-                 s);
+    end_fwd_step(cl, ls + 1 == L.steps, s >= 0 && s < p.T, tnext, sm.ldt, n, j0, sw.pw,
+                 unsigned(blk), p.y, p.ldy, off, sw.yw, [&] { prefetch(s + 1); }, mk, sm.bars,
+                 mb, s);
   }
   if (mb) portable::cluster_sync();  // every block resident until the last st.async landed
 }
