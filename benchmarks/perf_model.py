@@ -175,7 +175,10 @@ def persistent_config(B, H, sms=SMS):
 def mma_pass_time(pairs, threads, ksteps, chains):
     """Seconds of a tensor-core pass: kspl warps split a tile pair's k-steps, rounds over the
     pairs, each warp's k-steps in `chains` dependent chains; two block barriers and the partial
-    sums after each round."""
+    sums after each round, as the kernels were when this model was written (since 2026-12-05
+    the forward gathers a round's gates by shuffles where each pair has a warp of its own, and
+    round 0 has one barrier: ~50-100 clocks a step less, not modelled; the model is the record
+    of what was predicted, to be re-fitted to a GPU's phase table)."""
     warps = threads // 32
     kspl = 1 if pairs >= warps else warps // pairs
     rounds = math.ceil(pairs / (warps // kspl))

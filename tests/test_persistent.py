@@ -391,6 +391,33 @@ def test_cluster_forward(kind, dtype, case, reverse):
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("threads,per_step", [(128, 1), (256, 2)])
+def test_cluster_forward_block_barriers_a_step(kind, threads, per_step):
+    """The tensor-core cluster forward's block barriers a step: one (the step's end, before the
+    pushes) where every tile pair has a warp of its own (4 pairs: H=64 on 4 blocks, B <= 8, 4
+    warps), the gates then gathered by shuffles and the next step's xproj retired before that
+    barrier; one more (the partial sums' before they are read) where warps split a pair's
+    k-steps (8 warps). The slope over T, so the launch's own barriers cancel; y as the fp64
+    oracle's."""
+    B, H = 6, 64
+    fwd = P.lstm_forward if kind == "lstm" else P.gru_forward
+    layer = reference.lstm_layer if kind == "lstm" else reference.gru_layer
+    counts = {}
+    for T in (3, 6):
+        d = layer_inputs(kind, T, B, 5, H, dtype=torch.bfloat16, seed=11)
+        args = [d[k] for k in NAMES[kind]]
+        with tuning(max_blocks=4, threads=threads, cluster=1):
+            cp = cluster_plan(kind, B, H, torch.bfloat16)
+            assert cp["cluster_blocks"] == 4 and cp["cluster_mma"]
+            assert cp["cluster_threads"] == threads
+            _C.simt_reset_stats()
+            y = fwd(*args)[0]
+            counts[T] = _C.simt_stats()["block_barriers"]
+        close(y, layer(*(a.double() for a in args))[0].detach(), torch.bfloat16, what="y")
+    assert counts[6] - counts[3] == 3 * 4 * per_step, counts
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_cluster_forward_by_the_rule(kind, dtype):
     """Without tuning: bf16, and fp32 with TF32 allowed, take the cluster where the plan prefers

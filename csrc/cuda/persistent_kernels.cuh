@@ -34,7 +34,9 @@
 //     indices by increments (no divide per element);
 //   - the prefetch: cp.async of 4- or 8-byte words issued before the grid barrier that ends the
 //     previous step, so they land while the block waits; the first tile's wait retires them
-//     (the cluster forward: issued at the previous step's start, a whole step ahead);
+//     (the cluster forward: issued at the previous step's start, a whole step ahead, and
+//     retired before that step's closing block barrier, so a step has no barrier of its own for
+//     it);
 //   - the index math a step repeats (the copies' walks, the warp split, the push's targets) is
 //     made once per launch: a divide is ~20 dependent instructions, and a step's chain is what
 //     bounds it at small batches.
@@ -110,11 +112,13 @@ __device__ __forceinline__ bool aligned_to(const T* p, int bytes) {
 // each mark of a launch step it runs, so the gaps say where a step's time goes. With the trace
 // off a mark is one block-uniform test.
 //   kStepStart    the step begins (the previous step's barrier passed)
-//   kTileReady    h_{t-1} staged (or, on a cluster, already there) and the prefetch retired (a
-//                 wavefront layer's input pass comes before it)
+//   kTileReady    h_{t-1} staged and the prefetch retired (a cluster: the peers' slices of
+//                 h_{t-1} arrived, the prefetch retired in the previous step; a wavefront
+//                 layer's input pass comes before it)
 //   kProductDone  every warp's product of the first round done (after its partial sums' barrier;
-//                 FFMA: thread 0's own group reduced)
-//   kConsumed     the pass returned: every cell update of the block applied
+//                 where each tile pair has a warp of its own, gather_gates: warp 0's; FFMA:
+//                 thread 0's own group reduced)
+//   kConsumed     the pass returned: thread 0's cell updates applied
 //   kArrived      cluster: h_t pushed (and the barrier's arrival, where there is one); grid: the
 //                 next prefetch issued
 //   kStepEnd      the barrier passed (after the last step: y_t stored)
@@ -288,8 +292,9 @@ __device__ __forceinline__ void retire_copies() {
 // consume(b, u, acc) on lane 0 of the pair's group. Called by every thread of the block (contains
 // __syncthreads and warp shuffles). Before the first consume, every cp.async this thread
 // committed has landed and the block has synchronised: the caller's prefetch is readable.
-// staged: the tile already holds src (one chunk, KC >= K) and the caller retired its copies and
-// synchronised the block (retire_copies): the pass then stages and waits for nothing.
+// staged: the tile already holds src (one chunk, KC >= K), and the copies the consume reads
+// landed before the block last synchronised (the cluster forward: end_fwd_step retires the
+// next step's prefetch before its block barrier): the pass then stages and waits for nothing.
 // src rows have stride ld (ld == K); src is global memory written by other blocks before the
 // last grid barrier. W rows are padded by one element so lanes reading the same k of different
 // rows hit different banks.
@@ -394,7 +399,8 @@ __device__ __forceinline__ void dot_pass(const S* __restrict__ W, int K, int U, 
 // round-robin to four accumulators (four dependent chains instead of one). A round's fragments go to
 // part [kspl][groups][16][8] (fp32); thread i then sums unit 4*mt + (i%32)/8, batch row
 // 8*nt + i%8 of pair i/32 over the k-splits and consumes it (all NG gates of a unit in one
-// thread, as in dot_pass). For fp32 ldmatrix moves each 32-bit element as two 16-bit halves:
+// thread, as in dot_pass). With kspl == 1 there is nothing to sum: the same thread takes its
+// item's gates from its own warp by shuffles (gather_gates), with no barrier. For fp32 ldmatrix moves each 32-bit element as two 16-bit halves:
 // a 16-byte row is 4 floats, and PTX's tf32 fragment positions are where those pairs land.
 __device__ __forceinline__ int round_up(int n, int m) {
   return (n + m - 1) / m * m;
@@ -426,16 +432,42 @@ struct WarpSplit {
 
 // A round's 16 x 8 fp32 fragment into part [kspl][groups][16][8] (c[0], c[1]: row g, cols 2t,
 // 2t+1; c[2], c[3]: row g+8), between the barriers that keep it from the previous round's
-// readers and make it visible to this round's.
+// readers (r > 0; round 0's callers synchronised the block since part was last read: the
+// pass's first staging or retire_copies, or the cluster step's end) and make it visible to
+// this round's.
 __device__ __forceinline__ void store_partial(float* part, const WarpSplit& w, bool active,
-                                              const float (&c)[4]) {
-  __syncthreads();
+                                              const float (&c)[4], int r) {
+  if (r > 0) __syncthreads();
   if (active) {
     const int lane = threadIdx.x % 32;
     float* pp = part + (w.ks * w.groups + w.grp) * 128 + (lane >> 2) * 8 + 2 * (lane & 3);
     pp[0] = c[0], pp[1] = c[1], pp[64] = c[2], pp[65] = c[3];
   }
   __syncthreads();
+}
+
+// v[i] for a run-time i < 4 as selects (an indexed register array would go to local memory).
+__device__ __forceinline__ float pick4(const float (&v)[4], int i) {
+  return i == 0 ? v[0] : i == 1 ? v[1] : i == 2 ? v[2] : v[3];
+}
+
+// Where a pair has a warp of its own (kspl == 1), the warp's lanes gather their items' gates
+// from its 16 x 8 fragment c by shuffles instead of through `part` and two block barriers:
+// lane d takes the item of mma_pass's partial-sum order (unit row block ul = d/8, batch row
+// bl = d%8), whose gate q is row 4*ul + q, held by lane 4*g + bl/2 (g = that row mod 8) as
+// c[want], want = 2*(ul/2) + bl%2. Round k: lane d reads gate (k + want) & 3, and every lane
+// sends its c[(g - k) & 3]; each round is a permutation of the lanes (the source lane's g%4 is
+// the gate, which fixes want), so four shuffles move all 128 values once.
+__device__ __forceinline__ void gather_gates(const float (&c)[4], float (&sum)[4]) {
+  const int lane = threadIdx.x % 32, g = lane >> 2, ul = lane >> 3, bl = lane & 7;
+  const int want = 2 * (ul >> 1) + (bl & 1);
+  float got[4];  // got[k]: gate (k + want) & 3
+FRNN_PERS_UNROLL
+  for (int k = 0; k < 4; ++k)
+    got[k] = __shfl_sync(0xffffffffu, pick4(c, (g - k) & 3),
+                         16 * (ul & 1) + 4 * ((k + want) & 3) + (bl >> 1));
+FRNN_PERS_UNROLL
+  for (int q = 0; q < 4; ++q) sum[q] = pick4(got, (q - want) & 3);
 }
 
 template <class S>
@@ -557,7 +589,17 @@ FRNN_PERS_UNROLL
     for (int j = 0; j < kChains; ++j)
 FRNN_PERS_UNROLL
       for (int i = 0; i < 4; ++i) frag[i] += acc[j][i];
-    store_partial(part, w, active, frag);
+    if (kspl == 1) {  // block-uniform: no partial sums to add, so no barrier (gather_gates)
+      if (r == 0) mk(kProductDone);  // warp 0's product
+      if (active) {
+        float sum[4];
+        gather_gates(frag, sum);
+        const int u = mt * 4 + lane / 8, b = ntl * 8 + lane % 8;
+        if (u < U && b < B) consume(b, u, static_cast<const float*>(sum));
+      }
+      continue;
+    }
+    store_partial(part, w, active, frag, r);
     if (r == 0) mk(kProductDone);
     for (int i = tid; i < groups * 32; i += nt) {
       const int gi = i / 32, ul = (i % 32) / 8, bl = i % 8, pr = r * groups + gi;
@@ -651,7 +693,7 @@ FRNN_PERS_UNROLL
     for (int j = 0; j < kChains; ++j)
 FRNN_PERS_UNROLL
       for (int i = 0; i < 4; ++i) sum[i] += acc[j][i] + (kSplit ? lo_acc[j][i] : 0.f);
-    store_partial(part, w, active, sum);  // rows: batch, columns: units
+    store_partial(part, w, active, sum, r);  // rows: batch, columns: units
     for (int i = tid; i < groups * 128; i += nt) {
       const int gi = i / 128, bl = (i % 128) / 8, ul = i % 8, pr = r * groups + gi;
       if (pr >= P) continue;
@@ -1235,12 +1277,14 @@ __device__ __forceinline__ void end_fwd_step(bool cluster, bool last, bool live,
                                              F&& prefetch, const Marks& mk, uint64_t* bars,
                                              bool mb, int s) {
   if (cluster && mb) {
-    __syncthreads();  // every consume of this block wrote its h_t
+    portable::cp_async_wait<0>();  // step s+1's xproj, issued at this step's start
+    __syncthreads();  // every consume of this block wrote its h_t; the xproj visible
     if (!last) push_slice_async(next, ldt, n, j0, pw, rank, bars + ((s + 1) & 1));
     mk(kArrived);
     if (live) store_y(y, ldy, off, next, ldt, n, j0, yw);
   } else if (cluster) {
-    __syncthreads();  // every consume of this block wrote its h_t
+    portable::cp_async_wait<0>();  // as above
+    __syncthreads();  // every consume of this block wrote its h_t; the xproj visible
     if (!last) {
       push_slice(next, ldt, n, j0, pw, rank);
       portable::cluster_arrive();
@@ -1288,15 +1332,6 @@ __device__ __forceinline__ StepWalks step_walks(bool cluster, int H, int U, int 
   return w;
 }
 
-// The start of a cluster forward step: the tile holds h_{t-1} (pushed before the barrier);
-// retire this step's prefetch and issue the next step's into the other slot (last read by the
-// previous step's consume, which every thread finished before that step's exchange), so it has
-// a whole step to land instead of the barrier's wait.
-template <class F>
-__device__ __forceinline__ void start_cluster_step(F&& prefetch_next) {
-  retire_copies();
-  prefetch_next();
-}
 
 // ------------------------------------------------------------------ LSTM forward
 template <class S, class A>
@@ -1326,7 +1361,10 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(FwdLaunch<Lstm
   };
   prefetch(0);
   if (mb) init_mbars(sm.bars);
-  if (cl) portable::cluster_sync();  // every block's tiles hold h0 (and barriers) before a push
+  if (cl) {
+    portable::cp_async_wait<0>();  // step 0's xproj (the barrier makes every thread's visible)
+    portable::cluster_sync();  // every block's tiles hold h0 (and barriers) before a push
+  }
   // (the pass syncs the block after its first wait: W, state and pre complete before first use)
   for (int ls = 0; ls < L.steps; ++ls) {
     const int s = ls - p.lag;  // this layer's step (a wavefront's groups start one apart)
@@ -1344,7 +1382,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(FwdLaunch<Lstm
       S* tile = sm.tile + (cl ? (s % 2) * sm.tile_stride : 0);
       A* pre = sm.pre + int64_t(s % 2) * B * NP * U;
       if (mb) mbar_step_start<S>(sm.bars, s, p.T, n, H, min(U, H - j0));
-      if (cl) start_cluster_step([&] { prefetch(s + 1); });
+      if (cl) prefetch(s + 1);  // a step ahead (end_fwd_step retires it)
       if (p.w_ih)
         input_pass<4, NP>(mma, sm.w + wxo, p.x_in, p.bias, off, n, H, U, j0, pre, sm.tile,
                           sm.ldt, p.KC, sm.part);
@@ -1489,7 +1527,10 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(FwdLaunch<GruFw
   };
   prefetch(0);
   if (mb) init_mbars(sm.bars);
-  if (cl) portable::cluster_sync();  // every block's tiles hold h0 (and barriers) before a push
+  if (cl) {
+    portable::cp_async_wait<0>();  // step 0's xproj (the barrier makes every thread's visible)
+    portable::cluster_sync();  // every block's tiles hold h0 (and barriers) before a push
+  }
   for (int ls = 0; ls < L.steps; ++ls) {
     const int s = ls - p.lag;  // as the LSTM's
     const Marks mk = s >= 0 && s < p.T ? L.marks(ls) : Marks{};
@@ -1506,7 +1547,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(FwdLaunch<GruFw
       S* tile = sm.tile + (cl ? (s % 2) * sm.tile_stride : 0);
       A* pre = sm.pre + int64_t(s % 2) * B * NP * U;
       if (mb) mbar_step_start<S>(sm.bars, s, p.T, n, H, min(U, H - j0));
-      if (cl) start_cluster_step([&] { prefetch(s + 1); });
+      if (cl) prefetch(s + 1);  // a step ahead (end_fwd_step retires it)
       if (p.w_ih)
         input_pass<3, NP>(mma, sm.w + wxo, p.x_in, p.bias, off, n, H, U, j0, pre, sm.tile,
                           sm.ldt, p.KC, sm.part);
