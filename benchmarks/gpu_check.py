@@ -213,10 +213,12 @@ def persistent_forward(cell, prec, B, H, T, device):
 
 
 def cluster_vs_grid(device, T=100, reps=20):
-    """[{case, plan: cluster blocks / preferred, cluster_us, grid_us, model_*_us}] per step of
-    the persistent forward (fp32 with TF32 allowed), forced onto one cluster and onto the grid
-    (the test-only tuning of persistent_plan, which both backends share). On a CPU the same code
-    runs through the SIMT layer at toy sizes (a smoke run: times not meaningful)."""
+    """[{case, plan: cluster blocks / preferred, cluster_us, grid_us, barrier_us, model_*_us}]
+    per step of the persistent forward (fp32 with TF32 allowed), forced onto one cluster, onto
+    the grid (the flag-word exchange where it applies: fp32/bf16, h staged whole) and onto the
+    grid with a grid barrier a step (barrier_us; the test-only tuning of persistent_plan, which
+    both backends share). On a CPU the same code runs through the SIMT layer at toy sizes (a
+    smoke run: times not meaningful)."""
     import perf_model
 
     cuda = device.type == "cuda"
@@ -231,8 +233,8 @@ def cluster_vs_grid(device, T=100, reps=20):
         old_tf32 = torch.backends.cudnn.allow_tf32
         try:
             torch.backends.cudnn.allow_tf32 = True  # fp32 RNNs on TF32, torch's default
-            for name, knob in (("cluster", 1), ("grid", -1)):
-                P.set_tuning(0, 0, 0, knob)
+            for name, knob, flags in (("cluster", 1, 0), ("grid", -1, 0), ("barrier", -1, -1)):
+                P.set_tuning(0, 0, 0, knob, flags)
                 row[f"{name}_us"] = median_seconds(run, device, reps if cuda else 1) / T_ * 1e6
         except Exception as e:  # noqa: BLE001
             row["error"] = f"{type(e).__name__}: {e}"
@@ -480,12 +482,15 @@ def markdown(doc):
     if doc.get("cluster"):
         f = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
         L += ["## Persistent forward: one cluster vs the grid (µs a step; model in brackets)", "",
-              "| case | plan prefers | cluster | grid | error |", "|---|---|---:|---:|---|"]
+              "grid: the flag-word exchange (no grid barrier); grid barrier: a barrier a step "
+              "(as before 2026-12-05).", "",
+              "| case | plan prefers | cluster | grid | grid barrier | error |",
+              "|---|---|---:|---:|---:|---|"]
         for r in doc["cluster"]:
             L.append(f"| {r['case']} | {r.get('plan_prefers_cluster')} | "
                      f"{f(r.get('cluster_us'))} ({f(r.get('model_cluster_us'))}) | "
                      f"{f(r.get('grid_us'))} ({f(r.get('model_grid_us'))}) | "
-                     f"{r.get('error', '')[:120]} |")
+                     f"{f(r.get('barrier_us'))} | {r.get('error', '')[:120]} |")
         L.append("")
     if doc.get("wavefront"):
         f = lambda v: "-" if v is None else f"{v:.0f}"  # noqa: E731

@@ -98,7 +98,8 @@ def parse(sass_text):
         if m:
             cur = out.setdefault((arch, m.group(1)), {
                 "instructions": 0, "LDL": 0, "STL": 0, "HMMA": 0, "UCGABAR_ARV": 0,
-                "UCGABAR_WAIT": 0, "LDG": {}, "LDS": {}, "LDGSTS": {}})
+                "UCGABAR_WAIT": 0, "LDG": {}, "LDS": {}, "LDGSTS": {}, "LDG_GPU": {},
+                "STG_GPU": 0})
             continue
         if cur is None or not re.match(r"\s*/\*[0-9a-f]{4,}\*/", line):
             continue
@@ -114,6 +115,10 @@ def parse(sass_text):
         elif base == "LDG":
             w = str(width(opcode))
             cur["LDG"][w] = cur["LDG"].get(w, 0) + 1
+            if ".STRONG.GPU" in opcode:  # ld.relaxed/acquire.gpu: the flag words' polls
+                cur["LDG_GPU"][w] = cur["LDG_GPU"].get(w, 0) + 1
+        elif base == "STG" and ".STRONG.GPU" in opcode:  # st.relaxed/release.gpu
+            cur["STG_GPU"] += 1
         elif base in ("LDS", "LDGSTS"):  # LDGSTS: cp.async, global -> shared
             w = str(width(opcode))
             cur[base][w] = cur[base].get(w, 0) + 1

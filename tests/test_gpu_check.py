@@ -29,8 +29,9 @@ def test_report_on_cpu(tmp_path, capsys):
     assert "## Benchmark" in md and "## Kernels of one call" in md
     # The persistent forward timed on one cluster and on the grid (through the SIMT layer here).
     assert "one cluster vs the grid" in md
-    assert doc["cluster"] and all(r["cluster_us"] > 0 and r["grid_us"] > 0 and "error" not in r
-                                  for r in doc["cluster"]), doc["cluster"]
+    assert doc["cluster"] and all(r["cluster_us"] > 0 and r["grid_us"] > 0 and r["barrier_us"] > 0
+                                  and "error" not in r for r in doc["cluster"]), doc["cluster"]
+    assert "| grid barrier |" in md
     # A stack's layers as wavefront launches against one at a time (SIMT here).
     assert "wavefront launches vs one layer at a time" in md
     assert doc["wavefront"] and all(r["wave_us"] > 0 and r["layers_us"] > 0 and "error" not in r

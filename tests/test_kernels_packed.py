@@ -219,14 +219,18 @@ def test_gradcheck_packed(kind, reverse, kernel_backend):
     assert torch.autograd.gradcheck(f, args, eps=1e-6, atol=1e-7, rtol=1e-5)
 
 
-@pytest.fixture(params=["grid", "cluster"])
+@pytest.fixture(params=["grid", "flags", "cluster"])
 def small_slices(request):
     """Persistent plan knobs (test-only): W_hh over several blocks, and either K staged in chunks
-    of 4 (the grid-barrier forward) or at most 4 blocks of several units (the cluster forward,
-    where the device has clusters: sm_90, the SIMT layer's default)."""
+    of 4 (the grid-barrier forward), or h staged whole on the grid (2- and 4-byte types: the
+    flag-word exchange, where a reverse packed row becoming live starts from h0; fp64: the
+    grid barrier), or at most 4 blocks of several units (the cluster forward, where the device
+    has clusters: sm_90, the SIMT layer's default)."""
     tune = torch.ops.fusedrnn_persistent.set_tuning
     if request.param == "grid":
         tune(0, 4, 64)
+    elif request.param == "flags":
+        tune(0, 0, 64, -1)
     else:
         tune(4, 0, 64, 1)  # the cluster forward whenever it fits (FFMA too)
     fusedrnn._ops._C.simt_reset_stats()

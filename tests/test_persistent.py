@@ -26,10 +26,11 @@ GRAD_SCALE = {torch.float64: 1.0, torch.float32: 2.0, torch.float16: 4.0, torch.
 
 
 @contextlib.contextmanager
-def tuning(max_blocks=0, max_kc=0, threads=0, cluster=0):
+def tuning(max_blocks=0, max_kc=0, threads=0, cluster=0, flags=0):
     """cluster: 0 the plan's rule, -1 the grid-barrier forward, 1 the cluster one wherever it
-    fits (FFMA too)."""
-    P.set_tuning(max_blocks, max_kc, threads, cluster)
+    fits (FFMA too). flags -1: the grid forward exchanges h with a grid barrier a step even
+    where the flag words fit (0: they do for 2- and 4-byte types, one chunk)."""
+    P.set_tuning(max_blocks, max_kc, threads, cluster, flags)
     try:
         yield
     finally:
@@ -125,6 +126,7 @@ TUNINGS = {
     "default": dict(),
     "slices": dict(max_blocks=4, max_kc=8),      # H=33: 4 blocks of 9 units (last: 6)
     "one_warp": dict(max_blocks=3, threads=32),  # H=7: 3 blocks of 3 units (last: 1)
+    "barrier": dict(flags=-1),  # one chunk with the grid barrier instead of the flag words
 }
 
 
@@ -141,7 +143,8 @@ def test_fp32_sizes(kind, T, B, H, reverse, bias):
 @pytest.mark.parametrize("tune", list(TUNINGS))
 @pytest.mark.parametrize("reverse", [False, True])
 def test_dtypes_slicings(kind, dtype, tune, reverse):
-    T, B, H = {"default": (5, 3, 33), "slices": (5, 6, 33), "one_warp": (5, 3, 7)}[tune]
+    T, B, H = {"default": (5, 3, 33), "slices": (5, 6, 33), "one_warp": (5, 3, 7),
+               "barrier": (5, 3, 33)}[tune]
     with tuning(**TUNINGS[tune]):
         check_layer(kind, T, B, H, dtype, reverse, bias=True, seed=1)
 
@@ -162,16 +165,23 @@ def test_t0():
     assert y.shape == (0, 2, 4) and torch.equal(h_n, d["h0"]) and torch.equal(c_n, d["c0"])
 
 
-def test_grid_barriers_counted():
-    """One grid barrier per step boundary forward, one per step backward."""
+@pytest.mark.parametrize("dtype,flags,barriers", [
+    (torch.float32, -1, 3),   # the grid barrier forced: one a step boundary
+    (torch.float32, 0, 0),    # the flag-word exchange: none
+    (torch.bfloat16, 0, 0),
+    (torch.float64, 0, 3),    # no room for a flag beside a double: the grid barrier
+])
+def test_grid_barriers_counted(dtype, flags, barriers):
+    """Forward: one grid barrier per step boundary, or none where the flag words exchange h
+    (2- and 4-byte types, h staged whole); backward: one per step."""
     T = 4
-    d = layer_inputs("lstm", T, 2, 3, 5, dtype=torch.float32)
+    d = layer_inputs("lstm", T, 2, 3, 5, dtype=dtype)
     _C.simt_reset_stats()
-    with tuning(cluster=-1):
+    with tuning(cluster=-1, flags=flags):
         y, h_n, c_n, gates, cells = P.lstm_forward(d["x"], d["h0"], d["c0"], d["w_ih"],
                                                    d["w_hh"], d["b_ih"], d["b_hh"], False)
     s = _C.simt_stats()
-    assert s["launches"] == 1 and s["grid_barriers"] == T - 1 and s["blocks"] == 5
+    assert s["launches"] == 1 and s["grid_barriers"] == barriers and s["blocks"] == 5
     assert s["cluster_barriers"] == 0
     _C.simt_reset_stats()
     P.lstm_backward(y, h_n, c_n, d["x"], d["h0"], d["c0"], d["w_ih"], d["w_hh"], y, gates, cells,
@@ -300,11 +310,13 @@ def _copies(fn):
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 @pytest.mark.parametrize("case", ["fp32", "fp32 odd H", "bf16 odd U", "bf16 even U", "fp64"])
-def test_cp_async_copies_counted(kind, case):
+@pytest.mark.parametrize("flags", [-1, 0])
+def test_cp_async_copies_counted(kind, case, flags):
     """Which loads go through cp.async, counted exactly (SIMT counts every copy):
     forward: xproj prefetched one step ahead, one word per element (T*B*G*H), plus the staged
     h_{t-1} in 16-byte copies when its rows allow (every step, every block: T*blocks*B*H/V; on
-    tensor cores B rounded up to whole n-tiles of 8, the extra rows zero-filled);
+    tensor cores B rounded up to whole n-tiles of 8, the extra rows zero-filled), except where
+    the flag words exchange h (flags 0: 2- and 4-byte types), polled with plain loads;
     backward: the saved inputs of each step, G+3 per unit and row, in words (half types: pairs,
     only when U and H are even), plus da_{t+1} (and the dh0 pass) in 16-byte copies of fp32."""
     dtype, H, knobs = {"fp32": (torch.float32, 16, {}), "fp32 odd H": (torch.float32, 18, {}),
@@ -315,7 +327,7 @@ def test_cp_async_copies_counted(kind, case):
     G = 4 if kind == "lstm" else 3
     d = layer_inputs(kind, T, B, 4, H, dtype=dtype, seed=7)
     x, h0, w_ih, w_hh, b_ih, b_hh = (d[k] for k in ("x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"))
-    with tuning(**knobs, cluster=-1):
+    with tuning(**knobs, cluster=-1, flags=flags):
         plan = dict(zip(FIELDS + ["mma_fwd", "mma_bwd"], P.plan(kind, B, H, dtype)))
         nb, U = plan["blocks"], plan["units"]
         assert plan["kc_fwd"] == H and plan["kc_bwd"] == G * H  # one chunk: counts are simple
@@ -331,7 +343,8 @@ def test_cp_async_copies_counted(kind, case):
     V = 16 // esize
     # on tensor cores (the half types here: TF32 is off in the tests) whole n-tiles of 8 rows
     rows_f = -(-B // 8) * 8 if plan["mma_fwd"] and esize == 2 else B
-    tile_f = T * nb * rows_f * H // V if H % V == 0 else 0
+    flag_words = flags == 0 and esize <= 4
+    tile_f = T * nb * rows_f * H // V if H % V == 0 and not flag_words else 0
     rows_b = -(-B // 16) * 16 if plan["mma_bwd"] and esize == 2 else B  # m-tiles of 16 rows
     tile_b = T * nb * rows_b * G * H // (16 // max(esize, 4)) \
         if (G * H) % (16 // max(esize, 4)) == 0 else 0

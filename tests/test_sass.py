@@ -37,7 +37,9 @@ LISTING = """
         /*0080*/                   LDGSTS.E.BYPASS.LTC128B.128 [R5], desc[UR6][R2.64] ;  /* 0x0000000002057fae */
         /*0090*/                   UCGABAR_ARV ;                                   /* 0x00000000000079c7 */
         /*00a0*/                   UCGABAR_WAIT ;                                  /* 0x0000000000007dc7 */
-        /*00b0*/                   EXIT ;                                          /* 0x000000000000794d */
+        /*00b0*/                   LDG.E.128.STRONG.GPU R12, desc[UR4][R2.64+0x30] ;  /* 0x0000300402 */
+        /*00c0*/                   STG.E.STRONG.GPU desc[UR4][R2.64], R4 ;         /* 0x0000000402 */
+        /*00d0*/                   EXIT ;                                          /* 0x000000000000794d */
 		..........
 """
 
@@ -46,10 +48,11 @@ def test_parser_counts_a_listing():
     rows = sass.parse(LISTING)
     assert list(rows) == [("sm_90", "_Z6kernelPf")]
     r = rows[("sm_90", "_Z6kernelPf")]
-    assert r["instructions"] == 12
+    assert r["instructions"] == 14
     assert (r["LDL"], r["STL"], r["HMMA"]) == (1, 1, 1)
     assert (r["UCGABAR_ARV"], r["UCGABAR_WAIT"]) == (1, 1)
-    assert r["LDG"] == {"128": 1, "32": 1, "16": 1}
+    assert r["LDG"] == {"128": 2, "32": 1, "16": 1}
+    assert r["LDG_GPU"] == {"128": 1} and r["STG_GPU"] == 1
     assert r["LDS"] == {"64": 1}
     assert r["LDGSTS"] == {"128": 1}
 
@@ -161,3 +164,17 @@ def test_cluster_barrier_only_in_the_sm90_persistent_forwards(rows):
         expect = r["arch"] == "sm_90" and any(f in r["kernel"] for f in fwd)
         got = (r["UCGABAR_ARV"] > 0, r["UCGABAR_WAIT"] > 0)
         assert got == (expect, expect), f"{r['arch']} {r['kernel']}: {got}"
+
+
+def test_persistent_forwards_exchange_flag_words(rows):
+    """The persistent forwards of the 2- and 4-byte types store h_t as flag words
+    (st.relaxed.gpu: STG .STRONG.GPU) and poll them with 128-bit gpu-scope loads (LDG.128
+    .STRONG.GPU; csrc/cuda/flag_words.h); the fp64 forwards (no room for a flag) and the
+    backwards (the grid barrier) have neither."""
+    for r in rows:
+        k = r["kernel"]
+        if not any(f"persistent_detail::{n}<" in k for n in PERSISTENT):
+            continue
+        expect = "_fwd_kernel<" in k and "<double" not in k
+        got = (r["LDG_GPU"].get("128", 0) > 0, r["STG_GPU"] > 0)
+        assert got == (expect, expect), f"{r['arch']} {k}: {got}"

@@ -118,11 +118,13 @@ PersistentPlan persistent_plan(RnnKind kind, int64_t B, int64_t H, at::ScalarTyp
                                const PersistentArch& arch, bool wave = false);
 
 // Test-only tuning knobs (0 = the rule's choice): cap on blocks (the cluster's too), cap on
-// staged columns (below H: no cluster), a fixed thread count, and the cluster forward (-1 off,
-// 1 whenever it fits, FFMA too). Process-wide; used by tests to exercise multi-unit slices,
-// partial last blocks, chunked staging at small H, and either forward where both fit.
+// staged columns (below H: no cluster), a fixed thread count, the cluster forward (-1 off,
+// 1 whenever it fits, FFMA too), and the grid forward's flag-word exchange (-1 off: the grid
+// barrier a step even where flag words fit). Process-wide; used by tests to exercise
+// multi-unit slices, partial last blocks, chunked staging at small H, and either forward
+// where both fit.
 struct PersistentTuning {
-  int max_blocks = 0, max_kc = 0, threads = 0, cluster = 0;
+  int max_blocks = 0, max_kc = 0, threads = 0, cluster = 0, flags = 0;
 };
 void persistent_set_tuning(const PersistentTuning& t);
 PersistentTuning persistent_get_tuning();

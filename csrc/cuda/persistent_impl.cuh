@@ -154,6 +154,25 @@ void launch_fwd(Kernel kernel, const PersistentPlan& plan, const Params* d, int 
                         FRNN_CURRENT_STREAM, L);
     return;
   }
+  // The flag-word exchange instead of a grid barrier a step (persistent_kernels.cuh
+  // flag_stage): 2- and 4-byte types, h_{t-1} staged whole (KC >= H), not a wavefront (whose
+  // layers read the layer below's h_t through hbuf). One zeroed [2][B][H] buffer a group,
+  // freed after the launch in stream order; every group decides alike (same dtype and sizes).
+  using S = std::remove_const_t<std::remove_pointer_t<decltype(L.d[0].w_hh)>>;
+  const bool fl = FlagWord<S>::ok && !wave && persistent_get_tuning().flags >= 0 &&
+                  plan.kc_fwd >= d[0].H;
+  std::vector<Tensor> flag_bufs;
+  for (int g = 0; g < groups && fl; ++g) {
+    const auto wt = sizeof(typename FlagWord<S>::W) == 4 ? at::kInt : at::kLong;
+#if defined(__CUDACC__)
+    const at::Device dev(at::kCUDA, c10::cuda::current_device());
+#else
+    const at::Device dev(at::kCPU);
+#endif
+    flag_bufs.push_back(
+        at::zeros({2, d[g].B, d[g].H}, at::TensorOptions(wt).device(dev)));
+    L.d[g].flags = flag_bufs.back().data_ptr();
+  }
   for (Params& p : L.d) p.mma = plan.mma_fwd && mma_ok;
   L.per_dir = plan.blocks;
   trace(groups * plan.blocks);

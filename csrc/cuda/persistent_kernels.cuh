@@ -24,7 +24,10 @@
 //   forward:  hbuf [2][B][H] in S, as the stepwise kernels and cuDNN carry h: step s reads slot
 //             s%2 (h_{t-1}) and writes slot (s+1)%2 (h_t). Slot (s+1)%2 was last read in step
 //             s-1, which every block finished before the grid barrier that ended step s-1:
-//             double buffering needs one barrier per step.
+//             double buffering needs one barrier per step. Where the launcher passes `flags`
+//             (2- and 4-byte types, KC >= H, not a wavefront) h_t goes instead into flags
+//             [2][B][H] as flag words and the next step polls them: no grid barrier in the
+//             forward ("the flag-word exchange" below).
 //   backward: da [T][B][G*H] in A (also the input of the weight-gradient GEMMs; GRU: dgh): step s
 //             writes da at its time t and reads the da of the step before it in processing order
 //             (written before the last barrier); nothing is overwritten, one barrier per step.
@@ -44,7 +47,8 @@
 //     step reads those inputs from global memory itself (block-uniform choice);
 //   - W (once per launch): register copies, 128-bit when aligned, several in flight per thread.
 // Memory model: FRNN_GRID_SYNC is cooperative_groups' grid.sync(), which orders every write of
-// the grid before it against every read after it (it fences at device scope). The exchanged
+// the grid before it against every read after it (it fences at device scope); the flag words
+// need no fence (value and flag in one atomic word, read at gpu scope). The exchanged
 // buffers are read after the barrier by ordinary loads or by cp.async.cg, which bypasses L1;
 // never through __ldg / the non-coherent path. Prefetched inputs were written before the launch
 // (the input GEMM, the forward launch), so reading them early or through L1 is safe. Deadlock
@@ -56,7 +60,8 @@
 // null for dense input): time step t has count[t] live rows (a prefix of the batch) stored at rows
 // offset[t] .. of the per-row buffers; a pass runs over those rows only. A row that is not live
 // keeps its on-chip state; rows becoming live in the reverse direction start from h0 (forward:
-// both hbuf slots and the GRU's state hold h0 on entry) / from dh_n (backward: the rows of
+// both hbuf slots and the GRU's state hold h0 on entry; the flag-word exchange reads them from
+// hbuf's slot 0) / from dh_n (backward: the rows of
 // da_{t+1} beyond the next step's count read as zero and dh_n is added at each row's last step).
 //
 // Work split inside a block for one pass: items (one unit, RB batch rows; RB = 4 from B >= 4 on,
@@ -71,6 +76,7 @@
 
 #include "cells/cells.h"
 #include "cuda/cluster.h"
+#include "cuda/flag_words.h"
 #include "cuda/portable.h"
 #include "cuda/tile_mma.cuh"  // kern::mma_half
 
@@ -802,6 +808,7 @@ struct LstmFwdParams {
   const S* x_in = nullptr;  // [N,H] the layer below's y
   const A* bias = nullptr;  // [4H] b_ih + b_hh, or nullptr
   int lag = 0;              // the launch step that runs this layer's step 0 (its index)
+  void* flags = nullptr;    // [2,B,H] FlagWord<S> words, zeroed, or nullptr (flag_stage)
 };
 
 template <class S, class A>
@@ -842,6 +849,7 @@ struct GruFwdParams {
   const S* x_in = nullptr;  // [N,H]
   const A* bias = nullptr;  // [3H] b_ih, or nullptr (b_hh stays apart, as above)
   int lag = 0;
+  void* flags = nullptr;    // as LstmFwdParams
 };
 
 // A forward launch of up to kMaxGroups groups of per_dir blocks each (blocks [g*per_dir,
@@ -1080,6 +1088,118 @@ __device__ __forceinline__ bool load_fwd_w(bool mma, bool cluster, S* W, size_t 
   return false;
 }
 
+// ------------------------------------------------------------------ the flag-word exchange
+// The grid forward without the grid barrier (the params' `flags`, where the launcher chose it:
+// 2- and 4-byte types, one chunk (KC >= H), not a wavefront; grid-uniform). Step s's consume
+// stores each h_t element as a flag word (cuda/flag_words.h: value and flag in one atomic word)
+// into slot (s+1)%2 of flags [2][B][H], flag s+1, and step s+1 stages its tile by polling those
+// words until each shows its flag: a block waits only for the words it reads, with no fence
+// and no grid barrier. hbuf is then read only as h0 (slot 0): a row that becomes live at a step
+// (reverse, packed) starts from it.
+// Reuse: slot (s+1)%2 was last read in step s-1. A block stores its step-s words after its own
+// step s staged every block's step-(s-1) words, and each of those was stored after its block's
+// step s-1 staging (and a block barrier) read the slot; the stored values depend on the loaded
+// ones, so no load of step s-1 can see a store of step s. Deadlock-free because a cooperative
+// launch keeps every block resident, and every word a step polls for is stored by the step
+// before it (rows < the previous step's count: live then, so stored).
+// The walk is over the rows' 16-byte loads (vec: H whole loads) or single words.
+struct FlagWalk {
+  Walk walk;
+  bool vec = false;
+};
+
+template <class S>
+__device__ __forceinline__ FlagWalk flag_walk(int H) {
+  constexpr int NV = FlagWord<S>::kPerLoad;
+  FlagWalk f;
+  f.vec = H % NV == 0;
+  f.walk = Walk(f.vec ? H / NV : H);
+  return f;
+}
+
+// One row-word group's load and its poll: v holds N words of `src` that all show flag s.
+template <class S, int N>
+__device__ __forceinline__ void poll_words(const typename FlagWord<S>::W* src,
+                                           typename FlagWord<S>::W (&v)[N], int s) {
+  using F = FlagWord<S>;
+  long long polls = 0;
+  for (;;) {
+    bool ok = true;
+FRNN_PERS_UNROLL
+    for (int k = 0; k < N; ++k) ok = ok && F::has(v[k], s);
+    if (ok) return;
+    portable::poll_pause(polls, "the persistent forward's flag words");
+    if constexpr (N == F::kPerLoad)
+      portable::ld_flag16(src, v);
+    else
+      v[0] = portable::ld_flag(src);
+  }
+}
+
+// Step s's tile (rows < n, columns < H) from the flag words: rows < min(n, n_prev) (live at the
+// previous step, n_prev; 0 at step 0) from slot s%2 (`words`) once their flag is s, the rest
+// from h0. Then this thread's cp.async copies retired and the block synchronised (fwd_pass's
+// `staged`). Rows [n, B8) and columns [H, kz) of the tensor-core tile are not written: zeroed
+// when the launch starts (init_flag_tile), they may hold earlier steps' h later (packed), whose
+// products are computed and not consumed. Each thread keeps kBatch loads in flight.
+template <class S>
+__device__ __forceinline__ void flag_stage(S* tile, int ldt, const typename FlagWord<S>::W* words,
+                                           const S* h0, int H, int n, int n_prev, int s,
+                                           const FlagWalk& fw) {
+  using F = FlagWord<S>;
+  using W = typename F::W;
+  constexpr int kBatch = 4;
+  __syncthreads();  // every thread finished reading the previous step's tile
+  const int nl = min(n, n_prev), nt = blockDim.x;
+  const auto stage = [&](auto vw) {
+    constexpr int NV = decltype(vw)::value;
+    const int wc = fw.walk.wc, total = nl * wc;
+    int r = fw.walk.r, c = fw.walk.c;
+    for (int i0 = threadIdx.x; i0 < total; i0 += kBatch * nt) {
+      W v[kBatch][NV];
+      int rr[kBatch], cc[kBatch];
+FRNN_PERS_UNROLL
+      for (int j = 0; j < kBatch; ++j) {  // the loads first: kBatch in flight
+        rr[j] = r, cc[j] = c;
+        if (i0 + j * nt < total) {
+          const W* src = words + int64_t(r) * H + c * NV;
+          if constexpr (NV == F::kPerLoad)
+            portable::ld_flag16(src, v[j]);
+          else
+            v[j][0] = portable::ld_flag(src);
+        }
+        c += fw.walk.sc, r += fw.walk.sr;
+        if (c >= wc) c -= wc, ++r;
+      }
+FRNN_PERS_UNROLL
+      for (int j = 0; j < kBatch; ++j) {
+        if (i0 + j * nt >= total) break;
+        poll_words<S>(words + int64_t(rr[j]) * H + cc[j] * NV, v[j], s);
+        S* dst = tile + rr[j] * ldt + cc[j] * NV;
+FRNN_PERS_UNROLL
+        for (int k = 0; k < NV; ++k) dst[k] = F::value(v[j][k]);
+      }
+    }
+  };
+  if (fw.vec)
+    stage(std::integral_constant<int, F::kPerLoad>{});
+  else
+    stage(std::integral_constant<int, 1>{});
+  for (int i = threadIdx.x; i < (n - nl) * H; i += nt) {  // rare: rows joining (reverse, packed)
+    const int r = nl + i / H, c = i - (i / H) * H;
+    tile[r * ldt + c] = h0[int64_t(r) * H + c];
+  }
+  portable::cp_async_wait<0>();  // the xproj prefetched at the previous step's end
+  __syncthreads();
+}
+
+// The whole tile zeroed once (rows to B8, columns to the row's end) before the first step of
+// the flag-word exchange stages rows < n and columns < H only.
+template <class S>
+__device__ __forceinline__ void init_flag_tile(S* tile, int ldt, int rows) {
+  for (int i = threadIdx.x; i < rows * ldt; i += blockDim.x) tile[i] = S(0.0f);
+}
+
 // ------------------------------------------------------------------ the cluster forward
 // Launched as one cluster per direction (per_dir blocks; block k of it = rank k), the forward
 // keeps the whole h_{t-1} in shared memory: two tiles [rows][H+V] (step s reads tile s%2). A
@@ -1267,15 +1387,16 @@ __device__ __forceinline__ void store_y(S* y, int64_t ldy, int64_t off, const S*
 // `next`) to every peer, the cluster barrier's arrival, y_t (store_y), the wait; after the last
 // step (last) y_t only. With the mbarrier exchange (mb) the slice goes by st.async and the
 // step ends without a barrier (the next step's mbar_step_start waits for the peers' slices).
-// The next step's xproj was prefetched at this step's start, a step ahead. On the grid (not after the last step): the prefetch of step s+1's xproj, then the grid
-// barrier (every block's h_t in hbuf visible before step s+1 reads it); the prefetch lands while
-// the block waits. live: this layer ran a step (a wavefront's groups idle before and after).
+// The next step's xproj was prefetched at this step's start, a step ahead. On the grid (not
+// after the last step): the prefetch of step s+1's xproj, then the grid barrier (every block's
+// h_t in hbuf visible before step s+1 reads it; none with the flag-word exchange, fl); the
+// prefetch lands while the block waits. live: this layer ran a step (a wavefront's groups idle before and after).
 template <class S, class F>
 __device__ __forceinline__ void end_fwd_step(bool cluster, bool last, bool live, S* next, int ldt,
                                              int n, int j0, const PushWalk& pw, unsigned rank,
                                              S* y, int64_t ldy, int64_t off, const YWalk& yw,
                                              F&& prefetch, const Marks& mk, uint64_t* bars,
-                                             bool mb, int s) {
+                                             bool mb, int s, bool fl) {
   if (cluster && mb) {
     portable::cp_async_wait<0>();  // step s+1's xproj, issued at this step's start
     __syncthreads();  // every consume of this block wrote its h_t; the xproj visible
@@ -1295,7 +1416,7 @@ __device__ __forceinline__ void end_fwd_step(bool cluster, bool last, bool live,
   } else {
     if (!last) prefetch();
     mk(kArrived);
-    if (!last) FRNN_GRID_SYNC();
+    if (!last && !fl) FRNN_GRID_SYNC();  // fl: the flag words order the exchange instead
   }
   mk(kStepEnd);
 }
@@ -1355,6 +1476,12 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(FwdLaunch<Lstm
   if (cl) init_cluster_tiles(sm.tile, sm.tile_stride, sm.ldt, p.hbuf, B, H);
   const StepWalks sw = step_walks<S, A>(cl, H, U, B, j0, sm.ldt, L.per_dir, p.y, p.ldy);
   const bool mb = sw.mb;
+  // the flag-word exchange (the launcher's choice, grid-uniform; never for 8-byte types)
+  using FW = typename FlagWord<S>::W;
+  FW* const flags = FlagWord<S>::ok ? static_cast<FW*>(p.flags) : nullptr;
+  const bool fl = flags != nullptr;
+  const FlagWalk fwk = fl ? flag_walk<S>(H) : FlagWalk{};
+  if (fl) init_flag_tile(sm.tile, sm.ldt, mma ? round_up(B, 8) : B);
   auto prefetch = [&](int s) {  // step s's xproj, when this layer has one and s is a step
     if (!p.w_ih && s >= 0 && s < p.T)
       prefetch_xproj<4>(sm.pre, p.xproj, p.steps, s, p.T, B, H, U, j0, p.reverse, sw.xw);
@@ -1382,11 +1509,16 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(FwdLaunch<Lstm
       S* tile = sm.tile + (cl ? (s % 2) * sm.tile_stride : 0);
       A* pre = sm.pre + int64_t(s % 2) * B * NP * U;
       if (mb) mbar_step_start<S>(sm.bars, s, p.T, n, H, min(U, H - j0));
+      if (fl) {
+        const int n_prev = s > 0 ? step_rows(p.steps, time_of(s - 1, p.T, p.reverse), B) : 0;
+        flag_stage<S>(tile, sm.ldt, flags + int64_t(s % 2) * B * H, p.hbuf, H, n, n_prev, s,
+                      fwk);
+      }
       if (cl) prefetch(s + 1);  // a step ahead (end_fwd_step retires it)
       if (p.w_ih)
         input_pass<4, NP>(mma, sm.w + wxo, p.x_in, p.bias, off, n, H, U, j0, pre, sm.tile,
                           sm.ldt, p.KC, sm.part);
-      fwd_pass<4, S, A>(mma, sm.w, H, U, n, hprev, tile, sm.ldt, p.KC, cl, sm.part,
+      fwd_pass<4, S, A>(mma, sm.w, H, U, n, hprev, tile, sm.ldt, p.KC, cl || fl, sm.part,
                         [&](int b, int u, const A* acc) {
         const int j = j0 + u;
         if (j >= H) return;
@@ -1408,13 +1540,16 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(FwdLaunch<Lstm
         sm.state[b * U + u] = c;
         if (cl)
           tnext[b * sm.ldt + j] = hs;
+        else if (fl)
+          portable::st_flag(flags + int64_t((s + 1) % 2) * B * H + b * H + j,
+                            FlagWord<S>::pack(hs, s + 1));
         else
           hnext[b * H + j] = hs;
       }, use_wr, wr, B, mk);
     }
     end_fwd_step(cl, ls + 1 == L.steps, s >= 0 && s < p.T, tnext, sm.ldt, n, j0, sw.pw,
                  unsigned(blk), p.y, p.ldy, off, sw.yw, [&] { prefetch(s + 1); }, mk, sm.bars,
-                 mb, s);
+                 mb, s, fl);
   }
   if (mb) portable::cluster_sync();  // every block resident until the last st.async landed
   if (p.c_n) {
@@ -1521,6 +1656,12 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(FwdLaunch<GruFw
   if (cl) init_cluster_tiles(sm.tile, sm.tile_stride, sm.ldt, p.hbuf, B, H);
   const StepWalks sw = step_walks<S, A>(cl, H, U, B, j0, sm.ldt, L.per_dir, p.y, p.ldy);
   const bool mb = sw.mb;
+  // the flag-word exchange (the launcher's choice, grid-uniform; never for 8-byte types)
+  using FW = typename FlagWord<S>::W;
+  FW* const flags = FlagWord<S>::ok ? static_cast<FW*>(p.flags) : nullptr;
+  const bool fl = flags != nullptr;
+  const FlagWalk fwk = fl ? flag_walk<S>(H) : FlagWalk{};
+  if (fl) init_flag_tile(sm.tile, sm.ldt, mma ? round_up(B, 8) : B);
   auto prefetch = [&](int s) {  // step s's xproj, when this layer has one and s is a step
     if (!p.w_ih && s >= 0 && s < p.T)
       prefetch_xproj<3>(sm.pre, p.xproj, p.steps, s, p.T, B, H, U, j0, p.reverse, sw.xw);
@@ -1547,11 +1688,16 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(FwdLaunch<GruFw
       S* tile = sm.tile + (cl ? (s % 2) * sm.tile_stride : 0);
       A* pre = sm.pre + int64_t(s % 2) * B * NP * U;
       if (mb) mbar_step_start<S>(sm.bars, s, p.T, n, H, min(U, H - j0));
+      if (fl) {
+        const int n_prev = s > 0 ? step_rows(p.steps, time_of(s - 1, p.T, p.reverse), B) : 0;
+        flag_stage<S>(tile, sm.ldt, flags + int64_t(s % 2) * B * H, p.hbuf, H, n, n_prev, s,
+                      fwk);
+      }
       if (cl) prefetch(s + 1);  // a step ahead (end_fwd_step retires it)
       if (p.w_ih)
         input_pass<3, NP>(mma, sm.w + wxo, p.x_in, p.bias, off, n, H, U, j0, pre, sm.tile,
                           sm.ldt, p.KC, sm.part);
-      fwd_pass<3, S, A>(mma, sm.w, H, U, n, hprev, tile, sm.ldt, p.KC, cl, sm.part,
+      fwd_pass<3, S, A>(mma, sm.w, H, U, n, hprev, tile, sm.ldt, p.KC, cl || fl, sm.part,
                         [&](int b, int u, const A* acc) {
         const int j = j0 + u;
         if (j >= H) return;
@@ -1573,6 +1719,9 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(FwdLaunch<GruFw
         if (!cl) p.y[row * p.ldy + j] = hs;  // the cluster's: end_fwd_step (store_y)
         if (cl)
           tnext[b * sm.ldt + j] = hs;
+        else if (fl)
+          portable::st_flag(flags + int64_t((s + 1) % 2) * B * H + b * H + j,
+                            FlagWord<S>::pack(hs, s + 1));
         else
           hnext[b * H + j] = hs;
         sm.state[b * U + u] = static_cast<A>(hs);  // as the other blocks read it
@@ -1580,7 +1729,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(FwdLaunch<GruFw
     }
     end_fwd_step(cl, ls + 1 == L.steps, s >= 0 && s < p.T, tnext, sm.ldt, n, j0, sw.pw,
                  unsigned(blk), p.y, p.ldy, off, sw.yw, [&] { prefetch(s + 1); }, mk, sm.bars,
-                 mb, s);
+                 mb, s, fl);
   }
   if (mb) portable::cluster_sync();  // every block resident until the last st.async landed
 }

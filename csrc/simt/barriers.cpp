@@ -1,5 +1,6 @@
 // Block barriers, warp rendezvous, the grid barrier's fiber side, and dynamic shared memory.
 // Runs on the calling fiber's stack; see scheduler.h for the model.
+#include <chrono>
 #include <sstream>
 
 #include "simt/fiber.h"
@@ -222,6 +223,24 @@ void on_exit(Fiber* f) {
 }  // namespace detail
 
 void* dynamic_smem() { return detail::current_fiber("dynamic_smem")->block->smem; }
+
+void poll_pause(long long& polls, const char* what) {
+  detail::Fiber* f = detail::current_fiber(what);
+  // polls: the wait's start (steady-clock ns). 30 s is far beyond any legitimate wait (the
+  // storing threads run on the other workers or get this worker's turns), also on a loaded
+  // 2-core machine.
+  const long long now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                            std::chrono::steady_clock::now().time_since_epoch())
+                            .count();
+  if (polls == 0)
+    polls = now;
+  else if (now - polls > 30000000000LL)
+    throw Error(std::string("simt: ") + what + " polled for 30 s without its word arriving "
+                "(a deadlock: no thread will store it)");
+  f->state = detail::State::Ready;
+  f->worker->push(f);
+  detail::yield(f);
+}
 
 void grid_sync() {
   detail::Fiber* f = detail::current_fiber("grid_sync");

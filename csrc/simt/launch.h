@@ -75,6 +75,11 @@ void launch_cooperative(void (*kernel)(P...), dim3 grid, dim3 block, size_t smem
 void set_max_dynamic_smem(const void* kernel, size_t bytes);
 void* dynamic_smem();
 void grid_sync();  // only inside a cooperative launch
+// A polling thread's turn given up (cuda/flag_words.h): the fiber goes back to the end of its
+// worker's ready queue, so the threads whose stores it waits for run. `polls` is the caller's
+// state for one wait (0 before its first pause); after 30 s of one wait it throws simt::Error:
+// a word that never arrives is a deadlock, reported, not a hang.
+void poll_pause(long long& polls, const char* what);
 
 }  // namespace simt
 

@@ -10,9 +10,10 @@
 //       `groups` layers) as persistent.h's persistent_plan
 //   plan_for(kind, B, H, dtype, sms, smem_optin, max_threads, max_cluster=0, groups=1,
 //       wave=False) -> same, for any device
-//   set_tuning(max_blocks, max_kc, threads, cluster)   test-only caps (0 = the rule's choice;
-//       cluster -1: the grid-barrier forward even where a cluster fits, 1: the cluster forward
-//       wherever it fits)
+//   set_tuning(max_blocks, max_kc, threads, cluster, flags)   test-only caps (0 = the rule's
+//       choice; cluster -1: the grid-barrier forward even where a cluster fits, 1: the cluster
+//       forward wherever it fits; flags -1: the grid forward's grid barrier a step even where
+//       the flag-word exchange fits)
 //   set_trace(on) / last_trace() -> Tensor   the forward kernels' phase marks (persistent.h
 //       persistent_set_trace): [blocks, steps, 6] int64 clock ticks of the last forward launch,
 //       either backend; undefined before the first traced launch
@@ -52,8 +53,9 @@ std::vector<int64_t> plan_for_op(std::string kind, int64_t B, int64_t H, at::Sca
       wave));
 }
 
-void set_tuning_op(int64_t max_blocks, int64_t max_kc, int64_t threads, int64_t cluster) {
-  persistent_set_tuning({int(max_blocks), int(max_kc), int(threads), int(cluster)});
+void set_tuning_op(int64_t max_blocks, int64_t max_kc, int64_t threads, int64_t cluster,
+                   int64_t flags) {
+  persistent_set_tuning({int(max_blocks), int(max_kc), int(threads), int(cluster), int(flags)});
 }
 
 std::optional<Tensor> trace_op() {
@@ -88,7 +90,9 @@ TORCH_LIBRARY(fusedrnn_persistent, m) {
       "plan_for(str kind, int B, int H, ScalarType dtype, int sms, int smem_optin, "
       "int max_threads, int max_cluster=0, int groups=1, bool wave=False) -> int[]",
       &fusedrnn::plan_for_op);
-  m.def("set_tuning(int max_blocks=0, int max_kc=0, int threads=0, int cluster=0) -> ()",
+  m.def(
+      "set_tuning(int max_blocks=0, int max_kc=0, int threads=0, int cluster=0, int flags=0) "
+      "-> ()",
         &fusedrnn::set_tuning_op);
   m.def("set_trace(bool on) -> ()", &fusedrnn::persistent_set_trace);
   m.def("last_trace() -> Tensor?", &fusedrnn::trace_op);

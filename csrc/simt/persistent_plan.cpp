@@ -34,7 +34,7 @@ namespace fusedrnn {
 
 namespace {
 std::atomic<int> g_max_blocks{0}, g_max_kc{0}, g_threads{0};
-std::atomic<int> g_cluster{0};
+std::atomic<int> g_cluster{0}, g_flags{0};
 size_t a16(size_t n) { return (n + 15) / 16 * 16; }
 }  // namespace
 
@@ -49,10 +49,13 @@ void persistent_set_tuning(const PersistentTuning& t) {
   g_max_kc = t.max_kc;
   g_threads = t.threads;
   g_cluster = t.cluster;
+  TORCH_CHECK(t.flags == -1 || t.flags == 0,
+              "persistent tuning: flags must be -1 (the grid barrier) or 0 (the rule)");
+  g_flags = t.flags;
 }
 
 PersistentTuning persistent_get_tuning() {
-  return {g_max_blocks, g_max_kc, g_threads, g_cluster};
+  return {g_max_blocks, g_max_kc, g_threads, g_cluster, g_flags};
 }
 
 namespace {
