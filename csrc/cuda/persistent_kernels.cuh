@@ -1136,19 +1136,39 @@ FRNN_PERS_UNROLL
   }
 }
 
+// The flag-word exchange of one forward launch, made once per launch (flag_exchange; words
+// null: the launch uses the grid barrier).
+template <class S>
+struct FlagExchange {
+  using W = typename FlagWord<S>::W;
+  W* words = nullptr;  // [2][B][H]
+  FlagWalk walk;
+  int B = 0, H = 0;
+  __device__ __forceinline__ explicit operator bool() const { return words != nullptr; }
+  // step s's h_t element (b, j): slot (s+1)%2, flag s+1
+  __device__ __forceinline__ void put(int s, int b, int j, S h) const {
+    portable::st_flag(words + int64_t((s + 1) % 2) * B * H + b * H + j,
+                      FlagWord<S>::pack(h, s + 1));
+  }
+};
+
 // Step s's tile (rows < n, columns < H) from the flag words: rows < min(n, n_prev) (live at the
-// previous step, n_prev; 0 at step 0) from slot s%2 (`words`) once their flag is s, the rest
+// previous step, n_prev; 0 at step 0) from slot s%2 of the words once their flag is s, the rest
 // from h0. Then this thread's cp.async copies retired and the block synchronised (fwd_pass's
 // `staged`). Rows [n, B8) and columns [H, kz) of the tensor-core tile are not written: zeroed
-// when the launch starts (init_flag_tile), they may hold earlier steps' h later (packed), whose
+// when the launch starts (flag_exchange), they may hold earlier steps' h later (packed), whose
 // products are computed and not consumed. Each thread keeps kBatch loads in flight.
 template <class S>
-__device__ __forceinline__ void flag_stage(S* tile, int ldt, const typename FlagWord<S>::W* words,
-                                           const S* h0, int H, int n, int n_prev, int s,
-                                           const FlagWalk& fw) {
+__device__ __forceinline__ void flag_stage(const FlagExchange<S>& fx, S* tile, int ldt,
+                                           const S* h0, int n, int s, const int* steps, int T,
+                                           bool reverse) {
   using F = FlagWord<S>;
   using W = typename F::W;
   constexpr int kBatch = 4;
+  const int H = fx.H;
+  const int n_prev = s > 0 ? step_rows(steps, time_of(s - 1, T, reverse), fx.B) : 0;
+  const W* words = fx.words + int64_t(s % 2) * fx.B * H;
+  const FlagWalk& fw = fx.walk;
   __syncthreads();  // every thread finished reading the previous step's tile
   const int nl = min(n, n_prev), nt = blockDim.x;
   const auto stage = [&](auto vw) {
@@ -1193,11 +1213,26 @@ FRNN_PERS_UNROLL
   __syncthreads();
 }
 
-// The whole tile zeroed once (rows to B8, columns to the row's end) before the first step of
-// the flag-word exchange stages rows < n and columns < H only.
+// A forward launch's exchange: where the launcher passed flags (never for 8-byte types), the
+// words, their walk, and the tile zeroed once (rows to `rows`, columns to the row's end), as
+// flag_stage then stages rows < n and columns < H only.
 template <class S>
-__device__ __forceinline__ void init_flag_tile(S* tile, int ldt, int rows) {
+__device__ __forceinline__ FlagExchange<S> flag_exchange(void* flags, int B, int H, S* tile,
+                                                         int ldt, int rows) {
+  FlagExchange<S> fx;
+  if (!FlagWord<S>::ok || flags == nullptr) return fx;
+  fx.words = static_cast<typename FlagExchange<S>::W*>(flags);
+  fx.walk = flag_walk<S>(H);
+  fx.B = B, fx.H = H;
   for (int i = threadIdx.x; i < rows * ldt; i += blockDim.x) tile[i] = S(0.0f);
+  return fx;
+}
+
+// Before a cluster forward's first step: step 0's xproj retired (the barrier makes every
+// thread's visible), and every block's tiles (and barriers) initialised before a peer pushes.
+__device__ __forceinline__ void start_cluster() {
+  portable::cp_async_wait<0>();
+  portable::cluster_sync();
 }
 
 // ------------------------------------------------------------------ the cluster forward
@@ -1476,22 +1511,16 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(FwdLaunch<Lstm
   if (cl) init_cluster_tiles(sm.tile, sm.tile_stride, sm.ldt, p.hbuf, B, H);
   const StepWalks sw = step_walks<S, A>(cl, H, U, B, j0, sm.ldt, L.per_dir, p.y, p.ldy);
   const bool mb = sw.mb;
-  // the flag-word exchange (the launcher's choice, grid-uniform; never for 8-byte types)
-  using FW = typename FlagWord<S>::W;
-  FW* const flags = FlagWord<S>::ok ? static_cast<FW*>(p.flags) : nullptr;
-  const bool fl = flags != nullptr;
-  const FlagWalk fwk = fl ? flag_walk<S>(H) : FlagWalk{};
-  if (fl) init_flag_tile(sm.tile, sm.ldt, mma ? round_up(B, 8) : B);
+  const FlagExchange<S> fx =  // the launcher's choice, grid-uniform
+      flag_exchange<S>(p.flags, B, H, sm.tile, sm.ldt, mma ? round_up(B, 8) : B);
+  const bool fl = bool(fx);
   auto prefetch = [&](int s) {  // step s's xproj, when this layer has one and s is a step
     if (!p.w_ih && s >= 0 && s < p.T)
       prefetch_xproj<4>(sm.pre, p.xproj, p.steps, s, p.T, B, H, U, j0, p.reverse, sw.xw);
   };
   prefetch(0);
   if (mb) init_mbars(sm.bars);
-  if (cl) {
-    portable::cp_async_wait<0>();  // step 0's xproj (the barrier makes every thread's visible)
-    portable::cluster_sync();  // every block's tiles hold h0 (and barriers) before a push
-  }
+  if (cl) start_cluster();
   // (the pass syncs the block after its first wait: W, state and pre complete before first use)
   for (int ls = 0; ls < L.steps; ++ls) {
     const int s = ls - p.lag;  // this layer's step (a wavefront's groups start one apart)
@@ -1509,11 +1538,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(FwdLaunch<Lstm
       S* tile = sm.tile + (cl ? (s % 2) * sm.tile_stride : 0);
       A* pre = sm.pre + int64_t(s % 2) * B * NP * U;
       if (mb) mbar_step_start<S>(sm.bars, s, p.T, n, H, min(U, H - j0));
-      if (fl) {
-        const int n_prev = s > 0 ? step_rows(p.steps, time_of(s - 1, p.T, p.reverse), B) : 0;
-        flag_stage<S>(tile, sm.ldt, flags + int64_t(s % 2) * B * H, p.hbuf, H, n, n_prev, s,
-                      fwk);
-      }
+      if (fl) flag_stage(fx, tile, sm.ldt, p.hbuf, n, s, p.steps, p.T, p.reverse);
       if (cl) prefetch(s + 1);  // a step ahead (end_fwd_step retires it)
       if (p.w_ih)
         input_pass<4, NP>(mma, sm.w + wxo, p.x_in, p.bias, off, n, H, U, j0, pre, sm.tile,
@@ -1541,8 +1566,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) lstm_fwd_kernel(FwdLaunch<Lstm
         if (cl)
           tnext[b * sm.ldt + j] = hs;
         else if (fl)
-          portable::st_flag(flags + int64_t((s + 1) % 2) * B * H + b * H + j,
-                            FlagWord<S>::pack(hs, s + 1));
+          fx.put(s, b, j, hs);
         else
           hnext[b * H + j] = hs;
       }, use_wr, wr, B, mk);
@@ -1656,22 +1680,16 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(FwdLaunch<GruFw
   if (cl) init_cluster_tiles(sm.tile, sm.tile_stride, sm.ldt, p.hbuf, B, H);
   const StepWalks sw = step_walks<S, A>(cl, H, U, B, j0, sm.ldt, L.per_dir, p.y, p.ldy);
   const bool mb = sw.mb;
-  // the flag-word exchange (the launcher's choice, grid-uniform; never for 8-byte types)
-  using FW = typename FlagWord<S>::W;
-  FW* const flags = FlagWord<S>::ok ? static_cast<FW*>(p.flags) : nullptr;
-  const bool fl = flags != nullptr;
-  const FlagWalk fwk = fl ? flag_walk<S>(H) : FlagWalk{};
-  if (fl) init_flag_tile(sm.tile, sm.ldt, mma ? round_up(B, 8) : B);
+  const FlagExchange<S> fx =  // the launcher's choice, grid-uniform
+      flag_exchange<S>(p.flags, B, H, sm.tile, sm.ldt, mma ? round_up(B, 8) : B);
+  const bool fl = bool(fx);
   auto prefetch = [&](int s) {  // step s's xproj, when this layer has one and s is a step
     if (!p.w_ih && s >= 0 && s < p.T)
       prefetch_xproj<3>(sm.pre, p.xproj, p.steps, s, p.T, B, H, U, j0, p.reverse, sw.xw);
   };
   prefetch(0);
   if (mb) init_mbars(sm.bars);
-  if (cl) {
-    portable::cp_async_wait<0>();  // step 0's xproj (the barrier makes every thread's visible)
-    portable::cluster_sync();  // every block's tiles hold h0 (and barriers) before a push
-  }
+  if (cl) start_cluster();
   for (int ls = 0; ls < L.steps; ++ls) {
     const int s = ls - p.lag;  // as the LSTM's
     const Marks mk = s >= 0 && s < p.T ? L.marks(ls) : Marks{};
@@ -1688,11 +1706,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(FwdLaunch<GruFw
       S* tile = sm.tile + (cl ? (s % 2) * sm.tile_stride : 0);
       A* pre = sm.pre + int64_t(s % 2) * B * NP * U;
       if (mb) mbar_step_start<S>(sm.bars, s, p.T, n, H, min(U, H - j0));
-      if (fl) {
-        const int n_prev = s > 0 ? step_rows(p.steps, time_of(s - 1, p.T, p.reverse), B) : 0;
-        flag_stage<S>(tile, sm.ldt, flags + int64_t(s % 2) * B * H, p.hbuf, H, n, n_prev, s,
-                      fwk);
-      }
+      if (fl) flag_stage(fx, tile, sm.ldt, p.hbuf, n, s, p.steps, p.T, p.reverse);
       if (cl) prefetch(s + 1);  // a step ahead (end_fwd_step retires it)
       if (p.w_ih)
         input_pass<3, NP>(mma, sm.w + wxo, p.x_in, p.bias, off, n, H, U, j0, pre, sm.tile,
@@ -1720,8 +1734,7 @@ __global__ void __launch_bounds__(kMaxThreads, 1) gru_fwd_kernel(FwdLaunch<GruFw
         if (cl)
           tnext[b * sm.ldt + j] = hs;
         else if (fl)
-          portable::st_flag(flags + int64_t((s + 1) % 2) * B * H + b * H + j,
-                            FlagWord<S>::pack(hs, s + 1));
+          fx.put(s, b, j, hs);
         else
           hnext[b * H + j] = hs;
         sm.state[b * U + u] = static_cast<A>(hs);  // as the other blocks read it
