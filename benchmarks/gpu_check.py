@@ -3,7 +3,11 @@
     python benchmarks/gpu_check.py --out DIR [--quick] [--budget SECONDS] [--device cuda]
                                    [--build-seconds S] [--build-log F] [--tests-log F]
 
-Writes DIR/report.md and DIR/report.json, and prints a short table last. Parts:
+Writes DIR/report.md and DIR/report.json, and prints a short table last; with --smoke only the
+smoke check (DIR/smoke.json, which a later run's report shows). Parts:
+  smoke      (--smoke, gpu_check.sh's first step after the build) each persistent forward path
+             once against the stepwise forward on the same inputs; last line "exchange: flags"
+             or "exchange: barrier" (a flag-word case failed: FUSEDRNN_PERSISTENT_EXCHANGE).
   static     ptxas registers/spills/shared memory of every kernel (benchmarks/kernel_resources.py,
              needs nvcc) and the SASS facts of the built library (benchmarks/sass.py: local
              memory, HMMA count, load widths); both need no GPU.
@@ -99,6 +103,7 @@ def versions(device):
         "torch.backends.cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
         "torch.backends.cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
     }
+    info["persistent_exchange"] = os.environ.get("FUSEDRNN_PERSISTENT_EXCHANGE") or "flags"
     if device.type == "cuda":
         p = torch.cuda.get_device_properties(device)
         info.update(sm_count=p.multi_processor_count, capability=f"{p.major}.{p.minor}",
@@ -196,9 +201,9 @@ CLUSTER_CASES = [("lstm", "bf16", 1, 256), ("lstm", "bf16", 8, 256), ("lstm", "b
 PREC = {"bf16": torch.bfloat16, "fp32": torch.float32}
 
 
-def persistent_forward(cell, prec, B, H, T, device):
-    """A call of fusedrnn's one-layer forward (inference, algorithm "persistent") on fresh
-    inputs uniform in [-0.1, 0.1) (seed 0): T steps, B rows, I = H."""
+def persistent_forward(cell, prec, B, H, T, device, algorithm="persistent"):
+    """A call of fusedrnn's one-layer forward (inference, algorithm "persistent" unless told) on
+    fresh inputs uniform in [-0.1, 0.1) (seed 0): T steps, B rows, I = H."""
     G = 4 if cell == "lstm" else 3
     g = torch.Generator(device="cpu").manual_seed(0)
     mk = lambda *shape: (torch.rand(*shape, generator=g) * 0.2 - 0.1).to(device, PREC[prec])  # noqa: E731
@@ -209,7 +214,54 @@ def persistent_forward(cell, prec, B, H, T, device):
     # lstm_forward takes w_hr before the algorithm, gru_forward does not
     extra = (None, None) if cell == "lstm" else (None,)
     backend = "cuda" if device.type == "cuda" else "simt"
-    return lambda: op(*args, False, backend, *extra, "persistent")
+    return lambda: op(*args, False, backend, *extra, algorithm)
+
+
+# The smoke check (--smoke, gpu_check.sh's first step after the build): each persistent forward
+# path, one call against the stepwise forward on the same inputs (its kernels measured correct
+# on a GPU before). (path, cell, prec, B, H, cluster knob, flags) as cluster_vs_grid's tuning;
+# the flag-word cases last: a hang there ends in the watchdog's device-side assert
+# (csrc/cuda/watchdog.h, 10 s), which loses the process's CUDA context for what follows.
+SMOKE_CASES = [
+    ("grid, grid barrier", "lstm", "bf16", 8, 512, -1, -1),
+    ("cluster", "lstm", "bf16", 8, 256, 1, 0),
+    ("cluster, a warp a tile pair", "lstm", "bf16", 8, 512, 1, 0),
+    ("grid, flag words", "lstm", "bf16", 8, 512, -1, 0),
+    ("grid, flag words", "gru", "bf16", 8, 512, -1, 0),
+    ("grid, flag words", "lstm", "fp32", 8, 512, -1, 0),
+]
+SMOKE_TOL = {"bf16": 2e-2, "fp32": 5e-3}  # max |y - y_stepwise|; inputs and weights in ±0.1
+
+
+def smoke(device, T=50):
+    """[{path, case, ok, err, tol, ms} or {..., error}]: SMOKE_CASES, each one persistent forward
+    (T steps; on a CPU through the SIMT layer at toy sizes, T = 3) against the stepwise one."""
+    cuda = device.type == "cuda"
+    P = torch.ops.fusedrnn_persistent
+    out = []
+    for path, cell, prec, B, H, knob, flags in SMOKE_CASES:
+        if not cuda:
+            B, H, T = 2, 16, 3
+        row = {"path": path, "case": f"{cell} {prec} B={B} H={H} T={T}", "tol": SMOKE_TOL[prec]}
+        try:
+            ref = persistent_forward(cell, prec, B, H, T, device, "stepwise")()[0].float()
+            P.set_tuning(0, 0, 0, knob, flags)
+            t = time.perf_counter()
+            y = persistent_forward(cell, prec, B, H, T, device)()[0].float()
+            bench._sync(device)
+            row["ms"] = (time.perf_counter() - t) * 1e3
+            row["err"] = (y - ref).abs().max().item()
+            row["ok"] = bool(torch.isfinite(y).all().item()) and row["err"] <= row["tol"]
+        except Exception as e:  # noqa: BLE001  (reported; the next case still runs)
+            row["ok"], row["error"] = False, f"{type(e).__name__}: {str(e)[:300]}"
+        finally:
+            with contextlib.suppress(Exception):
+                P.set_tuning(0, 0, 0, 0)
+        out.append(row)
+        print(f"smoke: {path}: {row['case']}: " + ("ok" if row["ok"] else "FAILED") +
+              (f" (max error {row['err']:.1e}, tolerance {row['tol']:.0e})" if "err" in row
+               else f" ({row.get('error')})"), flush=True)
+    return out
 
 
 def cluster_vs_grid(device, T=100, reps=20):
@@ -455,6 +507,16 @@ def markdown(doc):
         L.append(f"- build: {doc['build']}")
     if doc.get("tests"):
         L.append(f"- CUDA tests: {doc['tests']}")
+    L.append(f"- the grid forward's exchange: {v.get('persistent_exchange', 'flags')} "
+             "(FUSEDRNN_PERSISTENT_EXCHANGE)")
+    if doc.get("smoke"):
+        L += ["", "## Smoke check (each persistent forward path against the stepwise forward)", "",
+              "| path | case | result | max error | tolerance | ms |", "|---|---|---|---:|---:|---:|"]
+        for r in doc["smoke"]:
+            res = "ok" if r["ok"] else ("FAILED" + (f": {r['error'][:160]}" if r.get("error") else ""))
+            err = f"{r['err']:.1e}" if "err" in r else "-"
+            ms = f"{r['ms']:.1f}" if "ms" in r else "-"
+            L.append(f"| {r['path']} | {r['case']} | {res} | {err} | {r['tol']:.0e} | {ms} |")
     L += ["", "## Benchmark (torch.nn time / fusedrnn time; > 1 means fusedrnn is faster)", "",
           "| group | case | check | torch.nn ms | fusedrnn ms | ratio | graphs |",
           "|---|---|---|---:|---:|---:|---|"]
@@ -569,6 +631,9 @@ def main(argv=None):
                     help="an earlier report.json: its measured cases are taken over, not rerun")
     ap.add_argument("--table-only", action="store_true",
                     help="print the short table of OUT/report.json (a run stopped at its limit)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="only the smoke check: OUT/smoke.json, and last the exchange to use "
+                         "('exchange: flags' when every flag-word case passed, else 'barrier')")
     a = ap.parse_args(argv)
     os.makedirs(a.out, exist_ok=True)
     if a.table_only:
@@ -577,6 +642,13 @@ def main(argv=None):
         return 0
     device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     t0 = time.perf_counter()
+    if a.smoke:
+        rows = smoke(device)
+        with open(os.path.join(a.out, "smoke.json"), "w") as f:
+            json.dump(rows, f, indent=1)
+        flags_ok = all(r["ok"] for r in rows if "flag words" in r["path"])
+        print(f"exchange: {'flags' if flags_ok else 'barrier'}", flush=True)
+        return 0 if all(r["ok"] for r in rows) else 1
 
     doc = {"versions": versions(device), "results": [], "not_run": [], "kernels": {}}
     if a.build_seconds:
@@ -585,6 +657,10 @@ def main(argv=None):
         with open(a.tests_log, errors="replace") as f:
             tail = [l.strip() for l in f.read().splitlines() if l.strip()]
         doc["tests"] = tail[-1] if tail else "no output"
+    smoke_json = os.path.join(a.out, "smoke.json")
+    if os.path.exists(smoke_json):  # gpu_check.sh's smoke check of this run
+        with open(smoke_json) as f:
+            doc["smoke"] = json.load(f)
     doc["static"] = {}
 
     def save():

@@ -99,7 +99,7 @@ def parse(sass_text):
             cur = out.setdefault((arch, m.group(1)), {
                 "instructions": 0, "LDL": 0, "STL": 0, "HMMA": 0, "UCGABAR_ARV": 0,
                 "UCGABAR_WAIT": 0, "LDG": {}, "LDS": {}, "LDGSTS": {}, "LDG_GPU": {},
-                "STG_GPU": 0})
+                "STG_GPU": 0, "TIMER": 0})
             continue
         if cur is None or not re.match(r"\s*/\*[0-9a-f]{4,}\*/", line):
             continue
@@ -107,6 +107,8 @@ def parse(sass_text):
         if not ins:
             continue
         cur["instructions"] += 1
+        if "SR_GLOBALTIMER" in ins:  # a spin wait's watchdog (csrc/cuda/watchdog.h)
+            cur["TIMER"] += 1
         opcode = ins.lstrip("@!PT0123456789 ").split(" ")[0] if ins.startswith("@") else \
             ins.split(" ")[0]
         base = opcode.split(".")[0]

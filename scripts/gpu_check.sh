@@ -17,9 +17,11 @@
 # installs nothing (works offline; torch >= 2.4, Python >= 3.10, pytest). Steps:
 #   1. build fusedrnn in place for this GPU's arch only, with all cores (setup.py build_ext
 #      --inplace: incremental, objects kept in build/);
-#   2. run the CUDA cases of the test suite (pytest -k cuda) within a time budget, while the ptxas
+#   2. a smoke check: each persistent forward path once against the stepwise forward (where the
+#      new flag-word exchange fails, the rest runs with FUSEDRNN_PERSISTENT_EXCHANGE=barrier);
+#   3. run the CUDA cases of the test suite (pytest -k cuda) within a time budget, while the ptxas
 #      report of every kernel is compiled alongside;
-#   3. benchmark fusedrnn against torch.nn (benchmarks/gpu_check.py): correctness checked before
+#   4. benchmark fusedrnn against torch.nn (benchmarks/gpu_check.py): correctness checked before
 #      timing, kernel tables from torch.profiler, static SASS facts, versions, TF32 settings;
 #      writes OUT_DIR/report.md + report.json and prints a short table last.
 # Measured on a 16-core H200 machine (2026-12-04): the sm_90 build 121 s, the 1493 CUDA tests 70 s
@@ -38,7 +40,7 @@ while [ $# -gt 0 ]; do
     --seconds) seconds=$2; shift ;;
     --resume) resume=$(cd "$(dirname "$2")" && pwd)/$(basename "$2"); shift ;;
     --ptxas-json) ptxas_in=$(cd "$(dirname "$2")" && pwd)/$(basename "$2"); shift ;;
-    -h|--help) sed -n 2,28p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,29p "$0"; exit 0 ;;
     *) out="$1" ;;
   esac
   shift
@@ -91,6 +93,20 @@ if [ $brc -ne 0 ]; then
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 echo "gpu_check: built in ${bsecs} s: $("$PY" -c 'import fusedrnn; print(fusedrnn.build_info())')"
+
+# Smoke check: each persistent forward path once against the stepwise forward, before the tests
+# and the benchmark spend the lease on it. Where the flag-word exchange fails (a hang ends in the
+# watchdog's device-side assert after 10 s) or the check does not finish, both run with
+# FUSEDRNN_PERSISTENT_EXCHANGE=barrier (the grid barrier a step) instead; the report says which.
+echo "gpu_check: smoke check (log: $out/smoke.log)"
+timeout -k 5 90 "$PY" benchmarks/gpu_check.py --smoke --out "$out" > "$out/smoke.log" 2>&1
+grep -E "^(smoke|exchange):" "$out/smoke.log"
+if ! grep -q "^exchange: flags" "$out/smoke.log"; then
+  tail -n 5 "$out/smoke.log"
+  export FUSEDRNN_PERSISTENT_EXCHANGE=barrier
+  echo "gpu_check: the flag-word exchange failed its smoke check or the check did not finish:" \
+    "the tests and the benchmark run with FUSEDRNN_PERSISTENT_EXCHANGE=barrier"
+fi
 
 if [ -n "$seconds" ]; then
   # 75 s reserve: the kernel tables, cluster and wavefront comparisons, SASS and the report.

@@ -7,6 +7,9 @@ with random upstream gradients; the saved tensors (gates, cells, ghn) against th
 The ops are bound for testing as torch.ops.fusedrnn_persistent.* (csrc/simt/persistent_ops.cpp).
 """
 import contextlib
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -189,6 +192,46 @@ def test_grid_barriers_counted(dtype, flags, barriers):
     s = _C.simt_stats()
     assert s["launches"] == 1 and s["grid_barriers"] == T
 
+
+
+EXCHANGE_SCRIPT = """
+import torch, fusedrnn
+_C = fusedrnn._ops._C
+_C.simt_set_arch("sm_90")
+P = torch.ops.fusedrnn_persistent
+P.set_tuning(0, 0, 0, -1, 0)  # the grid forward, the exchange left to the rule
+g = torch.Generator().manual_seed(3)
+T, B, I, H = 4, 2, 3, 5
+r = lambda *s: torch.rand(*s, generator=g) - 0.5
+x, h0, c0, w_ih, w_hh, b = r(T, B, I), r(B, H), r(B, H), r(4 * H, I), r(4 * H, H), r(4 * H)
+_C.simt_reset_stats()
+try:
+    P.lstm_forward(x, h0, c0, w_ih, w_hh, b, b, False)
+except RuntimeError as e:
+    print("error:", str(e).splitlines()[0])
+else:
+    print("grid_barriers:", _C.simt_stats()["grid_barriers"])
+"""
+
+
+@pytest.mark.parametrize("value, expect", [
+    ("", "grid_barriers: 0"),             # unset: the flag words
+    ("flags", "grid_barriers: 0"),
+    ("barrier", "grid_barriers: 3"),      # the fallback: one a step boundary
+    ("fence", "error: FUSEDRNN_PERSISTENT_EXCHANGE must be 'flags' (the default) or 'barrier', "
+              "got 'fence'"),
+])
+def test_exchange_fallback_switch(value, expect):
+    """FUSEDRNN_PERSISTENT_EXCHANGE=barrier puts the grid forward back on a grid barrier a step
+    (read once a process, hence a subprocess); a value it does not know raises, clearly."""
+    env = dict(os.environ)
+    env.pop("FUSEDRNN_PERSISTENT_EXCHANGE", None)
+    if value:
+        env["FUSEDRNN_PERSISTENT_EXCHANGE"] = value
+    out = subprocess.run([sys.executable, "-c", EXCHANGE_SCRIPT], env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == expect
 
 
 # ------------------------------------------------------------------ load paths

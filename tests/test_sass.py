@@ -39,7 +39,8 @@ LISTING = """
         /*00a0*/                   UCGABAR_WAIT ;                                  /* 0x0000000000007dc7 */
         /*00b0*/                   LDG.E.128.STRONG.GPU R12, desc[UR4][R2.64+0x30] ;  /* 0x0000300402 */
         /*00c0*/                   STG.E.STRONG.GPU desc[UR4][R2.64], R4 ;         /* 0x0000000402 */
-        /*00d0*/                   EXIT ;                                          /* 0x000000000000794d */
+        /*00d0*/                   CS2R R6, SR_GLOBALTIMERLO ;                      /* 0x0000000000067805 */
+        /*00e0*/                   EXIT ;                                          /* 0x000000000000794d */
 		..........
 """
 
@@ -48,11 +49,12 @@ def test_parser_counts_a_listing():
     rows = sass.parse(LISTING)
     assert list(rows) == [("sm_90", "_Z6kernelPf")]
     r = rows[("sm_90", "_Z6kernelPf")]
-    assert r["instructions"] == 14
+    assert r["instructions"] == 15
     assert (r["LDL"], r["STL"], r["HMMA"]) == (1, 1, 1)
     assert (r["UCGABAR_ARV"], r["UCGABAR_WAIT"]) == (1, 1)
     assert r["LDG"] == {"128": 2, "32": 1, "16": 1}
     assert r["LDG_GPU"] == {"128": 1} and r["STG_GPU"] == 1
+    assert r["TIMER"] == 1
     assert r["LDS"] == {"64": 1}
     assert r["LDGSTS"] == {"128": 1}
 
@@ -178,3 +180,15 @@ def test_persistent_forwards_exchange_flag_words(rows):
         expect = "_fwd_kernel<" in k and "<double" not in k
         got = (r["LDG_GPU"].get("128", 0) > 0, r["STG_GPU"] > 0)
         assert got == (expect, expect), f"{r['arch']} {k}: {got}"
+
+
+def test_persistent_forwards_spin_waits_have_a_watchdog(rows):
+    """Where a persistent forward spins (the flag words' polls; sm_90's mbarrier waits), it reads
+    the global timer (csrc/cuda/watchdog.h), so a wait that can never end fails the launch with a
+    device-side assert after 10 s instead of hanging the process."""
+    for r in rows:
+        k = r["kernel"]
+        if not any(f"persistent_detail::{n}<" in k for n in PERSISTENT):
+            continue
+        if "_fwd_kernel<" in k and "<double" not in k:
+            assert r["TIMER"] > 0, f"{r['arch']} {k}: spin waits without the watchdog"

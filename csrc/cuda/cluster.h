@@ -24,7 +24,8 @@
 //   portable::mbar_arrive_expect_tx(bar, bytes)   mbarrier.arrive.expect_tx: expect `bytes`
 //                                       more of this phase, and one arrival
 //   portable::mbar_wait(bar, parity)    mbarrier.try_wait.parity until the phase of that parity
-//                                       completed (acquire: the bytes that completed it are seen)
+//                                       completed (acquire: the bytes that completed it are seen);
+//                                       CUDA: a device-side assert after 10 s (cuda/watchdog.h)
 //   portable::st_async(dst, v, bar, rank)   st.async.shared::cluster.mbarrier::complete_tx::bytes
 //                                       of v (4, 8 or 16 bytes) to dst and a complete-tx on bar,
 //                                       both in block `rank` (given as this block's addresses:
@@ -38,6 +39,8 @@
 #if defined(__CUDACC__)
 
 #include <cooperative_groups.h>
+
+#include "cuda/watchdog.h"
 
 #define FRNN_LAUNCH_CLUSTER(kernel, grid, block, cluster, smem, strm, ...)                 \
   do {                                                                                     \
@@ -128,14 +131,17 @@ __device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, unsigned by
 }
 __device__ __forceinline__ void mbar_wait(uint64_t* bar, unsigned parity) {
   unsigned done = 0;
-  do {
+  long long since = 0;
+  for (;;) {
     asm volatile(
         "{ .reg .pred p; mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2; "
         "selp.u32 %0, 1, 0, p; }"
         : "=r"(done)
         : "r"(smem_addr(bar)), "r"(parity & 1u)
         : "memory");
-  } while (!done);
+    if (done) return;
+    stall_check(since, "an mbarrier phase that never completed");
+  }
 }
 template <class T>
 __device__ __forceinline__ void st_async(T* dst, const T& v, uint64_t* bar, unsigned rank) {

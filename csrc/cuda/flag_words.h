@@ -14,9 +14,10 @@
 //                            as scalar accesses), not the 16 bytes together; at gpu scope, so
 //                            from L2 (an SM's L1 is not coherent with the others')
 //   portable::ld_flag(p)     the same, one word
-//   portable::poll_pause(polls, what)   CUDA: nothing (the caller re-loads); SIMT: the thread
-//                            gives up its turn (simt::poll_pause: an error after 30 s of one
-//                            wait; polls = 0 before a wait's first pause)
+//   portable::poll_pause(polls, what)   between a wait's loads (polls = 0 before its first
+//                            pause). CUDA: the watchdog (cuda/watchdog.h: a device-side assert
+//                            after 10 s of one wait); SIMT: the thread gives up its turn
+//                            (simt::poll_pause: an error after 30 s of one wait)
 // Pointers: global memory, aligned to a word (16 bytes for ld_flag16). A reader may poll only
 // for a word some thread of a co-resident block (a cooperative launch) will store.
 #pragma once
@@ -26,6 +27,7 @@
 #include <type_traits>
 
 #include "cuda/portable.h"
+#include "cuda/watchdog.h"
 
 namespace fusedrnn {
 
@@ -84,7 +86,9 @@ __device__ __forceinline__ void ld_flag16(const uint32_t* p, uint32_t (&v)[4]) {
 __device__ __forceinline__ void ld_flag16(const uint64_t* p, uint64_t (&v)[2]) {
   asm volatile("ld.relaxed.gpu.global.v2.b64 {%0, %1}, [%2];" : "=l"(v[0]), "=l"(v[1]) : "l"(p));
 }
-__device__ __forceinline__ void poll_pause(long long&, const char*) {}
+__device__ __forceinline__ void poll_pause(long long& polls, const char* what) {
+  stall_check(polls, what);
+}
 
 #else  // SIMT: blocks run on several OS threads; relaxed atomics are the same contract
 

@@ -129,6 +129,12 @@ struct PersistentTuning {
 void persistent_set_tuning(const PersistentTuning& t);
 PersistentTuning persistent_get_tuning();
 
+// FUSEDRNN_PERSISTENT_EXCHANGE=barrier: the grid forward meets at a grid barrier a step instead
+// of exchanging flag words (a fallback while the exchange is new on GPUs; gpu_check.sh sets it
+// when its smoke check of the exchange fails). Unset or "flags": the exchange. Read once a
+// process; any other value raises, at every persistent forward launch.
+bool persistent_exchange_barrier();
+
 // Phase marks of the forward kernels (benchmarks and tests; persistent_kernels.cuh FwdMark):
 // while on, every forward launch of either backend records int64 clock ticks [blocks, steps, 6]
 // (CUDA: SM cycles; SIMT: nanoseconds; zeros where a block ran no step of its layer) and keeps

@@ -156,11 +156,12 @@ void launch_fwd(Kernel kernel, const PersistentPlan& plan, const Params* d, int 
   }
   // The flag-word exchange instead of a grid barrier a step (persistent_kernels.cuh
   // flag_stage): 2- and 4-byte types, h_{t-1} staged whole (KC >= H), not a wavefront (whose
-  // layers read the layer below's h_t through hbuf). One zeroed [2][B][H] buffer a group,
-  // freed after the launch in stream order; every group decides alike (same dtype and sizes).
+  // layers read the layer below's h_t through hbuf); not with FUSEDRNN_PERSISTENT_EXCHANGE=
+  // barrier. One zeroed [2][B][H] buffer a group, freed after the launch in stream order; every
+  // group decides alike (same dtype and sizes).
   using S = std::remove_const_t<std::remove_pointer_t<decltype(L.d[0].w_hh)>>;
   const bool fl = FlagWord<S>::ok && !wave && persistent_get_tuning().flags >= 0 &&
-                  plan.kc_fwd >= d[0].H;
+                  !persistent_exchange_barrier() && plan.kc_fwd >= d[0].H;
   std::vector<Tensor> flag_bufs;
   for (int g = 0; g < groups && fl; ++g) {
     const auto wt = sizeof(typename FlagWord<S>::W) == 4 ? at::kInt : at::kLong;

@@ -25,8 +25,10 @@
 //     predicts it faster (persistent.h: tensor cores, kClusterWBytes).
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <mutex>
 #include <sstream>
+#include <string>
 
 #include "cuda/persistent.h"
 
@@ -56,6 +58,19 @@ void persistent_set_tuning(const PersistentTuning& t) {
 
 PersistentTuning persistent_get_tuning() {
   return {g_max_blocks, g_max_kc, g_threads, g_cluster, g_flags};
+}
+
+bool persistent_exchange_barrier() {
+  // A throw leaves the static uninitialised: a bad value raises at every launch, not once.
+  static const bool barrier = [] {
+    const char* v = std::getenv("FUSEDRNN_PERSISTENT_EXCHANGE");
+    const std::string s = v ? v : "";
+    TORCH_CHECK(s.empty() || s == "flags" || s == "barrier",
+                "FUSEDRNN_PERSISTENT_EXCHANGE must be 'flags' (the default) or 'barrier', got '",
+                s, "'");
+    return s == "barrier";
+  }();
+  return barrier;
 }
 
 namespace {
