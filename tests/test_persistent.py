@@ -195,11 +195,11 @@ def test_grid_barriers_counted(dtype, flags, barriers):
 
 
 EXCHANGE_SCRIPT = """
-import torch, fusedrnn
+import sys, torch, fusedrnn
 _C = fusedrnn._ops._C
 _C.simt_set_arch("sm_90")
 P = torch.ops.fusedrnn_persistent
-P.set_tuning(0, 0, 0, -1, 0)  # the grid forward, the exchange left to the rule
+P.set_tuning(0, 0, 0, int(sys.argv[1]), 0)  # -1: the grid forward, 1: the cluster one
 g = torch.Generator().manual_seed(3)
 T, B, I, H = 4, 2, 3, 5
 r = lambda *s: torch.rand(*s, generator=g) - 0.5
@@ -214,22 +214,27 @@ else:
 """
 
 
-@pytest.mark.parametrize("value, expect", [
-    ("", "grid_barriers: 0"),             # unset: the flag words
-    ("flags", "grid_barriers: 0"),
-    ("barrier", "grid_barriers: 3"),      # the fallback: one a step boundary
-    ("fence", "error: FUSEDRNN_PERSISTENT_EXCHANGE must be 'flags' (the default) or 'barrier', "
-              "got 'fence'"),
+BAD_EXCHANGE = ("error: FUSEDRNN_PERSISTENT_EXCHANGE must be 'flags' (the default) or 'barrier', "
+                "got 'fence'")
+
+
+@pytest.mark.parametrize("value, knob, expect", [
+    ("", -1, "grid_barriers: 0"),             # unset: the flag words
+    ("flags", -1, "grid_barriers: 0"),
+    ("barrier", -1, "grid_barriers: 3"),      # the fallback: one a step boundary
+    ("fence", -1, BAD_EXCHANGE),
+    ("fence", 1, BAD_EXCHANGE),               # on the cluster forward too
 ])
-def test_exchange_fallback_switch(value, expect):
+def test_exchange_fallback_switch(value, knob, expect):
     """FUSEDRNN_PERSISTENT_EXCHANGE=barrier puts the grid forward back on a grid barrier a step
-    (read once a process, hence a subprocess); a value it does not know raises, clearly."""
+    (read once a process, hence a subprocess); a value it does not know raises, clearly, on
+    either forward."""
     env = dict(os.environ)
     env.pop("FUSEDRNN_PERSISTENT_EXCHANGE", None)
     if value:
         env["FUSEDRNN_PERSISTENT_EXCHANGE"] = value
-    out = subprocess.run([sys.executable, "-c", EXCHANGE_SCRIPT], env=env, capture_output=True,
-                         text=True, timeout=300)
+    out = subprocess.run([sys.executable, "-c", EXCHANGE_SCRIPT, str(knob)], env=env,
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == expect
 

@@ -126,6 +126,7 @@ void launch_fwd(Kernel kernel, const PersistentPlan& plan, const Params* d, int 
     if (g < groups) L.steps = std::max(L.steps, d[g].T + d[g].lag);
   }
   L.wave = wave;
+  const bool env_barrier = persistent_exchange_barrier();  // raises on a bad value, either path
   // the phase marks (persistent_set_trace): a fresh [blocks, steps, kMarks] buffer a launch
   auto trace = [&](int blocks) {
     if (!persistent_trace_on()) return;
@@ -161,7 +162,7 @@ void launch_fwd(Kernel kernel, const PersistentPlan& plan, const Params* d, int 
   // group decides alike (same dtype and sizes).
   using S = std::remove_const_t<std::remove_pointer_t<decltype(L.d[0].w_hh)>>;
   const bool fl = FlagWord<S>::ok && !wave && persistent_get_tuning().flags >= 0 &&
-                  !persistent_exchange_barrier() && plan.kc_fwd >= d[0].H;
+                  !env_barrier && plan.kc_fwd >= d[0].H;
   std::vector<Tensor> flag_bufs;
   for (int g = 0; g < groups && fl; ++g) {
     const auto wt = sizeof(typename FlagWord<S>::W) == 4 ? at::kInt : at::kLong;
