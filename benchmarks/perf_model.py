@@ -7,6 +7,7 @@ microseconds per time step and the predicted ratio to cuDNN, written down so tha
     python benchmarks/perf_model.py --wavefront   # stacked layers: one at a time or one launch
     python benchmarks/perf_model.py --bidir       # a bidirectional layer's training: two
                                                   # launches a pass or one
+    python benchmarks/perf_model.py --flags       # the grid forward: grid barrier or flag words
 
 Per step kernel, forward and backward (tile shapes from csrc/cuda/*_kernels.cuh):
   blocks   = ceil(B / BT) * ceil(H / HT); an SM holds `occ` blocks (threads, shared memory,
@@ -267,12 +268,22 @@ def cluster_step(cell, B, H, prec, regs=True):
     return 30 / CLOCK + dot + 60 / CLOCK + push + CLUSTER_BARRIER
 
 
-def persistent_step(cell, direction, B, H, prec, version="v2", sms=SMS):
+# The grid forward's flag-word exchange (since 2026-12-05, persistent_kernels.cuh flag_stage):
+# no grid barrier; each h_t element goes out with its step in one word (twice h's bytes in
+# bf16, 8-byte words for fp32's 4) and the next step's staging polls the words it reads. Its
+# stage: the last producer's store reaching L2 (half a round trip) and the poll that sees it
+# (up to a round trip): FLAG_LAT, an assumption, in place of GRID_BARRIER + one round trip.
+FLAG_LAT = 1.5 * L2_LAT
+
+
+def persistent_step(cell, direction, B, H, prec, version="v2", sms=SMS, exchange="barrier"):
     """Predicted seconds per step of a persistent kernel (prec: "fp32" (TF32) or "bf16"; v1's
     products are FFMA, v2's on tensor cores: the forward when H is a multiple of 16 bytes'
     elements, the backward always at these sizes; v3: v2 with the cluster forward where it
     fits). sms: the SMs the launch slices W_hh over (half of them each when both directions of
-    a bidirectional layer share one launch; the cluster forward takes 16 either way)."""
+    a bidirectional layer share one launch; the cluster forward takes 16 either way).
+    exchange="flags": v2's grid forward with the flag-word exchange (FLAG_LAT) instead of the
+    grid barrier; the default stays the barrier, the kernel the plan's rules were fitted to."""
     if version == "v3":
         if direction == "fwd" and cluster_preferred(cell, B, H, prec):
             return cluster_step(cell, B, H, prec)
@@ -281,10 +292,13 @@ def persistent_step(cell, direction, B, H, prec, version="v2", sms=SMS):
     NG, K = (G, H) if direction == "fwd" else (1, G * H)
     U, blocks, threads, RB, KS, items = persistent_config(B, H, sms)
     es = 2 if (prec == "bf16" and direction == "fwd" and version == "v2") else 4  # exchanged
+    flags = exchange == "flags" and direction == "fwd" and version == "v2"
+    if flags:
+        es *= 2  # the value and its flag
     if version == "v1":
         stage = math.ceil(B * K / threads) * L2_LAT
     else:
-        stage = L2_LAT + math.ceil(B * K * es / 16 / threads) * 2 / CLOCK
+        stage = (FLAG_LAT if flags else L2_LAT) + math.ceil(B * K * es / 16 / threads) * 2 / CLOCK
     stage += 2 * 30 / CLOCK  # two block barriers
     macs = U * NG * B * K
     dot = max(macs / RATE["ffma32"], items * K * (NG + RB) / 32) / CLOCK
@@ -302,7 +316,7 @@ def persistent_step(cell, direction, B, H, prec, version="v2", sms=SMS):
         dot, red = mma_pass_time(math.ceil(B / 16) * math.ceil(U / 8), threads, K / 8, 4), 0.0
     consume = (L2_LAT if version == "v1" else 0.0) + 60 / CLOCK  # + the cell's arithmetic
     traffic = blocks * B * K * es / L2_BW
-    return max(stage + dot + red + consume, traffic) + GRID_BARRIER
+    return max(stage + dot + red + consume, traffic) + (0.0 if flags else GRID_BARRIER)
 
 
 def persistent_table():
@@ -452,10 +466,33 @@ def bidir_table():
     return "\n".join(rows)
 
 
+def flags_table():
+    """The grid forward with the grid barrier (v2) and with the flag-word exchange, µs a step,
+    and the inference ratio to cuDNN of each."""
+    rows = ["| cell | H | B | fp32 (TF32): barrier → flags µs/step | inference ratio "
+            "| bf16: barrier → flags µs/step | inference ratio |",
+            "|---|---|---|---|---|---|---|"]
+    for cell in ("lstm", "gru"):
+        for H in (256, 512, 1024):
+            for B in (1, 8, 16):
+                cols = []
+                for prec in ("fp32", "bf16"):
+                    a, b = (persistent_step(cell, "fwd", B, H, prec, exchange=x)
+                            for x in ("barrier", "flags"))
+                    g = hoisted_time(cell, B, H, "half" if prec == "bf16" else "tf32", False)
+                    c = cudnn_time(cell, B, H, prec == "bf16", False)
+                    cols.append(f"| {a * 1e6:.2f} → {b * 1e6:.2f} "
+                                f"| {c / (a + g):.2f} → {c / (b + g):.2f} ")
+                rows.append(f"| {cell} | {H} | {B} " + "".join(cols) + "|")
+    return "\n".join(rows)
+
+
 if __name__ == "__main__":
     import sys
     if "--bidir" in sys.argv:
         print(bidir_table())
+    elif "--flags" in sys.argv:
+        print(flags_table())
     elif "--wavefront" in sys.argv:
         print(wavefront_table())
     else:

@@ -719,6 +719,42 @@ def test_perf_model_follows_the_plan():
                         assert chosen <= 1.15 * min(grid, cl), (kind, prec, B, H, grid, cl)
 
 
+def test_perf_model_flag_exchange():
+    """The model's grid forward with the flag-word exchange (exchange="flags"): no grid barrier,
+    a poll's latency instead, twice the exchanged bytes. Where the step is latency-bound (bf16,
+    B * H <= 4096) it predicts the barrier's cost less the poll's (and a few clocks to issue
+    twice the loads); where every block reading
+    h as 8-byte words is bound by L2 bandwidth (fp32, B = 16, H = 1024) it predicts it slower
+    than the barrier (gpu_check's cluster-vs-grid table measures both there). The backward, v1
+    and the cluster forward are untouched by it."""
+    import os
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "benchmarks"))
+    import perf_model as m
+    saved = m.GRID_BARRIER - (m.FLAG_LAT - m.L2_LAT)
+    for cell in ("lstm", "gru"):
+        for B in (1, 4, 8, 16):
+            for H in (256, 512):
+                bar = m.persistent_step(cell, "fwd", B, H, "bf16")
+                fl = m.persistent_step(cell, "fwd", B, H, "bf16", exchange="flags")
+                assert fl < bar, (B, H)
+                if B * H <= 4096:  # latency-bound: + the issue of twice the loads, a few clocks
+                    assert bar - saved - 1e-12 <= fl <= bar - saved + 0.05e-6, (B, H, bar, fl)
+        assert m.persistent_step(cell, "fwd", 16, 1024, "fp32", exchange="flags") > \
+            m.persistent_step(cell, "fwd", 16, 1024, "fp32")
+        # v1 has no exchange of its own; v3 on the cluster where preferred, else v2's grid
+        assert m.persistent_step(cell, "fwd", 8, 512, "bf16", "v1", exchange="flags") == \
+            m.persistent_step(cell, "fwd", 8, 512, "bf16", "v1")
+        assert m.cluster_preferred(cell, 8, 256, "bf16")
+        assert m.persistent_step(cell, "fwd", 8, 256, "bf16", "v3", exchange="flags") == \
+            m.persistent_step(cell, "fwd", 8, 256, "bf16", "v3")
+        assert not m.cluster_preferred(cell, 8, 512, "bf16")
+        assert m.persistent_step(cell, "fwd", 8, 512, "bf16", "v3", exchange="flags") == \
+            m.persistent_step(cell, "fwd", 8, 512, "bf16", "v2", exchange="flags")
+        assert m.persistent_step(cell, "bwd", 8, 512, "bf16", exchange="flags") == \
+            m.persistent_step(cell, "bwd", 8, 512, "bf16")
+
+
 def test_auto_follows_the_models():
     """algorithm "auto" on CUDA (validate.h use_persistent): persistent when W_hh fits and B is at
     most the forward's / the backward's bound, which are the largest batches (of 1, 8, ..., 128)
