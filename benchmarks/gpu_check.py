@@ -314,7 +314,11 @@ def cluster_vs_grid(device, T=100, reps=20):
 
 
 PHASE_CASES = [("lstm", "bf16", 1, 256), ("lstm", "bf16", 8, 256), ("lstm", "bf16", 8, 512),
-               ("lstm", "fp32", 8, 512), ("gru", "bf16", 8, 512), ("lstm", "bf16", 16, 1024)]
+               ("lstm", "fp32", 8, 512), ("gru", "bf16", 8, 512), ("lstm", "bf16", 16, 1024),
+               # the grid forward of the third case with a grid barrier a step instead of the
+               # flag words: where the wait moves from "tile" (the polls) to "barrier"
+               ("lstm", "bf16", 8, 512, "grid barrier")]
+PHASE_VARIANTS = {"grid": 0, "grid barrier": -1}  # a case's fifth element: the tuning's flags
 # The gaps between persistent_kernels.cuh's six marks (FwdMark), in order.
 PHASES = ["tile", "product", "consume", "arrive", "barrier"]
 
@@ -323,24 +327,31 @@ def phases(device, T=100, reps=10):
     """[{case, blocks, prefers_cluster, us_step, step_cycles, cycles: {phase: median}}]: the
     persistent forward (the plan's own path; fp32 with TF32 allowed) once untraced for its µs a
     step, once traced (marks per block and step: SM cycles on a GPU, nanoseconds through the
-    SIMT layer). Phases: tile (h_{t-1} staged or there, prefetch retired), product (the warps'
-    products and their partial sums' barrier), consume (the cell updates), arrive (cluster: the
-    push and the arrival; grid: the next prefetch issued), barrier (the wait). Medians over blocks
-    and the steady steps 1..T-2; step_cycles: start to start."""
+    SIMT layer). Phases: tile (h_{t-1} staged or there, prefetch retired; with the flag words
+    also the polls until the words arrive, i.e. the wait), product (the warps' products and
+    their partial sums' barrier), consume (the cell updates), arrive (cluster: the push and the
+    arrival; grid: the next prefetch issued), barrier (the wait; 0 with the flag words). Medians
+    over blocks and the steady steps 1..T-2; step_cycles: start to start. A case with a fifth
+    element runs the grid forward (PHASE_VARIANTS: "grid" its own exchange, "grid barrier" a
+    grid barrier a step)."""
     import perf_model
 
     cuda = device.type == "cuda"
     P = torch.ops.fusedrnn_persistent
     out = []
-    cases = PHASE_CASES if cuda else [("lstm", "bf16", 2, 16), ("gru", "fp32", 3, 16)]
-    for cell, prec, B, H in cases:
+    cases = PHASE_CASES if cuda else [("lstm", "bf16", 2, 16), ("gru", "fp32", 3, 16),
+                                      ("lstm", "bf16", 2, 16, "grid"),
+                                      ("lstm", "bf16", 2, 16, "grid barrier")]
+    for cell, prec, B, H, *variant in cases:
         T_ = T if cuda else 6
         run = persistent_forward(cell, prec, B, H, T_, device)
-        row = {"case": f"{cell} {prec} B={B} H={H}",
-               "prefers_cluster": perf_model.cluster_preferred(cell, B, H, prec)}
+        row = {"case": f"{cell} {prec} B={B} H={H}" + "".join(f" ({v})" for v in variant),
+               "prefers_cluster": perf_model.cluster_preferred(cell, B, H, prec) and not variant}
         old_tf32 = torch.backends.cudnn.allow_tf32
         try:
             torch.backends.cudnn.allow_tf32 = True
+            if variant:  # the grid forward: its own exchange, or a grid barrier a step
+                P.set_tuning(0, 0, 0, -1, PHASE_VARIANTS[variant[0]])
             row["us_step"] = median_seconds(run, device, reps if cuda else 1) / T_ * 1e6
             P.set_trace(True)
             try:
@@ -358,6 +369,8 @@ def phases(device, T=100, reps=10):
             row["error"] = f"{type(e).__name__}: {e}"
         finally:
             torch.backends.cudnn.allow_tf32 = old_tf32
+            if variant:
+                P.set_tuning(0, 0, 0, 0)
         out.append(row)
     return out
 

@@ -48,6 +48,15 @@ def test_report_on_cpu(tmp_path, capsys):
                                  and all(v >= 0 for v in r["cycles"].values())
                                  for r in doc["phases"]), doc["phases"]
     assert "Where a persistent forward step goes" in md
+    # ... and the grid forward with its flag words and with a grid barrier a step: the wait
+    # shows as "barrier" only with the barrier (the flag words' wait is in "tile")
+    grid = {r["case"]: r["cycles"] for r in doc["phases"] if r["case"].endswith("grid)")}
+    bar = {r["case"]: r["cycles"] for r in doc["phases"] if r["case"].endswith("barrier)")}
+    assert len(grid) == len(bar) == 1, doc["phases"]
+    # (SIMT ns: a grid barrier waits for every block's fibers, ~1e5; two marks back to back, ~1e1)
+    (b,), (g,) = bar.values(), grid.values()
+    assert b["barrier"] > 100 * max(1.0, g["barrier"]), doc["phases"]
+    assert "| lstm bf16 B=2 H=16 (grid barrier) |" in md
     # The short table comes last on stdout.
     assert out.rstrip().splitlines()[-1].startswith(tuple(r["name"][:20] for r in doc["results"]))
     # --table-only prints it again from report.json (what gpu_check.sh shows of a run stopped at
