@@ -1177,16 +1177,17 @@ __device__ __forceinline__ void flag_stage(const FlagExchange<S>& fx, S* tile, i
     int r = fw.walk.r, c = fw.walk.c;
     for (int i0 = threadIdx.x; i0 < total; i0 += kBatch * nt) {
       W v[kBatch][NV];
-      int rr[kBatch], cc[kBatch];
+      // element offsets, made once a load and kept for its polls and its store: 32-bit (the
+      // words are B*H on chip's worth, far below 2^31), one 64-bit add each
+      int off[kBatch], toff[kBatch];
 FRNN_PERS_UNROLL
       for (int j = 0; j < kBatch; ++j) {  // the loads first: kBatch in flight
-        rr[j] = r, cc[j] = c;
+        off[j] = r * H + c * NV, toff[j] = r * ldt + c * NV;
         if (i0 + j * nt < total) {
-          const W* src = words + int64_t(r) * H + c * NV;
           if constexpr (NV == F::kPerLoad)
-            portable::ld_flag16(src, v[j]);
+            portable::ld_flag16(words + off[j], v[j]);
           else
-            v[j][0] = portable::ld_flag(src);
+            v[j][0] = portable::ld_flag(words + off[j]);
         }
         c += fw.walk.sc, r += fw.walk.sr;
         if (c >= wc) c -= wc, ++r;
@@ -1194,8 +1195,8 @@ FRNN_PERS_UNROLL
 FRNN_PERS_UNROLL
       for (int j = 0; j < kBatch; ++j) {
         if (i0 + j * nt >= total) break;
-        poll_words<S>(words + int64_t(rr[j]) * H + cc[j] * NV, v[j], s);
-        S* dst = tile + rr[j] * ldt + cc[j] * NV;
+        poll_words<S>(words + off[j], v[j], s);
+        S* dst = tile + toff[j];
 FRNN_PERS_UNROLL
         for (int k = 0; k < NV; ++k) dst[k] = F::value(v[j][k]);
       }
