@@ -3,11 +3,12 @@
     python benchmarks/gpu_check.py --out DIR [--quick] [--budget SECONDS] [--device cuda]
                                    [--build-seconds S] [--build-log F] [--tests-log F]
 
-Writes DIR/report.md and DIR/report.json, and prints a short table last; with --smoke only the
-smoke check (DIR/smoke.json, which a later run's report shows). Parts:
-  smoke      (--smoke, gpu_check.sh's first step after the build) each persistent forward path
-             once against the stepwise forward on the same inputs; last line "exchange: flags"
-             or "exchange: barrier" (a flag-word case failed: FUSEDRNN_PERSISTENT_EXCHANGE).
+Writes DIR/report.md and DIR/report.json, and prints a short table last; with --smoke GROUP
+only that smoke check (DIR/smoke-GROUP.json, which a later run's report shows). Parts:
+  smoke      (--smoke flags|cluster, gpu_check.sh's first step after the build, a process a
+             group) each new persistent forward path once against the stepwise forward on the
+             same inputs; last line "exchange: flags" / "cluster: auto", or where a case failed
+             "exchange: barrier" / "cluster: off" (FUSEDRNN_PERSISTENT_EXCHANGE / _CLUSTER).
   static     ptxas registers/spills/shared memory of every kernel (benchmarks/kernel_resources.py,
              needs nvcc) and the SASS facts of the built library (benchmarks/sass.py: local
              memory, HMMA count, load widths); both need no GPU.
@@ -103,7 +104,8 @@ def versions(device):
         "torch.backends.cudnn.allow_tf32": torch.backends.cudnn.allow_tf32,
         "torch.backends.cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
     }
-    info["persistent_exchange"] = os.environ.get("FUSEDRNN_PERSISTENT_EXCHANGE") or "flags"
+    for _, good, _, var in SMOKE_DECIDES.values():  # the fallback switches, as this run has them
+        info[var] = os.environ.get(var) or good
     if device.type == "cuda":
         p = torch.cuda.get_device_properties(device)
         info.update(sm_count=p.multi_processor_count, capability=f"{p.major}.{p.minor}",
@@ -220,32 +222,42 @@ def persistent_forward(cell, prec, B, H, T, device, algorithm="persistent"):
     return lambda: op(*args, False, backend, *extra, algorithm)
 
 
-# The smoke check (--smoke, gpu_check.sh's first step after the build): each persistent forward
-# path, one call against the stepwise forward on the same inputs (its kernels measured correct
-# on a GPU before). (path, cell, prec, B, H, cluster knob, flags) as cluster_vs_grid's tuning;
-# the flag-word cases last: a hang there ends in the watchdog's device-side assert
-# (csrc/cuda/watchdog.h, 10 s), which loses the process's CUDA context for what follows.
-SMOKE_CASES = [
-    ("grid, grid barrier", "lstm", "bf16", 8, 512, -1, -1),
-    ("cluster", "lstm", "bf16", 8, 256, 1, 0),
-    ("cluster, a warp a tile pair", "lstm", "bf16", 8, 512, 1, 0),
-    ("grid, flag words", "lstm", "bf16", 8, 512, -1, 0),
-    ("grid, flag words", "gru", "bf16", 8, 512, -1, 0),
-    ("grid, flag words", "lstm", "fp32", 8, 512, -1, 0),
-]
+# The smoke check (--smoke GROUP, gpu_check.sh's first step after the build, a process a group):
+# each persistent forward path no GPU has run yet, one call against the stepwise forward on the
+# same inputs (its kernels measured correct on a GPU before), after a control case on the grid
+# barrier (measured before too). (path, cell, prec, B, H, cluster knob, flags) as
+# cluster_vs_grid's tuning. A process a group, as a hang ends in the watchdog's device-side
+# assert (csrc/cuda/watchdog.h, 10 s), which loses the process's CUDA context for what follows.
+SMOKE_CONTROL = ("grid, grid barrier", "lstm", "bf16", 8, 512, -1, -1)
+SMOKE_CASES = {
+    "flags": [SMOKE_CONTROL,
+              ("grid, flag words", "lstm", "bf16", 8, 512, -1, 0),
+              ("grid, flag words", "gru", "bf16", 8, 512, -1, 0),
+              ("grid, flag words", "lstm", "fp32", 8, 512, -1, 0)],
+    "cluster": [SMOKE_CONTROL,
+                ("cluster", "lstm", "bf16", 8, 256, 1, 0),
+                ("cluster", "gru", "bf16", 8, 256, 1, 0),
+                ("cluster, a warp a tile pair", "lstm", "bf16", 8, 512, 1, 0)],
+}
+# what a group decides (its last line), from whether all its cases but the control passed;
+# gpu_check.sh sets the variable to the second value where they did not
+SMOKE_DECIDES = {"flags": ("exchange", "flags", "barrier", "FUSEDRNN_PERSISTENT_EXCHANGE"),
+                 "cluster": ("cluster", "auto", "off", "FUSEDRNN_PERSISTENT_CLUSTER")}
 SMOKE_TOL = {"bf16": 2e-2, "fp32": 5e-3}  # max |y - y_stepwise|; inputs and weights in ±0.1
 
 
-def smoke(device, T=50):
-    """[{path, case, ok, err, tol, ms} or {..., error}]: SMOKE_CASES, each one persistent forward
-    (T steps; on a CPU through the SIMT layer at toy sizes, T = 3) against the stepwise one."""
+def smoke(device, group, T=50):
+    """[{group, path, case, ok, err, tol, ms} or {..., error}]: SMOKE_CASES[group], each one
+    persistent forward (T steps; on a CPU through the SIMT layer at toy sizes, T = 3) against the
+    stepwise one."""
     cuda = device.type == "cuda"
     P = torch.ops.fusedrnn_persistent
     out = []
-    for path, cell, prec, B, H, knob, flags in SMOKE_CASES:
+    for path, cell, prec, B, H, knob, flags in SMOKE_CASES[group]:
         if not cuda:
             B, H, T = 2, 16, 3
-        row = {"path": path, "case": f"{cell} {prec} B={B} H={H} T={T}", "tol": SMOKE_TOL[prec]}
+        row = {"group": group, "path": path, "case": f"{cell} {prec} B={B} H={H} T={T}",
+               "tol": SMOKE_TOL[prec]}
         try:
             ref = persistent_forward(cell, prec, B, H, T, device, "stepwise")()[0].float()
             P.set_tuning(0, 0, 0, knob, flags)
@@ -531,16 +543,19 @@ def markdown(doc):
         L.append(f"- build: {doc['build']}")
     if doc.get("tests"):
         L.append(f"- CUDA tests: {doc['tests']}")
-    L.append(f"- the grid forward's exchange: {v.get('persistent_exchange', 'flags')} "
-             "(FUSEDRNN_PERSISTENT_EXCHANGE)")
+    L.append("- fallback switches: " + ", ".join(f"{var}={v.get(var, good)}"
+                                                 for _, good, _, var in SMOKE_DECIDES.values()))
     if doc.get("smoke"):
-        L += ["", "## Smoke check (each persistent forward path against the stepwise forward)", "",
-              "| path | case | result | max error | tolerance | ms |", "|---|---|---|---:|---:|---:|"]
+        L += ["", "## Smoke check (each new persistent forward path against the stepwise "
+              "forward; a process a group)", "",
+              "| group | path | case | result | max error | tolerance | ms |",
+              "|---|---|---|---|---:|---:|---:|"]
         for r in doc["smoke"]:
             res = "ok" if r["ok"] else ("FAILED" + (f": {r['error'][:160]}" if r.get("error") else ""))
             err = f"{r['err']:.1e}" if "err" in r else "-"
             ms = f"{r['ms']:.1f}" if "ms" in r else "-"
-            L.append(f"| {r['path']} | {r['case']} | {res} | {err} | {r['tol']:.0e} | {ms} |")
+            L.append(f"| {r.get('group', '-')} | {r['path']} | {r['case']} | {res} | {err} | "
+                     f"{r['tol']:.0e} | {ms} |")
     L += ["", "## Benchmark (torch.nn time / fusedrnn time; > 1 means fusedrnn is faster)", "",
           "| group | case | check | torch.nn ms | fusedrnn ms | ratio | graphs |",
           "|---|---|---|---:|---:|---:|---|"]
@@ -656,9 +671,10 @@ def main(argv=None):
                     help="an earlier report.json: its measured cases are taken over, not rerun")
     ap.add_argument("--table-only", action="store_true",
                     help="print the short table of OUT/report.json (a run stopped at its limit)")
-    ap.add_argument("--smoke", action="store_true",
-                    help="only the smoke check: OUT/smoke.json, and last the exchange to use "
-                         "('exchange: flags' when every flag-word case passed, else 'barrier')")
+    ap.add_argument("--smoke", choices=sorted(SMOKE_CASES), default=None,
+                    help="only the smoke check of a group of paths: OUT/smoke-GROUP.json, and "
+                         "last what to use ('exchange: flags' / 'cluster: auto' when all its "
+                         "cases passed, else 'exchange: barrier' / 'cluster: off')")
     a = ap.parse_args(argv)
     os.makedirs(a.out, exist_ok=True)
     if a.table_only:
@@ -668,11 +684,12 @@ def main(argv=None):
     device = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     t0 = time.perf_counter()
     if a.smoke:
-        rows = smoke(device)
-        with open(os.path.join(a.out, "smoke.json"), "w") as f:
+        rows = smoke(device, a.smoke)
+        with open(os.path.join(a.out, f"smoke-{a.smoke}.json"), "w") as f:
             json.dump(rows, f, indent=1)
-        flags_ok = all(r["ok"] for r in rows if "flag words" in r["path"])
-        print(f"exchange: {'flags' if flags_ok else 'barrier'}", flush=True)
+        what, good, fallback, _ = SMOKE_DECIDES[a.smoke]
+        ok = all(r["ok"] for r in rows[1:])  # the control decides nothing
+        print(f"{what}: {good if ok else fallback}", flush=True)
         return 0 if all(r["ok"] for r in rows) else 1
 
     doc = {"versions": versions(device), "results": [], "not_run": [], "kernels": {}}
@@ -682,10 +699,11 @@ def main(argv=None):
         with open(a.tests_log, errors="replace") as f:
             tail = [l.strip() for l in f.read().splitlines() if l.strip()]
         doc["tests"] = tail[-1] if tail else "no output"
-    smoke_json = os.path.join(a.out, "smoke.json")
-    if os.path.exists(smoke_json):  # gpu_check.sh's smoke check of this run
-        with open(smoke_json) as f:
-            doc["smoke"] = json.load(f)
+    for group in sorted(SMOKE_CASES):  # gpu_check.sh's smoke check of this run
+        path = os.path.join(a.out, f"smoke-{group}.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                doc.setdefault("smoke", []).extend(json.load(f))
     doc["static"] = {}
 
     def save():

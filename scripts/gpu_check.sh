@@ -17,8 +17,9 @@
 # installs nothing (works offline; torch >= 2.4, Python >= 3.10, pytest). Steps:
 #   1. build fusedrnn in place for this GPU's arch only, with all cores (setup.py build_ext
 #      --inplace: incremental, objects kept in build/);
-#   2. a smoke check: each persistent forward path once against the stepwise forward (where the
-#      new flag-word exchange fails, the rest runs with FUSEDRNN_PERSISTENT_EXCHANGE=barrier);
+#   2. a smoke check: each new persistent forward path once against the stepwise forward (where
+#      the flag-word exchange or the cluster forward fails, the rest runs without it:
+#      FUSEDRNN_PERSISTENT_EXCHANGE=barrier, FUSEDRNN_PERSISTENT_CLUSTER=off);
 #   3. run the CUDA cases of the test suite (pytest -k cuda) within a time budget, while the ptxas
 #      report of every kernel is compiled alongside;
 #   4. benchmark fusedrnn against torch.nn (benchmarks/gpu_check.py): correctness checked before
@@ -94,18 +95,29 @@ fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 echo "gpu_check: built in ${bsecs} s: $("$PY" -c 'import fusedrnn; print(fusedrnn.build_info())')"
 
-# Smoke check: each persistent forward path once against the stepwise forward, before the tests
-# and the benchmark spend the lease on it. Where the flag-word exchange fails (a hang ends in the
-# watchdog's device-side assert after 10 s) or the check does not finish, both run with
-# FUSEDRNN_PERSISTENT_EXCHANGE=barrier (the grid barrier a step) instead; the report says which.
-echo "gpu_check: smoke check (log: $out/smoke.log)"
-timeout -k 5 90 "$PY" benchmarks/gpu_check.py --smoke --out "$out" > "$out/smoke.log" 2>&1
-grep -E "^(smoke|exchange):" "$out/smoke.log"
-if ! grep -q "^exchange: flags" "$out/smoke.log"; then
-  tail -n 5 "$out/smoke.log"
+# Smoke check: each persistent forward path no GPU has run yet, once against the stepwise
+# forward, before the tests and the benchmark spend the lease on it; a process a group, as a
+# hang ends in the watchdog's device-side assert after 10 s, which loses the process's CUDA
+# context. Where the flag-word exchange (or the cluster forward) fails or its check does not
+# finish, both run with FUSEDRNN_PERSISTENT_EXCHANGE=barrier (FUSEDRNN_PERSISTENT_CLUSTER=off)
+# instead; the report says which.
+for group in flags cluster; do
+  echo "gpu_check: smoke check of the $group paths (log: $out/smoke-$group.log)"
+  timeout -k 5 90 "$PY" benchmarks/gpu_check.py --smoke "$group" --out "$out" \
+    > "$out/smoke-$group.log" 2>&1
+  grep -E "^(smoke|exchange|cluster):" "$out/smoke-$group.log"
+done
+if ! grep -q "^exchange: flags" "$out/smoke-flags.log"; then
+  tail -n 5 "$out/smoke-flags.log"
   export FUSEDRNN_PERSISTENT_EXCHANGE=barrier
   echo "gpu_check: the flag-word exchange failed its smoke check or the check did not finish:" \
     "the tests and the benchmark run with FUSEDRNN_PERSISTENT_EXCHANGE=barrier"
+fi
+if ! grep -q "^cluster: auto" "$out/smoke-cluster.log"; then
+  tail -n 5 "$out/smoke-cluster.log"
+  export FUSEDRNN_PERSISTENT_CLUSTER=off
+  echo "gpu_check: the cluster forward failed its smoke check or the check did not finish:" \
+    "the tests and the benchmark run with FUSEDRNN_PERSISTENT_CLUSTER=off"
 fi
 
 if [ -n "$seconds" ]; then

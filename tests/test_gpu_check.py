@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 import gpu_check  # noqa: E402
@@ -96,29 +98,32 @@ def test_shell_script_parses():
 
 
 def test_smoke_check_on_cpu(tmp_path, capsys):
-    """--smoke runs each persistent forward path once against the stepwise forward (SIMT here),
-    writes smoke.json, says last which exchange the rest should use, and the report of a later
-    run in the same folder shows it."""
-    rc = gpu_check.main(["--out", str(tmp_path), "--device", "cpu", "--smoke"])
-    out = capsys.readouterr().out.rstrip().splitlines()
-    rows = json.loads((tmp_path / "smoke.json").read_text())
-    assert rc == 0 and out[-1] == "exchange: flags", out
-    assert [r["path"] for r in rows] == [c[0] for c in gpu_check.SMOKE_CASES]
-    assert all(r["ok"] and 0 <= r["err"] <= r["tol"] and r["ms"] > 0 for r in rows), rows
+    """--smoke GROUP runs that group's persistent forward paths once each against the stepwise
+    forward (SIMT here), writes smoke-GROUP.json, says last what the rest should use, and the
+    report of a later run in the same folder shows both groups."""
+    for group, last in (("flags", "exchange: flags"), ("cluster", "cluster: auto")):
+        rc = gpu_check.main(["--out", str(tmp_path), "--device", "cpu", "--smoke", group])
+        out = capsys.readouterr().out.rstrip().splitlines()
+        rows = json.loads((tmp_path / f"smoke-{group}.json").read_text())
+        assert rc == 0 and out[-1] == last, out
+        assert [r["path"] for r in rows] == [c[0] for c in gpu_check.SMOKE_CASES[group]]
+        assert all(r["ok"] and 0 <= r["err"] <= r["tol"] and r["ms"] > 0 for r in rows), rows
     gpu_check.main(["--out", str(tmp_path), "--device", "cpu", "--budget", "0", "--no-static"])
     md = (tmp_path / "report.md").read_text()
-    assert "## Smoke check" in md and md.count("| grid, flag words |") == 3
-    assert "the grid forward's exchange: flags" in md
+    assert "## Smoke check" in md and md.count("| flags | grid, flag words |") == 3
+    assert md.count("| cluster | cluster") == 3
+    assert "FUSEDRNN_PERSISTENT_EXCHANGE=flags, FUSEDRNN_PERSISTENT_CLUSTER=auto" in md
 
 
-def test_smoke_check_falls_back_to_the_barrier(tmp_path, capsys, monkeypatch):
-    """A flag-word case that fails (here a tuning the kernels refuse) makes the smoke check
-    name the barrier, and fail."""
-    monkeypatch.setattr(gpu_check, "SMOKE_CASES",
-                        [("grid, grid barrier", "lstm", "bf16", 8, 512, -1, -1),
-                         ("grid, flag words", "lstm", "bf16", 8, 512, -1, 7)])
-    rc = gpu_check.main(["--out", str(tmp_path), "--device", "cpu", "--smoke"])
+@pytest.mark.parametrize("group, last", [("flags", "exchange: barrier"),
+                                         ("cluster", "cluster: off")])
+def test_smoke_check_falls_back(tmp_path, capsys, monkeypatch, group, last):
+    """A case of the group that fails (here a tuning the kernels refuse) makes the smoke check
+    name the fallback, and fail; the control case decides nothing."""
+    monkeypatch.setitem(gpu_check.SMOKE_CASES, group,
+                        [gpu_check.SMOKE_CONTROL, ("broken", "lstm", "bf16", 8, 512, 1, 7)])
+    rc = gpu_check.main(["--out", str(tmp_path), "--device", "cpu", "--smoke", group])
     out = capsys.readouterr().out.rstrip().splitlines()
-    rows = json.loads((tmp_path / "smoke.json").read_text())
-    assert rc == 1 and out[-1] == "exchange: barrier", out
+    rows = json.loads((tmp_path / f"smoke-{group}.json").read_text())
+    assert rc == 1 and out[-1] == last, out
     assert rows[0]["ok"] and not rows[1]["ok"] and "flags must be" in rows[1]["error"], rows

@@ -194,7 +194,7 @@ def test_grid_barriers_counted(dtype, flags, barriers):
 
 
 
-EXCHANGE_SCRIPT = """
+SWITCH_SCRIPT = """
 import sys, torch, fusedrnn
 _C = fusedrnn._ops._C
 _C.simt_set_arch("sm_90")
@@ -210,30 +210,36 @@ try:
 except RuntimeError as e:
     print("error:", str(e).splitlines()[0])
 else:
-    print("grid_barriers:", _C.simt_stats()["grid_barriers"])
+    st = _C.simt_stats()
+    print("grid_barriers:", st["grid_barriers"], "cluster_barriers:", st["cluster_barriers"])
 """
+EXCHANGE, CLUSTER = "FUSEDRNN_PERSISTENT_EXCHANGE", "FUSEDRNN_PERSISTENT_CLUSTER"
 
 
-BAD_EXCHANGE = ("error: FUSEDRNN_PERSISTENT_EXCHANGE must be 'flags' (the default) or 'barrier', "
-                "got 'fence'")
+def bad(name, dflt, alt, got):
+    return f"error: {name} must be '{dflt}' (the default) or '{alt}', got '{got}'"
 
 
-@pytest.mark.parametrize("value, knob, expect", [
-    ("", -1, "grid_barriers: 0"),             # unset: the flag words
-    ("flags", -1, "grid_barriers: 0"),
-    ("barrier", -1, "grid_barriers: 3"),      # the fallback: one a step boundary
-    ("fence", -1, BAD_EXCHANGE),
-    ("fence", 1, BAD_EXCHANGE),               # on the cluster forward too
+@pytest.mark.parametrize("env, knob, expect", [
+    ({}, -1, "grid_barriers: 0 cluster_barriers: 0"),                  # the flag words
+    ({EXCHANGE: "flags"}, -1, "grid_barriers: 0 cluster_barriers: 0"),
+    ({EXCHANGE: "barrier"}, -1, "grid_barriers: 3 cluster_barriers: 0"),  # one a step boundary
+    ({EXCHANGE: "fence"}, -1, bad(EXCHANGE, "flags", "barrier", "fence")),
+    ({EXCHANGE: "fence"}, 1, bad(EXCHANGE, "flags", "barrier", "fence")),  # the cluster's too
+    ({}, 1, "grid_barriers: 0 cluster_barriers: 2"),                   # forced onto a cluster
+    ({CLUSTER: "auto"}, 1, "grid_barriers: 0 cluster_barriers: 2"),
+    ({CLUSTER: "off"}, 1, "grid_barriers: 0 cluster_barriers: 0"),     # the grid, flag words
+    ({CLUSTER: "off", EXCHANGE: "barrier"}, 1, "grid_barriers: 3 cluster_barriers: 0"),
+    ({CLUSTER: "no"}, -1, bad(CLUSTER, "auto", "off", "no")),
 ])
-def test_exchange_fallback_switch(value, knob, expect):
-    """FUSEDRNN_PERSISTENT_EXCHANGE=barrier puts the grid forward back on a grid barrier a step
-    (read once a process, hence a subprocess); a value it does not know raises, clearly, on
-    either forward."""
-    env = dict(os.environ)
-    env.pop("FUSEDRNN_PERSISTENT_EXCHANGE", None)
-    if value:
-        env["FUSEDRNN_PERSISTENT_EXCHANGE"] = value
-    out = subprocess.run([sys.executable, "-c", EXCHANGE_SCRIPT, str(knob)], env=env,
+def test_fallback_switches(env, knob, expect):
+    """The fallbacks for the forward paths no GPU has run yet: FUSEDRNN_PERSISTENT_EXCHANGE=barrier
+    puts the grid forward back on a grid barrier a step, FUSEDRNN_PERSISTENT_CLUSTER=off keeps
+    the forward off clusters even where the tuning forces one (each read once a process, hence
+    a subprocess); a value they do not know raises, clearly, on either forward."""
+    full = {k: v for k, v in os.environ.items() if k not in (EXCHANGE, CLUSTER)}
+    full.update(env)
+    out = subprocess.run([sys.executable, "-c", SWITCH_SCRIPT, str(knob)], env=full,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == expect

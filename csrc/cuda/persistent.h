@@ -129,11 +129,15 @@ struct PersistentTuning {
 void persistent_set_tuning(const PersistentTuning& t);
 PersistentTuning persistent_get_tuning();
 
-// FUSEDRNN_PERSISTENT_EXCHANGE=barrier: the grid forward meets at a grid barrier a step instead
-// of exchanging flag words (a fallback while the exchange is new on GPUs; gpu_check.sh sets it
-// when its smoke check of the exchange fails). Unset or "flags": the exchange. Read once a
-// process; any other value raises, at every persistent forward launch.
+// Fallbacks while these paths are new on GPUs (gpu_check.sh sets them when its smoke check of
+// the path fails). Each read once a process; any other value raises, at every persistent
+// forward launch.
+//   FUSEDRNN_PERSISTENT_EXCHANGE=barrier: the grid forward meets at a grid barrier a step
+//       instead of exchanging flag words (unset or "flags": the exchange).
+//   FUSEDRNN_PERSISTENT_CLUSTER=off: the forward never runs on a thread-block cluster, the grid
+//       instead (unset or "auto": where the plan prefers it).
 bool persistent_exchange_barrier();
+bool persistent_cluster_off();
 
 // Phase marks of the forward kernels (benchmarks and tests; persistent_kernels.cuh FwdMark):
 // while on, every forward launch of either backend records int64 clock ticks [blocks, steps, 6]

@@ -114,7 +114,8 @@ bool cluster_runs(Kernel kernel, const PersistentCluster& c) {
 // plan then sized for half the SMs each; or a wavefront's layers, the plan sized with `wave`):
 // on one cluster per group (its slicing, KC = H) when the plan prefers it, the product runs on
 // tensor cores (mma_ok: the half types; fp32 when TF32 is allowed; or the tuning forces it) and
-// the device runs it; else cooperative on the grid slicing.
+// the device runs it, unless FUSEDRNN_PERSISTENT_CLUSTER=off; else cooperative on the grid
+// slicing.
 template <class Kernel, class Params>
 void launch_fwd(Kernel kernel, const PersistentPlan& plan, const Params* d, int groups,
                 bool mma_ok, bool wave = false) {
@@ -126,7 +127,8 @@ void launch_fwd(Kernel kernel, const PersistentPlan& plan, const Params* d, int 
     if (g < groups) L.steps = std::max(L.steps, d[g].T + d[g].lag);
   }
   L.wave = wave;
-  const bool env_barrier = persistent_exchange_barrier();  // raises on a bad value, either path
+  // the fallback switches (persistent.h): read before either path, so a bad value raises
+  const bool env_barrier = persistent_exchange_barrier(), env_no_cluster = persistent_cluster_off();
   // the phase marks (persistent_set_trace): a fresh [blocks, steps, kMarks] buffer a launch
   auto trace = [&](int blocks) {
     if (!persistent_trace_on()) return;
@@ -140,7 +142,8 @@ void launch_fwd(Kernel kernel, const PersistentPlan& plan, const Params* d, int 
     persistent_keep_trace(t);
   };
   const PersistentCluster& c = plan.cluster;
-  const bool want = !wave && c.blocks > 0 && c.preferred && (c.forced || (c.mma && mma_ok));
+  const bool want = !wave && !env_no_cluster && c.blocks > 0 && c.preferred &&
+                    (c.forced || (c.mma && mma_ok));
   if (want) FRNN_SET_MAX_DYNAMIC_SMEM(kernel, c.smem);  // before the occupancy query
   if (want && cluster_runs(kernel, c)) {
     for (Params& p : L.d) {

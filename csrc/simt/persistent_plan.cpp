@@ -60,17 +60,26 @@ PersistentTuning persistent_get_tuning() {
   return {g_max_blocks, g_max_kc, g_threads, g_cluster, g_flags};
 }
 
+namespace {
+// A two-valued run-time switch: false for `dflt` (or unset/empty), true for `alt`, else raises.
+bool env_switch(const char* name, const char* dflt, const char* alt) {
+  const char* v = std::getenv(name);
+  const std::string s = v ? v : "";
+  TORCH_CHECK(s.empty() || s == dflt || s == alt, name, " must be '", dflt, "' (the default) or '",
+              alt, "', got '", s, "'");
+  return s == alt;
+}
+}  // namespace
+
+// A throw leaves a static uninitialised: a bad value raises at every launch, not once.
 bool persistent_exchange_barrier() {
-  // A throw leaves the static uninitialised: a bad value raises at every launch, not once.
-  static const bool barrier = [] {
-    const char* v = std::getenv("FUSEDRNN_PERSISTENT_EXCHANGE");
-    const std::string s = v ? v : "";
-    TORCH_CHECK(s.empty() || s == "flags" || s == "barrier",
-                "FUSEDRNN_PERSISTENT_EXCHANGE must be 'flags' (the default) or 'barrier', got '",
-                s, "'");
-    return s == "barrier";
-  }();
-  return barrier;
+  static const bool on = env_switch("FUSEDRNN_PERSISTENT_EXCHANGE", "flags", "barrier");
+  return on;
+}
+
+bool persistent_cluster_off() {
+  static const bool on = env_switch("FUSEDRNN_PERSISTENT_CLUSTER", "auto", "off");
+  return on;
 }
 
 namespace {
