@@ -246,6 +246,13 @@ SMOKE_DECIDES = {"flags": ("exchange", "flags", "barrier", "FUSEDRNN_PERSISTENT_
 SMOKE_TOL = {"bf16": 2e-2, "fp32": 5e-3}  # max |y - y_stepwise|; inputs and weights in ±0.1
 
 
+def fallback_on(group):
+    """Whether this run has the group's fallback switch set (gpu_check.sh after a failed smoke
+    check, or by hand): FUSEDRNN_PERSISTENT_EXCHANGE=barrier / FUSEDRNN_PERSISTENT_CLUSTER=off."""
+    _, _, fallback, var = SMOKE_DECIDES[group]
+    return os.environ.get(var) == fallback
+
+
 def smoke(device, group, T=50):
     """[{group, path, case, ok, err, tol, ms} or {..., error}]: SMOKE_CASES[group], each one
     persistent forward (T steps; on a CPU through the SIMT layer at toy sizes, T = 3) against the
@@ -304,8 +311,11 @@ def cluster_vs_grid(device, T=100, reps=20):
         try:
             torch.backends.cudnn.allow_tf32 = True  # fp32 RNNs on TF32, torch's default
             for name, knob, flags in (("cluster", 1, 0), ("grid", -1, 0), ("barrier", -1, -1)):
-                if name == "cluster" and not fits:  # knob 1 would time the grid
-                    row["cluster_us"] = None
+                # not timed: no cluster fits (knob 1 would time the grid), or a fallback switch
+                # of this run turned the path off (it would time the fallback under its name)
+                if (name == "cluster" and (not fits or fallback_on("cluster"))) or \
+                        (name == "grid" and fallback_on("flags")):
+                    row[f"{name}_us"] = None
                     continue
                 P.set_tuning(0, 0, 0, knob, flags)
                 row[f"{name}_us"] = median_seconds(run, device, reps if cuda else 1) / T_ * 1e6

@@ -127,3 +127,16 @@ def test_smoke_check_falls_back(tmp_path, capsys, monkeypatch, group, last):
     rows = json.loads((tmp_path / f"smoke-{group}.json").read_text())
     assert rc == 1 and out[-1] == last, out
     assert rows[0]["ok"] and not rows[1]["ok"] and "flags must be" in rows[1]["error"], rows
+
+
+def test_cluster_table_skips_what_a_fallback_turned_off(monkeypatch):
+    """With a fallback switch set, the cluster-vs-grid table leaves the path it turned off
+    untimed instead of timing the fallback under its name (the switches are read by the C++
+    side once a process, so the test stands in for them in Python only)."""
+    monkeypatch.setattr(gpu_check, "fallback_on", lambda group: True)
+    rows = gpu_check.cluster_vs_grid(gpu_check.torch.device("cpu"))
+    assert rows and all(r["cluster_us"] is None and r["grid_us"] is None and r["barrier_us"] > 0
+                        and "error" not in r for r in rows), rows
+    monkeypatch.setattr(gpu_check, "fallback_on", lambda group: group == "flags")
+    rows = gpu_check.cluster_vs_grid(gpu_check.torch.device("cpu"))
+    assert all(r["cluster_us"] > 0 and r["grid_us"] is None for r in rows), rows
