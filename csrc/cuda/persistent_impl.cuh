@@ -129,14 +129,14 @@ void launch_fwd(Kernel kernel, const PersistentPlan& plan, const Params* d, int 
   L.wave = wave;
   // the fallback switches (persistent.h): read before either path, so a bad value raises
   const bool env_barrier = persistent_exchange_barrier(), env_no_cluster = persistent_cluster_off();
+#if defined(__CUDACC__)
+  const at::Device dev(at::kCUDA, c10::cuda::current_device());  // the launch's buffers
+#else
+  const at::Device dev(at::kCPU);
+#endif
   // the phase marks (persistent_set_trace): a fresh [blocks, steps, kMarks] buffer a launch
   auto trace = [&](int blocks) {
     if (!persistent_trace_on()) return;
-#if defined(__CUDACC__)
-    const at::Device dev(at::kCUDA, c10::cuda::current_device());
-#else
-    const at::Device dev(at::kCPU);
-#endif
     at::Tensor t = at::zeros({blocks, L.steps, kMarks}, at::TensorOptions(at::kLong).device(dev));
     L.trace = reinterpret_cast<long long*>(t.data_ptr<int64_t>());
     persistent_keep_trace(t);
@@ -169,11 +169,6 @@ void launch_fwd(Kernel kernel, const PersistentPlan& plan, const Params* d, int 
   std::vector<Tensor> flag_bufs;
   for (int g = 0; g < groups && fl; ++g) {
     const auto wt = sizeof(typename FlagWord<S>::W) == 4 ? at::kInt : at::kLong;
-#if defined(__CUDACC__)
-    const at::Device dev(at::kCUDA, c10::cuda::current_device());
-#else
-    const at::Device dev(at::kCPU);
-#endif
     flag_bufs.push_back(
         at::zeros({2, d[g].B, d[g].H}, at::TensorOptions(wt).device(dev)));
     L.d[g].flags = flag_bufs.back().data_ptr();

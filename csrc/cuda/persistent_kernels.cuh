@@ -1426,7 +1426,8 @@ __device__ __forceinline__ void store_y(S* y, int64_t ldy, int64_t off, const S*
 // The next step's xproj was prefetched at this step's start, a step ahead. On the grid (not
 // after the last step): the prefetch of step s+1's xproj, then the grid barrier (every block's
 // h_t in hbuf visible before step s+1 reads it; none with the flag-word exchange, fl); the
-// prefetch lands while the block waits. live: this layer ran a step (a wavefront's groups idle before and after).
+// prefetch lands while the block waits. live: this layer ran a step (a wavefront's groups idle
+// before and after).
 template <class S, class F>
 __device__ __forceinline__ void end_fwd_step(bool cluster, bool last, bool live, S* next, int ldt,
                                              int n, int j0, const PushWalk& pw, unsigned rank,

@@ -47,12 +47,13 @@ void persistent_set_tuning(const PersistentTuning& t) {
               "persistent tuning: threads must be a multiple of 32 and <= 256, got ", t.threads);
   TORCH_CHECK(t.cluster >= -1 && t.cluster <= 1,
               "persistent tuning: cluster must be -1 (off), 0 (the rule) or 1 (whenever it fits)");
+  TORCH_CHECK(t.flags == -1 || t.flags == 0,
+              "persistent tuning: flags must be -1 (the grid barrier) or 0 (the rule)");
+  // all checked before any is set: a refused tuning changes nothing
   g_max_blocks = t.max_blocks;
   g_max_kc = t.max_kc;
   g_threads = t.threads;
   g_cluster = t.cluster;
-  TORCH_CHECK(t.flags == -1 || t.flags == 0,
-              "persistent tuning: flags must be -1 (the grid barrier) or 0 (the rule)");
   g_flags = t.flags;
 }
 
